@@ -1,0 +1,5 @@
+"""Fake (meta) kernels and autograd formulas for every torch.ops.lrnn operator, one module per op.
+
+Importing this package registers them; the operators themselves are defined in C++ (ops/library.cpp).
+"""
+from . import linear_scan  # noqa: F401
