@@ -86,12 +86,14 @@ def fft_conv(u: torch.Tensor, k: torch.Tensor, D: torch.Tensor | None = None) ->
         ``y`` ``(B, L, H_out)`` in float32 (float64 when an input is float64).
     """
     depthwise = k.dim() == 2
-    torch._check(u.dim() == 3, lambda: f"fft_conv: argument 'u' must have shape (B, L, H), got {tuple(u.shape)}")
-    torch._check(k.dim() in (2, 3), lambda: f"fft_conv: argument 'k' must be (H, Lk) or (H_out, H_in, Lk), "
-                                            f"got {tuple(k.shape)}")
+    # Plain raises (not torch._check with closures) so that torch.compile traces this function.
+    if u.dim() != 3:
+        raise ValueError(f"fft_conv: argument 'u' must have shape (B, L, H), got {tuple(u.shape)}")
+    if k.dim() not in (2, 3):
+        raise ValueError(f"fft_conv: argument 'k' must be (H, Lk) or (H_out, H_in, Lk), got {tuple(k.shape)}")
     H_in = k.shape[0] if depthwise else k.shape[1]
-    torch._check(u.shape[-1] == H_in, lambda: f"fft_conv: 'u' has {u.shape[-1]} channels but 'k' "
-                                              f"{tuple(k.shape)} expects {H_in}")
+    if u.shape[-1] != H_in:
+        raise ValueError(f"fft_conv: 'u' has {u.shape[-1]} channels but 'k' {tuple(k.shape)} expects {H_in}")
     ctype = torch.float64 if torch.float64 in (u.dtype, k.dtype) else torch.float32
     L = u.shape[1]
     k = k[..., :L]
