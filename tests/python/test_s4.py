@@ -11,7 +11,7 @@ import torch
 from lrnn.nn import S4, S4D
 from lrnn.nn.s4 import hippo_legs, hippo_legs_dplr
 
-from conftest import assert_close_rel
+from conftest import assert_close_rel, has_cuda_kernel
 
 S4D_INITS = ["diag-lin", "diag-inv", "diag-legs", "diag-real"]
 
@@ -228,3 +228,25 @@ def test_errors_name_the_layer_and_argument():
         S4D(4, 8, init="legs")
     with pytest.raises(ValueError, match="S4: step_mode must be"):
         S4(4, 8, step_mode="linear")
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not (has_cuda_kernel("lrnn::ssm_kernel") and has_cuda_kernel("lrnn::cauchy")),
+                    reason="no CUDA device or no CUDA kernel built")
+@pytest.mark.parametrize("cls", [S4, S4D])
+def test_cuda_forward_backward_and_state_match_cpu(cls):
+    torch.manual_seed(8)
+    layer = cls(8, 16, activation=None)
+    x = torch.randn(2, 300, 8)
+    y, last = layer(x, return_state=True)
+    layer.zero_grad()
+    y.square().sum().backward()
+    grads = {n: p.grad.clone() for n, p in layer.named_parameters()}
+    layer.zero_grad()
+    gpu = layer.cuda()
+    y_gpu, last_gpu = gpu(x.cuda(), return_state=True)
+    assert_close_rel(y_gpu.cpu(), y, torch.float32, factor=1e4, what="y")
+    assert_close_rel(last_gpu.cpu(), last, torch.float32, factor=1e4, what="state")
+    y_gpu.square().sum().backward()
+    for n, p in gpu.named_parameters():
+        assert_close_rel(p.grad.cpu(), grads[n], torch.float32, factor=1e5, what=n)
