@@ -88,10 +88,11 @@ __global__ void __launch_bounds__(kSkThreads) sk_bwd_partial_kernel(lrnn_ssm_ker
     for (int run = 0; run < kSkLaneRuns; ++run) {
       const int i0 = run * 32 * LRNN_SSM_KERNEL_BLOCK + lane;
       Cplx<T> e = lrnn_cuda::exp_scaled<T>(zn.re, zn.im, (double)(t0 + i0));
+      T lpos = (T)(t0 + i0);   /* l as T, advanced by adds (exact below 2^24 in float) */
 #pragma unroll 8
-      for (int q = 0; q < LRNN_SSM_KERNEL_BLOCK; ++q) {
+      for (int q = 0; q < LRNN_SSM_KERNEL_BLOCK; ++q, lpos += T(32)) {
         const int i = i0 + 32 * q;
-        const T gl = s_g[i], gll = gl * (T)(t0 + i);
+        const T gl = s_g[i], gll = gl * lpos;
         s0r += gl * e.re;
         s0i += gl * e.im;
         s1r += gll * e.re;
