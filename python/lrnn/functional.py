@@ -70,8 +70,9 @@ def cauchy(v: torch.Tensor, omega: torch.Tensor, lam: torch.Tensor, symmetric: b
 def fft_conv(u: torch.Tensor, k: torch.Tensor, D: torch.Tensor | None = None) -> torch.Tensor:
     """Long causal convolution by FFT, ``y[b, t, o] = sum_{s<=t} k[o, (i,) t-s] * u[b, s, (i|o)] + skip``.
 
-    Computed in float32 (float64 when an input is float64) with autocast disabled, whatever the
-    input dtypes: the FFT of a long kernel in half precision loses the kernel's tail.
+    Computed in float32 (float64 when an input is float64; complex64/complex128 when an input is
+    complex, e.g. a state-wise convolution with complex powers) with autocast disabled, whatever
+    the input dtypes: the FFT of a long kernel in half precision loses the kernel's tail.
 
     Args:
         u: input ``(B, L, H)``.
@@ -83,7 +84,7 @@ def fft_conv(u: torch.Tensor, k: torch.Tensor, D: torch.Tensor | None = None) ->
            ``(H_out, H_in)`` adds ``u @ D.T`` (full form).
 
     Returns:
-        ``y`` ``(B, L, H_out)`` in float32 (float64 when an input is float64).
+        ``y`` ``(B, L, H_out)`` in the computation dtype above.
     """
     depthwise = k.dim() == 2
     # Plain raises (not torch._check with closures) so that torch.compile traces this function.
@@ -94,18 +95,22 @@ def fft_conv(u: torch.Tensor, k: torch.Tensor, D: torch.Tensor | None = None) ->
     H_in = k.shape[0] if depthwise else k.shape[1]
     if u.shape[-1] != H_in:
         raise ValueError(f"fft_conv: 'u' has {u.shape[-1]} channels but 'k' {tuple(k.shape)} expects {H_in}")
-    ctype = torch.float64 if torch.float64 in (u.dtype, k.dtype) else torch.float32
+    wide = any(t.dtype in (torch.float64, torch.complex128) for t in (u, k))
+    cplx = u.is_complex() or k.is_complex()
+    ctype = {(False, False): torch.float32, (True, False): torch.float64,
+             (False, True): torch.complex64, (True, True): torch.complex128}[(wide, cplx)]
     L = u.shape[1]
     k = k[..., :L]
     n = L + k.shape[-1]  # linear (not circular) convolution up to lag L-1
+    fft, ifft = (torch.fft.fft, torch.fft.ifft) if cplx else (torch.fft.rfft, torch.fft.irfft)
     with torch.autocast(u.device.type, enabled=False):
-        uf = torch.fft.rfft(u.to(ctype), n=n, dim=1)                 # (B, F, H_in)
-        kf = torch.fft.rfft(k.to(ctype), n=n, dim=-1)                # (H, F) or (H_out, H_in, F)
+        uf = fft(u.to(ctype), n=n, dim=1)                            # (B, F, H_in)
+        kf = fft(k.to(ctype), n=n, dim=-1)                           # (H, F) or (H_out, H_in, F)
         if depthwise:
             yf = uf * kf.transpose(0, 1)
         else:
             yf = torch.einsum("bfi,oif->bfo", uf, kf)
-        y = torch.fft.irfft(yf, n=n, dim=1)[:, :L]
+        y = ifft(yf, n=n, dim=1)[:, :L]
         if D is not None:
             D = D.to(ctype)
             y = y + (u.to(ctype) * D if D.dim() == 1 else u.to(ctype) @ D.transpose(0, 1))

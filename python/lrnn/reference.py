@@ -52,8 +52,11 @@ def cauchy_ref(v: torch.Tensor, omega: torch.Tensor, lam: torch.Tensor, symmetri
 
 def fft_conv_ref(u: torch.Tensor, k: torch.Tensor, D: torch.Tensor | None = None) -> torch.Tensor:
     """Reference for :func:`lrnn.functional.fft_conv`: direct causal convolution (O(L^2)), in the
-    computation dtype of the FFT version (float64 if an input is float64, else float32)."""
-    ctype = torch.float64 if torch.float64 in (u.dtype, k.dtype) else torch.float32
+    computation dtype of the FFT version (float64 if an input is float64, else float32; complex if
+    an input is complex)."""
+    ctype = torch.float64 if any(t.dtype in (torch.float64, torch.complex128) for t in (u, k)) else torch.float32
+    if u.is_complex() or k.is_complex():
+        ctype = torch.complex128 if ctype == torch.float64 else torch.complex64
     u, k = u.to(ctype), k.to(ctype)
     L = u.shape[1]
     k = k[..., :L]

@@ -70,3 +70,16 @@ def test_compiles_without_graph_breaks():
     u, k = torch.randn(2, 48, 3), torch.randn(3, 48)
     compiled = torch.compile(lrnn.fft_conv, fullgraph=True)
     assert_close_rel(compiled(u, k), lrnn.fft_conv(u, k), torch.float32, factor=64)
+
+
+@pytest.mark.parametrize("form", ["depthwise", "full"])
+def test_complex_inputs_use_the_full_fft(form):
+    """State-wise convolutions (S5/LRU conv mode) convolve complex powers with complex inputs."""
+    u = torch.randn(2, 40, 3, dtype=torch.complex128)
+    k = torch.randn(3, 40, dtype=torch.complex128) if form == "depthwise" else torch.randn(4, 3, 40, dtype=torch.complex128)
+    y = lrnn.fft_conv(u, k)
+    assert y.dtype == torch.complex128
+    assert_close_rel(y, fft_conv_ref(u, k), torch.float64, factor=64 * 40 ** 0.5)
+    y32 = lrnn.fft_conv(u.real.float(), k.to(torch.complex64))
+    assert y32.dtype == torch.complex64
+    assert_close_rel(y32, fft_conv_ref(u.real, k), torch.float32, factor=64 * 40 ** 0.5)
