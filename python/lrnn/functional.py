@@ -78,8 +78,8 @@ def fft_conv(u: torch.Tensor, k: torch.Tensor, D: torch.Tensor | None = None) ->
         u: input ``(B, L, H)``.
         k: ``(H, Lk)`` for the depthwise form (channel h convolved with its own kernel), or
            ``(H_out, H_in, Lk)`` for the full form (channels contracted: ``y[..., o] =
-           sum_i k[o, i] * u[..., i]``). ``Lk`` may differ from ``L``: a longer kernel is
-           truncated to ``L``, a shorter one is zero beyond ``Lk``.
+           sum_i k[o, i] * u[..., i]``). ``Lk`` may differ from ``L``: taps beyond ``L`` are
+           unused, a shorter kernel is zero beyond ``Lk``.
         D: optional skip: ``(H,)`` adds ``D * u`` (depthwise, or full with ``H_out == H_in``);
            ``(H_out, H_in)`` adds ``u @ D.T`` (full form).
 
@@ -100,8 +100,9 @@ def fft_conv(u: torch.Tensor, k: torch.Tensor, D: torch.Tensor | None = None) ->
     ctype = {(False, False): torch.float32, (True, False): torch.float64,
              (False, True): torch.complex64, (True, True): torch.complex128}[(wide, cplx)]
     L = u.shape[1]
-    k = k[..., :L]
-    n = L + k.shape[-1]  # linear (not circular) convolution up to lag L-1
+    # linear (not circular) convolution; taps at lags >= L only reach outputs past L, so a longer
+    # kernel needs no truncation (and no slice whose contiguity would specialize L under export)
+    n = L + k.shape[-1]
     fft, ifft = (torch.fft.fft, torch.fft.ifft) if cplx else (torch.fft.rfft, torch.fft.irfft)
     with torch.autocast(u.device.type, enabled=False):
         uf = fft(u.to(ctype), n=n, dim=1)                            # (B, F, H_in)

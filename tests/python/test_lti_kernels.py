@@ -262,3 +262,22 @@ def test_lti_ops_cuda_gradcheck():
     assert torch.autograd.gradcheck(lambda v, lam: lrnn.cauchy(v, omega, lam), (v.requires_grad_(), lam.requires_grad_()))
     torch.library.opcheck(torch.ops.lrnn.ssm_kernel.default, (w.detach(), z.detach(), 17, "complex"))
     torch.library.opcheck(torch.ops.lrnn.cauchy.default, (v.detach(), omega, lam.detach(), True))
+
+
+def test_ops_compile_and_export_with_dynamic_length():
+    """L is a SymInt in the schema: an exported graph serves every kernel length."""
+    class Gen(torch.nn.Module):
+        def forward(self, x, w, z, v, omega, lam):
+            return lrnn.ssm_kernel(w, z, x.shape[1]), lrnn.cauchy(v, omega, lam)
+
+    w, z = modes(3, 5, torch.complex64)
+    v, omega, lam = cauchy_inputs(3, 5, 32, torch.complex64)
+    x = torch.randn(2, 32, 3)
+    dims = ({1: torch.export.Dim("l", min=2, max=4096)}, None, None, None, {0: torch.export.Dim("m")}, None)
+    ep = torch.export.export(Gen(), (x, w, z, v, omega, lam), dynamic_shapes=dims)
+    omega2 = cauchy_inputs(3, 5, 77, torch.complex64)[1]
+    k, c = ep.module()(torch.randn(2, 61, 3), w, z, v, omega2, lam)
+    assert k.shape == (3, 61) and c.shape == (3, 77)
+    assert_close_rel(k, lrnn.ssm_kernel(w, z, 61), torch.float32, factor=8)
+    compiled = torch.compile(lambda w, z: lrnn.ssm_kernel(w, z, 40, "complex"), fullgraph=True)
+    assert_close_rel(compiled(w, z), lrnn.ssm_kernel(w, z, 40), torch.float32, factor=8)

@@ -216,6 +216,11 @@ def test_compile_and_export(cls):
     assert_close_rel(compiled(x), want, torch.float32, factor=64)
     ep = torch.export.export(layer, (x,))
     assert_close_rel(ep.module()(x), want, torch.float32, factor=64)
+    # dynamic batch and length (S4: lengths up to l_max share one generated kernel)
+    dims = ({0: torch.export.Dim("b"), 1: torch.export.Dim("l", min=2, max=1024)},)
+    ep = torch.export.export(layer, (x,), dynamic_shapes=dims)
+    x2 = torch.randn(3, 50, 4)
+    assert_close_rel(ep.module()(x2), layer(x2), torch.float32, factor=64)
 
 
 def test_errors_name_the_layer_and_argument():

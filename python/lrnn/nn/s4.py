@@ -136,13 +136,12 @@ class _SSMBase(nn.Module):
         return xs
 
     def _conv_forward(self, x, k, state, return_state, diag):
-        """y = act(K * x + D x) (+ the state's free response); k (channels, H, L)."""
+        """y = act(K * x + D x) (+ the state's free response); k (channels, H, >= L)."""
         L = x.shape[1]
         y = fft_conv(x, k[0], self.D)
         if self.bidirectional:
             # anti-causal half: y[t] += sum_{s>t} k1[s-t-1] x[s], a causal conv in reversed time
-            k1 = F.pad(k[1], (1, 0))[:, :L]
-            y = y + fft_conv(x.flip(1), k1).flip(1)
+            y = y + fft_conv(x.flip(1), F.pad(k[1], (1, 0))).flip(1)
         if state is not None or return_state:
             lam, dB, C, scale = diag()
             if state is not None:
@@ -337,6 +336,10 @@ class S4(_SSMBase):
 
     def kernel(self, L: int) -> torch.Tensor:
         """The convolution kernel(s) (channels, H, L) by Cauchy + Woodbury (see the class doc)."""
+        return self._kernel_full(L)[..., :L]
+
+    def _kernel_full(self, L: int) -> torch.Tensor:
+        """The kernel at its generated length (l_max, or l_max * 2^k >= L), (channels, H, Lk)."""
         with torch.autocast(self.A_real.device.type, enabled=False):
             dt, lam, B, P, Ct = self._params()
             Lk = self.l_max
@@ -364,7 +367,7 @@ class S4(_SSMBase):
             if Lk % 2 == 0:                                                  # omega = -1: the limit
                 last = (dt.squeeze(-1) * (Ct * B).sum(-1).real).to(cdt).unsqueeze(-1)   # (ch, H, 1)
                 khat = torch.cat([khat, last], -1)
-            return torch.fft.irfft(khat, n=Lk)[..., :L]
+            return torch.fft.irfft(khat, n=Lk)
 
     # ---- the recurrent view
     def setup_step(self):
@@ -396,12 +399,12 @@ class S4(_SSMBase):
                               x.shape[0], self.d_state)
         with torch.autocast(x.device.type, enabled=False):
             if state is None and not return_state:
-                return self._conv_forward(x, self.kernel(x.shape[1]), None, False, None)
+                return self._conv_forward(x, self._kernel_full(x.shape[1]), None, False, None)
             system = self._system()
             V, Vinv = system[4], system[5]
             if self.step_mode == "dense" and state is not None:      # full coordinates -> eigenbasis
                 state = (Vinv @ state.to(V.dtype).unsqueeze(-1)).squeeze(-1)
-            out = self._conv_forward(x, self.kernel(x.shape[1]), state, return_state,
+            out = self._conv_forward(x, self._kernel_full(x.shape[1]), state, return_state,
                                      lambda: self._diag_from(system))
             if not return_state:
                 return out
