@@ -241,17 +241,19 @@ def test_errors_name_the_layer_and_argument():
 @pytest.mark.parametrize("cls", [S4, S4D])
 def test_cuda_forward_backward_and_state_match_cpu(cls):
     torch.manual_seed(8)
-    layer = cls(8, 16, activation=None)
+    # S4's state in "dense" mode is the full state vector (an eigenbasis is not unique across devices)
+    layer = cls(8, 16, activation=None, **({"step_mode": "dense"} if cls is S4 else {}))
     x = torch.randn(2, 300, 8)
-    y, last = layer(x, return_state=True)
-    layer.zero_grad()
-    y.square().sum().backward()
+    with torch.no_grad():
+        y, last = layer(x, return_state=True)
+    layer(x).square().sum().backward()
     grads = {n: p.grad.clone() for n, p in layer.named_parameters()}
     layer.zero_grad()
     gpu = layer.cuda()
-    y_gpu, last_gpu = gpu(x.cuda(), return_state=True)
+    with torch.no_grad():
+        y_gpu, last_gpu = gpu(x.cuda(), return_state=True)
     assert_close_rel(y_gpu.cpu(), y, torch.float32, factor=1e4, what="y")
     assert_close_rel(last_gpu.cpu(), last, torch.float32, factor=1e4, what="state")
-    y_gpu.square().sum().backward()
+    gpu(x.cuda()).square().sum().backward()
     for n, p in gpu.named_parameters():
-        assert_close_rel(p.grad.cpu(), grads[n], torch.float32, factor=1e5, what=n)
+        assert_close_rel(p.grad.cpu(), grads[n], torch.float32, factor=1e4, what=n)
