@@ -13,6 +13,15 @@ STABLE_TORCH_LIBRARY(lrnn, m) {
   m.def(
       "linear_scan_backward(Tensor grad_h, Tensor? grad_h_last, Tensor a, Tensor h, Tensor? h0, bool reverse)"
       " -> (Tensor grad_a, Tensor grad_b, Tensor grad_h0)");
+  // K[h, l] = s * Re(sum_n w[h, n] * exp(z[h, n] * l)), l < L; basis "complex" (w complex, s = 2)
+  // or "cosine" (w real, s = 1). w, z: (H, N) or (N,), broadcast together; K: (H, L) real.
+  m.def("ssm_kernel(Tensor w, Tensor z, SymInt L, str basis=\"complex\") -> Tensor");
+  m.def("ssm_kernel_backward(Tensor grad_k, Tensor w, Tensor z, str basis) -> (Tensor grad_w, Tensor grad_z)");
+  // out[h, l] = sum_n v/(omega[l] - lam) (+ conj(v)/(omega[l] - conj(lam)) when symmetric).
+  m.def("cauchy(Tensor v, Tensor omega, Tensor lam, bool symmetric=True) -> Tensor");
+  m.def(
+      "cauchy_backward(Tensor grad_out, Tensor v, Tensor omega, Tensor lam, bool symmetric)"
+      " -> (Tensor grad_v, Tensor grad_lam)");
 }
 
 // A C++ program that links liblrnn_ops calls this once so the linker keeps the library (and

@@ -1,0 +1,11 @@
+"""lrnn.nn: sequence layers, each an nn.Module mapping (B, L, H) -> (B, L, H) with step() and
+initial_state() for recurrent inference.
+
+``LAYERS`` maps a layer's name to its class so that models can build any of them by name; each
+layer module adds itself here.
+"""
+from .s4 import S4, S4D
+
+LAYERS: dict[str, type] = {"s4": S4, "s4d": S4D}
+
+__all__ = ["LAYERS", "S4", "S4D"]
