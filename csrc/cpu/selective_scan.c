@@ -63,7 +63,7 @@ static int check_fwd(const lrnn_selective_scan_params *p) {
     return LRNN_ERR_SHAPE;
   const int variable = p->B_variable || p->C_variable;
   if (variable && (p->groups < 1 || p->dim % p->groups != 0)) return LRNN_ERR_SHAPE;
-  if (!p->h_last || !p->A) return LRNN_ERR_ARGUMENT;
+  if (!p->A) return LRNN_ERR_ARGUMENT;
   if (p->length > 0 && (!p->u || !p->delta || !p->Bm || !p->Cm)) return LRNN_ERR_ARGUMENT;
   const lrnn_dtype want_w = p->dtype == LRNN_F64 ? LRNN_F64 : LRNN_F32;
   if (p->wdtype != want_w) return LRNN_ERR_DTYPE;
@@ -77,7 +77,7 @@ lrnn_status lrnn_selective_scan_fwd_cpu(const lrnn_selective_scan_params *p, int
   if (st != LRNN_OK) return (lrnn_status)st;
   if (row_begin < 0 || row_begin > row_end || row_end > p->batch * p->dim) return LRNN_ERR_ARGUMENT;
   if (row_begin == row_end) return LRNN_OK;
-  if (p->length > 0 && !p->y) return LRNN_ERR_ARGUMENT;
+  if (!p->h_last || (p->length > 0 && !p->y)) return LRNN_ERR_ARGUMENT;
   switch (p->dtype) {
     case LRNN_F32: fwd_rows_f32(p, row_begin, row_end); break;
     case LRNN_F64: fwd_rows_f64(p, row_begin, row_end); break;

@@ -150,6 +150,7 @@ static void FN(bwd_block)(const lrnn_selective_scan_bwd_params *q, int64_t b, in
   const int64_t nchunks = lrnn_selective_scan_num_chunks(L);
   for (int64_t c = nchunks - 1; c >= 0 && L > 0; --c) {
     const int64_t t0 = c * SS_K, T_ = (L - t0 < SS_K) ? L - t0 : SS_K;
+    if (T_ <= 0) continue;
     if (p->B_variable) {
       FN(load_bc)((const T *)p->Bm, p->B_stride, b, g, N, t0, T_, Bc);
       for (int64_t i = 0; i < T_ * SS_N; ++i) dBc[i] = 0;

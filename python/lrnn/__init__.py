@@ -12,7 +12,7 @@ _library.load()
 from . import ops as _ops  # noqa: E402,F401  (registers fake kernels and autograd)
 from . import functional, reference  # noqa: E402
 from ._library import build_info  # noqa: E402
-from .functional import linear_scan  # noqa: E402
+from .functional import linear_scan, selective_scan  # noqa: E402
 
-__all__ = ["build_info", "functional", "reference", "linear_scan"]
+__all__ = ["build_info", "functional", "reference", "linear_scan", "selective_scan"]
 __version__ = "0.1.0"

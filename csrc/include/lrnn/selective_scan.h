@@ -90,9 +90,11 @@ typedef struct lrnn_selective_scan_bwd_params {
   void *dB, *dC;                      /* variable: (B, G, N, L); time-invariant: (D, N) */
 } lrnn_selective_scan_bwd_params;
 
-/* Number of chunk states the forward writes for a sequence of `length` steps (at least 1). */
+/* Number of chunk states the forward writes for `length` steps: length / CHUNK + 1 (the last
+ * one is the state before a possibly empty final chunk; the simple formula keeps symbolic shapes
+ * in torch.compile free of max()). */
 static inline int64_t lrnn_selective_scan_num_chunks(int64_t length) {
-  return length <= 0 ? 1 : (length + LRNN_SELECTIVE_SCAN_CHUNK - 1) / LRNN_SELECTIVE_SCAN_CHUNK;
+  return length / LRNN_SELECTIVE_SCAN_CHUNK + 1;
 }
 
 /* CPU forward: rows [row_begin, row_end) of the B*D rows (row = b*D + d). */
