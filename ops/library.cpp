@@ -22,6 +22,21 @@ STABLE_TORCH_LIBRARY(lrnn, m) {
   m.def(
       "cauchy_backward(Tensor grad_out, Tensor v, Tensor omega, Tensor lam, bool symmetric)"
       " -> (Tensor grad_v, Tensor grad_lam)");
+  // S6 / Mamba-1 selective scan (mamba_ssm's selective_scan_fn argument order and (B, D, L)
+  // layout; a batch-first tensor may be passed as a transposed view). h0: (B, D, N) initial
+  // state; dt_A: (B, D, L) separate step for exp(dt_A * A) (STREAM). chunk_states is the state
+  // before every 64-step chunk, (B, D, L / 64 + 1, N), saved for the backward.
+  m.def(
+      "selective_scan(Tensor u, Tensor delta, Tensor A, Tensor B, Tensor C, Tensor? D=None, Tensor? z=None,"
+      " Tensor? delta_bias=None, bool delta_softplus=False, Tensor? h0=None, Tensor? dt_A=None)"
+      " -> (Tensor y, Tensor h_last, Tensor chunk_states)");
+  // Gradients in the weight dtype (float32; float64 for float64 u) for A, B, C (when variable:
+  // (B, G, N, L)), D, delta_bias and h0; grad_z / grad_dt_A are empty when z / dt_A are None.
+  m.def(
+      "selective_scan_backward(Tensor grad_y, Tensor? grad_h_last, Tensor u, Tensor delta, Tensor A, Tensor B,"
+      " Tensor C, Tensor? D, Tensor? z, Tensor? delta_bias, bool delta_softplus, Tensor? h0, Tensor? dt_A,"
+      " Tensor chunk_states) -> (Tensor grad_u, Tensor grad_delta, Tensor grad_A, Tensor grad_B, Tensor grad_C,"
+      " Tensor grad_D, Tensor grad_z, Tensor grad_delta_bias, Tensor grad_h0, Tensor grad_dt_A)");
 }
 
 // A C++ program that links liblrnn_ops calls this once so the linker keeps the library (and

@@ -16,4 +16,7 @@ from .functional import linear_scan  # noqa: E402
 from .functional import cauchy, fft_conv, ssm_kernel  # noqa: E402
 
 __all__ = ["build_info", "functional", "reference", "linear_scan", "ssm_kernel", "cauchy", "fft_conv"]
+from .functional import linear_scan, selective_scan  # noqa: E402
+
+__all__ = ["build_info", "functional", "reference", "linear_scan", "selective_scan"]
 __version__ = "0.1.0"
