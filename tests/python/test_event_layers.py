@@ -293,3 +293,24 @@ def test_bad_input():
         S7(12, 8, bidirectional=True)(x, dt, return_state=True)
     with pytest.raises(ValueError, match="multiple of block_size"):
         EventSSM(12, 10, block_size=4)
+
+
+def _cuda_ready():
+    return torch.cuda.is_available() and "CUDA" in torch._C._dispatch_dump("lrnn::event_scan")
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not _cuda_ready(), reason="needs the CUDA build of lrnn::event_scan and a GPU")
+@pytest.mark.parametrize("cls,kw", [(EventSSM, {"stride": 2}), (S7, {"stablessm_a": True}),
+                                    (S7, {"bidirectional": True, "discretization": "zoh"})])
+def test_layers_cuda_match_cpu(cls, kw):
+    x, dt = data(L=300)
+    m = cls(12, 16, **kw)
+    y = m(x, dt)
+    grads = torch.autograd.grad(y.square().sum(), list(m.parameters()))
+    mc = m.cuda()
+    yc = mc(x.cuda(), dt.cuda())
+    grads_c = torch.autograd.grad(yc.square().sum(), list(mc.parameters()))
+    torch.testing.assert_close(yc.cpu(), y, rtol=1e-3, atol=1e-3)
+    for a, b in zip(grads_c, grads):
+        assert (a.cpu() - b).abs().max() / b.abs().max().clamp(min=1e-3) < 1e-2
