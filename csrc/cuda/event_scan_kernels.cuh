@@ -20,8 +20,8 @@
 
 namespace lrnn_event_cuda {
 
-constexpr int CB = 16;   // channels per block
-constexpr int K = 32;    // time chunks per block
+constexpr int CB = 8;    // channels per block: 8 complex64 = 64 contiguous bytes, two full sectors
+constexpr int K = 64;    // time chunks per block (8 x 64 = 512 threads)
 
 template <typename R>
 struct cx {
