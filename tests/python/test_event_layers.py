@@ -295,6 +295,16 @@ def test_bad_input():
         EventSSM(12, 10, block_size=4)
 
 
+def test_bfloat16_activations():
+    # parameters and the scan stay in float32/complex64; bf16 activations in and out
+    x, dt = data()
+    for m in (EventSSM(12, 8), S7(12, 8)):
+        y = m(x, dt)
+        yb = m(x.bfloat16(), dt.bfloat16())
+        assert yb.dtype == torch.bfloat16
+        assert (yb.float() - y).abs().max() / y.abs().max() < 3e-2
+
+
 def _cuda_ready():
     return torch.cuda.is_available() and "CUDA" in torch._C._dispatch_dump("lrnn::event_scan")
 
