@@ -3,7 +3,8 @@
            tensors, then lrnn::linear_scan;
   jax      S5/Event-SSM's method: jax.lax.associative_scan over (Lambda_bar_k, g*v_k) elements
            (jit-compiled, run in a subprocess; skipped when jax is not installed);
-plus the S7 layer (composed: x_proj -> B_k u_k -> event_scan with per-event delta -> C_k x_k).
+plus the S7 layer (composed: x_proj -> B_k u_k -> event_scan with per-event delta -> C_k x_k), with
+the per-event B_k/C_k materialized for the whole sequence and with chunk_size (checkpointed chunks).
 
 Every measurement runs in its own subprocess so that peak memory is clean: on CUDA the peak
 allocated bytes above the inputs (torch.cuda.max_memory_allocated, JAX's peak_bytes_in_use), on
@@ -55,7 +56,7 @@ def torch_worker(a):
     if a.worker == "s7":
         from lrnn.nn import S7
         H = a.H
-        m = S7(H, P, conj_sym=False).to(dev)
+        m = S7(H, P, conj_sym=False, chunk_size=a.chunk or None).to(dev)
         x = torch.randn(B, L, H, generator=g).to(dev)
         dt = torch.rand(B, L, generator=g).to(dev)
         fwd = lambda: m(x, dt)  # noqa: E731
@@ -142,7 +143,7 @@ def jax_worker(a):
 def spawn(a, method, **over):
     args = [sys.executable, os.path.abspath(__file__), "--worker", method, "--device", a.device,
             "--iters", str(a.iters)]
-    for key in ("B", "L", "P", "H"):
+    for key in ("B", "L", "P", "H", "chunk"):
         args += [f"--{key}", str(over.get(key, getattr(a, key)))]
     env = dict(os.environ)
     if method == "jax":
@@ -164,6 +165,8 @@ def main():
     p.add_argument("--iters", type=int, default=10)
     p.add_argument("--timeout", type=int, default=300)
     p.add_argument("--s7", default="8x16384x16x64,8x4096x64x128", help="S7 sizes BxLxPxH ('' to skip)")
+    p.add_argument("--s7-chunk", type=int, default=1024, help="S7 chunk_size of the checkpointed variant (0: skip)")
+    p.add_argument("--chunk", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--no-jax", action="store_true")
     p.add_argument("--json", help="also write the results here")
     p.add_argument("--worker", help=argparse.SUPPRESS)
@@ -189,13 +192,16 @@ def main():
                       f"fwd+bwd {ok[other]['fwd_bwd_ms'] / ok['fused']['fwd_bwd_ms']:.1f}x")
     for size in filter(None, a.s7.split(",")):
         B, L, P, H = map(int, size.split("x"))
-        r = spawn(a, "s7", B=B, L=L, P=P, H=H)
-        rows.append({"bench": "s7_layer", "B": B, "L": L, "P": P, "H": H, **r})
-        if "error" in r:
-            print(f"S7 layer (B, L, P, H) = ({B}, {L}, {P}, {H}): error: {r['error']}")
-        else:
-            print(f"S7 layer (B, L, P, H) = ({B}, {L}, {P}, {H}): fwd {r['fwd_ms']:.2f} ms, fwd+bwd "
-                  f"{r['fwd_bwd_ms']:.2f} ms, peak extra {r['peak_extra_MB']:.1f} MB")
+        for chunk in [0] + ([a.s7_chunk] if a.s7_chunk else []):
+            r = spawn(a, "s7", B=B, L=L, P=P, H=H, chunk=chunk)
+            rows.append({"bench": "s7_layer", "B": B, "L": L, "P": P, "H": H, "chunk_size": chunk or None, **r})
+            what = f"S7 layer (B, L, P, H) = ({B}, {L}, {P}, {H}), " + (
+                f"chunk_size {chunk}" if chunk else "B_k/C_k materialized")
+            if "error" in r:
+                print(f"{what}: error: {r['error']}")
+            else:
+                print(f"{what}: fwd {r['fwd_ms']:.2f} ms, fwd+bwd {r['fwd_bwd_ms']:.2f} ms, "
+                      f"peak extra {r['peak_extra_MB']:.1f} MB")
     if a.json:
         with open(a.json, "w") as f:
             json.dump(rows, f, indent=1)

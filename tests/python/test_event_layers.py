@@ -295,6 +295,20 @@ def test_bad_input():
         EventSSM(12, 10, block_size=4)
 
 
+@pytest.mark.parametrize("kw", [{}, {"stride": 4, "pooling_mode": "avgpool"}, {"bidirectional": True, "stride": 3}])
+def test_s7_chunked_projections_match(kw):
+    x, dt = data(L=50)
+    full = S7(12, 8, **kw)
+    chunked = S7(12, 8, chunk_size=8, **kw)
+    chunked.load_state_dict(full.state_dict())
+    y, yc = full(x, dt), chunked(x, dt)
+    torch.testing.assert_close(yc, y)
+    g = torch.autograd.grad(y.square().sum(), list(full.parameters()))
+    gc = torch.autograd.grad(yc.square().sum(), list(chunked.parameters()))
+    for a, b in zip(gc, g):
+        assert (a - b).abs().max() <= 1e-5 * b.abs().max()
+
+
 def test_bfloat16_activations():
     # parameters and the scan stay in float32/complex64; bf16 activations in and out
     x, dt = data()

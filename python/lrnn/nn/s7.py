@@ -6,12 +6,15 @@ Event-SSM whose step Delta_k, input matrix B_k and output matrix C_k depend on t
     x_k = exp(Lambda Delta_k dt_k) x_{k-1} + g_k (B_k u_k)          g_k by zoh / dirac / async
     y_k = Re(C_k x_k) (x2 with conj_sym) + D u_k
 
-Computation (composed, not one fused kernel): x_proj is one dense layer whose output (B, L,
-dt_rank + 2 P H_in + 2 P H_out (x2 for C when bidirectional)) float32 IS the per-event B_k and
-C_k, exactly as the reference materializes it; B_k u_k and C_k x_k are batched contractions over
-views of it (no further copies); the scan is lrnn::event_scan with the per-event Delta (B, L, P),
-so transitions are never stored. Materialized per layer: the x_proj output above (and its
-gradient in backward), Delta (B, L, P) float32, B_k u_k and the states (B, L, P) complex64.
+Computation (composed, not one fused kernel): x_proj's rows for B_k give a (B, L, 2 P H_in)
+float32 tensor that IS the per-event B_k (complex view, no copy), contracted with u_k by a
+batched matmul; its rows for C_k are applied only to the events whose states are read (every
+event, or one per group when subsampling), (B, L', 2 P' H_out), P' = 2P when bidirectional. The
+scan is lrnn::event_scan with the per-event Delta (B, L, P), so transitions are never stored.
+Materialized per layer: those two projections (held for backward, and their gradients in
+backward: 8 B L P (H_in + H_out) bytes each way at stride 1), Delta (B, L, P) float32, B_k u_k
+and the states (B, L, P) complex64. With ``chunk_size`` the projections exist one time chunk at a
+time (activation checkpointing): the held memory drops to O(L (H + P)).
 
 Lambda reparameterizations (w = (Lambda_re, Lambda_im) the stored parameter, Lambda0 the HiPPO
 init):
@@ -36,6 +39,7 @@ import math
 import torch
 from torch import nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from ..functional import event_scan
 from .event_ssm import CONVENTIONS, POOL_MODES, block_hippo, event_pool, log_uniform, read_index, trunc_normal
@@ -49,13 +53,17 @@ class S7(nn.Module):
         step_rescale, stride, pooling_mode, dt_convention: as :class:`lrnn.nn.EventSSM`.
         log_a, stablessm_a, a, b, official_reparam: the Lambda map (module docstring).
         bidirectional: add a reverse-time scan (C_k gets 2P columns).
+        chunk_size: when set and gradients are recorded, B_k and C_k are computed over time chunks
+            of this many events under activation checkpointing, so only one chunk's per-event
+            matrices exist at a time (recomputed in backward: one more x_proj matmul).
     """
 
     def __init__(self, d_model: int, d_state: int, d_out: int | None = None, *, block_size: int | None = None,
                  discretization: str = "async", dt_min: float = 1e-3, dt_max: float = 1e-1, conj_sym: bool = True,
                  clip_eigs: bool = False, step_rescale: float = 1.0, stride: int = 1, pooling_mode: str = "last",
                  dt_convention: str = "next", log_a: bool = False, stablessm_a: bool = False, a: float = 1.0,
-                 b: float = 0.5, official_reparam: bool = False, bidirectional: bool = False, generator=None):
+                 b: float = 0.5, official_reparam: bool = False, bidirectional: bool = False, chunk_size: int | None = None,
+                 generator=None):
         super().__init__()
         if discretization not in ("zoh", "dirac", "async"):
             raise ValueError(f"discretization must be 'zoh', 'dirac' or 'async', got {discretization!r}")
@@ -72,6 +80,9 @@ class S7(nn.Module):
         self.dt_convention, self.bidirectional = dt_convention, bidirectional
         self.log_a, self.stablessm_a, self.a, self.b = log_a, stablessm_a, a, b
         self.official_reparam = official_reparam
+        if chunk_size is not None and chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        self.chunk_size = chunk_size
         lam, _, _ = block_hippo(d_state, block_size or d_state, conj_sym)
         P = self.P = lam.shape[0]
         if log_a:
@@ -116,19 +127,27 @@ class S7(nn.Module):
             lam = torch.complex(lam.real.clamp(max=-1e-4), lam.imag)
         return lam
 
-    def _split(self, u: torch.Tensor):
-        """x_proj(u) -> Delta (..., P) float32, B_k (..., P, H_in) and C_k (..., H_out, P') complex
-        views of the one projection output."""
-        r, P, Hi, Ho = self.dt_rank, self.P, self.d_model, self.d_out
+    def _delta_v(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Delta_k (..., P) float32 and B_k u_k (..., P) complex64 from u (..., H_in). x_proj is
+        applied in row blocks (same parameter, same math): each block's output is a fresh tensor
+        whose complex view needs no copy, and C_k is only computed where it is read (_y)."""
+        r, P, Hi = self.dt_rank, self.P, self.d_model
         W, bias = self.x_proj.weight, self.x_proj.bias
-        # x_proj in two row blocks (same parameter, same math): the B/C block then starts on its
-        # own even-sized rows, so its complex views need no copy even when dt_rank is odd.
         s = F.linear(u, W[:r], bias[:r])
-        Bp, Cp = torch.split(F.linear(u, W[r:], bias[r:]), [P * Hi * 2, W.shape[0] - r - P * Hi * 2], dim=-1)
+        Bk = torch.view_as_complex(F.linear(u, W[r:r + 2 * P * Hi], bias[r:r + 2 * P * Hi]).unflatten(-1, (P, Hi, 2)))
         delta = self.step_rescale * F.softplus(s @ self.step_proj_kernel + self.step_proj_bias)
-        Bk = torch.view_as_complex(Bp.unflatten(-1, (P, Hi, 2)))
-        Ck = torch.view_as_complex(Cp.unflatten(-1, (Ho, -1, 2)))
-        return delta, Bk, Ck
+        return delta, torch.matmul(Bk, u.to(Bk.dtype)[..., None])[..., 0]
+
+    def _y(self, u: torch.Tensor, h: torch.Tensor, u_skip: torch.Tensor) -> torch.Tensor:
+        """y_k = Re(C_k x_k) (x2 with conj_sym) + D u_skip_k, C_k from the x_proj rows of C applied
+        to u (the events the states are read at); u_skip is the (pooled) skip input."""
+        o = self.dt_rank + 2 * self.P * self.d_model
+        W, bias = self.x_proj.weight, self.x_proj.bias
+        Ck = torch.view_as_complex(F.linear(u, W[o:], bias[o:]).unflatten(-1, (self.d_out, -1, 2)))
+        y = torch.matmul(Ck, h[..., None])[..., 0].real
+        if self.conj_sym:
+            y = 2 * y
+        return y + (u_skip * self.D if self.D.dim() == 1 else u_skip @ self.D.T)
 
     def initial_state(self, batch_size: int, device=None, dtype=None) -> torch.Tensor:
         return torch.zeros(batch_size, self.P, dtype=torch.complex64,
@@ -144,12 +163,6 @@ class S7(nn.Module):
             raise ValueError(f"S7: dt must have shape {tuple(x.shape[:-1])}, got {tuple(dt.shape)}")
         return dt.to(torch.float32).detach()
 
-    def _out(self, Ck, x, u):
-        y = torch.matmul(Ck, x[..., None])[..., 0].real
-        if self.conj_sym:
-            y = 2 * y
-        return y + (u * self.D if self.D.dim() == 1 else u @ self.D.T)
-
     def forward(self, x: torch.Tensor, dt: torch.Tensor | None = None, state: torch.Tensor | None = None, *,
                 return_state: bool = False, return_dt: bool = False):
         """x (B, L, H_in), dt (B, L) -> y (B, L // stride, H_out) [, final forward state (B, P)]
@@ -158,19 +171,30 @@ class S7(nn.Module):
         if self.bidirectional and (state is not None or return_state):
             raise ValueError("S7: a bidirectional layer has no carried state (its output needs the future)")
         u = x.float()
-        delta, Bk, Ck = self._split(u)
-        v = torch.matmul(Bk, u.to(Bk.dtype)[..., None])[..., 0]                      # B_k u_k (B, L, P)
+        L, c = x.shape[1], self.chunk_size
+        chunked = c is not None and L > c and torch.is_grad_enabled()
+        if chunked:   # B_k / C_k live one chunk at a time, recomputed in backward
+            parts = [checkpoint(self._delta_v, u[:, i:i + c], use_reentrant=False) for i in range(0, L, c)]
+            delta, v = (torch.cat(t, 1) for t in zip(*parts))
+        else:
+            delta, v = self._delta_v(u)
         lam = self.Lambda()
         h, h_last = event_scan(lam, delta, dt, v, state, self.discretization)
         if self.bidirectional:
             h_rev, _ = event_scan(lam, delta, dt, v, None, self.discretization, reverse=True)
             h = torch.cat([h, h_rev], -1)
-        dt_out = dt
+        dt_out, u_read = dt, u
         if self.stride > 1:
-            idx = read_index(x.shape[1], self.stride, self.dt_convention)
-            h, Ck = h[:, idx], Ck[:, idx]
+            idx = read_index(L, self.stride, self.dt_convention)
+            h, u_read = h[:, idx], u[:, idx]
             u, dt_out = event_pool(u, dt, self.stride, self.pooling_mode, self.dt_convention)
-        y = self._out(Ck, h, u).to(x.dtype)
+        if chunked:
+            n, cr = h.shape[1], max(1, c // self.stride)
+            y = torch.cat([checkpoint(self._y, u_read[:, i:i + cr], h[:, i:i + cr], u[:, i:i + cr],
+                                      use_reentrant=False) for i in range(0, n, cr)], 1)
+        else:
+            y = self._y(u_read, h, u)
+        y = y.to(x.dtype)
         out = (y,)
         if return_state:
             out += (h_last,)
@@ -186,7 +210,6 @@ class S7(nn.Module):
                              "needs the future; a subsampling layer emits one output per group)")
         dt_t = self._check(x_t, dt_t, 2)
         u = x_t.float()
-        delta, Bk, Ck = self._split(u)
-        v = torch.matmul(Bk, u.to(Bk.dtype)[..., None])[..., 0]
+        delta, v = self._delta_v(u)
         _, h = event_scan(self.Lambda(), delta[:, None], dt_t[:, None], v[:, None], state, self.discretization)
-        return self._out(Ck, h, u).to(x_t.dtype), h
+        return self._y(u, h, u).to(x_t.dtype), h
