@@ -20,8 +20,13 @@
 
 namespace lrnn_event_cuda {
 
-constexpr int CB = 8;    // channels per block: 8 complex64 = 64 contiguous bytes, two full sectors
-constexpr int K = 64;    // time chunks per block (8 x 64 = 512 threads)
+// 4 channels per block: 4 complex64 = one full 32-byte sector per time step; 128 time chunks
+// (512 threads), so the (8, 65536, 128) benchmark runs 256 blocks, about two per SM.
+constexpr int CB = 4;
+constexpr int K = 128;
+// Steps whose inputs are loaded together before they are used: U independent loads in flight
+// per thread hide memory latency in the otherwise sequential per-thread loops.
+constexpr int U = 4;
 
 template <typename R>
 struct cx {
@@ -167,15 +172,28 @@ __global__ void __launch_bounds__(CB* K) event_fwd_kernel(lrnn_event_scan_params
   // pass 1: chunk summary (product of transitions, state from zero)
   cx<R> A = mk(R(1), R(0)), X = mk(R(0), R(0));
   if (active) {
-    for (int64_t s = s0; s < s1; ++s) {
-      const int64_t t = step_time(s, L, p.reverse);
-      const R tau = load_real<R>(dt, t * p.dt_stride[1]);
-      const R del = const_delta ? delc : load_real<R>(delta, dbase + t * p.delta_stride[1]);
-      const cx<R> a = cexp_(scale(del * tau, lam));
-      cx<R> g = gc;
-      if (!g_const) input_scale<R>(p.disc, lam, del, tau, a, false, &g, nullptr, nullptr);
-      X = add(mul(a, X), mul(g, v[t * p.v_stride[1]]));
-      A = mul(a, A);
+    for (int64_t s = s0; s < s1; s += U) {
+      R tau[U], del[U];
+      cx<R> vv[U];
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        if (s + u < s1) {
+          const int64_t t = step_time(s + u, L, p.reverse);
+          tau[u] = load_real<R>(dt, t * p.dt_stride[1]);
+          del[u] = const_delta ? delc : load_real<R>(delta, dbase + t * p.delta_stride[1]);
+          vv[u] = v[t * p.v_stride[1]];
+        }
+      }
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        if (s + u < s1) {
+          const cx<R> a = cexp_(scale(del[u] * tau[u], lam));
+          cx<R> g = gc;
+          if (!g_const) input_scale<R>(p.disc, lam, del[u], tau[u], a, false, &g, nullptr, nullptr);
+          X = add(mul(a, X), mul(g, vv[u]));
+          A = mul(a, A);
+        }
+      }
     }
   }
   sA[k][j] = A;
@@ -194,15 +212,28 @@ __global__ void __launch_bounds__(CB* K) event_fwd_kernel(lrnn_event_scan_params
   if (!active) return;
   // pass 2: rescan from the incoming state, writing h
   cx<R> x = sX[k][j];
-  for (int64_t s = s0; s < s1; ++s) {
-    const int64_t t = step_time(s, L, p.reverse);
-    const R tau = load_real<R>(dt, t * p.dt_stride[1]);
-    const R del = const_delta ? delc : load_real<R>(delta, dbase + t * p.delta_stride[1]);
-    const cx<R> a = cexp_(scale(del * tau, lam));
-    cx<R> g = gc;
-    if (!g_const) input_scale<R>(p.disc, lam, del, tau, a, false, &g, nullptr, nullptr);
-    x = add(mul(a, x), mul(g, v[t * p.v_stride[1]]));
-    h[t * p.h_stride[1]] = x;
+  for (int64_t s = s0; s < s1; s += U) {
+    R tau[U], del[U];
+    cx<R> vv[U];
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      if (s + u < s1) {
+        const int64_t t = step_time(s + u, L, p.reverse);
+        tau[u] = load_real<R>(dt, t * p.dt_stride[1]);
+        del[u] = const_delta ? delc : load_real<R>(delta, dbase + t * p.delta_stride[1]);
+        vv[u] = v[t * p.v_stride[1]];
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      if (s + u < s1) {
+        const cx<R> a = cexp_(scale(del[u] * tau[u], lam));
+        cx<R> g = gc;
+        if (!g_const) input_scale<R>(p.disc, lam, del[u], tau[u], a, false, &g, nullptr, nullptr);
+        x = add(mul(a, x), mul(g, vv[u]));
+        h[step_time(s + u, L, p.reverse) * p.h_stride[1]] = x;
+      }
+    }
   }
 }
 
@@ -239,13 +270,26 @@ __global__ void __launch_bounds__(CB* K) event_bwd_kernel(lrnn_event_scan_bwd_pa
   // pass 1: chunk summary of the adjoint, in reverse step order, from a zero carry
   cx<R> M = mk(R(1), R(0)), C = zero;
   if (active) {
-    for (int64_t s = s1 - 1; s >= s0; --s) {
-      const int64_t t = step_time(s, L, p.reverse);
-      const R tau = load_real<R>(dt, t * p.dt_stride[1]);
-      const R del = const_delta ? delc : load_real<R>(delta, dbase + t * p.delta_stride[1]);
-      const cx<R> a = cexp_(scale(del * tau, lam));
-      C = mulc(a, add(gh[t * p.grad_h_stride[1]], C));
-      M = mulc(a, M);
+    for (int64_t s = s1 - 1; s >= s0; s -= U) {
+      R tau[U], del[U];
+      cx<R> gg[U];
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        if (s - u >= s0) {
+          const int64_t t = step_time(s - u, L, p.reverse);
+          tau[u] = load_real<R>(dt, t * p.dt_stride[1]);
+          del[u] = const_delta ? delc : load_real<R>(delta, dbase + t * p.delta_stride[1]);
+          gg[u] = gh[t * p.grad_h_stride[1]];
+        }
+      }
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        if (s - u >= s0) {
+          const cx<R> a = cexp_(scale(del[u] * tau[u], lam));
+          C = mulc(a, add(gg[u], C));
+          M = mulc(a, M);
+        }
+      }
     }
   }
   sM[k][j] = M;
@@ -267,32 +311,47 @@ __global__ void __launch_bounds__(CB* K) event_bwd_kernel(lrnn_event_scan_bwd_pa
   cx<R> carry = sC[k][j], dl = zero, gsum = zero;
   R dd_sum = 0;
   if (active) {
-    for (int64_t s = s1 - 1; s >= s0; --s) {
-      const int64_t t = step_time(s, L, p.reverse);
-      const R tau = load_real<R>(dt, t * p.dt_stride[1]);
-      const R del = const_delta ? delc : load_real<R>(delta, dbase + t * p.delta_stride[1]);
-      const R sdt = del * tau;
-      const cx<R> a = cexp_(scale(sdt, lam));
-      cx<R> hprev = zero;
-      if (s > 0) hprev = h[step_time(s - 1, L, p.reverse) * p.h_stride[1]];
-      else if (p.h0) hprev = static_cast<const cx<R>*>(p.h0)[b * p.h0_stride[0] + d * p.h0_stride[1]];
-      const cx<R> lt = add(gh[t * p.grad_h_stride[1]], carry);
-      const cx<R> ga = mulc(hprev, lt), gg = mulc(v[t * p.v_stride[1]], lt);
-      dl = add(dl, scale(sdt, mulc(a, ga)));
-      R dd = tau * dotr(mul(lam, a), ga);
-      cx<R> g = gc;
-      if (g_const) {
-        gsum = add(gsum, gg);
-      } else {
-        cx<R> dgl, dgd;
-        input_scale<R>(p.disc, lam, del, tau, a, true, &g, &dgl, &dgd);
-        dl = add(dl, mulc(dgl, gg));
-        dd += dotr(dgd, gg);
+    for (int64_t s = s1 - 1; s >= s0; s -= U) {
+      R tau[U], del[U];
+      cx<R> hp[U], vv[U], gy[U];
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        if (s - u >= s0) {
+          const int64_t t = step_time(s - u, L, p.reverse);
+          tau[u] = load_real<R>(dt, t * p.dt_stride[1]);
+          del[u] = const_delta ? delc : load_real<R>(delta, dbase + t * p.delta_stride[1]);
+          vv[u] = v[t * p.v_stride[1]];
+          gy[u] = gh[t * p.grad_h_stride[1]];
+          hp[u] = zero;   // h[t-1]: the state before this step (h0 or zero before the first)
+          if (s - u > 0) hp[u] = h[step_time(s - u - 1, L, p.reverse) * p.h_stride[1]];
+          else if (p.h0) hp[u] = static_cast<const cx<R>*>(p.h0)[b * p.h0_stride[0] + d * p.h0_stride[1]];
+        }
       }
-      dv[t * p.dv_stride[1]] = mulc(g, lt);
-      if (const_delta) dd_sum += dd;
-      else ddelta[t * p.ddelta_stride[1]] = dd;
-      carry = mulc(a, lt);
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        if (s - u >= s0) {
+          const int64_t t = step_time(s - u, L, p.reverse);
+          const R sdt = del[u] * tau[u];
+          const cx<R> a = cexp_(scale(sdt, lam));
+          const cx<R> lt = add(gy[u], carry);
+          const cx<R> ga = mulc(hp[u], lt), gv = mulc(vv[u], lt);
+          dl = add(dl, scale(sdt, mulc(a, ga)));
+          R dd = tau[u] * dotr(mul(lam, a), ga);
+          cx<R> g = gc;
+          if (g_const) {
+            gsum = add(gsum, gv);
+          } else {
+            cx<R> dgl, dgd;
+            input_scale<R>(p.disc, lam, del[u], tau[u], a, true, &g, &dgl, &dgd);
+            dl = add(dl, mulc(dgl, gv));
+            dd += dotr(dgd, gv);
+          }
+          dv[t * p.dv_stride[1]] = mulc(g, lt);
+          if (const_delta) dd_sum += dd;
+          else ddelta[t * p.ddelta_stride[1]] = dd;
+          carry = mulc(a, lt);
+        }
+      }
     }
     if (g_const) {
       dl = add(dl, mulc(dglc, gsum));
