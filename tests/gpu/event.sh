@@ -9,12 +9,12 @@ mkdir -p "$OUT"
 export PYTHONPATH=${PYTHONPATH:-}:$PWD/python
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader > "$OUT/event_gpu.txt" 2>&1
 
-timeout 120 python -m pytest -q -m cuda -rs tests/python/test_event_scan.py tests/python/test_event_layers.py \
+timeout 90 python -m pytest -q -m cuda -rs tests/python/test_event_scan.py tests/python/test_event_layers.py \
   > "$OUT/event_pytest.log" 2>&1
 PYTEST_RC=$?
 
-timeout 200 python benchmarks/bench_event_scan.py --device cuda --B 8 --L 65536 --P 128 --iters 10 \
-  --s7 8x16384x16x64,8x4096x64x128 --json "$OUT/event_bench.json" --timeout 90 > "$OUT/event_bench.log" 2>&1
+timeout 150 python -u benchmarks/bench_event_scan.py --device cuda --B 8 --L 65536 --P 128 --iters 5 \
+  --s7 8x16384x16x64,8x4096x64x128 --json "$OUT/event_bench.json" --timeout 60 > "$OUT/event_bench.log" 2>&1
 BENCH_RC=$?
 
 echo "=== event: GPU $(cat "$OUT/event_gpu.txt")"
