@@ -19,4 +19,7 @@ __all__ = ["build_info", "functional", "reference", "linear_scan", "ssm_kernel",
 from .functional import linear_scan, selective_scan  # noqa: E402
 
 __all__ = ["build_info", "functional", "reference", "linear_scan", "selective_scan"]
+from .functional import event_scan  # noqa: E402
+
+__all__ = ["build_info", "functional", "reference", "linear_scan", "event_scan"]
 __version__ = "0.1.0"

@@ -160,3 +160,40 @@ def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: tor
     if batch_first:
         y = y.transpose(1, 2)
     return (y, h_last) if return_last_state else y
+
+
+def event_scan(Lambda: torch.Tensor, delta: torch.Tensor, dt: torch.Tensor, v: torch.Tensor,
+               h0: torch.Tensor | None = None, discretization: str = "async",
+               reverse: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Event-SSM / S7 scan with the discretization fused in (per channel p, event t)::
+
+        a[t] = exp(Lambda * delta[t] * dt[t])
+        h[t] = a[t] * h[t-1] + g[t] * v[t]          h[-1] = h0 (zeros when None)
+
+    with the input scale ``g`` of the discretization: ``"zoh"`` ``(a[t] - 1) / Lambda``,
+    ``"dirac"`` 1, ``"async"`` ``(exp(Lambda * delta[t]) - 1) / Lambda`` (independent of dt; the
+    Event-SSM default). ``dt = 0`` is an identity transition, so padding events (zero ``v``,
+    zero ``dt``) leave the state unchanged. Transitions are computed inside the kernel, never
+    stored; the scales stay exact as ``Lambda -> 0`` (expm1-based evaluation).
+
+    Args:
+        Lambda: ``(P,)`` complex64 or complex128, continuous-time eigenvalues.
+        delta: ``(P,)`` step sizes shared by all events, or ``(B, L, P)`` per event (S7);
+            float32 or bfloat16 with complex64 ``v``, float64 with complex128.
+        dt: ``(B, L)`` time gaps (>= 0), the dtype of ``delta``. Data: it gets no gradient.
+        v: ``(B, L, P)`` complex inputs (``B u`` already projected), the dtype of ``Lambda``.
+        h0: ``(B, P)`` initial state, the dtype of ``v``.
+        discretization: ``"zoh"``, ``"dirac"`` or ``"async"``.
+        reverse: run from ``t = L-1`` down to 0 (``h[t] = a[t] * h[t+1] + g[t] * v[t]``).
+
+    Returns:
+        ``h`` ``(B, L, P)`` and ``h_last`` ``(B, P)``, the state after the last step taken.
+        Differentiable w.r.t. ``Lambda``, ``delta``, ``v`` and ``h0`` (also through ``h_last``).
+    """
+    from .ops.event_scan import DISCRETIZATIONS
+    if discretization not in DISCRETIZATIONS:
+        raise ValueError(f"lrnn.event_scan: discretization must be one of {sorted(DISCRETIZATIONS)}, "
+                         f"got {discretization!r}")
+    if dt.requires_grad:
+        raise ValueError("lrnn.event_scan: dt (event time gaps) is data and gets no gradient; pass dt.detach()")
+    return torch.ops.lrnn.event_scan(Lambda, delta, dt, v, h0, DISCRETIZATIONS[discretization], reverse)

@@ -9,3 +9,9 @@ from .s4 import S4, S4D
 LAYERS: dict[str, type] = {"s4": S4, "s4d": S4D}
 
 __all__ = ["LAYERS", "S4", "S4D"]
+initial_state() for recurrent inference (conventions: notes/BRIEF.md "Layer conventions").
+Event layers take the time gaps dt (B, L) after x."""
+from .event_ssm import EventSSM
+from .s7 import S7
+
+__all__ = ["EventSSM", "S7"]
