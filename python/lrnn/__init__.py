@@ -22,4 +22,7 @@ __all__ = ["build_info", "functional", "reference", "linear_scan", "selective_sc
 from .functional import event_scan  # noqa: E402
 
 __all__ = ["build_info", "functional", "reference", "linear_scan", "event_scan"]
+from . import models, nn  # noqa: E402  (layers and stacked models)
+
+__all__ = ["build_info", "functional", "reference", "linear_scan", "models", "nn"]
 __version__ = "0.1.0"

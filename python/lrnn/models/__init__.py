@@ -2,3 +2,7 @@
 from .event_classifier import EventClassifier
 
 __all__ = ["EventClassifier"]
+"""lrnn.models: ready sequence models stacked from lrnn.nn layers chosen by name."""
+from .sequence import Block, SequenceBackbone, SequenceLM, SequenceModel, make_layer, param_groups
+
+__all__ = ["Block", "SequenceBackbone", "SequenceLM", "SequenceModel", "make_layer", "param_groups"]
