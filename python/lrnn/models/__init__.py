@@ -1,8 +1,6 @@
-"""lrnn.models: complete networks built from lrnn.nn layers."""
-from .event_classifier import EventClassifier
-
-__all__ = ["EventClassifier"]
 """lrnn.models: ready sequence models stacked from lrnn.nn layers chosen by name."""
+from .event_classifier import EventClassifier
 from .sequence import Block, SequenceBackbone, SequenceLM, SequenceModel, make_layer, param_groups
 
-__all__ = ["Block", "SequenceBackbone", "SequenceLM", "SequenceModel", "make_layer", "param_groups"]
+__all__ = ["Block", "EventClassifier", "SequenceBackbone", "SequenceLM", "SequenceModel", "make_layer",
+           "param_groups"]
