@@ -6,7 +6,8 @@
 set -uo pipefail
 OUT=${OUT:-$PWD/gpu-out}
 mkdir -p "$OUT"
-export CXX=/usr/bin/g++ CC=/usr/bin/gcc PYTHONUNBUFFERED=1 MAX_JOBS=${MAX_JOBS:-16}
+# nvcc must use the same host compiler (CUDAHOSTCXX) for the .cu files.
+export CXX=/usr/bin/g++ CC=/usr/bin/gcc CUDAHOSTCXX=/usr/bin/g++ PYTHONUNBUFFERED=1 MAX_JOBS=${MAX_JOBS:-16}
 summary=()
 note() { summary+=("$1"); echo "== $1"; }
 
@@ -22,7 +23,7 @@ python3 -c 'import lrnn; print(lrnn.build_info())' | tee -a "$OUT/machine.txt"
 
 ctest --test-dir build --output-on-failure > "$OUT/ctest.log" 2>&1
 note "ctest: $(grep -E 'tests passed' "$OUT/ctest.log" || tail -1 "$OUT/ctest.log")"
-timeout ${PYTEST_TIMEOUT:-420} python3 -m pytest -q -x tests/python ${PYTEST_ARGS:-} > "$OUT/pytest.log" 2>&1
+timeout ${PYTEST_TIMEOUT:-420} python3 -m pytest -q tests/python ${PYTEST_ARGS:-} > "$OUT/pytest.log" 2>&1
 note "pytest: $(tail -1 "$OUT/pytest.log")"
 grep -E "FAILED|Error" "$OUT/pytest.log" | head -20
 

@@ -256,5 +256,7 @@ def test_cuda_matches_cpu(disc, dtype, rdtype, L):
                 grads = torch.autograd.grad(loss, ins)
                 res.append([x.detach().cpu() for x in (h, last, *grads)])
             for a, b in zip(*res):
-                s = b.abs().max().clamp(min=1)
-                assert (a - b).abs().max() / s < (1e-9 if dtype == torch.complex128 else 2e-3)
+                # bf16 results (the delta gradient when delta is bf16) differ by their rounding.
+                tol = 1e-9 if dtype == torch.complex128 else 1e-2 if a.dtype == torch.bfloat16 else 2e-3
+                s = b.abs().max().clamp(min=1).double()
+                assert (a - b).abs().max().double() / s < tol
