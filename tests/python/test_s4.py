@@ -241,19 +241,23 @@ def test_errors_name_the_layer_and_argument():
 @pytest.mark.parametrize("cls", [S4, S4D])
 def test_cuda_forward_backward_and_state_match_cpu(cls):
     torch.manual_seed(8)
-    # S4's state in "dense" mode is the full state vector (an eigenbasis is not unique across devices)
     layer = cls(8, 16, activation=None, **({"step_mode": "dense"} if cls is S4 else {}))
-    x = torch.randn(2, 300, 8)
+    x, x_next = torch.randn(2, 300, 8), torch.randn(2, 50, 8)
     with torch.no_grad():
         y, last = layer(x, return_state=True)
+        y_next = layer(x_next, state=last)
     layer(x).square().sum().backward()
     grads = {n: p.grad.clone() for n, p in layer.named_parameters()}
     layer.zero_grad()
     gpu = layer.cuda()
     with torch.no_grad():
         y_gpu, last_gpu = gpu(x.cuda(), return_state=True)
+        y_next_gpu = gpu(x_next.cuda(), state=last_gpu)
     assert_close_rel(y_gpu.cpu(), y, torch.float32, factor=1e4, what="y")
-    assert_close_rel(last_gpu.cpu(), last, torch.float32, factor=1e4, what="state")
+    # The state is compared through what it does: S4's dense state vector lives in a basis whose
+    # conditioning (~1e9, see S4's docstring) amplifies rounding differences between devices in
+    # directions the output does not see, so the continued outputs are the meaningful check.
+    assert_close_rel(y_next_gpu.cpu(), y_next, torch.float32, factor=1e4, what="continued output")
     gpu(x.cuda()).square().sum().backward()
     for n, p in gpu.named_parameters():
         assert_close_rel(p.grad.cpu(), grads[n], torch.float32, factor=1e4, what=n)
