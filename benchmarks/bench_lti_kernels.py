@@ -132,6 +132,27 @@ def bench_one(op, impl, shape, device, backward, rate, ref_limit):
     return row
 
 
+def print_row(r: dict, results: list, flush: bool = False):
+    """One table row, printed as soon as it is measured (a timeout keeps what was printed). The
+    reference row carries the op's speed-up over it."""
+    shape = "(%d, %d, %d)" % r["shape"]
+    if "skipped" in r:
+        print(f"{r['device']:6} {r['op']:10} {shape:18} {r['pass_']:8} {r['impl']:4} skipped: {r['skipped']}",
+              flush=flush)
+        return
+    mem = ("" if r["peak_measured"] else "~") + f"{r['peak_bytes'] / 2**20:.1f} MiB"
+    floor = f"{r['floor_s'] * 1e3:.3f} ms" if "floor_s" in r else "-"
+    frac = f"{100 * r['floor_fraction']:.0f}%" if "floor_fraction" in r else "-"
+    speed = "-"
+    if r["impl"] == "ref":
+        op = next((x for x in results if x["impl"] == "op" and x["device"] == r["device"] and
+                   x["op"] == r["op"] and x["shape"] == r["shape"] and x["pass_"] == r["pass_"]), None)
+        if op and "time_s" in op:
+            speed = f"{r['time_s'] / op['time_s']:.1f}x"
+    print(f"{r['device']:6} {r['op']:10} {shape:18} {r['pass_']:8} {r['impl']:4} {r['time_s'] * 1e3:8.2f}ms "
+          f"{mem:>12} {floor:>9} {frac:>8} {speed:>9}", flush=flush)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="all", choices=["cpu", "cuda", "all"])
@@ -147,10 +168,13 @@ def main():
     results = []
     print(f"lrnn {lrnn.build_info().get('git_revision', '?')}, torch {torch.__version__}, "
           f"CPU threads {torch.get_num_threads()}")
+    header = (f"{'device':6} {'op':10} {'(H, N, L)':18} {'pass':8} {'impl':4} {'time':>10} {'peak mem':>12} "
+              f"{'floor':>9} {'of floor':>8} {'op faster':>9}")
     for device in devices:
         rate, rate_note = (gpu_issue_rate() if device == "cuda" else (None, "no CPU floor"))
         if device == "cuda":
             print(f"cuda: {torch.cuda.get_device_name(0)}; FP32 issue rate {rate / 1e12:.1f} T/s ({rate_note})")
+        print(header, flush=True)
         limit = (a.ref_limit_gib or (100 if device == "cuda" else 6)) * 2**30
         for op in a.ops:
             for shape in shapes:
@@ -160,29 +184,12 @@ def main():
                         row.update(device=device, op=op, impl=impl, shape=shape,
                                    pass_="fwd+bwd" if backward else "fwd")
                         results.append(row)
+                        print_row(row, results, flush=True)
+                        if a.json:  # rewritten after every row, like the table, for partial runs
+                            with open(a.json, "w") as f:
+                                json.dump(results, f, indent=1)
                         if device == "cuda":
                             torch.cuda.empty_cache()
-    print(f"\n{'device':6} {'op':10} {'(H, N, L)':18} {'pass':8} {'impl':4} {'time':>10} {'peak mem':>12} "
-          f"{'floor':>9} {'of floor':>8} {'op vs ref':>9}")
-    for r in results:
-        shape = "(%d, %d, %d)" % r["shape"]
-        if "skipped" in r:
-            print(f"{r['device']:6} {r['op']:10} {shape:18} {r['pass_']:8} {r['impl']:4} {'skipped: ' + r['skipped']}")
-            continue
-        mem = ("" if r["peak_measured"] else "~") + f"{r['peak_bytes'] / 2**20:.1f} MiB"
-        floor = f"{r['floor_s'] * 1e3:.3f} ms" if "floor_s" in r else "-"
-        frac = f"{100 * r['floor_fraction']:.0f}%" if "floor_fraction" in r else "-"
-        speed = "-"
-        if r["impl"] == "op":
-            ref = next((x for x in results if x["impl"] == "ref" and x["device"] == r["device"] and
-                        x["op"] == r["op"] and x["shape"] == r["shape"] and x["pass_"] == r["pass_"]), None)
-            if ref and "time_s" in ref:
-                speed = f"{ref['time_s'] / r['time_s']:.1f}x"
-        print(f"{r['device']:6} {r['op']:10} {shape:18} {r['pass_']:8} {r['impl']:4} {r['time_s'] * 1e3:8.2f}ms "
-              f"{mem:>12} {floor:>9} {frac:>8} {speed:>9}")
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump(results, f, indent=1)
 
 
 if __name__ == "__main__":

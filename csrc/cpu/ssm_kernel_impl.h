@@ -139,11 +139,14 @@ static void FN(sk_bwd_head)(const lrnn_ssm_kernel_bwd_params *p, int64_t h) {
       for (int64_t l = l0; l < l1; ++l) {
         /* S0 += dK[l] * E,  S1 += l * dK[l] * E  (E = exp(z l); conjugated at the end) */
         const T gl = g[l * gs], gll = gl * (T)l;
+        /* two simple loops (sums, then powers) vectorize where one fused loop did not */
         for (int64_t j = 0; j < nv; ++j) {
           p0r[j] += gl * er[j];
           p0i[j] += gl * ei[j];
           p1r[j] += gll * er[j];
           p1i[j] += gll * ei[j];
+        }
+        for (int64_t j = 0; j < nv; ++j) {
           const T t = er[j] * rr[j] - ei[j] * ri[j];
           ei[j] = er[j] * ri[j] + ei[j] * rr[j];
           er[j] = t;

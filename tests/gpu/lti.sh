@@ -11,15 +11,15 @@ OUT=${OUT:-$PWD/gpu-out}
 mkdir -p "$OUT"
 summary=()
 
-timeout 120 python3 -m pytest -q -m cuda tests/python/test_lti_kernels.py tests/python/test_s4.py \
+timeout 80 python3 -m pytest -q -m cuda tests/python/test_lti_kernels.py tests/python/test_s4.py \
   > "$OUT/lti_pytest.log" 2>&1
 summary+=("lti cuda pytest (rc $?): $(tail -1 "$OUT/lti_pytest.log")")
 grep -E "^FAILED|^ERROR|Error:" "$OUT/lti_pytest.log" | head -20
 
-timeout 90 python3 benchmarks/bench_lti_kernels.py --device cuda --json "$OUT/lti_bench_cuda.json" \
+timeout 70 python3 benchmarks/bench_lti_kernels.py --device cuda --json "$OUT/lti_bench_cuda.json" \
   > "$OUT/lti_bench_cuda.log" 2>&1
 summary+=("lti bench cuda rc $?")
-timeout 120 python3 benchmarks/bench_lti_kernels.py --device cpu --json "$OUT/lti_bench_cpu.json" \
+timeout 80 python3 benchmarks/bench_lti_kernels.py --device cpu --json "$OUT/lti_bench_cpu.json" \
   > "$OUT/lti_bench_cpu.log" 2>&1
 summary+=("lti bench cpu rc $?")
 

@@ -9,10 +9,13 @@
  *                       sum_n w * exp(Re z * l) * cos(Im z * l).
  * z is complex in both; K is real (f32 for c64 z, f64 for c128 z).
  *
- * Cost O(H*N*L), memory O(H*L): the (H, N, L) tensor of powers is never formed. exp(z*l) is
- * evaluated directly (phase reduced in double precision) at anchors every LRNN_SSM_KERNEL_BLOCK
- * steps and advanced by multiplication with exp(z) in between, so rounding drift is bounded
- * by the block length, independent of L. Re z > 0 grows without bound: overflow is the caller's.
+ * Cost O(H*N*L), memory O(H*L): the (H, N, L) tensor of powers is never formed. Powers are
+ * re-anchored every LRNN_SSM_KERNEL_BLOCK steps from a value accurate to the working precision
+ * (CPU: a double-precision anchor, itself recomputed directly every 32 blocks; CUDA: exp(z*l)
+ * evaluated directly with the phase reduced in double) and advanced by one multiplication per
+ * step in between, so rounding drift is bounded by the block length, independent of L.
+ * Results below the smallest normal number may be flushed to zero. Re z > 0 grows without
+ * bound: overflow is the caller's.
  *
  * Not here: allocation, argument checking beyond NULL/size sanity, threads. */
 #ifndef LRNN_SSM_KERNEL_H

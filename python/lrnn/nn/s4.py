@@ -276,11 +276,14 @@ class S4(_SSMBase):
     Step: ``step_mode="diagonal"`` (default, O(N)): the dense bilinear ``dA`` of the full
     (conjugate-completed, N-state) system is diagonalized once per call (or once by ``setup_step()``),
     and the state lives in its eigenbasis; ``"dense"``: the state is the full N-vector and a step is
-    a dense N×N product. ``forward(x, state)`` uses the coordinates of ``step_mode``.
+    a dense N×N product. ``forward(x, state)`` uses the coordinates of ``step_mode``. The eigenbasis
+    is ill-conditioned (condition ~1e9 for HiPPO), so a diagonal-mode state is complex128 (give
+    it a complex64 state and it loses most digits); the dense mode's state has the parameters'
+    complex dtype.
 
     Args like ``S4D`` plus ``l_max`` (default 1024) and ``step_mode``. Parameters: ``inv_dt`` (H, 1),
     ``A_real``, ``A_imag`` (H, N/2), ``B``, ``P`` (H, N/2, 2), ``C`` (channels, H, N/2, 2) = C̃, ``D`` (H,).
-    State: (B, H, N) complex.
+    State: (B, H, N) complex (complex128 in diagonal mode).
     """
 
     def __init__(self, d_model: int, d_state: int = 64, *, l_max: int = 1024, dt_min: float = 1e-3,
@@ -307,15 +310,19 @@ class S4(_SSMBase):
         self._step_cache = None
 
     # ---- continuous and discrete parameters
-    def _params(self):
-        dt = torch.exp(self.inv_dt)
-        lam = torch.complex(-torch.exp(self.A_real), -self.A_imag)
-        return (dt, lam, torch.view_as_complex(self.B), torch.view_as_complex(self.P),
-                torch.view_as_complex(self.C))
+    def _params(self, wide: bool = False):
+        """dt (H, 1), Λ, B, P (H, N/2), C̃ (ch, H, N/2); in float64/complex128 when ``wide``."""
+        cast = (lambda t: t.double()) if wide else (lambda t: t)   # noqa: E731
+        dt = torch.exp(cast(self.inv_dt))
+        lam = torch.complex(-torch.exp(cast(self.A_real)), -cast(self.A_imag))
+        return (dt, lam, torch.view_as_complex(cast(self.B)), torch.view_as_complex(cast(self.P)),
+                torch.view_as_complex(cast(self.C)))
 
-    def _dense(self):
-        """The full conjugate-completed system (N states): dA (H, N, N), dB (H, N), C̃ (ch, H, N)."""
-        dt, lam, B, P, Ct = self._params()
+    def _dense(self, wide: bool = True):
+        """The full conjugate-completed system (N states): dA (H, N, N), dB (H, N), C̃ (ch, H, N).
+        In complex128 by default: the DPLR matrix is far from normal (HiPPO), and its powers,
+        the C̃ <-> C conversion and its eigenvectors lose most of float32's digits."""
+        dt, lam, B, P, Ct = self._params(wide)
         full = lambda v: torch.cat([v, v.conj()], -1)      # noqa: E731
         lamf, Bf, Pf, Ctf = full(lam), full(B), full(P), full(Ct)
         A = torch.diag_embed(lamf) - Pf.unsqueeze(-1) * Pf.conj().unsqueeze(-2)
@@ -346,7 +353,7 @@ class S4(_SSMBase):
             if L > self.l_max:
                 Lk = self.l_max * 2 ** math.ceil(math.log2(L / self.l_max))
                 dA, _, Ctf = self._dense()
-                Ct = self._c_tilde_for(dA, Ctf, Lk)[..., : Ct.shape[-1]]
+                Ct = self._c_tilde_for(dA, Ctf, Lk)[..., : Ct.shape[-1]].to(Ct.dtype)
             ch, H, N2 = Ct.shape
             cdt = lam.dtype
             # nodes: omega_k = exp(-2 pi i k / Lk), k <= Lk/2, without omega = -1 (handled below)
@@ -387,8 +394,13 @@ class S4(_SSMBase):
         _, dB, C, lam, V, Vinv = system
         return lam, (Vinv @ dB.unsqueeze(-1)).squeeze(-1), (C.unsqueeze(-2) @ V).squeeze(-2), 1.0
 
+    def _state_dtype(self) -> torch.dtype:
+        # An eigenbasis state is complex128 whatever the parameters: the eigenvectors of the HiPPO
+        # DPLR matrix have condition numbers ~1e9, and C V s cancels away a complex64 state.
+        return torch.complex128 if self.step_mode == "diagonal" else _CPLX[self.A_real.dtype]
+
     def initial_state(self, batch_size: int, device=None, dtype=None) -> torch.Tensor:
-        cdt = _CPLX[self.A_real.dtype] if dtype is None else dtype
+        cdt = self._state_dtype() if dtype is None else dtype
         return torch.zeros(batch_size, self.d_model, self.d_state, device=device or self.D.device, dtype=cdt)
 
     def forward(self, x: torch.Tensor, state: torch.Tensor | None = None, *, return_state: bool = False):
@@ -397,6 +409,7 @@ class S4(_SSMBase):
         if state is not None or return_state:
             self._check_state(state if state is not None else self.initial_state(x.shape[0], x.device),
                               x.shape[0], self.d_state)
+        state_dtype = None if state is None else state.dtype
         with torch.autocast(x.device.type, enabled=False):
             if state is None and not return_state:
                 return self._conv_forward(x, self._kernel_full(x.shape[1]), None, False, None)
@@ -411,7 +424,7 @@ class S4(_SSMBase):
             y, last = out
             if self.step_mode == "dense":
                 last = (V @ last.unsqueeze(-1)).squeeze(-1)
-            return y, last
+            return y, last.to(self._state_dtype() if state_dtype is None else state_dtype)
 
     def step(self, x_t: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One time step: x_t (B, H) -> (y_t (B, H), new state); O(N) diagonal or O(N^2) dense."""
@@ -420,8 +433,9 @@ class S4(_SSMBase):
         with torch.autocast(x_t.device.type, enabled=False):
             system = self._step_cache if self._step_cache is not None else self._system()
             if self.step_mode == "diagonal":
-                return self._diag_step(x_t, state, lambda: self._diag_from(system))
+                y, new = self._diag_step(x_t, state, lambda: self._diag_from(system))
+                return y, new.to(state.dtype)
             dA, dB, C = system[0], system[1], system[2]
-            state = (dA @ state.to(dA.dtype).unsqueeze(-1)).squeeze(-1) + dB * x_t.to(dA.dtype).unsqueeze(-1)
-            y = (C * state).sum(-1).real + self.D * x_t
-            return self._act(y).to(x_t.dtype), state
+            new = (dA @ state.to(dA.dtype).unsqueeze(-1)).squeeze(-1) + dB * x_t.to(dA.dtype).unsqueeze(-1)
+            y = (C * new).sum(-1).real + self.D * x_t
+            return self._act(y).to(x_t.dtype), new.to(state.dtype)
