@@ -171,7 +171,7 @@ SelectiveScanBackward selective_scan_backward_prepare(const Tensor& grad_y, cons
                                                       const Tensor& u, const Tensor& delta, const Tensor& A,
                                                       const Tensor& B, const Tensor& C,
                                                       const SelectiveScanOptional& opt, const Tensor& chunk_states,
-                                                      int64_t (*parts)(int64_t, int64_t, int64_t)) {
+                                                      int64_t (*parts)(int64_t, int64_t, int64_t, int64_t)) {
   SelectiveScanBackward out;
   lrnn_selective_scan_bwd_params& q = out.params;
   q = lrnn_selective_scan_bwd_params{};
@@ -188,7 +188,7 @@ SelectiveScanBackward selective_scan_backward_prepare(const Tensor& grad_y, cons
 
   const bool variable = p.B_variable || p.C_variable;
   const int64_t S = variable ? G : 1;
-  q.parts = D > 0 ? parts(Bn, S, D / S) : 1;
+  q.parts = D > 0 ? parts(Bn, S, D / S, N) : 1;
 
   out.du = new_sequence(u, u.scalar_type());
   out.ddelta = new_sequence(u, u.scalar_type());
