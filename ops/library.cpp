@@ -25,7 +25,7 @@ STABLE_TORCH_LIBRARY(lrnn, m) {
   // S6 / Mamba-1 selective scan (mamba_ssm's selective_scan_fn argument order and (B, D, L)
   // layout; a batch-first tensor may be passed as a transposed view). h0: (B, D, N) initial
   // state; dt_A: (B, D, L) separate step for exp(dt_A * A) (STREAM). chunk_states is the state
-  // before every 64-step chunk, (B, D, L / 64 + 1, N), saved for the backward.
+  // before every 64-step chunk, (B, D, (L / 64 + 1) * N), saved for the backward.
   m.def(
       "selective_scan(Tensor u, Tensor delta, Tensor A, Tensor B, Tensor C, Tensor? D=None, Tensor? z=None,"
       " Tensor? delta_bias=None, bool delta_softplus=False, Tensor? h0=None, Tensor? dt_A=None)"

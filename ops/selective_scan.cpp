@@ -142,6 +142,14 @@ void fill_params(lrnn_selective_scan_params& p, const char* op, const Tensor& u,
   p.wdtype = wt == ScalarType::Double ? LRNN_F64 : LRNN_F32;
 }
 
+// chunk_states is (B, D, chunk * N): (b, d, chunk, n) strides of the C params.
+void set_chunk_strides(lrnn_selective_scan_params& p, const Tensor& cs) {
+  p.chunk_states_stride[0] = cs.stride(0);
+  p.chunk_states_stride[1] = cs.stride(1);
+  p.chunk_states_stride[2] = p.dstate * cs.stride(2);
+  p.chunk_states_stride[3] = cs.stride(2);
+}
+
 ScalarType weight_type(const Tensor& u) {
   return u.scalar_type() == ScalarType::Double ? ScalarType::Double : ScalarType::Float;
 }
@@ -157,13 +165,15 @@ SelectiveScanForward selective_scan_prepare(const Tensor& u, const Tensor& delta
   const int64_t nc = lrnn_selective_scan_num_chunks(p.length);
   out.y = new_sequence(u, u.scalar_type());
   out.h_last = torch::stable::new_empty(u, {p.batch, p.dim, p.dstate}, wt);
-  out.chunk_states = torch::stable::new_empty(u, {p.batch, p.dim, nc, p.dstate}, wt);
+  // (B, D, chunk * N) flattened: a separate chunk dimension of size 1 (L < 64) would make
+  // torch.export specialize the length on it.
+  out.chunk_states = torch::stable::new_empty(u, {p.batch, p.dim, nc * p.dstate}, wt);
   p.y = out.y.data_ptr();
   p.h_last = out.h_last.data_ptr();
   p.chunk_states = out.chunk_states.data_ptr();
   copy_seq_strides(p.y_stride, out.y);
   for (int i = 0; i < 3; ++i) p.h_last_stride[i] = out.h_last.stride(i);
-  for (int i = 0; i < 4; ++i) p.chunk_states_stride[i] = out.chunk_states.stride(i);
+  set_chunk_strides(p, out.chunk_states);
   return out;
 }
 
@@ -171,7 +181,7 @@ SelectiveScanBackward selective_scan_backward_prepare(const Tensor& grad_y, cons
                                                       const Tensor& u, const Tensor& delta, const Tensor& A,
                                                       const Tensor& B, const Tensor& C,
                                                       const SelectiveScanOptional& opt, const Tensor& chunk_states,
-                                                      int64_t (*parts)(int64_t, int64_t, int64_t)) {
+                                                      int64_t (*parts)(int64_t, int64_t, int64_t, int64_t)) {
   SelectiveScanBackward out;
   lrnn_selective_scan_bwd_params& q = out.params;
   q = lrnn_selective_scan_bwd_params{};
@@ -182,13 +192,13 @@ SelectiveScanBackward selective_scan_backward_prepare(const Tensor& grad_y, cons
   check_seq(grad_y, u, kBwd, "grad_y");
   if (grad_h_last) check_weight(*grad_h_last, u, wt, kBwd, "grad_h_last", {Bn, D, N}, "(B, D, N)");
   const int64_t nc = lrnn_selective_scan_num_chunks(L);
-  check_weight(chunk_states, u, wt, kBwd, "chunk_states", {Bn, D, nc, N}, "(B, D, L / 64 + 1, N)");
+  check_weight(chunk_states, u, wt, kBwd, "chunk_states", {Bn, D, nc * N}, "(B, D, (L / 64 + 1) * N)");
   p.chunk_states = chunk_states.data_ptr();
-  for (int i = 0; i < 4; ++i) p.chunk_states_stride[i] = chunk_states.stride(i);
+  set_chunk_strides(p, chunk_states);
 
   const bool variable = p.B_variable || p.C_variable;
   const int64_t S = variable ? G : 1;
-  q.parts = D > 0 ? parts(Bn, S, D / S) : 1;
+  q.parts = D > 0 ? parts(Bn, S, D / S, N) : 1;
 
   out.du = new_sequence(u, u.scalar_type());
   out.ddelta = new_sequence(u, u.scalar_type());

@@ -34,12 +34,12 @@ struct SelectiveScanOptional {
 SelectiveScanForward selective_scan_prepare(const Tensor& u, const Tensor& delta, const Tensor& A, const Tensor& B,
                                             const Tensor& C, const SelectiveScanOptional& opt);
 
-// `parts(B, segments, channels_per_segment)`: how many channel ranges each segment is cut into
+// `parts(B, segments, channels_per_segment, N)`: how many channel ranges each segment is cut into
 // (the device's choice; it sizes the dB/dC workspaces).
 SelectiveScanBackward selective_scan_backward_prepare(const Tensor& grad_y, const std::optional<Tensor>& grad_h_last,
                                                       const Tensor& u, const Tensor& delta, const Tensor& A,
                                                       const Tensor& B, const Tensor& C,
                                                       const SelectiveScanOptional& opt, const Tensor& chunk_states,
-                                                      int64_t (*parts)(int64_t, int64_t, int64_t));
+                                                      int64_t (*parts)(int64_t, int64_t, int64_t, int64_t));
 
 }  // namespace lrnn

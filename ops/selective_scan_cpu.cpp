@@ -22,7 +22,7 @@ void run_parallel(int64_t n, int64_t grain, Fn fn, const char* op) {
 // Channel ranges per segment: enough items (~32 in all) to feed the threads of a large machine,
 // at most 16 so the dB/dC workspace stays a small multiple of B and C. A function of the shape
 // only, never of the thread count, so results are reproducible everywhere.
-int64_t cpu_parts(int64_t batch, int64_t segments, int64_t channels) {
+int64_t cpu_parts(int64_t batch, int64_t segments, int64_t channels, int64_t /*dstate*/) {
   const int64_t want = (32 + batch * segments - 1) / std::max<int64_t>(batch * segments, 1);
   return std::max<int64_t>(1, std::min<int64_t>({want, 16, channels}));
 }

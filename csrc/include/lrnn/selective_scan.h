@@ -119,6 +119,9 @@ lrnn_status lrnn_selective_scan_reduce_cpu(const lrnn_selective_scan_bwd_params 
  * runs both phases. dtype f32, bf16 or f16 (wdtype f32). */
 lrnn_status lrnn_selective_scan_fwd_cuda(const lrnn_selective_scan_params *p, void *stream);
 lrnn_status lrnn_selective_scan_bwd_cuda(const lrnn_selective_scan_bwd_params *p, void *stream);
+/* The CUDA backward runs one block per work item and handles at most this many channels per
+ * item: the caller picks parts >= ceil(channels per segment / this). */
+int64_t lrnn_selective_scan_cuda_channels_per_block(int64_t dstate);
 
 #ifdef __cplusplus
 }

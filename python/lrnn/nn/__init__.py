@@ -10,11 +10,13 @@ Every layer follows one interface: ``forward(x, state=None, *, return_state=Fals
 from .centaurus import Centaurus
 from .event_ssm import EventSSM
 from .lru import LRU
+from .mamba import STREAM, Mamba
 from .s4 import S4, S4D
 from .s5 import S5
 from .s7 import S7
 
 LAYERS: dict[str, type] = {"s4": S4, "s4d": S4D, "s5": S5, "lru": LRU, "centaurus": Centaurus,
-                           "event_ssm": EventSSM, "s7": S7}
+                           "event_ssm": EventSSM, "s7": S7,
+                           "mamba": Mamba, "stream": STREAM}
 
-__all__ = ["LAYERS", "Centaurus", "EventSSM", "LRU", "S4", "S4D", "S5", "S7"]
+__all__ = ["LAYERS", "Centaurus", "EventSSM", "LRU", "Mamba", "S4", "S4D", "S5", "S7", "STREAM"]

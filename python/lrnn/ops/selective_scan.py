@@ -1,8 +1,8 @@
 """Fake kernels and autograd for lrnn::selective_scan (S6 / Mamba-1 selective scan, with h0 and
 STREAM's dt_A).
 
-The forward op returns (y, h_last, chunk_states); chunk_states (the state before every 64-step
-chunk) is what autograd saves besides the inputs, and the backward op recomputes each chunk's
+The forward op returns (y, h_last, chunk_states); chunk_states (B, D, (L // 64 + 1) * N), the
+state before every 64-step chunk, is what autograd saves besides the inputs, and the backward op recomputes each chunk's
 states from it, so no (B, D, L, N) tensor is ever stored. The backward is the registered op
 lrnn::selective_scan_backward, so autograd works under torch.compile, torch.export and AOTInductor.
 """
@@ -37,7 +37,7 @@ def _selective_scan_fake(u, delta, A, B, C, D=None, z=None, delta_bias=None, del
     N = A.shape[1]
     wt = _weight_dtype(u)
     return (_new_sequence(u), u.new_empty((Bn, Dd, N), dtype=wt),
-            u.new_empty((Bn, Dd, L // CHUNK + 1, N), dtype=wt))
+            u.new_empty((Bn, Dd, (L // CHUNK + 1) * N), dtype=wt))
 
 
 @torch.library.register_fake(_BWD)

@@ -1,0 +1,17 @@
+// selective_scan_f32.cu: the float instantiation of the CUDA selective-scan kernels.
+#include "selective_scan_kernels.cuh"
+
+namespace lrnn_ss {
+lrnn_status fwd_f32(const lrnn_selective_scan_params* p, cudaStream_t s) { return fwd_launch<float>(p, s); }
+lrnn_status bwd_f32(const lrnn_selective_scan_bwd_params* q, int64_t items, cudaStream_t s) {
+  return bwd_launch<float>(q, items, s);
+}
+int64_t bwd_channels_per_block(int64_t dstate) {
+  int64_t gpb = 1;
+  with_config(dstate, [&](auto cfg) {
+    gpb = decltype(cfg)::gpb;
+    return LRNN_OK;
+  });
+  return gpb;
+}
+}  // namespace lrnn_ss
