@@ -29,7 +29,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ._lti import fft_conv, powers, ssm_kernel, use_kernel_order
+from . import _lti  # kernels through the module: one place (_lti) decides which implementation runs
+from ._lti import powers, use_kernel_order
 
 
 class _PointwiseAct(nn.Module):
@@ -126,6 +127,7 @@ class Centaurus(nn.Module):
         def act(n):
             return _PointwiseAct(n, norm, postact, dropout, factory)
 
+        self.set_run_mode("training")
         if mode == "dws":
             self.mixer = nn.Sequential(act(c), nn.Linear(c, d, bias=False, **factory),
                                        act(d) if use_activations else nn.Identity())
@@ -174,26 +176,39 @@ class Centaurus(nn.Module):
         """Zero-state output by FFT convolution (before the mixer): u (B, L, c) -> (B, L, c or d)."""
         B, L, c = u.shape
         if self.mode == "dws":
-            return fft_conv(u, ssm_kernel(W, dtA, L, "cosine"))
+            return _lti.fft_conv(u, _lti.ssm_kernel(W, dtA, L, "cosine"))
         if self.mode == "full":
             d = self.d_out
-            k = ssm_kernel(W.reshape(d * c, -1), dtA.reshape(d * c, -1), L, "cosine")
-            return fft_conv(u, k.reshape(d, c, L))
+            k = _lti.ssm_kernel(W.reshape(d * c, -1), dtA.reshape(d * c, -1), L, "cosine")
+            return _lti.fft_conv(u, k.reshape(d, c, L))
         if self.mode == "s5":
             S = dtA.shape[0]
-            K = ssm_kernel(torch.ones_like(dtA.real).unsqueeze(-1), dtA.unsqueeze(-1), L, "cosine")  # (S, L)
+            K = _lti.ssm_kernel(torch.ones_like(dtA.real).unsqueeze(-1), dtA.unsqueeze(-1), L, "cosine")  # (S, L)
         else:
-            K = ssm_kernel(self.E, dtA, L, "cosine")                                                  # (r, L)
+            K = _lti.ssm_kernel(self.E, dtA, L, "cosine")                                    # (r, L)
             S = K.shape[0]
         order = self.contraction
         if order == "auto":
             order = "kernel" if use_kernel_order(B, c, self.d_out, S) else "states"
         if order == "kernel":  # k[d, c, l] = sum_s C[d, s] W[s, c] K[s, l]
             k = (self.C @ (W.unsqueeze(-1) * K.unsqueeze(1)).reshape(S, c * L)).reshape(self.d_out, c, L)
-            return fft_conv(u, k)
-        return fft_conv(u @ W.t(), K) @ self.C.t()
+            return _lti.fft_conv(u, k)
+        return _lti.fft_conv(u @ W.t(), K) @ self.C.t()
 
     # -- public API -------------------------------------------------------------------------
+    def set_run_mode(self, run_mode: str = "training"):
+        """The reference's streaming switch: in "inference" mode a call without an explicit state
+        continues from the state the previous call left (held by the module until
+        ``reset_state``), so feeding a stream chunk by chunk gives the full-sequence output."""
+        if run_mode not in ("training", "inference"):
+            raise ValueError(f"Centaurus: run_mode must be 'training' or 'inference', got {run_mode!r}")
+        self.run_mode = run_mode
+        self.reset_state()
+
+    def reset_state(self):
+        """Forget the streaming state of "inference" mode (start a new stream)."""
+        self.stream_state = None
+
     def initial_state(self, batch_size: int, device=None, dtype=None) -> torch.Tensor:
         """Zero streaming state (batch_size, *state_shape), complex (complex64 for float32 parameters);
         state shapes: dws (c, N), s5 (r*N,), neck (r, N), full (d, c, N)."""
@@ -211,8 +226,15 @@ class Centaurus(nn.Module):
 
     def forward(self, x: torch.Tensor, state: torch.Tensor | None = None, *, return_state: bool = False):
         """x (B, L, c) -> y (B, L, d) [, final state]. With ``state`` (from ``initial_state`` or a
-        previous call) the sequence continues: chunked streaming equals one call on the whole."""
+        previous call) the sequence continues: chunked streaming equals one call on the whole.
+        In "inference" run mode (``set_run_mode``) the module carries that state itself."""
         self._check(x, "x", 3, state)
+        if self.run_mode == "inference" and state is None and not return_state:
+            carried = self.stream_state
+            if carried is None:
+                carried = self.initial_state(x.shape[0], device=x.device)
+            y, self.stream_state = self.forward(x, carried, return_state=True)
+            return y
         dtA, W = self.discrete()
         u = x.to(self.A.dtype)
         y = self._conv(u, dtA, W)
