@@ -4,7 +4,11 @@
 # any C++ exception), run ctest + the full pytest suite on CUDA, then every tests/gpu/<area>.sh.
 # Logs go to $OUT (default ./gpu-out); a summary is printed last.
 set -uo pipefail
-OUT=${OUT:-$PWD/gpu-out}
+# Everything is logged under $OUT/logs and packed into $OUT/logs.tgz at the end (the device tool
+# returns at most 8 files).
+FINAL_OUT=${OUT:-$PWD/gpu-out}
+OUT=$FINAL_OUT/logs
+export OUT
 mkdir -p "$OUT"
 # nvcc must use the same host compiler (CUDAHOSTCXX) for the .cu files.
 export CXX=/usr/bin/g++ CC=/usr/bin/gcc CUDAHOSTCXX=/usr/bin/g++ PYTHONUNBUFFERED=1 MAX_JOBS=${MAX_JOBS:-16}
@@ -35,4 +39,5 @@ for script in tests/gpu/*.sh; do
   note "$(basename "$script"): rc $? in $(( $(date +%s) - start )) s"
   tail -15 "$OUT/$(basename "$script" .sh).log"
 done
-echo; echo "==== summary"; printf '%s\n' "${summary[@]}"
+echo; echo "==== summary"; printf '%s\n' "${summary[@]}" | tee "$OUT/summary.txt"
+tar czf "$FINAL_OUT/logs.tgz" -C "$OUT" . && rm -rf "$OUT"
