@@ -13,6 +13,7 @@ from . import ops as _ops  # noqa: E402,F401  (registers fake kernels and autogr
 from . import functional, reference  # noqa: E402
 from ._library import build_info  # noqa: E402
 from .functional import linear_scan  # noqa: E402
+from . import models, nn  # noqa: E402  (layers and stacked models)
 
-__all__ = ["build_info", "functional", "reference", "linear_scan"]
+__all__ = ["build_info", "functional", "reference", "linear_scan", "models", "nn"]
 __version__ = "0.1.0"
