@@ -18,6 +18,7 @@ a two-line change at merge.
 from __future__ import annotations
 
 import torch
+from torch.fx.experimental.symbolic_shapes import statically_known_true
 
 from ..functional import linear_scan
 
@@ -66,12 +67,15 @@ def fft_conv(u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------------
-def use_kernel_order(batch: int, h_in: int, h_out: int, states: int) -> bool:
+def use_kernel_order(batch, h_in: int, h_out: int, states: int) -> bool:
     """Contraction order from the shapes alone (Centaurus' rule, models.md §8.3): materialize the
-    (H_out, H_in, L) kernel iff 1/H_in + 1/H_out > 1/batch + 1/states, i.e. when building that
-    kernel and contracting channels in frequency is cheaper than pushing the batch through the
-    states (small channel counts relative to batch and state count)."""
-    return 1.0 / h_in + 1.0 / h_out > 1.0 / batch + 1.0 / states
+    (H_out, H_in, L) kernel iff 1/H_in + 1/H_out > 1/batch + 1/states, i.e.
+    H_in H_out (states + batch) < batch states (H_in + H_out): building that kernel and contracting
+    channels in frequency is cheaper than pushing the batch through the states (small channel
+    counts relative to batch and state count). With a symbolic (dynamic) batch size the rule is
+    evaluated only if it holds for every batch size, so no guard specializes the graph; otherwise
+    the states order is taken."""
+    return statically_known_true(h_in * h_out * (states + batch) < batch * states * (h_in + h_out))
 
 
 def project_in(u: torch.Tensor, Bm: torch.Tensor) -> torch.Tensor:
