@@ -36,9 +36,10 @@ class _PointwiseAct(nn.Module):
     """norm -> activation -> dropout over the last (channel) dim, token by token (BatchNorm uses
     statistics over batch and time, like BatchNorm1d on (B, C, L))."""
 
-    def __init__(self, n: int, norm: str | None, postact: str | None, dropout: float | None):
+    def __init__(self, n: int, norm: str | None, postact: str | None, dropout: float | None, factory: dict):
         super().__init__()
-        norms = {"batch": lambda: nn.BatchNorm1d(n), "layer": lambda: nn.LayerNorm(n), None: nn.Identity}
+        norms = {"batch": lambda: nn.BatchNorm1d(n, **factory), "layer": lambda: nn.LayerNorm(n, **factory),
+                 None: nn.Identity}
         acts = {"relu": nn.ReLU, "silu": nn.SiLU, "gelu": nn.GELU, None: nn.Identity}
         if norm not in norms or postact not in acts:
             raise ValueError(f"Centaurus: norm must be one of {list(norms)} and postact one of {list(acts)}, "
@@ -122,11 +123,14 @@ class Centaurus(nn.Module):
         self.A = param(A.contiguous())
         self.log_dt = param(log_dt.contiguous())
         self.A.sensitive = self.log_dt.sensitive = True
+        def act(n):
+            return _PointwiseAct(n, norm, postact, dropout, factory)
+
         if mode == "dws":
-            self.mixer = nn.Sequential(_PointwiseAct(c, norm, postact, dropout), nn.Linear(c, d, bias=False),
-                                       _PointwiseAct(d, norm, postact, dropout) if use_activations else nn.Identity())
+            self.mixer = nn.Sequential(act(c), nn.Linear(c, d, bias=False, **factory),
+                                       act(d) if use_activations else nn.Identity())
         else:
-            self.mixer = _PointwiseAct(d, norm, postact, dropout) if use_activations else nn.Identity()
+            self.mixer = act(d) if use_activations else nn.Identity()
 
     # -- discretization ---------------------------------------------------------------------
     def discrete(self) -> tuple[torch.Tensor, torch.Tensor]:
