@@ -105,3 +105,17 @@ def test_layer_by_class_and_errors():
         SequenceModel(3, 5, 8, 1, "lru", ffn="swiglu")
     with pytest.raises(ValueError, match="norm"):
         SequenceModel(3, 5, 8, 1, "lru", norm="group")
+
+
+def test_param_groups_gather_each_layer_recipe_once():
+    model = SequenceModel(3, 5, 8, 2, "lru", LAYER_KWARGS["lru"])
+    groups = model.param_groups(lr=1e-3, weight_decay=0.1)
+    ids = [id(p) for g in groups for p in g["params"]]
+    assert sorted(ids) == sorted(id(p) for p in model.parameters())          # every parameter, once
+    nu = {id(b.layer.nu_log) for b in model.backbone.blocks}
+    slow = [g for g in groups if any(id(p) in nu for p in g["params"])]
+    assert len(slow) == 2 and all(g["lr"] == pytest.approx(5e-4) and g["weight_decay"] == 0 for g in slow)
+    assert groups[-1]["lr"] == 1e-3 and groups[-1]["weight_decay"] == 0.1
+    s5 = SequenceLM(11, 8, 1, "s5", LAYER_KWARGS["s5"]).param_groups(2e-3, 0.05, ssm_lr=1e-3)
+    assert s5[0]["lr"] == 1e-3 and s5[0]["weight_decay"] == 0.0 and len(s5[0]["params"]) == 4
+    torch.optim.AdamW(s5)

@@ -251,3 +251,13 @@ def test_bad_arguments():
         bidir.step(torch.randn(2, 6, dtype=torch.float64), bidir.initial_state(2))
     with pytest.raises(ValueError, match="not causal"):
         bidir(torch.randn(2, 5, 6, dtype=torch.float64), return_state=True)
+
+
+def test_param_groups_follow_the_recipe():
+    layer = make(bidirectional=True)
+    ssm, rest = layer.param_groups(lr=4e-3, weight_decay=0.05, ssm_lr=1e-3)
+    assert {id(p) for p in ssm["params"]} == {id(layer.Lambda_re), id(layer.Lambda_im), id(layer.B), id(layer.log_step)}
+    assert ssm["lr"] == 1e-3 and ssm["weight_decay"] == 0.0
+    assert {id(p) for p in rest["params"]} == {id(layer.C1), id(layer.C2), id(layer.D)}
+    assert rest["lr"] == 4e-3 and rest["weight_decay"] == 0.05
+    assert layer.B._optim == {"group": "ssm", "weight_decay": 0.0}

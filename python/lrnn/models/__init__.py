@@ -1,4 +1,4 @@
 """lrnn.models: ready sequence models stacked from lrnn.nn layers chosen by name."""
-from .sequence import Block, SequenceBackbone, SequenceLM, SequenceModel, make_layer
+from .sequence import Block, SequenceBackbone, SequenceLM, SequenceModel, make_layer, param_groups
 
-__all__ = ["Block", "SequenceBackbone", "SequenceLM", "SequenceModel", "make_layer"]
+__all__ = ["Block", "SequenceBackbone", "SequenceLM", "SequenceModel", "make_layer", "param_groups"]

@@ -80,6 +80,23 @@ def make_layer(layer: str | type, d_model: int, **kwargs) -> nn.Module:
     return layer(d_model, **kwargs)
 
 
+def param_groups(model: nn.Module, lr: float, weight_decay: float, **layer_kwargs) -> list[dict]:
+    """Optimizer groups for a model: every sub-module that defines ``param_groups`` (the layers
+    whose reference recipe has special groups) contributes its own, called with
+    ``(lr, weight_decay, **layer_kwargs)``; all other parameters form one group at ``lr`` with
+    ``weight_decay``. Each parameter appears once."""
+    groups, seen = [], set()
+    for module in model.modules():
+        if module is not model and hasattr(module, "param_groups") and not isinstance(
+                module, (SequenceBackbone, SequenceModel, SequenceLM)):
+            for g in module.param_groups(lr, weight_decay, **layer_kwargs):
+                g["params"] = [p for p in g["params"] if id(p) not in seen]
+                seen.update(id(p) for p in g["params"])
+                groups.append(g)
+    rest = [p for p in model.parameters() if id(p) not in seen]
+    return groups + [{"params": rest, "lr": lr, "weight_decay": weight_decay}]
+
+
 class Block(nn.Module):
     """One residual block around a sequence layer, (B, L, d_model) -> (B, L, d_model)."""
 
@@ -130,6 +147,9 @@ class SequenceBackbone(nn.Module):
     def initial_state(self, batch_size: int, device=None, dtype=None) -> tuple:
         return tuple(b.layer.initial_state(batch_size, device=device, dtype=dtype) for b in self.blocks)
 
+    def param_groups(self, lr: float, weight_decay: float, **layer_kwargs) -> list[dict]:
+        return param_groups(self, lr, weight_decay, **layer_kwargs)
+
     def forward(self, x: torch.Tensor, state: tuple | None = None, *, return_state: bool = False):
         h = self.encoder(x)
         states = []
@@ -173,6 +193,9 @@ class SequenceModel(nn.Module):
     def initial_state(self, batch_size: int, device=None, dtype=None) -> tuple:
         return self.backbone.initial_state(batch_size, device, dtype)
 
+    def param_groups(self, lr: float, weight_decay: float, **layer_kwargs) -> list[dict]:
+        return param_groups(self, lr, weight_decay, **layer_kwargs)
+
     def forward(self, x: torch.Tensor, state: tuple | None = None, *, return_state: bool = False):
         out = self.backbone(x, state, return_state=return_state)
         h, new_state = out if return_state else (out, None)
@@ -206,6 +229,9 @@ class SequenceLM(nn.Module):
 
     def initial_state(self, batch_size: int, device=None, dtype=None) -> tuple:
         return self.backbone.initial_state(batch_size, device, dtype)
+
+    def param_groups(self, lr: float, weight_decay: float, **layer_kwargs) -> list[dict]:
+        return param_groups(self, lr, weight_decay, **layer_kwargs)
 
     def forward(self, tokens: torch.Tensor, state: tuple | None = None, *, return_state: bool = False):
         out = self.backbone(tokens, state, return_state=return_state)

@@ -8,6 +8,8 @@ initialization (``B_tilde = V^-1 B``, ``C_tilde = C V`` at init) and an optional
 pass (bidirectional). Parameter names and shapes follow the reference (lindermanlab/S5):
 ``Lambda_re``, ``Lambda_im`` (P,), ``B`` (P, H, 2), ``C`` or ``C1``/``C2`` (H, P, 2), ``D`` (H,),
 ``log_step`` (P, 1), where P is the number of STORED states (d_state / 2 under conj_sym).
+As in the reference recipe, Lambda, B and log_step train at the SSM learning rate without weight
+decay (``param_groups``; the parameters carry ``_optim`` hints).
 
 Not here: the norm/activation/residual around the layer (lrnn.models), kernels (lrnn.functional).
 """
@@ -122,6 +124,18 @@ class S5(nn.Module):
         self.D = param(torch.randn(H, dtype=torch.float64))
         log_lo, log_hi = math.log(dt_min), math.log(dt_max)
         self.log_step = param(torch.rand(P, 1, dtype=torch.float64) * (log_hi - log_lo) + log_lo)
+        for name in self.SSM_PARAMS:
+            getattr(self, name)._optim = {"group": "ssm", "weight_decay": 0.0}
+
+    SSM_PARAMS = ("Lambda_re", "Lambda_im", "B", "log_step")
+
+    def param_groups(self, lr: float, weight_decay: float, ssm_lr: float | None = None) -> list[dict]:
+        """Optimizer groups of the reference recipe: Lambda, B and log_step at ``ssm_lr`` (default
+        ``lr``) without weight decay; C and D at ``lr`` with ``weight_decay``."""
+        ssm = [getattr(self, n) for n in self.SSM_PARAMS]
+        rest = [p for n, p in self.named_parameters() if n not in self.SSM_PARAMS]
+        return [{"params": ssm, "lr": lr if ssm_lr is None else ssm_lr, "weight_decay": 0.0},
+                {"params": rest, "lr": lr, "weight_decay": weight_decay}]
 
     # -- discretization ---------------------------------------------------------------------
     def discrete(self):
