@@ -6,12 +6,13 @@
   lrnnx       the same model from SforAiDl/lrnnx, when it is importable
 
 Usage:
-  python benchmarks/bench_layers.py                       # CUDA: (16, 4096, 512); CPU: (4, 1024, 64)
+  python benchmarks/bench_layers.py                       # CUDA: (16, 4096, 512); CPU: (4, 512, 64)
   python benchmarks/bench_layers.py --B 16 --L 4096 --H 512 --json out.json
 
 Time is the median of --reps forward+backward passes after warm-up (CUDA: synchronized wall
 clock); peak memory is torch.cuda.max_memory_allocated above the inputs (CUDA only). A case that
-runs out of memory is reported as OOM; one whose pure-PyTorch kernel stand-in would need more than
+runs out of memory is reported as OOM, one that fails (e.g. an operator without a kernel for
+the device) as error; one whose pure-PyTorch kernel stand-in would need more than
 --max-gb is reported as skipped.
 """
 from __future__ import annotations
@@ -116,7 +117,7 @@ def main():
     args = ap.parse_args()
     full = args.device == "cuda"
     B = args.B or (16 if full else 4)
-    L = args.L or (4096 if full else 1024)
+    L = args.L or (4096 if full else 512)
     H = args.H or (512 if full else 64)
     device = args.device
     torch.manual_seed(0)
@@ -152,6 +153,8 @@ def main():
                     except torch.OutOfMemoryError:
                         ms, peak, note = None, None, "OOM"
                         torch.cuda.empty_cache()
+                    except (NotImplementedError, RuntimeError) as e:  # e.g. an op without a CUDA kernel yet
+                        ms, peak, note = None, None, "error: " + str(e).splitlines()[0][:60]
                 base_ms = ms if impl == "lrnn" else base_ms
                 ratio = f"{ms / base_ms:.1f}x" if ms and base_ms else ""
                 print(f"| {name} | {prec} | {impl} | {f'{ms:.2f}' if ms else note} | "

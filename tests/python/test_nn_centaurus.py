@@ -147,3 +147,16 @@ def test_bad_arguments():
         layer(torch.randn(2, 5, 5, dtype=torch.float64), torch.zeros(2, 2, dtype=torch.complex128))
     with pytest.raises(ValueError, match="argument 'state'"):
         layer.step(torch.randn(2, 5, dtype=torch.float64), torch.zeros(2, 2, 3))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_gradcheck_through_carried_state(mode):
+    layer = make(mode, c=2, d=2, N=2, r=2)
+    x = torch.randn(2, 5, 2, dtype=torch.float64, requires_grad=True)
+    s0 = torch.randn(2, *layer.state_shape, dtype=torch.complex128, requires_grad=True)
+
+    def f(x, s0):
+        y, s = layer(x, s0, return_state=True)
+        return y, torch.view_as_real(s)
+
+    assert torch.autograd.gradcheck(f, (x, s0))

@@ -261,3 +261,17 @@ def test_param_groups_follow_the_recipe():
     assert {id(p) for p in rest["params"]} == {id(layer.C1), id(layer.C2), id(layer.D)}
     assert rest["lr"] == 4e-3 and rest["weight_decay"] == 0.05
     assert layer.B._optim == {"group": "ssm", "weight_decay": 0.0}
+
+
+@pytest.mark.parametrize("mode,contraction", [("scan", "auto"), ("conv", "kernel"), ("conv", "states")])
+def test_gradcheck_through_carried_state(mode, contraction):
+    """Gradients flow through the state carried between chunks (input state and final state)."""
+    layer = make(H=3, P=4, J=1, mode=mode, contraction=contraction)
+    x = torch.randn(2, 7, 3, dtype=torch.float64, requires_grad=True)
+    h0 = torch.randn(2, layer.P, dtype=torch.complex128, requires_grad=True)
+
+    def f(x, h0):
+        y, h = layer(x, h0, return_state=True)
+        return y, torch.view_as_real(h)
+
+    assert torch.autograd.gradcheck(f, (x, h0))
