@@ -118,7 +118,8 @@ def test_block_structured_s5_reproduces_s4d_zoh():
     C = blockdiag(c_h^T), per-state step = the channel's step -> S4D-ZOH, computed here in float64 as
     K[h, l] = 2 Re sum_n C B (exp(dt Lam) - 1)/Lam exp(dt Lam l) and a direct causal convolution."""
     H, N2, L = 3, 4, 40
-    Lam = torch.complex(-torch.rand(H, N2, dtype=torch.float64) - 0.1, math.pi * torch.randn(H, N2, dtype=torch.float64))
+    f64 = torch.float64
+    Lam = torch.complex(-torch.rand(H, N2, dtype=f64) - 0.1, math.pi * torch.randn(H, N2, dtype=f64))
     b = torch.randn(H, N2, dtype=torch.complex128)
     c = torch.randn(H, N2, dtype=torch.complex128)
     dt = torch.exp(torch.empty(H, dtype=torch.float64).uniform_(math.log(1e-2), math.log(1e-1)))
