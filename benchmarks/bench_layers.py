@@ -1,8 +1,10 @@
 """Forward+backward time and peak memory of the time-invariant layers (S5, LRU, Centaurus) at one
 (B, L, H), float32 and bf16 autocast, side by side with
 
-  torch-ref   the same layer with lrnn.linear_scan replaced by the pure-PyTorch loop
-              lrnn.reference.linear_scan_ref (scan modes; the conv modes are plain PyTorch already)
+  torch-ref   the same layer with its operators replaced by their pure-PyTorch twins from
+              lrnn.reference: linear_scan_ref (a loop over time) and, where the reference module
+              has it, ssm_kernel_ref (materializes the (H, N, L) powers). The FFT convolution is
+              torch.fft in both columns.
   lrnnx       the same model from SforAiDl/lrnnx, when it is importable
 
 Usage:
@@ -12,7 +14,7 @@ Usage:
 Time is the median of --reps forward+backward passes after warm-up (CUDA: synchronized wall
 clock); peak memory is torch.cuda.max_memory_allocated above the inputs (CUDA only). A case that
 runs out of memory is reported as OOM, one that fails (e.g. an operator without a kernel for
-the device) as error; one whose pure-PyTorch kernel stand-in would need more than
+the device) as error; one whose pure-PyTorch kernel (reference or stand-in) would need more than
 --max-gb is reported as skipped.
 """
 from __future__ import annotations
@@ -34,15 +36,25 @@ from lrnn.nn import LRU, S5, Centaurus  # noqa: E402
 from lrnn.reference import linear_scan_ref  # noqa: E402
 
 
+REF_TWINS = {"linear_scan": linear_scan_ref}
+if hasattr(lrnn.reference, "ssm_kernel_ref"):
+    REF_TWINS["ssm_kernel"] = lrnn.reference.ssm_kernel_ref
+# Until the ssm_kernel operator is merged, lrnn.nn._lti holds a pure-PyTorch stand-in that also
+# materializes (H, N, L): then the lrnn column is subject to the --max-gb limit too.
+STAND_IN = lti.ssm_kernel.__module__ == lti.__name__
+
+
 @contextlib.contextmanager
-def reference_scan():
-    """Route the layers' scan through the pure-PyTorch loop."""
-    saved = lti.linear_scan
-    lti.linear_scan = linear_scan_ref
+def reference_ops():
+    """Route the layers' operators through their pure-PyTorch twins."""
+    saved = {name: getattr(lti, name) for name in REF_TWINS}
+    for name, ref in REF_TWINS.items():
+        setattr(lti, name, ref)
     try:
         yield
     finally:
-        lti.linear_scan = saved
+        for name, op in saved.items():
+            setattr(lti, name, op)
 
 
 def lrnnx_layer(name: str, H: int):
@@ -62,7 +74,7 @@ def lrnnx_layer(name: str, H: int):
 
 
 def cases(H: int):
-    """(name, factory, uses_scan, stand-in kernel bytes per L)."""
+    """(name, factory, uses_scan, bytes per time step of a pure-PyTorch ssm_kernel (H, N, L) tensor)."""
     return [
         ("S5 scan", lambda: S5(H, 256, 8, mode="scan"), True, 0),
         ("S5 conv", lambda: S5(H, 256, 8, mode="conv"), False, 0),
@@ -136,15 +148,15 @@ def main():
         for autocast in (False, True):
             prec = "bf16-autocast" if autocast else "fp32"
             impls = [("lrnn", layer, contextlib.nullcontext, args.reps)]
-            if uses_scan:
-                impls.append(("torch-ref", layer, reference_scan, args.ref_reps))
+            if uses_scan or "ssm_kernel" in REF_TWINS:
+                impls.append(("torch-ref", layer, reference_ops, args.ref_reps))
             other = lrnnx_layer(name, H)
             if other is not None:
                 impls.append(("lrnnx", other.to(device), contextlib.nullcontext, args.reps))
             base_ms = None
             for impl, mod, ctx, reps in impls:
-                if stand_in_bytes * L > args.max_gb * 2**30:
-                    ms, peak, note = None, None, f"skipped (kernel stand-in needs {stand_in_bytes * L / 2**30:.0f} GB)"
+                if (impl == "torch-ref" or STAND_IN) and stand_in_bytes * L > args.max_gb * 2**30:
+                    ms, peak, note = None, None, f"skipped (PyTorch kernel needs {stand_in_bytes * L / 2**30:.0f} GB)"
                 else:
                     try:
                         with ctx():
