@@ -160,3 +160,22 @@ def test_gradcheck_through_carried_state(mode):
         return y, torch.view_as_real(s)
 
     assert torch.autograd.gradcheck(f, (x, s0))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_inference_run_mode_streams_chunks(mode):
+    """The reference's set_run_mode('inference'): chunks fed one call at a time give the output of
+    one call on the whole sequence; reset_state starts a new stream."""
+    layer = make(mode)
+    x = torch.randn(2, 30, 5, dtype=torch.float64)
+    want = layer(x)
+    layer.set_run_mode("inference")
+    for _ in range(2):
+        got = torch.cat([layer(x[:, a:b]) for a, b in ((0, 4), (4, 5), (5, 19), (19, 30))], 1)
+        assert_rel(got, want, EXACT, mode)
+        layer.reset_state()
+    layer(x[:, :4])                                   # leaves a stream state behind
+    layer.set_run_mode("training")                    # ... which training mode neither uses nor keeps
+    assert_rel(layer(x[:, 4:]), oracle(layer, x[:, 4:]), EXACT, "training mode starts from zero")
+    with pytest.raises(ValueError, match="run_mode"):
+        layer.set_run_mode("streaming")

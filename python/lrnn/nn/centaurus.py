@@ -126,6 +126,7 @@ class Centaurus(nn.Module):
         def act(n):
             return _PointwiseAct(n, norm, postact, dropout, factory)
 
+        self.set_run_mode("training")
         if mode == "dws":
             self.mixer = nn.Sequential(act(c), nn.Linear(c, d, bias=False, **factory),
                                        act(d) if use_activations else nn.Identity())
@@ -194,6 +195,19 @@ class Centaurus(nn.Module):
         return fft_conv(u @ W.t(), K) @ self.C.t()
 
     # -- public API -------------------------------------------------------------------------
+    def set_run_mode(self, run_mode: str = "training"):
+        """The reference's streaming switch: in "inference" mode a call without an explicit state
+        continues from the state the previous call left (held by the module until
+        ``reset_state``), so feeding a stream chunk by chunk gives the full-sequence output."""
+        if run_mode not in ("training", "inference"):
+            raise ValueError(f"Centaurus: run_mode must be 'training' or 'inference', got {run_mode!r}")
+        self.run_mode = run_mode
+        self.reset_state()
+
+    def reset_state(self):
+        """Forget the streaming state of "inference" mode (start a new stream)."""
+        self.stream_state = None
+
     def initial_state(self, batch_size: int, device=None, dtype=None) -> torch.Tensor:
         """Zero streaming state (batch_size, *state_shape), complex (complex64 for float32 parameters);
         state shapes: dws (c, N), s5 (r*N,), neck (r, N), full (d, c, N)."""
@@ -211,8 +225,15 @@ class Centaurus(nn.Module):
 
     def forward(self, x: torch.Tensor, state: torch.Tensor | None = None, *, return_state: bool = False):
         """x (B, L, c) -> y (B, L, d) [, final state]. With ``state`` (from ``initial_state`` or a
-        previous call) the sequence continues: chunked streaming equals one call on the whole."""
+        previous call) the sequence continues: chunked streaming equals one call on the whole.
+        In "inference" run mode (``set_run_mode``) the module carries that state itself."""
         self._check(x, "x", 3, state)
+        if self.run_mode == "inference" and state is None and not return_state:
+            carried = self.stream_state
+            if carried is None:
+                carried = self.initial_state(x.shape[0], device=x.device)
+            y, self.stream_state = self.forward(x, carried, return_state=True)
+            return y
         dtA, W = self.discrete()
         u = x.to(self.A.dtype)
         y = self._conv(u, dtA, W)
