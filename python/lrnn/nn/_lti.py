@@ -92,9 +92,9 @@ def project_out(x: torch.Tensor, Cm: torch.Tensor, scale: float) -> torch.Tensor
     """``scale * Re(Cm @ x[t])`` for complex x (B, L, P), Cm (H, P) -> real (B, L, H), as one real
     matmul: Re(c x) = c_re x_re - c_im x_im over the interleaved (re, im) view of x."""
     H, P = Cm.shape
-    w = torch.stack((Cm.real, -Cm.imag), -1).reshape(H, 2 * P)
+    w = (scale * torch.stack((Cm.real, -Cm.imag), -1)).reshape(H, 2 * P)   # scale folded into the weights
     xr = torch.view_as_real(x).reshape(*x.shape[:-1], 2 * P)
-    return scale * torch.matmul(xr, w.t())
+    return torch.matmul(xr, w.t())
 
 
 def powers(z: torch.Tensor, L: int, shift: int = 0) -> torch.Tensor:

@@ -107,7 +107,7 @@ class LRU(nn.Module):
         u = x.to(self.D.dtype)
         y, h_last = diag_ssm(u, lam, z, B, C, 1.0, state, self.mode, self.contraction,
                              need_state=return_state)
-        y = (y + self.D * u).to(x.dtype)
+        y = torch.addcmul(y, self.D, u).to(x.dtype)
         return (y, h_last) if return_state else y
 
     def step(self, x_t: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

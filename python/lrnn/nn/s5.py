@@ -199,7 +199,7 @@ class S5(nn.Module):
             y2, _ = diag_ssm(u, lam, z, B_bar, Cs[1], self._scale, None, self.mode, self.contraction,
                              reverse=True)
             y = y + y2
-        y = (y + self.D * u).to(x.dtype)
+        y = torch.addcmul(y, self.D, u).to(x.dtype)
         return (y, h_last) if return_state else y
 
     def step(self, x_t: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
