@@ -125,8 +125,11 @@ def main():
     ap.add_argument("--ref-reps", type=int, default=1, help="repetitions of the (slow) torch-ref path")
     ap.add_argument("--max-gb", type=float, default=8.0)
     ap.add_argument("--only", default="", help="comma-separated substrings of case names to run")
+    ap.add_argument("--threads", type=int, help="torch CPU threads (1 avoids OpenMP spin-waits on a shared machine)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     full = args.device == "cuda"
     B = args.B or (16 if full else 4)
     L = args.L or (4096 if full else 512)
@@ -137,7 +140,7 @@ def main():
     info = lrnn.build_info()
     print(f"# lrnn layers, forward+backward, (B, L, H) = ({B}, {L}, {H}), device {device}"
           + (f" ({torch.cuda.get_device_name()})" if device == "cuda" else "")
-          + f", torch {torch.__version__}, lrnn {info.get('git_revision', '?')}")
+          + f", {torch.get_num_threads()} CPU threads, torch {torch.__version__}, lrnn {info.get('git_revision', '?')}")
     print("| layer | precision | impl | ms | peak MiB | vs lrnn |")
     print("|---|---|---|---:|---:|---:|")
     rows = []
