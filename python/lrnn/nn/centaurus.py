@@ -29,7 +29,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ._lti import fft_conv, powers, ssm_kernel, use_kernel_order
+from . import _lti  # kernels through the module: one place (_lti) decides which implementation runs
+from ._lti import powers, use_kernel_order
 
 
 class _PointwiseAct(nn.Module):
@@ -175,24 +176,24 @@ class Centaurus(nn.Module):
         """Zero-state output by FFT convolution (before the mixer): u (B, L, c) -> (B, L, c or d)."""
         B, L, c = u.shape
         if self.mode == "dws":
-            return fft_conv(u, ssm_kernel(W, dtA, L, "cosine"))
+            return _lti.fft_conv(u, _lti.ssm_kernel(W, dtA, L, "cosine"))
         if self.mode == "full":
             d = self.d_out
-            k = ssm_kernel(W.reshape(d * c, -1), dtA.reshape(d * c, -1), L, "cosine")
-            return fft_conv(u, k.reshape(d, c, L))
+            k = _lti.ssm_kernel(W.reshape(d * c, -1), dtA.reshape(d * c, -1), L, "cosine")
+            return _lti.fft_conv(u, k.reshape(d, c, L))
         if self.mode == "s5":
             S = dtA.shape[0]
-            K = ssm_kernel(torch.ones_like(dtA.real).unsqueeze(-1), dtA.unsqueeze(-1), L, "cosine")  # (S, L)
+            K = _lti.ssm_kernel(torch.ones_like(dtA.real).unsqueeze(-1), dtA.unsqueeze(-1), L, "cosine")  # (S, L)
         else:
-            K = ssm_kernel(self.E, dtA, L, "cosine")                                                  # (r, L)
+            K = _lti.ssm_kernel(self.E, dtA, L, "cosine")                                    # (r, L)
             S = K.shape[0]
         order = self.contraction
         if order == "auto":
             order = "kernel" if use_kernel_order(B, c, self.d_out, S) else "states"
         if order == "kernel":  # k[d, c, l] = sum_s C[d, s] W[s, c] K[s, l]
             k = (self.C @ (W.unsqueeze(-1) * K.unsqueeze(1)).reshape(S, c * L)).reshape(self.d_out, c, L)
-            return fft_conv(u, k)
-        return fft_conv(u @ W.t(), K) @ self.C.t()
+            return _lti.fft_conv(u, k)
+        return _lti.fft_conv(u @ W.t(), K) @ self.C.t()
 
     # -- public API -------------------------------------------------------------------------
     def set_run_mode(self, run_mode: str = "training"):
