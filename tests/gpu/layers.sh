@@ -20,9 +20,10 @@ cuda_rc=$?
 timeout 80 python benchmarks/bench_layers.py --reps 3 --json "$OUT/bench_layers.json" > "$OUT/bench_layers.md" 2>&1
 bench_rc=$?
 
-echo "== layers summary ($(cat "$OUT/layers_gpu.txt"))"
-echo "cuda layer tests (rc=$cuda_rc): $(tail -n 1 "$OUT/layers_cuda_tests.log")"
-grep -E "^(FAILED|ERROR|SKIPPED)" "$OUT/layers_cuda_tests.log" | head -n 15
-echo "benchmark (rc=$bench_rc; 124 = cut by the timeout, rows so far kept):"
+# Summary, most important last (callers may show only the tail).
+echo "== layers benchmark (rc=$bench_rc; 124 = cut by the timeout, rows so far kept):"
 grep -E "^(#|\|)" "$OUT/bench_layers.md"
-[ "$bench_rc" -eq 0 ] || tail -n 5 "$OUT/bench_layers.md"
+[ "$bench_rc" -eq 0 ] || tail -n 3 "$OUT/bench_layers.md"
+grep -E "^(FAILED|ERROR)" "$OUT/layers_cuda_tests.log" | head -n 10
+echo "== layers on $(cat "$OUT/layers_gpu.txt")"
+echo "== cuda layer tests (rc=$cuda_rc): $(tail -n 1 "$OUT/layers_cuda_tests.log")"
