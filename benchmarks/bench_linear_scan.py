@@ -167,6 +167,10 @@ def accelerated_scan_setup(kind: str):
         L = p["L"]
         if kind == "warp" and (L & (L - 1) or not 32 <= L <= 65536):
             raise Skip("power-of-two L in [32, 65536] only")
+        if kind == "warp" and cell.dtype == "bfloat16":
+            # Its bf16 kernels hit an illegal memory access on the H200 (kernels.md §2.4; seen again
+            # here at (8, 1536, 4096)), which would poison the CUDA context for every later cell.
+            raise Skip("bf16 crashes (illegal memory access) on the H200")
         a, b, g = make_inputs(cell, device)
         gates, tokens, grad = (t.transpose(1, 2) for t in (a, b, g))  # contiguous (B, D, L)
         if cell.mode == "fwd":

@@ -10,60 +10,16 @@ never materialized ``lam``) or as a causal convolution, in one of two contractio
 ``"kernel"`` materializes the (H_out, H_in, L) kernel and convolves channel-contracting, ``"states"``
 projects the input onto the P states, convolves each state with lam^l and projects out.
 
-What this is not: the kernel math. ``ssm_kernel`` and ``fft_conv`` below are the ONLY places that
-stand in for the operators ``lrnn.functional.ssm_kernel`` / ``lrnn.functional.fft_conv`` (built in
-another branch); they are plain PyTorch with the same signatures, so switching to the operators is
-a two-line change at merge.
+What this is not: the kernel math, which is in the operators ``lrnn.functional.ssm_kernel``,
+``fft_conv`` and ``linear_scan``; the layers reach them through this module so that one place picks
+the implementation.
 """
 from __future__ import annotations
 
 import torch
 from torch.fx.experimental.symbolic_shapes import statically_known_true
 
-from ..functional import linear_scan
-
-
-# ---------------------------------------------------------------------------------------------
-# Stand-ins for lrnn.functional.ssm_kernel / lrnn.functional.fft_conv (replace at merge).
-# ---------------------------------------------------------------------------------------------
-def ssm_kernel(w: torch.Tensor, z: torch.Tensor, L: int, basis: str = "complex") -> torch.Tensor:
-    """``K[h, l] = 2 Re(sum_n w[h, n] exp(z[h, n] l))`` (basis "complex", w complex) or
-    ``sum_n w[h, n] exp(Re z l) cos(Im z l)`` (basis "cosine", w real); w, z (H, N) -> K (H, L) real.
-    Pure PyTorch stand-in: materializes (H, N, L)."""
-    l = torch.arange(L, device=z.device, dtype=z.real.dtype)
-    powers = torch.exp(z.unsqueeze(-1) * l)
-    if basis == "complex":
-        return 2.0 * (w.unsqueeze(-1) * powers).sum(-2).real
-    return (w.unsqueeze(-1) * powers.real).sum(-2)
-
-
-def fft_conv(u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """Causal convolution along time ``y[:, t] = sum_{s<=t} k[..., t-s] u[:, s]``.
-
-    u (B, L, H_in); k (H_in, L) depthwise or (H_out, H_in, L) channel-contracting -> (B, L, H_out).
-    Real or complex; computed by FFT of size 2L in float32 (float64 inputs stay float64), autocast
-    off. Pure PyTorch stand-in.
-    """
-    L = u.shape[1]
-    cplx = u.is_complex() or k.is_complex()
-    wide = u.dtype in (torch.float64, torch.complex128) or k.dtype in (torch.float64, torch.complex128)
-    real_t = torch.float64 if wide else torch.float32
-    with torch.autocast(u.device.type, enabled=False):
-        u = u.to(torch.promote_types(u.dtype, real_t))
-        k = k.to(torch.promote_types(k.dtype, real_t))
-        n = 2 * L
-        if cplx:
-            uf = torch.fft.fft(u, n=n, dim=1)
-            kf = torch.fft.fft(k, n=n, dim=-1)
-        else:
-            uf = torch.fft.rfft(u, n=n, dim=1)
-            kf = torch.fft.rfft(k, n=n, dim=-1)
-        if k.dim() == 2:
-            yf = uf * kf.transpose(0, 1)
-        else:
-            yf = torch.einsum("bfc,dcf->bfd", uf, kf)
-        y = torch.fft.ifft(yf, n=n, dim=1) if cplx else torch.fft.irfft(yf, n=n, dim=1)
-    return y[:, :L]
+from ..functional import fft_conv, linear_scan, ssm_kernel  # noqa: F401  (the layers call these through here)
 
 
 # ---------------------------------------------------------------------------------------------
