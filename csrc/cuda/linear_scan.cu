@@ -580,15 +580,23 @@ int sm_count() {
   return sms > 0 ? sms : 132;
 }
 
-/* Threads resident per SM that the shapes aim for (2048 on sm_90). */
-constexpr int64_t kThreadsPerSm = 2048;
+/* Blocks of `kernel` that fit on one SM at `threads` threads and `smem` bytes of dynamic shared
+ * memory (registers included), at least 1. */
+template <typename Kernel> int resident_blocks(Kernel kernel, int threads, size_t smem) {
+  int n = 0;
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, threads, smem) != cudaSuccess || n < 1) n = 1;
+  return n;
+}
 
 /* Channel-major: blocks of 32..128 threads for short rows; bigger blocks (more steps in flight
- * per row) while the rows alone would fill less than one wave of the GPU. */
-int cm_threads(int64_t rows, int64_t L, int steps, int max_threads, int sms) {
+ * per row) while all rows still fit on the GPU at once, i.e. while the GPU would otherwise idle
+ * with fewer rows than resident blocks. */
+template <typename Kernel> int cm_threads(Kernel kernel, int64_t rows, int64_t L, int steps, int sms) {
   int nt = 32;
   while (nt < 128 && (int64_t)nt * steps < L) nt *= 2;
-  while (nt * 2 <= max_threads && rows * nt * 2 <= sms * kThreadsPerSm && L >= (int64_t)nt * 2 * steps) nt *= 2;
+  while (nt * 2 <= kMaxThreads && L >= (int64_t)nt * 2 * steps &&
+         rows <= (int64_t)sms * resident_blocks(kernel, nt * 2, 0))
+    nt *= 2;
   return nt;
 }
 
@@ -599,10 +607,11 @@ struct TmShape {
 };
 
 /* Time-major: CW adjacent channels per block (32 = one 128-byte line of f32 per warp load;
- * down to 8 (a 32-byte sector) when B*D is too small to give every SM a block, fewer only when
- * D itself is smaller) and up to 32 lanes of time, as many as
- * keep all threads resident in one wave. Shared memory holds two rounds of lane aggregates. */
-TmShape tm_shape(int64_t B, int64_t L, int64_t D, size_t op_bytes, int sms) {
+ * down to 8, a 32-byte sector, when B*D is too small to give every SM a block; fewer only when
+ * D itself is smaller) and up to 32 lanes of time: as many as keep every block resident in one
+ * wave (each block walks the whole sequence, so a second wave would double the time). Shared
+ * memory holds two rounds of lane aggregates. */
+template <typename Kernel> TmShape tm_shape(Kernel kernel, int64_t B, int64_t L, int64_t D, size_t op_bytes, int sms) {
   int cw = 32;
   while (cw > 1 && (cw / 2 >= D || (cw > 8 && B * ((D + cw - 1) / cw) < sms))) cw /= 2;
   const int64_t blocks = B * ((D + cw - 1) / cw);
@@ -610,7 +619,7 @@ TmShape tm_shape(int64_t B, int64_t L, int64_t D, size_t op_bytes, int sms) {
   while ((size_t)max_threads * 2 * op_bytes > 48 * 1024) max_threads /= 2;
   int lanes = 1;
   while (lanes < 32 && cw * lanes * 2 <= max_threads && (int64_t)lanes * 2 * kTmSteps <= L &&
-         blocks * cw * lanes * 2 <= sms * kThreadsPerSm)
+         blocks <= (int64_t)sms * resident_blocks(kernel, cw * lanes * 2, (size_t)cw * lanes * 4 * op_bytes))
     lanes *= 2;
   /* whole warps where the channel count allows, so barriers do not idle partial warps */
   while (cw * lanes < 32 && cw * lanes * 2 <= max_threads && lanes < 32) lanes *= 2;
@@ -645,24 +654,20 @@ lrnn_status launch_fwd(const lrnn_linear_scan_params &p, cudaStream_t st) {
   const int64_t rows = p.batch * p.dim;
   /* channel-major when time is contiguous in b and h (a is read with its own strides) */
   if (p.length > 1 && p.b_stride[1] == 1 && p.h_stride[1] == 1) {
-    const bool vec = vec_ok(p.b, p.b_stride, sizeof(TX), p.batch, p.dim) && vec_ok(p.h, p.h_stride, sizeof(TX), p.batch, p.dim) &&
+    const bool vec = vec_ok(p.b, p.b_stride, sizeof(TX), p.batch, p.dim) &&
+                     vec_ok(p.h, p.h_stride, sizeof(TX), p.batch, p.dim) &&
                      a_vec_ok(p.a, p.a_stride, sizeof(TA), p.batch, p.dim);
-    const int nt = cm_threads(rows, p.length, cm_steps<TX>(), kMaxThreads, sms);
-    const dim3 grid((unsigned)rows);
-    if (vec) {
-      if (p.reverse) scan_fwd_cm<TX, TA, true, true><<<grid, nt, 0, st>>>(p);
-      else scan_fwd_cm<TX, TA, true, false><<<grid, nt, 0, st>>>(p);
-    } else {
-      if (p.reverse) scan_fwd_cm<TX, TA, false, true><<<grid, nt, 0, st>>>(p);
-      else scan_fwd_cm<TX, TA, false, false><<<grid, nt, 0, st>>>(p);
-    }
+    void (*kernel)(const lrnn_linear_scan_params) =
+        vec ? (p.reverse ? scan_fwd_cm<TX, TA, true, true> : scan_fwd_cm<TX, TA, true, false>)
+            : (p.reverse ? scan_fwd_cm<TX, TA, false, true> : scan_fwd_cm<TX, TA, false, false>);
+    const int nt = cm_threads(kernel, rows, p.length, cm_steps<TX>(), sms);
+    kernel<<<dim3((unsigned)rows), nt, 0, st>>>(p);
     return launched();
   }
-  const TmShape s = tm_shape(p.batch, p.length, p.dim, sizeof(Op), sms);
-  if (s.blocks > INT32_MAX) return LRNN_ERR_SHAPE;
-  const dim3 grid((unsigned)s.blocks);
-  if (p.reverse) scan_fwd_tm<TX, TA, true><<<grid, s.threads, s.smem, st>>>(p, s.cw);
-  else scan_fwd_tm<TX, TA, false><<<grid, s.threads, s.smem, st>>>(p, s.cw);
+  void (*kernel)(const lrnn_linear_scan_params, int) =
+      p.reverse ? scan_fwd_tm<TX, TA, true> : scan_fwd_tm<TX, TA, false>;
+  const TmShape s = tm_shape(kernel, p.batch, p.length, p.dim, sizeof(Op), sms);
+  kernel<<<dim3((unsigned)s.blocks), s.threads, s.smem, st>>>(p, s.cw);
   return launched();
 }
 
@@ -672,25 +677,22 @@ lrnn_status launch_bwd(const lrnn_linear_scan_bwd_params &p, cudaStream_t st) {
   const int sms = sm_count();
   const int64_t rows = p.batch * p.dim;
   if (p.length > 1 && p.h_stride[1] == 1 && p.db_stride[1] == 1) {
-    const bool vec = vec_ok(p.grad_h, p.grad_h_stride, sizeof(TX), p.batch, p.dim) && vec_ok(p.h, p.h_stride, sizeof(TX), p.batch, p.dim) &&
-                     vec_ok(p.db, p.db_stride, sizeof(TX), p.batch, p.dim) && a_vec_ok(p.a, p.a_stride, sizeof(TA), p.batch, p.dim) &&
+    const bool vec = vec_ok(p.grad_h, p.grad_h_stride, sizeof(TX), p.batch, p.dim) &&
+                     vec_ok(p.h, p.h_stride, sizeof(TX), p.batch, p.dim) &&
+                     vec_ok(p.db, p.db_stride, sizeof(TX), p.batch, p.dim) &&
+                     a_vec_ok(p.a, p.a_stride, sizeof(TA), p.batch, p.dim) &&
                      (p.da_sum_time || vec_ok(p.da, p.da_stride, sizeof(TA), p.batch, p.dim));
-    const int nt = cm_threads(rows, p.length, cm_steps<TX>(), kMaxThreads, sms);
-    const dim3 grid((unsigned)rows);
-    if (vec) {
-      if (p.reverse) scan_bwd_cm<TX, TA, true, true><<<grid, nt, 0, st>>>(p);
-      else scan_bwd_cm<TX, TA, true, false><<<grid, nt, 0, st>>>(p);
-    } else {
-      if (p.reverse) scan_bwd_cm<TX, TA, false, true><<<grid, nt, 0, st>>>(p);
-      else scan_bwd_cm<TX, TA, false, false><<<grid, nt, 0, st>>>(p);
-    }
+    void (*kernel)(const lrnn_linear_scan_bwd_params) =
+        vec ? (p.reverse ? scan_bwd_cm<TX, TA, true, true> : scan_bwd_cm<TX, TA, true, false>)
+            : (p.reverse ? scan_bwd_cm<TX, TA, false, true> : scan_bwd_cm<TX, TA, false, false>);
+    const int nt = cm_threads(kernel, rows, p.length, cm_steps<TX>(), sms);
+    kernel<<<dim3((unsigned)rows), nt, 0, st>>>(p);
     return launched();
   }
-  const TmShape s = tm_shape(p.batch, p.length, p.dim, sizeof(Op), sms);
-  if (s.blocks > INT32_MAX) return LRNN_ERR_SHAPE;
-  const dim3 grid((unsigned)s.blocks);
-  if (p.reverse) scan_bwd_tm<TX, TA, true><<<grid, s.threads, s.smem, st>>>(p, s.cw);
-  else scan_bwd_tm<TX, TA, false><<<grid, s.threads, s.smem, st>>>(p, s.cw);
+  void (*kernel)(const lrnn_linear_scan_bwd_params, int) =
+      p.reverse ? scan_bwd_tm<TX, TA, true> : scan_bwd_tm<TX, TA, false>;
+  const TmShape s = tm_shape(kernel, p.batch, p.length, p.dim, sizeof(Op), sms);
+  kernel<<<dim3((unsigned)s.blocks), s.threads, s.smem, st>>>(p, s.cw);
   return launched();
 }
 
