@@ -140,7 +140,9 @@ def run(title: str, cells: list[Cell], providers: list[Provider], device: str, o
     """Times every provider on every cell; writes <basename>.md/.json/.png into out_dir."""
     out_dir.mkdir(parents=True, exist_ok=True)
     bw = copy_bandwidth(device)
-    log(f"{title}: {machine_line(device)}; copy bandwidth {bw / 1e9:.0f} GB/s; timer {timer_name(device)}")
+    meta = {"title": title, "machine": machine_line(device), "copy_bandwidth_gbps": bw / 1e9,
+            "timer": timer_name(device), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    log(f"{title}: {meta['machine']}; copy bandwidth {bw / 1e9:.0f} GB/s; timer {meta['timer']}")
     results = []
     for cell in cells:
         for prov in providers:
@@ -162,11 +164,10 @@ def run(title: str, cells: list[Cell], providers: list[Provider], device: str, o
                 torch.cuda.empty_cache()
             results.append(r)
             log(format_row(r))
-    meta = {"title": title, "machine": machine_line(device), "copy_bandwidth_gbps": bw / 1e9,
-            "timer": timer_name(device), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-    (out_dir / f"{basename}.md").write_text(markdown(results, meta))
-    (out_dir / f"{basename}.json").write_text(json.dumps(
-        {"meta": meta, "results": [dict(asdict(r), cell=asdict(r.cell)) for r in results]}, indent=1))
+            # written after every cell, so an interrupted run still leaves its table
+            (out_dir / f"{basename}.md").write_text(markdown(results, meta))
+            (out_dir / f"{basename}.json").write_text(json.dumps(
+                {"meta": meta, "results": [dict(asdict(x), cell=asdict(x.cell)) for x in results]}, indent=1))
     plot_note = plot(results, meta, out_dir / f"{basename}.png")
     if plot_note:
         log(plot_note)
