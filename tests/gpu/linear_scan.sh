@@ -32,7 +32,7 @@ fi
 anchors=""
 python -c "import accelerated_scan" 2> /dev/null && anchors+="accelerated_scan "
 python -c "import fla" 2> /dev/null && anchors+="fla "
-t=$(( $(left) - 70 )); [ $t -lt 60 ] && t=60
+t=$(( $(left) - 90 )); [ $t -lt 60 ] && t=60
 timeout $t python benchmarks/bench_linear_scan.py --out "$OUT/bench" > "$OUT/bench_linear_scan.log" 2>&1
 summary+=("benchmark (rc=$?, ${t}s limit, anchors importable: ${anchors:-none}): $OUT/bench/linear_scan_cuda.md")
 
@@ -53,7 +53,7 @@ sanitize() {  # seconds, tool, log, script args...
   echo "$rc"
 }
 if command -v compute-sanitizer > /dev/null; then
-  t=$(( $(left) / 2 )); [ $t -lt 30 ] && t=30
+  t=$(( $(left) * 11 / 20 )); [ $t -lt 30 ] && t=30
   rc=$(sanitize $t memcheck "$OUT/memcheck.log")
   summary+=("memcheck (rc=$rc, ${t}s limit): $(grep -E "ERROR SUMMARY|ran [0-9]+" "$OUT/memcheck.log" | tr '\n' ' ')")
   t=$(left); [ $t -lt 30 ] && t=30
