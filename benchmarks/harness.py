@@ -144,8 +144,11 @@ def run(title: str, cells: list[Cell], providers: list[Provider], device: str, o
             "timer": timer_name(device), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     log(f"{title}: {meta['machine']}; copy bandwidth {bw / 1e9:.0f} GB/s; timer {meta['timer']}")
     results = []
-    for cell in cells:
-        for prov in providers:
+    # provider by provider (lrnn first), so that a slow anchor (JIT build, autotuning) cut off by
+    # a time limit costs its own rows only; the table is ordered by cell
+    order = {(id(c), p.name): (i, j) for i, c in enumerate(cells) for j, p in enumerate(providers)}
+    for prov in providers:
+        for cell in cells:
             r = Result(cell, prov.name)
             try:
                 fn = prov.setup(cell, device)
@@ -163,6 +166,7 @@ def run(title: str, cells: list[Cell], providers: list[Provider], device: str, o
             if device.startswith("cuda"):
                 torch.cuda.empty_cache()
             results.append(r)
+            results.sort(key=lambda x: order[(id(x.cell), x.provider)])
             log(format_row(r))
             # written after every cell, so an interrupted run still leaves its table
             (out_dir / f"{basename}.md").write_text(markdown(results, meta))
