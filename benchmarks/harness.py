@@ -140,10 +140,15 @@ def run(title: str, cells: list[Cell], providers: list[Provider], device: str, o
     """Times every provider on every cell; writes <basename>.md/.json/.png into out_dir."""
     out_dir.mkdir(parents=True, exist_ok=True)
     bw = copy_bandwidth(device)
-    log(f"{title}: {machine_line(device)}; copy bandwidth {bw / 1e9:.0f} GB/s; timer {timer_name(device)}")
+    meta = {"title": title, "machine": machine_line(device), "copy_bandwidth_gbps": bw / 1e9,
+            "timer": timer_name(device), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    log(f"{title}: {meta['machine']}; copy bandwidth {bw / 1e9:.0f} GB/s; timer {meta['timer']}")
     results = []
-    for cell in cells:
-        for prov in providers:
+    # provider by provider (lrnn first), so that a slow anchor (JIT build, autotuning) cut off by
+    # a time limit costs its own rows only; the table is ordered by cell
+    order = {(id(c), p.name): (i, j) for i, c in enumerate(cells) for j, p in enumerate(providers)}
+    for prov in providers:
+        for cell in cells:
             r = Result(cell, prov.name)
             try:
                 fn = prov.setup(cell, device)
@@ -161,12 +166,12 @@ def run(title: str, cells: list[Cell], providers: list[Provider], device: str, o
             if device.startswith("cuda"):
                 torch.cuda.empty_cache()
             results.append(r)
+            results.sort(key=lambda x: order[(id(x.cell), x.provider)])
             log(format_row(r))
-    meta = {"title": title, "machine": machine_line(device), "copy_bandwidth_gbps": bw / 1e9,
-            "timer": timer_name(device), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-    (out_dir / f"{basename}.md").write_text(markdown(results, meta))
-    (out_dir / f"{basename}.json").write_text(json.dumps(
-        {"meta": meta, "results": [dict(asdict(r), cell=asdict(r.cell)) for r in results]}, indent=1))
+            # written after every cell, so an interrupted run still leaves its table
+            (out_dir / f"{basename}.md").write_text(markdown(results, meta))
+            (out_dir / f"{basename}.json").write_text(json.dumps(
+                {"meta": meta, "results": [dict(asdict(x), cell=asdict(x.cell)) for x in results]}, indent=1))
     plot_note = plot(results, meta, out_dir / f"{basename}.png")
     if plot_note:
         log(plot_note)

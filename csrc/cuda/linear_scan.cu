@@ -2,7 +2,7 @@
  *
  * Every step is the affine map x -> a*x + b, and maps compose associatively, so a block can scan
  * many steps in parallel and carry one state between tiles. Two kernel shapes, picked by the
- * launchers from the strides and sizes (see choose_* below):
+ * launchers from the strides and sizes (see "launch shapes" below):
  *
  *  - channel-major ("cm"; time is the contiguous dimension, e.g. a (B, D, L) tensor viewed as
  *    (B, L, D)): one block per row (b, d) walks the sequence in tiles of blockDim*E steps. Each
