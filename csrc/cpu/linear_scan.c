@@ -7,6 +7,7 @@
 #include "scalar.h"
 
 #define LRNN_SCAN_BLOCK 256 /* channels per block when channels are adjacent in memory */
+#define LRNN_PREFETCH_STEPS 8 /* how far ahead the backward requests its rows */
 
 /* ---- real states: a and b share one type ---- */
 #define ZERO_X 0
