@@ -474,8 +474,11 @@ bool aligned_rows(const void* ptr, const int64_t* st, int variable, size_t elem)
 template <int LPC, int NS>
 struct Cfg {
   static constexpr int lpc = LPC, ns = NS;
-  // backward channels per block: the chunk state buffer is 64 * LPC * NS floats per channel
-  static constexpr int gpb = LPC * NS <= 8 ? 16 : LPC * NS <= 16 ? 8 : LPC * NS <= 32 ? 4 : LPC * NS <= 64 ? 2 : 1;
+  // backward channels per block, bounded by shared memory (64 * LPC * NS floats of chunk states
+  // per channel, plus the dB/dC reduction buffers): 16 channels (256 threads) at N <= 16 — the
+  // same 8 resident warps per SM as two 128-thread blocks at ~240 registers per thread, with
+  // half the dB/dC partials.
+  static constexpr int gpb = LPC * NS <= 16 ? 16 : LPC * NS <= 32 ? 4 : LPC * NS <= 64 ? 2 : 1;
   // N > 32: blocks hold only 1-2 channels, so deterministic per-block dB/dC partials would take
   // D / 2 .. D slices of (B, G, N, L) floats (gigabytes at D = 1536); add with atomics instead.
   static constexpr bool atomic_bc = NS > 1;
