@@ -1,6 +1,10 @@
 // common.cpp: implementation of the shared op helpers (common.h).
 #include "common.h"
 
+#ifdef USE_CUDA
+#include <torch/csrc/inductor/aoti_torch/c/shim.h>
+#endif
+
 namespace lrnn {
 
 const char* dtype_name(ScalarType t) {
@@ -67,5 +71,14 @@ void check_same_device(const Tensor& t, const Tensor& ref, const char* op, const
              op, "argument '", name, "' is on ", device_str(t), " but '", ref_name, "' is on ",
              device_str(ref), "; all tensors must be on one device");
 }
+
+#ifdef USE_CUDA
+void* current_cuda_stream(const Tensor& t, const char* op) {
+  void* stream = nullptr;
+  LRNN_CHECK(aoti_torch_get_current_cuda_stream(t.get_device_index(), &stream) == AOTI_TORCH_SUCCESS, op,
+             "cannot get the current CUDA stream of ", device_str(t));
+  return stream;
+}
+#endif
 
 }  // namespace lrnn

@@ -66,4 +66,9 @@ std::string device_str(const Tensor& t);  // "cpu", "cuda:0"
 void check_same_device(const Tensor& t, const Tensor& ref, const char* op, const char* name,
                        const char* ref_name);
 
+#ifdef USE_CUDA
+// The current CUDA stream (a cudaStream_t) of the device `t` lives on, for the CUDA launchers.
+void* current_cuda_stream(const Tensor& t, const char* op);
+#endif
+
 }  // namespace lrnn

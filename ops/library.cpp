@@ -13,6 +13,15 @@ STABLE_TORCH_LIBRARY(lrnn, m) {
   m.def(
       "linear_scan_backward(Tensor grad_h, Tensor? grad_h_last, Tensor a, Tensor h, Tensor? h0, bool reverse)"
       " -> (Tensor grad_a, Tensor grad_b, Tensor grad_h0)");
+  // K[h, l] = s * Re(sum_n w[h, n] * exp(z[h, n] * l)), l < L; basis "complex" (w complex, s = 2)
+  // or "cosine" (w real, s = 1). w, z: (H, N) or (N,), broadcast together; K: (H, L) real.
+  m.def("ssm_kernel(Tensor w, Tensor z, SymInt L, str basis=\"complex\") -> Tensor");
+  m.def("ssm_kernel_backward(Tensor grad_k, Tensor w, Tensor z, str basis) -> (Tensor grad_w, Tensor grad_z)");
+  // out[h, l] = sum_n v/(omega[l] - lam) (+ conj(v)/(omega[l] - conj(lam)) when symmetric).
+  m.def("cauchy(Tensor v, Tensor omega, Tensor lam, bool symmetric=True) -> Tensor");
+  m.def(
+      "cauchy_backward(Tensor grad_out, Tensor v, Tensor omega, Tensor lam, bool symmetric)"
+      " -> (Tensor grad_v, Tensor grad_lam)");
   // S6 / Mamba-1 selective scan (mamba_ssm's selective_scan_fn argument order and (B, D, L)
   // layout; a batch-first tensor may be passed as a transposed view). h0: (B, D, N) initial
   // state; dt_A: (B, D, L) separate step for exp(dt_A * A) (STREAM). chunk_states is the state
@@ -28,6 +37,17 @@ STABLE_TORCH_LIBRARY(lrnn, m) {
       " Tensor C, Tensor? D, Tensor? z, Tensor? delta_bias, bool delta_softplus, Tensor? h0, Tensor? dt_A,"
       " Tensor chunk_states) -> (Tensor grad_u, Tensor grad_delta, Tensor grad_A, Tensor grad_B, Tensor grad_C,"
       " Tensor grad_D, Tensor grad_z, Tensor grad_delta_bias, Tensor grad_h0, Tensor grad_dt_A)");
+  // Event-SSM / S7 scan: h[t] = exp(Lambda*delta*dt[t]) * h[t-1] + g[t] * v[t] over dim 1 of v
+  // (B, L, P); delta is (P,) or (B, L, P); discretization 0 = zoh, 1 = dirac, 2 = async (g[t]
+  // per lrnn/event_scan.h). An int, not a string: the C kernels and the CUDA launch take it as is.
+  m.def(
+      "event_scan(Tensor Lambda, Tensor delta, Tensor dt, Tensor v, Tensor? h0=None, int discretization=2,"
+      " bool reverse=False) -> (Tensor h, Tensor h_last)");
+  // grad_delta has the shape of delta, in float32 (complex64 state) or float64.
+  m.def(
+      "event_scan_backward(Tensor grad_h, Tensor? grad_h_last, Tensor Lambda, Tensor delta, Tensor dt, Tensor v,"
+      " Tensor h, Tensor? h0, int discretization, bool reverse)"
+      " -> (Tensor grad_Lambda, Tensor grad_delta, Tensor grad_v, Tensor grad_h0)");
 }
 
 // A C++ program that links liblrnn_ops calls this once so the linker keeps the library (and

@@ -8,9 +8,9 @@
 namespace lrnn {
 namespace {
 
-// Rows per task: enough time steps per task (~64K elements) to amortize scheduling, and
-// whole channel blocks so tasks do not split the kernels' 64-channel blocks.
-int64_t row_grain(int64_t length) { return std::max<int64_t>(64, (65536 / std::max<int64_t>(length, 1)) / 64 * 64); }
+// Rows per task: at least ~64K elements per task to amortize scheduling, in multiples of the
+// kernels' 256-channel blocks so that tasks do not cut blocks short.
+int64_t row_grain(int64_t length) { return std::max<int64_t>(256, (65536 / std::max<int64_t>(length, 1)) / 256 * 256); }
 
 template <typename Params, typename Kernel>
 void run_rows(const Params& p, Kernel kernel, const char* op) {

@@ -1,7 +1,6 @@
 // selective_scan_cuda.cpp: the CUDA implementations of lrnn::selective_scan and its backward —
 // shared checks/allocation (selective_scan.h), then the C launchers on the current stream.
 // Compiled by the host compiler with USE_CUDA; float64 stays on the CPU (gradcheck only).
-#include <torch/csrc/inductor/aoti_torch/c/shim.h>
 #include <torch/csrc/stable/accelerator.h>
 
 #include "selective_scan.h"
@@ -10,12 +9,6 @@ namespace lrnn {
 namespace {
 
 using Opt = std::optional<Tensor>;
-
-void* current_stream(const Tensor& t) {
-  void* stream = nullptr;
-  TORCH_ERROR_CODE_CHECK(aoti_torch_get_current_cuda_stream(t.get_device_index(), &stream));
-  return stream;
-}
 
 void check_cuda_dtype(const Tensor& u, const char* op) {
   LRNN_CHECK(u.scalar_type() != ScalarType::Double, op,
@@ -33,7 +26,7 @@ std::tuple<Tensor, Tensor, Tensor> selective_scan_cuda(Tensor u, Tensor delta, T
   check_cuda_dtype(u, "selective_scan");
   torch::stable::accelerator::DeviceGuard guard(u.get_device_index());
   SelectiveScanForward f = selective_scan_prepare(u, delta, A, B, C, {D, z, delta_bias, delta_softplus, h0, dt_A});
-  check_status(lrnn_selective_scan_fwd_cuda(&f.params, current_stream(u)), "selective_scan");
+  check_status(lrnn_selective_scan_fwd_cuda(&f.params, current_cuda_stream(u, "selective_scan")), "selective_scan");
   return {f.y, f.h_last, f.chunk_states};
 }
 
@@ -46,7 +39,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tenso
                                                             {D, z, delta_bias, delta_softplus, h0, dt_A},
                                                             chunk_states, cuda_parts,
                                                             !lrnn_selective_scan_cuda_atomic_bc(A.size(1)));
-  check_status(lrnn_selective_scan_bwd_cuda(&g.params, current_stream(u)), "selective_scan_backward");
+  check_status(lrnn_selective_scan_bwd_cuda(&g.params, current_cuda_stream(u, "selective_scan_backward")),
+               "selective_scan_backward");
   return {g.du, g.ddelta, g.dA, g.dB, g.dC, g.dD, g.dz, g.ddelta_bias, g.dh0, g.ddt_A};
 }
 

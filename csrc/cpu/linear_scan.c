@@ -6,6 +6,8 @@
 
 #include "scalar.h"
 
+#define LRNN_SCAN_BLOCK 256 /* channels per block when channels are adjacent in memory */
+
 /* ---- real states: a and b share one type ---- */
 #define ZERO_X 0
 #define ZERO_A 0

@@ -8,6 +8,13 @@
 #include <stdint.h>
 #include <string.h>
 
+/* `restrict` is C99; C++ compilers spell it __restrict. */
+#ifdef __cplusplus
+#define LRNN_RESTRICT __restrict
+#else
+#define LRNN_RESTRICT restrict
+#endif
+
 typedef struct lrnn_cf { float re, im; } lrnn_cf;    /* complex64 storage and arithmetic */
 typedef struct lrnn_cd { double re, im; } lrnn_cd;   /* complex128 */
 

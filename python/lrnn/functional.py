@@ -25,6 +25,99 @@ def linear_scan(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None = None
     return torch.ops.lrnn.linear_scan(a, b, h0, reverse)
 
 
+def ssm_kernel(w: torch.Tensor, z: torch.Tensor, L: int, basis: str = "complex") -> torch.Tensor:
+    """Vandermonde kernel of a diagonal LTI system, ``K[h, l] = s * Re(sum_n w[h, n] * exp(z[h, n] * l))``
+    for ``l = 0 .. L-1``, without forming the ``(H, N, L)`` powers (O(H*N*L) time, O(H*L) memory).
+
+    Args:
+        w: weights ``(H, N)`` or ``(N,)``: complex64/complex128 for ``basis="complex"``; the real
+           dtype of ``z`` for ``basis="cosine"``.
+        z: log-transitions ``(H, N)`` or ``(N,)``, complex64 or complex128 (e.g. ``dt * A``);
+           broadcast with ``w`` to ``(H, N)``.
+        L: kernel length (>= 0).
+        basis: ``"complex"``: ``s = 2``, the conjugate-pair kernel of S4D/S5/LRU (each stored
+           state stands for itself and its conjugate). ``"cosine"``: ``s = 1`` with a real ``w``,
+           i.e. Centaurus' damped-cosine basis ``sum_n w * exp(Re z * l) * cos(Im z * l)``.
+
+    Returns:
+        ``K`` ``(H, L)``, float32 for complex64 ``z``, float64 for complex128. Differentiable
+        w.r.t. ``w`` and ``z`` (PyTorch's complex convention). ``exp(z * l)`` is re-anchored
+        every 32 steps from a double-precision value, so accuracy does not degrade with ``L``.
+    """
+    return torch.ops.lrnn.ssm_kernel(w, z, L, basis)
+
+
+def cauchy(v: torch.Tensor, omega: torch.Tensor, lam: torch.Tensor, symmetric: bool = True) -> torch.Tensor:
+    """Cauchy matrix-vector product of S4's DPLR kernel,
+    ``out[h, l] = sum_n v[h, n] / (omega[l] - lam[h, n]) + conj(v[h, n]) / (omega[l] - conj(lam[h, n]))``.
+
+    The second (conjugate-pair) term is present when ``symmetric`` (S4 stores one state of each
+    conjugate pair; the sum then runs over all N = 2 * lam.shape[-1] states).
+
+    Args:
+        v: numerators ``(H, N)`` or ``(N,)``, complex64 or complex128.
+        omega: evaluation nodes ``(L,)``, same dtype, shared by all rows. Treated as constants:
+           no gradient flows to ``omega``.
+        lam: poles ``(H, N)`` or ``(N,)``, same dtype; broadcast with ``v``.
+        symmetric: add the conjugate-pair terms.
+
+    Returns:
+        ``(H, L)`` complex, differentiable w.r.t. ``v`` and ``lam``. Any N and L.
+    """
+    return torch.ops.lrnn.cauchy(v, omega, lam, symmetric)
+
+
+def fft_conv(u: torch.Tensor, k: torch.Tensor, D: torch.Tensor | None = None) -> torch.Tensor:
+    """Long causal convolution by FFT, ``y[b, t, o] = sum_{s<=t} k[o, (i,) t-s] * u[b, s, (i|o)] + skip``.
+
+    Computed in float32 (float64 when an input is float64; complex64/complex128 when an input is
+    complex, e.g. a state-wise convolution with complex powers) with autocast disabled, whatever
+    the input dtypes: the FFT of a long kernel in half precision loses the kernel's tail.
+
+    Args:
+        u: input ``(B, L, H)``.
+        k: ``(H, Lk)`` for the depthwise form (channel h convolved with its own kernel), or
+           ``(H_out, H_in, Lk)`` for the full form (channels contracted: ``y[..., o] =
+           sum_i k[o, i] * u[..., i]``). ``Lk`` may differ from ``L``: taps beyond ``L`` are
+           unused, a shorter kernel is zero beyond ``Lk``.
+        D: optional skip: ``(H,)`` adds ``D * u`` (depthwise, or full with ``H_out == H_in``);
+           ``(H_out, H_in)`` adds ``u @ D.T`` (full form).
+
+    Returns:
+        ``y`` ``(B, L, H_out)`` in the computation dtype above.
+    """
+    depthwise = k.dim() == 2
+    # Plain raises (not torch._check with closures) so that torch.compile traces this function.
+    if u.dim() != 3:
+        raise ValueError(f"fft_conv: argument 'u' must have shape (B, L, H), got {tuple(u.shape)}")
+    if k.dim() not in (2, 3):
+        raise ValueError(f"fft_conv: argument 'k' must be (H, Lk) or (H_out, H_in, Lk), got {tuple(k.shape)}")
+    H_in = k.shape[0] if depthwise else k.shape[1]
+    if u.shape[-1] != H_in:
+        raise ValueError(f"fft_conv: 'u' has {u.shape[-1]} channels but 'k' {tuple(k.shape)} expects {H_in}")
+    wide = any(t.dtype in (torch.float64, torch.complex128) for t in (u, k))
+    cplx = u.is_complex() or k.is_complex()
+    ctype = {(False, False): torch.float32, (True, False): torch.float64,
+             (False, True): torch.complex64, (True, True): torch.complex128}[(wide, cplx)]
+    L = u.shape[1]
+    # linear (not circular) convolution; taps at lags >= L only reach outputs past L, so a longer
+    # kernel needs no truncation (and no slice whose contiguity would specialize L under export)
+    n = L + k.shape[-1]
+    fft, ifft = (torch.fft.fft, torch.fft.ifft) if cplx else (torch.fft.rfft, torch.fft.irfft)
+    with torch.autocast(u.device.type, enabled=False):
+        uf = fft(u.to(ctype), n=n, dim=1)                            # (B, F, H_in)
+        kf = fft(k.to(ctype), n=n, dim=-1)                           # (H, F) or (H_out, H_in, F)
+        if depthwise:
+            yf = uf * kf.transpose(0, 1)
+        else:
+            yf = torch.einsum("bfi,oif->bfo", uf, kf)
+        y = ifft(yf, n=n, dim=1)[:, :L]
+        if D is not None:
+            D = D.to(ctype)
+            y = y + (u.to(ctype) * D if D.dim() == 1 else u.to(ctype) @ D.transpose(0, 1))
+    return y
+
+
 def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
                    D: torch.Tensor | None = None, z: torch.Tensor | None = None,
                    delta_bias: torch.Tensor | None = None, delta_softplus: bool = False,
@@ -67,3 +160,40 @@ def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: tor
     if batch_first:
         y = y.transpose(1, 2)
     return (y, h_last) if return_last_state else y
+
+
+def event_scan(Lambda: torch.Tensor, delta: torch.Tensor, dt: torch.Tensor, v: torch.Tensor,
+               h0: torch.Tensor | None = None, discretization: str = "async",
+               reverse: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Event-SSM / S7 scan with the discretization fused in (per channel p, event t)::
+
+        a[t] = exp(Lambda * delta[t] * dt[t])
+        h[t] = a[t] * h[t-1] + g[t] * v[t]          h[-1] = h0 (zeros when None)
+
+    with the input scale ``g`` of the discretization: ``"zoh"`` ``(a[t] - 1) / Lambda``,
+    ``"dirac"`` 1, ``"async"`` ``(exp(Lambda * delta[t]) - 1) / Lambda`` (independent of dt; the
+    Event-SSM default). ``dt = 0`` is an identity transition, so padding events (zero ``v``,
+    zero ``dt``) leave the state unchanged. Transitions are computed inside the kernel, never
+    stored; the scales stay exact as ``Lambda -> 0`` (expm1-based evaluation).
+
+    Args:
+        Lambda: ``(P,)`` complex64 or complex128, continuous-time eigenvalues.
+        delta: ``(P,)`` step sizes shared by all events, or ``(B, L, P)`` per event (S7);
+            float32 or bfloat16 with complex64 ``v``, float64 with complex128.
+        dt: ``(B, L)`` time gaps (>= 0), the dtype of ``delta``. Data: it gets no gradient.
+        v: ``(B, L, P)`` complex inputs (``B u`` already projected), the dtype of ``Lambda``.
+        h0: ``(B, P)`` initial state, the dtype of ``v``.
+        discretization: ``"zoh"``, ``"dirac"`` or ``"async"``.
+        reverse: run from ``t = L-1`` down to 0 (``h[t] = a[t] * h[t+1] + g[t] * v[t]``).
+
+    Returns:
+        ``h`` ``(B, L, P)`` and ``h_last`` ``(B, P)``, the state after the last step taken.
+        Differentiable w.r.t. ``Lambda``, ``delta``, ``v`` and ``h0`` (also through ``h_last``).
+    """
+    from .ops.event_scan import DISCRETIZATIONS
+    if discretization not in DISCRETIZATIONS:
+        raise ValueError(f"lrnn.event_scan: discretization must be one of {sorted(DISCRETIZATIONS)}, "
+                         f"got {discretization!r}")
+    if dt.requires_grad:
+        raise ValueError("lrnn.event_scan: dt (event time gaps) is data and gets no gradient; pass dt.detach()")
+    return torch.ops.lrnn.event_scan(Lambda, delta, dt, v, h0, DISCRETIZATIONS[discretization], reverse)

@@ -27,6 +27,49 @@ def linear_scan_ref(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None = 
     return hs.to(out_dtype), h.to(out_dtype)
 
 
+def ssm_kernel_ref(w: torch.Tensor, z: torch.Tensor, L: int, basis: str = "complex") -> torch.Tensor:
+    """Reference for :func:`lrnn.functional.ssm_kernel`: materializes the (H, N, L) powers."""
+    if basis not in ("complex", "cosine"):
+        raise ValueError(f"ssm_kernel_ref: basis must be 'complex' or 'cosine', got {basis!r}")
+    l = torch.arange(L, device=z.device, dtype=z.real.dtype)
+    powers = torch.exp(z.unsqueeze(-1) * l)                          # (H, N, L)
+    k = (w.unsqueeze(-1) * powers).sum(-2).real
+    if k.dim() == 1:
+        k = k.unsqueeze(0)
+    return 2 * k if basis == "complex" else k
+
+
+def cauchy_ref(v: torch.Tensor, omega: torch.Tensor, lam: torch.Tensor, symmetric: bool = True) -> torch.Tensor:
+    """Reference for :func:`lrnn.functional.cauchy`: materializes the (H, N, L) terms."""
+    v, lam = torch.broadcast_tensors(v, lam)
+    if v.dim() == 1:
+        v, lam = v.unsqueeze(0), lam.unsqueeze(0)
+    out = (v.unsqueeze(-1) / (omega - lam.unsqueeze(-1))).sum(-2)
+    if symmetric:
+        out = out + (v.conj().unsqueeze(-1) / (omega - lam.conj().unsqueeze(-1))).sum(-2)
+    return out
+
+
+def fft_conv_ref(u: torch.Tensor, k: torch.Tensor, D: torch.Tensor | None = None) -> torch.Tensor:
+    """Reference for :func:`lrnn.functional.fft_conv`: direct causal convolution (O(L^2)), in the
+    computation dtype of the FFT version (float64 if an input is float64, else float32; complex if
+    an input is complex)."""
+    ctype = torch.float64 if any(t.dtype in (torch.float64, torch.complex128) for t in (u, k)) else torch.float32
+    if u.is_complex() or k.is_complex():
+        ctype = torch.complex128 if ctype == torch.float64 else torch.complex64
+    u, k = u.to(ctype), k.to(ctype)
+    L = u.shape[1]
+    k = k[..., :L]
+    kfull = k if k.dim() == 3 else torch.diag_embed(k.transpose(0, 1)).permute(1, 2, 0)  # (H_out, H_in, Lk)
+    y = u.new_zeros(u.shape[0], L, kfull.shape[0])
+    for lag in range(kfull.shape[-1]):
+        y[:, lag:] += u[:, :L - lag] @ kfull[:, :, lag].transpose(0, 1)
+    if D is not None:
+        D = D.to(ctype)
+        y = y + (u * D if D.dim() == 1 else u @ D.transpose(0, 1))
+    return y
+
+
 def selective_scan_ref(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, h0=None,
                        dt_A=None):
     """Reference for ``torch.ops.lrnn.selective_scan`` in its (B, D, L) layout: a Python loop over
@@ -64,3 +107,36 @@ def selective_scan_ref(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta
     if z is not None:
         y = y * torch.nn.functional.silu(z.to(wt))
     return y.to(out_dtype), h
+
+
+def event_scan_ref(Lambda: torch.Tensor, delta: torch.Tensor, dt: torch.Tensor, v: torch.Tensor,
+                   h0: torch.Tensor | None = None, discretization: str = "async",
+                   reverse: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reference for :func:`lrnn.functional.event_scan`: a Python loop over events, written from
+    the definitions (``(exp(x) - 1) / Lambda`` directly), computed in complex128.
+
+    Differentiable in ``Lambda``, ``delta``, ``v``, ``h0`` (and ``dt``) by autograd.
+    """
+    out_dtype = v.dtype
+    Lam = Lambda.to(torch.complex128)
+    d = delta.to(torch.float64)
+    tau = dt.to(torch.float64)
+    x = v.to(torch.complex128)
+    B, L, P = v.shape
+    d = d.expand(B, L, P)
+    h = torch.zeros(B, P, dtype=torch.complex128, device=v.device) if h0 is None else h0.to(torch.complex128)
+    out = [None] * L
+    for t in (range(L - 1, -1, -1) if reverse else range(L)):
+        a = torch.exp(Lam * d[:, t] * tau[:, t, None])
+        if discretization == "zoh":
+            g = (a - 1) / Lam
+        elif discretization == "dirac":
+            g = torch.ones_like(a)
+        elif discretization == "async":
+            g = (torch.exp(Lam * d[:, t]) - 1) / Lam
+        else:
+            raise ValueError(f"unknown discretization {discretization!r}")
+        h = a * h + g * x[:, t]
+        out[t] = h
+    hs = torch.stack(out, 1) if L else x.new_empty(B, 0, P)
+    return hs.to(out_dtype), h.to(out_dtype)

@@ -67,3 +67,15 @@ def _backward(ctx, grad_h, grad_h_last):
 
 
 torch.library.register_autograd(_OP, _backward, setup_context=_setup_context)
+
+
+def _no_double_backward(ctx, *grads):
+    raise RuntimeError(f"{_BWD}: double backward (gradients of gradients) is not supported")
+
+
+def _setup_nothing(ctx, inputs, output):
+    pass
+
+
+# Without this, autograd would silently treat the backward op as constant.
+torch.library.register_autograd(_BWD, _no_double_backward, setup_context=_setup_nothing)

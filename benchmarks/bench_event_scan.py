@@ -1,0 +1,211 @@
+"""Benchmark of the fused event scan (lrnn::event_scan) against
+  unfused  the transitions exp(Lambda*delta*dt) and inputs g*v materialized as (B, L, P) complex
+           tensors, then lrnn::linear_scan;
+  jax      S5/Event-SSM's method: jax.lax.associative_scan over (Lambda_bar_k, g*v_k) elements
+           (jit-compiled, run in a subprocess; skipped when jax is not installed);
+plus the S7 layer (composed: x_proj -> B_k u_k -> event_scan with per-event delta -> C_k x_k), with
+the per-event B_k/C_k materialized for the whole sequence and with chunk_size (checkpointed chunks).
+
+Every measurement runs in its own subprocess so that peak memory is clean: on CUDA the peak
+allocated bytes above the inputs (torch.cuda.max_memory_allocated, JAX's peak_bytes_in_use), on
+the CPU the growth of the process's peak RSS over its state after building the inputs.
+Times are medians over --iters runs after a warm-up, forward and forward+backward (async).
+
+    python benchmarks/bench_event_scan.py --device cuda                     # (8, 65536, 128)
+    python benchmarks/bench_event_scan.py --device cpu --B 2 --L 8192 --P 64  # reduced, on the CPU
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def median_time(fn, iters, sync):
+    fn()
+    sync()
+    ts = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        ts.append(time.perf_counter() - t0)
+    ts.sort()
+    return ts[len(ts) // 2]
+
+
+def torch_worker(a):
+    import torch
+    sys.path.insert(0, os.path.join(HERE, "..", "python"))
+    import lrnn
+
+    dev = a.device
+    g = torch.Generator(device="cpu").manual_seed(0)
+    B, L, P = a.B, a.L, a.P
+    sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
+    if a.worker == "s7":
+        from lrnn.nn import S7
+        H = a.H
+        m = S7(H, P, conj_sym=False, chunk_size=a.chunk or None).to(dev)
+        x = torch.randn(B, L, H, generator=g).to(dev)
+        dt = torch.rand(B, L, generator=g).to(dev)
+        fwd = lambda: m(x, dt)  # noqa: E731
+        params = list(m.parameters())
+
+        def fwd_bwd():
+            torch.autograd.grad(m(x, dt).sum(), params)
+    else:
+        Lam = torch.complex(-0.05 - torch.rand(P, generator=g), torch.randn(P, generator=g)).to(dev)
+        delta = (0.01 + torch.rand(P, generator=g)).to(dev)
+        dt = torch.rand(B, L, generator=g).to(dev)
+        v = torch.randn(B, L, P, dtype=torch.complex64, generator=g).to(dev)
+        ins = [t.clone().requires_grad_() for t in (Lam, delta, v)]
+        if a.worker == "fused":
+            def run(Lam_, delta_, v_):
+                return lrnn.event_scan(Lam_, delta_, dt, v_, None, "async")[0]
+        else:   # unfused: materialized transitions and inputs, then the generic scan
+            def run(Lam_, delta_, v_):
+                abar = torch.exp(Lam_ * delta_ * dt[..., None])
+                gam = torch.expm1(Lam_ * delta_) / Lam_
+                return lrnn.linear_scan(abar, gam * v_)[0]
+        fwd = lambda: run(Lam, delta, v)  # noqa: E731
+
+        def fwd_bwd():
+            h = run(*ins)
+            torch.autograd.grad(h, ins, torch.ones_like(h))
+    with torch.no_grad():
+        fwd()
+    sync()
+    if dev == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    else:
+        base = rss_bytes()
+    out = {}
+    with torch.no_grad():
+        out["fwd_ms"] = 1e3 * median_time(fwd, a.iters, sync)
+    out["fwd_bwd_ms"] = 1e3 * median_time(fwd_bwd, a.iters, sync)
+    out["peak_extra_MB"] = ((torch.cuda.max_memory_allocated() if dev == "cuda" else rss_bytes()) - base) / 2**20
+    return out
+
+
+def jax_worker(a):
+    import jax
+    import jax.numpy as jnp
+    if a.device == "cpu":
+        jax.config.update("jax_platform_name", "cpu")
+    B, L, P = a.B, a.L, a.P
+    k = jax.random.split(jax.random.PRNGKey(0), 5)
+    Lam = (-0.05 - jax.random.uniform(k[0], (P,))) + 1j * jax.random.normal(k[1], (P,))
+    delta = 0.01 + jax.random.uniform(k[2], (P,))
+    dt = jax.random.uniform(k[3], (B, L))
+    v = (jax.random.normal(k[4], (B, L, P)) + 1j * jax.random.normal(k[4], (B, L, P))).astype(jnp.complex64)
+
+    def op(x, y):
+        a1, b1 = x
+        a2, b2 = y
+        return a2 * a1, a2 * b1 + b2
+
+    def run(Lam_, delta_, v_):
+        abar = jnp.exp(Lam_ * delta_ * dt[..., None])
+        gam = jnp.expm1(Lam_ * delta_) / Lam_
+        return jax.lax.associative_scan(op, (abar, gam * v_), axis=1)[1]
+
+    fwd = jax.jit(run)
+    loss = lambda *x: jnp.sum(jnp.real(run(*x)))  # noqa: E731
+    fwd_bwd = jax.jit(jax.grad(loss, argnums=(0, 1, 2), holomorphic=False))
+    args = (Lam.astype(jnp.complex64), delta.astype(jnp.float32), v)
+    jax.block_until_ready(fwd(*args))
+    jax.block_until_ready(fwd_bwd(*args))
+    dev = jax.devices()[0]
+    stats = dev.memory_stats() if a.device == "cuda" else None
+    base = stats["bytes_in_use"] if stats else rss_bytes()
+    sync = lambda: None  # noqa: E731
+    out = {"fwd_ms": 1e3 * median_time(lambda: jax.block_until_ready(fwd(*args)), a.iters, sync),
+           "fwd_bwd_ms": 1e3 * median_time(lambda: jax.block_until_ready(fwd_bwd(*args)), a.iters, sync)}
+    if stats:
+        out["peak_extra_MB"] = (dev.memory_stats()["peak_bytes_in_use"] - base) / 2**20
+    else:
+        out["peak_extra_MB"] = (rss_bytes() - base) / 2**20
+    return out
+
+
+def spawn(a, method, **over):
+    args = [sys.executable, os.path.abspath(__file__), "--worker", method, "--device", a.device,
+            "--iters", str(a.iters)]
+    for key in ("B", "L", "P", "H", "chunk"):
+        args += [f"--{key}", str(over.get(key, getattr(a, key)))]
+    env = dict(os.environ)
+    if method == "jax":
+        env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")   # measure what it uses, not a pool
+    r = subprocess.run(args, capture_output=True, text=True, env=env, timeout=a.timeout)
+    if r.returncode != 0:
+        tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or ["failed"]
+        return {"error": tail[0][:160]}
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--B", type=int, default=8)
+    p.add_argument("--L", type=int, default=65536)
+    p.add_argument("--P", type=int, default=128)
+    p.add_argument("--H", type=int, default=64)
+    p.add_argument("--iters", type=int, default=10)
+    p.add_argument("--timeout", type=int, default=300)
+    p.add_argument("--s7", default="8x16384x16x64,8x4096x64x128", help="S7 sizes BxLxPxH ('' to skip)")
+    p.add_argument("--s7-chunk", type=int, default=1024, help="S7 chunk_size of the checkpointed variant (0: skip)")
+    p.add_argument("--chunk", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--no-jax", action="store_true")
+    p.add_argument("--json", help="also write the results here")
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    a = p.parse_args()
+    if a.worker:
+        print(json.dumps(jax_worker(a) if a.worker == "jax" else torch_worker(a)))
+        return
+    rows = []
+    print(f"event scan, (B, L, P) = ({a.B}, {a.L}, {a.P}), complex64 state, async, device {a.device}")
+    print(f"{'method':<10}{'fwd ms':>10}{'fwd+bwd ms':>12}{'peak extra MB':>15}")
+    for method in ["fused", "unfused"] + ([] if a.no_jax else ["jax"]):
+        r = spawn(a, method)
+        rows.append({"bench": "event_scan", "method": method, "B": a.B, "L": a.L, "P": a.P, **r})
+        if "error" in r:
+            print(f"{method:<10}  error: {r['error']}")
+        else:
+            print(f"{method:<10}{r['fwd_ms']:>10.2f}{r['fwd_bwd_ms']:>12.2f}{r['peak_extra_MB']:>15.1f}")
+    ok = {r["method"]: r for r in rows if "error" not in r}
+    if "fused" in ok:
+        for other in ("unfused", "jax"):
+            if other in ok:
+                print(f"fused speed-up vs {other}: fwd {ok[other]['fwd_ms'] / ok['fused']['fwd_ms']:.1f}x, "
+                      f"fwd+bwd {ok[other]['fwd_bwd_ms'] / ok['fused']['fwd_bwd_ms']:.1f}x")
+    for size in filter(None, a.s7.split(",")):
+        B, L, P, H = map(int, size.split("x"))
+        for chunk in [0] + ([a.s7_chunk] if a.s7_chunk else []):
+            r = spawn(a, "s7", B=B, L=L, P=P, H=H, chunk=chunk)
+            rows.append({"bench": "s7_layer", "B": B, "L": L, "P": P, "H": H, "chunk_size": chunk or None, **r})
+            what = f"S7 layer (B, L, P, H) = ({B}, {L}, {P}, {H}), " + (
+                f"chunk_size {chunk}" if chunk else "B_k/C_k materialized")
+            if "error" in r:
+                print(f"{what}: error: {r['error']}")
+            else:
+                print(f"{what}: fwd {r['fwd_ms']:.2f} ms, fwd+bwd {r['fwd_bwd_ms']:.2f} ms, "
+                      f"peak extra {r['peak_extra_MB']:.1f} MB")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,196 @@
+"""Benchmark of the kernel-generation ops of the time-invariant models: lrnn::ssm_kernel
+(Vandermonde) and lrnn::cauchy against their pure-PyTorch references (lrnn.reference, which
+materialize (H, N, L) complex tensors), forward and forward+backward, on the CPU and, when present,
+the GPU, side by side.
+
+Reported per row: median time, peak memory (CUDA: measured with torch.cuda.max_memory_allocated;
+CPU: the size of the tensors the algorithm must hold, computed, marked "~"), and for the ops the
+fraction of the arithmetic floor: the FP32 instructions the algorithm needs (ssm_kernel: 5 per
+(h, n, l) forward — a complex multiply and an add — and 8 backward; cauchy, symmetric: 2 terms of
+~10 instructions and 1 reciprocal each, forward and backward alike, 2x for the backward's two sums)
+divided by the device's FP32 issue rate (GPU: SMs x 128 lanes x clock). The GPU clock is read from
+nvidia-smi when available, else the H200's 1.98 GHz boost clock is assumed (said in the output).
+
+    python benchmarks/bench_lti_kernels.py [--device cpu|cuda|all] [--shapes 1024,64,4096 ...]
+                                           [--json out.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import time
+
+import torch
+
+import lrnn
+from lrnn.reference import cauchy_ref, ssm_kernel_ref
+
+SHAPES = [(1024, 64, 4096), (256, 64, 65536)]
+INSTR = {  # FP32 instructions per (h, n, l): (forward, forward+backward)
+    "ssm_kernel": (5, 5 + 8),
+    "cauchy": (20, 20 + 2 * 20),
+}
+
+
+def gpu_issue_rate() -> tuple[float, str]:
+    props = torch.cuda.get_device_properties(0)
+    clock_ghz, source = 1.98, "assumed H200 boost clock 1.98 GHz"
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=clocks.max.sm", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=10).stdout.split()
+        if out:
+            clock_ghz, source = float(out[0]) / 1000, f"nvidia-smi max SM clock {out[0]} MHz"
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        pass
+    return props.multi_processor_count * 128 * clock_ghz * 1e9, f"{props.multi_processor_count} SMs, {source}"
+
+
+def timeit(fn, device: str, min_time: float = 0.5, max_reps: int = 50) -> float:
+    """Median seconds of fn() after one warm-up call; a warm-up slower than 2 s is the measurement
+    (the materializing references at large shapes on the CPU)."""
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    sync()
+    t0 = time.perf_counter()
+    fn()
+    sync()
+    first = time.perf_counter() - t0
+    if first > 2.0:
+        return first
+    times, total = [], 0.0
+    while (total < min_time or len(times) < 3) and len(times) < max_reps:
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        dt = time.perf_counter() - t0
+        times.append(dt)
+        total += dt
+    return statistics.median(times)
+
+
+def peak_bytes(fn, device: str) -> int | None:
+    if device != "cuda":
+        return None
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    fn()
+    torch.cuda.synchronize()
+    return torch.cuda.max_memory_allocated() - base
+
+
+def inputs(op: str, H: int, N: int, L: int, device: str, grad: bool):
+    g = torch.Generator().manual_seed(0)
+    if op == "ssm_kernel":
+        z = torch.complex(-(1e-3 + 0.5 * torch.rand(H, N, generator=g)), 6 * torch.rand(H, N, generator=g) - 3)
+        w = torch.complex(torch.randn(H, N, generator=g), torch.randn(H, N, generator=g))
+        return [w.to(device).requires_grad_(grad), z.to(device).requires_grad_(grad)], L
+    v = torch.complex(torch.randn(H, N, generator=g), torch.randn(H, N, generator=g))
+    lam = torch.complex(-(0.1 + torch.rand(H, N, generator=g)), 6 * torch.rand(H, N, generator=g) - 3)
+    omega = torch.complex(torch.zeros(L), 8 * torch.rand(L, generator=g) - 4)
+    return [v.to(device).requires_grad_(grad), omega.to(device), lam.to(device).requires_grad_(grad)], L
+
+
+def call(op: str, impl: str, args, L: int):
+    if op == "ssm_kernel":
+        f = lrnn.ssm_kernel if impl == "op" else ssm_kernel_ref
+        return f(args[0], args[1], L)
+    f = lrnn.cauchy if impl == "op" else cauchy_ref
+    return f(*args)
+
+
+def model_bytes(op: str, impl: str, H: int, N: int, L: int, backward: bool) -> int:
+    """Bytes the algorithm must hold at its peak (CPU estimate): the op holds inputs and the (H, L)
+    output; the reference holds (H, N, L) complex64 intermediates (2 forward, ~4 with backward)."""
+    out = H * L * (4 if op == "ssm_kernel" else 8) * (2 if backward else 1)
+    if impl == "op":
+        return out + 4 * H * N * 8
+    return out + (4 if backward else 2) * H * N * L * 8
+
+
+def bench_one(op, impl, shape, device, backward, rate, ref_limit):
+    H, N, L = shape
+    if impl == "ref" and model_bytes(op, impl, H, N, L, backward) > ref_limit:
+        return {"skipped": f"needs ~{model_bytes(op, impl, H, N, L, backward) / 2**30:.1f} GiB"}
+    args, L = inputs(op, H, N, L, device, backward)
+
+    def run():
+        out = call(op, impl, args, L)
+        if backward:
+            out.real.sum().backward() if out.is_complex() else out.sum().backward()
+        return out
+
+    t = timeit(run, device, min_time=0.3 if device == "cuda" else 1.0, max_reps=20 if device == "cuda" else 3)
+    mem = peak_bytes(run, device)
+    row = {"time_s": t, "peak_bytes": mem if mem is not None else model_bytes(op, impl, H, N, L, backward),
+           "peak_measured": mem is not None}
+    if impl == "op" and rate:
+        instr = INSTR[op][1 if backward else 0] * H * N * L
+        row["floor_s"] = instr / rate
+        row["floor_fraction"] = row["floor_s"] / t
+    return row
+
+
+def print_row(r: dict, results: list, flush: bool = False):
+    """One table row, printed as soon as it is measured (a timeout keeps what was printed). The
+    reference row carries the op's speed-up over it."""
+    shape = "(%d, %d, %d)" % r["shape"]
+    if "skipped" in r:
+        print(f"{r['device']:6} {r['op']:10} {shape:18} {r['pass_']:8} {r['impl']:4} skipped: {r['skipped']}",
+              flush=flush)
+        return
+    mem = ("" if r["peak_measured"] else "~") + f"{r['peak_bytes'] / 2**20:.1f} MiB"
+    floor = f"{r['floor_s'] * 1e3:.3f} ms" if "floor_s" in r else "-"
+    frac = f"{100 * r['floor_fraction']:.0f}%" if "floor_fraction" in r else "-"
+    speed = "-"
+    if r["impl"] == "ref":
+        op = next((x for x in results if x["impl"] == "op" and x["device"] == r["device"] and
+                   x["op"] == r["op"] and x["shape"] == r["shape"] and x["pass_"] == r["pass_"]), None)
+        if op and "time_s" in op:
+            speed = f"{r['time_s'] / op['time_s']:.1f}x"
+    print(f"{r['device']:6} {r['op']:10} {shape:18} {r['pass_']:8} {r['impl']:4} {r['time_s'] * 1e3:8.2f}ms "
+          f"{mem:>12} {floor:>9} {frac:>8} {speed:>9}", flush=flush)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--device", default="all", choices=["cpu", "cuda", "all"])
+    ap.add_argument("--shapes", nargs="*", default=None, help="H,N,L triples")
+    ap.add_argument("--ops", nargs="*", default=["ssm_kernel", "cauchy"])
+    ap.add_argument("--ref-limit-gib", type=float, default=None,
+                    help="skip references needing more memory (default: 6 GiB CPU, 100 GiB GPU)")
+    ap.add_argument("--json", default=None)
+    a = ap.parse_args()
+    shapes = [tuple(int(x) for x in s.split(",")) for s in a.shapes] if a.shapes else SHAPES
+    devices = ["cpu", "cuda"] if a.device == "all" else [a.device]
+    devices = [d for d in devices if d == "cpu" or torch.cuda.is_available()]
+    results = []
+    print(f"lrnn {lrnn.build_info().get('git_revision', '?')}, torch {torch.__version__}, "
+          f"CPU threads {torch.get_num_threads()}")
+    header = (f"{'device':6} {'op':10} {'(H, N, L)':18} {'pass':8} {'impl':4} {'time':>10} {'peak mem':>12} "
+              f"{'floor':>9} {'of floor':>8} {'op faster':>9}")
+    for device in devices:
+        rate, rate_note = (gpu_issue_rate() if device == "cuda" else (None, "no CPU floor"))
+        if device == "cuda":
+            print(f"cuda: {torch.cuda.get_device_name(0)}; FP32 issue rate {rate / 1e12:.1f} T/s ({rate_note})")
+        print(header, flush=True)
+        limit = (a.ref_limit_gib or (100 if device == "cuda" else 6)) * 2**30
+        for op in a.ops:
+            for shape in shapes:
+                for backward in (False, True):
+                    for impl in ("op", "ref"):
+                        row = bench_one(op, impl, shape, device, backward, rate, limit)
+                        row.update(device=device, op=op, impl=impl, shape=shape,
+                                   pass_="fwd+bwd" if backward else "fwd")
+                        results.append(row)
+                        print_row(row, results, flush=True)
+                        if a.json:  # rewritten after every row, like the table, for partial runs
+                            with open(a.json, "w") as f:
+                                json.dump(results, f, indent=1)
+                        if device == "cuda":
+                            torch.cuda.empty_cache()
+
+
+if __name__ == "__main__":
+    main()

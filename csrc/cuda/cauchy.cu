@@ -1,0 +1,193 @@
+/* cauchy.cu: CUDA forward and backward of the Cauchy kernel (lrnn/cauchy.h).
+ *
+ * Forward: one block per (head, tile of kCyThreads * kCyPerThread nodes); thread t owns nodes
+ * l0 + t + kCyThreads * j (coalesced), states staged in shared memory in chunks, sums in registers.
+ * Backward: one block per (head, tile of kCyBwdTile nodes), the tile's nodes and output gradients
+ * in shared memory; each warp takes whole states, each lane a strided subset of the tile's nodes;
+ * warp sums go to a double workspace per tile, reduced in a fixed order by a second kernel. */
+#include "lrnn/cauchy.h"
+#include "lti_common.cuh"
+
+using lrnn_cuda::Cplx;
+
+namespace {
+
+constexpr int kCyThreads = 128;
+constexpr int kCyPerThread = 4;
+constexpr int kCyChunk = 256;
+constexpr int kCyTile = kCyThreads * kCyPerThread;
+constexpr int kCyWarps = kCyThreads / 32;
+constexpr int kCyBwdTile = 1024;
+
+/* v / (o - lam) added to acc. */
+template <typename T>
+__device__ __forceinline__ void add_quotient(T& ar, T& ai, T vr, T vi, T dr, T di) {
+  const T inv = T(1) / (dr * dr + di * di);
+  ar += (vr * dr + vi * di) * inv;
+  ai += (vi * dr - vr * di) * inv;
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kCyThreads) cy_fwd_kernel(lrnn_cauchy_params p, int64_t n_tiles) {
+  const int64_t h = blockIdx.x / n_tiles, tile = blockIdx.x % n_tiles;
+  const int64_t l0 = tile * kCyTile + threadIdx.x;
+  __shared__ Cplx<T> s_v[kCyChunk], s_lam[kCyChunk];
+  const Cplx<T>* om = reinterpret_cast<const Cplx<T>*>(p.omega);
+  T orr[kCyPerThread], oi[kCyPerThread], accr[kCyPerThread], acci[kCyPerThread];
+#pragma unroll
+  for (int j = 0; j < kCyPerThread; ++j) {
+    const int64_t l = l0 + (int64_t)j * kCyThreads;
+    const Cplx<T> o = l < p.length ? om[l * p.omega_stride] : Cplx<T>{T(0), T(0)};
+    orr[j] = o.re;
+    oi[j] = o.im;
+    accr[j] = acci[j] = T(0);
+  }
+  const Cplx<T>* v = reinterpret_cast<const Cplx<T>*>(p.v) + h * p.v_stride[0];
+  const Cplx<T>* lam = reinterpret_cast<const Cplx<T>*>(p.lam) + h * p.lam_stride[0];
+  for (int64_t n0 = 0; n0 < p.state; n0 += kCyChunk) {
+    const int nc = (int)(p.state - n0 < kCyChunk ? p.state - n0 : kCyChunk);
+    __syncthreads();
+    for (int j = threadIdx.x; j < nc; j += kCyThreads) {
+      s_v[j] = v[(n0 + j) * p.v_stride[1]];
+      s_lam[j] = lam[(n0 + j) * p.lam_stride[1]];
+    }
+    __syncthreads();
+    for (int n = 0; n < nc; ++n) {
+      const Cplx<T> vn = s_v[n], ln = s_lam[n];
+#pragma unroll
+      for (int j = 0; j < kCyPerThread; ++j) {
+        add_quotient(accr[j], acci[j], vn.re, vn.im, orr[j] - ln.re, oi[j] - ln.im);
+        /* conj(v) / (omega - conj(lam)) */
+        if (p.symmetric) add_quotient(accr[j], acci[j], vn.re, -vn.im, orr[j] - ln.re, oi[j] + ln.im);
+      }
+    }
+  }
+  Cplx<T>* out = reinterpret_cast<Cplx<T>*>(p.out) + h * p.out_stride[0];
+#pragma unroll
+  for (int j = 0; j < kCyPerThread; ++j) {
+    const int64_t l = l0 + (int64_t)j * kCyThreads;
+    if (l < p.length) out[l * p.out_stride[1]] = Cplx<T>{accr[j], acci[j]};
+  }
+}
+
+/* A = sum r1 conj(G) + r2 G, B = sum r1^2 conj(G) + r2^2 G per tile into ws[tile][h][n][4]. */
+template <typename T>
+__global__ void __launch_bounds__(kCyThreads) cy_bwd_partial_kernel(lrnn_cauchy_bwd_params p, int64_t n_tiles,
+                                                                    double* ws) {
+  const int64_t h = blockIdx.x / n_tiles, tile = blockIdx.x % n_tiles;
+  const int64_t t0 = tile * kCyBwdTile;
+  const int nt = (int)(p.length - t0 < kCyBwdTile ? p.length - t0 : kCyBwdTile);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  __shared__ Cplx<T> s_o[kCyBwdTile], s_g[kCyBwdTile];
+  const Cplx<T>* om = reinterpret_cast<const Cplx<T>*>(p.omega);
+  const Cplx<T>* g = reinterpret_cast<const Cplx<T>*>(p.grad_out) + h * p.grad_out_stride[0];
+  for (int i = threadIdx.x; i < nt; i += kCyThreads) {
+    s_o[i] = om[(t0 + i) * p.omega_stride];
+    s_g[i] = g[(t0 + i) * p.grad_out_stride[1]];
+  }
+  __syncthreads();
+  const Cplx<T>* lam = reinterpret_cast<const Cplx<T>*>(p.lam) + h * p.lam_stride[0];
+  for (int64_t n = warp; n < p.state; n += kCyWarps) {
+    const Cplx<T> ln = lam[n * p.lam_stride[1]];
+    T ar = 0, ai = 0, br = 0, bi = 0;
+    for (int i = lane; i < nt; i += 32) {
+      const Cplx<T> o = s_o[i], G = s_g[i];
+      {
+        /* r1 = 1/(omega - lam); x = r1 conj(G) */
+        const T dr = o.re - ln.re, di = o.im - ln.im, inv = T(1) / (dr * dr + di * di);
+        const T rr = dr * inv, ri = -di * inv;
+        const T xr = rr * G.re + ri * G.im, xi = ri * G.re - rr * G.im;
+        ar += xr;
+        ai += xi;
+        br += rr * xr - ri * xi;
+        bi += rr * xi + ri * xr;
+      }
+      if (p.symmetric) {
+        /* r2 = 1/(conj(omega) - lam); x = r2 G */
+        const T dr = o.re - ln.re, di = -o.im - ln.im, inv = T(1) / (dr * dr + di * di);
+        const T rr = dr * inv, ri = -di * inv;
+        const T xr = rr * G.re - ri * G.im, xi = rr * G.im + ri * G.re;
+        ar += xr;
+        ai += xi;
+        br += rr * xr - ri * xi;
+        bi += rr * xi + ri * xr;
+      }
+    }
+    ar = lrnn_cuda::warp_sum(ar);
+    ai = lrnn_cuda::warp_sum(ai);
+    br = lrnn_cuda::warp_sum(br);
+    bi = lrnn_cuda::warp_sum(bi);
+    if (lane == 0) {
+      double* o = ws + ((tile * p.heads + h) * p.state + n) * 4;
+      o[0] = ar;
+      o[1] = ai;
+      o[2] = br;
+      o[3] = bi;
+    }
+  }
+}
+
+/* grad_v = conj(A), grad_lam = conj(v B), tiles summed in order. */
+template <typename T>
+__global__ void cy_bwd_finish_kernel(lrnn_cauchy_bwd_params p, int64_t n_tiles, const double* ws) {
+  const int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+  if (idx >= p.heads * p.state) return;
+  const int64_t h = idx / p.state, n = idx % p.state;
+  double s[4] = {0, 0, 0, 0};
+  for (int64_t tile = 0; tile < n_tiles; ++tile)
+    for (int q = 0; q < 4; ++q) s[q] += ws[((tile * p.heads + h) * p.state + n) * 4 + q];
+  const Cplx<T> v = reinterpret_cast<const Cplx<T>*>(p.v)[h * p.v_stride[0] + n * p.v_stride[1]];
+  Cplx<T>* gv = reinterpret_cast<Cplx<T>*>(p.grad_v) + h * p.grad_v_stride[0] + n * p.grad_v_stride[1];
+  Cplx<T>* gl = reinterpret_cast<Cplx<T>*>(p.grad_lam) + h * p.grad_lam_stride[0] + n * p.grad_lam_stride[1];
+  *gv = Cplx<T>{(T)s[0], (T)(-s[1])};
+  const double vr = v.re, vi = v.im;
+  *gl = Cplx<T>{(T)(vr * s[2] - vi * s[3]), (T)(-(vr * s[3] + vi * s[2]))};
+}
+
+lrnn_status launched() { return cudaGetLastError() == cudaSuccess ? LRNN_OK : LRNN_ERR_CUDA; }
+
+}  // namespace
+
+extern "C" int64_t lrnn_cauchy_bwd_workspace_bytes(const lrnn_cauchy_bwd_params* p) {
+  if (!p || p->length <= 0) return 0;
+  return lrnn_cuda::ceil_div(p->length, kCyBwdTile) * p->heads * p->state * 4 * (int64_t)sizeof(double);
+}
+
+extern "C" lrnn_status lrnn_cauchy_fwd_cuda(const lrnn_cauchy_params* p, void* stream) {
+  if (!p || p->heads < 0 || p->state < 0 || p->length < 0) return LRNN_ERR_ARGUMENT;
+  if (p->heads == 0 || p->length == 0) return LRNN_OK;
+  const int64_t n_tiles = lrnn_cuda::ceil_div(p->length, kCyTile);
+  if (n_tiles * p->heads > INT32_MAX) return LRNN_ERR_SHAPE;
+  cudaStream_t s = static_cast<cudaStream_t>(stream);
+  const unsigned blocks = (unsigned)(n_tiles * p->heads);
+  switch (p->dtype) {
+    case LRNN_C64: cy_fwd_kernel<float><<<blocks, kCyThreads, 0, s>>>(*p, n_tiles); break;
+    case LRNN_C128: cy_fwd_kernel<double><<<blocks, kCyThreads, 0, s>>>(*p, n_tiles); break;
+    default: return LRNN_ERR_DTYPE;
+  }
+  return launched();
+}
+
+extern "C" lrnn_status lrnn_cauchy_bwd_cuda(const lrnn_cauchy_bwd_params* p, void* workspace, void* stream) {
+  if (!p || p->heads < 0 || p->state < 0 || p->length < 0) return LRNN_ERR_ARGUMENT;
+  if (p->heads == 0 || p->state == 0) return LRNN_OK;
+  if (p->length > 0 && !workspace) return LRNN_ERR_ARGUMENT;
+  const int64_t n_tiles = lrnn_cuda::ceil_div(p->length, kCyBwdTile);
+  if (n_tiles * p->heads > INT32_MAX) return LRNN_ERR_SHAPE;
+  cudaStream_t s = static_cast<cudaStream_t>(stream);
+  double* ws = static_cast<double*>(workspace);
+  const unsigned blocks = (unsigned)(n_tiles * p->heads);
+  const unsigned fin_blocks = (unsigned)lrnn_cuda::ceil_div(p->heads * p->state, 256);
+  switch (p->dtype) {
+    case LRNN_C64:
+      if (n_tiles > 0) cy_bwd_partial_kernel<float><<<blocks, kCyThreads, 0, s>>>(*p, n_tiles, ws);
+      cy_bwd_finish_kernel<float><<<fin_blocks, 256, 0, s>>>(*p, n_tiles, ws);
+      break;
+    case LRNN_C128:
+      if (n_tiles > 0) cy_bwd_partial_kernel<double><<<blocks, kCyThreads, 0, s>>>(*p, n_tiles, ws);
+      cy_bwd_finish_kernel<double><<<fin_blocks, 256, 0, s>>>(*p, n_tiles, ws);
+      break;
+    default: return LRNN_ERR_DTYPE;
+  }
+  return launched();
+}

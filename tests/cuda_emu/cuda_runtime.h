@@ -1,0 +1,123 @@
+/* cuda_runtime.h (emulation): just enough of the CUDA runtime and device intrinsics to run the
+ * lrnn CUDA C kernels on the CPU, one std::thread per CUDA thread, for checking their index
+ * math, boundaries and synchronization without a GPU (see run.sh). Not a general emulator:
+ * blocks run one after another, warps are the 32-thread groups of a block, shuffles and
+ * __syncthreads are barriers. Built with AddressSanitizer and UBSan, it also catches
+ * out-of-bounds and misaligned (vector) accesses. */
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <barrier>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __launch_bounds__(...)
+#define __align__(n) alignas(n)
+#define __shared__ static
+
+struct dim3 {
+  unsigned x, y, z;
+  dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
+};
+struct alignas(16) int4 {
+  int x, y, z, w;
+};
+typedef struct CUstream_st *cudaStream_t;
+enum cudaError_t { cudaSuccess = 0, cudaErrorInvalidConfiguration = 9 };
+enum cudaDeviceAttr { cudaDevAttrMultiProcessorCount = 16 };
+
+inline thread_local dim3 threadIdx, blockIdx, blockDim, gridDim;
+
+namespace emu {
+inline int sms = 132;
+inline cudaError_t last_error = cudaSuccess;
+
+struct Block {
+  std::unique_ptr<std::barrier<>> all;
+  std::vector<std::unique_ptr<std::barrier<>>> warps;
+  std::vector<std::array<unsigned char, 16>> slots;
+  std::vector<unsigned char> smem;
+};
+inline Block *block = nullptr;
+
+inline unsigned char *dyn_smem() { return block->smem.data(); }
+
+template <typename T, typename F> T shfl(T v, F src_lane) {
+  static_assert(sizeof(T) <= 16, "shuffle of at most 16 bytes");
+  const unsigned tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  std::memcpy(block->slots[tid].data(), &v, sizeof(T));
+  block->warps[warp]->arrive_and_wait();
+  T r;
+  std::memcpy(&r, block->slots[warp * 32 + src_lane((int)lane)].data(), sizeof(T));
+  block->warps[warp]->arrive_and_wait();
+  return r;
+}
+
+template <typename K, typename... Args>
+void launch(dim3 grid, dim3 threads, size_t smem, cudaStream_t, K kernel, Args... args) {
+  if (threads.x == 0 || threads.x > 1024 || smem > 48 * 1024) {
+    last_error = cudaErrorInvalidConfiguration;
+    return;
+  }
+  for (unsigned b = 0; b < grid.x; ++b) {
+    Block blk;
+    blk.all = std::make_unique<std::barrier<>>(threads.x);
+    for (unsigned w = 0; w < (threads.x + 31) / 32; ++w)
+      blk.warps.push_back(std::make_unique<std::barrier<>>(std::min(32u, threads.x - 32 * w)));
+    blk.slots.resize(threads.x);
+    blk.smem.assign(smem, 0xff);
+    block = &blk;
+    std::vector<std::thread> pool;
+    for (unsigned t = 0; t < threads.x; ++t)
+      pool.emplace_back([&, t] {
+        threadIdx = dim3(t);
+        blockIdx = dim3(b);
+        blockDim = threads;
+        gridDim = grid;
+        kernel(args...);
+      });
+    for (auto &th : pool) th.join();
+    block = nullptr;
+  }
+}
+}  // namespace emu
+
+inline void __syncthreads() { emu::block->all->arrive_and_wait(); }
+
+template <typename T> T __shfl_up_sync(unsigned, T v, int d) {
+  return emu::shfl(v, [d](int l) { return l - d >= 0 ? l - d : l; });
+}
+template <typename T> T __shfl_down_sync(unsigned, T v, int d) {
+  return emu::shfl(v, [d](int l) { return l + d < 32 ? l + d : l; });
+}
+template <typename T> T __shfl_xor_sync(unsigned, T v, int m) {
+  return emu::shfl(v, [m](int l) { return l ^ m; });
+}
+
+inline cudaError_t cudaGetDevice(int *d) {
+  *d = 0;
+  return cudaSuccess;
+}
+inline cudaError_t cudaDeviceGetAttribute(int *v, cudaDeviceAttr, int) {
+  *v = emu::sms;
+  return cudaSuccess;
+}
+/* every block fits while the SM's 2048 threads do (registers are not modelled) */
+template <typename K> cudaError_t cudaOccupancyMaxActiveBlocksPerMultiprocessor(int *n, K, int threads, size_t) {
+  *n = std::max(1, std::min(32, 2048 / threads));
+  return cudaSuccess;
+}
+inline cudaError_t cudaGetLastError() {
+  const cudaError_t e = emu::last_error;
+  emu::last_error = cudaSuccess;
+  return e;
+}
