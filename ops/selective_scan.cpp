@@ -181,7 +181,8 @@ SelectiveScanBackward selective_scan_backward_prepare(const Tensor& grad_y, cons
                                                       const Tensor& u, const Tensor& delta, const Tensor& A,
                                                       const Tensor& B, const Tensor& C,
                                                       const SelectiveScanOptional& opt, const Tensor& chunk_states,
-                                                      int64_t (*parts)(int64_t, int64_t, int64_t, int64_t)) {
+                                                      int64_t (*parts)(int64_t, int64_t, int64_t, int64_t),
+                                                      bool variable_bc_partials) {
   SelectiveScanBackward out;
   lrnn_selective_scan_bwd_params& q = out.params;
   q = lrnn_selective_scan_bwd_params{};
@@ -213,7 +214,8 @@ SelectiveScanBackward selective_scan_backward_prepare(const Tensor& grad_y, cons
   out.ddelta_bias_part = torch::stable::new_empty(u, {Bn, D}, wt);
   auto grad_bc = [&](bool var, Tensor& d, Tensor& part) {
     d = var ? torch::stable::new_empty(u, {Bn, G, N, L}, wt) : torch::stable::new_empty(u, {D, N}, wt);
-    part = var ? torch::stable::new_empty(u, {q.parts, Bn, G, N, L}, wt) : torch::stable::new_empty(u, {Bn, D, N}, wt);
+    const int64_t slots = variable_bc_partials ? q.parts : 1;
+    part = var ? torch::stable::new_empty(u, {slots, Bn, G, N, L}, wt) : torch::stable::new_empty(u, {Bn, D, N}, wt);
   };
   grad_bc(p.B_variable, out.dB, out.dB_part);
   grad_bc(p.C_variable, out.dC, out.dC_part);

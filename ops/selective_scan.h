@@ -35,11 +35,13 @@ SelectiveScanForward selective_scan_prepare(const Tensor& u, const Tensor& delta
                                             const Tensor& C, const SelectiveScanOptional& opt);
 
 // `parts(B, segments, channels_per_segment, N)`: how many channel ranges each segment is cut into
-// (the device's choice; it sizes the dB/dC workspaces).
+// (the device's choice; it sizes the dB/dC workspaces). variable_bc_partials = false: the device
+// sums variable dB/dC over channels itself (CUDA atomics at N > 32), one workspace slot is enough.
 SelectiveScanBackward selective_scan_backward_prepare(const Tensor& grad_y, const std::optional<Tensor>& grad_h_last,
                                                       const Tensor& u, const Tensor& delta, const Tensor& A,
                                                       const Tensor& B, const Tensor& C,
                                                       const SelectiveScanOptional& opt, const Tensor& chunk_states,
-                                                      int64_t (*parts)(int64_t, int64_t, int64_t, int64_t));
+                                                      int64_t (*parts)(int64_t, int64_t, int64_t, int64_t),
+                                                      bool variable_bc_partials = true);
 
 }  // namespace lrnn

@@ -6,7 +6,32 @@
 
 #include "scalar.h"
 
-#define EXPW expf
+/* exp for float that the compiler can vectorize (libm's expf is an opaque call, which keeps the
+ * per-state loops scalar): exp(x) = 2^k exp(r), k = round(x / ln 2), |r| <= ln 2 / 2, with a
+ * degree-6 polynomial for exp(r) (Cephes' coefficients, within 2 ulp). x is clamped to
+ * [-87, 88], so results below ~1.6e-38 are returned as ~1.6e-38 instead of a subnormal or 0 —
+ * irrelevant next to the O(1) terms they are added to. NaN propagates. */
+static inline float ss_expf(float x) {
+  x = x > 88.0f ? 88.0f : x;
+  x = x < -87.0f ? -87.0f : x;
+  float k = x * 1.44269504088896341f + 12582912.0f; /* 1.5 * 2^23: rounds to an integer */
+  k -= 12582912.0f;
+  float r = x - k * 0.693359375f;
+  r = r - k * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const int32_t bits = ((int32_t)k + 127) * 8388608; /* 2^k as float bits */
+  float scale;
+  memcpy(&scale, &bits, sizeof scale);
+  return p * scale;
+}
+
+#define EXPW ss_expf
 #define LOG1PW log1pf
 #define W float
 

@@ -27,6 +27,14 @@
 // written per row, variable dB/dC are summed over the block's channels in a fixed order in
 // shared memory and written once per block into its own workspace slice; a second kernel adds
 // the per-row / per-block partials in a fixed order (the C API's two-phase contract). No atomics.
+// The price of determinism: the variable dB/dC partials are parts * B * G * N * L floats each
+// (parts = ceil((D / G) / channels per block), e.g. 192 for D = 1536, N = 16), written once by
+// the backward and read once by the reduction — at N = 16 about as many bytes as the backward's
+// other sequence traffic in float32 (more, relative, in bf16). mamba_ssm instead adds into one
+// fp32 buffer with atomics (non-deterministic). Above N = 32 a block holds only 1-2 channels
+// (the chunk's states take 64 x N floats of shared memory per channel), so the partials would
+// be D / 2 .. D slices; there the variable dB/dC are added with float atomics into one buffer
+// instead, and only they are not bitwise reproducible (lrnn_selective_scan_cuda_atomic_bc).
 #include <cuda_runtime.h>
 #include <stdint.h>
 
@@ -72,6 +80,8 @@ extern "C" int64_t lrnn_selective_scan_cuda_channels_per_block(int64_t dstate) {
   return lrnn_ss::bwd_channels_per_block(dstate);
 }
 
+extern "C" int lrnn_selective_scan_cuda_atomic_bc(int64_t dstate) { return lrnn_ss::bwd_atomic_bc(dstate) ? 1 : 0; }
+
 extern "C" lrnn_status lrnn_selective_scan_fwd_cuda(const lrnn_selective_scan_params* p, void* stream) {
   const lrnn_status st = check(p);
   if (st != LRNN_OK) return st;
@@ -99,10 +109,16 @@ extern "C" lrnn_status lrnn_selective_scan_bwd_cuda(const lrnn_selective_scan_bw
   if (!q->dh0 || !q->dA_part || !q->dD_part || !q->ddelta_bias_part || !q->dB_part || !q->dC_part || !q->dA ||
       !q->dD || !q->ddelta_bias || !q->dB || !q->dC)
     return LRNN_ERR_ARGUMENT;
+  const bool atomic = lrnn_ss::bwd_atomic_bc(p->dstate);
   if (p->length > 0 && (!p->chunk_states || !q->grad_y || !q->du || !q->ddelta || (p->z && !q->dz) || (p->dt_A && !q->ddt_A)))
     return LRNN_ERR_ARGUMENT;
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   const int64_t items = p->batch * S * q->parts;
+  const int64_t var = p->batch * p->groups * p->dstate * p->length, ti = p->dim * p->dstate;
+  if (atomic) {  // the kernel adds into dB / dC directly
+    if (p->B_variable && cudaMemsetAsync(q->dB, 0, sizeof(float) * var, s) != cudaSuccess) return LRNN_ERR_CUDA;
+    if (p->C_variable && cudaMemsetAsync(q->dC, 0, sizeof(float) * var, s) != cudaSuccess) return LRNN_ERR_CUDA;
+  }
   lrnn_status rs;
   switch (p->dtype) {
     case LRNN_F32: rs = lrnn_ss::bwd_f32(q, items, s); break;
@@ -111,8 +127,9 @@ extern "C" lrnn_status lrnn_selective_scan_bwd_cuda(const lrnn_selective_scan_bw
     default: return LRNN_ERR_DTYPE;
   }
   if (rs != LRNN_OK) return rs;
-  const int64_t var = p->batch * p->groups * p->dstate * p->length, ti = p->dim * p->dstate;
-  const int64_t nA = p->dim * p->dstate, nD = p->dim, nB = p->B_variable ? var : ti, nC = p->C_variable ? var : ti;
+  // with atomics the variable dB / dC are complete: the reduction covers the rest only
+  const int64_t nA = p->dim * p->dstate, nD = p->dim;
+  const int64_t nB = p->B_variable ? (atomic ? 0 : var) : ti, nC = p->C_variable ? (atomic ? 0 : var) : ti;
   const int64_t total = nA + 2 * nD + nB + nC;
   const int64_t blocks = (total + 255) / 256 < 4096 ? (total + 255) / 256 : 4096;
   selective_scan_reduce_kernel<<<static_cast<unsigned>(blocks), 256, 0, s>>>(*q, nA, nD, nB, nC);

@@ -14,4 +14,13 @@ int64_t bwd_channels_per_block(int64_t dstate) {
   });
   return gpb;
 }
+
+bool bwd_atomic_bc(int64_t dstate) {
+  bool atomic = false;
+  with_config(dstate, [&](auto cfg) {
+    atomic = decltype(cfg)::atomic_bc;
+    return LRNN_OK;
+  });
+  return atomic;
+}
 }  // namespace lrnn_ss

@@ -251,7 +251,7 @@ struct BwdSmem {
 
 template <typename T, int LPC, int NS, int GPB>
 __global__ void __launch_bounds__(GPB * LPC) selective_scan_bwd_kernel(const lrnn_selective_scan_bwd_params q,
-                                                                       bool vecB, bool vecC) {
+                                                                       bool vecB, bool vecC, bool atomic_bc) {
   using SM = BwdSmem<LPC, NS, GPB>;
   constexpr int NP = SM::NP, NP1 = SM::NP1;
   const lrnn_selective_scan_params& p = q.fwd;
@@ -421,7 +421,10 @@ __global__ void __launch_bounds__(GPB * LPC) selective_scan_bwd_kernel(const lrn
       if (variable) {
         // sum the block's channels in a fixed order; this block owns its workspace slice
         __syncthreads();
-        const int64_t slice = ((part * p.batch + b) * p.groups + g) * N * L;
+        // deterministic: this block's own workspace slice; atomic_bc: straight into dB / dC
+        const int64_t slice = atomic_bc ? (b * p.groups + g) * N * L : ((part * p.batch + b) * p.groups + g) * N * L;
+        float* dB_dst = static_cast<float*>(atomic_bc ? q.dB : q.dB_part) + slice;
+        float* dC_dst = static_cast<float*>(atomic_bc ? q.dC : q.dC_part) + slice;
         for (int idx = threadIdx.x; idx < NP * LPC; idx += GPB * LPC) {
           const int n = idx / LPC, j = idx % LPC;
           const int64_t tt = tc + t0 + j;
@@ -429,12 +432,12 @@ __global__ void __launch_bounds__(GPB * LPC) selective_scan_bwd_kernel(const lrn
           if (p.B_variable) {
             float acc = 0.f;
             for (int gg = 0; gg < GPB; ++gg) acc += redB[(size_t(gg) * LPC + j) * NP1 + n];
-            static_cast<float*>(q.dB_part)[slice + n * L + tt] = acc;
+            if (atomic_bc) atomicAdd(dB_dst + n * L + tt, acc); else dB_dst[n * L + tt] = acc;
           }
           if (p.C_variable) {
             float acc = 0.f;
             for (int gg = 0; gg < GPB; ++gg) acc += redC[(size_t(gg) * LPC + j) * NP1 + n];
-            static_cast<float*>(q.dC_part)[slice + n * L + tt] = acc;
+            if (atomic_bc) atomicAdd(dC_dst + n * L + tt, acc); else dC_dst[n * L + tt] = acc;
           }
         }
         __syncthreads();
@@ -471,8 +474,14 @@ bool aligned_rows(const void* ptr, const int64_t* st, int variable, size_t elem)
 template <int LPC, int NS>
 struct Cfg {
   static constexpr int lpc = LPC, ns = NS;
-  // backward channels per block: the chunk state buffer is 64 * LPC * NS floats per channel
-  static constexpr int gpb = LPC * NS <= 8 ? 16 : LPC * NS <= 16 ? 8 : LPC * NS <= 32 ? 4 : LPC * NS <= 64 ? 2 : 1;
+  // backward channels per block, bounded by shared memory (64 * LPC * NS floats of chunk states
+  // per channel, plus the dB/dC reduction buffers): 16 channels (256 threads) at N <= 16 — the
+  // same 8 resident warps per SM as two 128-thread blocks at ~240 registers per thread, with
+  // half the dB/dC partials.
+  static constexpr int gpb = LPC * NS <= 16 ? 16 : LPC * NS <= 32 ? 4 : LPC * NS <= 64 ? 2 : 1;
+  // N > 32: blocks hold only 1-2 channels, so deterministic per-block dB/dC partials would take
+  // D / 2 .. D slices of (B, G, N, L) floats (gigabytes at D = 1536); add with atomics instead.
+  static constexpr bool atomic_bc = NS > 1;
 };
 
 template <typename Fn>
@@ -514,7 +523,7 @@ lrnn_status bwd_launch(const lrnn_selective_scan_bwd_params* q, int64_t items, c
     const size_t smem = SM::bytes(variable);
     if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)) != cudaSuccess)
       return LRNN_ERR_CUDA;
-    kernel<<<static_cast<unsigned>(items), C::gpb * C::lpc, smem, s>>>(*q, vecB, vecC);
+    kernel<<<static_cast<unsigned>(items), C::gpb * C::lpc, smem, s>>>(*q, vecB, vecC, C::atomic_bc);
     return last_error();
   });
 }

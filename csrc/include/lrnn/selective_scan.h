@@ -122,6 +122,10 @@ lrnn_status lrnn_selective_scan_bwd_cuda(const lrnn_selective_scan_bwd_params *p
 /* The CUDA backward runs one block per work item and handles at most this many channels per
  * item: the caller picks parts >= ceil(channels per segment / this). */
 int64_t lrnn_selective_scan_cuda_channels_per_block(int64_t dstate);
+/* Nonzero when the CUDA backward adds variable dB/dC over channels with float atomics straight
+ * into dB/dC (N > 32: per-block partials would need up to D slices) — those two gradients are
+ * then not bitwise reproducible, and dB_part/dC_part are not read (one slot suffices). */
+int lrnn_selective_scan_cuda_atomic_bc(int64_t dstate);
 
 #ifdef __cplusplus
 }
