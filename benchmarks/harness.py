@@ -222,7 +222,7 @@ def plot(results: list[Result], meta: dict, path: Path) -> str:
     value = {((r.cell.name, r.cell.dtype, r.cell.variant, r.cell.mode), r.provider): r.floor_fraction
              for r in results}
     width = 0.8 / max(len(providers), 1)
-    fig, ax = plt.subplots(figsize=(max(8.0, 0.9 * len(cells) * max(len(providers), 2) * 0.35), 5.5))
+    fig, ax = plt.subplots(figsize=(min(24.0, max(8.0, 0.45 * len(cells))), 6.0))
     for i, prov in enumerate(providers):
         xs = [j + (i - (len(providers) - 1) / 2) * width for j in range(len(cells))]
         ys = [100 * (value.get((c, prov)) or 0.0) for c in cells]
@@ -237,3 +237,21 @@ def plot(results: list[Result], meta: dict, path: Path) -> str:
     fig.savefig(path, dpi=130)
     plt.close(fig)
     return ""
+
+
+def load(json_path: Path) -> tuple[list[Result], dict]:
+    """The results and metadata of a run written by run()."""
+    data = json.loads(Path(json_path).read_text())
+    results = [Result(**dict(r, cell=Cell(**r["cell"]))) for r in data["results"]]
+    return results, data["meta"]
+
+
+if __name__ == "__main__":
+    # Re-render a run's table and plot from its JSON (e.g. one copied back from the GPU machine,
+    # or cut short by a time limit before its plot was drawn):
+    #   python benchmarks/harness.py benchmarks/results/linear_scan_cuda.json
+    import sys
+    for arg in sys.argv[1:]:
+        results, meta = load(Path(arg))
+        Path(arg).with_suffix(".md").write_text(markdown(results, meta))
+        print(plot(results, meta, Path(arg).with_suffix(".png")) or f"wrote {Path(arg).with_suffix('.png')}")
