@@ -22,8 +22,7 @@ Padding: a padding event has zero input (token -1 embeds to zeros, see
 lrnn.models.event_classifier) and dt = 0, an identity transition; right-padding therefore leaves
 every causal output before it unchanged.
 
-The HiPPO-LegS diagonal init (`hippo_legs_diagonal`) is a minimal helper for this file and S7; the
-S5 layer has its own (to be merged into one).
+The HiPPO-LegS diagonal init is S5's (`lrnn.nn.s5.hippo_legs_normal`), shared with S7.
 """
 from __future__ import annotations
 
@@ -34,23 +33,10 @@ from torch import nn
 import torch.nn.functional as F
 
 from ..functional import event_scan
+from .s5 import hippo_legs_normal
 
 POOL_MODES = ("last", "avgpool", "timepool")
 CONVENTIONS = ("next", "previous")
-
-
-def hippo_legs_diagonal(n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eigen-decomposition of the normal part of HiPPO-LegS (size n): returns (Lambda (n,),
-    V (n, n)) in complex128 with Re Lambda = -1/2, sorted by imaginary part so that the first
-    n/2 eigenvalues are the conjugates of the last n/2 (conj_sym keeps the first half)."""
-    k = torch.arange(n, dtype=torch.float64)
-    r = torch.sqrt(2 * k + 1)
-    A = -(torch.tril(r[:, None] * r[None, :]) - torch.diag(k))     # HiPPO-LegS
-    p = torch.sqrt(k + 0.5)
-    S = A + p[:, None] * p[None, :]                                 # its normal part: -1/2 I + skew
-    lam_im, V = torch.linalg.eigh(-1j * S.to(torch.complex128))
-    lam = torch.complex(torch.full((n,), S.diagonal().mean().item(), dtype=torch.float64), lam_im)
-    return lam, V
 
 
 def block_hippo(P: int, block_size: int, conj_sym: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -60,7 +46,7 @@ def block_hippo(P: int, block_size: int, conj_sym: bool) -> tuple[torch.Tensor, 
         raise ValueError(f"d_state ({P}) must be a multiple of block_size ({block_size})")
     if conj_sym and block_size % 2:
         raise ValueError(f"conj_sym needs an even block_size, got {block_size}")
-    lam, V = hippo_legs_diagonal(block_size)
+    lam, V = hippo_legs_normal(block_size)
     keep = block_size // 2 if conj_sym else block_size
     lam, V = lam[:keep], V[:, :keep]
     blocks = P // block_size
