@@ -58,6 +58,12 @@ std::array<int64_t, N> broadcast_strides(const Tensor& t, const std::array<int64
   return strides;
 }
 
+// Copies the first N strides of `t` into a params struct's stride array.
+template <int N>
+void copy_strides(int64_t* dst, const Tensor& t) {
+  for (int i = 0; i < N; ++i) dst[i] = t.stride(i);
+}
+
 // Raises if a C kernel returned an error.
 void check_status(lrnn_status status, const char* op);
 

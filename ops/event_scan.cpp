@@ -56,19 +56,13 @@ Shape check_inputs(const char* op, const Tensor& Lambda, const Tensor& delta, co
   return s;
 }
 
-void copy3(int64_t* dst, const Tensor& t) {
-  for (int i = 0; i < 3; ++i) dst[i] = t.stride(i);
-}
-void copy2(int64_t* dst, const Tensor& t) {
-  for (int i = 0; i < 2; ++i) dst[i] = t.stride(i);
-}
 void delta_strides(int64_t* dst, const Tensor& delta) {
   if (delta.dim() == 1) {
     dst[0] = 0;
     dst[1] = 0;
     dst[2] = delta.stride(0);
   } else {
-    copy3(dst, delta);
+    copy_strides<3>(dst, delta);
   }
 }
 
@@ -94,11 +88,11 @@ EventScanForward event_scan_prepare(const Tensor& Lambda, const Tensor& delta, c
   p.dim = s.P;
   p.lambda_stride = Lambda.stride(0);
   delta_strides(p.delta_stride, delta);
-  copy3(p.v_stride, v);
-  copy3(p.h_stride, out.h);
-  copy2(p.dt_stride, dt);
-  if (h0) copy2(p.h0_stride, *h0);
-  copy2(p.h_last_stride, out.h_last);
+  copy_strides<3>(p.v_stride, v);
+  copy_strides<3>(p.h_stride, out.h);
+  copy_strides<2>(p.dt_stride, dt);
+  if (h0) copy_strides<2>(p.h0_stride, *h0);
+  copy_strides<2>(p.h_last_stride, out.h_last);
   p.dtype = *to_lrnn_dtype(v.scalar_type());
   p.real_dtype = *to_lrnn_dtype(delta.scalar_type());
   p.disc = static_cast<int>(discretization);
@@ -156,17 +150,17 @@ EventScanBackward event_scan_backward_prepare(const Tensor& grad_h, const std::o
   p.dim = s.P;
   p.lambda_stride = Lambda.stride(0);
   delta_strides(p.delta_stride, delta);
-  copy3(p.v_stride, v);
-  copy3(p.h_stride, h);
-  copy3(p.grad_h_stride, grad_h);
-  copy3(p.dv_stride, out.grad_v);
-  copy2(p.dt_stride, dt);
-  if (grad_h_last) copy2(p.grad_h_last_stride, *grad_h_last);
-  if (h0) copy2(p.h0_stride, *h0);
-  copy2(p.dh0_stride, out.grad_h0);
-  copy2(p.dlambda_stride, out.lambda_partial);
+  copy_strides<3>(p.v_stride, v);
+  copy_strides<3>(p.h_stride, h);
+  copy_strides<3>(p.grad_h_stride, grad_h);
+  copy_strides<3>(p.dv_stride, out.grad_v);
+  copy_strides<2>(p.dt_stride, dt);
+  if (grad_h_last) copy_strides<2>(p.grad_h_last_stride, *grad_h_last);
+  if (h0) copy_strides<2>(p.h0_stride, *h0);
+  copy_strides<2>(p.dh0_stride, out.grad_h0);
+  copy_strides<2>(p.dlambda_stride, out.lambda_partial);
   if (out.delta_per_event) {
-    copy3(p.ddelta_stride, out.delta_grad);
+    copy_strides<3>(p.ddelta_stride, out.delta_grad);
   } else {
     p.ddelta_stride[0] = out.delta_grad.stride(0);
     p.ddelta_stride[1] = 0;

@@ -54,13 +54,6 @@ lrnn_dtype checked_dtype(const Tensor& t, const char* op, const char* name) {
   return *dt;
 }
 
-void copy3(int64_t* dst, const Tensor& t) {
-  for (int i = 0; i < 3; ++i) dst[i] = t.stride(i);
-}
-void copy2(int64_t* dst, const Tensor& t) {
-  for (int i = 0; i < 2; ++i) dst[i] = t.stride(i);
-}
-
 // The time extent of `a` is 1: the system is time-invariant and da is summed over time.
 bool time_invariant(const Tensor& a) { return a.dim() < 2 || a.size(-2) == 1; }
 
@@ -89,10 +82,10 @@ LinearScanForward linear_scan_prepare(const Tensor& a, const Tensor& b, const st
   p.dim = D;
   const auto as = broadcast_strides<3>(a, {B, L, D});
   for (int i = 0; i < 3; ++i) p.a_stride[i] = as[i];
-  copy3(p.b_stride, b);
-  copy3(p.h_stride, out.h);
-  if (h0) copy2(p.h0_stride, *h0);
-  copy2(p.h_last_stride, out.h_last);
+  copy_strides<3>(p.b_stride, b);
+  copy_strides<3>(p.h_stride, out.h);
+  if (h0) copy_strides<2>(p.h0_stride, *h0);
+  copy_strides<2>(p.h_last_stride, out.h_last);
   p.dtype = dtype;
   p.a_dtype = *to_lrnn_dtype(a.scalar_type());
   p.reverse = reverse ? 1 : 0;
@@ -135,21 +128,21 @@ LinearScanBackward linear_scan_backward_prepare(const Tensor& grad_h, const std:
   p.batch = B;
   p.length = L;
   p.dim = D;
-  copy3(p.grad_h_stride, grad_h);
+  copy_strides<3>(p.grad_h_stride, grad_h);
   const auto as = broadcast_strides<3>(a, {B, L, D});
   for (int i = 0; i < 3; ++i) p.a_stride[i] = as[i];
-  copy3(p.h_stride, h);
+  copy_strides<3>(p.h_stride, h);
   if (sum_time) {
     p.da_stride[0] = out.grad_a.stride(0);
     p.da_stride[1] = 0;
     p.da_stride[2] = out.grad_a.stride(1);
   } else {
-    copy3(p.da_stride, out.grad_a);
+    copy_strides<3>(p.da_stride, out.grad_a);
   }
-  copy3(p.db_stride, out.grad_b);
-  if (grad_h_last) copy2(p.grad_h_last_stride, *grad_h_last);
-  if (h0) copy2(p.h0_stride, *h0);
-  copy2(p.dh0_stride, out.grad_h0);
+  copy_strides<3>(p.db_stride, out.grad_b);
+  if (grad_h_last) copy_strides<2>(p.grad_h_last_stride, *grad_h_last);
+  if (h0) copy_strides<2>(p.h0_stride, *h0);
+  copy_strides<2>(p.dh0_stride, out.grad_h0);
   p.dtype = dtype;
   p.a_dtype = *to_lrnn_dtype(a.scalar_type());
   p.reverse = reverse ? 1 : 0;
