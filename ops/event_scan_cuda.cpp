@@ -1,5 +1,5 @@
 // event_scan_cuda.cpp: the CUDA implementations of lrnn::event_scan and its backward — the
-// checks and allocation of event_scan.cpp, then the CUDA launcher on the current stream.
+// checks and allocation of event_scan.cpp, a workspace, then the CUDA launcher on the current stream.
 // Compiled by the host compiler with USE_CUDA; the kernels are in csrc/cuda/event_scan.cu.
 #include <torch/csrc/stable/accelerator.h>
 
@@ -8,11 +8,19 @@
 namespace lrnn {
 namespace {
 
+// Scratch for the kernels' tile chain (counter, flags, per-tile aggregates; see
+// csrc/cuda/event_scan_kernels.cuh): 24 bytes per channel and 64 steps in the forward (5% of
+// the size of v), 36 in the backward; freed when the op returns.
+Tensor workspace(const Tensor& like, int64_t bytes) {
+  return torch::stable::new_empty(like, {(bytes + 7) / 8}, ScalarType::Double);
+}
+
 std::tuple<Tensor, Tensor> event_scan_cuda(Tensor Lambda, Tensor delta, Tensor dt, Tensor v,
                                            std::optional<Tensor> h0, int64_t discretization, bool reverse) {
   torch::stable::accelerator::DeviceGuard guard(v.get_device_index());
   EventScanForward f = event_scan_prepare(Lambda, delta, dt, v, h0, discretization, reverse);
-  check_status(lrnn_event_scan_fwd_cuda(&f.params, current_cuda_stream(v, "event_scan")), "event_scan");
+  Tensor ws = workspace(v, lrnn_event_scan_fwd_workspace_bytes(&f.params));
+  check_status(lrnn_event_scan_fwd_cuda(&f.params, ws.data_ptr(), current_cuda_stream(v, "event_scan")), "event_scan");
   return {f.h, f.h_last};
 }
 
@@ -23,7 +31,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> event_scan_backward_cuda(Tensor grad_
   torch::stable::accelerator::DeviceGuard guard(v.get_device_index());
   EventScanBackward g =
       event_scan_backward_prepare(grad_h, grad_h_last, Lambda, delta, dt, v, h, h0, discretization, reverse);
-  check_status(lrnn_event_scan_bwd_cuda(&g.params, current_cuda_stream(v, "event_scan_backward")), "event_scan_backward");
+  Tensor ws = workspace(v, lrnn_event_scan_bwd_workspace_bytes(&g.params));
+  check_status(lrnn_event_scan_bwd_cuda(&g.params, ws.data_ptr(), current_cuda_stream(v, "event_scan_backward")),
+               "event_scan_backward");
   return event_scan_backward_finish(g);
 }
 

@@ -1,5 +1,8 @@
 /* event_scan.cu: the CUDA launchers of the event scan (lrnn/event_scan.h). The kernels and
- * their design are in event_scan_kernels.cuh. */
+ * their design are in event_scan_kernels.cuh. Each launch zeroes the workspace's tile counter
+ * and flags (cudaMemsetAsync on the same stream), runs a persistent grid of at most as many
+ * blocks as fit on the device at once (more would only queue), and for the backward a small
+ * kernel that sums the per-tile gradient partials in tile order. */
 #include <cuda_runtime.h>
 #include <stdint.h>
 
@@ -8,50 +11,91 @@
 
 namespace {
 
-using lrnn_event_cuda::CB;
-using lrnn_event_cuda::K;
-using lrnn_event_cuda::event_bwd_kernel;
-using lrnn_event_cuda::event_fwd_kernel;
+using lrnn_event_cuda::Layout;
+using lrnn_event_cuda::NT;
+using lrnn_event_cuda::layout;
 
 bool valid_disc(int disc) { return disc == LRNN_DISC_ZOH || disc == LRNN_DISC_DIRAC || disc == LRNN_DISC_ASYNC; }
 
 template <typename Params>
-bool grid_for(const Params* p, dim3* grid) {
-  const int64_t tiles = (p->dim + CB - 1) / CB;
-  if (p->batch > 2147483647LL || tiles > 65535) return false;
-  *grid = dim3(static_cast<unsigned>(p->batch), static_cast<unsigned>(tiles));
-  return true;
+Layout layout_of(const Params* p, bool bwd) {
+  return p->dtype == LRNN_C128 ? layout<double>(p->batch, p->length, p->dim, bwd)
+                               : layout<float>(p->batch, p->length, p->dim, bwd);
+}
+
+/* Blocks resident at once over the whole device, for `kernel`; at least one. */
+template <typename Kernel>
+int64_t resident_blocks(Kernel kernel) {
+  int dev = 0, sms = 1, per_sm = 1;
+  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, NT, 0) != cudaSuccess || per_sm < 1)
+    per_sm = 1;
+  return static_cast<int64_t>(sms) * per_sm;
+}
+
+template <typename Kernel, typename Params>
+lrnn_status launch(Kernel kernel, const Params& p, const Layout& o, void* ws, cudaStream_t s) {
+  if (cudaMemsetAsync(ws, 0, static_cast<size_t>(o.zero_bytes), s) != cudaSuccess) return LRNN_ERR_CUDA;
+  const int64_t blocks = o.tiles < resident_blocks(kernel) ? o.tiles : resident_blocks(kernel);
+  kernel<<<static_cast<unsigned>(blocks), NT, 0, s>>>(p, ws);
+  return cudaGetLastError() == cudaSuccess ? LRNN_OK : LRNN_ERR_CUDA;
 }
 
 }  // namespace
 
-extern "C" lrnn_status lrnn_event_scan_fwd_cuda(const lrnn_event_scan_params* p, void* stream) {
-  if (!p || p->batch < 0 || p->length < 0 || p->dim < 0 || !valid_disc(p->disc)) return LRNN_ERR_ARGUMENT;
-  if (p->batch == 0 || p->dim == 0) return LRNN_OK;
-  if (!p->h_last || !p->lambda || !p->delta || (p->length > 0 && (!p->dt || !p->v || !p->h))) return LRNN_ERR_ARGUMENT;
-  dim3 grid;
-  if (!grid_for(p, &grid)) return LRNN_ERR_SHAPE;
-  const dim3 block(CB, K);
-  cudaStream_t s = static_cast<cudaStream_t>(stream);
-  if (p->dtype == LRNN_C64 && p->real_dtype == LRNN_F32) event_fwd_kernel<float, float><<<grid, block, 0, s>>>(*p);
-  else if (p->dtype == LRNN_C64 && p->real_dtype == LRNN_BF16) event_fwd_kernel<float, uint16_t><<<grid, block, 0, s>>>(*p);
-  else if (p->dtype == LRNN_C128 && p->real_dtype == LRNN_F64) event_fwd_kernel<double, double><<<grid, block, 0, s>>>(*p);
-  else return LRNN_ERR_DTYPE;
-  return cudaGetLastError() == cudaSuccess ? LRNN_OK : LRNN_ERR_CUDA;
+extern "C" int64_t lrnn_event_scan_fwd_workspace_bytes(const lrnn_event_scan_params* p) {
+  if (!p || p->batch <= 0 || p->dim <= 0 || p->length < 0) return 0;
+  return layout_of(p, false).bytes;
 }
 
-extern "C" lrnn_status lrnn_event_scan_bwd_cuda(const lrnn_event_scan_bwd_params* p, void* stream) {
+extern "C" int64_t lrnn_event_scan_bwd_workspace_bytes(const lrnn_event_scan_bwd_params* p) {
+  if (!p || p->batch <= 0 || p->dim <= 0 || p->length < 0) return 0;
+  return layout_of(p, true).bytes;
+}
+
+extern "C" lrnn_status lrnn_event_scan_fwd_cuda(const lrnn_event_scan_params* p, void* workspace, void* stream) {
   if (!p || p->batch < 0 || p->length < 0 || p->dim < 0 || !valid_disc(p->disc)) return LRNN_ERR_ARGUMENT;
   if (p->batch == 0 || p->dim == 0) return LRNN_OK;
-  if (!p->dlambda || !p->ddelta || !p->dh0 || !p->lambda || !p->delta) return LRNN_ERR_ARGUMENT;
-  if (p->length > 0 && (!p->dt || !p->v || !p->h || !p->grad_h || !p->dv)) return LRNN_ERR_ARGUMENT;
-  dim3 grid;
-  if (!grid_for(p, &grid)) return LRNN_ERR_SHAPE;
-  const dim3 block(CB, K);
+  if (!workspace || !p->h_last || !p->lambda || !p->delta || (p->length > 0 && (!p->dt || !p->v || !p->h)))
+    return LRNN_ERR_ARGUMENT;
+  const Layout o = layout_of(p, false);
+  if (o.tiles >= 2147483647LL) return LRNN_ERR_SHAPE;   // tile numbers are 32-bit counters
   cudaStream_t s = static_cast<cudaStream_t>(stream);
-  if (p->dtype == LRNN_C64 && p->real_dtype == LRNN_F32) event_bwd_kernel<float, float><<<grid, block, 0, s>>>(*p);
-  else if (p->dtype == LRNN_C64 && p->real_dtype == LRNN_BF16) event_bwd_kernel<float, uint16_t><<<grid, block, 0, s>>>(*p);
-  else if (p->dtype == LRNN_C128 && p->real_dtype == LRNN_F64) event_bwd_kernel<double, double><<<grid, block, 0, s>>>(*p);
-  else return LRNN_ERR_DTYPE;
+  using lrnn_event_cuda::event_fwd_kernel;
+  if (p->dtype == LRNN_C64 && p->real_dtype == LRNN_F32) return launch(event_fwd_kernel<float, float>, *p, o, workspace, s);
+  if (p->dtype == LRNN_C64 && p->real_dtype == LRNN_BF16) return launch(event_fwd_kernel<float, uint16_t>, *p, o, workspace, s);
+  if (p->dtype == LRNN_C128 && p->real_dtype == LRNN_F64) return launch(event_fwd_kernel<double, double>, *p, o, workspace, s);
+  return LRNN_ERR_DTYPE;
+}
+
+extern "C" lrnn_status lrnn_event_scan_bwd_cuda(const lrnn_event_scan_bwd_params* p, void* workspace, void* stream) {
+  if (!p || p->batch < 0 || p->length < 0 || p->dim < 0 || !valid_disc(p->disc)) return LRNN_ERR_ARGUMENT;
+  if (p->batch == 0 || p->dim == 0) return LRNN_OK;
+  if (!workspace || !p->dlambda || !p->ddelta || !p->dh0 || !p->lambda || !p->delta) return LRNN_ERR_ARGUMENT;
+  if (p->length > 0 && (!p->dt || !p->v || !p->h || !p->grad_h || !p->dv)) return LRNN_ERR_ARGUMENT;
+  const Layout o = layout_of(p, true);
+  const int64_t rows = p->batch * p->dim;
+  if (o.tiles >= 2147483647LL || (rows + 255) / 256 > 2147483647LL) return LRNN_ERR_SHAPE;
+  cudaStream_t s = static_cast<cudaStream_t>(stream);
+  const unsigned rblocks = static_cast<unsigned>((rows + 255) / 256);
+  using lrnn_event_cuda::event_bwd_kernel;
+  using lrnn_event_cuda::event_bwd_reduce_kernel;
+  const bool gc = p->delta_stride[1] == 0 && p->disc != LRNN_DISC_ZOH;   // constant input scale
+  lrnn_status st;
+  if (p->dtype == LRNN_C64 && p->real_dtype == LRNN_F32) {
+    st = gc ? launch(event_bwd_kernel<float, float, true>, *p, o, workspace, s)
+            : launch(event_bwd_kernel<float, float, false>, *p, o, workspace, s);
+  } else if (p->dtype == LRNN_C64 && p->real_dtype == LRNN_BF16) {
+    st = gc ? launch(event_bwd_kernel<float, uint16_t, true>, *p, o, workspace, s)
+            : launch(event_bwd_kernel<float, uint16_t, false>, *p, o, workspace, s);
+  } else if (p->dtype == LRNN_C128 && p->real_dtype == LRNN_F64) {
+    st = gc ? launch(event_bwd_kernel<double, double, true>, *p, o, workspace, s)
+            : launch(event_bwd_kernel<double, double, false>, *p, o, workspace, s);
+  } else {
+    return LRNN_ERR_DTYPE;
+  }
+  if (st != LRNN_OK) return st;
+  if (p->dtype == LRNN_C128) event_bwd_reduce_kernel<double><<<rblocks, 256, 0, s>>>(*p, workspace);
+  else event_bwd_reduce_kernel<float><<<rblocks, 256, 0, s>>>(*p, workspace);
   return cudaGetLastError() == cudaSuccess ? LRNN_OK : LRNN_ERR_CUDA;
 }

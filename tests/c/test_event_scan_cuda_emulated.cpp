@@ -1,17 +1,23 @@
 // test_event_scan_cuda_emulated.cpp: runs the CUDA event-scan kernels (csrc/cuda/
 // event_scan_kernels.cuh, the exact device code event_scan.cu launches) on CPU threads — one
-// std::thread per CUDA thread, a real barrier for __syncthreads, one block at a time so that
-// function-static arrays behave as __shared__ memory — and compares every output with the CPU
-// kernels (themselves checked against naive loops in test_event_scan.cpp). This tests the
-// chunked two-pass scan logic on machines without a GPU; GPU-only effects (fast-math
-// intrinsics, the launch itself) are covered by the CUDA pytest on the GPU machine.
+// std::thread per CUDA thread, real barriers for __syncthreads and __syncwarp, blocks one at a
+// time so that function-static arrays behave as __shared__ memory — and compares every output
+// with the CPU kernels (themselves checked against naive loops in test_event_scan.cpp). Blocks
+// run in launch order, each taking tile numbers from the workspace counter like on the GPU; the
+// first block thus takes every tile in order, which is a valid schedule of the tile chain (each
+// tile's predecessors have published), and the later blocks find no tile left. This tests the
+// tile scan, the windowed look-back, the two-tile prefetch rotation and the partial reduction on
+// machines without a GPU; GPU-only effects (fast-math intrinsics, concurrency of blocks, the
+// launch itself) are covered by the CUDA pytest on the GPU machine.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <complex>
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -46,15 +52,27 @@ struct Barrier {
   }
 };
 Barrier* barrier = nullptr;
+std::vector<Barrier*> warp_barriers;   // one per warp of the running block
 }  // namespace emu
 #define threadIdx emu::thread_idx
 #define blockIdx emu::block_idx
 #define __syncthreads() emu::barrier->wait()
+#define __syncwarp() emu::warp_barriers[emu::thread_idx.x / 32]->wait()
 #define __global__
 #define __device__
+#define __host__
 #define __forceinline__ inline
-#define __launch_bounds__(n)
+#define __launch_bounds__(...)
 #define __shared__ static
+inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
+// Only thread 0 of the one running block takes tile numbers: a plain add is atomic enough.
+inline unsigned atomicAdd(unsigned* p, unsigned v) {
+  const unsigned old = *p;
+  *p = old + v;
+  return old;
+}
+template <typename T>
+inline T __ldcg(const T* p) { return *p; }
 inline float __uint_as_float(uint32_t u) {
   float f;
   memcpy(&f, &u, sizeof f);
@@ -70,27 +88,36 @@ using std::min;
 namespace {
 
 using cd = std::complex<double>;
-using lrnn_event_cuda::CB;
-using lrnn_event_cuda::K;
 
-// Runs kernel() as a grid of blocks of CB x K threads, one block at a time.
+// Runs kernel() as a grid of `blocks` blocks of NT threads, one block at a time.
 template <typename F>
-void launch(int64_t batch, int64_t dim, F kernel) {
-  const unsigned tiles = static_cast<unsigned>((dim + CB - 1) / CB);
-  for (unsigned bx = 0; bx < batch; ++bx)
-    for (unsigned by = 0; by < tiles; ++by) {
-      emu::Barrier bar(CB * K);
-      emu::barrier = &bar;
-      std::vector<std::thread> threads;
-      for (unsigned ty = 0; ty < static_cast<unsigned>(K); ++ty)
-        for (unsigned tx = 0; tx < static_cast<unsigned>(CB); ++tx)
-          threads.emplace_back([=] {
-            emu::thread_idx = dim3(tx, ty);
-            emu::block_idx = dim3(bx, by);
-            kernel();
-          });
-      for (auto& t : threads) t.join();
+void launch(unsigned blocks, F kernel) {
+  constexpr int NT = lrnn_event_cuda::NT;
+  for (unsigned bx = 0; bx < blocks; ++bx) {
+    emu::Barrier bar(NT);
+    std::vector<std::unique_ptr<emu::Barrier>> warps;
+    emu::barrier = &bar;
+    emu::warp_barriers.clear();
+    for (int w = 0; w < NT / 32; ++w) {
+      warps.emplace_back(new emu::Barrier(32));
+      emu::warp_barriers.push_back(warps.back().get());
     }
+    std::vector<std::thread> threads;
+    for (unsigned tx = 0; tx < static_cast<unsigned>(NT); ++tx)
+      threads.emplace_back([=] {
+        emu::thread_idx = dim3(tx);
+        emu::block_idx = dim3(bx);
+        kernel();
+      });
+    for (auto& t : threads) t.join();
+  }
+}
+
+// A workspace as the launcher prepares it: garbage except the zeroed counter and flags.
+std::vector<uint64_t> workspace(const lrnn_event_cuda::Layout& o) {
+  std::vector<uint64_t> ws(static_cast<size_t>((o.bytes + 7) / 8), 0xA5A5A5A5A5A5A5A5ull);
+  memset(ws.data(), 0, static_cast<size_t>(o.zero_bytes));
+  return ws;
 }
 
 struct Case {
@@ -179,7 +206,11 @@ void run_case(const Case& c) {
   pc.h = h_cpu.data(); pc.h_last = last_cpu.data();
   pg.h = h_gpu.data(); pg.h_last = last_gpu.data();
   ASSERT_EQ(lrnn_event_scan_fwd_cpu(&pc, 0, c.B * c.P), LRNN_OK);
-  launch(c.B, c.P, [&] { lrnn_event_cuda::event_fwd_kernel<R, TR>(pg); });
+  {
+    const lrnn_event_cuda::Layout o = lrnn_event_cuda::layout<R>(c.B, c.L, c.P, false);
+    std::vector<uint64_t> ws = workspace(o);
+    launch(3, [&] { lrnn_event_cuda::event_fwd_kernel<R, TR>(pg, ws.data()); });
+  }
   const bool single = c.dtype == LRNN_C64;
   const double tol = single ? 2e-5 : 1e-12;
   EXPECT_LE(max_rel(h_gpu, h_cpu, BLP, true, single), tol) << "h";
@@ -208,7 +239,16 @@ void run_case(const Case& c) {
   gc.dlambda = dl[0].data(); gc.ddelta = dd[0].data(); gc.dv = dv[0].data(); gc.dh0 = dh[0].data();
   gg.dlambda = dl[1].data(); gg.ddelta = dd[1].data(); gg.dv = dv[1].data(); gg.dh0 = dh[1].data();
   ASSERT_EQ(lrnn_event_scan_bwd_cpu(&gc, 0, c.B * c.P), LRNN_OK);
-  launch(c.B, c.P, [&] { lrnn_event_cuda::event_bwd_kernel<R, TR>(gg); });
+  {
+    const lrnn_event_cuda::Layout o = lrnn_event_cuda::layout<R>(c.B, c.L, c.P, true);
+    std::vector<uint64_t> ws = workspace(o);
+    if (c.disc != LRNN_DISC_ZOH && !c.per_event)
+      launch(2, [&] { lrnn_event_cuda::event_bwd_kernel<R, TR, true>(gg, ws.data()); });
+    else
+      launch(2, [&] { lrnn_event_cuda::event_bwd_kernel<R, TR, false>(gg, ws.data()); });
+    for (int64_t row = 0; row < c.B * c.P; ++row)
+      lrnn_event_cuda::bwd_reduce_row<R>(gg, reinterpret_cast<const unsigned char*>(ws.data()), row);
+  }
   const double btol = single ? 1e-4 : 1e-11;   // sums in another order
   EXPECT_LE(max_rel(dl[1], dl[0], BP, true, single), btol) << "dLambda";
   EXPECT_LE(max_rel(dd[1], dd[0], nd, false, single), btol) << "ddelta";
@@ -220,7 +260,7 @@ void run_case(const Case& c) {
 
 TEST(EventScanCudaEmulated, MatchesCpuKernels) {
   for (int disc : {LRNN_DISC_ZOH, LRNN_DISC_DIRAC, LRNN_DISC_ASYNC})
-    for (int64_t L : {1, 5, 700})   // 700: 6-step chunks, one full and one partial load group
+    for (int64_t L : {1, 5, 700})   // 700: 11 float / 22 double tiles, past the look-back window (8)
       for (bool per_event : {false, true})
         for (bool rev : {false, true}) {
           SCOPED_TRACE(testing::Message() << "disc " << disc << " L " << L << " per_event " << per_event
@@ -231,4 +271,9 @@ TEST(EventScanCudaEmulated, MatchesCpuKernels) {
   run_case<double, double>({3, 1100, 6, LRNN_C128, LRNN_F64, LRNN_DISC_ASYNC, true, true});
   run_case<float, uint16_t>({2, 70, 9, LRNN_C64, LRNN_BF16, LRNN_DISC_ZOH, true, false});
   run_case<float, uint16_t>({1, 33, 5, LRNN_C64, LRNN_BF16, LRNN_DISC_ASYNC, false, true});
+  // several chains (2 batch rows x 2 channel groups, the second partial) interleaved in the tile
+  // order, long enough for many look-back hops; and L = 0 (one padding tile writes h_last, dh0)
+  run_case<float, float>({2, 1500, 40, LRNN_C64, LRNN_F32, LRNN_DISC_ZOH, false, false});
+  run_case<double, double>({2, 300, 33, LRNN_C128, LRNN_F64, LRNN_DISC_ASYNC, true, true});
+  run_case<double, double>({2, 0, 7, LRNN_C128, LRNN_F64, LRNN_DISC_ZOH, false, false});
 }
