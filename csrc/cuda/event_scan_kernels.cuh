@@ -34,11 +34,14 @@
 
 namespace lrnn_event_cuda {
 
-// Channels per chain (one warp across channels), time lanes per block, look-back window.
+// Channels per chain (one warp across channels), time lanes per block, look-back window. W sets
+// the chain's speed: W tiles advance per hop (~1-2 us: poll, L2 load, publish), so with T = 64
+// and 32 chains W = 16 moves ~5 TB/s worth of v, above HBM speed; each tile reads W-1 aggregates
+// (16 bytes per channel each) from L2 for it.
 constexpr int CW = 32;
 constexpr int NL = 8;
 constexpr int NT = CW * NL;
-constexpr int W = 8;
+constexpr int W = 16;
 // Steps per thread: 8 complex64 (64 bytes of v in flight per thread, 16 KB per tile), 4 for
 // complex128 so that the double path (gradcheck, tests) keeps the same register budget.
 template <typename R>
@@ -205,13 +208,16 @@ __device__ __forceinline__ TilePos tile_pos(const Layout& o, int64_t k, int64_t 
 }
 
 // Warp 0, after the lane maps of tile k are in sA/sX: composes them into the tile aggregate and
-// publishes it, gets the entering state x0 by the windowed look-back (start: x0 of the chain),
-// writes every lane's entering state to sE, publishes the tile's inclusive state and returns it.
-// Thread c of warp 0 polls predecessor c+1's flag, so the W flags and the W loads that follow
-// are in flight together.
+// publishes it; composes the aggregates of the W-1 tiles before it (lane c polls predecessor
+// c+1, so all polls and loads are in flight together) while tile k-W may still be running;
+// then applies that map to the inclusive state of tile k-W (start: x0 of the chain), writes
+// every lane's entering state to sE, publishes the tile's inclusive state and returns it. Only
+// the last step waits on the chain, so a hop of it costs one flag poll, one load and the
+// publication: about L/(T*W) hops per chain.
 template <typename R>
 __device__ __forceinline__ cx<R> chain_tile(const Layout& o, unsigned char* ws, int64_t k, int64_t tt,
                                             cx<R> start, cx<R> (*sA)[CW], cx<R> (*sX)[CW], cx<R> (*sE)[CW]) {
+  static_assert(W >= 2 && W <= CW + 1, "one polling lane per aggregate of the window");
   const int c = static_cast<int>(threadIdx.x);
   unsigned* flags = reinterpret_cast<unsigned*>(ws) + 1;
   cx<R>* agg = reinterpret_cast<cx<R>*>(ws + o.agg_off);
@@ -226,24 +232,34 @@ __device__ __forceinline__ cx<R> chain_tile(const Layout& o, unsigned char* ws, 
   __threadfence();
   __syncwarp();
   if (c == 0) *reinterpret_cast<volatile unsigned*>(flags + k) = 1u;
-  // predecessors m = 1 .. nagg give aggregates, m = W (when tt >= W) the inclusive state
+  // the map of tiles k-nagg .. k-1, applied in that order
   const int nagg = static_cast<int>(tt < W ? tt : W - 1);
-  if (c < W) {
-    const int m = c + 1;
-    const unsigned need = m == W ? 2u : 1u;
-    if (m <= nagg || (m == W && tt >= W)) {
-      const volatile unsigned* f = flags + (k - m * o.chains);
-      while (*f < need) {
-      }
+  if (c < nagg) {
+    const volatile unsigned* f = flags + (k - (c + 1) * o.chains);
+    while (*f < 1u) {
     }
   }
   __threadfence();
   __syncwarp();
-  cx<R> x = tt >= W ? ld_cg(inc + (k - W * o.chains) * CW + c) : start;
+  cx<R> GA = mk(R(1), R(0)), GX = mk(R(0), R(0));
   for (int m = nagg; m >= 1; --m) {
     const int64_t j = (k - m * o.chains) * CW + c;
-    x = add(mul(ld_cg(agg + 2 * j), x), ld_cg(agg + 2 * j + 1));
+    const cx<R> a = ld_cg(agg + 2 * j);
+    GX = add(mul(a, GX), ld_cg(agg + 2 * j + 1));
+    GA = mul(a, GA);
   }
+  cx<R> x = start;
+  if (tt >= W) {
+    if (c == 0) {
+      const volatile unsigned* f = flags + (k - W * o.chains);
+      while (*f < 2u) {
+      }
+    }
+    __threadfence();
+    __syncwarp();
+    x = ld_cg(inc + (k - W * o.chains) * CW + c);
+  }
+  x = add(mul(GA, x), GX);
   for (int l = 0; l < NL; ++l) {
     sE[l][c] = x;
     x = add(mul(sA[l][c], x), sX[l][c]);

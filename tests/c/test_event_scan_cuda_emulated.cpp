@@ -260,7 +260,7 @@ void run_case(const Case& c) {
 
 TEST(EventScanCudaEmulated, MatchesCpuKernels) {
   for (int disc : {LRNN_DISC_ZOH, LRNN_DISC_DIRAC, LRNN_DISC_ASYNC})
-    for (int64_t L : {1, 5, 700})   // 700: 11 float / 22 double tiles, past the look-back window (8)
+    for (int64_t L : {1, 5, 1100})   // 1100: 18 float / 35 double tiles, past the look-back window (16)
       for (bool per_event : {false, true})
         for (bool rev : {false, true}) {
           SCOPED_TRACE(testing::Message() << "disc " << disc << " L " << L << " per_event " << per_event
