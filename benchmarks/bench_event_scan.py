@@ -168,6 +168,8 @@ def main():
     p.add_argument("--s7-chunk", type=int, default=1024, help="S7 chunk_size of the checkpointed variant (0: skip)")
     p.add_argument("--chunk", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--no-jax", action="store_true")
+    p.add_argument("--bw", type=float, default=4.24e12,
+                   help="device copy bandwidth in bytes/s for the memory floor (default: the H200's measured copy rate)")
     p.add_argument("--json", help="also write the results here")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     a = p.parse_args()
@@ -190,6 +192,18 @@ def main():
             if other in ok:
                 print(f"fused speed-up vs {other}: fwd {ok[other]['fwd_ms'] / ok['fused']['fwd_ms']:.1f}x, "
                       f"fwd+bwd {ok[other]['fwd_bwd_ms'] / ok['fused']['fwd_bwd_ms']:.1f}x")
+    if "fused" in ok and a.device == "cuda":
+        # The least HBM traffic any implementation needs: the forward reads v and writes h
+        # (complex64) and reads dt; the measured fwd+bwd adds creating grad_h (ones_like), the
+        # backward reading grad_h, v and h and writing dv.
+        n = a.B * a.L * a.P
+        fwd_bytes = 2 * 8 * n + 4 * a.B * a.L
+        bwd_bytes = fwd_bytes + 5 * 8 * n
+        f_ms, b_ms = 1e3 * fwd_bytes / a.bw, 1e3 * bwd_bytes / a.bw
+        r = ok["fused"]
+        print(f"memory floor at {a.bw / 1e12:.2f} TB/s: fwd {f_ms:.3f} ms, fwd+bwd {b_ms:.3f} ms; "
+              f"fused reaches {100 * f_ms / r['fwd_ms']:.0f}% / {100 * b_ms / r['fwd_bwd_ms']:.0f}% of it")
+        rows.append({"bench": "event_scan_floor", "bw": a.bw, "fwd_ms": f_ms, "fwd_bwd_ms": b_ms})
     for size in filter(None, a.s7.split(",")):
         B, L, P, H = map(int, size.split("x"))
         for chunk in [0] + ([a.s7_chunk] if a.s7_chunk else []):

@@ -1,24 +1,50 @@
 #!/usr/bin/env bash
 # tests/gpu/event.sh: the event-scan area on the GPU machine (run from the repo root after
-# `pip install --no-build-isolation -e .`): the CUDA tests of lrnn::event_scan and the event
-# layers (CUDA vs CPU values and gradients), then the benchmark at (B, L, P) = (8, 65536, 128)
-# (fused vs unfused vs JAX) and the S7 layer sizes. Logs and JSON go to $OUT/. At most 175 s (timeouts).
+# `pip install --no-build-isolation -e .`; tests/gpu/run_all.sh calls it):
+#   1. pytest -m cuda: lrnn::event_scan (CUDA vs CPU values and gradients, the long multi-chain
+#      cases vs float64, bitwise reproducibility, non-contiguous inputs), its AOTInductor package
+#      on CUDA, and the event layers
+#   2. compute-sanitizer memcheck on a small multi-tile forward + backward (the tile chain's
+#      workspace indexing), when compute-sanitizer is on the PATH
+#   3. benchmarks/bench_event_scan.py at (B, L, P) = (8, 65536, 128), complex64, async: fused vs
+#      unfused (materialized transitions + linear_scan) vs JAX associative_scan; the S7 layer
+#      sizes only with EVENT_S7=1 (they take another ~60 s)
+# Logs and JSON go to $OUT/; a compact summary is printed last. About 2.5 minutes (timeouts).
 set -u
 OUT=${OUT:-/tmp/lrnn-gpu-event}
 mkdir -p "$OUT"
-export PYTHONPATH=${PYTHONPATH:-}:$PWD/python
+export PYTHONPATH=${PYTHONPATH:-}:$PWD/python PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader > "$OUT/event_gpu.txt" 2>&1
 
-timeout 60 python -m pytest -q -m cuda -rs tests/python/test_event_scan.py tests/python/test_event_layers.py \
-  > "$OUT/event_pytest.log" 2>&1
+timeout 90 python3 -m pytest -q -m cuda -rs tests/python/test_event_scan.py tests/python/test_event_scan_cuda.py \
+  tests/python/test_event_scan_deployment.py tests/python/test_event_layers.py > "$OUT/event_pytest.log" 2>&1
 PYTEST_RC=$?
 
-timeout 115 python -u benchmarks/bench_event_scan.py --device cuda --B 8 --L 65536 --P 128 --iters 5 \
-  --s7 8x16384x16x64,8x4096x64x128 --json "$OUT/event_bench.json" --timeout 45 > "$OUT/event_bench.log" 2>&1
+SAN="not run (no compute-sanitizer)"
+if command -v compute-sanitizer > /dev/null; then
+  timeout 40 compute-sanitizer --tool memcheck --error-exitcode 3 python3 -c '
+import torch, lrnn
+for per_event, disc in ((False, "async"), (True, "zoh")):
+    B, L, P = 2, 3000, 40
+    Lam = torch.complex(-0.1 - torch.rand(P), torch.randn(P)).cuda().requires_grad_()
+    delta = (0.05 + torch.rand((B, L, P) if per_event else (P,))).cuda().requires_grad_()
+    v = torch.randn(B, L, P, dtype=torch.complex64, device="cuda", requires_grad=True)
+    h, last = lrnn.event_scan(Lam, delta, torch.rand(B, L, device="cuda"), v, None, disc)
+    torch.autograd.grad((h.abs() ** 2).sum() + last.abs().sum(), (Lam, delta, v))
+torch.cuda.synchronize()
+print("ok")' > "$OUT/event_memcheck.log" 2>&1
+  SAN="rc=$? $(grep -E 'ERROR SUMMARY' "$OUT/event_memcheck.log" | tail -n 1)"
+fi
+
+S7=""
+[ "${EVENT_S7:-0}" = 1 ] && S7="8x16384x16x64,8x4096x64x128"
+timeout 100 python3 -u benchmarks/bench_event_scan.py --device cuda --B 8 --L 65536 --P 128 --iters 10 \
+  --s7 "$S7" --json "$OUT/event_bench.json" --timeout 60 > "$OUT/event_bench.log" 2>&1
 BENCH_RC=$?
 
 echo "=== event: GPU $(cat "$OUT/event_gpu.txt")"
 echo "=== event: pytest -m cuda (rc=$PYTEST_RC): $(tail -n 1 "$OUT/event_pytest.log")"
-grep -E "^(FAILED|ERROR|SKIPPED)" "$OUT/event_pytest.log" | head -n 10
+grep -E "^(FAILED|ERROR)" "$OUT/event_pytest.log" | head -n 10
+echo "=== event: memcheck: $SAN"
 echo "=== event: benchmark (rc=$BENCH_RC)"
 cat "$OUT/event_bench.log"
