@@ -2,7 +2,7 @@
  * their design are in event_scan_kernels.cuh. Each launch zeroes the workspace's tile counter
  * and flags (cudaMemsetAsync on the same stream), runs a persistent grid of at most as many
  * blocks as fit on the device at once (more would only queue), and for the backward a small
- * kernel that sums the per-tile gradient partials in tile order. */
+ * kernel that sums the per-tile gradient partials in a fixed order. */
 #include <cuda_runtime.h>
 #include <stdint.h>
 
@@ -36,7 +36,7 @@ int64_t resident_blocks(Kernel kernel) {
 template <typename Kernel, typename Params>
 lrnn_status launch(Kernel kernel, const Params& p, const Layout& o, void* ws, cudaStream_t s) {
   if (cudaMemsetAsync(ws, 0, static_cast<size_t>(o.zero_bytes), s) != cudaSuccess) return LRNN_ERR_CUDA;
-  const int64_t blocks = o.tiles < resident_blocks(kernel) ? o.tiles : resident_blocks(kernel);
+  const int64_t resident = resident_blocks(kernel), blocks = o.tiles < resident ? o.tiles : resident;
   kernel<<<static_cast<unsigned>(blocks), NT, 0, s>>>(p, ws);
   return cudaGetLastError() == cudaSuccess ? LRNN_OK : LRNN_ERR_CUDA;
 }
@@ -74,10 +74,9 @@ extern "C" lrnn_status lrnn_event_scan_bwd_cuda(const lrnn_event_scan_bwd_params
   if (!workspace || !p->dlambda || !p->ddelta || !p->dh0 || !p->lambda || !p->delta) return LRNN_ERR_ARGUMENT;
   if (p->length > 0 && (!p->dt || !p->v || !p->h || !p->grad_h || !p->dv)) return LRNN_ERR_ARGUMENT;
   const Layout o = layout_of(p, true);
-  const int64_t rows = p->batch * p->dim;
-  if (o.tiles >= 2147483647LL || (rows + 255) / 256 > 2147483647LL) return LRNN_ERR_SHAPE;
+  if (o.tiles >= 2147483647LL) return LRNN_ERR_SHAPE;
   cudaStream_t s = static_cast<cudaStream_t>(stream);
-  const unsigned rblocks = static_cast<unsigned>((rows + 255) / 256);
+  const unsigned rblocks = static_cast<unsigned>(o.chains);   // chains <= tiles
   using lrnn_event_cuda::event_bwd_kernel;
   using lrnn_event_cuda::event_bwd_reduce_kernel;
   const bool gc = p->delta_stride[1] == 0 && p->disc != LRNN_DISC_ZOH;   // constant input scale
@@ -95,7 +94,8 @@ extern "C" lrnn_status lrnn_event_scan_bwd_cuda(const lrnn_event_scan_bwd_params
     return LRNN_ERR_DTYPE;
   }
   if (st != LRNN_OK) return st;
-  if (p->dtype == LRNN_C128) event_bwd_reduce_kernel<double><<<rblocks, 256, 0, s>>>(*p, workspace);
-  else event_bwd_reduce_kernel<float><<<rblocks, 256, 0, s>>>(*p, workspace);
+  const int rthreads = lrnn_event_cuda::CW * lrnn_event_cuda::RL;
+  if (p->dtype == LRNN_C128) event_bwd_reduce_kernel<double><<<rblocks, rthreads, 0, s>>>(*p, workspace);
+  else event_bwd_reduce_kernel<float><<<rblocks, rthreads, 0, s>>>(*p, workspace);
   return cudaGetLastError() == cudaSuccess ? LRNN_OK : LRNN_ERR_CUDA;
 }

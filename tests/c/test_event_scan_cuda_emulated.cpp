@@ -91,8 +91,7 @@ using cd = std::complex<double>;
 
 // Runs kernel() as a grid of `blocks` blocks of NT threads, one block at a time.
 template <typename F>
-void launch(unsigned blocks, F kernel) {
-  constexpr int NT = lrnn_event_cuda::NT;
+void launch(unsigned blocks, F kernel, int NT = lrnn_event_cuda::NT) {
   for (unsigned bx = 0; bx < blocks; ++bx) {
     emu::Barrier bar(NT);
     std::vector<std::unique_ptr<emu::Barrier>> warps;
@@ -246,8 +245,8 @@ void run_case(const Case& c) {
       launch(2, [&] { lrnn_event_cuda::event_bwd_kernel<R, TR, true>(gg, ws.data()); });
     else
       launch(2, [&] { lrnn_event_cuda::event_bwd_kernel<R, TR, false>(gg, ws.data()); });
-    for (int64_t row = 0; row < c.B * c.P; ++row)
-      lrnn_event_cuda::bwd_reduce_row<R>(gg, reinterpret_cast<const unsigned char*>(ws.data()), row);
+    launch(static_cast<unsigned>(o.chains), [&] { lrnn_event_cuda::event_bwd_reduce_kernel<R>(gg, ws.data()); },
+           lrnn_event_cuda::CW * lrnn_event_cuda::RL);
   }
   const double btol = single ? 1e-4 : 1e-11;   // sums in another order
   EXPECT_LE(max_rel(dl[1], dl[0], BP, true, single), btol) << "dLambda";
