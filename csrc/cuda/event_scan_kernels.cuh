@@ -227,19 +227,23 @@ __device__ __forceinline__ cx<R> chain_tile(const Layout& o, unsigned char* ws, 
     X = add(mul(sA[l][c], X), sX[l][c]);
     A = mul(sA[l][c], A);
   }
+  // Publication as in cooperative groups' grid barrier: the warp's stores, a warp barrier, then
+  // one lane's fence (cumulative over the stores it synchronized with) and the flag.
   agg[(k * CW + c) * 2] = A;
   agg[(k * CW + c) * 2 + 1] = X;
-  __threadfence();
   __syncwarp();
-  if (c == 0) *reinterpret_cast<volatile unsigned*>(flags + k) = 1u;
+  if (c == 0) {
+    __threadfence();
+    *reinterpret_cast<volatile unsigned*>(flags + k) = 1u;
+  }
   // the map of tiles k-nagg .. k-1, applied in that order
   const int nagg = static_cast<int>(tt < W ? tt : W - 1);
-  if (c < nagg) {
+  if (c < nagg) {   // the observing lane fences, then the warp barrier passes it on
     const volatile unsigned* f = flags + (k - (c + 1) * o.chains);
     while (*f < 1u) {
     }
+    __threadfence();
   }
-  __threadfence();
   __syncwarp();
   cx<R> GA = mk(R(1), R(0)), GX = mk(R(0), R(0));
   for (int m = nagg; m >= 1; --m) {
@@ -254,8 +258,8 @@ __device__ __forceinline__ cx<R> chain_tile(const Layout& o, unsigned char* ws, 
       const volatile unsigned* f = flags + (k - W * o.chains);
       while (*f < 2u) {
       }
+      __threadfence();
     }
-    __threadfence();
     __syncwarp();
     x = ld_cg(inc + (k - W * o.chains) * CW + c);
   }
@@ -265,9 +269,11 @@ __device__ __forceinline__ cx<R> chain_tile(const Layout& o, unsigned char* ws, 
     x = add(mul(sA[l][c], x), sX[l][c]);
   }
   inc[k * CW + c] = x;
-  __threadfence();
   __syncwarp();
-  if (c == 0) *reinterpret_cast<volatile unsigned*>(flags + k) = 2u;
+  if (c == 0) {
+    __threadfence();
+    *reinterpret_cast<volatile unsigned*>(flags + k) = 2u;
+  }
   return x;
 }
 
