@@ -22,7 +22,7 @@ PYTEST_RC=$?
 
 SAN="not run (no compute-sanitizer)"
 if command -v compute-sanitizer > /dev/null; then
-  timeout 40 compute-sanitizer --tool memcheck --error-exitcode 3 python3 -c '
+  timeout 45 compute-sanitizer --tool memcheck --error-exitcode 3 python3 -c '
 import torch, lrnn
 for per_event, disc in ((False, "async"), (True, "zoh")):
     B, L, P = 2, 3000, 40
@@ -38,7 +38,7 @@ fi
 
 S7=""
 [ "${EVENT_S7:-0}" = 1 ] && S7="8x16384x16x64,8x4096x64x128"
-timeout 100 python3 -u benchmarks/bench_event_scan.py --device cuda --B 8 --L 65536 --P 128 --iters 10 \
+timeout 90 python3 -u benchmarks/bench_event_scan.py --device cuda --B 8 --L 65536 --P 128 --iters 10 \
   --s7 "$S7" --json "$OUT/event_bench.json" --timeout 60 > "$OUT/event_bench.log" 2>&1
 BENCH_RC=$?
 
