@@ -28,10 +28,12 @@ constexpr int kTile = kRows * kCols;     // steps per block
 constexpr int kStates = 16;              // states per chunk
 constexpr int kRun = 16;                 // multiplications between anchors
 constexpr int kLd = kCols + 4;           // padded shared row: 16-byte aligned, spreads banks
+constexpr int kLdG = kCols + 8;          // the backward's dK tile: conflict-free transposing stores
 static_assert(kRows == 4 * kRun && kCols == 4 * kRun, "4 runs cover a row or a column of powers");
 static_assert(kThreads == 2 * 4 * kStates, "one run per thread and chunk");
 static_assert(2 * kRun <= LRNN_SSM_KERNEL_BLOCK, "anchor distance of the header");
 static_assert(kThreads == (kRows / 8) * (kCols / 4), "8 x 4 outputs per thread");
+static_assert(kThreads == 128 && kRows == 64 && kCols == 64, "index maps of the backward's dK staging");
 
 /* Shared-memory vector of 16 bytes: 4 floats or 2 doubles in one load. */
 template <typename T>
@@ -50,13 +52,13 @@ __device__ __forceinline__ void load_frag(const T* src, T (&dst)[M]) {
   }
 }
 
-/* acc[i][c] += sum_k a[k][8 ty + i] * b[k][4 tx + c]  (a, b: K rows of kLd). */
-template <typename T, int K>
+/* acc[i][c] += sum_k a[k][8 ty + i] * b[k][4 tx + c]  (a: K rows of lda, b: K rows of kLd). */
+template <typename T, int K, int lda>
 __device__ __forceinline__ void tile_fma(const T* a, const T* b, int ty, int tx, T (&acc)[8][4]) {
 #pragma unroll 2
   for (int k = 0; k < K; ++k) {
     T av[8], bv[4];
-    load_frag(a + k * kLd + 8 * ty, av);
+    load_frag(a + k * lda + 8 * ty, av);
     load_frag(b + k * kLd + 4 * tx, bv);
 #pragma unroll
     for (int i = 0; i < 8; ++i)
@@ -65,14 +67,23 @@ __device__ __forceinline__ void tile_fma(const T* a, const T* b, int ty, int tx,
   }
 }
 
-/* kRun powers v, v r, v r^2, ... as (re, sign * im) into two rows. */
+/* kRun powers v, v r, v r^2, ... as (re, im) into two rows (16-byte aligned), stored 16
+ * bytes at a time: lanes write rows n = lane % 16 at 68-float pitch, so each quarter warp's
+ * 16-byte stores fall in distinct bank groups (scalar stores would conflict 4 ways). */
 template <typename T>
-__device__ __forceinline__ void fill_run(T* re, T* im, Cplx<T> v, Cplx<T> r, T sign) {
+__device__ __forceinline__ void fill_run(T* re, T* im, Cplx<T> v, Cplx<T> r) {
+  constexpr int per = 16 / sizeof(T);
 #pragma unroll
-  for (int i = 0; i < kRun; ++i) {
-    re[i] = v.re;
-    im[i] = sign * v.im;
-    v = cmul(v, r);
+  for (int i = 0; i < kRun; i += per) {
+    Vec16<T> vr, vi;
+#pragma unroll
+    for (int e = 0; e < per; ++e) {
+      vr.v[e] = v.re;
+      vi.v[e] = v.im;
+      v = cmul(v, r);
+    }
+    reinterpret_cast<Vec16<T>*>(re + i)[0] = vr;
+    reinterpret_cast<Vec16<T>*>(im + i)[0] = vi;
   }
 }
 
@@ -103,7 +114,8 @@ __global__ void __launch_bounds__(kThreads, sizeof(T) == 4 ? 8 : 1) sk_fwd_kerne
   const int tid = threadIdx.x, ty = tid / 16, tx = tid % 16;
   const bool complex_w = p.basis == LRNN_BASIS_COMPLEX;
   const T scale = complex_w ? T(2) : T(1);
-  /* rows 0..kStates-1: Re; rows kStates..: -Im of A (Im of B), so the real product is one sum */
+  /* rows 0..kStates-1: Re; rows kStates..: Im of conj(A) = -Im A (Im of B), so that
+   * Re(A B) = Re A Re B - Im A Im B is one sum over the 2 kStates rows */
   __shared__ __align__(16) T s_a[2 * kStates * kLd], s_b[2 * kStates * kLd];
   __shared__ Cplx<T> s_z[kStates], s_w[kStates], s_r[2 * kStates];
   T acc[8][4];
@@ -125,17 +137,18 @@ __global__ void __launch_bounds__(kThreads, sizeof(T) == 4 ? 8 : 1) sk_fwd_kerne
     {
       const int n = tid % kStates, seg = (tid / kStates) % 4;
       const Cplx<T> zn = s_z[n];
-      if (tid < 4 * kStates) {   // A: rows t = kRun seg .., step z^kCols
+      if (tid < 4 * kStates) {   // conj(A): rows t = kRun seg .., step conj(z^kCols)
         const double x0 = (double)(l_blk + (int64_t)kCols * kRun * seg);
-        fill_run(s_a + n * kLd + kRun * seg, s_a + (kStates + n) * kLd + kRun * seg,
-                 cmul(s_w[n], lrnn_cuda::exp_scaled<T>(zn.re, zn.im, x0)), s_r[n], T(-1));
+        const Cplx<T> a0 = cmul(s_w[n], lrnn_cuda::exp_scaled<T>(zn.re, zn.im, x0)), r = s_r[n];
+        fill_run(s_a + n * kLd + kRun * seg, s_a + (kStates + n) * kLd + kRun * seg, Cplx<T>{a0.re, -a0.im},
+                 Cplx<T>{r.re, -r.im});
       } else {                   // B: columns j = kRun seg .., step z
         fill_run(s_b + n * kLd + kRun * seg, s_b + (kStates + n) * kLd + kRun * seg,
-                 lrnn_cuda::exp_scaled<T>(zn.re, zn.im, (double)(kRun * seg)), s_r[kStates + n], T(1));
+                 lrnn_cuda::exp_scaled<T>(zn.re, zn.im, (double)(kRun * seg)), s_r[kStates + n]);
       }
     }
     __syncthreads();
-    tile_fma<T, 2 * kStates>(s_a, s_b, ty, tx, acc);
+    tile_fma<T, 2 * kStates, kLd>(s_a, s_b, ty, tx, acc);
   }
   T* k = reinterpret_cast<T*>(p.k) + h * p.k_stride[0];
 #pragma unroll
@@ -150,7 +163,7 @@ __global__ void __launch_bounds__(kThreads, sizeof(T) == 4 ? 8 : 1) sk_fwd_kerne
 /* Dynamic shared memory of the backward, in elements of T then of Cplx<T>. */
 template <typename T>
 constexpr size_t bwd_smem_bytes() {
-  return sizeof(T) * (2 * kCols * kLd + 4 * kStates * 4) + sizeof(Cplx<T>) * (kRows * kStates + 3 * kStates);
+  return sizeof(T) * (kCols * (kLdG + kLd) + 4 * kStates * 4) + sizeof(Cplx<T>) * (kRows * kStates + 3 * kStates);
 }
 
 /* Per-tile sums S0 = sum dK E and S1 = sum l dK E (E = exp(z l)) into the workspace. A block
@@ -166,15 +179,17 @@ __global__ void __launch_bounds__(kThreads) sk_bwd_partial_kernel(lrnn_ssm_kerne
   const int tid = threadIdx.x, ty = tid / 16, tx = tid % 16, lane = tid % 32, warp = tid / 32;
   extern __shared__ __align__(16) unsigned char smem[];
   T* s_g = reinterpret_cast<T*>(smem);           // [j][t]: dK[l_blk + kCols t + j]
-  T* s_q = s_g + kCols * kLd;                    // [j][4 n + (Re z^j, Im z^j, j Re z^j, j Im z^j)]
+  T* s_q = s_g + kCols * kLdG;                   // [j][4 n + (Re z^j, Im z^j, j Re z^j, j Im z^j)]
   T* s_red = s_q + kCols * kLd;                  // [warp][n][4]
   Cplx<T>* s_e = reinterpret_cast<Cplx<T>*>(s_red + 4 * kStates * 4);   // [t][n]: z^(l_t)
   Cplx<T>* s_z = s_e + kRows * kStates;
   Cplx<T>* s_r = s_z + kStates;
   const T* g = reinterpret_cast<const T*>(p.grad_k) + h * p.grad_k_stride[0];
-  for (int idx = tid; idx < kTile; idx += kThreads) {
-    const int64_t l = l_blk + idx;
-    s_g[(idx % kCols) * kLd + idx / kCols] = l < p.length ? g[l * p.grad_k_stride[1]] : T(0);
+  /* a warp stores 8 consecutive t of 4 consecutive j: banks 8 j + t, all distinct at pitch 72 */
+  for (int r = 0; r < kTile / kThreads; ++r) {
+    const int t = tid % 8 + 8 * (r % 8), j = tid / 8 + 16 * (r / 8);
+    const int64_t l = l_blk + (int64_t)kCols * t + j;
+    s_g[j * kLdG + t] = l < p.length ? g[l * p.grad_k_stride[1]] : T(0);
   }
   const Cplx<T>* z = reinterpret_cast<const Cplx<T>*>(p.z) + h * p.z_stride[0];
   load_chunk(z, p.z_stride[1], n0, p.state, s_z, s_r);
@@ -211,7 +226,7 @@ __global__ void __launch_bounds__(kThreads) sk_bwd_partial_kernel(lrnn_ssm_kerne
   for (int i = 0; i < 8; ++i)
 #pragma unroll
     for (int c = 0; c < 4; ++c) acc[i][c] = T(0);
-  tile_fma<T, kCols>(s_g, s_q, ty, tx, acc);
+  tile_fma<T, kCols, kLdG>(s_g, s_q, ty, tx, acc);
   /* thread (ty, tx): M, M1 of state tx on rows 8 ty .. 8 ty + 7 */
   T s[4] = {T(0), T(0), T(0), T(0)};
 #pragma unroll
@@ -268,15 +283,17 @@ __global__ void sk_bwd_finish_kernel(lrnn_ssm_kernel_bwd_params p, int64_t n_til
 lrnn_status launched() { return cudaGetLastError() == cudaSuccess ? LRNN_OK : LRNN_ERR_CUDA; }
 
 
-/* The backward's tile table exceeds the default 48 KiB of shared memory in double. */
+/* The backward's tables exceed the default 48 KiB of shared memory in double (float: 44 KiB). */
 template <typename T>
 lrnn_status launch_bwd(const lrnn_ssm_kernel_bwd_params* p, int64_t n_tiles, double* ws, cudaStream_t s) {
   constexpr size_t smem = bwd_smem_bytes<T>();
   const int64_t n_chunks = lrnn_cuda::ceil_div(p->state, kStates);
   if (n_tiles > 0) {
-    if (cudaFuncSetAttribute(sk_bwd_partial_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) !=
-        cudaSuccess)
-      return LRNN_ERR_CUDA;
+    if constexpr (smem > 48 * 1024) {
+      if (cudaFuncSetAttribute(sk_bwd_partial_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) !=
+          cudaSuccess)
+        return LRNN_ERR_CUDA;
+    }
     sk_bwd_partial_kernel<T><<<(unsigned)(n_tiles * p->heads * n_chunks), kThreads, smem, s>>>(*p, n_tiles, n_chunks,
                                                                                              ws);
   }
