@@ -7,7 +7,8 @@
  * (64 + 64) complex values per state and tile. They are generated in shared memory per chunk of
  * kStates states by runs of kRun multiplications from an anchor exp(z x) evaluated directly
  * (phase in double), so each factor is within kRun steps of an accurate value and the product
- * within LRNN_SSM_KERNEL_BLOCK. Thread (ty, tx) of 128 accumulates 8 rows x 4 columns.
+ * within LRNN_SSM_KERNEL_BLOCK. Forward: thread (ty, tx) of 64 accumulates 8 rows x 8 columns
+ * (4 16-byte shared loads per 64 FMAs); backward: of 128, 8 rows x 4 columns (one state's 4).
  * Backward (one block per head, tile and chunk of states): with g = dK on the tile, M[t, n] = sum_j g[t, j] z^j and M1[t, n] = sum_j g[t, j] j z^j
  * are one real product of g (64 x 64) with [Re z^j, Im z^j, j Re z^j, j Im z^j] (4 FMAs per
  * (n, l)); then per state S0 = sum_t z^(l_t) M and S1 = sum_t z^(l_t) (l_t M + M1), l_t = l_blk + 64 t,
@@ -21,7 +22,8 @@ using lrnn_cuda::cmul;
 
 namespace {
 
-constexpr int kThreads = 128;
+constexpr int kThreads = 128;           // backward
+constexpr int kFwdThreads = 64;          // forward
 constexpr int kRows = 64;                // t
 constexpr int kCols = 64;                // j
 constexpr int kTile = kRows * kCols;     // steps per block
@@ -30,9 +32,9 @@ constexpr int kRun = 16;                 // multiplications between anchors
 constexpr int kLd = kCols + 4;           // padded shared row: 16-byte aligned, spreads banks
 constexpr int kLdG = kCols + 8;          // the backward's dK tile: conflict-free transposing stores
 static_assert(kRows == 4 * kRun && kCols == 4 * kRun, "4 runs cover a row or a column of powers");
-static_assert(kThreads == 2 * 4 * kStates, "one run per thread and chunk");
+static_assert(kThreads == 2 * 4 * kStates && kFwdThreads == 4 * kStates, "runs per chunk: 128");
 static_assert(2 * kRun <= LRNN_SSM_KERNEL_BLOCK, "anchor distance of the header");
-static_assert(kThreads == (kRows / 8) * (kCols / 4), "8 x 4 outputs per thread");
+static_assert(kThreads == (kRows / 8) * (kCols / 4) && kFwdThreads == (kRows / 8) * (kCols / 8), "thread tiles");
 static_assert(kThreads == 128 && kRows == 64 && kCols == 64, "index maps of the backward's dK staging");
 
 /* Shared-memory vector of 16 bytes: 4 floats or 2 doubles in one load. */
@@ -52,18 +54,18 @@ __device__ __forceinline__ void load_frag(const T* src, T (&dst)[M]) {
   }
 }
 
-/* acc[i][c] += sum_k a[k][8 ty + i] * b[k][4 tx + c]  (a: K rows of lda, b: K rows of kLd). */
-template <typename T, int K, int lda>
-__device__ __forceinline__ void tile_fma(const T* a, const T* b, int ty, int tx, T (&acc)[8][4]) {
+/* acc[i][c] += sum_k a[k][8 ty + i] * b[k][NC tx + c]  (a: K rows of lda, b: K rows of kLd). */
+template <typename T, int K, int lda, int NC>
+__device__ __forceinline__ void tile_fma(const T* a, const T* b, int ty, int tx, T (&acc)[8][NC]) {
 #pragma unroll 2
   for (int k = 0; k < K; ++k) {
-    T av[8], bv[4];
+    T av[8], bv[NC];
     load_frag(a + k * lda + 8 * ty, av);
-    load_frag(b + k * kLd + 4 * tx, bv);
+    load_frag(b + k * kLd + NC * tx, bv);
 #pragma unroll
     for (int i = 0; i < 8; ++i)
 #pragma unroll
-      for (int c = 0; c < 4; ++c) acc[i][c] += av[i] * bv[c];
+      for (int c = 0; c < NC; ++c) acc[i][c] += av[i] * bv[c];
   }
 }
 
@@ -105,24 +107,25 @@ __device__ __forceinline__ void load_chunk(const Cplx<T>* z, int64_t z_stride, i
   }
 }
 
-/* At most 64 registers, so 8 blocks fit per SM: (1024, 64, 4096) is 1024 blocks, one wave on 132
- * SMs (with 7 per SM it would be a wave and a 10% tail, near half the time wasted). */
+/* At most 113 registers, so 9 blocks of 2 warps fit per SM: (1024, 64, 4096) is 1024 blocks, one
+ * wave on 132 SMs (with 7 per SM it would be a wave and a 10% tail, near half the time wasted). */
 template <typename T>
-__global__ void __launch_bounds__(kThreads, sizeof(T) == 4 ? 8 : 1) sk_fwd_kernel(lrnn_ssm_kernel_params p, int64_t n_tiles) {
+__global__ void __launch_bounds__(kFwdThreads, sizeof(T) == 4 ? 9 : 1) sk_fwd_kernel(lrnn_ssm_kernel_params p,
+                                                                                      int64_t n_tiles) {
   const int64_t h = blockIdx.x / n_tiles, tile = blockIdx.x % n_tiles;
   const int64_t l_blk = tile * kTile;
-  const int tid = threadIdx.x, ty = tid / 16, tx = tid % 16;
+  const int tid = threadIdx.x, ty = tid / 8, tx = tid % 8;
   const bool complex_w = p.basis == LRNN_BASIS_COMPLEX;
   const T scale = complex_w ? T(2) : T(1);
   /* rows 0..kStates-1: Re; rows kStates..: Im of conj(A) = -Im A (Im of B), so that
    * Re(A B) = Re A Re B - Im A Im B is one sum over the 2 kStates rows */
   __shared__ __align__(16) T s_a[2 * kStates * kLd], s_b[2 * kStates * kLd];
   __shared__ Cplx<T> s_z[kStates], s_w[kStates], s_r[2 * kStates];
-  T acc[8][4];
+  T acc[8][8];
 #pragma unroll
   for (int i = 0; i < 8; ++i)
 #pragma unroll
-    for (int c = 0; c < 4; ++c) acc[i][c] = T(0);
+    for (int c = 0; c < 8; ++c) acc[i][c] = T(0);
   const Cplx<T>* z = reinterpret_cast<const Cplx<T>*>(p.z) + h * p.z_stride[0];
   for (int64_t n0 = 0; n0 < p.state; n0 += kStates) {
     __syncthreads();   // the previous chunk's products are done with the tables
@@ -134,28 +137,26 @@ __global__ void __launch_bounds__(kThreads, sizeof(T) == 4 ? 8 : 1) sk_fwd_kerne
       s_w[tid] = Cplx<T>{scale * w.re, scale * w.im};
     }
     __syncthreads();
-    {
-      const int n = tid % kStates, seg = (tid / kStates) % 4;
+    {   /* thread (n, seg): the run of conj(A) on rows t = kRun seg .. (step conj(z^kCols)) and the
+         * run of B on columns j = kRun seg .. (step z) */
+      const int n = tid % kStates, seg = tid / kStates;
       const Cplx<T> zn = s_z[n];
-      if (tid < 4 * kStates) {   // conj(A): rows t = kRun seg .., step conj(z^kCols)
-        const double x0 = (double)(l_blk + (int64_t)kCols * kRun * seg);
-        const Cplx<T> a0 = cmul(s_w[n], lrnn_cuda::exp_scaled<T>(zn.re, zn.im, x0)), r = s_r[n];
-        fill_run(s_a + n * kLd + kRun * seg, s_a + (kStates + n) * kLd + kRun * seg, Cplx<T>{a0.re, -a0.im},
-                 Cplx<T>{r.re, -r.im});
-      } else {                   // B: columns j = kRun seg .., step z
-        fill_run(s_b + n * kLd + kRun * seg, s_b + (kStates + n) * kLd + kRun * seg,
-                 lrnn_cuda::exp_scaled<T>(zn.re, zn.im, (double)(kRun * seg)), s_r[kStates + n]);
-      }
+      const double x0 = (double)(l_blk + (int64_t)kCols * kRun * seg);
+      const Cplx<T> a0 = cmul(s_w[n], lrnn_cuda::exp_scaled<T>(zn.re, zn.im, x0)), r = s_r[n];
+      fill_run(s_a + n * kLd + kRun * seg, s_a + (kStates + n) * kLd + kRun * seg, Cplx<T>{a0.re, -a0.im},
+               Cplx<T>{r.re, -r.im});
+      fill_run(s_b + n * kLd + kRun * seg, s_b + (kStates + n) * kLd + kRun * seg,
+               lrnn_cuda::exp_scaled<T>(zn.re, zn.im, (double)(kRun * seg)), s_r[kStates + n]);
     }
     __syncthreads();
-    tile_fma<T, 2 * kStates, kLd>(s_a, s_b, ty, tx, acc);
+    tile_fma<T, 2 * kStates, kLd, 8>(s_a, s_b, ty, tx, acc);
   }
   T* k = reinterpret_cast<T*>(p.k) + h * p.k_stride[0];
 #pragma unroll
   for (int i = 0; i < 8; ++i)
 #pragma unroll
-    for (int c = 0; c < 4; ++c) {
-      const int64_t l = l_blk + (int64_t)(8 * ty + i) * kCols + 4 * tx + c;
+    for (int c = 0; c < 8; ++c) {
+      const int64_t l = l_blk + (int64_t)(8 * ty + i) * kCols + 8 * tx + c;
       if (l < p.length) k[l * p.k_stride[1]] = acc[i][c];
     }
 }
@@ -226,7 +227,7 @@ __global__ void __launch_bounds__(kThreads) sk_bwd_partial_kernel(lrnn_ssm_kerne
   for (int i = 0; i < 8; ++i)
 #pragma unroll
     for (int c = 0; c < 4; ++c) acc[i][c] = T(0);
-  tile_fma<T, kCols, kLdG>(s_g, s_q, ty, tx, acc);
+  tile_fma<T, kCols, kLdG, 4>(s_g, s_q, ty, tx, acc);
   /* thread (ty, tx): M, M1 of state tx on rows 8 ty .. 8 ty + 7 */
   T s[4] = {T(0), T(0), T(0), T(0)};
 #pragma unroll
@@ -317,8 +318,8 @@ extern "C" lrnn_status lrnn_ssm_kernel_fwd_cuda(const lrnn_ssm_kernel_params* p,
   if (blocks > INT32_MAX) return LRNN_ERR_SHAPE;
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   switch (p->dtype) {
-    case LRNN_C64: sk_fwd_kernel<float><<<(unsigned)blocks, kThreads, 0, s>>>(*p, n_tiles); break;
-    case LRNN_C128: sk_fwd_kernel<double><<<(unsigned)blocks, kThreads, 0, s>>>(*p, n_tiles); break;
+    case LRNN_C64: sk_fwd_kernel<float><<<(unsigned)blocks, kFwdThreads, 0, s>>>(*p, n_tiles); break;
+    case LRNN_C128: sk_fwd_kernel<double><<<(unsigned)blocks, kFwdThreads, 0, s>>>(*p, n_tiles); break;
     default: return LRNN_ERR_DTYPE;
   }
   return launched();
