@@ -3,13 +3,25 @@
 materialize (H, N, L) complex tensors), forward and forward+backward, on the CPU and, when present,
 the GPU, side by side.
 
-Reported per row: median time, peak memory (CUDA: measured with torch.cuda.max_memory_allocated;
-CPU: the size of the tensors the algorithm must hold, computed, marked "~"), and for the ops the
-fraction of the arithmetic floor: the FP32 instructions the algorithm needs (ssm_kernel: 5 per
-(h, n, l) forward — a complex multiply and an add — and 8 backward; cauchy, symmetric: 2 terms of
-~10 instructions and 1 reciprocal each, forward and backward alike, 2x for the backward's two sums)
-divided by the device's FP32 issue rate (GPU: SMs x 128 lanes x clock). The GPU clock is read from
-nvidia-smi when available, else the H200's 1.98 GHz boost clock is assumed (said in the output).
+Reported per row: median time (CUDA: CUDA events around back-to-back replays of a CUDA graph of
+the call, so the host's dispatch and autograd overhead is not counted; the references, whose
+graphs would double their many-GiB footprint, are timed the same way without a graph; CPU: wall
+clock), peak memory (CUDA: measured with torch.cuda.max_memory_allocated; CPU: the size of the
+tensors the algorithm must hold, computed, marked "~"), and for the ops the fraction of the
+arithmetic floor: the instructions the math needs per (h, n, l), divided by the device's issue
+rate (GPU: SMs x 4 schedulers x 32 lanes x clock = SMs x 128 x clock FP32 lanes per second).
+The counts (INSTR) are the fewest we know how to evaluate the formulas with:
+  ssm_kernel forward 2: K[l0 + 64 t + j] = Re sum_n (w z^(l0 + 64 t))_n (z^j)_n is the real part of
+    a complex matrix product, i.e. a real product with 2 FMAs per (n, l) (the powers are O(sqrt L)
+    per state and not counted). Backward 4: sum_l dK z^l and sum_l l dK z^l are one real product of
+    dK (as a 64 x 64 tile) with (Re z^j, Im z^j, j Re z^j, j Im z^j).
+  cauchy (symmetric, as benchmarked) forward 17: a conjugate pair v/(w - lam) + conj(v)/(w - conj lam)
+    = N / D with D = (w - lam)(w - conj lam) is 16 FP32 instructions and one reciprocal (an issue
+    slot too); backward 33: per term 1/(w - lam) (2 for |d|^2, 1 reciprocal, 2 scalings), x = r conj(G)
+    (4), A += x (2), B += r x (4), times 2 terms, plus the 3 shared differences.
+Earlier counts (5 and 8 for ssm_kernel: a power recurrence, a complex multiply and an add per
+element; 20 and 40 for cauchy: two separate quotients) described a particular evaluation, not the
+minimum, and made the fractions look better than they were.
 
     python benchmarks/bench_lti_kernels.py [--device cpu|cuda|all] [--shapes 1024,64,4096 ...]
                                            [--json out.json]
@@ -28,9 +40,9 @@ import lrnn
 from lrnn.reference import cauchy_ref, ssm_kernel_ref
 
 SHAPES = [(1024, 64, 4096), (256, 64, 65536)]
-INSTR = {  # FP32 instructions per (h, n, l): (forward, forward+backward)
-    "ssm_kernel": (5, 5 + 8),
-    "cauchy": (20, 20 + 2 * 20),
+INSTR = {  # issue slots per (h, n, l), see the module docstring: (forward, forward+backward)
+    "ssm_kernel": (2, 2 + 4),
+    "cauchy": (17, 17 + 33),
 }
 
 
@@ -67,6 +79,40 @@ def timeit(fn, device: str, min_time: float = 0.5, max_reps: int = 50) -> float:
         times.append(dt)
         total += dt
     return statistics.median(times)
+
+
+def timeit_cuda(fn, graph: bool, reps: int = 20, rounds: int = 7) -> tuple[float, str]:
+    """Median over rounds of (CUDA-event time of `reps` back-to-back calls) / reps. With graph, the
+    calls are replays of a CUDA graph captured from fn (after a warm-up on a side stream, as
+    capture requires); a capture that fails falls back to plain calls, and the method is returned."""
+    fn()
+    torch.cuda.synchronize()
+    run, method, g = fn, "stream", None
+    if graph:
+        try:
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                fn()
+            torch.cuda.current_stream().wait_stream(side)
+            g = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(g):
+                fn()
+            run, method = g.replay, "graph"
+        except RuntimeError as e:  # capture unsupported for this call: time it uncaptured
+            print(f"  (graph capture failed, timing plain calls: {str(e).splitlines()[0][:80]})")
+            g = None
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    times = []
+    for _ in range(rounds):
+        start.record()
+        for _ in range(reps):
+            run()
+        end.record()
+        torch.cuda.synchronize()
+        times.append(start.elapsed_time(end) / 1e3 / reps)
+    del g
+    return statistics.median(times), method
 
 
 def peak_bytes(fn, device: str) -> int | None:
@@ -121,9 +167,13 @@ def bench_one(op, impl, shape, device, backward, rate, ref_limit):
             out.real.sum().backward() if out.is_complex() else out.sum().backward()
         return out
 
-    t = timeit(run, device, min_time=0.3 if device == "cuda" else 1.0, max_reps=20 if device == "cuda" else 3)
+    if device == "cuda":
+        t, method = timeit_cuda(run, graph=impl == "op", reps=20 if impl == "op" else 3,
+                                rounds=7 if impl == "op" else 3)
+    else:
+        t, method = timeit(run, device, min_time=1.0, max_reps=3), "wall"
     mem = peak_bytes(run, device)
-    row = {"time_s": t, "peak_bytes": mem if mem is not None else model_bytes(op, impl, H, N, L, backward),
+    row = {"time_s": t, "timing": method, "peak_bytes": mem if mem is not None else model_bytes(op, impl, H, N, L, backward),
            "peak_measured": mem is not None}
     if impl == "op" and rate:
         instr = INSTR[op][1 if backward else 0] * H * N * L
@@ -149,8 +199,8 @@ def print_row(r: dict, results: list, flush: bool = False):
                    x["op"] == r["op"] and x["shape"] == r["shape"] and x["pass_"] == r["pass_"]), None)
         if op and "time_s" in op:
             speed = f"{r['time_s'] / op['time_s']:.1f}x"
-    print(f"{r['device']:6} {r['op']:10} {shape:18} {r['pass_']:8} {r['impl']:4} {r['time_s'] * 1e3:8.2f}ms "
-          f"{mem:>12} {floor:>9} {frac:>8} {speed:>9}", flush=flush)
+    print(f"{r['device']:6} {r['op']:10} {shape:18} {r['pass_']:8} {r['impl']:4} {r['time_s'] * 1e3:8.3f}ms "
+          f"{mem:>12} {floor:>9} {frac:>8} {speed:>9} {r['timing']:>6}", flush=flush)
 
 
 def main():
@@ -169,7 +219,7 @@ def main():
     print(f"lrnn {lrnn.build_info().get('git_revision', '?')}, torch {torch.__version__}, "
           f"CPU threads {torch.get_num_threads()}")
     header = (f"{'device':6} {'op':10} {'(H, N, L)':18} {'pass':8} {'impl':4} {'time':>10} {'peak mem':>12} "
-              f"{'floor':>9} {'of floor':>8} {'op faster':>9}")
+              f"{'floor':>9} {'of floor':>8} {'op faster':>9} {'timing':>6}")
     for device in devices:
         rate, rate_note = (gpu_issue_rate() if device == "cuda" else (None, "no CPU floor"))
         if device == "cuda":

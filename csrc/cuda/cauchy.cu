@@ -1,10 +1,12 @@
 /* cauchy.cu: CUDA forward and backward of the Cauchy kernel (lrnn/cauchy.h).
  *
  * Forward: one block per (head, tile of kCyThreads * kCyPerThread nodes); thread t owns nodes
- * l0 + t + kCyThreads * j (coalesced), states staged in shared memory in chunks, sums in registers.
+ * l0 + t + kCyThreads * j (coalesced), per-state constants staged in shared memory in chunks (one
+ * 16-byte broadcast load per state), sums in registers; a conjugate pair costs one reciprocal.
  * Backward: one block per (head, tile of kCyBwdTile nodes), the tile's nodes and output gradients
  * in shared memory; each warp takes whole states, each lane a strided subset of the tile's nodes;
- * warp sums go to a double workspace per tile, reduced in a fixed order by a second kernel. */
+ * warp sums go to a double workspace per tile, reduced in a fixed order by a second kernel
+ * (lti_common.cuh). Reciprocals are one MUFU.RCP in float (lrnn_cuda::fast_rcp). */
 #include "lrnn/cauchy.h"
 #include "lti_common.cuh"
 
@@ -16,30 +18,54 @@ constexpr int kCyThreads = 128;
 constexpr int kCyPerThread = 4;
 constexpr int kCyChunk = 256;
 constexpr int kCyTile = kCyThreads * kCyPerThread;
-constexpr int kCyWarps = kCyThreads / 32;
+constexpr int kCyBwdThreads = 256;   // 8 blocks of 8 warps per SM: 4096 blocks at (1024, 64, 4096)
+constexpr int kCyBwdWarps = kCyBwdThreads / 32;   // are 3.9 full waves (128 threads: 2.4, a 20% tail)
 constexpr int kCyBwdTile = 1024;
+
+/* Per-state constants staged in shared memory: (Re lam, Im lam, c0, c1) with (c0, c1) =
+ * (2 Re v, -2 Im v Im lam) for the symmetric sum (see pair_term) and (Re v, Im v) otherwise. */
+template <typename T>
+struct alignas(4 * sizeof(T)) State4 {
+  T lr, li, c0, c1;
+};
+
+/* v / (o - lam) + conj(v) / (o - conj(lam)) added to acc, as one quotient N / D with
+ * D = (o - lam)(o - conj(lam)) = dr^2 - a b + i 2 dr Im o (dr = Re o - Re lam, a, b = Im o -/+ Im lam;
+ * |D| error ~ ulps of |D|: no cancellation between large terms) and N = 2 Re v (o - Re lam)
+ * - 2 Im v Im lam + i 2 Re v Im o: 16 FP32 instructions and one reciprocal for both terms. */
+template <typename T>
+__device__ __forceinline__ void pair_term(T& ar, T& ai, State4<T> c, T orr, T oi, T oi2) {
+  const T dr = orr - c.lr, a = oi - c.li, b = oi + c.li;
+  const T Dr = dr * dr - a * b, Di = dr * oi2;
+  const T Nr = c.c0 * dr + c.c1, Ni = c.c0 * oi;
+  const T inv = lrnn_cuda::fast_rcp(Dr * Dr + Di * Di);
+  ar += (Nr * Dr + Ni * Di) * inv;
+  ai += (Ni * Dr - Nr * Di) * inv;
+}
 
 /* v / (o - lam) added to acc. */
 template <typename T>
-__device__ __forceinline__ void add_quotient(T& ar, T& ai, T vr, T vi, T dr, T di) {
-  const T inv = T(1) / (dr * dr + di * di);
-  ar += (vr * dr + vi * di) * inv;
-  ai += (vi * dr - vr * di) * inv;
+__device__ __forceinline__ void single_term(T& ar, T& ai, State4<T> c, T orr, T oi) {
+  const T dr = orr - c.lr, di = oi - c.li;
+  const T inv = lrnn_cuda::fast_rcp(dr * dr + di * di);
+  ar += (c.c0 * dr + c.c1 * di) * inv;
+  ai += (c.c1 * dr - c.c0 * di) * inv;
 }
 
 template <typename T>
 __global__ void __launch_bounds__(kCyThreads) cy_fwd_kernel(lrnn_cauchy_params p, int64_t n_tiles) {
   const int64_t h = blockIdx.x / n_tiles, tile = blockIdx.x % n_tiles;
   const int64_t l0 = tile * kCyTile + threadIdx.x;
-  __shared__ Cplx<T> s_v[kCyChunk], s_lam[kCyChunk];
+  __shared__ State4<T> s_c[kCyChunk];
   const Cplx<T>* om = reinterpret_cast<const Cplx<T>*>(p.omega);
-  T orr[kCyPerThread], oi[kCyPerThread], accr[kCyPerThread], acci[kCyPerThread];
+  T orr[kCyPerThread], oi[kCyPerThread], oi2[kCyPerThread], accr[kCyPerThread], acci[kCyPerThread];
 #pragma unroll
   for (int j = 0; j < kCyPerThread; ++j) {
     const int64_t l = l0 + (int64_t)j * kCyThreads;
     const Cplx<T> o = l < p.length ? om[l * p.omega_stride] : Cplx<T>{T(0), T(0)};
     orr[j] = o.re;
     oi[j] = o.im;
+    oi2[j] = T(2) * o.im;
     accr[j] = acci[j] = T(0);
   }
   const Cplx<T>* v = reinterpret_cast<const Cplx<T>*>(p.v) + h * p.v_stride[0];
@@ -48,17 +74,24 @@ __global__ void __launch_bounds__(kCyThreads) cy_fwd_kernel(lrnn_cauchy_params p
     const int nc = (int)(p.state - n0 < kCyChunk ? p.state - n0 : kCyChunk);
     __syncthreads();
     for (int j = threadIdx.x; j < nc; j += kCyThreads) {
-      s_v[j] = v[(n0 + j) * p.v_stride[1]];
-      s_lam[j] = lam[(n0 + j) * p.lam_stride[1]];
+      const Cplx<T> vn = v[(n0 + j) * p.v_stride[1]], ln = lam[(n0 + j) * p.lam_stride[1]];
+      s_c[j] = p.symmetric ? State4<T>{ln.re, ln.im, T(2) * vn.re, T(-2) * vn.im * ln.im}
+                           : State4<T>{ln.re, ln.im, vn.re, vn.im};
     }
     __syncthreads();
-    for (int n = 0; n < nc; ++n) {
-      const Cplx<T> vn = s_v[n], ln = s_lam[n];
+    if (p.symmetric) {
+#pragma unroll 4
+      for (int n = 0; n < nc; ++n) {
+        const State4<T> c = s_c[n];
 #pragma unroll
-      for (int j = 0; j < kCyPerThread; ++j) {
-        add_quotient(accr[j], acci[j], vn.re, vn.im, orr[j] - ln.re, oi[j] - ln.im);
-        /* conj(v) / (omega - conj(lam)) */
-        if (p.symmetric) add_quotient(accr[j], acci[j], vn.re, -vn.im, orr[j] - ln.re, oi[j] + ln.im);
+        for (int j = 0; j < kCyPerThread; ++j) pair_term(accr[j], acci[j], c, orr[j], oi[j], oi2[j]);
+      }
+    } else {
+#pragma unroll 4
+      for (int n = 0; n < nc; ++n) {
+        const State4<T> c = s_c[n];
+#pragma unroll
+        for (int j = 0; j < kCyPerThread; ++j) single_term(accr[j], acci[j], c, orr[j], oi[j]);
       }
     }
   }
@@ -72,7 +105,7 @@ __global__ void __launch_bounds__(kCyThreads) cy_fwd_kernel(lrnn_cauchy_params p
 
 /* A = sum r1 conj(G) + r2 G, B = sum r1^2 conj(G) + r2^2 G per tile into ws[tile][h][n][4]. */
 template <typename T>
-__global__ void __launch_bounds__(kCyThreads) cy_bwd_partial_kernel(lrnn_cauchy_bwd_params p, int64_t n_tiles,
+__global__ void __launch_bounds__(kCyBwdThreads) cy_bwd_partial_kernel(lrnn_cauchy_bwd_params p, int64_t n_tiles,
                                                                     double* ws) {
   const int64_t h = blockIdx.x / n_tiles, tile = blockIdx.x % n_tiles;
   const int64_t t0 = tile * kCyBwdTile;
@@ -81,20 +114,21 @@ __global__ void __launch_bounds__(kCyThreads) cy_bwd_partial_kernel(lrnn_cauchy_
   __shared__ Cplx<T> s_o[kCyBwdTile], s_g[kCyBwdTile];
   const Cplx<T>* om = reinterpret_cast<const Cplx<T>*>(p.omega);
   const Cplx<T>* g = reinterpret_cast<const Cplx<T>*>(p.grad_out) + h * p.grad_out_stride[0];
-  for (int i = threadIdx.x; i < nt; i += kCyThreads) {
+  for (int i = threadIdx.x; i < nt; i += kCyBwdThreads) {
     s_o[i] = om[(t0 + i) * p.omega_stride];
     s_g[i] = g[(t0 + i) * p.grad_out_stride[1]];
   }
   __syncthreads();
   const Cplx<T>* lam = reinterpret_cast<const Cplx<T>*>(p.lam) + h * p.lam_stride[0];
-  for (int64_t n = warp; n < p.state; n += kCyWarps) {
+  for (int64_t n = warp; n < p.state; n += kCyBwdWarps) {
     const Cplx<T> ln = lam[n * p.lam_stride[1]];
     T ar = 0, ai = 0, br = 0, bi = 0;
+#pragma unroll 2
     for (int i = lane; i < nt; i += 32) {
       const Cplx<T> o = s_o[i], G = s_g[i];
       {
         /* r1 = 1/(omega - lam); x = r1 conj(G) */
-        const T dr = o.re - ln.re, di = o.im - ln.im, inv = T(1) / (dr * dr + di * di);
+        const T dr = o.re - ln.re, di = o.im - ln.im, inv = lrnn_cuda::fast_rcp(dr * dr + di * di);
         const T rr = dr * inv, ri = -di * inv;
         const T xr = rr * G.re + ri * G.im, xi = ri * G.re - rr * G.im;
         ar += xr;
@@ -104,7 +138,7 @@ __global__ void __launch_bounds__(kCyThreads) cy_bwd_partial_kernel(lrnn_cauchy_
       }
       if (p.symmetric) {
         /* r2 = 1/(conj(omega) - lam); x = r2 G */
-        const T dr = o.re - ln.re, di = -o.im - ln.im, inv = T(1) / (dr * dr + di * di);
+        const T dr = o.re - ln.re, di = -o.im - ln.im, inv = lrnn_cuda::fast_rcp(dr * dr + di * di);
         const T rr = dr * inv, ri = -di * inv;
         const T xr = rr * G.re - ri * G.im, xi = rr * G.im + ri * G.re;
         ar += xr;
@@ -113,17 +147,7 @@ __global__ void __launch_bounds__(kCyThreads) cy_bwd_partial_kernel(lrnn_cauchy_
         bi += rr * xi + ri * xr;
       }
     }
-    ar = lrnn_cuda::warp_sum(ar);
-    ai = lrnn_cuda::warp_sum(ai);
-    br = lrnn_cuda::warp_sum(br);
-    bi = lrnn_cuda::warp_sum(bi);
-    if (lane == 0) {
-      double* o = ws + ((tile * p.heads + h) * p.state + n) * 4;
-      o[0] = ar;
-      o[1] = ai;
-      o[2] = br;
-      o[3] = bi;
-    }
+    lrnn_cuda::warp_store_partials(ws, tile, p.heads, p.state, h, n, ar, ai, br, bi);
   }
 }
 
@@ -133,9 +157,8 @@ __global__ void cy_bwd_finish_kernel(lrnn_cauchy_bwd_params p, int64_t n_tiles, 
   const int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
   if (idx >= p.heads * p.state) return;
   const int64_t h = idx / p.state, n = idx % p.state;
-  double s[4] = {0, 0, 0, 0};
-  for (int64_t tile = 0; tile < n_tiles; ++tile)
-    for (int q = 0; q < 4; ++q) s[q] += ws[((tile * p.heads + h) * p.state + n) * 4 + q];
+  double s[4];
+  lrnn_cuda::sum_partials(ws, n_tiles, p.heads, p.state, h, n, s);
   const Cplx<T> v = reinterpret_cast<const Cplx<T>*>(p.v)[h * p.v_stride[0] + n * p.v_stride[1]];
   Cplx<T>* gv = reinterpret_cast<Cplx<T>*>(p.grad_v) + h * p.grad_v_stride[0] + n * p.grad_v_stride[1];
   Cplx<T>* gl = reinterpret_cast<Cplx<T>*>(p.grad_lam) + h * p.grad_lam_stride[0] + n * p.grad_lam_stride[1];
@@ -150,7 +173,7 @@ lrnn_status launched() { return cudaGetLastError() == cudaSuccess ? LRNN_OK : LR
 
 extern "C" int64_t lrnn_cauchy_bwd_workspace_bytes(const lrnn_cauchy_bwd_params* p) {
   if (!p || p->length <= 0) return 0;
-  return lrnn_cuda::ceil_div(p->length, kCyBwdTile) * p->heads * p->state * 4 * (int64_t)sizeof(double);
+  return lrnn_cuda::partials_bytes(lrnn_cuda::ceil_div(p->length, kCyBwdTile), p->heads, p->state);
 }
 
 extern "C" lrnn_status lrnn_cauchy_fwd_cuda(const lrnn_cauchy_params* p, void* stream) {
@@ -180,11 +203,11 @@ extern "C" lrnn_status lrnn_cauchy_bwd_cuda(const lrnn_cauchy_bwd_params* p, voi
   const unsigned fin_blocks = (unsigned)lrnn_cuda::ceil_div(p->heads * p->state, 256);
   switch (p->dtype) {
     case LRNN_C64:
-      if (n_tiles > 0) cy_bwd_partial_kernel<float><<<blocks, kCyThreads, 0, s>>>(*p, n_tiles, ws);
+      if (n_tiles > 0) cy_bwd_partial_kernel<float><<<blocks, kCyBwdThreads, 0, s>>>(*p, n_tiles, ws);
       cy_bwd_finish_kernel<float><<<fin_blocks, 256, 0, s>>>(*p, n_tiles, ws);
       break;
     case LRNN_C128:
-      if (n_tiles > 0) cy_bwd_partial_kernel<double><<<blocks, kCyThreads, 0, s>>>(*p, n_tiles, ws);
+      if (n_tiles > 0) cy_bwd_partial_kernel<double><<<blocks, kCyBwdThreads, 0, s>>>(*p, n_tiles, ws);
       cy_bwd_finish_kernel<double><<<fin_blocks, 256, 0, s>>>(*p, n_tiles, ws);
       break;
     default: return LRNN_ERR_DTYPE;

@@ -1,6 +1,8 @@
 /* lti_common.cuh: device helpers shared by the CUDA kernel-generation kernels (ssm_kernel.cu,
- * cauchy.cu): complex storage types, exp(z * l) with the phase reduced in double precision, and a
- * warp sum. Internal to csrc/cuda. */
+ * cauchy.cu): complex storage types and products, exp(z * l) with the phase reduced in double
+ * precision, a one-instruction reciprocal, and the deterministic two-pass reduction of the
+ * backwards (per-tile partial sums in a double workspace, then a fixed-order sum over tiles).
+ * Internal to csrc/cuda. */
 #pragma once
 
 #include <cuda_runtime.h>
@@ -12,6 +14,11 @@ template <typename T>
 struct Cplx {
   T re, im;
 };
+
+template <typename T>
+__device__ __forceinline__ Cplx<T> cmul(Cplx<T> a, Cplx<T> b) {
+  return Cplx<T>{a.re * b.re - a.im * b.im, a.re * b.im + a.im * b.re};
+}
 
 /* Real weights for the cosine basis and complex ones otherwise, read as complex. */
 template <typename T>
@@ -40,10 +47,61 @@ __device__ __forceinline__ Cplx<T> exp_scaled(T zr, T zi, double x) {
   }
 }
 
+/* 1/x. In float on the device one MUFU.RCP (max error 1 ulp, denormals flushed): the Cauchy
+ * sums are bound by instruction issue and IEEE division costs ~10 instructions with a slow path.
+ * Exact division in double and in the CPU emulation. */
+__device__ __forceinline__ float fast_rcp(float x) {
+#ifdef __CUDA_ARCH__
+  float r;
+  asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(x));
+  return r;
+#else
+  return 1.0f / x;
+#endif
+}
+__device__ __forceinline__ double fast_rcp(double x) { return 1.0 / x; }
+
 template <typename T>
 __device__ __forceinline__ T warp_sum(T x) {
   for (int off = 16; off > 0; off >>= 1) x += __shfl_xor_sync(0xffffffffu, x, off);
   return x;
+}
+
+/* The backward workspace holds 4 partial sums per (tile, head, state), in double. */
+__device__ __forceinline__ double* partial_slot(double* ws, int64_t tile, int64_t heads, int64_t state, int64_t h,
+                                                int64_t n) {
+  return ws + ((tile * heads + h) * state + n) * 4;
+}
+
+/* Warp-wide sums of a, b, c, d stored by lane 0 as the (tile, h, n) partials. */
+template <typename T>
+__device__ __forceinline__ void warp_store_partials(double* ws, int64_t tile, int64_t heads, int64_t state, int64_t h,
+                                                    int64_t n, T a, T b, T c, T d) {
+  a = warp_sum(a);
+  b = warp_sum(b);
+  c = warp_sum(c);
+  d = warp_sum(d);
+  if ((threadIdx.x & 31) == 0) {
+    double* o = partial_slot(ws, tile, heads, state, h, n);
+    o[0] = a;
+    o[1] = b;
+    o[2] = c;
+    o[3] = d;
+  }
+}
+
+/* Second pass: the partials of (h, n) summed over tiles in tile order (deterministic). */
+__device__ __forceinline__ void sum_partials(const double* ws, int64_t n_tiles, int64_t heads, int64_t state, int64_t h,
+                                             int64_t n, double s[4]) {
+  s[0] = s[1] = s[2] = s[3] = 0;
+  for (int64_t tile = 0; tile < n_tiles; ++tile) {
+    const double* o = ws + ((tile * heads + h) * state + n) * 4;
+    for (int q = 0; q < 4; ++q) s[q] += o[q];
+  }
+}
+
+inline int64_t partials_bytes(int64_t n_tiles, int64_t heads, int64_t state) {
+  return n_tiles * heads * state * 4 * (int64_t)sizeof(double);
 }
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }

@@ -1,117 +1,260 @@
 /* ssm_kernel.cu: CUDA forward and backward of the Vandermonde SSM kernel (lrnn/ssm_kernel.h).
  *
- * Forward: one block per (head, tile of kSkThreads * LRNN_SSM_KERNEL_BLOCK outputs). Thread t owns
- * outputs l = l0 + t + kSkThreads * j, j < LRNN_SSM_KERNEL_BLOCK (coalesced stores): per state it
- * evaluates w * exp(z * (l0 + t)) directly (phase in double) and advances by exp(z * kSkThreads)
- * for LRNN_SSM_KERNEL_BLOCK steps, accumulating Re(.) in registers. States are staged in shared
- * memory in chunks; the (H, N, L) powers never exist.
- * Backward: one block per (head, tile of kSkBwdTile steps); the tile of dK sits in shared memory;
- * each warp takes whole states, each lane LRNN_SSM_KERNEL_BLOCK-step runs re-anchored directly;
- * lane sums are reduced by shuffles and each tile's sums land in a double workspace that a second
- * kernel reduces in a fixed order (deterministic) and turns into grad_w, grad_z. */
+ * Both directions are small complex matrix products, evaluated with register-tiled FMAs. A block
+ * owns one head and a tile of kTile = 64 x 64 steps, l = l_blk + 64 t + j (t: row, j: column):
+ *   K[l] = Re sum_n A[t, n] B[n, j],     A[t, n] = s w_n z_n^(l_blk + 64 t),   B[n, j] = z_n^j
+ * so the real product costs 2 FMAs per (n, l) - the whole work - while the powers cost only
+ * (64 + 64) complex values per state and tile. They are generated in shared memory per chunk of
+ * kStates states by runs of kRun multiplications from an anchor exp(z x) evaluated directly
+ * (phase in double), so each factor is within kRun steps of an accurate value and the product
+ * within LRNN_SSM_KERNEL_BLOCK. Forward: thread (ty, tx) of 64 accumulates 8 rows x 8 columns
+ * (4 16-byte shared loads per 64 FMAs); backward: of 128, 8 rows x 4 columns (one state's 4).
+ * Backward (one block per head, tile and chunk of states): with g = dK on the tile, M[t, n] = sum_j g[t, j] z^j and M1[t, n] = sum_j g[t, j] j z^j
+ * are one real product of g (64 x 64) with [Re z^j, Im z^j, j Re z^j, j Im z^j] (4 FMAs per
+ * (n, l)); then per state S0 = sum_t z^(l_t) M and S1 = sum_t z^(l_t) (l_t M + M1), l_t = l_blk + 64 t,
+ * are the tile's partial sums of sum_l dK E and sum_l l dK E (E = exp(z l)), reduced over tiles in
+ * a fixed order (lti_common.cuh) and turned into grad_w, grad_z. */
 #include "lrnn/ssm_kernel.h"
 #include "lti_common.cuh"
 
 using lrnn_cuda::Cplx;
+using lrnn_cuda::cmul;
 
 namespace {
 
-constexpr int kSkThreads = 128;
-constexpr int kSkChunk = 128;                                    // states staged per pass
-constexpr int kSkTile = kSkThreads * LRNN_SSM_KERNEL_BLOCK;      // forward outputs per block
-constexpr int kSkWarps = kSkThreads / 32;
-constexpr int kSkLaneRuns = 4;                                   // backward runs per lane
-constexpr int kSkBwdTile = 32 * LRNN_SSM_KERNEL_BLOCK * kSkLaneRuns;   // backward steps per block
+constexpr int kThreads = 128;           // backward
+constexpr int kFwdThreads = 64;          // forward
+constexpr int kRows = 64;                // t
+constexpr int kCols = 64;                // j
+constexpr int kTile = kRows * kCols;     // steps per block
+constexpr int kStates = 16;              // states per chunk
+constexpr int kRun = 16;                 // multiplications between anchors
+constexpr int kLd = kCols + 4;           // padded shared row: 16-byte aligned, spreads banks
+constexpr int kLdG = kCols + 8;          // the backward's dK tile: conflict-free transposing stores
+static_assert(kRows == 4 * kRun && kCols == 4 * kRun, "4 runs cover a row or a column of powers");
+static_assert(kThreads == 2 * 4 * kStates && kFwdThreads == 4 * kStates, "runs per chunk: 128");
+static_assert(2 * kRun <= LRNN_SSM_KERNEL_BLOCK, "anchor distance of the header");
+static_assert(kThreads == (kRows / 8) * (kCols / 4) && kFwdThreads == (kRows / 8) * (kCols / 8), "thread tiles");
+static_assert(kThreads == 128 && kRows == 64 && kCols == 64, "index maps of the backward's dK staging");
 
+/* Shared-memory vector of 16 bytes: 4 floats or 2 doubles in one load. */
 template <typename T>
-__global__ void __launch_bounds__(kSkThreads) sk_fwd_kernel(lrnn_ssm_kernel_params p, int64_t n_tiles) {
-  const int64_t h = blockIdx.x / n_tiles, tile = blockIdx.x % n_tiles;
-  const int64_t l0 = tile * kSkTile + threadIdx.x;
-  const bool complex_w = p.basis == LRNN_BASIS_COMPLEX;
-  const T scale = complex_w ? T(2) : T(1);
-  __shared__ Cplx<T> s_w[kSkChunk], s_z[kSkChunk], s_step[kSkChunk];
-  T acc[LRNN_SSM_KERNEL_BLOCK];
+struct alignas(16) Vec16 {
+  T v[16 / sizeof(T)];
+};
+
+template <typename T, int M>
+__device__ __forceinline__ void load_frag(const T* src, T (&dst)[M]) {
+  constexpr int per = 16 / sizeof(T);
 #pragma unroll
-  for (int j = 0; j < LRNN_SSM_KERNEL_BLOCK; ++j) acc[j] = T(0);
-  const Cplx<T>* z = reinterpret_cast<const Cplx<T>*>(p.z) + h * p.z_stride[0];
-  for (int64_t n0 = 0; n0 < p.state; n0 += kSkChunk) {
-    const int nc = (int)(p.state - n0 < kSkChunk ? p.state - n0 : kSkChunk);
-    __syncthreads();
-    for (int j = threadIdx.x; j < nc; j += kSkThreads) {
-      const Cplx<T> zj = z[(n0 + j) * p.z_stride[1]];
-      s_z[j] = zj;
-      s_w[j] = lrnn_cuda::load_w<T>(p.w, h * p.w_stride[0] + (n0 + j) * p.w_stride[1], complex_w);
-      s_step[j] = lrnn_cuda::exp_scaled<T>(zj.re, zj.im, (double)kSkThreads);   // exp(z * stride)
-    }
-    __syncthreads();
-    for (int j = 0; j < nc; ++j) {
-      const Cplx<T> e = lrnn_cuda::exp_scaled<T>(s_z[j].re, s_z[j].im, (double)l0);
-      const Cplx<T> w = s_w[j], r = s_step[j];
-      /* u = w * exp(z * l0), then u <- u * exp(z * stride) */
-      T ur = w.re * e.re - w.im * e.im, ui = w.re * e.im + w.im * e.re;
+  for (int i = 0; i < M / per; ++i) {
+    const Vec16<T> v = reinterpret_cast<const Vec16<T>*>(src)[i];
 #pragma unroll
-      for (int q = 0; q < LRNN_SSM_KERNEL_BLOCK; ++q) {
-        acc[q] += ur;
-        const T t = ur * r.re - ui * r.im;
-        ui = ur * r.im + ui * r.re;
-        ur = t;
-      }
-    }
-  }
-  T* k = reinterpret_cast<T*>(p.k) + h * p.k_stride[0];
-#pragma unroll
-  for (int q = 0; q < LRNN_SSM_KERNEL_BLOCK; ++q) {
-    const int64_t l = l0 + (int64_t)q * kSkThreads;
-    if (l < p.length) k[l * p.k_stride[1]] = scale * acc[q];
+    for (int e = 0; e < per; ++e) dst[i * per + e] = v.v[e];
   }
 }
 
-/* Per-tile sums S0 = sum dK E and S1 = sum l dK E (E = exp(z l)) into ws[tile][h][n][4]. */
-template <typename T>
-__global__ void __launch_bounds__(kSkThreads) sk_bwd_partial_kernel(lrnn_ssm_kernel_bwd_params p, int64_t n_tiles,
-                                                                    double* ws) {
-  const int64_t h = blockIdx.x / n_tiles, tile = blockIdx.x % n_tiles;
-  const int64_t t0 = tile * kSkBwdTile;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  __shared__ T s_g[kSkBwdTile];
-  const T* g = reinterpret_cast<const T*>(p.grad_k) + h * p.grad_k_stride[0];
-  for (int i = threadIdx.x; i < kSkBwdTile; i += kSkThreads) {
-    const int64_t l = t0 + i;
-    s_g[i] = l < p.length ? g[l * p.grad_k_stride[1]] : T(0);
+/* acc[i][c] += sum_k a[k][8 ty + i] * b[k][NC tx + c]  (a: K rows of lda, b: K rows of kLd). */
+template <typename T, int K, int lda, int NC>
+__device__ __forceinline__ void tile_fma(const T* a, const T* b, int ty, int tx, T (&acc)[8][NC]) {
+#pragma unroll 2
+  for (int k = 0; k < K; ++k) {
+    T av[8], bv[NC];
+    load_frag(a + k * lda + 8 * ty, av);
+    load_frag(b + k * kLd + NC * tx, bv);
+#pragma unroll
+    for (int i = 0; i < 8; ++i)
+#pragma unroll
+      for (int c = 0; c < NC; ++c) acc[i][c] += av[i] * bv[c];
   }
-  __syncthreads();
+}
+
+/* kRun powers v, v r, v r^2, ... as (re, im) into two rows (16-byte aligned), stored 16
+ * bytes at a time: lanes write rows n = lane % 16 at 68-float pitch, so each quarter warp's
+ * 16-byte stores fall in distinct bank groups (scalar stores would conflict 4 ways). */
+template <typename T>
+__device__ __forceinline__ void fill_run(T* re, T* im, Cplx<T> v, Cplx<T> r) {
+  constexpr int per = 16 / sizeof(T);
+#pragma unroll
+  for (int i = 0; i < kRun; i += per) {
+    Vec16<T> vr, vi;
+#pragma unroll
+    for (int e = 0; e < per; ++e) {
+      vr.v[e] = v.re;
+      vi.v[e] = v.im;
+      v = cmul(v, r);
+    }
+    reinterpret_cast<Vec16<T>*>(re + i)[0] = vr;
+    reinterpret_cast<Vec16<T>*>(im + i)[0] = vi;
+  }
+}
+
+/* Chunk tables: z (0 past the last state), the steps exp(z kCols) and exp(z), and (forward) the
+ * scaled weight (0 past the last state, so padded states add nothing). */
+template <typename T>
+__device__ __forceinline__ void load_chunk(const Cplx<T>* z, int64_t z_stride, int64_t n0, int64_t state, Cplx<T>* s_z,
+                                           Cplx<T>* s_r) {
+  const int tid = threadIdx.x;
+  if (tid < 2 * kStates) {
+    const int n = tid % kStates;
+    const Cplx<T> zn = n0 + n < state ? z[(n0 + n) * z_stride] : Cplx<T>{T(0), T(0)};
+    if (tid < kStates) {
+      s_z[n] = zn;
+      s_r[n] = lrnn_cuda::exp_scaled<T>(zn.re, zn.im, (double)kCols);
+    } else {
+      s_r[kStates + n] = lrnn_cuda::exp_scaled<T>(zn.re, zn.im, 1.0);
+    }
+  }
+}
+
+/* At most 113 registers, so 9 blocks of 2 warps fit per SM: (1024, 64, 4096) is 1024 blocks, one
+ * wave on 132 SMs (with 7 per SM it would be a wave and a 10% tail, near half the time wasted). */
+template <typename T>
+__global__ void __launch_bounds__(kFwdThreads, sizeof(T) == 4 ? 9 : 1) sk_fwd_kernel(lrnn_ssm_kernel_params p,
+                                                                                      int64_t n_tiles) {
+  const int64_t h = blockIdx.x / n_tiles, tile = blockIdx.x % n_tiles;
+  const int64_t l_blk = tile * kTile;
+  const int tid = threadIdx.x, ty = tid / 8, tx = tid % 8;
+  const bool complex_w = p.basis == LRNN_BASIS_COMPLEX;
+  const T scale = complex_w ? T(2) : T(1);
+  /* rows 0..kStates-1: Re; rows kStates..: Im of conj(A) = -Im A (Im of B), so that
+   * Re(A B) = Re A Re B - Im A Im B is one sum over the 2 kStates rows */
+  __shared__ __align__(16) T s_a[2 * kStates * kLd], s_b[2 * kStates * kLd];
+  __shared__ Cplx<T> s_z[kStates], s_w[kStates], s_r[2 * kStates];
+  T acc[8][8];
+#pragma unroll
+  for (int i = 0; i < 8; ++i)
+#pragma unroll
+    for (int c = 0; c < 8; ++c) acc[i][c] = T(0);
   const Cplx<T>* z = reinterpret_cast<const Cplx<T>*>(p.z) + h * p.z_stride[0];
-  for (int64_t n = warp; n < p.state; n += kSkWarps) {
-    const Cplx<T> zn = z[n * p.z_stride[1]];
-    const Cplx<T> r = lrnn_cuda::exp_scaled<T>(zn.re, zn.im, 32.0);   // lanes interleave: stride 32
-    T s0r = 0, s0i = 0, s1r = 0, s1i = 0;
-    for (int run = 0; run < kSkLaneRuns; ++run) {
-      const int i0 = run * 32 * LRNN_SSM_KERNEL_BLOCK + lane;
-      Cplx<T> e = lrnn_cuda::exp_scaled<T>(zn.re, zn.im, (double)(t0 + i0));
-      T lpos = (T)(t0 + i0);   /* l as T, advanced by adds (exact below 2^24 in float) */
-#pragma unroll 8
-      for (int q = 0; q < LRNN_SSM_KERNEL_BLOCK; ++q, lpos += T(32)) {
-        const int i = i0 + 32 * q;
-        const T gl = s_g[i], gll = gl * lpos;
-        s0r += gl * e.re;
-        s0i += gl * e.im;
-        s1r += gll * e.re;
-        s1i += gll * e.im;
-        const T t = e.re * r.re - e.im * r.im;
-        e.im = e.re * r.im + e.im * r.re;
-        e.re = t;
+  for (int64_t n0 = 0; n0 < p.state; n0 += kStates) {
+    __syncthreads();   // the previous chunk's products are done with the tables
+    load_chunk(z, p.z_stride[1], n0, p.state, s_z, s_r);
+    if (tid < kStates) {
+      const Cplx<T> w = n0 + tid < p.state
+                            ? lrnn_cuda::load_w<T>(p.w, h * p.w_stride[0] + (n0 + tid) * p.w_stride[1], complex_w)
+                            : Cplx<T>{T(0), T(0)};
+      s_w[tid] = Cplx<T>{scale * w.re, scale * w.im};
+    }
+    __syncthreads();
+    {   /* thread (n, seg): the run of conj(A) on rows t = kRun seg .. (step conj(z^kCols)) and the
+         * run of B on columns j = kRun seg .. (step z) */
+      const int n = tid % kStates, seg = tid / kStates;
+      const Cplx<T> zn = s_z[n];
+      const double x0 = (double)(l_blk + (int64_t)kCols * kRun * seg);
+      const Cplx<T> a0 = cmul(s_w[n], lrnn_cuda::exp_scaled<T>(zn.re, zn.im, x0)), r = s_r[n];
+      fill_run(s_a + n * kLd + kRun * seg, s_a + (kStates + n) * kLd + kRun * seg, Cplx<T>{a0.re, -a0.im},
+               Cplx<T>{r.re, -r.im});
+      fill_run(s_b + n * kLd + kRun * seg, s_b + (kStates + n) * kLd + kRun * seg,
+               lrnn_cuda::exp_scaled<T>(zn.re, zn.im, (double)(kRun * seg)), s_r[kStates + n]);
+    }
+    __syncthreads();
+    tile_fma<T, 2 * kStates, kLd, 8>(s_a, s_b, ty, tx, acc);
+  }
+  T* k = reinterpret_cast<T*>(p.k) + h * p.k_stride[0];
+#pragma unroll
+  for (int i = 0; i < 8; ++i)
+#pragma unroll
+    for (int c = 0; c < 8; ++c) {
+      const int64_t l = l_blk + (int64_t)(8 * ty + i) * kCols + 8 * tx + c;
+      if (l < p.length) k[l * p.k_stride[1]] = acc[i][c];
+    }
+}
+
+/* Dynamic shared memory of the backward, in elements of T then of Cplx<T>. */
+template <typename T>
+constexpr size_t bwd_smem_bytes() {
+  return sizeof(T) * (kCols * (kLdG + kLd) + 4 * kStates * 4) + sizeof(Cplx<T>) * (kRows * kStates + 3 * kStates);
+}
+
+/* Per-tile sums S0 = sum dK E and S1 = sum l dK E (E = exp(z l)) into the workspace. A block
+ * takes one chunk of kStates states of one (head, tile): restaging the tile of dK per chunk (from
+ * L2) is cheap, and the extra blocks balance the waves (44 KiB of shared memory allow 5 blocks
+ * per SM: (1024, 64, 4096) gives 4096 blocks instead of 1024). */
+template <typename T>
+__global__ void __launch_bounds__(kThreads) sk_bwd_partial_kernel(lrnn_ssm_kernel_bwd_params p, int64_t n_tiles,
+                                                                  int64_t n_chunks, double* ws) {
+  const int64_t chunk = blockIdx.x % n_chunks, ht = blockIdx.x / n_chunks;
+  const int64_t h = ht / n_tiles, tile = ht % n_tiles;
+  const int64_t l_blk = tile * kTile, n0 = chunk * kStates;
+  const int tid = threadIdx.x, ty = tid / 16, tx = tid % 16, lane = tid % 32, warp = tid / 32;
+  extern __shared__ __align__(16) unsigned char smem[];
+  T* s_g = reinterpret_cast<T*>(smem);           // [j][t]: dK[l_blk + kCols t + j]
+  T* s_q = s_g + kCols * kLdG;                   // [j][4 n + (Re z^j, Im z^j, j Re z^j, j Im z^j)]
+  T* s_red = s_q + kCols * kLd;                  // [warp][n][4]
+  Cplx<T>* s_e = reinterpret_cast<Cplx<T>*>(s_red + 4 * kStates * 4);   // [t][n]: z^(l_t)
+  Cplx<T>* s_z = s_e + kRows * kStates;
+  Cplx<T>* s_r = s_z + kStates;
+  const T* g = reinterpret_cast<const T*>(p.grad_k) + h * p.grad_k_stride[0];
+  /* a warp stores 8 consecutive t of 4 consecutive j: banks 8 j + t, all distinct at pitch 72 */
+  for (int r = 0; r < kTile / kThreads; ++r) {
+    const int t = tid % 8 + 8 * (r % 8), j = tid / 8 + 16 * (r / 8);
+    const int64_t l = l_blk + (int64_t)kCols * t + j;
+    s_g[j * kLdG + t] = l < p.length ? g[l * p.grad_k_stride[1]] : T(0);
+  }
+  const Cplx<T>* z = reinterpret_cast<const Cplx<T>*>(p.z) + h * p.z_stride[0];
+  load_chunk(z, p.z_stride[1], n0, p.state, s_z, s_r);
+  __syncthreads();
+  {
+    const int n = tid % kStates, seg = (tid / kStates) % 4;
+    const Cplx<T> zn = s_z[n];
+    if (tid < 4 * kStates) {   // z^(l_t) for t = kRun seg ..
+      Cplx<T> v = lrnn_cuda::exp_scaled<T>(zn.re, zn.im, (double)(l_blk + (int64_t)kCols * kRun * seg));
+      const Cplx<T> r = s_r[n];
+#pragma unroll
+      for (int i = 0; i < kRun; ++i) {
+        s_e[(kRun * seg + i) * kStates + n] = v;
+        v = cmul(v, r);
+      }
+    } else {                   // z^j and j z^j for j = kRun seg ..
+      Cplx<T> v = lrnn_cuda::exp_scaled<T>(zn.re, zn.im, (double)(kRun * seg));
+      const Cplx<T> r = s_r[kStates + n];
+#pragma unroll
+      for (int i = 0; i < kRun; ++i) {
+        const int j = kRun * seg + i;
+        T* q = s_q + j * kLd + 4 * n;
+        q[0] = v.re;
+        q[1] = v.im;
+        q[2] = T(j) * v.re;
+        q[3] = T(j) * v.im;
+        v = cmul(v, r);
       }
     }
-    s0r = lrnn_cuda::warp_sum(s0r);
-    s0i = lrnn_cuda::warp_sum(s0i);
-    s1r = lrnn_cuda::warp_sum(s1r);
-    s1i = lrnn_cuda::warp_sum(s1i);
-    if (lane == 0) {
-      double* o = ws + ((tile * p.heads + h) * p.state + n) * 4;
-      o[0] = s0r;
-      o[1] = s0i;
-      o[2] = s1r;
-      o[3] = s1i;
+  }
+  __syncthreads();
+  T acc[8][4];
+#pragma unroll
+  for (int i = 0; i < 8; ++i)
+#pragma unroll
+    for (int c = 0; c < 4; ++c) acc[i][c] = T(0);
+  tile_fma<T, kCols, kLdG, 4>(s_g, s_q, ty, tx, acc);
+  /* thread (ty, tx): M, M1 of state tx on rows 8 ty .. 8 ty + 7 */
+  T s[4] = {T(0), T(0), T(0), T(0)};
+#pragma unroll
+  for (int i = 0; i < 8; ++i) {
+    const int t = 8 * ty + i;
+    const Cplx<T> e = s_e[t * kStates + tx];
+    const T lt = (T)(l_blk + (int64_t)kCols * t);
+    const Cplx<T> m{acc[i][0], acc[i][1]}, m1{lt * acc[i][0] + acc[i][2], lt * acc[i][1] + acc[i][3]};
+    const Cplx<T> a = cmul(e, m), b = cmul(e, m1);
+    s[0] += a.re;
+    s[1] += a.im;
+    s[2] += b.re;
+    s[3] += b.im;
+  }
+  /* rows of a warp's two ty halves, then of the 4 warps */
+#pragma unroll
+  for (int q = 0; q < 4; ++q) s[q] += __shfl_xor_sync(0xffffffffu, s[q], 16);
+  if (lane < 16)
+#pragma unroll
+    for (int q = 0; q < 4; ++q) s_red[(warp * kStates + tx) * 4 + q] = s[q];
+  __syncthreads();
+  if (tid < 4 * kStates) {
+    const int n = tid / 4, q = tid % 4;
+    if (n0 + n < p.state) {
+      const T v = s_red[(0 * kStates + n) * 4 + q] + s_red[(1 * kStates + n) * 4 + q] +
+                  s_red[(2 * kStates + n) * 4 + q] + s_red[(3 * kStates + n) * 4 + q];
+      lrnn_cuda::partial_slot(ws, tile, p.heads, p.state, h, n0 + n)[q] = v;
     }
   }
 }
@@ -122,9 +265,8 @@ __global__ void sk_bwd_finish_kernel(lrnn_ssm_kernel_bwd_params p, int64_t n_til
   const int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
   if (idx >= p.heads * p.state) return;
   const int64_t h = idx / p.state, n = idx % p.state;
-  double s[4] = {0, 0, 0, 0};
-  for (int64_t tile = 0; tile < n_tiles; ++tile)
-    for (int q = 0; q < 4; ++q) s[q] += ws[((tile * p.heads + h) * p.state + n) * 4 + q];
+  double s[4];
+  lrnn_cuda::sum_partials(ws, n_tiles, p.heads, p.state, h, n, s);
   const bool complex_w = p.basis == LRNN_BASIS_COMPLEX;
   const double scale = complex_w ? 2.0 : 1.0;
   const Cplx<T> w = lrnn_cuda::load_w<T>(p.w, h * p.w_stride[0] + n * p.w_stride[1], complex_w);
@@ -141,24 +283,43 @@ __global__ void sk_bwd_finish_kernel(lrnn_ssm_kernel_bwd_params p, int64_t n_til
 
 lrnn_status launched() { return cudaGetLastError() == cudaSuccess ? LRNN_OK : LRNN_ERR_CUDA; }
 
+
+/* The backward's tables exceed the default 48 KiB of shared memory in double (float: 44 KiB). */
+template <typename T>
+lrnn_status launch_bwd(const lrnn_ssm_kernel_bwd_params* p, int64_t n_tiles, double* ws, cudaStream_t s) {
+  constexpr size_t smem = bwd_smem_bytes<T>();
+  const int64_t n_chunks = lrnn_cuda::ceil_div(p->state, kStates);
+  if (n_tiles > 0) {
+    if constexpr (smem > 48 * 1024) {
+      if (cudaFuncSetAttribute(sk_bwd_partial_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) !=
+          cudaSuccess)
+        return LRNN_ERR_CUDA;
+    }
+    sk_bwd_partial_kernel<T><<<(unsigned)(n_tiles * p->heads * n_chunks), kThreads, smem, s>>>(*p, n_tiles, n_chunks,
+                                                                                             ws);
+  }
+  sk_bwd_finish_kernel<T><<<(unsigned)lrnn_cuda::ceil_div(p->heads * p->state, 256), 256, 0, s>>>(*p, n_tiles, ws);
+  return launched();
+}
+
 }  // namespace
 
 extern "C" int64_t lrnn_ssm_kernel_bwd_workspace_bytes(const lrnn_ssm_kernel_bwd_params* p) {
   if (!p || p->length <= 0) return 0;
-  return lrnn_cuda::ceil_div(p->length, kSkBwdTile) * p->heads * p->state * 4 * (int64_t)sizeof(double);
+  return lrnn_cuda::partials_bytes(lrnn_cuda::ceil_div(p->length, kTile), p->heads, p->state);
 }
 
 extern "C" lrnn_status lrnn_ssm_kernel_fwd_cuda(const lrnn_ssm_kernel_params* p, void* stream) {
   if (!p || p->heads < 0 || p->state < 0 || p->length < 0) return LRNN_ERR_ARGUMENT;
   if (p->basis != LRNN_BASIS_COMPLEX && p->basis != LRNN_BASIS_COSINE) return LRNN_ERR_ARGUMENT;
   if (p->heads == 0 || p->length == 0) return LRNN_OK;
-  const int64_t n_tiles = lrnn_cuda::ceil_div(p->length, kSkTile);
+  const int64_t n_tiles = lrnn_cuda::ceil_div(p->length, kTile);
   const int64_t blocks = n_tiles * p->heads;
   if (blocks > INT32_MAX) return LRNN_ERR_SHAPE;
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   switch (p->dtype) {
-    case LRNN_C64: sk_fwd_kernel<float><<<(unsigned)blocks, kSkThreads, 0, s>>>(*p, n_tiles); break;
-    case LRNN_C128: sk_fwd_kernel<double><<<(unsigned)blocks, kSkThreads, 0, s>>>(*p, n_tiles); break;
+    case LRNN_C64: sk_fwd_kernel<float><<<(unsigned)blocks, kFwdThreads, 0, s>>>(*p, n_tiles); break;
+    case LRNN_C128: sk_fwd_kernel<double><<<(unsigned)blocks, kFwdThreads, 0, s>>>(*p, n_tiles); break;
     default: return LRNN_ERR_DTYPE;
   }
   return launched();
@@ -169,21 +330,13 @@ extern "C" lrnn_status lrnn_ssm_kernel_bwd_cuda(const lrnn_ssm_kernel_bwd_params
   if (p->basis != LRNN_BASIS_COMPLEX && p->basis != LRNN_BASIS_COSINE) return LRNN_ERR_ARGUMENT;
   if (p->heads == 0 || p->state == 0) return LRNN_OK;
   if (p->length > 0 && !workspace) return LRNN_ERR_ARGUMENT;
-  const int64_t n_tiles = lrnn_cuda::ceil_div(p->length, kSkBwdTile);
-  if (n_tiles * p->heads > INT32_MAX) return LRNN_ERR_SHAPE;
+  const int64_t n_tiles = lrnn_cuda::ceil_div(p->length, kTile);
+  if (n_tiles * p->heads * lrnn_cuda::ceil_div(p->state, kStates) > INT32_MAX) return LRNN_ERR_SHAPE;
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   double* ws = static_cast<double*>(workspace);
-  const unsigned fin_blocks = (unsigned)lrnn_cuda::ceil_div(p->heads * p->state, 256);
   switch (p->dtype) {
-    case LRNN_C64:
-      if (n_tiles > 0) sk_bwd_partial_kernel<float><<<(unsigned)(n_tiles * p->heads), kSkThreads, 0, s>>>(*p, n_tiles, ws);
-      sk_bwd_finish_kernel<float><<<fin_blocks, 256, 0, s>>>(*p, n_tiles, ws);
-      break;
-    case LRNN_C128:
-      if (n_tiles > 0) sk_bwd_partial_kernel<double><<<(unsigned)(n_tiles * p->heads), kSkThreads, 0, s>>>(*p, n_tiles, ws);
-      sk_bwd_finish_kernel<double><<<fin_blocks, 256, 0, s>>>(*p, n_tiles, ws);
-      break;
+    case LRNN_C64: return launch_bwd<float>(p, n_tiles, ws, s);
+    case LRNN_C128: return launch_bwd<double>(p, n_tiles, ws, s);
     default: return LRNN_ERR_DTYPE;
   }
-  return launched();
 }

@@ -11,6 +11,7 @@
 #include <barrier>
 #include <cstdint>
 #include <cstdlib>
+#include <cmath>
 #include <cstring>
 #include <memory>
 #include <thread>
@@ -21,7 +22,7 @@
 #define __host__
 #define __forceinline__ inline
 #define __launch_bounds__(...)
-#define __align__(n) alignas(n)
+#define __align__(n) __attribute__((aligned(n)))
 #define __shared__ static
 
 struct dim3 {
@@ -34,12 +35,14 @@ struct alignas(16) int4 {
 typedef struct CUstream_st *cudaStream_t;
 enum cudaError_t { cudaSuccess = 0, cudaErrorInvalidConfiguration = 9 };
 enum cudaDeviceAttr { cudaDevAttrMultiProcessorCount = 16 };
+enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
 
 inline thread_local dim3 threadIdx, blockIdx, blockDim, gridDim;
 
 namespace emu {
 inline int sms = 132;
 inline cudaError_t last_error = cudaSuccess;
+inline size_t max_dyn_smem = 48 * 1024;   // raised by cudaFuncSetAttribute, as on the device
 
 struct Block {
   std::unique_ptr<std::barrier<>> all;
@@ -64,7 +67,7 @@ template <typename T, typename F> T shfl(T v, F src_lane) {
 
 template <typename K, typename... Args>
 void launch(dim3 grid, dim3 threads, size_t smem, cudaStream_t, K kernel, Args... args) {
-  if (threads.x == 0 || threads.x > 1024 || smem > 48 * 1024) {
+  if (threads.x == 0 || threads.x > 1024 || smem > max_dyn_smem) {
     last_error = cudaErrorInvalidConfiguration;
     return;
   }
@@ -114,6 +117,12 @@ inline cudaError_t cudaDeviceGetAttribute(int *v, cudaDeviceAttr, int) {
 /* every block fits while the SM's 2048 threads do (registers are not modelled) */
 template <typename K> cudaError_t cudaOccupancyMaxActiveBlocksPerMultiprocessor(int *n, K, int threads, size_t) {
   *n = std::max(1, std::min(32, 2048 / threads));
+  return cudaSuccess;
+}
+/* the H200's opt-in limit of 227 KiB per block */
+template <typename K> cudaError_t cudaFuncSetAttribute(K, cudaFuncAttribute, int bytes) {
+  if (bytes < 0 || bytes > 227 * 1024) return cudaErrorInvalidConfiguration;
+  emu::max_dyn_smem = std::max(emu::max_dyn_smem, (size_t)bytes);
   return cudaSuccess;
 }
 inline cudaError_t cudaGetLastError() {

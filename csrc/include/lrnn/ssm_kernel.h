@@ -11,9 +11,10 @@
  *
  * Cost O(H*N*L), memory O(H*L): the (H, N, L) tensor of powers is never formed. Powers are
  * re-anchored every LRNN_SSM_KERNEL_BLOCK steps from a value accurate to the working precision
- * (CPU: a double-precision anchor, itself recomputed directly every 32 blocks; CUDA: exp(z*l)
- * evaluated directly with the phase reduced in double) and advanced by one multiplication per
- * step in between, so rounding drift is bounded by the block length, independent of L.
+ * (CPU: a double-precision anchor, itself recomputed directly every 32 blocks, advanced by one
+ * multiplication per step; CUDA: z^l = z^(64 t) z^j as a product of two factors, each at most
+ * LRNN_SSM_KERNEL_BLOCK/2 multiplications from exp(z*x) evaluated directly with the phase
+ * reduced in double), so rounding drift is bounded by the block length, independent of L.
  * Results below the smallest normal number may be flushed to zero. Re z > 0 grows without
  * bound: overflow is the caller's.
  *
