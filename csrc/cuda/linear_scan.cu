@@ -126,6 +126,11 @@ __device__ __forceinline__ double shfl_xor(double v, int m) { return __shfl_xor_
 __device__ __forceinline__ cfloat shfl_xor(cfloat v, int m) { return {shfl_xor(v.re, m), shfl_xor(v.im, m)}; }
 __device__ __forceinline__ cdouble shfl_xor(cdouble v, int m) { return {shfl_xor(v.re, m), shfl_xor(v.im, m)}; }
 
+__device__ __forceinline__ float shfl_idx(float v, int l) { return __shfl_sync(0xffffffffu, v, l); }
+__device__ __forceinline__ double shfl_idx(double v, int l) { return __shfl_sync(0xffffffffu, v, l); }
+__device__ __forceinline__ cfloat shfl_idx(cfloat v, int l) { return {shfl_idx(v.re, l), shfl_idx(v.im, l)}; }
+__device__ __forceinline__ cdouble shfl_idx(cdouble v, int l) { return {shfl_idx(v.re, l), shfl_idx(v.im, l)}; }
+
 /* ---------------- the scan element: x -> a*x + b ---------------- */
 
 template <typename A, typename X> struct Affine {
@@ -152,6 +157,10 @@ __device__ __forceinline__ Affine<A, X> shfl_along(Affine<A, X> v, int d) {
   return {shfl_along<REV>(v.a, d), shfl_along<REV>(v.b, d)};
 }
 
+template <typename A, typename X> __device__ __forceinline__ Affine<A, X> shfl_idx(Affine<A, X> v, int l) {
+  return {shfl_idx(v.a, l), shfl_idx(v.b, l)};
+}
+
 /* Inclusive scan across the warp in scan order (lane 0 first, or lane 31 first when REV). */
 template <bool REV, typename A, typename X>
 __device__ __forceinline__ Affine<A, X> warp_scan(Affine<A, X> v, int lane) {
@@ -172,82 +181,146 @@ template <typename T> __device__ __forceinline__ T warp_sum(T v) {
 /* Position of the s-th element in scan order among n (reverse scans walk backwards). */
 template <bool REV> __device__ __forceinline__ int ord(int s, int n) { return REV ? n - 1 - s : s; }
 
-/* ---------------- loads and stores of E consecutive steps ---------------- */
+/* ---------------- runs of V consecutive elements ---------------- */
 
-/* r[j] = x[(t0 + j) * ts] for t0 + j < len, else pad. With VEC, ts == 1 and x + t0 is 16-byte
- * aligned, so whole 16-byte groups are read as one vector. */
-template <bool VEC, typename T, int N>
-__device__ __forceinline__ void load_steps(T (&r)[N], const T *x, int64_t ts, int64_t t0, int64_t len, T pad) {
-  if constexpr (VEC) {
-    constexpr int V = 16 / sizeof(T);
-    static_assert(N % V == 0, "chunk must be whole vectors");
+/* Elements per 16-byte vector of the state type: the unit a thread loads (c128: one element). */
+template <typename TX> __host__ __device__ constexpr int vec_width() { return sizeof(TX) >= 16 ? 1 : 16 / (int)sizeof(TX); }
+
+/* Valid elements of the run of V starting at t0 in a sequence of len. */
+template <int V> __device__ __forceinline__ int run_len(int64_t t0, int64_t len) {
+  return t0 >= len ? 0 : (len - t0 >= V ? V : (int)(len - t0));
+}
+
+/* r[j] = x[j * s] for j < n, else pad. With vec (s == 1 and x aligned to the run's byte size), a
+ * whole run is read with 16- or 8-byte transactions. */
+template <int V, typename T>
+__device__ __forceinline__ void load_run(T (&r)[V], const T *x, int64_t s, int n, bool vec, T pad) {
+  constexpr int bytes = V * (int)sizeof(T);
+  if constexpr (bytes % 16 == 0 || bytes == 8) {
+    if (vec && n == V) {
+      if constexpr (bytes % 16 == 0) {
 #pragma unroll
-    for (int i = 0; i < N; i += V) {
-      if (t0 + i + V <= len) {
-        const int4 v = *reinterpret_cast<const int4 *>(x + t0 + i);
-        memcpy(&r[i], &v, 16);
+        for (int i = 0; i < bytes / 16; ++i) {
+          const int4 v = reinterpret_cast<const int4 *>(x)[i];
+          memcpy(reinterpret_cast<char *>(r) + 16 * i, &v, 16);
+        }
       } else {
-#pragma unroll
-        for (int j = 0; j < V; ++j) r[i + j] = t0 + i + j < len ? x[t0 + i + j] : pad;
+        const int2 v = *reinterpret_cast<const int2 *>(x);
+        memcpy(r, &v, 8);
       }
+      return;
     }
-  } else {
+  }
 #pragma unroll
-    for (int j = 0; j < N; ++j) r[j] = t0 + j < len ? x[(t0 + j) * ts] : pad;
+  for (int j = 0; j < V; ++j) r[j] = j < n ? x[j * s] : pad;
+}
+
+template <int V, typename T> __device__ __forceinline__ void store_run(const T (&r)[V], T *x, int64_t s, int n, bool vec) {
+  constexpr int bytes = V * (int)sizeof(T);
+  if constexpr (bytes % 16 == 0 || bytes == 8) {
+    if (vec && n == V) {
+      if constexpr (bytes % 16 == 0) {
+#pragma unroll
+        for (int i = 0; i < bytes / 16; ++i) {
+          int4 v;
+          memcpy(&v, reinterpret_cast<const char *>(r) + 16 * i, 16);
+          reinterpret_cast<int4 *>(x)[i] = v;
+        }
+      } else {
+        int2 v;
+        memcpy(&v, r, 8);
+        *reinterpret_cast<int2 *>(x) = v;
+      }
+      return;
+    }
+  }
+#pragma unroll
+  for (int j = 0; j < V; ++j)
+    if (j < n) x[j * s] = r[j];
+}
+
+
+/* ---------------- channel-major kernels ----------------
+ * A tile of the row is blockDim * NV * V steps. Warp w owns the contiguous steps
+ * [w * 32 * NV * V, (w + 1) * 32 * NV * V) of the tile as NV segments of 32 * V steps; in segment v
+ * lane l holds the run of V steps at (v * 32 + l) * V, so each load and store instruction of a
+ * warp covers 32 * 16 contiguous bytes (full 128-byte lines; a thread-contiguous layout made
+ * the L2 serve every line several times). Each segment is scanned across the warp with
+ * shuffles, the warp's segments are chained in registers, and the warps of the block through
+ * shared memory. */
+
+/* 16-byte vectors per thread and tile: 64 bytes per array and thread (32 for 2-byte types, whose
+ * vectors already hold 8 steps). */
+template <typename TX> __host__ __device__ constexpr int cm_vectors() { return sizeof(TX) == 2 ? 2 : 4; }
+template <typename TX> __host__ __device__ constexpr int cm_steps() { return vec_width<TX>() * cm_vectors<TX>(); }
+
+/* Channel-major blocks: at most 256 threads, with registers capped so that this many blocks fit
+ * on an SM and keep enough loads in flight while others scan. Measured on the H200 at
+ * (8, 4096, 1536), forward: f32 88% of the copy bandwidth with 2 blocks, 98% with 3; bf16 58% /
+ * 73% / 82% with 2 / 3 / 4; a time-invariant f32 a (twice the steps per thread) 88% with 2, 68%
+ * with 3 (the tighter cap spills). The backward holds three arrays: two blocks (three for 2-byte
+ * types) keep it from spilling; it measured 97% (f32) and 96% (c64) of the bandwidth so. */
+constexpr int kCmThreads = 256;
+template <typename TX, bool INV, bool BWD> __host__ __device__ constexpr int cm_min_blocks() {
+  return BWD ? (sizeof(TX) == 2 ? 3 : 2) : INV ? (sizeof(TX) == 2 ? 3 : 2) : (sizeof(TX) == 2 ? 4 : 3);
+}
+
+/* a at step j of run v: loaded, or with INV (a constant in time, the kernels' second loads-free
+ * variant) the row's value, and the identity past the sequence end. */
+template <bool INV, int R, int V, typename TA, typename A = acc_t<TA>>
+__device__ __forceinline__ A a_at(const TA (&ra)[R][V], A a_inv, int v, int j, bool in_range) {
+  if constexpr (INV) {
+    return in_range ? a_inv : num<A>::one();
+  } else {
+    return to_acc(ra[v][j]);
   }
 }
 
-template <bool VEC, typename T, int N>
-__device__ __forceinline__ void store_steps(const T (&r)[N], T *x, int64_t ts, int64_t t0, int64_t len) {
-  if constexpr (VEC) {
-    constexpr int V = 16 / sizeof(T);
-#pragma unroll
-    for (int i = 0; i < N; i += V) {
-      if (t0 + i + V <= len) {
-        int4 v;
-        memcpy(&v, &r[i], 16);
-        *reinterpret_cast<int4 *>(x + t0 + i) = v;
-      } else {
-#pragma unroll
-        for (int j = 0; j < V; ++j)
-          if (t0 + i + j < len) x[t0 + i + j] = r[i + j];
-      }
-    }
-  } else {
-#pragma unroll
-    for (int j = 0; j < N; ++j)
-      if (t0 + j < len) x[(t0 + j) * ts] = r[j];
-  }
-}
-
-/* The steps of `a`: a time-invariant a (time stride 0) is one value per row, held in a register
- * instead of re-read every step. */
-template <bool VEC, typename T, int N>
-__device__ __forceinline__ void load_a(T (&r)[N], const T *a, int64_t ts, int64_t t0, int64_t len, T pad, T row) {
+/* The run of `a` at t0: a time-invariant a (time stride 0) is one value per row, held in a register. */
+template <int V, typename T>
+__device__ __forceinline__ void load_a_run(T (&r)[V], const T *a, int64_t ts, int64_t t0, int n, bool vec, T pad, T row) {
   if (ts == 0) {
 #pragma unroll
-    for (int j = 0; j < N; ++j) r[j] = t0 + j < len ? row : pad;
+    for (int j = 0; j < V; ++j) r[j] = j < n ? row : pad;
   } else {
-    load_steps<VEC>(r, a, ts, t0, len, pad);
+    load_run<V>(r, a + (n > 0 ? t0 * ts : 0), ts, n, vec, pad);
   }
 }
 
-/* Steps per thread in the channel-major kernels: 16 steps, at most 64 bytes per array (four
- * 16-byte vectors in flight per array; more would spill at 512 threads). */
-template <typename TX> __host__ __device__ constexpr int cm_steps() { return sizeof(TX) >= 4 ? 64 / (int)sizeof(TX) : 16; }
-/* Block size bound of every kernel: 512 threads leave 128 registers per thread. */
-constexpr int kMaxThreads = 512;
-/* Steps per thread per round in the time-major kernels. */
-constexpr int kTmSteps = 8;
+/* Scans each thread's segment totals across the warp: excl[v] is the composition of the runs
+ * before this lane's in segment v, tot[v] the whole segment's. */
+template <bool REV, int NV, typename A, typename X>
+__device__ __forceinline__ void warp_segments(const Affine<A, X> (&f)[NV], Affine<A, X> (&excl)[NV],
+                                              Affine<A, X> (&tot)[NV], int lane) {
+#pragma unroll
+  for (int v = 0; v < NV; ++v) {
+    const Affine<A, X> incl = warp_scan<REV>(f[v], lane);
+    excl[v] = shfl_along<REV>(incl, 1);
+    if (lane == (REV ? 31 : 0)) excl[v] = identity<A, X>();
+    tot[v] = shfl_idx(incl, REV ? 0 : 31);
+  }
+}
 
-/* ---------------- channel-major forward ---------------- */
+/* The state entering this warp's part of the tile, from the carry entering the tile; advances
+ * carry past the whole tile. `wt` are the warps' totals, written before the barrier. */
+template <bool REV, typename A, typename X>
+__device__ __forceinline__ X enter_warp(const Affine<A, X> *wt, X &carry, int warp, int nw) {
+  X state = carry, entering = carry;
+  for (int s = 0; s < nw; ++s) {
+    const int w = REV ? nw - 1 - s : s;
+    if (w == warp) entering = state;
+    state = apply(wt[w], state);
+  }
+  carry = state;
+  return entering;
+}
 
-template <typename TX, typename TA, bool VEC, bool REV>
-__global__ void __launch_bounds__(kMaxThreads) scan_fwd_cm(const lrnn_linear_scan_params p) {
+template <typename TX, typename TA, bool VEC, bool REV, bool INV>
+__global__ void __launch_bounds__(kCmThreads, (cm_min_blocks<TX, INV, false>())) scan_fwd_cm(const lrnn_linear_scan_params p) {
   using X = acc_t<TX>;
   using A = acc_t<TA>;
   using Op = Affine<A, X>;
-  constexpr int E = cm_steps<TX>();
+  constexpr int V = vec_width<TX>(), NV = cm_vectors<TX>() * (INV ? 2 : 1);
   __shared__ Op warp_total[2][32];
 
   const int64_t row = blockIdx.x, bi = row / p.dim, d = row % p.dim, L = p.length;
@@ -256,110 +329,65 @@ __global__ void __launch_bounds__(kMaxThreads) scan_fwd_cm(const lrnn_linear_sca
   TX *h = (TX *)p.h + bi * p.h_stride[0] + d * p.h_stride[2];
   const int64_t as = p.a_stride[1], bs = p.b_stride[1], hs = p.h_stride[1];
   const TA a_pad = from_acc<TA>(num<A>::one()), a_row = as == 0 && L > 0 ? a[0] : a_pad;
+  const A a_inv = to_acc(a_row);
   const TX x_pad = from_acc<TX>(num<X>::zero());
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
-  const int64_t tile = (int64_t)blockDim.x * E, ntiles = (L + tile - 1) / tile;
+  const int64_t tile = (int64_t)blockDim.x * V * NV, ntiles = (L + tile - 1) / tile;
 
   X carry = p.h0 ? to_acc(((const TX *)p.h0)[bi * p.h0_stride[0] + d * p.h0_stride[1]]) : num<X>::zero();
   for (int64_t k = 0; k < ntiles; ++k) {
-    const int64_t t0 = (REV ? ntiles - 1 - k : k) * tile + (int64_t)threadIdx.x * E;
-    TA ra[E];
-    TX rx[E];
-    load_a<VEC>(ra, a, as, t0, L, a_pad, a_row);
-    load_steps<VEC>(rx, x, bs, t0, L, x_pad);
-
-    /* this thread's E steps composed (padding steps are the identity) */
-    Op f = identity<A, X>();
+    const int64_t wbase = (REV ? ntiles - 1 - k : k) * tile + (int64_t)warp * (32 * NV * V);
+    /* offsets inside the tile are 32-bit: fewer registers than 64-bit positions */
+    const int rem = (int)(L - wbase < 32 * NV * V ? L - wbase : 32 * NV * V);  /* steps of this warp */
+    const TA *aw = as == 0 ? a : a + wbase * as;
+    const TX *xw = x + wbase * bs;
+    TX *hw = h + wbase * hs;
+    TA ra[INV ? 1 : NV][V];
+    TX rx[NV][V];
+    Op f[NV];
 #pragma unroll
-    for (int s = 0; s < E; ++s) {
-      const int j = ord<REV>(s, E);
-      f = compose(f, Op{to_acc(ra[j]), to_acc(rx[j])});
+    for (int v = 0; v < NV; ++v) {
+      const int t0 = (v * 32 + lane) * V, n = run_len<V>(t0, rem);
+      if constexpr (!INV) load_a_run<V>(ra[v], aw, as, t0, n, VEC, a_pad, a_row);
+      load_run<V>(rx[v], xw + (n > 0 ? t0 * bs : 0), bs, n, VEC, x_pad);
     }
-    const Op incl = warp_scan<REV>(f, lane);
-    Op excl = shfl_along<REV>(incl, 1);
-    if (lane == (REV ? 31 : 0)) excl = identity<A, X>();
-    if (lane == (REV ? 0 : 31)) warp_total[k & 1][warp] = incl;
+#pragma unroll
+    for (int v = 0; v < NV; ++v) {  /* this thread's runs composed (padding steps are the identity) */
+      f[v] = identity<A, X>();
+#pragma unroll
+      for (int s = 0; s < V; ++s) {
+        const int j = ord<REV>(s, V);
+        f[v] = compose(f[v], Op{a_at<INV>(ra, a_inv, v, j, (v * 32 + lane) * V + j < rem), to_acc(rx[v][j])});
+      }
+    }
+    Op excl[NV], tot[NV];
+    warp_segments<REV>(f, excl, tot, lane);
+    if (lane == 0) {
+      Op wt = identity<A, X>();
+#pragma unroll
+      for (int s = 0; s < NV; ++s) wt = compose(wt, tot[ord<REV>(s, NV)]);
+      warp_total[k & 1][warp] = wt;
+    }
     /* double-buffered by tile parity: one barrier per tile suffices */
     __syncthreads();
-    X state = carry, entering = carry;
-    for (int s = 0; s < nw; ++s) {
-      const int w = REV ? nw - 1 - s : s;
-      if (w == warp) entering = state;
-      state = apply(warp_total[k & 1][w], state);
-    }
-    carry = state;
-
-    X v = apply(excl, entering);
+    X state = enter_warp<REV>(warp_total[k & 1], carry, warp, nw);
 #pragma unroll
-    for (int s = 0; s < E; ++s) {
-      const int j = ord<REV>(s, E);
-      v = add(mul(to_acc(ra[j]), v), to_acc(rx[j]));  /* h[t] = a[t] * h[t-1] + b[t] */
-      rx[j] = from_acc<TX>(v);
+    for (int s = 0; s < NV; ++s) {
+      const int v = ord<REV>(s, NV);
+      const int t0 = (v * 32 + lane) * V;
+      X y = apply(excl[v], state);
+#pragma unroll
+      for (int sj = 0; sj < V; ++sj) {
+        const int j = ord<REV>(sj, V);
+        y = add(mul(a_at<INV>(ra, a_inv, v, j, t0 + j < rem), y), to_acc(rx[v][j]));  /* h[t] = a[t]*h[t-1] + b[t] */
+        rx[v][j] = from_acc<TX>(y);
+      }
+      state = apply(tot[v], state);
+      const int n = run_len<V>(t0, rem);
+      if (n > 0) store_run<V>(rx[v], hw + t0 * hs, hs, n, VEC);
     }
-    store_steps<VEC>(rx, h, hs, t0, L);
   }
   if (threadIdx.x == 0) ((TX *)p.h_last)[bi * p.h_last_stride[0] + d * p.h_last_stride[1]] = from_acc<TX>(carry);
-}
-
-/* ---------------- time-major (and generic-stride) forward ---------------- */
-
-template <typename TX, typename TA, bool REV>
-__global__ void __launch_bounds__(kMaxThreads) scan_fwd_tm(const lrnn_linear_scan_params p, int cw) {
-  using X = acc_t<TX>;
-  using A = acc_t<TA>;
-  using Op = Affine<A, X>;
-  constexpr int S = kTmSteps;
-  extern __shared__ __align__(16) unsigned char smem[];
-  Op *lane_total = reinterpret_cast<Op *>(smem); /* [2][blockDim]: (parity, lane, channel) */
-
-  const int nt = blockDim.x, lanes = nt / cw, c = threadIdx.x % cw, q = threadIdx.x / cw;
-  const int64_t D = p.dim, L = p.length, groups = (D + cw - 1) / cw;
-  const int64_t bi = blockIdx.x / groups, d = (blockIdx.x % groups) * cw + c;
-  const bool valid = d < D;
-  const int64_t dd = valid ? d : 0;
-  const TA *a = (const TA *)p.a + bi * p.a_stride[0] + dd * p.a_stride[2];
-  const TX *x = (const TX *)p.b + bi * p.b_stride[0] + dd * p.b_stride[2];
-  TX *h = (TX *)p.h + bi * p.h_stride[0] + dd * p.h_stride[2];
-  const int64_t as = p.a_stride[1], bs = p.b_stride[1], hs = p.h_stride[1];
-  const TA a_pad = from_acc<TA>(num<A>::one()), a_row = as == 0 && valid && L > 0 ? a[0] : a_pad;
-  const TX x_pad = from_acc<TX>(num<X>::zero());
-  /* a padded row (d >= D) sees only padding: length 0 */
-  const int64_t len = valid ? L : 0;
-  const int64_t round = (int64_t)lanes * S, nrounds = (L + round - 1) / round;
-
-  X carry = valid && p.h0 ? to_acc(((const TX *)p.h0)[bi * p.h0_stride[0] + d * p.h0_stride[1]]) : num<X>::zero();
-  for (int64_t k = 0; k < nrounds; ++k) {
-    const int64_t t0 = (REV ? nrounds - 1 - k : k) * round + (int64_t)q * S;
-    TA ra[S];
-    TX rx[S];
-    load_a<false>(ra, a, as, t0, len, a_pad, a_row);
-    load_steps<false>(rx, x, bs, t0, len, x_pad);
-    Op f = identity<A, X>();
-#pragma unroll
-    for (int s = 0; s < S; ++s) {
-      const int j = ord<REV>(s, S);
-      f = compose(f, Op{to_acc(ra[j]), to_acc(rx[j])});
-    }
-    Op *tot = lane_total + (k & 1) * nt;
-    tot[threadIdx.x] = f;
-    __syncthreads();
-    X state = carry, entering = carry;
-    for (int s = 0; s < lanes; ++s) {
-      const int l = REV ? lanes - 1 - s : s;
-      if (l == q) entering = state;
-      state = apply(tot[l * cw + c], state);
-    }
-    carry = state;
-    X v = entering;
-#pragma unroll
-    for (int s = 0; s < S; ++s) {
-      const int j = ord<REV>(s, S);
-      v = add(mul(to_acc(ra[j]), v), to_acc(rx[j]));  /* h[t] = a[t] * h[t-1] + b[t] */
-      rx[j] = from_acc<TX>(v);
-    }
-    store_steps<false>(rx, h, hs, t0, len);
-  }
-  if (valid && q == 0) ((TX *)p.h_last)[bi * p.h_last_stride[0] + d * p.h_last_stride[1]] = from_acc<TX>(carry);
 }
 
 /* ---------------- backward ----------------
@@ -367,7 +395,7 @@ __global__ void __launch_bounds__(kMaxThreads) scan_fwd_tm(const lrnn_linear_sca
  * adjoint carried from the later steps (grad_h_last before the first backward step):
  *     lam[t] = g[t] + c,  db[t] = lam[t],  da[t] = lam[t] * conj(h_prev(t)),  c <- conj(a[t]) * lam[t]
  * i.e. the affine step c -> conj(a)*c + conj(a)*g, whose final c is dh0. h_prev(t) is the state
- * before the forward step at t: h[t-1] (h[t+1] when REV), or h0 (zero) before the first step. */
+ * before the forward step at t: h[t-1] (h[t+1] when REV), or h0 before the first step. */
 
 /* da (B, D) summed over time: the block's per-thread partial sums added in a fixed order. */
 template <typename A>
@@ -381,13 +409,13 @@ __device__ __forceinline__ A block_sum(A v, A *scratch) {
   return total;
 }
 
-template <typename TX, typename TA, bool VEC, bool REV>
-__global__ void __launch_bounds__(kMaxThreads) scan_bwd_cm(const lrnn_linear_scan_bwd_params p) {
+template <typename TX, typename TA, bool VEC, bool REV, bool INV>
+__global__ void __launch_bounds__(kCmThreads, (cm_min_blocks<TX, INV, true>())) scan_bwd_cm(const lrnn_linear_scan_bwd_params p) {
   using X = acc_t<TX>;
   using A = acc_t<TA>;
   using Op = Affine<A, X>;
   constexpr bool BREV = !REV;
-  constexpr int E = cm_steps<TX>();
+  constexpr int V = vec_width<TX>(), NV = cm_vectors<TX>() * (INV ? 2 : 1);
   __shared__ Op warp_total[2][32];
   __shared__ A partial[32];
 
@@ -400,70 +428,99 @@ __global__ void __launch_bounds__(kMaxThreads) scan_bwd_cm(const lrnn_linear_sca
   const int64_t as = p.a_stride[1], gs = p.grad_h_stride[1], hs = p.h_stride[1], dbs = p.db_stride[1],
                 das = p.da_stride[1];
   const TA a_pad = from_acc<TA>(num<A>::one()), a_row = as == 0 && L > 0 ? a[0] : a_pad;
+  const A a_inv = to_acc(a_row);
   const TX x_pad = from_acc<TX>(num<X>::zero());
   const X h0 = p.h0 ? to_acc(((const TX *)p.h0)[bi * p.h0_stride[0] + d * p.h0_stride[1]]) : num<X>::zero();
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
-  const int64_t tile = (int64_t)blockDim.x * E, ntiles = (L + tile - 1) / tile;
+  const int64_t tile = (int64_t)blockDim.x * V * NV, ntiles = (L + tile - 1) / tile;
 
   X carry = p.grad_h_last
                 ? to_acc(((const TX *)p.grad_h_last)[bi * p.grad_h_last_stride[0] + d * p.grad_h_last_stride[1]])
                 : num<X>::zero();
   A da_sum = num<A>::zero();
   for (int64_t k = 0; k < ntiles; ++k) {
-    const int64_t t0 = (BREV ? ntiles - 1 - k : k) * tile + (int64_t)threadIdx.x * E;
-    TA ra[E];
-    TX rg[E], rh[E];
-    load_a<VEC>(ra, a, as, t0, L, a_pad, a_row);
-    load_steps<VEC>(rg, g, gs, t0, L, x_pad);
-    load_steps<VEC>(rh, h, hs, t0, L, x_pad);
-    /* the state before this chunk's first forward step, which the chunk does not hold */
-    const int64_t tb = REV ? t0 + E : t0 - 1;
-    const X h_edge = tb >= 0 && tb < L ? to_acc(h[tb * hs]) : h0;
-
-    Op f = identity<A, X>();
+    const int64_t wbase = (BREV ? ntiles - 1 - k : k) * tile + (int64_t)warp * (32 * NV * V);
+    const int rem = (int)(L - wbase < 32 * NV * V ? L - wbase : 32 * NV * V);  /* steps of this warp */
+    const TA *aw = as == 0 ? a : a + wbase * as;
+    const TX *gw = g + wbase * gs, *hw = h + wbase * hs;
+    TX *dbw = db + wbase * dbs;
+    TA *daw = p.da_sum_time ? nullptr : da + wbase * das;
+    TA ra[INV ? 1 : NV][V];
+    TX rg[NV][V], rh[NV][V];
+    Op f[NV];
 #pragma unroll
-    for (int s = 0; s < E; ++s) {
-      const int j = ord<BREV>(s, E);
-      const A ca = conj_(to_acc(ra[j]));
-      f = compose(f, Op{ca, mul(ca, to_acc(rg[j]))});
+    for (int v = 0; v < NV; ++v) {
+      const int t0 = (v * 32 + lane) * V, n = run_len<V>(t0, rem);
+      if constexpr (!INV) load_a_run<V>(ra[v], aw, as, t0, n, VEC, a_pad, a_row);
+      load_run<V>(rg[v], gw + (n > 0 ? t0 * gs : 0), gs, n, VEC, x_pad);
+      load_run<V>(rh[v], hw + (n > 0 ? t0 * hs : 0), hs, n, VEC, x_pad);
     }
-    const Op incl = warp_scan<BREV>(f, lane);
-    Op excl = shfl_along<BREV>(incl, 1);
-    if (lane == (BREV ? 31 : 0)) excl = identity<A, X>();
-    if (lane == (BREV ? 0 : 31)) warp_total[k & 1][warp] = incl;
-    __syncthreads();
-    X state = carry, entering = carry;
-    for (int s = 0; s < nw; ++s) {
-      const int w = BREV ? nw - 1 - s : s;
-      if (w == warp) entering = state;
-      state = apply(warp_total[k & 1][w], state);
-    }
-    carry = state;
-
-    X c = apply(excl, entering);
-    TA rda[E];
 #pragma unroll
-    for (int s = 0; s < E; ++s) {
-      const int j = ord<BREV>(s, E);
-      /* h_prev: inside the chunk, else the edge value, else h0 past the sequence end */
-      X hp;
+    for (int v = 0; v < NV; ++v) {
+      f[v] = identity<A, X>();
+#pragma unroll
+      for (int s = 0; s < V; ++s) {
+        const int j = ord<BREV>(s, V);
+        const A ca = conj_(a_at<INV>(ra, a_inv, v, j, (v * 32 + lane) * V + j < rem));
+        f[v] = compose(f[v], Op{ca, mul(ca, to_acc(rg[v][j]))});
+      }
+    }
+    Op excl[NV], tot[NV];
+    warp_segments<BREV>(f, excl, tot, lane);
+    if (lane == 0) {
+      Op wt = identity<A, X>();
+#pragma unroll
+      for (int s = 0; s < NV; ++s) wt = compose(wt, tot[ord<BREV>(s, NV)]);
+      warp_total[k & 1][warp] = wt;
+    }
+    /* The state before each run's first forward step lives in the neighbouring lane (or the
+     * neighbouring segment's edge lane); only the warp's own edge is read from memory. */
+    X edge[NV];
+#pragma unroll
+    for (int v = 0; v < NV; ++v) {
+      const int64_t t0 = wbase + (v * 32 + lane) * V;
       if (REV) {
-        hp = j + 1 < E ? (t0 + j + 1 < L ? to_acc(rh[j + 1]) : h0) : h_edge;
+        X nb = shfl_along<true>(to_acc(rh[v][0]), 1);
+        const X next_seg = shfl_idx(to_acc(rh[v + 1 < NV ? v + 1 : v][0]), 0);
+        if (lane == 31) nb = v + 1 < NV ? next_seg : (t0 + V < L ? to_acc(h[(t0 + V) * hs]) : h0);
+        edge[v] = nb;
       } else {
-        hp = j > 0 ? to_acc(rh[j - 1]) : h_edge;
-      }
-      const X lam = add(to_acc(rg[j]), c);
-      const A dat = da_term<A>(lam, hp);
-      c = mul(conj_(to_acc(ra[j])), lam);
-      rg[j] = from_acc<TX>(lam);
-      if (p.da_sum_time) {
-        if (t0 + j < L) da_sum = add(da_sum, dat);
-      } else {
-        rda[j] = from_acc<TA>(dat);
+        X nb = shfl_along<false>(to_acc(rh[v][V - 1]), 1);
+        const X prev_seg = shfl_idx(to_acc(rh[v > 0 ? v - 1 : v][V - 1]), 31);
+        if (lane == 0) nb = v > 0 ? prev_seg : (t0 >= 1 && t0 - 1 < L ? to_acc(h[(t0 - 1) * hs]) : h0);
+        edge[v] = nb;
       }
     }
-    store_steps<VEC>(rg, db, dbs, t0, L);
-    if (!p.da_sum_time) store_steps<VEC>(rda, da, das, t0, L);
+    __syncthreads();
+    X state = enter_warp<BREV>(warp_total[k & 1], carry, warp, nw);
+#pragma unroll
+    for (int s = 0; s < NV; ++s) {
+      const int v = ord<BREV>(s, NV);
+      const int t0 = (v * 32 + lane) * V;
+      X c = apply(excl[v], state);
+      TA rda[V];
+#pragma unroll
+      for (int sj = 0; sj < V; ++sj) {
+        const int j = ord<BREV>(sj, V);
+        X hp = REV ? (j + 1 < V ? to_acc(rh[v][j + 1]) : edge[v]) : (j > 0 ? to_acc(rh[v][j - 1]) : edge[v]);
+        if (REV && wbase + t0 + j + 1 >= L) hp = h0;
+        const X lam = add(to_acc(rg[v][j]), c);
+        const A dat = da_term<A>(lam, hp);
+        c = mul(conj_(a_at<INV>(ra, a_inv, v, j, t0 + j < rem)), lam);
+        rg[v][j] = from_acc<TX>(lam);
+        if (p.da_sum_time) {
+          if (t0 + j < rem) da_sum = add(da_sum, dat);
+        } else {
+          rda[j] = from_acc<TA>(dat);
+        }
+      }
+      state = apply(tot[v], state);
+      const int n = run_len<V>(t0, rem);
+      if (n > 0) {
+        store_run<V>(rg[v], dbw + t0 * dbs, dbs, n, VEC);
+        if (!p.da_sum_time) store_run<V>(rda, daw + t0 * das, das, n, VEC);
+      }
+    }
   }
   if (threadIdx.x == 0) ((TX *)p.dh0)[bi * p.dh0_stride[0] + d * p.dh0_stride[1]] = from_acc<TX>(carry);
   if (p.da_sum_time) {
@@ -472,101 +529,312 @@ __global__ void __launch_bounds__(kMaxThreads) scan_bwd_cm(const lrnn_linear_sca
   }
 }
 
+/* ---------------- time-major (and generic-stride) kernels ----------------
+ * A block owns QW * V adjacent channels of one batch element: thread (c, q) = (threadIdx % QW,
+ * threadIdx / QW) holds channels c*V .. c*V+V-1 (one 16-byte vector when the channel stride is
+ * 1) for S consecutive steps of time lane q, so a warp reads 32/QW rows of QW*16 contiguous
+ * bytes per instruction. The time lanes of a channel are combined by shuffles inside a warp
+ * and through shared memory across warps; the state is carried from round to round (a round is
+ * all lanes' S steps). QW shrinks (down to one 32-byte sector per row) when B*D alone would not
+ * give every SM blocks. */
+
+/* Steps per thread and round: four 16-byte vectors per array (two in the backward of 2-byte
+ * types, which widens three arrays to f32). */
+/* Channels per thread: one 16-byte vector, at most 4 (more would hold too many states). */
+template <typename TX> __host__ __device__ constexpr int tm_width() { return vec_width<TX>() < 4 ? vec_width<TX>() : 4; }
+
+template <typename TX, bool BWD> __host__ __device__ constexpr int tm_steps() {
+  return BWD && sizeof(TX) == 2 ? 2 : 4;
+}
+
+/* Time-major blocks: at most 256 threads, registers for three of them per SM in the forward
+ * (measured f32 at (8, 4096, 1536): 70% of the copy bandwidth with 2, 85% with 3, 72% with 4),
+ * two in the backward, whose three arrays would spill under the tighter cap. */
+constexpr int kTmThreads = 256, kTmMinBlocksFwd = 3, kTmMinBlocksBwd = 2;
+
+/* Load flags of the time-major kernels: which arrays are read as whole vectors. */
+enum { kVecA = 1, kVecX = 2, kVecH = 4, kVecG = 8, kVecDa = 16 };
+
+/* Scans the time lanes of each channel inside the warp (lanes c, c+QW, c+2QW, ...). */
+template <bool REV, int V, typename A, typename X>
+__device__ __forceinline__ void lane_scan(Affine<A, X> (&f)[V], Affine<A, X> (&excl)[V], int lane, int qw) {
+#pragma unroll
+  for (int i = 0; i < V; ++i) {
+    for (int dist = qw; dist < 32; dist <<= 1) {
+      const Affine<A, X> o = shfl_along<REV>(f[i], dist);
+      if (REV ? lane + dist < 32 : lane >= dist) f[i] = compose(o, f[i]);
+    }
+    excl[i] = shfl_along<REV>(f[i], qw);
+    if (REV ? lane + qw >= 32 : lane < qw) excl[i] = identity<A, X>();
+  }
+}
+
+/* The states entering this thread's lane, from carry; advances carry past the round. tot holds
+ * [warp][channel] warp totals. */
+template <bool REV, int V, typename A, typename X>
+__device__ __forceinline__ void enter_lane(const Affine<A, X> *tot, X (&carry)[V], X (&entering)[V], int warp, int nw,
+                                           int cv) {
+#pragma unroll
+  for (int i = 0; i < V; ++i) {
+    X state = carry[i];
+    entering[i] = state;
+    for (int s = 0; s < nw; ++s) {
+      const int w = REV ? nw - 1 - s : s;
+      if (w == warp) entering[i] = state;
+      state = apply(tot[w * cv + i], state);
+    }
+    carry[i] = state;
+  }
+}
+
+struct TmIndex {
+  int c, q, lane, warp, nw, nd;  /* channel vector, time lane, ..., channels owned (0..V) */
+  int64_t bi, d0;
+};
+
+template <int V> __device__ __forceinline__ TmIndex tm_index(int64_t D, int qw) {
+  TmIndex ix;
+  ix.c = threadIdx.x % qw;
+  ix.q = threadIdx.x / qw;
+  ix.lane = threadIdx.x & 31;
+  ix.warp = threadIdx.x >> 5;
+  ix.nw = blockDim.x >> 5;
+  const int64_t gw = (int64_t)qw * V, groups = (D + gw - 1) / gw;
+  ix.bi = blockIdx.x / groups;
+  ix.d0 = (blockIdx.x % groups) * gw + (int64_t)ix.c * V;
+  ix.nd = ix.d0 >= D ? 0 : (D - ix.d0 >= V ? V : (int)(D - ix.d0));
+  if (ix.nd == 0) ix.d0 = 0;
+  return ix;
+}
+
 template <typename TX, typename TA, bool REV>
-__global__ void __launch_bounds__(kMaxThreads) scan_bwd_tm(const lrnn_linear_scan_bwd_params p, int cw) {
+__global__ void __launch_bounds__(kTmThreads, kTmMinBlocksFwd) scan_fwd_tm(const lrnn_linear_scan_params p, int qw, int vec) {
+  using X = acc_t<TX>;
+  using A = acc_t<TA>;
+  using Op = Affine<A, X>;
+  constexpr int V = tm_width<TX>(), S = tm_steps<TX, false>();
+  extern __shared__ __align__(16) unsigned char smem[];
+  const TmIndex ix = tm_index<V>(p.dim, qw);
+  const int cv = qw * V;
+  Op *tot = reinterpret_cast<Op *>(smem); /* [2][nw][qw * V] */
+
+  const int64_t L = p.length, len = ix.nd > 0 ? L : 0;
+  const TA *a = (const TA *)p.a + ix.bi * p.a_stride[0] + ix.d0 * p.a_stride[2];
+  const TX *x = (const TX *)p.b + ix.bi * p.b_stride[0] + ix.d0 * p.b_stride[2];
+  TX *h = (TX *)p.h + ix.bi * p.h_stride[0] + ix.d0 * p.h_stride[2];
+  const int64_t as = p.a_stride[1], bs = p.b_stride[1], hs = p.h_stride[1];
+  const int64_t acs = p.a_stride[2], bcs = p.b_stride[2], hcs = p.h_stride[2];
+  const TA a_pad = from_acc<TA>(num<A>::one());
+  const TX x_pad = from_acc<TX>(num<X>::zero());
+  TA a_row[V]; /* a time-invariant a: read once */
+  load_run<V>(a_row, a, acs, as == 0 && len > 0 ? ix.nd : 0, vec & kVecA, a_pad);
+
+  X carry[V];
+#pragma unroll
+  for (int i = 0; i < V; ++i)
+    carry[i] = p.h0 && i < ix.nd ? to_acc(((const TX *)p.h0)[ix.bi * p.h0_stride[0] + (ix.d0 + i) * p.h0_stride[1]])
+                                 : num<X>::zero();
+  const int64_t round = (int64_t)(blockDim.x / qw) * S, nrounds = (L + round - 1) / round;
+  for (int64_t k = 0; k < nrounds; ++k) {
+    const int64_t t0 = (REV ? nrounds - 1 - k : k) * round + (int64_t)ix.q * S;
+    TA ra[S][V];
+    TX rx[S][V];
+#pragma unroll
+    for (int s = 0; s < S; ++s) {
+      const int n = t0 + s < len ? ix.nd : 0;
+      if (as == 0) {
+#pragma unroll
+        for (int i = 0; i < V; ++i) ra[s][i] = i < n ? a_row[i] : a_pad;
+      } else {
+        load_run<V>(ra[s], a + (n > 0 ? (t0 + s) * as : 0), acs, n, vec & kVecA, a_pad);
+      }
+      load_run<V>(rx[s], x + (n > 0 ? (t0 + s) * bs : 0), bcs, n, vec & kVecX, x_pad);
+    }
+    Op f[V], excl[V];
+#pragma unroll
+    for (int i = 0; i < V; ++i) {
+      f[i] = identity<A, X>();
+#pragma unroll
+      for (int s = 0; s < S; ++s) {
+        const int j = ord<REV>(s, S);
+        f[i] = compose(f[i], Op{to_acc(ra[j][i]), to_acc(rx[j][i])});
+      }
+    }
+    lane_scan<REV>(f, excl, ix.lane, qw);
+    Op *t = tot + (k & 1) * ix.nw * cv;
+    if (REV ? ix.lane < qw : ix.lane >= 32 - qw) {
+#pragma unroll
+      for (int i = 0; i < V; ++i) t[ix.warp * cv + ix.c * V + i] = f[i];
+    }
+    __syncthreads();
+    X entering[V];
+    enter_lane<REV>(t + ix.c * V, carry, entering, ix.warp, ix.nw, cv);
+#pragma unroll
+    for (int i = 0; i < V; ++i) {
+      X y = apply(excl[i], entering[i]);
+#pragma unroll
+      for (int s = 0; s < S; ++s) {
+        const int j = ord<REV>(s, S);
+        y = add(mul(to_acc(ra[j][i]), y), to_acc(rx[j][i]));
+        rx[j][i] = from_acc<TX>(y);
+      }
+    }
+#pragma unroll
+    for (int s = 0; s < S; ++s) {
+      const int n = t0 + s < len ? ix.nd : 0;
+      if (n > 0) store_run<V>(rx[s], h + (t0 + s) * hs, hcs, n, vec & kVecH);
+    }
+  }
+  if (ix.q == 0) {
+#pragma unroll
+    for (int i = 0; i < V; ++i)
+      if (i < ix.nd) ((TX *)p.h_last)[ix.bi * p.h_last_stride[0] + (ix.d0 + i) * p.h_last_stride[1]] = from_acc<TX>(carry[i]);
+  }
+}
+
+template <typename TX, typename TA, bool REV>
+__global__ void __launch_bounds__(kTmThreads, kTmMinBlocksBwd) scan_bwd_tm(const lrnn_linear_scan_bwd_params p, int qw, int vec) {
   using X = acc_t<TX>;
   using A = acc_t<TA>;
   using Op = Affine<A, X>;
   constexpr bool BREV = !REV;
-  constexpr int S = kTmSteps;
+  constexpr int V = tm_width<TX>(), S = tm_steps<TX, true>();
   extern __shared__ __align__(16) unsigned char smem[];
-  Op *lane_total = reinterpret_cast<Op *>(smem); /* [2][blockDim] */
+  const TmIndex ix = tm_index<V>(p.dim, qw);
+  const int cv = qw * V;
+  Op *tot = reinterpret_cast<Op *>(smem); /* [2][nw][qw * V] */
 
-  const int nt = blockDim.x, lanes = nt / cw, c = threadIdx.x % cw, q = threadIdx.x / cw;
-  const int64_t D = p.dim, L = p.length, groups = (D + cw - 1) / cw;
-  const int64_t bi = blockIdx.x / groups, d = (blockIdx.x % groups) * cw + c;
-  const bool valid = d < D;
-  const int64_t dd = valid ? d : 0;
-  const TA *a = (const TA *)p.a + bi * p.a_stride[0] + dd * p.a_stride[2];
-  const TX *g = (const TX *)p.grad_h + bi * p.grad_h_stride[0] + dd * p.grad_h_stride[2];
-  const TX *h = (const TX *)p.h + bi * p.h_stride[0] + dd * p.h_stride[2];
-  TX *db = (TX *)p.db + bi * p.db_stride[0] + dd * p.db_stride[2];
-  TA *da = p.da_sum_time ? nullptr : (TA *)p.da + bi * p.da_stride[0] + dd * p.da_stride[2];
+  const int64_t L = p.length, len = ix.nd > 0 ? L : 0;
+  const TA *a = (const TA *)p.a + ix.bi * p.a_stride[0] + ix.d0 * p.a_stride[2];
+  const TX *g = (const TX *)p.grad_h + ix.bi * p.grad_h_stride[0] + ix.d0 * p.grad_h_stride[2];
+  const TX *h = (const TX *)p.h + ix.bi * p.h_stride[0] + ix.d0 * p.h_stride[2];
+  TX *db = (TX *)p.db + ix.bi * p.db_stride[0] + ix.d0 * p.db_stride[2];
+  TA *da = p.da_sum_time ? nullptr : (TA *)p.da + ix.bi * p.da_stride[0] + ix.d0 * p.da_stride[2];
   const int64_t as = p.a_stride[1], gs = p.grad_h_stride[1], hs = p.h_stride[1], dbs = p.db_stride[1],
                 das = p.da_stride[1];
-  const TA a_pad = from_acc<TA>(num<A>::one()), a_row = as == 0 && valid && L > 0 ? a[0] : a_pad;
+  const int64_t acs = p.a_stride[2], gcs = p.grad_h_stride[2], hcs = p.h_stride[2], dbcs = p.db_stride[2],
+                dacs = p.da_stride[2];
+  const TA a_pad = from_acc<TA>(num<A>::one());
   const TX x_pad = from_acc<TX>(num<X>::zero());
-  const int64_t len = valid ? L : 0;
-  const X h0 = valid && p.h0 ? to_acc(((const TX *)p.h0)[bi * p.h0_stride[0] + d * p.h0_stride[1]]) : num<X>::zero();
-  const int64_t round = (int64_t)lanes * S, nrounds = (L + round - 1) / round;
+  TA a_row[V];
+  load_run<V>(a_row, a, acs, as == 0 && len > 0 ? ix.nd : 0, vec & kVecA, a_pad);
 
-  X carry = valid && p.grad_h_last
-                ? to_acc(((const TX *)p.grad_h_last)[bi * p.grad_h_last_stride[0] + d * p.grad_h_last_stride[1]])
-                : num<X>::zero();
-  A da_sum = num<A>::zero();
-  for (int64_t k = 0; k < nrounds; ++k) {
-    const int64_t t0 = (BREV ? nrounds - 1 - k : k) * round + (int64_t)q * S;
-    TA ra[S];
-    TX rg[S], rh[S];
-    load_a<false>(ra, a, as, t0, len, a_pad, a_row);
-    load_steps<false>(rg, g, gs, t0, len, x_pad);
-    load_steps<false>(rh, h, hs, t0, len, x_pad);
-    const int64_t tb = REV ? t0 + S : t0 - 1;
-    const X h_edge = tb >= 0 && tb < len ? to_acc(h[tb * hs]) : h0;
-
-    Op f = identity<A, X>();
+  X carry[V], h0[V];
+  A da_sum[V];
 #pragma unroll
-    for (int s = 0; s < S; ++s) {
-      const int j = ord<BREV>(s, S);
-      const A ca = conj_(to_acc(ra[j]));
-      f = compose(f, Op{ca, mul(ca, to_acc(rg[j]))});
-    }
-    Op *tot = lane_total + (k & 1) * nt;
-    tot[threadIdx.x] = f;
-    __syncthreads();
-    X state = carry, entering = carry;
-    for (int s = 0; s < lanes; ++s) {
-      const int l = BREV ? lanes - 1 - s : s;
-      if (l == q) entering = state;
-      state = apply(tot[l * cw + c], state);
-    }
-    carry = state;
-
-    X cv = entering;
-    TA rda[S];
-#pragma unroll
-    for (int s = 0; s < S; ++s) {
-      const int j = ord<BREV>(s, S);
-      X hp;
-      if (REV) {
-        hp = j + 1 < S ? (t0 + j + 1 < len ? to_acc(rh[j + 1]) : h0) : h_edge;
-      } else {
-        hp = j > 0 ? to_acc(rh[j - 1]) : h_edge;
-      }
-      const X lam = add(to_acc(rg[j]), cv);
-      const A dat = da_term<A>(lam, hp);
-      cv = mul(conj_(to_acc(ra[j])), lam);
-      rg[j] = from_acc<TX>(lam);
-      if (p.da_sum_time) {
-        if (t0 + j < len) da_sum = add(da_sum, dat);
-      } else {
-        rda[j] = from_acc<TA>(dat);
-      }
-    }
-    store_steps<false>(rg, db, dbs, t0, len);
-    if (!p.da_sum_time) store_steps<false>(rda, da, das, t0, len);
+  for (int i = 0; i < V; ++i) {
+    const bool ok = i < ix.nd;
+    h0[i] = ok && p.h0 ? to_acc(((const TX *)p.h0)[ix.bi * p.h0_stride[0] + (ix.d0 + i) * p.h0_stride[1]]) : num<X>::zero();
+    carry[i] = ok && p.grad_h_last ? to_acc(((const TX *)p.grad_h_last)[ix.bi * p.grad_h_last_stride[0] +
+                                                                      (ix.d0 + i) * p.grad_h_last_stride[1]])
+                                   : num<X>::zero();
+    da_sum[i] = num<A>::zero();
   }
-  if (valid && q == 0) ((TX *)p.dh0)[bi * p.dh0_stride[0] + d * p.dh0_stride[1]] = from_acc<TX>(carry);
-  if (p.da_sum_time) {
-    /* lanes of a channel add their partial sums in lane order */
-    __syncthreads();  /* every thread is done reading lane_total */
-    A *part = reinterpret_cast<A *>(smem);
-    part[threadIdx.x] = da_sum;
+  const int64_t round = (int64_t)(blockDim.x / qw) * S, nrounds = (L + round - 1) / round;
+  for (int64_t k = 0; k < nrounds; ++k) {
+    const int64_t t0 = (BREV ? nrounds - 1 - k : k) * round + (int64_t)ix.q * S;
+    TA ra[S][V];
+    TX rg[S][V], rh[S][V];
+#pragma unroll
+    for (int s = 0; s < S; ++s) {
+      const int n = t0 + s < len ? ix.nd : 0;
+      if (as == 0) {
+#pragma unroll
+        for (int i = 0; i < V; ++i) ra[s][i] = i < n ? a_row[i] : a_pad;
+      } else {
+        load_run<V>(ra[s], a + (n > 0 ? (t0 + s) * as : 0), acs, n, vec & kVecA, a_pad);
+      }
+      load_run<V>(rg[s], g + (n > 0 ? (t0 + s) * gs : 0), gcs, n, vec & kVecG, x_pad);
+      load_run<V>(rh[s], h + (n > 0 ? (t0 + s) * hs : 0), hcs, n, vec & kVecH, x_pad);
+    }
+    Op f[V], excl[V];
+#pragma unroll
+    for (int i = 0; i < V; ++i) {
+      f[i] = identity<A, X>();
+#pragma unroll
+      for (int s = 0; s < S; ++s) {
+        const int j = ord<BREV>(s, S);
+        const A ca = conj_(to_acc(ra[j][i]));
+        f[i] = compose(f[i], Op{ca, mul(ca, to_acc(rg[j][i]))});
+      }
+    }
+    lane_scan<BREV>(f, excl, ix.lane, qw);
+    Op *t = tot + (k & 1) * ix.nw * cv;
+    if (BREV ? ix.lane < qw : ix.lane >= 32 - qw) {
+#pragma unroll
+      for (int i = 0; i < V; ++i) t[ix.warp * cv + ix.c * V + i] = f[i];
+    }
+    /* the state before this lane's first forward step: the neighbouring lane's edge step, read
+     * from memory only at the warp's edge */
+    X edge[V];
+    {
+      const bool warp_edge = REV ? ix.lane + qw >= 32 : ix.lane < qw;
+      const int64_t te = REV ? t0 + S : t0 - 1;
+      TX ring[V];
+      const int n = warp_edge && te >= 0 && te < len ? ix.nd : 0;
+      load_run<V>(ring, h + (n > 0 ? te * hs : 0), hcs, n, vec & kVecH, x_pad);
+#pragma unroll
+      for (int i = 0; i < V; ++i) {
+        const X nb = shfl_along<REV>(to_acc(rh[REV ? 0 : S - 1][i]), qw);
+        edge[i] = warp_edge ? (te >= 0 && te < len ? to_acc(ring[i]) : h0[i]) : nb;
+      }
+    }
     __syncthreads();
-    if (valid && q == 0) {
-      A total = num<A>::zero();
-      for (int l = 0; l < lanes; ++l) total = add(total, part[l * cw + c]);
-      ((A *)p.da)[bi * p.da_stride[0] + d * p.da_stride[2]] = total;
+    X entering[V];
+    enter_lane<BREV>(t + ix.c * V, carry, entering, ix.warp, ix.nw, cv);
+    TA rda[S][V];
+#pragma unroll
+    for (int i = 0; i < V; ++i) {
+      X c = apply(excl[i], entering[i]);
+#pragma unroll
+      for (int s = 0; s < S; ++s) {
+        const int j = ord<BREV>(s, S);
+        X hp = REV ? (j + 1 < S ? to_acc(rh[j + 1][i]) : edge[i]) : (j > 0 ? to_acc(rh[j - 1][i]) : edge[i]);
+        if (REV && t0 + j + 1 >= L) hp = h0[i];
+        const X lam = add(to_acc(rg[j][i]), c);
+        const A dat = da_term<A>(lam, hp);
+        c = mul(conj_(to_acc(ra[j][i])), lam);
+        rg[j][i] = from_acc<TX>(lam);
+        if (p.da_sum_time) {
+          if (t0 + j < len) da_sum[i] = add(da_sum[i], dat);
+        } else {
+          rda[j][i] = from_acc<TA>(dat);
+        }
+      }
+    }
+#pragma unroll
+    for (int s = 0; s < S; ++s) {
+      const int n = t0 + s < len ? ix.nd : 0;
+      if (n > 0) {
+        store_run<V>(rg[s], db + (t0 + s) * dbs, dbcs, n, vec & kVecX);
+        if (!p.da_sum_time) store_run<V>(rda[s], da + (t0 + s) * das, dacs, n, vec & kVecDa);
+      }
+    }
+  }
+  if (ix.q == 0) {
+#pragma unroll
+    for (int i = 0; i < V; ++i)
+      if (i < ix.nd) ((TX *)p.dh0)[ix.bi * p.dh0_stride[0] + (ix.d0 + i) * p.dh0_stride[1]] = from_acc<TX>(carry[i]);
+  }
+  if (p.da_sum_time) {
+    /* the time lanes of a channel add their partial sums: in the warp by shuffles, then the
+     * warps in order; a fixed order either way */
+    __syncthreads();  /* every thread is done reading tot */
+    A *part = reinterpret_cast<A *>(smem); /* [nw][qw * V] */
+#pragma unroll
+    for (int i = 0; i < V; ++i) {
+      A v = da_sum[i];
+      for (int m = qw; m < 32; m <<= 1) v = add(v, shfl_xor(v, m));
+      if (ix.lane < qw) part[ix.warp * cv + ix.c * V + i] = v;
+    }
+    __syncthreads();
+    if (ix.q == 0) {
+#pragma unroll
+      for (int i = 0; i < V; ++i) {
+        A total = num<A>::zero();
+        for (int w = 0; w < ix.nw; ++w) total = add(total, part[w * cv + ix.c * V + i]);
+        if (i < ix.nd) ((A *)p.da)[ix.bi * p.da_stride[0] + (ix.d0 + i) * p.da_stride[2]] = total;
+      }
     }
   }
 }
@@ -588,61 +856,65 @@ template <typename Kernel> int resident_blocks(Kernel kernel, int threads, size_
   return n;
 }
 
-/* Channel-major: blocks of 32..128 threads for short rows; bigger blocks (more steps in flight
- * per row) while all rows still fit on the GPU at once, i.e. while the GPU would otherwise idle
- * with fewer rows than resident blocks. */
+/* Channel-major: the smallest block (from one warp, up to 256 threads) whose tile covers the row,
+ * so short rows take one pass; bigger blocks (more steps in flight per row) while all rows still
+ * fit on the GPU at once, i.e. while it would otherwise idle with fewer rows than resident blocks. */
 template <typename Kernel> int cm_threads(Kernel kernel, int64_t rows, int64_t L, int steps, int sms) {
   int nt = 32;
-  while (nt < 128 && (int64_t)nt * steps < L) nt *= 2;
-  while (nt * 2 <= kMaxThreads && L >= (int64_t)nt * 2 * steps &&
+  while (nt < kCmThreads && (int64_t)nt * steps < L) nt *= 2;
+  while (nt * 2 <= kCmThreads && L >= (int64_t)nt * 2 * steps &&
          rows <= (int64_t)sms * resident_blocks(kernel, nt * 2, 0))
     nt *= 2;
   return nt;
 }
 
 struct TmShape {
-  int cw, threads;
+  int qw, threads;
   int64_t blocks;
   size_t smem;
 };
 
-/* Time-major: CW adjacent channels per block (32 = one 128-byte line of f32 per warp load;
- * down to 8, a 32-byte sector, when B*D is too small to give every SM a block; fewer only when
- * D itself is smaller) and up to 32 lanes of time: as many as keep every block resident in one
- * wave (each block walks the whole sequence, so a second wave would double the time). Shared
- * memory holds two rounds of lane aggregates. */
-template <typename Kernel> TmShape tm_shape(Kernel kernel, int64_t B, int64_t L, int64_t D, size_t op_bytes, int sms) {
-  int cw = 32;
-  while (cw > 1 && (cw / 2 >= D || (cw > 8 && B * ((D + cw - 1) / cw) < sms))) cw /= 2;
-  const int64_t blocks = B * ((D + cw - 1) / cw);
-  int max_threads = kMaxThreads;
-  while ((size_t)max_threads * 2 * op_bytes > 48 * 1024) max_threads /= 2;
-  int lanes = 1;
-  while (lanes < 32 && cw * lanes * 2 <= max_threads && (int64_t)lanes * 2 * kTmSteps <= L &&
-         blocks <= (int64_t)sms * resident_blocks(kernel, cw * lanes * 2, (size_t)cw * lanes * 4 * op_bytes))
-    lanes *= 2;
-  /* whole warps where the channel count allows, so barriers do not idle partial warps */
-  while (cw * lanes < 32 && cw * lanes * 2 <= max_threads && lanes < 32) lanes *= 2;
-  TmShape s;
-  s.cw = cw;
-  s.threads = cw * lanes;
-  s.blocks = blocks;
-  s.smem = (size_t)s.threads * 2 * op_bytes;  /* also holds the time-invariant da partial sums */
-  return s;
+/* Time-major: QW threads of V channels per row (a 128-byte line; down to a 32-byte sector while
+ * B*D would not give every SM two blocks; fewer only when D itself is smaller) and as many
+ * time lanes as keep every block resident in one wave (each block walks the whole sequence, so a
+ * second wave would double the time). Shared memory holds two rounds of warp totals. */
+template <typename Kernel>
+TmShape tm_shape(Kernel kernel, int64_t B, int64_t L, int64_t D, int V, int S, size_t elem, size_t op_bytes, int sms) {
+  const int line = (int)(128 / (V * elem)), sector = (int)(32 / (V * elem));
+  int qw = line > 1 ? line : 1;
+  while (qw > 1 && (int64_t)(qw / 2) * V >= D) qw /= 2;
+  auto blocks_of = [&](int w) { return B * ((D + (int64_t)w * V - 1) / ((int64_t)w * V)); };
+  while (qw > sector && qw > 1 && blocks_of(qw) < 2 * (int64_t)sms) qw /= 2;
+  const int64_t blocks = blocks_of(qw);
+  auto smem_of = [&](int threads) { return (size_t)2 * (threads / 32) * qw * V * op_bytes; };
+  int threads = 32;
+  while (threads * 2 <= kTmThreads && (int64_t)(threads * 2 / qw) * S <= L &&
+         blocks <= (int64_t)sms * resident_blocks(kernel, threads * 2, smem_of(threads * 2)))
+    threads *= 2;
+  return TmShape{qw, threads, blocks, smem_of(threads)};
 }
 
-bool aligned16(const void *ptr) { return ((uintptr_t)ptr & 15u) == 0; }
+bool aligned(const void *ptr, size_t bytes) { return ((uintptr_t)ptr % bytes) == 0; }
 
-/* A sequence whose time steps are contiguous and whose rows all start on 16 bytes (the stride
- * of a size-1 dimension never moves the row). */
+/* Channel-major vector loads: time steps contiguous and every row's start aligned to 16 bytes
+ * (the stride of a size-1 dimension never moves the row). */
 bool vec_ok(const void *ptr, const int64_t *stride, size_t elem, int64_t B, int64_t D) {
   const int64_t v = 16 / (int64_t)elem;
-  return aligned16(ptr) && stride[1] == 1 && (B == 1 || stride[0] % v == 0) && (D == 1 || stride[2] % v == 0);
+  return aligned(ptr, 16) && stride[1] == 1 && (B == 1 || stride[0] % v == 0) && (D == 1 || stride[2] % v == 0);
 }
 
 /* `a` in a vectorized channel-major kernel: constant in time, or a vectorizable sequence. */
 bool a_vec_ok(const void *ptr, const int64_t *stride, size_t elem, int64_t B, int64_t D) {
   return stride[1] == 0 || vec_ok(ptr, stride, elem, B, D);
+}
+
+/* Time-major vector loads of V channels: channels contiguous and every run of V channels, at
+ * every (batch, time), aligned to its byte size. */
+bool tm_vec_ok(const void *ptr, const int64_t *stride, size_t elem, int V, int64_t B, int64_t L) {
+  const size_t bytes = elem * V;
+  if (V == 1 || (bytes != 8 && bytes % 16 != 0)) return false;
+  return aligned(ptr, bytes > 16 ? 16 : bytes) && stride[2] == 1 && (B == 1 || stride[0] % V == 0) &&
+         (L == 1 || stride[1] % V == 0);
 }
 
 lrnn_status launched() { return cudaGetLastError() == cudaSuccess ? LRNN_OK : LRNN_ERR_CUDA; }
@@ -657,17 +929,24 @@ lrnn_status launch_fwd(const lrnn_linear_scan_params &p, cudaStream_t st) {
     const bool vec = vec_ok(p.b, p.b_stride, sizeof(TX), p.batch, p.dim) &&
                      vec_ok(p.h, p.h_stride, sizeof(TX), p.batch, p.dim) &&
                      a_vec_ok(p.a, p.a_stride, sizeof(TA), p.batch, p.dim);
+    /* a constant in time gets the variant that holds it in a register and carries twice the steps */
+    const bool inv = vec && p.a_stride[1] == 0;
     void (*kernel)(const lrnn_linear_scan_params) =
-        vec ? (p.reverse ? scan_fwd_cm<TX, TA, true, true> : scan_fwd_cm<TX, TA, true, false>)
-            : (p.reverse ? scan_fwd_cm<TX, TA, false, true> : scan_fwd_cm<TX, TA, false, false>);
-    const int nt = cm_threads(kernel, rows, p.length, cm_steps<TX>(), sms);
+        inv   ? (p.reverse ? scan_fwd_cm<TX, TA, true, true, true> : scan_fwd_cm<TX, TA, true, false, true>)
+        : vec ? (p.reverse ? scan_fwd_cm<TX, TA, true, true, false> : scan_fwd_cm<TX, TA, true, false, false>)
+              : (p.reverse ? scan_fwd_cm<TX, TA, false, true, false> : scan_fwd_cm<TX, TA, false, false, false>);
+    const int nt = cm_threads(kernel, rows, p.length, cm_steps<TX>() * (inv ? 2 : 1), sms);
     kernel<<<dim3((unsigned)rows), nt, 0, st>>>(p);
     return launched();
   }
-  void (*kernel)(const lrnn_linear_scan_params, int) =
+  constexpr int V = tm_width<TX>();
+  const int vec = (tm_vec_ok(p.a, p.a_stride, sizeof(TA), V, p.batch, p.length) ? kVecA : 0) |
+                  (tm_vec_ok(p.b, p.b_stride, sizeof(TX), V, p.batch, p.length) ? kVecX : 0) |
+                  (tm_vec_ok(p.h, p.h_stride, sizeof(TX), V, p.batch, p.length) ? kVecH : 0);
+  void (*kernel)(const lrnn_linear_scan_params, int, int) =
       p.reverse ? scan_fwd_tm<TX, TA, true> : scan_fwd_tm<TX, TA, false>;
-  const TmShape s = tm_shape(kernel, p.batch, p.length, p.dim, sizeof(Op), sms);
-  kernel<<<dim3((unsigned)s.blocks), s.threads, s.smem, st>>>(p, s.cw);
+  const TmShape s = tm_shape(kernel, p.batch, p.length, p.dim, V, tm_steps<TX, false>(), sizeof(TX), sizeof(Op), sms);
+  kernel<<<dim3((unsigned)s.blocks), s.threads, s.smem, st>>>(p, s.qw, vec);
   return launched();
 }
 
@@ -682,17 +961,25 @@ lrnn_status launch_bwd(const lrnn_linear_scan_bwd_params &p, cudaStream_t st) {
                      vec_ok(p.db, p.db_stride, sizeof(TX), p.batch, p.dim) &&
                      a_vec_ok(p.a, p.a_stride, sizeof(TA), p.batch, p.dim) &&
                      (p.da_sum_time || vec_ok(p.da, p.da_stride, sizeof(TA), p.batch, p.dim));
+    const bool inv = vec && p.a_stride[1] == 0;
     void (*kernel)(const lrnn_linear_scan_bwd_params) =
-        vec ? (p.reverse ? scan_bwd_cm<TX, TA, true, true> : scan_bwd_cm<TX, TA, true, false>)
-            : (p.reverse ? scan_bwd_cm<TX, TA, false, true> : scan_bwd_cm<TX, TA, false, false>);
-    const int nt = cm_threads(kernel, rows, p.length, cm_steps<TX>(), sms);
+        inv   ? (p.reverse ? scan_bwd_cm<TX, TA, true, true, true> : scan_bwd_cm<TX, TA, true, false, true>)
+        : vec ? (p.reverse ? scan_bwd_cm<TX, TA, true, true, false> : scan_bwd_cm<TX, TA, true, false, false>)
+              : (p.reverse ? scan_bwd_cm<TX, TA, false, true, false> : scan_bwd_cm<TX, TA, false, false, false>);
+    const int nt = cm_threads(kernel, rows, p.length, cm_steps<TX>() * (inv ? 2 : 1), sms);
     kernel<<<dim3((unsigned)rows), nt, 0, st>>>(p);
     return launched();
   }
-  void (*kernel)(const lrnn_linear_scan_bwd_params, int) =
+  constexpr int V = tm_width<TX>();
+  const int vec = (tm_vec_ok(p.a, p.a_stride, sizeof(TA), V, p.batch, p.length) ? kVecA : 0) |
+                  (tm_vec_ok(p.db, p.db_stride, sizeof(TX), V, p.batch, p.length) ? kVecX : 0) |
+                  (tm_vec_ok(p.h, p.h_stride, sizeof(TX), V, p.batch, p.length) ? kVecH : 0) |
+                  (tm_vec_ok(p.grad_h, p.grad_h_stride, sizeof(TX), V, p.batch, p.length) ? kVecG : 0) |
+                  (!p.da_sum_time && tm_vec_ok(p.da, p.da_stride, sizeof(TA), V, p.batch, p.length) ? kVecDa : 0);
+  void (*kernel)(const lrnn_linear_scan_bwd_params, int, int) =
       p.reverse ? scan_bwd_tm<TX, TA, true> : scan_bwd_tm<TX, TA, false>;
-  const TmShape s = tm_shape(kernel, p.batch, p.length, p.dim, sizeof(Op), sms);
-  kernel<<<dim3((unsigned)s.blocks), s.threads, s.smem, st>>>(p, s.cw);
+  const TmShape s = tm_shape(kernel, p.batch, p.length, p.dim, V, tm_steps<TX, true>(), sizeof(TX), sizeof(Op), sms);
+  kernel<<<dim3((unsigned)s.blocks), s.threads, s.smem, st>>>(p, s.qw, vec);
   return launched();
 }
 

@@ -29,6 +29,9 @@ struct dim3 {
   unsigned x, y, z;
   dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
 };
+struct alignas(8) int2 {
+  int x, y;
+};
 struct alignas(16) int4 {
   int x, y, z, w;
 };
@@ -101,6 +104,9 @@ template <typename T> T __shfl_up_sync(unsigned, T v, int d) {
 }
 template <typename T> T __shfl_down_sync(unsigned, T v, int d) {
   return emu::shfl(v, [d](int l) { return l + d < 32 ? l + d : l; });
+}
+template <typename T> T __shfl_sync(unsigned, T v, int src) {
+  return emu::shfl(v, [src](int) { return src & 31; });
 }
 template <typename T> T __shfl_xor_sync(unsigned, T v, int m) {
   return emu::shfl(v, [m](int l) { return l ^ m; });
