@@ -252,13 +252,16 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     ap.add_argument("--quick", action="store_true", help="fewer cells")
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile provider")
+    ap.add_argument("--no-loop", action="store_true",
+                    help="skip the Python-loop reference (seconds per fwd+bwd call on the GPU cells)")
     args = ap.parse_args()
     cuda = args.device.startswith("cuda")
     # one compile per cell costs tens of seconds: the float32 channel-major forward only
     compile_cells = set() if args.no_compile else {("float32", "channel-major", "full", "fwd")}
-    providers = [Provider(f"lrnn ({'CUDA' if cuda else 'CPU'})", lrnn_setup),
-                 Provider("PyTorch loop (reference)", loop_setup),
-                 Provider("torch.compile associative_scan", compiled_setup(compile_cells))]
+    providers = [Provider(f"lrnn ({'CUDA' if cuda else 'CPU'})", lrnn_setup)]
+    if not args.no_loop:
+        providers.append(Provider("PyTorch loop (reference)", loop_setup))
+    providers.append(Provider("torch.compile associative_scan", compiled_setup(compile_cells)))
     if cuda:
         providers += [Provider("accelerated_scan.warp", accelerated_scan_setup("warp")),
                       Provider("accelerated_scan.scalar", accelerated_scan_setup("scalar")),
