@@ -1,23 +1,38 @@
 // selective_scan.cu: CUDA forward and backward of the selective scan (lrnn/selective_scan.h).
 //
-// Design. mamba_ssm's kernel gives each (b, d) row a thread block and runs, for every state n
-// and every 2048-step chunk, a block-wide cub::BlockScan: N block scans (each with several
-// __syncthreads) per chunk make it barrier/latency-bound at ~23% of the compute floor. Here a
-// row is owned by a *group of LPC lanes inside one warp*, each lane owning NS of the row's N
-// states (n = lane + k * LPC), and time is walked sequentially in registers: the recurrence
-// h = exp2(dtA * A * log2e) * h + dt * u * B is one MUFU ex2 and two FMAs per (t, n) with no
-// synchronization at all. What needs cooperation is cheap and warp-local:
-//  * per-step scalars (dtA, dt*u, ...) are loaded coalesced, one step per lane, for a tile of
-//    LPC steps and broadcast through a tiny per-group shared-memory slot (one 8/16-byte
-//    broadcast read per step);
-//  * y[t] = sum_n C[t,n] h[t,n] needs a sum over the group's lanes per step: each lane keeps
-//    its partial sums for the LPC steps of the tile and a butterfly "transpose-reduce"
-//    (LPC - 1 shuffles per LPC steps, i.e. < 1 shuffle per step) leaves lane i with y of
-//    step i of the tile, which it gates and stores coalesced.
-// Parallelism comes from B*D*LPC lanes (196K lanes for (8, 1536, *, 16)), so no split of the
-// time axis is needed at the shapes of interest. Variable B/C rows are read per lane as
-// contiguous runs over time (vectorized 4 steps at a time when aligned) and are shared by all
-// channels of a group through L1/L2.
+// Forward design. mamba_ssm's kernel gives each (b, d) row a thread block and runs, for every state n
+// and 2048-step chunk, a block-wide cub::BlockScan (N scans with several __syncthreads each per chunk).
+// Here time is walked sequentially in registers: a row (channel) is owned by LPC lanes of one
+// warp, lane l holding the NS states n = l + k*LPC, and h = exp2(dtA * A*log2e) * h + dt*u*B is one
+// MUFU ex2 and ~4 FP32 ops per (t, n) with no synchronization inside a time tile.
+//  * A block owns RPB = threads / LPC channels of one (batch, B/C group) and walks time in tiles of
+//    V steps. Per tile, its threads load the group's B and C tile (N x V values, coalesced along
+//    time) once into shared memory as fp32, shared by all RPB channels, and each lane loads its
+//    own M = V / LPC consecutive steps of u, delta (dt_A, z) as one vector; dt = softplus(delta +
+//    bias) and dt*u are computed once per (row, step) and broadcast to the row's lanes through a
+//    per-row shared slot. All of it is staged in registers one tile ahead (raw bf16/f16 bits, so
+//    no conversion waits on a load), so the loads of tile i+1 fly during the compute of tile i.
+//  * Per 4 steps a lane reads (dtA, dt*u) of 4 steps (2 x 16 B broadcast) and, per state, 4 steps of
+//    B and of C (2 x 16 B, lanes hit distinct banks); it writes its 4 per-step partial sums of
+//    C*h to its own scratch row; after the tile (one __syncwarp) lane l adds the LPC partials of
+//    its M steps in lane order (deterministic), applies D*u and the gate and stores y as a vector.
+//  * Configurations (NS, LPC, V, threads) by N: (2,4,32,128) N<=8; (4,4,32,128) N<=16 with
+//    B*D >= 8448, else (2,8,32,128); (4,8,32,128) N<=32; (8,8,16,128) N<=64; (8,16,16,256) N<=128;
+//    (16,16,16,256) N<=256. Time-invariant B or C are per-lane registers (a select per use).
+// Cost model, (8, 1536, 2048, 16) f32, config (4,4,32,128), per (b,d,t,n) element: 1 MUFU ex2,
+// 4 FP32 (dtA*A2, dtu*B, h FMA, y FMA), 0.5 LDS.128 (B, C), 0.125 LDS (step slot), 1/16 STS +
+// 1/16 LDS (partials); per (b,d,t) and lane: softplus (2 MUFU: 2/16 per element, as mamba) and the
+// loads. MUFU: 402M ex2 / 4.18e12/s = 0.096 ms (+12% softplus) -> ~0.11 ms; FP32/issue: ~5.5
+// instructions per element / 3.35e13 lanes/s = 0.066 ms; DRAM: u, delta, y = 302 MB / 4.24 TB/s
+// = 0.071 ms, B/C from L2 (2 MB, re-read by 48 blocks per (b, g)). So the forward is MUFU-bound
+// at ~0.11 ms (the floor) if latency is hidden: 12288 rows x 4 lanes = 1536 warps = 384 blocks of
+// 4 warps, <= 168 registers (launch bounds 3 blocks/SM) -> one wave of <= 3 blocks (12 warps) per
+// SM; in flight per SM one staged tile: 96 rows x 32 steps x 8 B = 24 KB (f32), 12 KB (bf16),
+// against ~0.6 us of latency the tile's compute (96 x 32 x 16 / 16 MUFU/clk = 3072 clk = 1.5 us)
+// hides. Two __syncthreads per tile (per 32 steps x 4 states x 4 lanes of work per thread).
+// The previous design (16 lanes x 1 state, per-lane global B/C reads consumed right after issue,
+// a shuffle transpose-reduce per step) measured 1.32 ms here: ~13 instructions per element plus
+// two exposed global latencies per 16 steps, with no prefetch.
 //
 // Backward. Per row, chunks of LRNN_SELECTIVE_SCAN_CHUNK = 64 steps in reverse. A chunk's states
 // are recomputed from the forward's saved chunk state into shared memory (64 x N floats per

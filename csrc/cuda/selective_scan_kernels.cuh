@@ -16,7 +16,6 @@ namespace {  // internal to each dtype translation unit
 
 constexpr int kChunk = LRNN_SELECTIVE_SCAN_CHUNK;
 constexpr float kLog2e = 1.4426950408889634f;
-constexpr int kFwdThreads = 128;
 
 __device__ __forceinline__ float to_f(float x) { return x; }
 __device__ __forceinline__ float to_f(__nv_bfloat16 x) { return __bfloat162float(x); }
@@ -142,97 +141,202 @@ struct BCRows {
 };
 
 // ------------------------------------------------------------------------------------------
-// Forward: one LPC-lane group per (b, d) row.
-template <typename T, int LPC, int NS>
-__global__ void __launch_bounds__(kFwdThreads) selective_scan_fwd_kernel(const lrnn_selective_scan_params p,
-                                                                         bool vecB, bool vecC) {
-  constexpr int GPB = kFwdThreads / LPC;
-  __shared__ float2 s_step[GPB][LPC];
+// Forward (design and cost model in selective_scan.cu). A block owns RPB = THREADS / LPC rows
+// (channels) of one (batch, B/C group); a row is owned by LPC lanes of one warp, lane `l`
+// holding the NS states n = l + k * LPC in registers. Time is walked in tiles of V steps.
+template <int NS_, int LPC_, int V_, int THREADS_, int MINB_>
+struct FwdCfg {
+  static constexpr int ns = NS_, lpc = LPC_, v = V_, threads = THREADS_;
+  static constexpr int np = NS_ * LPC_;            // states per row, padded to a power of two
+  static constexpr int m = V_ / LPC_;              // steps per lane: loads of u/delta/z and stores of y
+  static constexpr int rpb = THREADS_ / LPC_;      // rows per block
+  static constexpr int vp = V_ + 4;                // padded B/C tile row: lanes read rows LPC apart
+  static constexpr int srow = V_ + 2;              // padded per-row step slot: groups hit other banks
+  static constexpr int e = np * V_ / THREADS_;     // B (and C) tile values staged per thread
+  // resident blocks per SM asked of ptxas (bounds the registers: 3 x 128 threads -> <= 168)
+  static constexpr int min_blocks = MINB_;
+  static_assert(V_ % LPC_ == 0 && kChunk % V_ == 0 && (np * V_) % THREADS_ == 0 && V_ % 4 == 0, "tile shape");
+  static size_t smem_bytes() { return sizeof(float) * (2 * size_t(rpb) * srow + (2 * size_t(np) + THREADS_) * vp); }
+};
+
+template <int Bytes> struct VecOf;
+template <> struct VecOf<2> { using type = unsigned short; };
+template <> struct VecOf<4> { using type = unsigned int; };
+template <> struct VecOf<8> { using type = uint2; };
+template <> struct VecOf<16> { using type = uint4; };
+
+// M consecutive time steps t..t+M-1 of a row, kept as raw T (a bf16/f16 conversion placed right
+// after the load would make the load's latency visible: the values are prefetched a tile ahead).
+// `vec`: the row is time-contiguous and M-element runs are aligned, so whole runs load as
+// vectors of up to 16 bytes; otherwise (strided layouts, the tail past L) element by element.
+template <typename T, int M>
+struct Run {
+  static constexpr int kBytes = M * int(sizeof(T)) < 16 ? M * int(sizeof(T)) : 16;
+  static constexpr int kPer = kBytes / int(sizeof(T));
+  using V = typename VecOf<kBytes>::type;
+  V raw[M / kPer];
+  __device__ __forceinline__ void load(const Row<T>& r, int64_t t, int64_t L, bool vec) {
+    if (vec && t + M <= L) {
+#pragma unroll
+      for (int c = 0; c < M / kPer; ++c) raw[c] = *reinterpret_cast<const V*>(r.ptr + t + c * kPer);
+    } else {
+      T* e = reinterpret_cast<T*>(raw);
+#pragma unroll
+      for (int i = 0; i < M; ++i) e[i] = (t + i < L) ? r.ptr[(t + i) * r.st] : from_f<T>(0.f);
+    }
+  }
+  __device__ __forceinline__ float get(int i) const { return to_f(reinterpret_cast<const T*>(raw)[i]); }
+};
+
+template <typename T, int M>
+__device__ __forceinline__ void store_run(const Row<T>& r, int64_t t, int64_t L, bool vec, const float (&v)[M]) {
+  using R = Run<T, M>;
+  if (vec && t + M <= L) {
+    R out;
+    T* e = reinterpret_cast<T*>(out.raw);
+#pragma unroll
+    for (int i = 0; i < M; ++i) e[i] = from_f<T>(v[i]);
+#pragma unroll
+    for (int c = 0; c < M / R::kPer; ++c) *reinterpret_cast<typename R::V*>(r.ptr + t + c * R::kPer) = out.raw[c];
+  } else {
+#pragma unroll
+    for (int i = 0; i < M; ++i)
+      if (t + i < L) r.store(t + i, v[i]);
+  }
+}
+
+struct FwdVec {
+  bool u, delta, dt_A, z, y;
+};
+
+template <typename T, typename Cfg, bool kVar>
+__global__ void __launch_bounds__(Cfg::threads, Cfg::min_blocks) selective_scan_fwd_kernel(const lrnn_selective_scan_params p, FwdVec vec) {
+  constexpr int NS = Cfg::ns, LPC = Cfg::lpc, V = Cfg::v, M = Cfg::m, RPB = Cfg::rpb, VP = Cfg::vp, NP = Cfg::np,
+                E = Cfg::e, TH = Cfg::threads, SROW = Cfg::srow;
+  extern __shared__ __align__(16) unsigned char smem[];
+  float2* s_step = reinterpret_cast<float2*>(smem);                    // [RPB][SROW]: (dtA, dt*u) per step
+  float* tB = reinterpret_cast<float*>(smem) + 2 * RPB * SROW;          // [NP][VP]: B tile, fp32
+  float* tC = tB + NP * VP;                                             // [NP][VP]
+  float* s_part = tC + NP * VP;                                         // [TH][VP]: per-lane partial y
   const int grp = threadIdx.x / LPC, lane = threadIdx.x % LPC;
-  const int64_t rows = p.batch * p.dim, L = p.length;
-  int64_t row = static_cast<int64_t>(blockIdx.x) * GPB + grp;
-  const bool valid = row < rows;  // idle groups still run the loops: their warp shuffles with us
-  if (!valid) row = rows - 1;
-  const int64_t b = row / p.dim, d = row % p.dim;
-  const int64_t G = (p.B_variable || p.C_variable) ? p.groups : 1;
-  const int64_t g = d / (p.dim / G);
+  const bool varB = kVar || p.B_variable, varC = kVar || p.C_variable;
+  const int64_t S = (p.B_variable || p.C_variable) ? p.groups : 1, seg = p.dim / S;
+  const int64_t bps = (seg + RPB - 1) / RPB;
+  const int64_t blk = blockIdx.x, b = blk / (S * bps), s = (blk / bps) % S, local = (blk % bps) * RPB + grp;
+  const bool valid = local < seg;  // idle rows still take part in the barriers and shuffles
+  const int64_t d = s * seg + (valid ? local : 0);
+  const int64_t L = p.length, N = p.dstate;
   RowConsts<NS, LPC> rc;
   rc.load(p, d, lane);
-  BCRows<T, NS, LPC> bc;
-  bc.init(p, b, g, lane);
+  const T* Bsrc = static_cast<const T*>(p.Bm) + (p.B_variable ? b * p.B_stride[0] + s * p.B_stride[1] : 0);
+  const T* Csrc = static_cast<const T*>(p.Cm) + (p.C_variable ? b * p.C_stride[0] + s * p.C_stride[1] : 0);
   float h[NS];
 #pragma unroll
   for (int k = 0; k < NS; ++k) {
     const int n = lane + k * LPC;
-    h[k] = (p.h0 && n < p.dstate) ? static_cast<const float*>(p.h0)[b * p.h0_stride[0] + d * p.h0_stride[1] + n * p.h0_stride[2]] : 0.f;
+    h[k] = (p.h0 && n < N) ? static_cast<const float*>(p.h0)[b * p.h0_stride[0] + d * p.h0_stride[1] + n * p.h0_stride[2]] : 0.f;
   }
-  auto save_chunk = [&](int64_t t0) {
-    if (p.chunk_states && valid && t0 % kChunk == 0) {
-#pragma unroll
-      for (int k = 0; k < NS; ++k) {
-        const int n = lane + k * LPC;
-        if (n < p.dstate)
-          static_cast<float*>(p.chunk_states)[b * p.chunk_states_stride[0] + d * p.chunk_states_stride[1] +
-                                              (t0 / kChunk) * p.chunk_states_stride[2] + n * p.chunk_states_stride[3]] = h[k];
-      }
-    }
-  };
-  const Row<T> ur(p.u, p.u_stride, b, d), dr(p.delta, p.delta_stride, b, d), ar(p.dt_A, p.dt_A_stride, b, d),
-      zr(p.z, p.z_stride, b, d), yr(p.y, p.y_stride, b, d);
-  for (int64_t t0 = 0; t0 < L; t0 += LPC) {
-    save_chunk(t0);
-    const int64_t t = t0 + lane;
-    float u = 0.f, dta = 0.f, dbu = 0.f;
-    if (t < L) {
-      u = ur.load(t);
-      float dt = dr.load(t) + rc.bias;
-      if (p.delta_softplus) dt = softplus(dt);
-      dta = p.dt_A ? ar.load(t) : dt;
-      dbu = dt * u;
-    }
-    __syncwarp();
-    s_step[grp][lane] = make_float2(dta, dbu);  // past L: a = 1, no input: an exact no-op step
-    __syncwarp();
-    float yacc[LPC];
-#pragma unroll
-    for (int j0 = 0; j0 < LPC; j0 += 4) {
-      float4 Bv[NS], Cv[NS];
-#pragma unroll
-      for (int k = 0; k < NS; ++k) {
-        Bv[k] = p.B_variable ? load4(bc.B[k], p.B_stride[3], t0 + j0, bc.lenB[k], vecB) : make_float4(rc.Bti[k], rc.Bti[k], rc.Bti[k], rc.Bti[k]);
-        Cv[k] = p.C_variable ? load4(bc.C[k], p.C_stride[3], t0 + j0, bc.lenC[k], vecC) : make_float4(rc.Cti[k], rc.Cti[k], rc.Cti[k], rc.Cti[k]);
-      }
-#pragma unroll
-      for (int jj = 0; jj < 4; ++jj) {
-        const float2 s = s_step[grp][j0 + jj];
-        float acc = 0.f;
-#pragma unroll
-        for (int k = 0; k < NS; ++k) {
-          h[k] = fmaf(exp2f(s.x * rc.A2[k]), h[k], s.y * comp(Bv[k], jj));
-          acc = fmaf(comp(Cv[k], jj), h[k], acc);
-        }
-        yacc[j0 + jj] = acc;
-      }
-    }
-    float y = transpose_reduce<LPC>(yacc, lane);
-    if (t < L && valid) {
-      y = fmaf(rc.Dd, u, y);
-      if (p.z) {
-        const float z = zr.load(t);
-        y *= z * sigmoid(z);
-      }
-      yr.store(t, y);
-    }
-  }
-  if (L % kChunk == 0) save_chunk(L);  // the state before the (empty) last chunk
-  if (valid) {
+  auto save_state = [&](float* dst, const int64_t (&st)[3], int64_t off) {
+    if (!valid) return;
 #pragma unroll
     for (int k = 0; k < NS; ++k) {
       const int n = lane + k * LPC;
-      if (n < p.dstate)
-        static_cast<float*>(p.h_last)[b * p.h_last_stride[0] + d * p.h_last_stride[1] + n * p.h_last_stride[2]] = h[k];
+      if (n < N) dst[b * st[0] + d * st[1] + n * st[2] + off] = h[k];
+    }
+  };
+  const int64_t cs_st[3] = {p.chunk_states_stride[0], p.chunk_states_stride[1], p.chunk_states_stride[3]};
+  const Row<T> ur(p.u, p.u_stride, b, d), dr(p.delta, p.delta_stride, b, d), ar(p.dt_A, p.dt_A_stride, b, d),
+      zr(p.z, p.z_stride, b, d), yr(p.y, p.y_stride, b, d);
+
+  // registers staged one tile ahead: this lane's M steps of u/delta/dt_A/z, this thread's share
+  // of the block's B/C tile (element i = threadIdx.x + r * TH is state i / V, step i % V)
+  Run<T, M> su, sd, sa, sz;
+  T sB[E], sC[E];
+  auto stage = [&](int64_t t0) {
+    const int64_t t = t0 + lane * M;
+    su.load(ur, t, L, vec.u);
+    sd.load(dr, t, L, vec.delta);
+    if (p.dt_A) sa.load(ar, t, L, vec.dt_A);
+    if (p.z) sz.load(zr, t, L, vec.z);
+#pragma unroll
+    for (int r = 0; r < E; ++r) {
+      const int i = threadIdx.x + r * TH, n = i / V;
+      const int64_t tt = t0 + i % V;
+      const bool in = n < N && tt < L;
+      sB[r] = (varB && in) ? Bsrc[n * p.B_stride[2] + tt * p.B_stride[3]] : from_f<T>(0.f);
+      sC[r] = (varC && in) ? Csrc[n * p.C_stride[2] + tt * p.C_stride[3]] : from_f<T>(0.f);
+    }
+  };
+  if (L > 0) stage(0);
+  for (int64_t t0 = 0; t0 < L; t0 += V) {
+    if (p.chunk_states && t0 % kChunk == 0) save_state(static_cast<float*>(p.chunk_states), cs_st, (t0 / kChunk) * p.chunk_states_stride[2]);
+    float u[M], zv[M], dta[M], dtu[M];
+#pragma unroll
+    for (int i = 0; i < M; ++i) {
+      const bool in = t0 + lane * M + i < L;  // past L: exp(0) = 1 and no input, an exact no-op step
+      u[i] = su.get(i);
+      float dt = sd.get(i) + rc.bias;
+      if (p.delta_softplus) dt = softplus(dt);
+      dta[i] = in ? (p.dt_A ? sa.get(i) : dt) : 0.f;
+      dtu[i] = in ? dt * u[i] : 0.f;
+      zv[i] = p.z ? sz.get(i) : 0.f;
+    }
+    __syncthreads();  // every thread is done reading the previous tile
+#pragma unroll
+    for (int i = 0; i < M; ++i) s_step[grp * SROW + lane * M + i] = make_float2(dta[i], dtu[i]);
+#pragma unroll
+    for (int r = 0; r < E; ++r) {
+      const int i = threadIdx.x + r * TH;
+      tB[(i / V) * VP + i % V] = to_f(sB[r]);
+      tC[(i / V) * VP + i % V] = to_f(sC[r]);
+    }
+    if (t0 + V < L) stage(t0 + V);  // next tile's loads in flight during this tile's compute
+    __syncthreads();
+    // 4 steps per iteration, not unrolled: unrolled over the tile, ptxas hoists every exp2 and
+    // needs ~250 registers; the per-step partial sums over this lane's states go to its own
+    // scratch row instead of registers.
+    float* my_part = s_part + threadIdx.x * VP;
+#pragma unroll 1
+    for (int j4 = 0; j4 < V; j4 += 4) {
+      const float4 s01 = *reinterpret_cast<const float4*>(s_step + grp * SROW + j4);
+      const float4 s23 = *reinterpret_cast<const float4*>(s_step + grp * SROW + j4 + 2);
+      const float sx[4] = {s01.x, s01.z, s23.x, s23.z}, sy[4] = {s01.y, s01.w, s23.y, s23.w};
+      float acc[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+      for (int k = 0; k < NS; ++k) {
+        const int n = lane + k * LPC;
+        const float4 Bv = varB ? *reinterpret_cast<const float4*>(tB + n * VP + j4) : make_float4(rc.Bti[k], rc.Bti[k], rc.Bti[k], rc.Bti[k]);
+        const float4 Cv = varC ? *reinterpret_cast<const float4*>(tC + n * VP + j4) : make_float4(rc.Cti[k], rc.Cti[k], rc.Cti[k], rc.Cti[k]);
+#pragma unroll
+        for (int jj = 0; jj < 4; ++jj) {
+          h[k] = fmaf(exp2f(sx[jj] * rc.A2[k]), h[k], sy[jj] * comp(Bv, jj));
+          acc[jj] = fmaf(comp(Cv, jj), h[k], acc[jj]);
+        }
+      }
+      *reinterpret_cast<float4*>(my_part + j4) = make_float4(acc[0], acc[1], acc[2], acc[3]);
+    }
+    __syncwarp();  // the group's partial sums are in its lanes' scratch rows (same warp)
+    if (valid) {
+      // y of this lane's M steps: the sum of the group's LPC partials, in lane order (deterministic)
+      float y[M];
+#pragma unroll
+      for (int i = 0; i < M; ++i) y[i] = 0.f;
+      const float* grp_part = s_part + (grp * LPC) * VP + lane * M;
+#pragma unroll
+      for (int q = 0; q < LPC; ++q) {
+#pragma unroll
+        for (int i = 0; i < M; ++i) y[i] += grp_part[q * VP + i];
+      }
+#pragma unroll
+      for (int i = 0; i < M; ++i) {
+        y[i] = fmaf(rc.Dd, u[i], y[i]);
+        if (p.z) y[i] *= zv[i] * sigmoid(zv[i]);
+      }
+      store_run<T, M>(yr, t0 + lane * M, L, vec.y, y);
     }
   }
+  if (p.chunk_states && L % kChunk == 0) save_state(static_cast<float*>(p.chunk_states), cs_st, (L / kChunk) * p.chunk_states_stride[2]);
+  save_state(static_cast<float*>(p.h_last), p.h_last_stride, 0);
 }
 
 // ------------------------------------------------------------------------------------------
@@ -255,8 +359,8 @@ __global__ void __launch_bounds__(GPB * LPC) selective_scan_bwd_kernel(const lrn
   using SM = BwdSmem<LPC, NS, GPB>;
   constexpr int NP = SM::NP, NP1 = SM::NP1;
   const lrnn_selective_scan_params& p = q.fwd;
-  extern __shared__ float4 smem4[];
-  float* smem = reinterpret_cast<float*>(smem4);
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  float* smem = reinterpret_cast<float*>(smem_raw);
   const int grp = threadIdx.x / LPC, lane = threadIdx.x % LPC;
   float* hs = smem + size_t(grp) * kChunk * NP;                               // [K][NP]
   float4* s_step = reinterpret_cast<float4*>(smem + SM::hs) + grp * LPC;      // [LPC]
@@ -496,16 +600,45 @@ lrnn_status with_config(int64_t N, Fn fn) {
 
 lrnn_status last_error() { return cudaGetLastError() == cudaSuccess ? LRNN_OK : LRNN_ERR_CUDA; }
 
+// Forward configuration by N: (states per lane, lanes per row, tile steps, threads). N <= 16 takes
+// 4 lanes x 4 states when that still gives >= ~8 warps per SM (B*D >= 8448), else 8 lanes x 2
+// states (twice the lanes for long sequences with few rows, e.g. (2, 1536, *, 16)).
+constexpr int64_t kFwdManyThreads = 132 * 256;
+
+template <typename Fn>
+lrnn_status with_fwd_config(int64_t N, int64_t rows, Fn fn) {
+  if (N <= 8) return fn(FwdCfg<2, 4, 32, 128, 4>{});
+  if (N <= 16) return rows * 4 >= kFwdManyThreads ? fn(FwdCfg<4, 4, 32, 128, 3>{}) : fn(FwdCfg<2, 8, 32, 128, 4>{});
+  if (N <= 32) return fn(FwdCfg<4, 8, 32, 128, 3>{});
+  if (N <= 64) return fn(FwdCfg<8, 8, 16, 128, 3>{});
+  if (N <= 128) return fn(FwdCfg<8, 16, 16, 256, 1>{});
+  return fn(FwdCfg<16, 16, 16, 256, 1>{});
+}
+
+// A (batch, channel, time) tensor can be read in aligned runs of `per` elements.
+bool aligned_runs(const void* ptr, const int64_t (&st)[3], int per, size_t elem) {
+  if (!ptr || st[2] != 1) return false;
+  return st[0] % per == 0 && st[1] % per == 0 && reinterpret_cast<uintptr_t>(ptr) % (per * elem) == 0;
+}
+
 template <typename T>
 lrnn_status fwd_launch(const lrnn_selective_scan_params* p, cudaStream_t s) {
   const int64_t rows = p->batch * p->dim;
-  const bool vecB = aligned_rows(p->Bm, p->B_stride, p->B_variable, sizeof(T));
-  const bool vecC = aligned_rows(p->Cm, p->C_stride, p->C_variable, sizeof(T));
-  return with_config(p->dstate, [&](auto cfg) {
+  return with_fwd_config(p->dstate, rows, [&](auto cfg) {
     using C = decltype(cfg);
-    constexpr int GPB = kFwdThreads / C::lpc;
-    const int64_t blocks = (rows + GPB - 1) / GPB;
-    selective_scan_fwd_kernel<T, C::lpc, C::ns><<<static_cast<unsigned>(blocks), kFwdThreads, 0, s>>>(*p, vecB, vecC);
+    constexpr int per = Run<T, C::m>::kPer;
+    const FwdVec vec{aligned_runs(p->u, p->u_stride, per, sizeof(T)), aligned_runs(p->delta, p->delta_stride, per, sizeof(T)),
+                     aligned_runs(p->dt_A, p->dt_A_stride, per, sizeof(T)), aligned_runs(p->z, p->z_stride, per, sizeof(T)),
+                     aligned_runs(p->y, p->y_stride, per, sizeof(T))};
+    const int64_t S = (p->B_variable || p->C_variable) ? p->groups : 1, seg = p->dim / S;
+    const int64_t blocks = p->batch * S * ((seg + C::rpb - 1) / C::rpb);
+    const size_t smem = C::smem_bytes();
+    const bool both = p->B_variable && p->C_variable;
+    auto kernel = both ? selective_scan_fwd_kernel<T, C, true> : selective_scan_fwd_kernel<T, C, false>;
+    if (smem > 48 * 1024 &&
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)) != cudaSuccess)
+      return LRNN_ERR_CUDA;
+    kernel<<<static_cast<unsigned>(blocks), C::threads, smem, s>>>(*p, vec);
     return last_error();
   });
 }

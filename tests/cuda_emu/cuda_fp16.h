@@ -6,3 +6,4 @@ struct __half {
 };
 inline float __half2float(__half h) { return lrnn_f16_to_f32(h.bits); }
 inline __half __float2half_rn(float f) { return __half{lrnn_f32_to_f16(f)}; }
+inline __half __float2half(float f) { return __float2half_rn(f); }

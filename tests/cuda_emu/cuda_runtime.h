@@ -7,7 +7,9 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <array>
+#include <atomic>
 #include <barrier>
 #include <cstdint>
 #include <cstdlib>
@@ -35,6 +37,21 @@ struct alignas(8) int2 {
 struct alignas(16) int4 {
   int x, y, z, w;
 };
+struct alignas(8) float2 {
+  float x, y;
+};
+struct alignas(16) float4 {
+  float x, y, z, w;
+};
+struct alignas(8) uint2 {
+  unsigned x, y;
+};
+struct alignas(16) uint4 {
+  unsigned x, y, z, w;
+};
+inline float2 make_float2(float x, float y) { return {x, y}; }
+inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
+inline float __expf(float x) { return std::exp(x); }
 typedef struct CUstream_st *cudaStream_t;
 enum cudaError_t { cudaSuccess = 0, cudaErrorInvalidConfiguration = 9 };
 enum cudaDeviceAttr { cudaDevAttrMultiProcessorCount = 16 };
@@ -98,6 +115,7 @@ void launch(dim3 grid, dim3 threads, size_t smem, cudaStream_t, K kernel, Args..
 }  // namespace emu
 
 inline void __syncthreads() { emu::block->all->arrive_and_wait(); }
+inline void __syncwarp(unsigned = 0xffffffffu) { emu::block->warps[threadIdx.x / 32]->arrive_and_wait(); }
 
 template <typename T> T __shfl_up_sync(unsigned, T v, int d) {
   return emu::shfl(v, [d](int l) { return l - d >= 0 ? l - d : l; });
@@ -108,8 +126,12 @@ template <typename T> T __shfl_down_sync(unsigned, T v, int d) {
 template <typename T> T __shfl_sync(unsigned, T v, int src) {
   return emu::shfl(v, [src](int) { return src & 31; });
 }
-template <typename T> T __shfl_xor_sync(unsigned, T v, int m) {
-  return emu::shfl(v, [m](int l) { return l ^ m; });
+template <typename T> T __shfl_xor_sync(unsigned, T v, int m, int width = 32) {
+  return emu::shfl(v, [m, width](int l) { return ((l ^ m) & (width - 1)) | (l & ~(width - 1)); });
+}
+/* blocks run one at a time, but the threads of a block concurrently */
+inline float atomicAdd(float *p, float v) {
+  return std::atomic_ref<float>(*p).fetch_add(v, std::memory_order_relaxed);
 }
 
 inline cudaError_t cudaGetDevice(int *d) {
@@ -129,6 +151,10 @@ template <typename K> cudaError_t cudaOccupancyMaxActiveBlocksPerMultiprocessor(
 template <typename K> cudaError_t cudaFuncSetAttribute(K, cudaFuncAttribute, int bytes) {
   if (bytes < 0 || bytes > 227 * 1024) return cudaErrorInvalidConfiguration;
   emu::max_dyn_smem = std::max(emu::max_dyn_smem, (size_t)bytes);
+  return cudaSuccess;
+}
+inline cudaError_t cudaMemsetAsync(void *p, int v, size_t n, cudaStream_t) {
+  std::memset(p, v, n);
   return cudaSuccess;
 }
 inline cudaError_t cudaGetLastError() {
