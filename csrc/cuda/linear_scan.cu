@@ -249,20 +249,24 @@ template <int V, typename T> __device__ __forceinline__ void store_run(const T (
  * shuffles, the warp's segments are chained in registers, and the warps of the block through
  * shared memory. */
 
-/* 16-byte vectors per thread and tile: 64 bytes per array and thread (32 for 2-byte types, whose
- * vectors already hold 8 steps). */
-template <typename TX> __host__ __device__ constexpr int cm_vectors() { return sizeof(TX) == 2 ? 2 : 4; }
-template <typename TX> __host__ __device__ constexpr int cm_steps() { return vec_width<TX>() * cm_vectors<TX>(); }
+/* 16-byte vectors per thread and tile: 64 bytes per array and thread; 32 in the backward and the
+ * time-invariant variant of 2-byte types, whose conversions to f32 would spill (measured bf16
+ * forward at (8, 4096, 1536): 82% of the copy bandwidth with 2 vectors, 91% with 4; the same
+ * change cost the backward 30 points). */
+template <typename TX, bool INV, bool BWD> __host__ __device__ constexpr int cm_vectors() {
+  return sizeof(TX) == 2 && (INV || BWD) ? 2 : 4;
+}
 
 /* Channel-major blocks: at most 256 threads, with registers capped so that this many blocks fit
  * on an SM and keep enough loads in flight while others scan. Measured on the H200 at
  * (8, 4096, 1536), forward: f32 88% of the copy bandwidth with 2 blocks, 98% with 3; bf16 58% /
- * 73% / 82% with 2 / 3 / 4; a time-invariant f32 a (twice the steps per thread) 88% with 2, 68%
- * with 3 (the tighter cap spills). The backward holds three arrays: two blocks (three for 2-byte
- * types) keep it from spilling; it measured 97% (f32) and 96% (c64) of the bandwidth so. */
+ * 73% / 82% with 2 / 3 / 4 at two vectors per thread, 91% with 3 at four; a time-invariant f32
+ * a (twice the steps per thread) 88% with 2, 68% with 3 (the tighter cap spills). The backward
+ * holds three arrays: two blocks (three for 2-byte types) keep it from spilling; it measured 97%
+ * (f32) and 96% (c64) of the bandwidth so. */
 constexpr int kCmThreads = 256;
 template <typename TX, bool INV, bool BWD> __host__ __device__ constexpr int cm_min_blocks() {
-  return BWD ? (sizeof(TX) == 2 ? 3 : 2) : INV ? (sizeof(TX) == 2 ? 3 : 2) : (sizeof(TX) == 2 ? 4 : 3);
+  return BWD || INV ? (sizeof(TX) == 2 ? 3 : 2) : 3;
 }
 
 /* a at step j of run v: loaded, or with INV (a constant in time, the kernels' second loads-free
@@ -320,7 +324,7 @@ __global__ void __launch_bounds__(kCmThreads, (cm_min_blocks<TX, INV, false>()))
   using X = acc_t<TX>;
   using A = acc_t<TA>;
   using Op = Affine<A, X>;
-  constexpr int V = vec_width<TX>(), NV = cm_vectors<TX>() * (INV ? 2 : 1);
+  constexpr int V = vec_width<TX>(), NV = cm_vectors<TX, INV, false>() * (INV ? 2 : 1);
   __shared__ Op warp_total[2][32];
 
   const int64_t row = blockIdx.x, bi = row / p.dim, d = row % p.dim, L = p.length;
@@ -415,7 +419,7 @@ __global__ void __launch_bounds__(kCmThreads, (cm_min_blocks<TX, INV, true>())) 
   using A = acc_t<TA>;
   using Op = Affine<A, X>;
   constexpr bool BREV = !REV;
-  constexpr int V = vec_width<TX>(), NV = cm_vectors<TX>() * (INV ? 2 : 1);
+  constexpr int V = vec_width<TX>(), NV = cm_vectors<TX, INV, true>() * (INV ? 2 : 1);
   __shared__ Op warp_total[2][32];
   __shared__ A partial[32];
 
@@ -935,7 +939,8 @@ lrnn_status launch_fwd(const lrnn_linear_scan_params &p, cudaStream_t st) {
         inv   ? (p.reverse ? scan_fwd_cm<TX, TA, true, true, true> : scan_fwd_cm<TX, TA, true, false, true>)
         : vec ? (p.reverse ? scan_fwd_cm<TX, TA, true, true, false> : scan_fwd_cm<TX, TA, true, false, false>)
               : (p.reverse ? scan_fwd_cm<TX, TA, false, true, false> : scan_fwd_cm<TX, TA, false, false, false>);
-    const int nt = cm_threads(kernel, rows, p.length, cm_steps<TX>() * (inv ? 2 : 1), sms);
+    const int steps = vec_width<TX>() * (inv ? 2 * cm_vectors<TX, true, false>() : cm_vectors<TX, false, false>());
+    const int nt = cm_threads(kernel, rows, p.length, steps, sms);
     kernel<<<dim3((unsigned)rows), nt, 0, st>>>(p);
     return launched();
   }
@@ -966,7 +971,8 @@ lrnn_status launch_bwd(const lrnn_linear_scan_bwd_params &p, cudaStream_t st) {
         inv   ? (p.reverse ? scan_bwd_cm<TX, TA, true, true, true> : scan_bwd_cm<TX, TA, true, false, true>)
         : vec ? (p.reverse ? scan_bwd_cm<TX, TA, true, true, false> : scan_bwd_cm<TX, TA, true, false, false>)
               : (p.reverse ? scan_bwd_cm<TX, TA, false, true, false> : scan_bwd_cm<TX, TA, false, false, false>);
-    const int nt = cm_threads(kernel, rows, p.length, cm_steps<TX>() * (inv ? 2 : 1), sms);
+    const int steps = vec_width<TX>() * cm_vectors<TX, false, true>() * (inv ? 2 : 1);
+    const int nt = cm_threads(kernel, rows, p.length, steps, sms);
     kernel<<<dim3((unsigned)rows), nt, 0, st>>>(p);
     return launched();
   }
