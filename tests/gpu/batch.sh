@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# batch.sh: one device call for kernel work: build, the whole CUDA pytest suite, then the
+# benchmarks named in $BENCH (event lti ss lsc lsc2b lsharness), logs packed into $OUT/logs.tgz.
+set -uo pipefail
+export CXX=/usr/bin/g++ CC=/usr/bin/gcc CUDAHOSTCXX=/usr/bin/g++ MAX_JOBS=16 PYTHONUNBUFFERED=1
+FINAL=${OUT:-$PWD/gpu-out}; L=$FINAL/logs; mkdir -p "$L"; export OUT=$L
+if ls .whl/*.whl > /dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl > "$L/whl.log" 2>&1
+  export PYTHONPATH=/tmp/site
+fi
+s=$(date +%s)
+if ! python3 -m pip install --no-build-isolation --no-deps -e . > "$L/build.log" 2>&1; then
+  tail -40 "$L/build.log"; tar czf "$FINAL/logs.tgz" -C "$L" .; exit 1
+fi
+echo "build $(( $(date +%s) - s )) s"
+if [ -n "${LSC2:-}" ]; then  # a C-benchmark variant, compiled while the tests run
+  (nvcc -O3 -arch=sm_90 --use_fast_math -std=c++17 -Icsrc/include $LSC2 benchmarks/cuda/linear_scan_c.cu \
+     csrc/cuda/linear_scan.cu csrc/cpu/linear_scan.c csrc/cpu/common.c -o build/lsc2 > "$L/lsc2_build.log" 2>&1) &
+fi
+s=$(date +%s)
+timeout ${PYTEST_TIMEOUT:-240} python3 -m pytest -q -m cuda tests/python -p no:cacheprovider ${PYTEST_ARGS:-} > "$L/pytest.log" 2>&1
+echo "pytest ($(( $(date +%s) - s )) s): $(tail -1 "$L/pytest.log")"; grep -E "^(FAILED|ERROR)" "$L/pytest.log" | head -25
+for b in ${BENCH:-}; do
+  s=$(date +%s)
+  case $b in
+    event) timeout 100 python3 benchmarks/bench_event_scan.py --device cuda --B 8 --L 65536 --P 128 --iters 10 \
+             --json "$L/event.json" --timeout 60 > "$L/event.log" 2>&1; tail -12 "$L/event.log" ;;
+    lti) timeout 60 python3 benchmarks/bench_lti_kernels.py --device cuda --json "$L/lti.json" > "$L/lti.log" 2>&1
+         grep -E "^cuda|rate" "$L/lti.log" ;;
+    ss) timeout 90 python3 benchmarks/bench_selective_scan.py > "$L/ss.log" 2>&1; tail -14 "$L/ss.log" ;;
+    lsc) REPS=10 timeout 150 bash benchmarks/cuda/run.sh > "$L/lsc.log" 2>&1; grep -E "fwd |fwd\+bwd|#" "$L/lsc.log" ;;
+    lsc2) wait; REPS=10 ONLY=${LSC2_ONLY:-} timeout 100 ./build/lsc2 > "$L/lsc2.log" 2>&1; grep -E "fwd |fwd\+bwd|#" "$L/lsc2.log" ;;
+    harness) timeout 240 python3 benchmarks/bench_linear_scan.py --no-loop --out "$L/bench" > "$L/harness.log" 2>&1
+             tail -5 "$L/harness.log" ;;
+  esac
+  echo "== $b: $(( $(date +%s) - s )) s"
+done
+tar czf "$FINAL/logs.tgz" -C "$L" .
