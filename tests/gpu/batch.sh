@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # batch.sh: one device call for kernel work: build, the whole CUDA pytest suite, then the
-# benchmarks named in $BENCH (event lti ss lsc lsc2b lsharness), logs packed into $OUT/logs.tgz.
+# benchmarks named in $BENCH (event lti ss lsc lsc2 harness; lsc2 = a C-benchmark variant built
+# with the nvcc flags in $LSC2), logs packed into $OUT/logs.tgz.
 set -uo pipefail
 export CXX=/usr/bin/g++ CC=/usr/bin/gcc CUDAHOSTCXX=/usr/bin/g++ MAX_JOBS=16 PYTHONUNBUFFERED=1
 FINAL=${OUT:-$PWD/gpu-out}; L=$FINAL/logs; mkdir -p "$L"; export OUT=$L
