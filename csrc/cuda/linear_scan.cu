@@ -5,16 +5,19 @@
  * launchers from the strides and sizes (see "launch shapes" below):
  *
  *  - channel-major ("cm"; time is the contiguous dimension, e.g. a (B, D, L) tensor viewed as
- *    (B, L, D)): one block per row (b, d) walks the sequence in tiles of blockDim*E steps. Each
- *    thread loads E consecutive steps (16-byte vectors when aligned), composes them in registers,
- *    warps combine their threads with shuffles, the block combines warps through shared memory,
- *    the state entering the tile comes from the previous tile, and each thread re-runs its E
- *    steps from its exact entering state to write h.
+ *    (B, L, D)): one block per row (b, d) walks the sequence in tiles. Each warp owns a contiguous
+ *    part of the tile as segments of 32 runs of V steps (one 16-byte vector per lane, so every
+ *    warp instruction reads or writes 512 contiguous bytes); a thread composes its runs in
+ *    registers, each segment is scanned across the warp with shuffles, the warps combine through
+ *    shared memory, the state entering the tile comes from the previous tile, and each thread
+ *    re-runs its steps from its exact entering state to write h. A time-invariant a gets a
+ *    variant that holds it in a register and carries twice the steps.
  *  - time-major ("tm"; channels contiguous, and the generic path for any strides): a block owns
- *    CW channels and P lanes of time. Each thread loads S steps of one channel (a warp reads 32
- *    adjacent channels per instruction), the P lanes of a channel combine through shared memory,
- *    and the state is carried from round to round. P splits long sequences when B*D alone would
- *    leave the GPU idle.
+ *    QW*V channels and the time lanes of its threads. Each thread loads S steps of V adjacent
+ *    channels (a 16-byte vector when aligned), the time lanes of a channel combine by shuffles
+ *    inside a warp and through shared memory across warps, and the state is carried from round
+ *    to round. The channel group narrows to one 32-byte sector per row when B*D alone would leave
+ *    the GPU idle.
  *
  * Both make one pass over memory: the forward reads a and b once and writes h once; the backward
  * reads grad_h, a and h once and writes da and db once. The backward is the same machinery run in
