@@ -34,22 +34,63 @@
 // a shuffle transpose-reduce per step) measured 1.32 ms here: ~13 instructions per element plus
 // two exposed global latencies per 16 steps, with no prefetch.
 //
-// Backward. Per row, chunks of LRNN_SELECTIVE_SCAN_CHUNK = 64 steps in reverse. A chunk's states
-// are recomputed from the forward's saved chunk state into shared memory (64 x N floats per
-// row), then the adjoint lam[t] = gyo[t] C[t] + exp(dtA[t+1] A) lam[t+1] runs backwards in
-// registers. Sums over states (d delta, the dtA gradient) use the same transpose-reduce.
-// Sums over channels are deterministic: dA/dD/d(delta_bias) and time-invariant dB/dC are
-// written per row, variable dB/dC are summed over the block's channels in a fixed order in
-// shared memory and written once per block into its own workspace slice; a second kernel adds
-// the per-row / per-block partials in a fixed order (the C API's two-phase contract). No atomics.
-// The price of determinism: the variable dB/dC partials are parts * B * G * N * L floats each
-// (parts = ceil((D / G) / channels per block), e.g. 192 for D = 1536, N = 16), written once by
-// the backward and read once by the reduction — at N = 16 about as many bytes as the backward's
-// other sequence traffic in float32 (more, relative, in bf16). mamba_ssm instead adds into one
-// fp32 buffer with atomics (non-deterministic). Above N = 32 a block holds only 1-2 channels
-// (the chunk's states take 64 x N floats of shared memory per channel), so the partials would
-// be D / 2 .. D slices; there the variable dB/dC are added with float atomics into one buffer
-// instead, and only they are not bitwise reproducible (lrnn_selective_scan_cuda_atomic_bc).
+// Backward, N <= 64 (selective_scan_bwd_tile_kernel). A block owns RPB = threads / LPC channels
+// of one (batch, segment, part) work item of the C API; a channel is owned by LPC lanes of one
+// warp, lane l holding the NS states n = l + k*LPC in registers, as in the forward. Per chunk of
+// LRNN_SELECTIVE_SCAN_CHUNK = 64 steps, last chunk first:
+//  * staging: each lane loads its 64/LPC consecutive steps of u, delta (dt_A, z) and grad_y as
+//    vectors and writes one float4 slot per (channel, step): (dtA, dt*u, gyo = gy*silu(z), -);
+//    softplus and the gate are evaluated once per (channel, step). The group's B and C rows of the
+//    chunk (N x 64) go to shared memory as fp32 once, shared by the block's channels.
+//  * pass 1 walks the chunk forward from the saved chunk state and keeps only the state at each
+//    V = 8-step tile start (shared memory, NS floats per lane per tile); with z it also forms y
+//    (the per-lane partials of C*h added in lane order), which dz needs.
+//  * then, tile by tile backwards, pass 2 recomputes the tile's V x NS states and decay factors
+//    a = exp2(dtA * A*log2e) into registers (2 MUFU per (b,d,t,n) in all, as mamba), and the
+//    adjoint lam = gyo*C + a[t+1]*lam[t+1] walks them back: dA += lam*a*h[t-1]*dtA in registers;
+//    the per-step sums over a channel's states (sum lam*B for du/ddelta, sum lam*a*h*A for the dtA
+//    gradient) go through per-lane partial rows added in lane order; dB = lam*dt*u and
+//    dC = gyo*h of the tile go to a padded per-channel scratch (float4 per 4 steps; channel rows
+//    4 floats apart so the two channels of a quarter warp hit other banks) and are summed over
+//    the block's channels in channel order, then written once per block.
+//  * after the chunk's tiles, each lane turns its 64/LPC steps' sums into du, ddelta (dz, ddt_A)
+//    and stores them as vectors (inputs re-read from L1/L2).
+// Configurations (NS, LPC, V, threads, blocks/SM) by N: (2,4,8,128,2) N<=8, (2,8,8,128,3) N<=16,
+// (4,8,8,128,2) N<=32, (4,16,8,256,1) N<=64; shared memory (variable B/C) 73.8 / 61.3 / 93.8 /
+// 170.8 KiB per block; registers from nvcc -Xptxas -v (f32 / bf16): 205 / 168 (32 B spill) / 255
+// (20 B) / 255 (24 B), and 183 / 168 (20 B) / 247 / 253.
+// Cost model, (8, 1536, 2048, 16) f32, config (2,8,8,128,3), per (b,d,t,n) element (402.7M):
+// issue slots ~27: pass 1 ~4.75 (FMUL, MUFU ex2, FMUL, FFMA, 1/2 LDS.128 slot, 1/4 LDS.128 B),
+// pass 2 ~4.75, adjoint ~10 (9 FP32 + B/C LDS.128 1/2 + dB/dC STS.128 1/2), channel sums of dB/dC
+// 2.5 (LDS.128 1/4 + FADD 1, twice), state sums ~2, staging and output ~2.5 per element
+// (per (b,d,t) work / N) -> 402.7M x 27 / 3.35e13 = 0.33 ms. MUFU: 2 ex2 per element plus softplus
+// and sigmoids per (b,d,t) ~ 2.3 -> 0.22 ms. Shared-memory wavefronts per 128 elements (one warp
+// instruction on 4 steps): dB/dC scratch 8 written + 8 read, B/C rows 4, step slots 4, partial
+// rows ~6 -> ~30 -> 402.7M / 128 x 30 / 132 SMs = 715K clk = 0.36 ms: issue and shared memory
+// co-limit at ~0.35 ms, estimated 0.45-0.6 ms with imperfect overlap (target <= 1.02 ms f32,
+// 0.87 ms bf16). DRAM (f32): u, delta, grad_y 302 MB, du, ddelta 201 MB, chunk states 26 MB, dB/dC
+// partials 96 parts x 2 MB x 2 = 201 MB written here and read by the reduce kernel (+0.05 ms, a
+// second pass) -> 0.22 ms, under the compute. Occupancy: 768 blocks of 4 warps, 3 per SM -> 1.94
+// waves of 12 warps/SM. In flight per SM while a chunk is staged: 3 blocks x 16 channels x 64
+// steps x 3 arrays x 4 B = 37 KB (f32), and other blocks' compute covers the exposed latency:
+// a block's chunk is 16 x 16 x 64 elements x 27 / 32 lanes = 13.8K warp instructions, >= 3.5K
+// cycles at 4 issues per cycle, against ~1.2K cycles of DRAM latency. (2, 1536, 16384, 16): 192 blocks for 132 SMs (<= 2 per SM): twice the elements and
+// half the SMs' warp slots idle -> estimated 1.0-1.4 ms (target <= 2.1 ms).
+// Old costs removed: per-lane global B/C loads consumed at once, every state stored into shared
+// memory during the recompute and two loaded per step in the adjoint, a shuffle transpose-reduce
+// per step, the dB/dC channel sum as 2 scalar LDS per element.
+// Determinism: dA/dD/d(delta_bias) and time-invariant dB/dC are written per row, variable dB/dC
+// per block into its own workspace slice; the reduce kernel adds the partials in a fixed order
+// (the C API's two-phase contract). The price: parts x B x G x N x L floats per gradient (parts =
+// ceil((D/G) / channels per block): 96 at D = 1536, N = 16). Above N = 32 these partials would
+// be 96+ slices of a (B, G, N, L) tensor (gigabytes); there the block's channel sums of variable
+// dB/dC are added with float atomics into dB/dC (one atomic per (b, g, n, t) per block, 16
+// channels per block: D/16 per element, mamba: D), and only those two gradients are not bitwise
+// reproducible (lrnn_selective_scan_cuda_atomic_bc).
+// Backward, N > 64 (selective_scan_bwd_kernel): per channel, the chunk's states are recomputed
+// into shared memory (64 x N floats) and the adjoint reads them back; one channel per block,
+// atomics for variable dB/dC. The tiled kernel's B/C chunk rows and tile-start states do not fit
+// at N = 128-256 with enough channels per block to amortize them.
 #include <cuda_runtime.h>
 #include <stdint.h>
 

@@ -9,7 +9,7 @@ lrnn_status bwd_f32(const lrnn_selective_scan_bwd_params* q, int64_t items, cuda
 int64_t bwd_channels_per_block(int64_t dstate) {
   int64_t gpb = 1;
   with_config(dstate, [&](auto cfg) {
-    gpb = decltype(cfg)::gpb;
+    gpb = decltype(cfg)::rpb;
     return LRNN_OK;
   });
   return gpb;

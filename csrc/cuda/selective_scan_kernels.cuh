@@ -97,6 +97,7 @@ struct Row {
   int64_t st;
   __device__ __forceinline__ Row(const void* base, const int64_t (&s)[3], int64_t b, int64_t d)
       : ptr(const_cast<T*>(static_cast<const T*>(base)) + (base ? b * s[0] + d * s[1] : 0)), st(s[2]) {}
+  __device__ __forceinline__ Row(const T* base, int64_t s) : ptr(const_cast<T*>(base)), st(s) {}
   __device__ __forceinline__ float load(int64_t t) const { return to_f(ptr[t * st]); }
   __device__ __forceinline__ void store(int64_t t, float v) const { ptr[t * st] = from_f<T>(v); }
 };
@@ -340,8 +341,10 @@ __global__ void __launch_bounds__(Cfg::threads, Cfg::min_blocks) selective_scan_
 }
 
 // ------------------------------------------------------------------------------------------
-// Backward, phase 1: one block per work item (b, segment, part) of the C API; GPB groups of
-// LPC lanes, group i owning channel d_lo + i of the item.
+// Backward, phase 1, N > 64 (the tiled kernel below covers N <= 64): one block per work item
+// (b, segment, part) of the C API; GPB groups of LPC lanes, group i owning channel d_lo + i of
+// the item. The chunk's states are recomputed into shared memory (64 x N floats per channel,
+// which is what limits the tiled kernel's B/C chunk and tile-start states at large N).
 template <int LPC, int NS, int GPB>
 struct BwdSmem {
   static constexpr int NP = LPC * NS;  // states per row, padded
@@ -567,6 +570,340 @@ __global__ void __launch_bounds__(GPB * LPC) selective_scan_bwd_kernel(const lrn
 }
 
 // ------------------------------------------------------------------------------------------
+// Backward, phase 1, N <= 64 (design and cost model in selective_scan.cu). One block per work
+// item (b, segment, part) of the C API: RPB = THREADS / LPC channels, each owned by LPC lanes of
+// one warp, lane `l` holding the NS states n = l + k * LPC in registers (as the forward). Per
+// 64-step chunk, in reverse: the chunk's per-(channel, step) scalars and its B/C rows are staged
+// once in shared memory (fp32); pass 1 walks the chunk forward from the saved chunk state and
+// keeps only the state at each V-step tile boundary (and y, when z needs it); then, tile by tile
+// backwards, pass 2 recomputes the tile's V states and decay factors into registers and the
+// adjoint walks them back. dB/dC of the tile are summed over the block's channels through a
+// padded scratch in channel order; sums over a channel's states go through per-lane partial
+// rows added in lane order. Everything is deterministic except the N > 32 atomics (see .cu).
+template <int NS_, int LPC_, int V_, int THREADS_, int MINB_>
+struct BwdCfg {
+  static constexpr bool tiled = true;
+  static constexpr int ns = NS_, lpc = LPC_, v = V_, threads = THREADS_, min_blocks = MINB_;
+  static constexpr int np = NS_ * LPC_;             // states per channel, padded
+  static constexpr int rpb = THREADS_ / LPC_;       // channels per block
+  static constexpr int mk = kChunk / LPC_;          // steps per lane in the chunk's loads and stores
+  static constexpr int tiles = kChunk / V_;
+  static constexpr int srow = kChunk + 1;           // float4 step slots per channel (+1: groups on other banks)
+  static constexpr int kp = kChunk + 4;             // padded B/C row (a group's lanes read rows kp apart)
+  static constexpr int cs = np * V_ + 4;            // dB/dC scratch per channel (+4: two channels per quarter warp)
+  static constexpr int pv = V_ + 4;                 // per-lane partial row (STS.128 of 8 lanes on distinct banks)
+  static constexpr int e = np * kChunk / THREADS_;  // B (and C) chunk values staged per thread
+  static constexpr bool atomic_bc = np > 32;        // see selective_scan.cu: partials would be D / rpb slices
+  static_assert(V_ % 4 == 0 && kChunk % V_ == 0 && (np * kChunk) % THREADS_ == 0 && mk >= 1 && e % 4 == 0 && e <= kChunk,
+                "tile shape");
+  static size_t smem_bytes(bool variable) {
+    return sizeof(float) * (4 * size_t(rpb) * srow + 2 * size_t(np) * kp + 2 * size_t(THREADS_) * pv +
+                            size_t(tiles) * NS_ * THREADS_ + (variable ? 2 * size_t(rpb) * cs : 0));
+  }
+};
+
+struct BwdVec {
+  bool u, delta, dt_A, z, gy, du, ddelta, dz, ddt_A, B, C;
+};
+
+template <typename T, typename Cfg>
+__global__ void __launch_bounds__(Cfg::threads, Cfg::min_blocks)
+    selective_scan_bwd_tile_kernel(const lrnn_selective_scan_bwd_params q, BwdVec vec) {
+  constexpr int NS = Cfg::ns, LPC = Cfg::lpc, V = Cfg::v, TH = Cfg::threads, RPB = Cfg::rpb, NP = Cfg::np,
+                MK = Cfg::mk, SROW = Cfg::srow, KP = Cfg::kp, CS = Cfg::cs, PV = Cfg::pv, E = Cfg::e, K = kChunk;
+  const lrnn_selective_scan_params& p = q.fwd;
+  extern __shared__ __align__(16) unsigned char smem[];
+  float4* s_step = reinterpret_cast<float4*>(smem);        // [RPB][SROW]: (dtA, dt*u, gyo, y) per step
+  float* tB = reinterpret_cast<float*>(s_step + RPB * SROW);  // [NP][KP]: the chunk's B rows, fp32
+  float* tC = tB + NP * KP;                                 // [NP][KP]
+  float* s_part = tC + NP * KP;                             // [2][TH][PV]: per-lane per-step partial sums
+  float* s_bnd = s_part + 2 * TH * PV;                      // [tiles][NS][TH]: states at tile starts
+  float* redB = s_bnd + Cfg::tiles * NS * TH;               // [RPB][CS]: per-channel dB of a tile
+  float* redC = redB + RPB * CS;
+  const int tid = threadIdx.x, grp = tid / LPC, lane = tid % LPC;
+  const bool varB = p.B_variable, varC = p.C_variable, variable = varB || varC;
+  const int64_t S = variable ? p.groups : 1, parts = q.parts, L = p.length, N = p.dstate;
+  const int64_t item = blockIdx.x, b = item / (S * parts), s = (item / parts) % S, part = item % parts;
+  const int64_t seg = p.dim / S;
+  const int64_t d_lo = s * seg + part * seg / parts, d_hi = s * seg + (part + 1) * seg / parts;
+  const int nch = static_cast<int>(d_hi - d_lo);
+  const bool valid = grp < nch;  // idle channels take part in barriers and shuffles, as no-op rows
+  const int64_t d = valid ? d_lo + grp : d_lo, row = b * p.dim + d;
+  RowConsts<NS, LPC> rc;
+  rc.load(p, d, lane);
+  float lam[NS], dA[NS], dBti[NS], dCti[NS];
+#pragma unroll
+  for (int k = 0; k < NS; ++k) {
+    const int n = lane + k * LPC;
+    lam[k] = (valid && n < N && q.grad_h_last)
+                 ? static_cast<const float*>(q.grad_h_last)[b * q.grad_h_last_stride[0] + d * q.grad_h_last_stride[1] +
+                                                            n * q.grad_h_last_stride[2]]
+                 : 0.f;
+    dA[k] = dBti[k] = dCti[k] = 0.f;
+  }
+  float dD_acc = 0.f, ddb_acc = 0.f;
+  // the row pointers are rebuilt where used (chunk loads and stores) instead of being kept live
+  // through the tile loops, where registers are scarce
+  float4* my_step = s_step + grp * SROW;
+  const int64_t nchunks = L / K + 1;
+  for (int64_t c = nchunks - 1; c >= 0; --c) {
+    const int64_t tc = c * K;
+    const int Tc = static_cast<int>(L - tc < K ? L - tc : K);
+    if (Tc <= 0) continue;
+    const int ntiles = (Tc + V - 1) / V;
+    __syncthreads();  // the previous chunk's slots and B/C rows are no longer read
+    {
+      // this lane's MK steps: dtA, dt*u and the gated output gradient gyo, once per (row, step);
+      // steps past L (and idle channels) become exact no-op steps: exp(0) = 1, no input, gyo = 0
+      const int64_t t = tc + lane * MK;
+      const Row<T> ur(p.u, p.u_stride, b, d), dr(p.delta, p.delta_stride, b, d), ar(p.dt_A, p.dt_A_stride, b, d),
+          zr(p.z, p.z_stride, b, d), gyr(q.grad_y, q.grad_y_stride, b, d);
+      const T* Bsrc = static_cast<const T*>(p.Bm) + (varB ? b * p.B_stride[0] + s * p.B_stride[1] : 0);
+      const T* Csrc = static_cast<const T*>(p.Cm) + (varC ? b * p.C_stride[0] + s * p.C_stride[1] : 0);
+      Run<T, MK> su, sd, sa, sz, sg;
+      su.load(ur, t, L, vec.u);
+      sd.load(dr, t, L, vec.delta);
+      sg.load(gyr, t, L, vec.gy);
+      if (p.dt_A) sa.load(ar, t, L, vec.dt_A);
+      if (p.z) sz.load(zr, t, L, vec.z);
+      // B/C: this thread's E consecutive steps of state row n (one vector load when aligned);
+      // rows n >= N read as zeros (length 0)
+      const int n = tid / (K / E), j0 = (tid % (K / E)) * E;
+      Run<T, E> sb, sc;
+      if (varB) sb.load(Row<T>(Bsrc + (n < N ? n : 0) * p.B_stride[2], p.B_stride[3]), tc + j0, n < N ? L : 0, vec.B);
+      if (varC) sc.load(Row<T>(Csrc + (n < N ? n : 0) * p.C_stride[2], p.C_stride[3]), tc + j0, n < N ? L : 0, vec.C);
+#pragma unroll
+      for (int i = 0; i < MK; ++i) {
+        const bool in = valid && t + i < L;
+        float dt = sd.get(i) + rc.bias;
+        if (p.delta_softplus) dt = softplus(dt);
+        float gyo = sg.get(i);
+        if (p.z) {
+          const float zz = sz.get(i);
+          gyo *= zz * sigmoid(zz);
+        }
+        my_step[lane * MK + i] =
+            in ? make_float4(p.dt_A ? sa.get(i) : dt, dt * su.get(i), gyo, 0.f) : make_float4(0.f, 0.f, 0.f, 0.f);
+      }
+#pragma unroll
+      for (int i = 0; i < E; i += 4) {
+        if (varB) *reinterpret_cast<float4*>(tB + n * KP + j0 + i) = make_float4(sb.get(i), sb.get(i + 1), sb.get(i + 2), sb.get(i + 3));
+        if (varC) *reinterpret_cast<float4*>(tC + n * KP + j0 + i) = make_float4(sc.get(i), sc.get(i + 1), sc.get(i + 2), sc.get(i + 3));
+      }
+    }
+    __syncthreads();
+    // pass 1: forward through the chunk from its saved state; the state at each tile start is kept
+    float h[NS];
+#pragma unroll
+    for (int k = 0; k < NS; ++k) {
+      const int n = lane + k * LPC;
+      h[k] = n < N ? static_cast<const float*>(p.chunk_states)[b * p.chunk_states_stride[0] + d * p.chunk_states_stride[1] +
+                                                               c * p.chunk_states_stride[2] + n * p.chunk_states_stride[3]]
+                   : 0.f;
+    }
+    float* partB = s_part + tid * PV;       // this lane's partial row (y in pass 1, sum lam*B after)
+    float* partA = s_part + (TH + tid) * PV;  // sum lam*a*h*A
+#pragma unroll 1
+    for (int tt = 0; tt < ntiles; ++tt) {
+#pragma unroll
+      for (int k = 0; k < NS; ++k) s_bnd[(tt * NS + k) * TH + tid] = h[k];
+#pragma unroll
+      for (int j4 = 0; j4 < V; j4 += 4) {
+        const int j0 = tt * V + j4;
+        float4 st[4];
+#pragma unroll
+        for (int jj = 0; jj < 4; ++jj) st[jj] = my_step[j0 + jj];
+        float acc[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+        for (int k = 0; k < NS; ++k) {
+          const int n = lane + k * LPC;
+          const float4 Bv = varB ? *reinterpret_cast<const float4*>(tB + n * KP + j0) : make_float4(rc.Bti[k], rc.Bti[k], rc.Bti[k], rc.Bti[k]);
+          if (p.z) {
+            const float4 Cv = varC ? *reinterpret_cast<const float4*>(tC + n * KP + j0) : make_float4(rc.Cti[k], rc.Cti[k], rc.Cti[k], rc.Cti[k]);
+#pragma unroll
+            for (int jj = 0; jj < 4; ++jj) {
+              h[k] = fmaf(exp2f(st[jj].x * rc.A2[k]), h[k], st[jj].y * comp(Bv, jj));
+              acc[jj] = fmaf(comp(Cv, jj), h[k], acc[jj]);
+            }
+          } else {
+#pragma unroll
+            for (int jj = 0; jj < 4; ++jj) h[k] = fmaf(exp2f(st[jj].x * rc.A2[k]), h[k], st[jj].y * comp(Bv, jj));
+          }
+        }
+        if (p.z) *reinterpret_cast<float4*>(partB + j4) = make_float4(acc[0], acc[1], acc[2], acc[3]);
+      }
+      if (p.z) {  // y of the tile's steps (before D*u and the gate): the group's partials in lane order
+        __syncwarp();
+        for (int j = lane; j < V; j += LPC) {
+          float y = 0.f;
+#pragma unroll
+          for (int l = 0; l < LPC; ++l) y += s_part[(grp * LPC + l) * PV + j];
+          reinterpret_cast<float*>(my_step + tt * V + j)[3] = y;
+        }
+        __syncwarp();
+      }
+    }
+    // the adjoint, tile by tile backwards: lam[t] = gyo[t] C[t] + a[t+1] lam[t+1]
+#pragma unroll 1
+    for (int tt = ntiles - 1; tt >= 0; --tt) {
+      float hb[NS], hv[V][NS], av[V][NS];
+      float4 st[V];
+#pragma unroll
+      for (int j = 0; j < V; ++j) st[j] = my_step[tt * V + j];
+#pragma unroll
+      for (int k = 0; k < NS; ++k) hb[k] = s_bnd[(tt * NS + k) * TH + tid];
+      // pass 2: the tile's states and decay factors, in registers
+#pragma unroll
+      for (int j4 = 0; j4 < V; j4 += 4) {
+#pragma unroll
+        for (int k = 0; k < NS; ++k) {
+          const int n = lane + k * LPC;
+          const float4 Bv = varB ? *reinterpret_cast<const float4*>(tB + n * KP + tt * V + j4) : make_float4(rc.Bti[k], rc.Bti[k], rc.Bti[k], rc.Bti[k]);
+#pragma unroll
+          for (int jj = 0; jj < 4; ++jj) {
+            const int j = j4 + jj;
+            av[j][k] = exp2f(st[j].x * rc.A2[k]);
+            hv[j][k] = fmaf(av[j][k], j ? hv[j - 1][k] : hb[k], st[j].y * comp(Bv, jj));
+          }
+        }
+      }
+#pragma unroll
+      for (int j4 = V - 4; j4 >= 0; j4 -= 4) {
+        float accB[4] = {0.f, 0.f, 0.f, 0.f}, accA[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+        for (int k = 0; k < NS; ++k) {
+          const int n = lane + k * LPC;
+          const float4 Bv = varB ? *reinterpret_cast<const float4*>(tB + n * KP + tt * V + j4) : make_float4(rc.Bti[k], rc.Bti[k], rc.Bti[k], rc.Bti[k]);
+          const float4 Cv = varC ? *reinterpret_cast<const float4*>(tC + n * KP + tt * V + j4) : make_float4(rc.Cti[k], rc.Cti[k], rc.Cti[k], rc.Cti[k]);
+          float gB[4], gC[4];
+#pragma unroll
+          for (int jj = 3; jj >= 0; --jj) {
+            const int j = j4 + jj;
+            const float l = fmaf(st[j].z, comp(Cv, jj), lam[k]);
+            const float lah = l * (av[j][k] * (j ? hv[j - 1][k] : hb[k]));
+            gB[jj] = l * st[j].y;
+            gC[jj] = st[j].z * hv[j][k];
+            accB[jj] = fmaf(l, comp(Bv, jj), accB[jj]);
+            accA[jj] = fmaf(lah, rc.A2[k], accA[jj]);  // times ln 2 below: A = A2 / log2(e)
+            dA[k] = fmaf(lah, st[j].x, dA[k]);
+            lam[k] = av[j][k] * l;
+          }
+          if (varB) *reinterpret_cast<float4*>(redB + grp * CS + n * V + j4) = make_float4(gB[0], gB[1], gB[2], gB[3]);
+          else dBti[k] += (gB[3] + gB[2]) + (gB[1] + gB[0]);
+          if (varC) *reinterpret_cast<float4*>(redC + grp * CS + n * V + j4) = make_float4(gC[0], gC[1], gC[2], gC[3]);
+          else dCti[k] += (gC[3] + gC[2]) + (gC[1] + gC[0]);
+        }
+        *reinterpret_cast<float4*>(partB + j4) = make_float4(accB[0], accB[1], accB[2], accB[3]);
+        *reinterpret_cast<float4*>(partA + j4) = make_float4(accA[0], accA[1], accA[2], accA[3]);
+      }
+      __syncwarp();
+      // per step: the sums over the channel's states, partials added in lane order; they replace
+      // (dtA, dt*u) in the step slot, which no earlier tile reads
+      for (int j = lane; j < V; j += LPC) {
+        float sb = 0.f, sa = 0.f;
+#pragma unroll
+        for (int l = 0; l < LPC; ++l) {
+          sb += s_part[(grp * LPC + l) * PV + j];
+          sa += s_part[(TH + grp * LPC + l) * PV + j];
+        }
+        float* slot = reinterpret_cast<float*>(my_step + tt * V + j);
+        slot[0] = sb;
+        slot[1] = sa * (1.f / kLog2e);
+      }
+      __syncwarp();  // partial rows are rewritten by the next tile
+      if (variable) {
+        // dB/dC of the tile: sum over the block's channels in channel order, written once per block
+        // into its own workspace slice (N <= 32) or added into dB/dC (N > 32)
+        __syncthreads();
+        const int64_t slice = Cfg::atomic_bc ? (b * p.groups + s) * N * L : ((part * p.batch + b) * p.groups + s) * N * L;
+        constexpr int Q = V / 4, OUT = NP * Q;
+        for (int idx = tid; idx < 2 * OUT; idx += TH) {
+          const bool isC = idx >= OUT;
+          if (isC ? !varC : !varB) continue;
+          const int n = (idx % OUT) / Q, j4 = (idx % Q) * 4;
+          if (n >= N) continue;
+          const float* red = (isC ? redC : redB) + n * V + j4;
+          float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+          for (int g2 = 0; g2 < nch; ++g2) {
+            const float4 v = *reinterpret_cast<const float4*>(red + g2 * CS);
+            acc.x += v.x; acc.y += v.y; acc.z += v.z; acc.w += v.w;
+          }
+          float* dst = static_cast<float*>(Cfg::atomic_bc ? (isC ? q.dC : q.dB) : (isC ? q.dC_part : q.dB_part)) + slice + n * L;
+#pragma unroll
+          for (int i = 0; i < 4; ++i) {
+            const int64_t t = tc + tt * V + j4 + i;
+            if (t >= L) break;
+            if (Cfg::atomic_bc) atomicAdd(dst + t, comp(acc, i)); else dst[t] = comp(acc, i);
+          }
+        }
+        __syncthreads();
+      }
+    }
+    __syncwarp();  // the group's lanes wrote the step slots read below
+    if (valid) {
+      // per-step gradients of this lane's MK steps, 4 at a time (inputs re-read: L1/L2 hits; in
+      // groups of 4 so that MK arrays of inputs, slots and outputs are not live at once)
+      const Row<T> ur(p.u, p.u_stride, b, d), dr(p.delta, p.delta_stride, b, d), zr(p.z, p.z_stride, b, d),
+          gyr(q.grad_y, q.grad_y_stride, b, d), dur(q.du, q.du_stride, b, d), ddr(q.ddelta, q.ddelta_stride, b, d),
+          dzr(q.dz, q.dz_stride, b, d), dar(q.ddt_A, q.ddt_A_stride, b, d);
+      constexpr int G4 = MK < 4 ? MK : 4;
+#pragma unroll 1
+      for (int i0 = 0; i0 < MK; i0 += G4) {
+        const int64_t t = tc + lane * MK + i0;
+        Run<T, G4> su, sd, sz, sg;
+        su.load(ur, t, L, vec.u);
+        sd.load(dr, t, L, vec.delta);
+        sg.load(gyr, t, L, vec.gy);
+        if (p.z) sz.load(zr, t, L, vec.z);
+        float du[G4], dd[G4], dz[G4], dta[G4];
+#pragma unroll
+        for (int i = 0; i < G4; ++i) {
+          const float4 sl = my_step[lane * MK + i0 + i];  // (sum lam*B, dtA gradient, -, y)
+          const float u = su.get(i), raw = sd.get(i) + rc.bias, dt = p.delta_softplus ? softplus(raw) : raw;
+          const float gy = sg.get(i);
+          float gyo = gy;
+          dz[i] = 0.f;
+          if (p.z) {
+            const float zz = sz.get(i), sgz = sigmoid(zz);
+            gyo *= zz * sgz;
+            dz[i] = gy * fmaf(rc.Dd, u, sl.w) * sgz * (1.f + zz * (1.f - sgz));
+          }
+          du[i] = fmaf(gyo, rc.Dd, dt * sl.x);
+          float ddt = u * sl.x;
+          dta[i] = sl.y;
+          if (!p.dt_A) ddt += sl.y;
+          if (p.delta_softplus && raw <= 20.f) ddt *= sigmoid(raw);
+          dd[i] = ddt;
+          if (t + i < L) {
+            ddb_acc += ddt;
+            dD_acc = fmaf(gyo, u, dD_acc);
+          }
+        }
+        store_run<T, G4>(dur, t, L, vec.du, du);
+        store_run<T, G4>(ddr, t, L, vec.ddelta, dd);
+        if (p.z) store_run<T, G4>(dzr, t, L, vec.dz, dz);
+        if (p.dt_A) store_run<T, G4>(dar, t, L, vec.ddt_A, dta);
+      }
+    }
+  }
+  const float dD_sum = group_sum<LPC>(dD_acc), ddb_sum = group_sum<LPC>(ddb_acc);
+  if (!valid) return;
+#pragma unroll
+  for (int k = 0; k < NS; ++k) {
+    const int n = lane + k * LPC;
+    if (n >= N) continue;
+    static_cast<float*>(q.dh0)[b * q.dh0_stride[0] + d * q.dh0_stride[1] + n * q.dh0_stride[2]] = lam[k];
+    static_cast<float*>(q.dA_part)[row * N + n] = dA[k];
+    if (!varB) static_cast<float*>(q.dB_part)[row * N + n] = dBti[k];
+    if (!varC) static_cast<float*>(q.dC_part)[row * N + n] = dCti[k];
+  }
+  if (lane == 0) {
+    static_cast<float*>(q.dD_part)[row] = dD_sum;
+    static_cast<float*>(q.ddelta_bias_part)[row] = ddb_sum;
+  }
+}
+
+// ------------------------------------------------------------------------------------------
 // Host side: configuration by N, and dispatch by dtype.
 
 bool aligned_rows(const void* ptr, const int64_t* st, int variable, size_t elem) {
@@ -575,25 +912,23 @@ bool aligned_rows(const void* ptr, const int64_t* st, int variable, size_t elem)
   return st[0] % q == 0 && st[1] % q == 0 && st[2] % q == 0 && reinterpret_cast<uintptr_t>(ptr) % (4 * elem) == 0;
 }
 
+// The N > 64 configurations of the old kernel (channels per block bounded by shared memory:
+// the chunk's 64 x LPC x NS states per channel). Variable dB/dC are added with atomics there.
 template <int LPC, int NS>
 struct Cfg {
-  static constexpr int lpc = LPC, ns = NS;
-  // backward channels per block, bounded by shared memory (64 * LPC * NS floats of chunk states
-  // per channel, plus the dB/dC reduction buffers): 16 channels (256 threads) at N <= 16 — the
-  // same 8 resident warps per SM as two 128-thread blocks at ~240 registers per thread, with
-  // half the dB/dC partials.
-  static constexpr int gpb = LPC * NS <= 16 ? 16 : LPC * NS <= 32 ? 4 : LPC * NS <= 64 ? 2 : 1;
-  // N > 32: blocks hold only 1-2 channels, so deterministic per-block dB/dC partials would take
-  // D / 2 .. D slices of (B, G, N, L) floats (gigabytes at D = 1536); add with atomics instead.
-  static constexpr bool atomic_bc = NS > 1;
+  static constexpr bool tiled = false;
+  static constexpr int lpc = LPC, ns = NS, gpb = 1, rpb = 1;
+  static constexpr bool atomic_bc = true;
 };
 
+// Backward configuration by N: (states per lane, lanes per channel, tile steps, threads, blocks
+// per SM), shared-memory sizes in selective_scan.cu.
 template <typename Fn>
 lrnn_status with_config(int64_t N, Fn fn) {
-  if (N <= 8) return fn(Cfg<8, 1>{});
-  if (N <= 16) return fn(Cfg<16, 1>{});
-  if (N <= 32) return fn(Cfg<32, 1>{});
-  if (N <= 64) return fn(Cfg<32, 2>{});
+  if (N <= 8) return fn(BwdCfg<2, 4, 8, 128, 2>{});
+  if (N <= 16) return fn(BwdCfg<2, 8, 8, 128, 3>{});
+  if (N <= 32) return fn(BwdCfg<4, 8, 8, 128, 2>{});
+  if (N <= 64) return fn(BwdCfg<4, 16, 8, 256, 1>{});
   if (N <= 128) return fn(Cfg<32, 4>{});
   return fn(Cfg<32, 8>{});
 }
@@ -643,20 +978,44 @@ lrnn_status fwd_launch(const lrnn_selective_scan_params* p, cudaStream_t s) {
   });
 }
 
+// A variable (b, g, n, t) B/C tensor can be read in aligned runs of `per` steps.
+bool aligned_bc(const void* ptr, const int64_t* st, int variable, int per, size_t elem) {
+  if (!variable || st[3] != 1) return false;
+  return st[0] % per == 0 && st[1] % per == 0 && st[2] % per == 0 && reinterpret_cast<uintptr_t>(ptr) % (per * elem) == 0;
+}
+
 template <typename T>
 lrnn_status bwd_launch(const lrnn_selective_scan_bwd_params* q, int64_t items, cudaStream_t s) {
   const lrnn_selective_scan_params* p = &q->fwd;
   const bool variable = p->B_variable || p->C_variable;
-  const bool vecB = aligned_rows(p->Bm, p->B_stride, p->B_variable, sizeof(T));
-  const bool vecC = aligned_rows(p->Cm, p->C_stride, p->C_variable, sizeof(T));
   return with_config(p->dstate, [&](auto cfg) {
     using C = decltype(cfg);
-    using SM = BwdSmem<C::lpc, C::ns, C::gpb>;
-    auto kernel = selective_scan_bwd_kernel<T, C::lpc, C::ns, C::gpb>;
-    const size_t smem = SM::bytes(variable);
-    if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)) != cudaSuccess)
-      return LRNN_ERR_CUDA;
-    kernel<<<static_cast<unsigned>(items), C::gpb * C::lpc, smem, s>>>(*q, vecB, vecC, C::atomic_bc);
+    if constexpr (C::tiled) {
+      constexpr int per = Run<T, C::mk>::kPer;
+      const size_t e = sizeof(T);
+      const BwdVec vec{aligned_runs(p->u, p->u_stride, per, e),      aligned_runs(p->delta, p->delta_stride, per, e),
+                       aligned_runs(p->dt_A, p->dt_A_stride, per, e), aligned_runs(p->z, p->z_stride, per, e),
+                       aligned_runs(q->grad_y, q->grad_y_stride, per, e), aligned_runs(q->du, q->du_stride, per, e),
+                       aligned_runs(q->ddelta, q->ddelta_stride, per, e), aligned_runs(q->dz, q->dz_stride, per, e),
+                       aligned_runs(q->ddt_A, q->ddt_A_stride, per, e),
+                       aligned_bc(p->Bm, p->B_stride, p->B_variable, Run<T, C::e>::kPer, e),
+                       aligned_bc(p->Cm, p->C_stride, p->C_variable, Run<T, C::e>::kPer, e)};
+      auto kernel = selective_scan_bwd_tile_kernel<T, C>;
+      const size_t smem = C::smem_bytes(variable);
+      if (smem > 48 * 1024 &&
+          cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)) != cudaSuccess)
+        return LRNN_ERR_CUDA;
+      kernel<<<static_cast<unsigned>(items), C::threads, smem, s>>>(*q, vec);
+    } else {
+      const bool vecB = aligned_rows(p->Bm, p->B_stride, p->B_variable, sizeof(T));
+      const bool vecC = aligned_rows(p->Cm, p->C_stride, p->C_variable, sizeof(T));
+      using SM = BwdSmem<C::lpc, C::ns, C::gpb>;
+      auto kernel = selective_scan_bwd_kernel<T, C::lpc, C::ns, C::gpb>;
+      const size_t smem = SM::bytes(variable);
+      if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)) != cudaSuccess)
+        return LRNN_ERR_CUDA;
+      kernel<<<static_cast<unsigned>(items), C::gpb * C::lpc, smem, s>>>(*q, vecB, vecC, C::atomic_bc);
+    }
     return last_error();
   });
 }

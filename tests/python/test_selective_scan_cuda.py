@@ -95,9 +95,11 @@ def test_long_sequence_bf16():
     check_cuda_vs_cpu(make_inputs(Bn=1, D=4, L=5000, N=16, dtype=torch.bfloat16), CUDA_TOL[torch.bfloat16])
 
 
-def test_backward_deterministic():
-    # N <= 32: per-block dB/dC partials (N > 32 adds dB/dC with atomics, see selective_scan.cu)
-    inp = to(make_inputs(Bn=4, D=64, L=1000, N=16, G=1, dtype=torch.bfloat16), "cuda")
+@pytest.mark.parametrize("N", [8, 16, 32])
+def test_backward_deterministic(N):
+    # N <= 32: per-block dB/dC partials (N > 32 adds dB/dC with atomics, see selective_scan.cu);
+    # one case per backward configuration, each with several blocks per B/C group
+    inp = to(make_inputs(Bn=4, D=64, L=1000, N=N, G=1, dtype=torch.bfloat16), "cuda")
     grads = []
     for _ in range(2):
         t = {k: (v.clone().requires_grad_() if isinstance(v, torch.Tensor) else v) for k, v in inp.items()}

@@ -123,7 +123,7 @@ lrnn_status lrnn_selective_scan_bwd_cuda(const lrnn_selective_scan_bwd_params *p
  * item: the caller picks parts >= ceil(channels per segment / this). */
 int64_t lrnn_selective_scan_cuda_channels_per_block(int64_t dstate);
 /* Nonzero when the CUDA backward adds variable dB/dC over channels with float atomics straight
- * into dB/dC (N > 32: per-block partials would need up to D slices) — those two gradients are
+ * into dB/dC (N > 32: per-block partials would need D/16 to D slices) — those two gradients are
  * then not bitwise reproducible, and dB_part/dC_part are not read (one slot suffices). */
 int lrnn_selective_scan_cuda_atomic_bc(int64_t dstate);
 
