@@ -24,7 +24,7 @@ element; 20 and 40 for cauchy: two separate quotients) described a particular ev
 minimum, and made the fractions look better than they were.
 
     python benchmarks/bench_lti_kernels.py [--device cpu|cuda|all] [--shapes 1024,64,4096 ...]
-                                           [--json out.json]
+                                           [--impls op ref] [--json out.json]
 """
 from __future__ import annotations
 
@@ -208,6 +208,8 @@ def main():
     ap.add_argument("--device", default="all", choices=["cpu", "cuda", "all"])
     ap.add_argument("--shapes", nargs="*", default=None, help="H,N,L triples")
     ap.add_argument("--ops", nargs="*", default=["ssm_kernel", "cauchy"])
+    ap.add_argument("--impls", nargs="*", default=["op", "ref"], choices=["op", "ref"],
+                    help="'op' alone skips the slow materializing references")
     ap.add_argument("--ref-limit-gib", type=float, default=None,
                     help="skip references needing more memory (default: 6 GiB CPU, 100 GiB GPU)")
     ap.add_argument("--json", default=None)
@@ -229,7 +231,7 @@ def main():
         for op in a.ops:
             for shape in shapes:
                 for backward in (False, True):
-                    for impl in ("op", "ref"):
+                    for impl in a.impls:
                         row = bench_one(op, impl, shape, device, backward, rate, limit)
                         row.update(device=device, op=op, impl=impl, shape=shape,
                                    pass_="fwd+bwd" if backward else "fwd")

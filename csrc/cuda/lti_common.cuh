@@ -61,6 +61,76 @@ __device__ __forceinline__ float fast_rcp(float x) {
 }
 __device__ __forceinline__ double fast_rcp(double x) { return 1.0 / x; }
 
+/* Tensor-core products in float with float-level accuracy ("3xTF32"): x = hi + lo with hi the
+ * TF32 rounding of x and lo the rest (the tensor core reads its top 19 bits, so lo holds the next
+ * ~11 bits of x), and a b ~ a_hi b_hi + a_hi b_lo + a_lo b_hi: the dropped a_lo b_lo and the
+ * truncation of lo are ~2^-22 relative, at fp32 accumulation. */
+struct Tf32 {
+  uint32_t hi, lo;
+};
+
+__device__ __forceinline__ uint32_t f2u(float x) {
+#ifdef __CUDA_ARCH__
+  return __float_as_uint(x);
+#else
+  uint32_t u;
+  __builtin_memcpy(&u, &x, 4);
+  return u;
+#endif
+}
+__device__ __forceinline__ float u2f(uint32_t u) {
+#ifdef __CUDA_ARCH__
+  return __uint_as_float(u);
+#else
+  float x;
+  __builtin_memcpy(&x, &u, 4);
+  return x;
+#endif
+}
+
+__device__ __forceinline__ Tf32 split_tf32(float x) {
+  uint32_t hi;
+#ifdef __CUDA_ARCH__
+  asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(hi) : "f"(x));
+#else
+  hi = (f2u(x) + 0x1000u) & 0xffffe000u;   // round to 10 mantissa bits, ties away (finite x)
+#endif
+  return Tf32{hi, f2u(x - u2f(hi))};
+}
+
+/* d += A B for one warp: A 16 x 8 (row-major fragment a[4]), B 8 x 8 (column fragment b[2]),
+ * d the 16 x 8 float fragment, lane = 4 g + t: a = {A[g][t], A[g+8][t], A[g][t+4], A[g+8][t+4]},
+ * b = {B[t][g], B[t+4][g]}, d = {D[g][2t], D[g][2t+1], D[g+8][2t], D[g+8][2t+1]}. The CPU
+ * emulation computes the same products from the operands' TF32 bits (blocks run one at a
+ * time there, so one static table serves a block's threads). */
+__device__ __forceinline__ void mma_tf32(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+#ifdef __CUDA_ARCH__
+  asm volatile(
+      "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#else
+  static uint32_t frag[1024][6];
+  const int tid = threadIdx.x, base = tid & ~31, lane = tid & 31, g = lane >> 2, t = lane & 3;
+  for (int i = 0; i < 4; ++i) frag[tid][i] = a[i];
+  frag[tid][4] = b0;
+  frag[tid][5] = b1;
+  __syncwarp();
+  for (int e = 0; e < 4; ++e) {
+    const int row = g + 8 * (e >> 1), col = 2 * t + (e & 1);
+    double s = 0;
+    for (int k = 0; k < 8; ++k) {
+      const float av = u2f(frag[base + (row % 8) * 4 + k % 4][(row >= 8) + 2 * (k >= 4)] & 0xffffe000u);
+      const float bv = u2f(frag[base + col * 4 + k % 4][4 + (k >= 4)] & 0xffffe000u);
+      s += (double)av * bv;
+    }
+    d[e] = (float)(d[e] + s);
+  }
+  __syncwarp();
+#endif
+}
+
 template <typename T>
 __device__ __forceinline__ T warp_sum(T x) {
   for (int off = 16; off > 0; off >>= 1) x += __shfl_xor_sync(0xffffffffu, x, off);

@@ -7,8 +7,9 @@
  * (64 + 64) complex values per state and tile. They are generated in shared memory per chunk of
  * kStates states by runs of kRun multiplications from an anchor exp(z x) evaluated directly
  * (phase in double), so each factor is within kRun steps of an accurate value and the product
- * within LRNN_SSM_KERNEL_BLOCK. Forward: thread (ty, tx) of 64 accumulates 8 rows x 8 columns
- * (4 16-byte shared loads per 64 FMAs); backward: of 128, 8 rows x 4 columns (one state's 4).
+ * within LRNN_SSM_KERNEL_BLOCK. Forward in float: the same product on the tensor cores in 3xTF32
+ * (float accuracy, sk_fwd_tc_kernel); in double: thread (ty, tx) of 64 accumulates 8 rows x 8
+ * columns (4 16-byte shared loads per 64 FMAs); backward: of 128, 8 rows x 4 columns.
  * Backward (one block per head, tile and chunk of states): with g = dK on the tile, M[t, n] = sum_j g[t, j] z^j and M1[t, n] = sum_j g[t, j] j z^j
  * are one real product of g (64 x 64) with [Re z^j, Im z^j, j Re z^j, j Im z^j] (4 FMAs per
  * (n, l)); then per state S0 = sum_t z^(l_t) M and S1 = sum_t z^(l_t) (l_t M + M1), l_t = l_blk + 64 t,
@@ -107,10 +108,9 @@ __device__ __forceinline__ void load_chunk(const Cplx<T>* z, int64_t z_stride, i
   }
 }
 
-/* At most 113 registers, so 9 blocks of 2 warps fit per SM: (1024, 64, 4096) is 1024 blocks, one
- * wave on 132 SMs (with 7 per SM it would be a wave and a 10% tail, near half the time wasted). */
+/* The double forward (float runs on the tensor cores, sk_fwd_tc_kernel below). */
 template <typename T>
-__global__ void __launch_bounds__(kFwdThreads, sizeof(T) == 4 ? 9 : 1) sk_fwd_kernel(lrnn_ssm_kernel_params p,
+__global__ void __launch_bounds__(kFwdThreads) sk_fwd_kernel(lrnn_ssm_kernel_params p,
                                                                                       int64_t n_tiles) {
   const int64_t h = blockIdx.x / n_tiles, tile = blockIdx.x % n_tiles;
   const int64_t l_blk = tile * kTile;
@@ -158,6 +158,124 @@ __global__ void __launch_bounds__(kFwdThreads, sizeof(T) == 4 ? 9 : 1) sk_fwd_ke
     for (int c = 0; c < 8; ++c) {
       const int64_t l = l_blk + (int64_t)(8 * ty + i) * kCols + 8 * tx + c;
       if (l < p.length) k[l * p.k_stride[1]] = acc[i][c];
+    }
+}
+
+/* Float forward on the tensor cores (3xTF32, lti_common.cuh). A block (2 warps) owns one head and
+ * kTile steps, l = l_blk + 64 c + j; warp w the rows c = 32 w + 4 g + i (lane g, i < 4) of 64
+ * columns j. The product's k index runs over (state, Re/Im) in steps of 4 states: lane (g, t)
+ * holds state n0 + t, so it builds its own A and B operands in registers from a few powers:
+ *   A rows: U_i = s w z^(l_blk + 256 (8 w + g)) r64^i    (r64 = z^64)
+ *   B cols: P_nt = z^(g) r8^nt  for column j = 8 nt + g   (r8 = z^8)
+ * Per 4 states a warp issues 2 x 8 x 3 mma (1024 FMAs each) against ~30 cmul/split instructions
+ * per lane. The per-state powers (anchors every 4 rows and every 8 columns, the steps) are a
+ * shared table built once per chunk of kTcChunk states by one thread per state: 9 exps (phase in
+ * double), the rest by at most 3 + 3 multiplications, so with the 3 + 7 steps in the product loop
+ * each factor stays within 16 multiplications of an accurate exp. */
+constexpr int kTcWarps = 2;
+constexpr int kTcChunk = 64;                  // states per table
+constexpr int kTcLd = kTcChunk + 4;           // [anchor][state] pitch: lanes (g, t) hit distinct banks
+static_assert(kTcWarps * 32 == kTcChunk && kTcWarps * 32 * kCols == kTile, "thread per state, 32 rows per warp");
+
+__global__ void __launch_bounds__(kTcWarps * 32, 8) sk_fwd_tc_kernel(lrnn_ssm_kernel_params p, int64_t n_tiles) {
+  using C = Cplx<float>;
+  const int64_t h = blockIdx.x / n_tiles, tile = blockIdx.x % n_tiles;
+  const int64_t l_blk = tile * kTile;
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
+  const bool complex_w = p.basis == LRNN_BASIS_COMPLEX;
+  const float scale = complex_w ? 2.f : 1.f;
+  __shared__ C s_a[16 * kTcLd], s_b[8 * kTcLd], s_r8[kTcChunk], s_r64[kTcChunk];
+  float acc[2][8][4];
+#pragma unroll
+  for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+    for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc[mi][nt][e] = 0.f;
+  const C* z = reinterpret_cast<const C*>(p.z) + h * p.z_stride[0];
+  for (int64_t n0 = 0; n0 < p.state; n0 += kTcChunk) {
+    __syncthreads();   // the previous chunk's products are done with the table
+    {
+      const int64_t n = n0 + tid;
+      const bool live = n < p.state;
+      const C zn = live ? z[n * p.z_stride[1]] : C{0.f, 0.f};
+      C w = live ? lrnn_cuda::load_w<float>(p.w, h * p.w_stride[0] + n * p.w_stride[1], complex_w) : C{0.f, 0.f};
+      w = C{scale * w.re, scale * w.im};
+      const C r1 = lrnn_cuda::exp_scaled<float>(zn.re, zn.im, 1.0), r256 = lrnn_cuda::exp_scaled<float>(zn.re, zn.im, 256.0);
+      s_r8[tid] = lrnn_cuda::exp_scaled<float>(zn.re, zn.im, 8.0);
+      s_r64[tid] = lrnn_cuda::exp_scaled<float>(zn.re, zn.im, 64.0);
+#pragma unroll
+      for (int q = 0; q < 2; ++q) {   // z^g: exact at g = 0, 4
+        C v = q == 0 ? C{1.f, 0.f} : lrnn_cuda::exp_scaled<float>(zn.re, zn.im, 4.0);
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          s_b[(4 * q + i) * kTcLd + tid] = v;
+          v = cmul(v, r1);
+        }
+      }
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {   // s w z^(l_blk + 256 a): exact at a = 0, 4, 8, 12
+        C v = cmul(w, lrnn_cuda::exp_scaled<float>(zn.re, zn.im, (double)(l_blk + 1024 * q)));
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          s_a[(4 * q + i) * kTcLd + tid] = v;
+          v = cmul(v, r256);
+        }
+      }
+    }
+    __syncthreads();
+    const int n_steps = (int)((p.state - n0 < kTcChunk ? p.state - n0 : kTcChunk) + 3) / 4;
+    for (int ks = 0; ks < n_steps; ++ks) {
+      const int n = 4 * ks + t;
+      const C r64 = s_r64[n], r8 = s_r8[n];
+      lrnn_cuda::Tf32 ar[2][2], ai[2][2];   // [m-tile][row half]: Re U and -Im U
+      C u = s_a[(8 * warp + g) * kTcLd + n];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        ar[i / 2][i % 2] = lrnn_cuda::split_tf32(u.re);
+        ai[i / 2][i % 2] = lrnn_cuda::split_tf32(-u.im);
+        if (i < 3) u = cmul(u, r64);
+      }
+      uint32_t a_hi[2][4], a_lo[2][4];
+#pragma unroll
+      for (int mi = 0; mi < 2; ++mi) {
+        a_hi[mi][0] = ar[mi][0].hi, a_hi[mi][1] = ar[mi][1].hi, a_hi[mi][2] = ai[mi][0].hi, a_hi[mi][3] = ai[mi][1].hi;
+        a_lo[mi][0] = ar[mi][0].lo, a_lo[mi][1] = ar[mi][1].lo, a_lo[mi][2] = ai[mi][0].lo, a_lo[mi][3] = ai[mi][1].lo;
+      }
+      C v = s_b[g * kTcLd + n];
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt) {
+        const lrnn_cuda::Tf32 br = lrnn_cuda::split_tf32(v.re), bi = lrnn_cuda::split_tf32(v.im);
+#pragma unroll
+        for (int mi = 0; mi < 2; ++mi) {
+          lrnn_cuda::mma_tf32(acc[mi][nt], a_lo[mi], br.hi, bi.hi);
+          lrnn_cuda::mma_tf32(acc[mi][nt], a_hi[mi], br.lo, bi.lo);
+          lrnn_cuda::mma_tf32(acc[mi][nt], a_hi[mi], br.hi, bi.hi);
+        }
+        if (nt < 7) v = cmul(v, r8);
+      }
+    }
+  }
+  /* lane's outputs: rows c = 32 w + 4 g + 2 mi + (0, 1), columns j = 8 nt + 2 t + (0, 1); a pair
+   * of a row is 8 bytes, and a warp's store covers whole 32-byte sectors of 8 rows */
+  float* k = reinterpret_cast<float*>(p.k) + h * p.k_stride[0];
+  const bool pairs = p.k_stride[1] == 1 && (reinterpret_cast<uintptr_t>(k) & 7) == 0;
+#pragma unroll
+  for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+    for (int hf = 0; hf < 2; ++hf) {
+      const int64_t row = l_blk + (int64_t)kCols * (32 * warp + 4 * g + 2 * mi + hf);
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt) {
+        const int64_t l = row + 8 * nt + 2 * t;
+        const float x0 = acc[mi][nt][2 * hf], x1 = acc[mi][nt][2 * hf + 1];
+        if (pairs && l + 1 < p.length) {
+          *reinterpret_cast<float2*>(k + l) = make_float2(x0, x1);
+        } else {
+          if (l < p.length) k[l * p.k_stride[1]] = x0;
+          if (l + 1 < p.length) k[(l + 1) * p.k_stride[1]] = x1;
+        }
+      }
     }
 }
 
@@ -318,7 +436,7 @@ extern "C" lrnn_status lrnn_ssm_kernel_fwd_cuda(const lrnn_ssm_kernel_params* p,
   if (blocks > INT32_MAX) return LRNN_ERR_SHAPE;
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   switch (p->dtype) {
-    case LRNN_C64: sk_fwd_kernel<float><<<(unsigned)blocks, kFwdThreads, 0, s>>>(*p, n_tiles); break;
+    case LRNN_C64: sk_fwd_tc_kernel<<<(unsigned)blocks, kTcWarps * 32, 0, s>>>(*p, n_tiles); break;
     case LRNN_C128: sk_fwd_kernel<double><<<(unsigned)blocks, kFwdThreads, 0, s>>>(*p, n_tiles); break;
     default: return LRNN_ERR_DTYPE;
   }
