@@ -7,9 +7,11 @@
  * (64 + 64) complex values per state and tile. They are generated in shared memory per chunk of
  * kStates states by runs of kRun multiplications from an anchor exp(z x) evaluated directly
  * (phase in double), so each factor is within kRun steps of an accurate value and the product
- * within LRNN_SSM_KERNEL_BLOCK. Forward in float: the same product on the tensor cores in 3xTF32
- * (float accuracy, sk_fwd_tc_kernel); in double: thread (ty, tx) of 64 accumulates 8 rows x 8
- * columns (4 16-byte shared loads per 64 FMAs); backward: of 128, 8 rows x 4 columns.
+ * within LRNN_SSM_KERNEL_BLOCK. In double, thread (ty, tx) of 64 accumulates 8 rows x 8 columns
+ * (4 16-byte shared loads per 64 FMAs); backward: of 128, 8 rows x 4 columns. In float, both
+ * directions run the same products on the tensor cores in 3xTF32 (float accuracy at ~3/8 of the
+ * FP32 pipe's time per FMA; sk_fwd_tc_kernel, sk_bwd_tc_kernel), with the powers built the same
+ * way (anchors every <= 8 steps of the runs).
  * Backward (one block per head, tile and chunk of states): with g = dK on the tile, M[t, n] = sum_j g[t, j] z^j and M1[t, n] = sum_j g[t, j] j z^j
  * are one real product of g (64 x 64) with [Re z^j, Im z^j, j Re z^j, j Im z^j] (4 FMAs per
  * (n, l)); then per state S0 = sum_t z^(l_t) M and S1 = sum_t z^(l_t) (l_t M + M1), l_t = l_blk + 64 t,
@@ -285,7 +287,8 @@ constexpr size_t bwd_smem_bytes() {
   return sizeof(T) * (kCols * (kLdG + kLd) + 4 * kStates * 4) + sizeof(Cplx<T>) * (kRows * kStates + 3 * kStates);
 }
 
-/* Per-tile sums S0 = sum dK E and S1 = sum l dK E (E = exp(z l)) into the workspace. A block
+/* Per-tile sums S0 = sum dK E and S1 = sum l dK E (E = exp(z l)) into the workspace, in double
+ * (float: sk_bwd_tc_kernel). A block
  * takes one chunk of kStates states of one (head, tile): restaging the tile of dK per chunk (from
  * L2) is cheap, and the extra blocks balance the waves (44 KiB of shared memory allow 5 blocks
  * per SM: (1024, 64, 4096) gives 4096 blocks instead of 1024). */
@@ -377,6 +380,117 @@ __global__ void __launch_bounds__(kThreads) sk_bwd_partial_kernel(lrnn_ssm_kerne
   }
 }
 
+/* Float backward partials on the tensor cores (3xTF32). A block (8 warps) owns one head and tile
+ * and stages its dK once, as (g, j g) pre-split into TF32 hi/lo (j: the column, 0..63); warp w
+ * takes states n0 + 8 w .. + 7 per chunk of kTcChunk states. With rows (c, g or j g) and columns
+ * (state, Re or Im of z^j) the product over j gives M = sum_j g z^j and M1 = sum_j j g z^j per
+ * (c, n): 8 m-tiles x 2 n-tiles x 8 k-steps x 3 mma per warp. Lane (g, t) generates the B operand
+ * z^(8 ks + t), z^(8 ks + t + 4) of state 8 w + g by a run of 7 multiplications by z^8 from exps.
+ * Then, as in the double kernel, S0 = sum_c E_c M and S1 = sum_c E_c ((l_blk + 64 c) M + M1) with
+ * E_c = z^(l_blk + 64 c), summed over the 8 row lanes by shuffles in a fixed order. */
+constexpr int kTcBwdWarps = 8;
+constexpr int kLdT = kCols + 4;   // uint4 pitch of the staged tile: 8 lanes of a phase, 8 distinct 16-byte banks
+static_assert(kTcBwdWarps * 8 == kTcChunk, "8 states per warp");
+
+__global__ void __launch_bounds__(kTcBwdWarps * 32, 2) sk_bwd_tc_kernel(lrnn_ssm_kernel_bwd_params p,
+                                                                        int64_t n_tiles, double* ws) {
+  using C = Cplx<float>;
+  const int64_t h = blockIdx.x / n_tiles, tile = blockIdx.x % n_tiles;
+  const int64_t l_blk = tile * kTile;
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
+  extern __shared__ __align__(16) unsigned char smem[];
+  uint4* s_g = reinterpret_cast<uint4*>(smem);   // [c][j]: (g hi, g lo, j g hi, j g lo)
+  const float* gk = reinterpret_cast<const float*>(p.grad_k) + h * p.grad_k_stride[0];
+  for (int e = tid; e < kTile; e += kTcBwdWarps * 32) {
+    const int c = e / kCols, j = e % kCols;
+    const int64_t l = l_blk + e;
+    const float x = l < p.length ? gk[l * p.grad_k_stride[1]] : 0.f;
+    const lrnn_cuda::Tf32 a = lrnn_cuda::split_tf32(x), b = lrnn_cuda::split_tf32((float)j * x);
+    s_g[c * kLdT + j] = uint4{a.hi, a.lo, b.hi, b.lo};
+  }
+  __syncthreads();
+  const C* z = reinterpret_cast<const C*>(p.z) + h * p.z_stride[0];
+  for (int64_t n0 = 8 * warp; n0 < p.state; n0 += kTcChunk) {
+    const int64_t n_b = n0 + g;   // the B operand's state
+    const C zb = n_b < p.state ? z[n_b * p.z_stride[1]] : C{0.f, 0.f};
+    const C r8 = lrnn_cuda::exp_scaled<float>(zb.re, zb.im, 8.0);
+    C q0 = lrnn_cuda::exp_scaled<float>(zb.re, zb.im, (double)t), q1 = lrnn_cuda::exp_scaled<float>(zb.re, zb.im, (double)(t + 4));
+    float acc[4][2][2][4];   // [c block][g, j g][Re, Im][fragment]
+#pragma unroll
+    for (int mb = 0; mb < 4; ++mb)
+#pragma unroll
+      for (int wh = 0; wh < 2; ++wh)
+#pragma unroll
+        for (int ri = 0; ri < 2; ++ri)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) acc[mb][wh][ri][e] = 0.f;
+#pragma unroll 1
+    for (int ks = 0; ks < kCols / 8; ++ks) {
+      const lrnn_cuda::Tf32 b0r = lrnn_cuda::split_tf32(q0.re), b1r = lrnn_cuda::split_tf32(q1.re),
+                            b0i = lrnn_cuda::split_tf32(q0.im), b1i = lrnn_cuda::split_tf32(q1.im);
+#pragma unroll
+      for (int mb = 0; mb < 4; ++mb) {
+        const uint4* row = s_g + (16 * mb + g) * kLdT + 8 * ks + t;
+        const uint4 v00 = row[0], v10 = row[8 * kLdT], v01 = row[4], v11 = row[8 * kLdT + 4];
+        const uint32_t ah[2][4] = {{v00.x, v10.x, v01.x, v11.x}, {v00.z, v10.z, v01.z, v11.z}};
+        const uint32_t al[2][4] = {{v00.y, v10.y, v01.y, v11.y}, {v00.w, v10.w, v01.w, v11.w}};
+#pragma unroll
+        for (int wh = 0; wh < 2; ++wh) {
+          lrnn_cuda::mma_tf32(acc[mb][wh][0], al[wh], b0r.hi, b1r.hi);
+          lrnn_cuda::mma_tf32(acc[mb][wh][1], al[wh], b0i.hi, b1i.hi);
+          lrnn_cuda::mma_tf32(acc[mb][wh][0], ah[wh], b0r.lo, b1r.lo);
+          lrnn_cuda::mma_tf32(acc[mb][wh][1], ah[wh], b0i.lo, b1i.lo);
+          lrnn_cuda::mma_tf32(acc[mb][wh][0], ah[wh], b0r.hi, b1r.hi);
+          lrnn_cuda::mma_tf32(acc[mb][wh][1], ah[wh], b0i.hi, b1i.hi);
+        }
+      }
+      q0 = cmul(q0, r8);
+      q1 = cmul(q1, r8);
+    }
+    /* lane's (c, n): c = 16 mb + g + 8 (e / 2), n = n0 + 2 t + e % 2; E_c by runs of 7 steps of z^512 */
+    float s[2][4];
+#pragma unroll
+    for (int ee = 0; ee < 2; ++ee) {
+      const int64_t n = n0 + 2 * t + ee;
+      const C zn = n < p.state ? z[n * p.z_stride[1]] : C{0.f, 0.f};
+      const C r512 = lrnn_cuda::exp_scaled<float>(zn.re, zn.im, 8.0 * kCols);
+      C e_c = lrnn_cuda::exp_scaled<float>(zn.re, zn.im, (double)(l_blk + (int64_t)kCols * g));
+      s[ee][0] = s[ee][1] = s[ee][2] = s[ee][3] = 0.f;
+#pragma unroll
+      for (int q = 0; q < 8; ++q) {   // c = g + 8 q: c block q / 2, fragment half q % 2
+        const int mb = q / 2, e = 2 * (q % 2) + ee;
+        const float lt = (float)(l_blk + (int64_t)kCols * (g + 8 * q));
+        const C m{acc[mb][0][0][e], acc[mb][0][1][e]};
+        const C m1{lt * m.re + acc[mb][1][0][e], lt * m.im + acc[mb][1][1][e]};
+        const C a = cmul(e_c, m), b = cmul(e_c, m1);
+        s[ee][0] += a.re;
+        s[ee][1] += a.im;
+        s[ee][2] += b.re;
+        s[ee][3] += b.im;
+        if (q < 7) e_c = cmul(e_c, r512);
+      }
+    }
+#pragma unroll
+    for (int ee = 0; ee < 2; ++ee)
+#pragma unroll
+      for (int qq = 0; qq < 4; ++qq)
+#pragma unroll
+        for (int off = 4; off < 32; off <<= 1) s[ee][qq] += __shfl_xor_sync(0xffffffffu, s[ee][qq], off);
+    if (g == 0)
+#pragma unroll
+      for (int ee = 0; ee < 2; ++ee) {
+        const int64_t n = n0 + 2 * t + ee;
+        if (n < p.state) {
+          double* o = lrnn_cuda::partial_slot(ws, tile, p.heads, p.state, h, n);
+#pragma unroll
+          for (int qq = 0; qq < 4; ++qq) o[qq] = s[ee][qq];
+        }
+      }
+  }
+}
+
+constexpr size_t kTcBwdSmem = sizeof(uint4) * kRows * kLdT;
+
 /* grad_w = s conj(S0) (real part for a real w), grad_z = s conj(w S1), tiles summed in order. */
 template <typename T>
 __global__ void sk_bwd_finish_kernel(lrnn_ssm_kernel_bwd_params p, int64_t n_tiles, const double* ws) {
@@ -402,7 +516,7 @@ __global__ void sk_bwd_finish_kernel(lrnn_ssm_kernel_bwd_params p, int64_t n_til
 lrnn_status launched() { return cudaGetLastError() == cudaSuccess ? LRNN_OK : LRNN_ERR_CUDA; }
 
 
-/* The backward's tables exceed the default 48 KiB of shared memory in double (float: 44 KiB). */
+/* The double backward's tables exceed the default 48 KiB of shared memory. */
 template <typename T>
 lrnn_status launch_bwd(const lrnn_ssm_kernel_bwd_params* p, int64_t n_tiles, double* ws, cudaStream_t s) {
   constexpr size_t smem = bwd_smem_bytes<T>();
@@ -417,6 +531,18 @@ lrnn_status launch_bwd(const lrnn_ssm_kernel_bwd_params* p, int64_t n_tiles, dou
                                                                                              ws);
   }
   sk_bwd_finish_kernel<T><<<(unsigned)lrnn_cuda::ceil_div(p->heads * p->state, 256), 256, 0, s>>>(*p, n_tiles, ws);
+  return launched();
+}
+
+/* Float: the tensor-core partials (70 KiB of shared memory: 2 blocks of 8 warps per SM). */
+lrnn_status launch_bwd_tc(const lrnn_ssm_kernel_bwd_params* p, int64_t n_tiles, double* ws, cudaStream_t s) {
+  if (n_tiles > 0) {
+    if (cudaFuncSetAttribute(sk_bwd_tc_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)kTcBwdSmem) !=
+        cudaSuccess)
+      return LRNN_ERR_CUDA;
+    sk_bwd_tc_kernel<<<(unsigned)(n_tiles * p->heads), kTcBwdWarps * 32, kTcBwdSmem, s>>>(*p, n_tiles, ws);
+  }
+  sk_bwd_finish_kernel<float><<<(unsigned)lrnn_cuda::ceil_div(p->heads * p->state, 256), 256, 0, s>>>(*p, n_tiles, ws);
   return launched();
 }
 
@@ -453,7 +579,7 @@ extern "C" lrnn_status lrnn_ssm_kernel_bwd_cuda(const lrnn_ssm_kernel_bwd_params
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   double* ws = static_cast<double*>(workspace);
   switch (p->dtype) {
-    case LRNN_C64: return launch_bwd<float>(p, n_tiles, ws, s);
+    case LRNN_C64: return launch_bwd_tc(p, n_tiles, ws, s);
     case LRNN_C128: return launch_bwd<double>(p, n_tiles, ws, s);
     default: return LRNN_ERR_DTYPE;
   }
