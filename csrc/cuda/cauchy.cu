@@ -4,7 +4,8 @@
  * l0 + t + kCyThreads * j (coalesced), per-state constants staged in shared memory in chunks (one
  * 16-byte broadcast load per state), sums in registers; a conjugate pair costs one reciprocal.
  * Backward: one block per (head, tile of kCyBwdTile nodes), the tile's nodes and output gradients
- * in shared memory; each warp takes whole states, each lane a strided subset of the tile's nodes;
+ * in shared memory; each warp takes kCyBwdStates whole states at once (one load of a node serves
+ * them all), each lane a strided subset of the tile's nodes;
  * warp sums go to a double workspace per tile, reduced in a fixed order by a second kernel
  * (lti_common.cuh). Reciprocals are one MUFU.RCP in float (lrnn_cuda::fast_rcp). */
 #include "lrnn/cauchy.h"
@@ -21,6 +22,7 @@ constexpr int kCyTile = kCyThreads * kCyPerThread;
 constexpr int kCyBwdThreads = 256;   // 8 blocks of 8 warps per SM: 4096 blocks at (1024, 64, 4096)
 constexpr int kCyBwdWarps = kCyBwdThreads / 32;   // are 3.9 full waves (128 threads: 2.4, a 20% tail)
 constexpr int kCyBwdTile = 1024;
+constexpr int kCyBwdStates = 4;   // states per warp pass
 
 /* Per-state constants staged in shared memory: (Re lam, Im lam, c0, c1) with (c0, c1) =
  * (2 Re v, -2 Im v Im lam) for the symmetric sum (see pair_term) and (Re v, Im v) otherwise. */
@@ -103,7 +105,25 @@ __global__ void __launch_bounds__(kCyThreads) cy_fwd_kernel(lrnn_cauchy_params p
   }
 }
 
-/* A = sum r1 conj(G) + r2 G, B = sum r1^2 conj(G) + r2^2 G per tile into ws[tile][h][n][4]. */
+/* One term of the backward sums for r = 1 / d, d = dr + i di: x = r conj(g), A += x, B += r x
+ * (the symmetric sum's second term passes g = conj(G)): 16 FP32 instructions with the
+ * reciprocal, B accumulated by FFMAs. */
+template <typename T>
+__device__ __forceinline__ void bwd_term(T (&acc)[4], T dr, T di, T gr, T gi) {
+  const T inv = lrnn_cuda::fast_rcp(dr * dr + di * di);
+  const T rr = dr * inv, ri = -di * inv;
+  const T xr = rr * gr + ri * gi, xi = ri * gr - rr * gi;   // r conj(g)
+  acc[0] += xr;
+  acc[1] += xi;
+  acc[2] = fma(rr, xr, acc[2]);
+  acc[2] = fma(-ri, xi, acc[2]);
+  acc[3] = fma(rr, xi, acc[3]);
+  acc[3] = fma(ri, xr, acc[3]);
+}
+
+/* A = sum r1 conj(G) + r2 G, B = sum r1^2 conj(G) + r2^2 G per tile into ws[tile][h][n][4]. A warp
+ * takes kCyBwdStates states at once (lam in registers), each lane a strided subset of the tile's
+ * nodes: one 8-byte load each of omega and G per node serves all of them. */
 template <typename T>
 __global__ void __launch_bounds__(kCyBwdThreads) cy_bwd_partial_kernel(lrnn_cauchy_bwd_params p, int64_t n_tiles,
                                                                     double* ws) {
@@ -111,43 +131,57 @@ __global__ void __launch_bounds__(kCyBwdThreads) cy_bwd_partial_kernel(lrnn_cauc
   const int64_t t0 = tile * kCyBwdTile;
   const int nt = (int)(p.length - t0 < kCyBwdTile ? p.length - t0 : kCyBwdTile);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  __shared__ Cplx<T> s_o[kCyBwdTile], s_g[kCyBwdTile];
+  __shared__ lrnn_cuda::CplxA<T> s_o[kCyBwdTile], s_g[kCyBwdTile];
   const Cplx<T>* om = reinterpret_cast<const Cplx<T>*>(p.omega);
   const Cplx<T>* g = reinterpret_cast<const Cplx<T>*>(p.grad_out) + h * p.grad_out_stride[0];
   for (int i = threadIdx.x; i < nt; i += kCyBwdThreads) {
-    s_o[i] = om[(t0 + i) * p.omega_stride];
-    s_g[i] = g[(t0 + i) * p.grad_out_stride[1]];
+    const Cplx<T> o = om[(t0 + i) * p.omega_stride], gi = g[(t0 + i) * p.grad_out_stride[1]];
+    s_o[i] = {o.re, o.im};
+    s_g[i] = {gi.re, gi.im};
   }
   __syncthreads();
   const Cplx<T>* lam = reinterpret_cast<const Cplx<T>*>(p.lam) + h * p.lam_stride[0];
-  for (int64_t n = warp; n < p.state; n += kCyBwdWarps) {
-    const Cplx<T> ln = lam[n * p.lam_stride[1]];
-    T ar = 0, ai = 0, br = 0, bi = 0;
+  for (int64_t n0 = (int64_t)kCyBwdStates * warp; n0 < p.state; n0 += kCyBwdStates * kCyBwdWarps) {
+    T lr[kCyBwdStates], li[kCyBwdStates], acc[kCyBwdStates][4];
+#pragma unroll
+    for (int k = 0; k < kCyBwdStates; ++k) {   // states past the last repeat it; their sums are dropped
+      const int64_t n = n0 + k < p.state ? n0 + k : p.state - 1;
+      const Cplx<T> ln = lam[n * p.lam_stride[1]];
+      lr[k] = ln.re;
+      li[k] = ln.im;
+      acc[k][0] = acc[k][1] = acc[k][2] = acc[k][3] = T(0);
+    }
+    if (p.symmetric) {
 #pragma unroll 2
-    for (int i = lane; i < nt; i += 32) {
-      const Cplx<T> o = s_o[i], G = s_g[i];
-      {
-        /* r1 = 1/(omega - lam); x = r1 conj(G) */
-        const T dr = o.re - ln.re, di = o.im - ln.im, inv = lrnn_cuda::fast_rcp(dr * dr + di * di);
-        const T rr = dr * inv, ri = -di * inv;
-        const T xr = rr * G.re + ri * G.im, xi = ri * G.re - rr * G.im;
-        ar += xr;
-        ai += xi;
-        br += rr * xr - ri * xi;
-        bi += rr * xi + ri * xr;
+      for (int i = lane; i < nt; i += 32) {
+        const lrnn_cuda::CplxA<T> o = s_o[i], G = s_g[i];
+#pragma unroll
+        for (int k = 0; k < kCyBwdStates; ++k) {
+          const T dr = o.re - lr[k];
+          bwd_term(acc[k], dr, o.im - li[k], G.re, G.im);      // r1 = 1/(omega - lam): r1 conj(G)
+          bwd_term(acc[k], dr, -o.im - li[k], G.re, -G.im);    // r2 = 1/(conj(omega) - lam): r2 G
+        }
       }
-      if (p.symmetric) {
-        /* r2 = 1/(conj(omega) - lam); x = r2 G */
-        const T dr = o.re - ln.re, di = -o.im - ln.im, inv = lrnn_cuda::fast_rcp(dr * dr + di * di);
-        const T rr = dr * inv, ri = -di * inv;
-        const T xr = rr * G.re - ri * G.im, xi = rr * G.im + ri * G.re;
-        ar += xr;
-        ai += xi;
-        br += rr * xr - ri * xi;
-        bi += rr * xi + ri * xr;
+    } else {
+#pragma unroll 2
+      for (int i = lane; i < nt; i += 32) {
+        const lrnn_cuda::CplxA<T> o = s_o[i], G = s_g[i];
+#pragma unroll
+        for (int k = 0; k < kCyBwdStates; ++k) bwd_term(acc[k], o.re - lr[k], o.im - li[k], G.re, G.im);
       }
     }
-    lrnn_cuda::warp_store_partials(ws, tile, p.heads, p.state, h, n, ar, ai, br, bi);
+#pragma unroll
+    for (int k = 0; k < kCyBwdStates; ++k) {
+      const int64_t n = n0 + k < p.state ? n0 + k : p.state - 1;
+      T a[4] = {acc[k][0], acc[k][1], acc[k][2], acc[k][3]};
+#pragma unroll
+      for (int q = 0; q < 4; ++q) a[q] = lrnn_cuda::warp_sum(a[q]);
+      if (lane == 0 && n0 + k < p.state) {
+        double* o = lrnn_cuda::partial_slot(ws, tile, p.heads, p.state, h, n);
+#pragma unroll
+        for (int q = 0; q < 4; ++q) o[q] = a[q];
+      }
+    }
   }
 }
 

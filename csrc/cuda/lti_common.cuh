@@ -15,6 +15,12 @@ struct Cplx {
   T re, im;
 };
 
+/* Complex aligned to its size: one 8-byte (float) or 16-byte (double) shared-memory access. */
+template <typename T>
+struct alignas(2 * sizeof(T)) CplxA {
+  T re, im;
+};
+
 template <typename T>
 __device__ __forceinline__ Cplx<T> cmul(Cplx<T> a, Cplx<T> b) {
   return Cplx<T>{a.re * b.re - a.im * b.im, a.re * b.im + a.im * b.re};
@@ -141,23 +147,6 @@ __device__ __forceinline__ T warp_sum(T x) {
 __device__ __forceinline__ double* partial_slot(double* ws, int64_t tile, int64_t heads, int64_t state, int64_t h,
                                                 int64_t n) {
   return ws + ((tile * heads + h) * state + n) * 4;
-}
-
-/* Warp-wide sums of a, b, c, d stored by lane 0 as the (tile, h, n) partials. */
-template <typename T>
-__device__ __forceinline__ void warp_store_partials(double* ws, int64_t tile, int64_t heads, int64_t state, int64_t h,
-                                                    int64_t n, T a, T b, T c, T d) {
-  a = warp_sum(a);
-  b = warp_sum(b);
-  c = warp_sum(c);
-  d = warp_sum(d);
-  if ((threadIdx.x & 31) == 0) {
-    double* o = partial_slot(ws, tile, heads, state, h, n);
-    o[0] = a;
-    o[1] = b;
-    o[2] = c;
-    o[3] = d;
-  }
 }
 
 /* Second pass: the partials of (h, n) summed over tiles in tile order (deterministic). */
