@@ -380,6 +380,23 @@ __global__ void __launch_bounds__(kThreads) sk_bwd_partial_kernel(lrnn_ssm_kerne
   }
 }
 
+/* grad_w = s conj(S0) (real part for a real w), grad_z = s conj(w S1) from the sums S0, S1 over l. */
+template <typename T>
+__device__ __forceinline__ void store_grads(const lrnn_ssm_kernel_bwd_params& p, int64_t h, int64_t n, const double s[4]) {
+  const bool complex_w = p.basis == LRNN_BASIS_COMPLEX;
+  const double scale = complex_w ? 2.0 : 1.0;
+  const Cplx<T> w = lrnn_cuda::load_w<T>(p.w, h * p.w_stride[0] + n * p.w_stride[1], complex_w);
+  if (complex_w) {
+    Cplx<T>* gw = reinterpret_cast<Cplx<T>*>(p.grad_w) + h * p.grad_w_stride[0] + n * p.grad_w_stride[1];
+    *gw = Cplx<T>{(T)(scale * s[0]), (T)(-scale * s[1])};
+  } else {
+    reinterpret_cast<T*>(p.grad_w)[h * p.grad_w_stride[0] + n * p.grad_w_stride[1]] = (T)(scale * s[0]);
+  }
+  const double wr = w.re, wi = w.im;
+  Cplx<T>* gz = reinterpret_cast<Cplx<T>*>(p.grad_z) + h * p.grad_z_stride[0] + n * p.grad_z_stride[1];
+  *gz = Cplx<T>{(T)(scale * (wr * s[2] - wi * s[3])), (T)(-scale * (wr * s[3] + wi * s[2]))};
+}
+
 /* Float backward partials on the tensor cores (3xTF32). A block (8 warps) owns one head and tile
  * and stages its dK once, as (g, j g) pre-split into TF32 hi/lo (j: the column, 0..63); warp w
  * takes states n0 + 8 w .. + 7 per chunk of kTcChunk states. With rows (c, g or j g) and columns
@@ -481,9 +498,14 @@ __global__ void __launch_bounds__(kTcBwdWarps * 32, 2) sk_bwd_tc_kernel(lrnn_ssm
       for (int ee = 0; ee < 2; ++ee) {
         const int64_t n = n0 + 2 * t + ee;
         if (n < p.state) {
-          double* o = lrnn_cuda::partial_slot(ws, tile, p.heads, p.state, h, n);
+          if (n_tiles == 1) {   // the only tile: the gradients directly, no second pass
+            const double sd[4] = {s[ee][0], s[ee][1], s[ee][2], s[ee][3]};
+            store_grads<float>(p, h, n, sd);
+          } else {
+            double* o = lrnn_cuda::partial_slot(ws, tile, p.heads, p.state, h, n);
 #pragma unroll
-          for (int qq = 0; qq < 4; ++qq) o[qq] = s[ee][qq];
+            for (int qq = 0; qq < 4; ++qq) o[qq] = s[ee][qq];
+          }
         }
       }
   }
@@ -491,7 +513,7 @@ __global__ void __launch_bounds__(kTcBwdWarps * 32, 2) sk_bwd_tc_kernel(lrnn_ssm
 
 constexpr size_t kTcBwdSmem = sizeof(uint4) * kRows * kLdT;
 
-/* grad_w = s conj(S0) (real part for a real w), grad_z = s conj(w S1), tiles summed in order. */
+/* The gradients from the sums over all tiles, tiles summed in order. */
 template <typename T>
 __global__ void sk_bwd_finish_kernel(lrnn_ssm_kernel_bwd_params p, int64_t n_tiles, const double* ws) {
   const int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
@@ -499,18 +521,7 @@ __global__ void sk_bwd_finish_kernel(lrnn_ssm_kernel_bwd_params p, int64_t n_til
   const int64_t h = idx / p.state, n = idx % p.state;
   double s[4];
   lrnn_cuda::sum_partials(ws, n_tiles, p.heads, p.state, h, n, s);
-  const bool complex_w = p.basis == LRNN_BASIS_COMPLEX;
-  const double scale = complex_w ? 2.0 : 1.0;
-  const Cplx<T> w = lrnn_cuda::load_w<T>(p.w, h * p.w_stride[0] + n * p.w_stride[1], complex_w);
-  if (complex_w) {
-    Cplx<T>* gw = reinterpret_cast<Cplx<T>*>(p.grad_w) + h * p.grad_w_stride[0] + n * p.grad_w_stride[1];
-    *gw = Cplx<T>{(T)(scale * s[0]), (T)(-scale * s[1])};
-  } else {
-    reinterpret_cast<T*>(p.grad_w)[h * p.grad_w_stride[0] + n * p.grad_w_stride[1]] = (T)(scale * s[0]);
-  }
-  const double wr = w.re, wi = w.im;
-  Cplx<T>* gz = reinterpret_cast<Cplx<T>*>(p.grad_z) + h * p.grad_z_stride[0] + n * p.grad_z_stride[1];
-  *gz = Cplx<T>{(T)(scale * (wr * s[2] - wi * s[3])), (T)(-scale * (wr * s[3] + wi * s[2]))};
+  store_grads<T>(p, h, n, s);
 }
 
 lrnn_status launched() { return cudaGetLastError() == cudaSuccess ? LRNN_OK : LRNN_ERR_CUDA; }
@@ -534,7 +545,8 @@ lrnn_status launch_bwd(const lrnn_ssm_kernel_bwd_params* p, int64_t n_tiles, dou
   return launched();
 }
 
-/* Float: the tensor-core partials (70 KiB of shared memory: 2 blocks of 8 warps per SM). */
+/* Float: the tensor-core partials (70 KiB of shared memory: 2 blocks of 8 warps per SM); a
+ * single tile (L <= kTile) stores the gradients itself. */
 lrnn_status launch_bwd_tc(const lrnn_ssm_kernel_bwd_params* p, int64_t n_tiles, double* ws, cudaStream_t s) {
   if (n_tiles > 0) {
     if (cudaFuncSetAttribute(sk_bwd_tc_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)kTcBwdSmem) !=
@@ -542,7 +554,9 @@ lrnn_status launch_bwd_tc(const lrnn_ssm_kernel_bwd_params* p, int64_t n_tiles, 
       return LRNN_ERR_CUDA;
     sk_bwd_tc_kernel<<<(unsigned)(n_tiles * p->heads), kTcBwdWarps * 32, kTcBwdSmem, s>>>(*p, n_tiles, ws);
   }
-  sk_bwd_finish_kernel<float><<<(unsigned)lrnn_cuda::ceil_div(p->heads * p->state, 256), 256, 0, s>>>(*p, n_tiles, ws);
+  if (n_tiles != 1)
+    sk_bwd_finish_kernel<float><<<(unsigned)lrnn_cuda::ceil_div(p->heads * p->state, 256), 256, 0, s>>>(*p, n_tiles,
+                                                                                                      ws);
   return launched();
 }
 
