@@ -76,7 +76,7 @@ torch.ops.lrnn.cauchy_backward(torch.randn_like(out), w, om, lam, True)
 torch.cuda.synchronize()
 PY
 if command -v ncu > /dev/null; then
-  timeout 22 ncu --section SpeedOfLight --section LaunchStats --section Occupancy --section SchedulerStats \
+  timeout 22 ncu --clock-control none --section SpeedOfLight --section LaunchStats --section Occupancy --section SchedulerStats \
     --section WarpStateStats -k regex:'sk_|cy_' python3 "$OUT/lti_prof.py" > "$OUT/lti_ncu.txt" 2>&1
   summary+=("ncu rc $?")
 else
