@@ -20,11 +20,13 @@ The counts (INSTR) are the fewest we know how to evaluate the formulas with:
     kept as the FP32 FMA count the kernels are judged against.
   cauchy (symmetric, as benchmarked) forward 17: a conjugate pair v/(w - lam) + conj(v)/(w - conj lam)
     = N / D with D = (w - lam)(w - conj lam) is 16 FP32 instructions and one reciprocal (an issue
-    slot too); backward 33: per term 1/(w - lam) (2 for |d|^2, 1 reciprocal, 2 scalings), x = r conj(G)
-    (4), A += x (2), B += r x (4), times 2 terms, plus the 3 shared differences.
+    slot too); backward 27: both terms of a pair over the same D with one reciprocal (csrc/cuda/
+    cauchy.cu, bwd_pair): D and 1/|D|^2 as in the forward (9), 1/D (2), p = conj(G)/D (4),
+    W = p/D (4), and A, B as Re(2 e p) + i 2 b Re p and Re(2 (D - 2 b^2) W) + i 4 b Re(e W) (8).
 Earlier counts (5 and 8 for ssm_kernel: a power recurrence, a complex multiply and an add per
-element; 20 and 40 for cauchy: two separate quotients) described a particular evaluation, not the
-minimum, and made the fractions look better than they were.
+element; 20 and 40 for cauchy: two separate quotients; then 33 for the cauchy backward: its two
+terms separately) described a particular evaluation, not the minimum, and made the fractions look
+better than they were.
 
     python benchmarks/bench_lti_kernels.py [--device cpu|cuda|all] [--shapes 1024,64,4096 ...]
                                            [--impls op ref] [--json out.json]
@@ -45,7 +47,7 @@ from lrnn.reference import cauchy_ref, ssm_kernel_ref
 SHAPES = [(1024, 64, 4096), (256, 64, 65536)]
 INSTR = {  # issue slots per (h, n, l), see the module docstring: (forward, forward+backward)
     "ssm_kernel": (2, 2 + 4),
-    "cauchy": (17, 17 + 33),
+    "cauchy": (17, 17 + 27),
 }
 
 

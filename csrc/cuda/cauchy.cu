@@ -105,9 +105,8 @@ __global__ void __launch_bounds__(kCyThreads) cy_fwd_kernel(lrnn_cauchy_params p
   }
 }
 
-/* One term of the backward sums for r = 1 / d, d = dr + i di: x = r conj(g), A += x, B += r x
- * (the symmetric sum's second term passes g = conj(G)): 16 FP32 instructions with the
- * reciprocal, B accumulated by FFMAs. */
+/* One term of the plain backward sums for r = 1 / d, d = dr + i di: x = r conj(g), A += x,
+ * B += r x: 16 FP32 instructions with the reciprocal, B accumulated by FFMAs. */
 template <typename T>
 __device__ __forceinline__ void bwd_term(T (&acc)[4], T dr, T di, T gr, T gi) {
   const T inv = lrnn_cuda::fast_rcp(dr * dr + di * di);
@@ -119,6 +118,32 @@ __device__ __forceinline__ void bwd_term(T (&acc)[4], T dr, T di, T gr, T gi) {
   acc[2] = fma(-ri, xi, acc[2]);
   acc[3] = fma(rr, xi, acc[3]);
   acc[3] = fma(ri, xr, acc[3]);
+}
+
+/* Both terms of a conjugate pair at once, with one reciprocal. With u = conj(G), e = omega - Re lam,
+ * b = Im lam, d1 = e - i b = omega - lam, d1' = e + i b = omega - conj(lam), D = d1 d1' = e^2 + b^2:
+ *   r1 conj(G) + r2 G     = u/d1 + conj(u/d1')     = Re(2 e p) + i 2 b Re(p),          p = u / D
+ *   r1^2 conj(G) + r2^2 G = u/d1^2 + conj(u/d1'^2) = Re(2 (e^2 - b^2) W) + i 4 b Re(e W), W = p / D
+ * (d1 + d1' = 2 e, d1' - d1 = 2 i b, d1^2 + d1'^2 = 2 (e^2 - b^2), d1'^2 - d1^2 = 4 i b e). D is
+ * formed as in the forward (Re D = dr^2 - (y - b)(y + b), y = Im omega: no cancellation of
+ * large terms) and e^2 - b^2 = D - 2 b^2. The factors 2, 2 b, 2, 4 b are applied once per
+ * state: acc = (sum Re(e p), sum Re p, sum Re((e^2 - b^2) W), sum Re(e W)), 27 FP32
+ * instructions with the reciprocal (two separate terms: 32 and two reciprocals). */
+template <typename T>
+__device__ __forceinline__ void bwd_pair(T (&acc)[4], T lr, T li, T b2m, T orr, T oi, T oi2, T gr, T gi) {
+  const T dr = orr - lr, ya = oi - li, yb = oi + li;
+  const T Dr = dr * dr - ya * yb, Di = dr * oi2;
+  const T inv = lrnn_cuda::fast_rcp(Dr * Dr + Di * Di);
+  const T Rr = Dr * inv, Ri = -Di * inv;               // 1 / D
+  const T pr = gr * Rr + gi * Ri, pi = gr * Ri - gi * Rr;   // conj(G) / D
+  acc[0] = fma(dr, pr, acc[0]);
+  acc[0] = fma(-oi, pi, acc[0]);
+  acc[1] += pr;
+  const T Wr = pr * Rr - pi * Ri, Wi = pr * Ri + pi * Rr;   // conj(G) / D^2
+  acc[2] = fma(Wr, Dr + b2m, acc[2]);
+  acc[2] = fma(-Wi, Di, acc[2]);
+  acc[3] = fma(dr, Wr, acc[3]);
+  acc[3] = fma(-oi, Wi, acc[3]);
 }
 
 /* A = sum r1 conj(G) + r2 G, B = sum r1^2 conj(G) + r2^2 G per tile into ws[tile][h][n][4]. A warp
@@ -152,15 +177,22 @@ __global__ void __launch_bounds__(kCyBwdThreads) cy_bwd_partial_kernel(lrnn_cauc
       acc[k][0] = acc[k][1] = acc[k][2] = acc[k][3] = T(0);
     }
     if (p.symmetric) {
+      T b2m[kCyBwdStates];
+#pragma unroll
+      for (int k = 0; k < kCyBwdStates; ++k) b2m[k] = T(-2) * li[k] * li[k];
 #pragma unroll 2
       for (int i = lane; i < nt; i += 32) {
         const lrnn_cuda::CplxA<T> o = s_o[i], G = s_g[i];
+        const T oi2 = T(2) * o.im;
 #pragma unroll
-        for (int k = 0; k < kCyBwdStates; ++k) {
-          const T dr = o.re - lr[k];
-          bwd_term(acc[k], dr, o.im - li[k], G.re, G.im);      // r1 = 1/(omega - lam): r1 conj(G)
-          bwd_term(acc[k], dr, -o.im - li[k], G.re, -G.im);    // r2 = 1/(conj(omega) - lam): r2 G
-        }
+        for (int k = 0; k < kCyBwdStates; ++k) bwd_pair(acc[k], lr[k], li[k], b2m[k], o.re, o.im, oi2, G.re, G.im);
+      }
+#pragma unroll
+      for (int k = 0; k < kCyBwdStates; ++k) {   // to (A, B)
+        acc[k][0] *= T(2);
+        acc[k][1] *= T(2) * li[k];
+        acc[k][2] *= T(2);
+        acc[k][3] *= T(4) * li[k];
       }
     } else {
 #pragma unroll 2
