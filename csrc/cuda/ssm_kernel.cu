@@ -398,7 +398,8 @@ __device__ __forceinline__ void store_grads(const lrnn_ssm_kernel_bwd_params& p,
 }
 
 /* Float backward partials on the tensor cores (3xTF32). A block (8 warps) owns one head and tile
- * and stages its dK once, as (g, j g) pre-split into TF32 hi/lo (j: the column, 0..63); warp w
+ * and stages its dK once, as (g, j g) pre-split into TF32 hi/lo (j: the column, 0..63) and laid
+ * out in mma fragment order, so that one 16-byte load gives a lane its A operand; warp w
  * takes states n0 + 8 w .. + 7 per chunk of kTcChunk states. With rows (c, g or j g) and columns
  * (state, Re or Im of z^j) the product over j gives M = sum_j g z^j and M1 = sum_j j g z^j per
  * (c, n): 8 m-tiles x 2 n-tiles x 8 k-steps x 3 mma per warp. Lane (g, t) generates the B operand
@@ -406,8 +407,10 @@ __device__ __forceinline__ void store_grads(const lrnn_ssm_kernel_bwd_params& p,
  * Then, as in the double kernel, S0 = sum_c E_c M and S1 = sum_c E_c ((l_blk + 64 c) M + M1) with
  * E_c = z^(l_blk + 64 c), summed over the 8 row lanes by shuffles in a fixed order. */
 constexpr int kTcBwdWarps = 8;
-constexpr int kLdT = kCols + 4;   // uint4 pitch of the staged tile: 8 lanes of a phase, 8 distinct 16-byte banks
 static_assert(kTcBwdWarps * 8 == kTcChunk, "8 states per warp");
+
+/* Fragment planes of the staged tile: [c block mb][k-step ks][g hi, g lo, j g hi, j g lo][lane]. */
+__device__ __forceinline__ int frag_plane(int mb, int ks, int q) { return (mb * (kCols / 8) + ks) * 4 + q; }
 
 __global__ void __launch_bounds__(kTcBwdWarps * 32, 2) sk_bwd_tc_kernel(lrnn_ssm_kernel_bwd_params p,
                                                                         int64_t n_tiles, double* ws) {
@@ -416,14 +419,22 @@ __global__ void __launch_bounds__(kTcBwdWarps * 32, 2) sk_bwd_tc_kernel(lrnn_ssm
   const int64_t l_blk = tile * kTile;
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
   extern __shared__ __align__(16) unsigned char smem[];
-  uint4* s_g = reinterpret_cast<uint4*>(smem);   // [c][j]: (g hi, g lo, j g hi, j g lo)
+  uint32_t* s_f = reinterpret_cast<uint32_t*>(smem);   // planes of 32 lanes x 4 fragment registers
   const float* gk = reinterpret_cast<const float*>(p.grad_k) + h * p.grad_k_stride[0];
-  for (int e = tid; e < kTile; e += kTcBwdWarps * 32) {
-    const int c = e / kCols, j = e % kCols;
-    const int64_t l = l_blk + e;
+  /* element (c = 16 mb + r, j = 8 ks + k) goes to lane (r % 8) * 4 + k % 4, register (r >= 8) +
+   * 2 (k >= 4); a warp stages k = 0..7 of the rows r0 + {0, 1, 8, 9}: 32 distinct banks */
+  for (int idx = tid; idx < kTile; idx += kTcBwdWarps * 32) {
+    const int k = idx % 8, rs = (idx / 8) % 4, r = (rs & 1) + 8 * (rs >> 1) + 2 * ((idx / 32) % 4);
+    const int ks = (idx / 128) % 8, mb = idx / 1024;
+    const int c = 16 * mb + r, j = 8 * ks + k;
+    const int64_t l = l_blk + (int64_t)kCols * c + j;
     const float x = l < p.length ? gk[l * p.grad_k_stride[1]] : 0.f;
     const lrnn_cuda::Tf32 a = lrnn_cuda::split_tf32(x), b = lrnn_cuda::split_tf32((float)j * x);
-    s_g[c * kLdT + j] = uint4{a.hi, a.lo, b.hi, b.lo};
+    const int slot = ((r % 8) * 4 + k % 4) * 4 + (r >= 8) + 2 * (k >= 4);
+    s_f[frag_plane(mb, ks, 0) * 128 + slot] = a.hi;
+    s_f[frag_plane(mb, ks, 1) * 128 + slot] = a.lo;
+    s_f[frag_plane(mb, ks, 2) * 128 + slot] = b.hi;
+    s_f[frag_plane(mb, ks, 3) * 128 + slot] = b.lo;
   }
   __syncthreads();
   const C* z = reinterpret_cast<const C*>(p.z) + h * p.z_stride[0];
@@ -447,10 +458,13 @@ __global__ void __launch_bounds__(kTcBwdWarps * 32, 2) sk_bwd_tc_kernel(lrnn_ssm
                             b0i = lrnn_cuda::split_tf32(q0.im), b1i = lrnn_cuda::split_tf32(q1.im);
 #pragma unroll
       for (int mb = 0; mb < 4; ++mb) {
-        const uint4* row = s_g + (16 * mb + g) * kLdT + 8 * ks + t;
-        const uint4 v00 = row[0], v10 = row[8 * kLdT], v01 = row[4], v11 = row[8 * kLdT + 4];
-        const uint32_t ah[2][4] = {{v00.x, v10.x, v01.x, v11.x}, {v00.z, v10.z, v01.z, v11.z}};
-        const uint32_t al[2][4] = {{v00.y, v10.y, v01.y, v11.y}, {v00.w, v10.w, v01.w, v11.w}};
+        uint32_t ah[2][4], al[2][4];   // [g, j g]
+#pragma unroll
+        for (int q = 0; q < 4; ++q) {
+          const uint4 v = reinterpret_cast<const uint4*>(s_f)[frag_plane(mb, ks, q) * 32 + lane];
+          uint32_t(&dst)[4] = q % 2 == 0 ? ah[q / 2] : al[q / 2];
+          dst[0] = v.x, dst[1] = v.y, dst[2] = v.z, dst[3] = v.w;
+        }
 #pragma unroll
         for (int wh = 0; wh < 2; ++wh) {
           lrnn_cuda::mma_tf32(acc[mb][wh][0], al[wh], b0r.hi, b1r.hi);
@@ -511,7 +525,7 @@ __global__ void __launch_bounds__(kTcBwdWarps * 32, 2) sk_bwd_tc_kernel(lrnn_ssm
   }
 }
 
-constexpr size_t kTcBwdSmem = sizeof(uint4) * kRows * kLdT;
+constexpr size_t kTcBwdSmem = sizeof(uint32_t) * 4 * kTile;
 
 /* The gradients from the sums over all tiles, tiles summed in order. */
 template <typename T>
@@ -545,7 +559,7 @@ lrnn_status launch_bwd(const lrnn_ssm_kernel_bwd_params* p, int64_t n_tiles, dou
   return launched();
 }
 
-/* Float: the tensor-core partials (70 KiB of shared memory: 2 blocks of 8 warps per SM); a
+/* Float: the tensor-core partials (64 KiB of shared memory: 2 blocks of 8 warps per SM); a
  * single tile (L <= kTile) stores the gradients itself. */
 lrnn_status launch_bwd_tc(const lrnn_ssm_kernel_bwd_params* p, int64_t n_tiles, double* ws, cudaStream_t s) {
   if (n_tiles > 0) {
