@@ -244,17 +244,30 @@ __global__ void __launch_bounds__(kTcWarps * 32, 8) sk_fwd_tc_kernel(lrnn_ssm_ke
         a_hi[mi][0] = ar[mi][0].hi, a_hi[mi][1] = ar[mi][1].hi, a_hi[mi][2] = ai[mi][0].hi, a_hi[mi][3] = ai[mi][1].hi;
         a_lo[mi][0] = ar[mi][0].lo, a_lo[mi][1] = ar[mi][1].lo, a_lo[mi][2] = ai[mi][0].lo, a_lo[mi][3] = ai[mi][1].lo;
       }
+      /* two halves of 4 column tiles; within a half the 3 products of an accumulator are 8 mma
+       * apart, so the tensor pipe never waits on one accumulator's previous product */
       C v = s_b[g * kTcLd + n];
 #pragma unroll
-      for (int nt = 0; nt < 8; ++nt) {
-        const lrnn_cuda::Tf32 br = lrnn_cuda::split_tf32(v.re), bi = lrnn_cuda::split_tf32(v.im);
+      for (int half = 0; half < 2; ++half) {
+        lrnn_cuda::Tf32 br[4], bi[4];
 #pragma unroll
-        for (int mi = 0; mi < 2; ++mi) {
-          lrnn_cuda::mma_tf32(acc[mi][nt], a_lo[mi], br.hi, bi.hi);
-          lrnn_cuda::mma_tf32(acc[mi][nt], a_hi[mi], br.lo, bi.lo);
-          lrnn_cuda::mma_tf32(acc[mi][nt], a_hi[mi], br.hi, bi.hi);
+        for (int q = 0; q < 4; ++q) {
+          br[q] = lrnn_cuda::split_tf32(v.re);
+          bi[q] = lrnn_cuda::split_tf32(v.im);
+          if (4 * half + q < 7) v = cmul(v, r8);
         }
-        if (nt < 7) v = cmul(v, r8);
+#pragma unroll
+        for (int q = 0; q < 4; ++q)
+#pragma unroll
+          for (int mi = 0; mi < 2; ++mi) lrnn_cuda::mma_tf32(acc[mi][4 * half + q], a_lo[mi], br[q].hi, bi[q].hi);
+#pragma unroll
+        for (int q = 0; q < 4; ++q)
+#pragma unroll
+          for (int mi = 0; mi < 2; ++mi) lrnn_cuda::mma_tf32(acc[mi][4 * half + q], a_hi[mi], br[q].lo, bi[q].lo);
+#pragma unroll
+        for (int q = 0; q < 4; ++q)
+#pragma unroll
+          for (int mi = 0; mi < 2; ++mi) lrnn_cuda::mma_tf32(acc[mi][4 * half + q], a_hi[mi], br[q].hi, bi[q].hi);
       }
     }
   }
@@ -423,13 +436,21 @@ __global__ void __launch_bounds__(kTcBwdWarps * 32, 2) sk_bwd_tc_kernel(lrnn_ssm
   const float* gk = reinterpret_cast<const float*>(p.grad_k) + h * p.grad_k_stride[0];
   /* element (c = 16 mb + r, j = 8 ks + k) goes to lane (r % 8) * 4 + k % 4, register (r >= 8) +
    * 2 (k >= 4); a warp stages k = 0..7 of the rows r0 + {0, 1, 8, 9}: 32 distinct banks */
-  for (int idx = tid; idx < kTile; idx += kTcBwdWarps * 32) {
+  constexpr int kPer = kTile / (kTcBwdWarps * 32);
+  float xs[kPer];   // all loads in flight before the first store (a store could alias them)
+#pragma unroll
+  for (int i = 0; i < kPer; ++i) {
+    const int idx = tid + i * kTcBwdWarps * 32;
     const int k = idx % 8, rs = (idx / 8) % 4, r = (rs & 1) + 8 * (rs >> 1) + 2 * ((idx / 32) % 4);
-    const int ks = (idx / 128) % 8, mb = idx / 1024;
-    const int c = 16 * mb + r, j = 8 * ks + k;
-    const int64_t l = l_blk + (int64_t)kCols * c + j;
-    const float x = l < p.length ? gk[l * p.grad_k_stride[1]] : 0.f;
-    const lrnn_cuda::Tf32 a = lrnn_cuda::split_tf32(x), b = lrnn_cuda::split_tf32((float)j * x);
+    const int64_t l = l_blk + (int64_t)kCols * (16 * (idx / 1024) + r) + 8 * ((idx / 128) % 8) + k;
+    xs[i] = l < p.length ? gk[l * p.grad_k_stride[1]] : 0.f;
+  }
+#pragma unroll
+  for (int i = 0; i < kPer; ++i) {
+    const int idx = tid + i * kTcBwdWarps * 32;
+    const int k = idx % 8, rs = (idx / 8) % 4, r = (rs & 1) + 8 * (rs >> 1) + 2 * ((idx / 32) % 4);
+    const int ks = (idx / 128) % 8, mb = idx / 1024, j = 8 * ks + k;
+    const lrnn_cuda::Tf32 a = lrnn_cuda::split_tf32(xs[i]), b = lrnn_cuda::split_tf32((float)j * xs[i]);
     const int slot = ((r % 8) * 4 + k % 4) * 4 + (r >= 8) + 2 * (k >= 4);
     s_f[frag_plane(mb, ks, 0) * 128 + slot] = a.hi;
     s_f[frag_plane(mb, ks, 1) * 128 + slot] = a.lo;
@@ -456,24 +477,39 @@ __global__ void __launch_bounds__(kTcBwdWarps * 32, 2) sk_bwd_tc_kernel(lrnn_ssm
     for (int ks = 0; ks < kCols / 8; ++ks) {
       const lrnn_cuda::Tf32 b0r = lrnn_cuda::split_tf32(q0.re), b1r = lrnn_cuda::split_tf32(q1.re),
                             b0i = lrnn_cuda::split_tf32(q0.im), b1i = lrnn_cuda::split_tf32(q1.im);
+      /* c blocks in pairs; within a pair the 3 products of an accumulator are 8 mma apart */
 #pragma unroll
-      for (int mb = 0; mb < 4; ++mb) {
-        uint32_t ah[2][4], al[2][4];   // [g, j g]
+      for (int mp = 0; mp < 2; ++mp) {
+        uint32_t ah[2][2][4], al[2][2][4];   // [c block of the pair][g, j g]
 #pragma unroll
-        for (int q = 0; q < 4; ++q) {
-          const uint4 v = reinterpret_cast<const uint4*>(s_f)[frag_plane(mb, ks, q) * 32 + lane];
-          uint32_t(&dst)[4] = q % 2 == 0 ? ah[q / 2] : al[q / 2];
-          dst[0] = v.x, dst[1] = v.y, dst[2] = v.z, dst[3] = v.w;
-        }
+        for (int m = 0; m < 2; ++m)
 #pragma unroll
-        for (int wh = 0; wh < 2; ++wh) {
-          lrnn_cuda::mma_tf32(acc[mb][wh][0], al[wh], b0r.hi, b1r.hi);
-          lrnn_cuda::mma_tf32(acc[mb][wh][1], al[wh], b0i.hi, b1i.hi);
-          lrnn_cuda::mma_tf32(acc[mb][wh][0], ah[wh], b0r.lo, b1r.lo);
-          lrnn_cuda::mma_tf32(acc[mb][wh][1], ah[wh], b0i.lo, b1i.lo);
-          lrnn_cuda::mma_tf32(acc[mb][wh][0], ah[wh], b0r.hi, b1r.hi);
-          lrnn_cuda::mma_tf32(acc[mb][wh][1], ah[wh], b0i.hi, b1i.hi);
-        }
+          for (int q = 0; q < 4; ++q) {
+            const uint4 v = reinterpret_cast<const uint4*>(s_f)[frag_plane(2 * mp + m, ks, q) * 32 + lane];
+            uint32_t(&dst)[4] = q % 2 == 0 ? ah[m][q / 2] : al[m][q / 2];
+            dst[0] = v.x, dst[1] = v.y, dst[2] = v.z, dst[3] = v.w;
+          }
+#pragma unroll
+        for (int m = 0; m < 2; ++m)
+#pragma unroll
+          for (int wh = 0; wh < 2; ++wh) {
+            lrnn_cuda::mma_tf32(acc[2 * mp + m][wh][0], al[m][wh], b0r.hi, b1r.hi);
+            lrnn_cuda::mma_tf32(acc[2 * mp + m][wh][1], al[m][wh], b0i.hi, b1i.hi);
+          }
+#pragma unroll
+        for (int m = 0; m < 2; ++m)
+#pragma unroll
+          for (int wh = 0; wh < 2; ++wh) {
+            lrnn_cuda::mma_tf32(acc[2 * mp + m][wh][0], ah[m][wh], b0r.lo, b1r.lo);
+            lrnn_cuda::mma_tf32(acc[2 * mp + m][wh][1], ah[m][wh], b0i.lo, b1i.lo);
+          }
+#pragma unroll
+        for (int m = 0; m < 2; ++m)
+#pragma unroll
+          for (int wh = 0; wh < 2; ++wh) {
+            lrnn_cuda::mma_tf32(acc[2 * mp + m][wh][0], ah[m][wh], b0r.hi, b1r.hi);
+            lrnn_cuda::mma_tf32(acc[2 * mp + m][wh][1], ah[m][wh], b0i.hi, b1i.hi);
+          }
       }
       q0 = cmul(q0, r8);
       q1 = cmul(q1, r8);

@@ -1,7 +1,9 @@
-"""lti_ncu_summary.py: one line per kernel from an Nsight Compute text report (tests/gpu/lti.sh):
+"""lti_ncu_summary.py: a few lines per kernel from an Nsight Compute text report (tests/gpu/lti.sh):
 duration, clock, issue-slot use, executed instructions, registers, occupancy, eligible warps,
-spills and the first stall hint, for the GPU round trips of the lti kernels."""
-import re, sys
+spills, the busiest pipe and the largest stall reasons, for the GPU round trips of the lti kernels."""
+import re
+import sys
+
 rows, cur = [], None
 keys = {"Duration": "us", "SM Frequency": "GHz", "Issue Slots Busy": "issue%", "Registers Per Thread": "regs",
         "Achieved Occupancy": "occ%", "Eligible Warps Per Scheduler": "elig", "Local Memory Spilling Requests": "spill",
@@ -9,7 +11,7 @@ keys = {"Duration": "us", "SM Frequency": "GHz", "Issue Slots Busy": "issue%", "
 for line in open(sys.argv[1], errors="replace"):
     m = re.match(r"^  \S.*?(\w+_kernel)(<\w+>)?\(.*\((\d+), \d+, \d+\)x\((\d+)", line)
     if m:
-        cur = {"name": m.group(1) + (m.group(2) or ""), "grid": f"{m.group(3)}x{m.group(4)}", "stall": ""}
+        cur = {"name": m.group(1) + (m.group(2) or ""), "grid": f"{m.group(3)}x{m.group(4)}", "pipe": "", "stalls": {}}
         rows.append(cur)
         continue
     if cur is None:
@@ -17,8 +19,20 @@ for line in open(sys.argv[1], errors="replace"):
     for k, short in keys.items():
         if line.strip().startswith(k):
             cur[short] = line.split()[-1]
-    m = re.search(r"spends ([\d.]+) cycles being stalled (.*)", line)
-    if m and not cur["stall"]:
-        cur["stall"] = f"stall {m.group(1)} cyc {m.group(2)[:48]}"
+    m = re.search(r"(\w+) is the highest-utilized pipeline \(([\d.]+)%\)", line)
+    if m:
+        cur["pipe"] = f"{m.group(1)} {m.group(2)}%"
+    # stall reasons, from --print-details all (warp state table) or per-reason metrics
+    m = re.match(r"^\s*(?:Stall )?([A-Z][A-Za-z ]+?|smsp__\w*stalled_(\w+?)_per\w*\.ratio)\s+(?:cycle|ratio|inst)?\s*([\d.]+)\s*$",
+                 line)
+    if m and ("stall" in line.lower()):
+        name = m.group(2) or m.group(1)
+        try:
+            cur["stalls"][name.strip()] = float(m.group(3))
+        except ValueError:
+            pass
 for r in rows:
-    print("ncu " + " ".join(f"{k}={v}" for k, v in r.items() if k != "stall") + (f" | {r['stall']}" if r["stall"] else ""))
+    top = sorted(r["stalls"].items(), key=lambda kv: -kv[1])[:5]
+    extra = (f" | pipe {r['pipe']}" if r["pipe"] else "") + \
+        (" | stalls " + ", ".join(f"{k} {v:.2f}" for k, v in top) if top else "")
+    print("ncu " + " ".join(f"{k}={v}" for k, v in r.items() if k not in ("pipe", "stalls")) + extra)
