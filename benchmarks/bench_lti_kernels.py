@@ -20,12 +20,13 @@ The counts (INSTR) are the fewest we know how to evaluate the formulas with:
     kept as the FP32 FMA count the kernels are judged against.
   cauchy (symmetric, as benchmarked) forward 17: a conjugate pair v/(w - lam) + conj(v)/(w - conj lam)
     = N / D with D = (w - lam)(w - conj lam) is 16 FP32 instructions and one reciprocal (an issue
-    slot too); backward 27: both terms of a pair over the same D with one reciprocal (csrc/cuda/
+    slot too); backward 25: both terms of a pair over the same D with one reciprocal (csrc/cuda/
     cauchy.cu, bwd_pair): D and 1/|D|^2 as in the forward (9), 1/D (2), p = conj(G)/D (4),
-    W = p/D (4), and A, B as Re(2 e p) + i 2 b Re p and Re(2 (D - 2 b^2) W) + i 4 b Re(e W) (8).
+    W = p/D (4), and the sums of Re(e p), Re p, Re W, Re(e W) (6) from which A and B follow per
+    state (A = 2 sum Re(e p) + 2 i b sum Re p, B = 2 sum Re p - 4 b^2 sum Re W + 4 i b sum Re(e W)).
 Earlier counts (5 and 8 for ssm_kernel: a power recurrence, a complex multiply and an add per
 element; 20 and 40 for cauchy: two separate quotients; then 33 for the cauchy backward: its two
-terms separately) described a particular evaluation, not the minimum, and made the fractions look
+terms separately, and 27) described a particular evaluation, not the minimum, and made the fractions look
 better than they were.
 
     python benchmarks/bench_lti_kernels.py [--device cpu|cuda|all] [--shapes 1024,64,4096 ...]
@@ -47,7 +48,7 @@ from lrnn.reference import cauchy_ref, ssm_kernel_ref
 SHAPES = [(1024, 64, 4096), (256, 64, 65536)]
 INSTR = {  # issue slots per (h, n, l), see the module docstring: (forward, forward+backward)
     "ssm_kernel": (2, 2 + 4),
-    "cauchy": (17, 17 + 27),
+    "cauchy": (17, 17 + 25),
 }
 
 

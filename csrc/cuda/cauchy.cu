@@ -126,11 +126,12 @@ __device__ __forceinline__ void bwd_term(T (&acc)[4], T dr, T di, T gr, T gi) {
  *   r1^2 conj(G) + r2^2 G = u/d1^2 + conj(u/d1'^2) = Re(2 (e^2 - b^2) W) + i 4 b Re(e W), W = p / D
  * (d1 + d1' = 2 e, d1' - d1 = 2 i b, d1^2 + d1'^2 = 2 (e^2 - b^2), d1'^2 - d1^2 = 4 i b e). D is
  * formed as in the forward (Re D = dr^2 - (y - b)(y + b), y = Im omega: no cancellation of
- * large terms) and e^2 - b^2 = D - 2 b^2. The factors 2, 2 b, 2, 4 b are applied once per
- * state: acc = (sum Re(e p), sum Re p, sum Re((e^2 - b^2) W), sum Re(e W)), 27 FP32
- * instructions with the reciprocal (two separate terms: 32 and two reciprocals). */
+ * large terms), and as W D = p, Re((e^2 - b^2) W) = Re((D - 2 b^2) W) = Re p - 2 b^2 Re W. So
+ * acc = (sum Re(e p), sum Re p, sum Re W, sum Re(e W)) and per state
+ *   A = 2 acc0 + i 2 b acc1,   B = 2 acc1 - 4 b^2 acc2 + i 4 b acc3:
+ * 25 FP32 instructions with the reciprocal (the two terms separately: 32 and two reciprocals). */
 template <typename T>
-__device__ __forceinline__ void bwd_pair(T (&acc)[4], T lr, T li, T b2m, T orr, T oi, T oi2, T gr, T gi) {
+__device__ __forceinline__ void bwd_pair(T (&acc)[4], T lr, T li, T orr, T oi, T oi2, T gr, T gi) {
   const T dr = orr - lr, ya = oi - li, yb = oi + li;
   const T Dr = dr * dr - ya * yb, Di = dr * oi2;
   const T inv = lrnn_cuda::fast_rcp(Dr * Dr + Di * Di);
@@ -140,8 +141,7 @@ __device__ __forceinline__ void bwd_pair(T (&acc)[4], T lr, T li, T b2m, T orr, 
   acc[0] = fma(-oi, pi, acc[0]);
   acc[1] += pr;
   const T Wr = pr * Rr - pi * Ri, Wi = pr * Ri + pi * Rr;   // conj(G) / D^2
-  acc[2] = fma(Wr, Dr + b2m, acc[2]);
-  acc[2] = fma(-Wi, Di, acc[2]);
+  acc[2] += Wr;
   acc[3] = fma(dr, Wr, acc[3]);
   acc[3] = fma(-oi, Wi, acc[3]);
 }
@@ -177,21 +177,19 @@ __global__ void __launch_bounds__(kCyBwdThreads) cy_bwd_partial_kernel(lrnn_cauc
       acc[k][0] = acc[k][1] = acc[k][2] = acc[k][3] = T(0);
     }
     if (p.symmetric) {
-      T b2m[kCyBwdStates];
-#pragma unroll
-      for (int k = 0; k < kCyBwdStates; ++k) b2m[k] = T(-2) * li[k] * li[k];
 #pragma unroll 2
       for (int i = lane; i < nt; i += 32) {
         const lrnn_cuda::CplxA<T> o = s_o[i], G = s_g[i];
         const T oi2 = T(2) * o.im;
 #pragma unroll
-        for (int k = 0; k < kCyBwdStates; ++k) bwd_pair(acc[k], lr[k], li[k], b2m[k], o.re, o.im, oi2, G.re, G.im);
+        for (int k = 0; k < kCyBwdStates; ++k) bwd_pair(acc[k], lr[k], li[k], o.re, o.im, oi2, G.re, G.im);
       }
 #pragma unroll
       for (int k = 0; k < kCyBwdStates; ++k) {   // to (A, B)
+        const T sp = acc[k][1], sw = acc[k][2];
         acc[k][0] *= T(2);
-        acc[k][1] *= T(2) * li[k];
-        acc[k][2] *= T(2);
+        acc[k][1] = T(2) * li[k] * sp;
+        acc[k][2] = T(2) * sp - T(4) * li[k] * li[k] * sw;
         acc[k][3] *= T(4) * li[k];
       }
     } else {
