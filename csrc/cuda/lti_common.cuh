@@ -33,6 +33,32 @@ __device__ __forceinline__ Cplx<T> load_w(const void* w, int64_t idx, bool compl
   return Cplx<T>{reinterpret_cast<const T*>(w)[idx], T(0)};
 }
 
+/* sin and cos of x, |x| <= pi (a phase already reduced), in float without branches (sincosf
+ * carries a branch to its slow path for huge arguments, which keeps the compiler from
+ * overlapping several evaluations): r = x - q pi/2 with q the nearest quadrant (pi/2 in three
+ * parts), |r| <= pi/4, and the Taylor polynomials of sin r through r^9 and of cos r through r^10
+ * (truncation below 2e-9), then the quadrant's sign and swap. */
+__device__ __forceinline__ void sincos_reduced(float x, float* s, float* c) {
+  const float q = rintf(x * 0.636619772f);
+  float r = fmaf(q, -1.57079625129699707f, x);
+  r = fmaf(q, -7.54978941586159635e-08f, r);
+  r = fmaf(q, -5.39030295347423839e-15f, r);
+  const float r2 = r * r;
+  float ps = fmaf(r2, 2.75573192e-06f, -1.98412698e-04f);
+  ps = fmaf(ps, r2, 8.33333333e-03f);
+  ps = fmaf(ps, r2, -1.66666667e-01f);
+  const float sn = fmaf(ps * r2, r, r);
+  float pc = fmaf(r2, -2.75573192e-07f, 2.48015873e-05f);
+  pc = fmaf(pc, r2, -1.38888889e-03f);
+  pc = fmaf(pc, r2, 4.16666667e-02f);
+  pc = fmaf(pc, r2, -0.5f);
+  const float cs = fmaf(pc, r2, 1.0f);
+  const int quad = (int)q & 3;   // x = q pi/2 + r
+  const float s0 = (quad & 1) ? cs : sn, c0 = (quad & 1) ? sn : cs;
+  *s = (quad & 2) ? -s0 : s0;
+  *c = (quad == 1 || quad == 2) ? -c0 : c0;
+}
+
 /* exp(z * x) for a possibly huge x: z*x is formed in double and the phase reduced to [-pi, pi]
  * in double, so a float result is accurate to a few float ulps whatever x is. */
 template <typename T>
@@ -43,7 +69,7 @@ __device__ __forceinline__ Cplx<T> exp_scaled(T zr, T zi, double x) {
   const double mag_arg = (double)zr * x;
   T s, c;
   if constexpr (sizeof(T) == 4) {
-    sincosf((float)red, &s, &c);
+    sincos_reduced((float)red, &s, &c);
     const float m = expf((float)mag_arg);
     return Cplx<T>{m * c, m * s};
   } else {
