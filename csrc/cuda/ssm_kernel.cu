@@ -9,9 +9,9 @@
  * (phase in double), so each factor is within kRun steps of an accurate value and the product
  * within LRNN_SSM_KERNEL_BLOCK. In double, thread (ty, tx) of 64 accumulates 8 rows x 8 columns
  * (4 16-byte shared loads per 64 FMAs); backward: of 128, 8 rows x 4 columns. In float, both
- * directions run the same products on the tensor cores in 3xTF32 (float accuracy at ~3/8 of the
- * FP32 pipe's time per FMA; sk_fwd_tc_kernel, sk_bwd_tc_kernel), with the powers built the same
- * way (anchors every <= 8 steps of the runs).
+ * directions run the same products on the tensor cores in 3xTF32 (three TF32 products per
+ * product, float accuracy; sk_fwd_tc_kernel, sk_bwd_tc_kernel), with the powers built the same
+ * way (runs of at most 7 multiplications from an exp).
  * Backward (one block per head, tile and chunk of states): with g = dK on the tile, M[t, n] = sum_j g[t, j] z^j and M1[t, n] = sum_j g[t, j] j z^j
  * are one real product of g (64 x 64) with [Re z^j, Im z^j, j Re z^j, j Im z^j] (4 FMAs per
  * (n, l)); then per state S0 = sum_t z^(l_t) M and S1 = sum_t z^(l_t) (l_t M + M1), l_t = l_blk + 64 t,
