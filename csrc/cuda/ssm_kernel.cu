@@ -11,7 +11,7 @@
  * (4 16-byte shared loads per 64 FMAs); backward: of 128, 8 rows x 4 columns. In float, both
  * directions run the same products on the tensor cores in 3xTF32 (three TF32 products per
  * product, float accuracy; sk_fwd_tc_kernel, sk_bwd_tc_kernel), with the powers built the same
- * way (runs of at most 7 multiplications from an exp).
+ * way (each factor within 10 multiplications of an exp).
  * Backward (one block per head, tile and chunk of states): with g = dK on the tile, M[t, n] = sum_j g[t, j] z^j and M1[t, n] = sum_j g[t, j] j z^j
  * are one real product of g (64 x 64) with [Re z^j, Im z^j, j Re z^j, j Im z^j] (4 FMAs per
  * (n, l)); then per state S0 = sum_t z^(l_t) M and S1 = sum_t z^(l_t) (l_t M + M1), l_t = l_blk + 64 t,
