@@ -8,16 +8,17 @@
 #      GPU, the ops only (time / peak memory / fraction of the floor; the materializing references
 #      were measured before and are in benchmarks/results).
 #      The CPU kernels are unchanged by the CUDA work; their rows are in benchmarks/results.
-#   4. Nsight Compute metrics of one call of each op's kernels at (1024, 64, 4096).
-# Logs and JSON go to $OUT (default ./gpu-out); a compact summary is printed last. Budget <= 90 s
-# (timeouts 20 + 18 + 20 + 30 s).
+#   4. a timing A/B of the cauchy forward's block shapes (LRNN_CY_FWD_VARIANT, round 2 only);
+#   5. Nsight Compute metrics of one call of each op's main kernels at (1024, 64, 4096).
+# Logs and JSON go to $OUT (default ./gpu-out); a compact summary is printed last. Budget <= 80 s
+# (timeouts 18 + 12 + 18 + 12 + 20 s).
 set -uo pipefail
 OUT=${OUT:-$PWD/gpu-out}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 summary=()
 
-timeout 20 python3 -m pytest -q -m cuda tests/python/test_lti_kernels.py tests/python/test_s4.py \
+timeout 18 python3 -m pytest -q -m cuda tests/python/test_lti_kernels.py tests/python/test_s4.py \
   > "$OUT/lti_pytest.log" 2>&1
 summary+=("lti cuda pytest (rc $?): $(tail -1 "$OUT/lti_pytest.log")")
 
@@ -48,16 +49,34 @@ PY
 if command -v compute-sanitizer > /dev/null; then
   # racecheck: the kernels share tables in shared memory between barriers (out-of-bounds accesses
   # are covered by the ASan run of the same device code, tests/cuda_emu)
-  timeout 18 compute-sanitizer --tool racecheck --error-exitcode 9 --report-api-errors no \
+  timeout 12 compute-sanitizer --tool racecheck --error-exitcode 9 --report-api-errors no \
     python3 "$OUT/lti_sanitize.py" > "$OUT/lti_racecheck.log" 2>&1
   summary+=("racecheck (rc $?): $(grep -E "RACECHECK SUMMARY|ERROR SUMMARY|ran [0-9]+ op calls" "$OUT/lti_racecheck.log" | tr '\n' ' ')")
 else
   summary+=("compute-sanitizer not found")
 fi
 
-timeout 20 python3 benchmarks/bench_lti_kernels.py --device cuda --impls op --json "$OUT/lti_bench_cuda.json" \
+timeout 18 python3 benchmarks/bench_lti_kernels.py --device cuda --impls op --json "$OUT/lti_bench_cuda.json" \
   > "$OUT/lti_bench_cuda.log" 2>&1
 summary+=("lti bench cuda rc $? (124: cut by the timeout, rows so far kept)")
+
+# round-2 A/B of the cauchy forward's block shape (128 x 4 nodes, 64 x 4, 128 x 8 per block)
+cat > "$OUT/lti_ab.py" <<'PY'
+import os
+import sys
+sys.path.insert(0, "benchmarks")
+import bench_lti_kernels as b
+for H, N, L in b.SHAPES:
+    args, L = b.inputs("cauchy", H, N, L, "cuda", False)
+    res = []
+    for v in ("0", "1", "2"):
+        os.environ["LRNN_CY_FWD_VARIANT"] = v
+        t, _ = b.timeit_cuda(lambda: b.call("cauchy", "op", args, L), graph=True)
+        res.append(f"v{v} {t * 1e3:.4f} ms")
+    print(f"cauchy fwd A/B ({H}, {N}, {L}):", ", ".join(res), flush=True)
+PY
+timeout 12 python3 "$OUT/lti_ab.py" > "$OUT/lti_ab.log" 2>&1
+summary+=("cauchy A/B rc $?")
 
 # one call of each op at (1024, 64, 4096) under Nsight Compute: time, clock, issue, occupancy, stalls
 cat > "$OUT/lti_prof.py" <<'PY'
@@ -78,9 +97,9 @@ PY
 if command -v ncu > /dev/null; then
   stalls=$(printf 'smsp__average_warps_issue_stalled_%s_per_issue_active.ratio,' long_scoreboard short_scoreboard \
     math_pipe_throttle mio_throttle wait not_selected barrier dispatch_stall lg_throttle no_instruction)
-  timeout 30 ncu --clock-control none --section SpeedOfLight --section LaunchStats --section Occupancy \
-    --section SchedulerStats --section WarpStateStats --section ComputeWorkloadAnalysis --section InstructionStats \
-    --metrics "${stalls%,}" -k regex:'sk_|cy_' python3 "$OUT/lti_prof.py" > "$OUT/lti_ncu.txt" 2>&1
+  timeout 20 ncu --clock-control none --section SpeedOfLight --section SchedulerStats \
+    --section ComputeWorkloadAnalysis --section InstructionStats --metrics "${stalls%,}" \
+    -k regex:'tc_kernel|cy_fwd|cy_bwd_p' python3 "$OUT/lti_prof.py" > "$OUT/lti_ncu.txt" 2>&1
   summary+=("ncu rc $?")
 else
   summary+=("ncu not found")
@@ -89,5 +108,6 @@ fi
 echo "==== lti"
 grep -E "^FAILED|^ERROR" "$OUT/lti_pytest.log" | head -10
 grep -E "^cuda|^device|issue rate|Error|graph capture" "$OUT/lti_bench_cuda.log" | head -24
+grep -E "A/B|Error" "$OUT/lti_ab.log" | head -4
 [ -f "$OUT/lti_ncu.txt" ] && python3 tests/gpu/lti_ncu_summary.py "$OUT/lti_ncu.txt" | head -12
 printf '%s\n' "${summary[@]}"
