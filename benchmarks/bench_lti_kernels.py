@@ -15,9 +15,10 @@ The counts (INSTR) are the fewest we know how to evaluate the formulas with:
     a complex matrix product, i.e. a real product with 2 FMAs per (n, l) (the powers are O(sqrt L)
     per state and not counted). Backward 4: sum_l dK z^l and sum_l l dK z^l are one real product of
     dK (as a 64 x 64 tile) with (Re z^j, Im z^j, j Re z^j, j Im z^j). In float both products run
-    on the tensor cores in 3xTF32 (three TF32 MMAs per product, float-level accuracy), which are
-    faster than the FP32 pipe, so the fraction of this FP32 floor can exceed 100%; the floor is
-    kept as the FP32 FMA count the kernels are judged against.
+    on the tensor cores in 3xTF32 (three TF32 MMAs per product, float-level accuracy); on the
+    H200 the rate of the legacy mma.sync TF32 instruction makes that about as fast per FMA as the
+    FP32 pipe (Nsight Compute: the forward is bound by the tensor pipe's throttle), so the floor
+    stays the FP32 FMA count.
   cauchy (symmetric, as benchmarked) forward 17: a conjugate pair v/(w - lam) + conj(v)/(w - conj lam)
     = N / D with D = (w - lam)(w - conj lam) is 16 FP32 instructions and one reciprocal (an issue
     slot too); backward 25: both terms of a pair over the same D with one reciprocal (csrc/cuda/

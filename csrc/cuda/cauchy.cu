@@ -11,15 +11,14 @@
 #include "lrnn/cauchy.h"
 #include "lti_common.cuh"
 
-#include <stdlib.h>
-
 using lrnn_cuda::Cplx;
 
 namespace {
 
-constexpr int kCyThreadsDefault = 128;
-constexpr int kCyPerThreadDefault = 4;
+constexpr int kCyThreads = 128;
+constexpr int kCyPerThread = 4;
 constexpr int kCyChunk = 256;
+constexpr int kCyTile = kCyThreads * kCyPerThread;
 constexpr int kCyBwdThreads = 256;   // 8 blocks of 8 warps per SM: 4096 blocks at (1024, 64, 4096)
 constexpr int kCyBwdWarps = kCyBwdThreads / 32;   // are 3.9 full waves (128 threads: 2.4, a 20% tail)
 constexpr int kCyBwdTile = 1024;
@@ -55,9 +54,8 @@ __device__ __forceinline__ void single_term(T& ar, T& ai, State4<T> c, T orr, T 
   ai += (c.c1 * dr - c.c0 * di) * inv;
 }
 
-template <typename T, int kCyThreads = kCyThreadsDefault, int kCyPerThread = kCyPerThreadDefault>
+template <typename T>
 __global__ void __launch_bounds__(kCyThreads) cy_fwd_kernel(lrnn_cauchy_params p, int64_t n_tiles) {
-  constexpr int kCyTile = kCyThreads * kCyPerThread;
   const int64_t h = blockIdx.x / n_tiles, tile = blockIdx.x % n_tiles;
   const int64_t l0 = tile * kCyTile + threadIdx.x;
   __shared__ State4<T> s_c[kCyChunk];
@@ -245,25 +243,13 @@ extern "C" int64_t lrnn_cauchy_bwd_workspace_bytes(const lrnn_cauchy_bwd_params*
 extern "C" lrnn_status lrnn_cauchy_fwd_cuda(const lrnn_cauchy_params* p, void* stream) {
   if (!p || p->heads < 0 || p->state < 0 || p->length < 0) return LRNN_ERR_ARGUMENT;
   if (p->heads == 0 || p->length == 0) return LRNN_OK;
-  /* ROUND-2 A/B (H200 measurement of block shapes; the loser is deleted after it) */
-  const char* var = getenv("LRNN_CY_FWD_VARIANT");
-  const int v = var ? atoi(var) : 0;
-  const int threads = v == 1 ? 64 : 128, per = v == 2 ? 8 : 4;
-  const int64_t n_tiles = lrnn_cuda::ceil_div(p->length, (int64_t)threads * per);
+  const int64_t n_tiles = lrnn_cuda::ceil_div(p->length, kCyTile);
   if (n_tiles * p->heads > INT32_MAX) return LRNN_ERR_SHAPE;
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   const unsigned blocks = (unsigned)(n_tiles * p->heads);
   switch (p->dtype) {
-    case LRNN_C64: {
-      void (*const kern)(lrnn_cauchy_params, int64_t) =
-          v == 1 ? cy_fwd_kernel<float, 64, 4> : v == 2 ? cy_fwd_kernel<float, 128, 8> : cy_fwd_kernel<float>;
-      kern<<<blocks, threads, 0, s>>>(*p, n_tiles);
-      break;
-    }
-    case LRNN_C128:
-      if (v != 0) return LRNN_ERR_ARGUMENT;
-      cy_fwd_kernel<double><<<blocks, 128, 0, s>>>(*p, n_tiles);
-      break;
+    case LRNN_C64: cy_fwd_kernel<float><<<blocks, kCyThreads, 0, s>>>(*p, n_tiles); break;
+    case LRNN_C128: cy_fwd_kernel<double><<<blocks, kCyThreads, 0, s>>>(*p, n_tiles); break;
     default: return LRNN_ERR_DTYPE;
   }
   return launched();

@@ -169,11 +169,11 @@ __global__ void __launch_bounds__(kFwdThreads) sk_fwd_kernel(lrnn_ssm_kernel_par
  * holds state n0 + t, so it builds its own A and B operands in registers from a few powers:
  *   A rows: U_i = s w z^(l_blk + 256 (8 w + g)) r64^i    (r64 = z^64)
  *   B cols: P_nt = z^(g) r8^nt  for column j = 8 nt + g   (r8 = z^8)
- * Per 4 states a warp issues 2 x 8 x 3 mma (1024 FMAs each) against ~30 cmul/split instructions
- * per lane. The per-state powers (anchors every 4 rows and every 8 columns, the steps) are a
- * shared table built once per chunk of kTcChunk states by one thread per state: 9 exps (phase in
- * double), the rest by at most 3 + 3 multiplications, so with the 3 + 7 steps in the product loop
- * each factor stays within 16 multiplications of an accurate exp. */
+ * Per 4 states a warp issues 2 x 8 x 3 mma (1024 FMAs each) against ~130 other instructions
+ * (powers, TF32 splits, loads). The per-state powers (anchors every 4 rows and every 8 columns,
+ * the steps) are a shared table built once per chunk of kTcChunk states by one thread per state:
+ * 9 exps (phase in double), the rest by at most 3 + 3 multiplications, so with the 3 + 7 steps in
+ * the product loop each factor stays within 16 multiplications of an accurate exp. */
 constexpr int kTcWarps = 2;
 constexpr int kTcChunk = 64;                  // states per table
 constexpr int kTcLd = kTcChunk + 4;           // [anchor][state] pitch: lanes (g, t) hit distinct banks
