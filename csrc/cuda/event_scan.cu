@@ -1,6 +1,6 @@
 /* event_scan.cu: the CUDA launchers of the event scan (lrnn/event_scan.h). The kernels and
- * their design are in event_scan_kernels.cuh. Each launch zeroes the workspace's tile counter
- * and flags (cudaMemsetAsync on the same stream), runs a persistent grid of at most as many
+ * their design are in event_scan_kernels.cuh. Each launch fills the workspace's tile counter
+ * and publication area with ones (cudaMemsetAsync on the same stream: "not yet published"), runs a persistent grid of at most as many
  * blocks as fit on the device at once (more would only queue), and for the backward a small
  * kernel that sums the per-tile gradient partials in a fixed order. */
 #include <cuda_runtime.h>
@@ -35,7 +35,7 @@ int64_t resident_blocks(Kernel kernel) {
 
 template <typename Kernel, typename Params>
 lrnn_status launch(Kernel kernel, const Params& p, const Layout& o, void* ws, cudaStream_t s) {
-  if (cudaMemsetAsync(ws, 0, static_cast<size_t>(o.zero_bytes), s) != cudaSuccess) return LRNN_ERR_CUDA;
+  if (cudaMemsetAsync(ws, 0xFF, static_cast<size_t>(o.fill_bytes), s) != cudaSuccess) return LRNN_ERR_CUDA;
   const int64_t resident = resident_blocks(kernel), blocks = o.tiles < resident ? o.tiles : resident;
   kernel<<<static_cast<unsigned>(blocks), NT, 0, s>>>(p, ws);
   return cudaGetLastError() == cudaSuccess ? LRNN_OK : LRNN_ERR_CUDA;
@@ -62,9 +62,16 @@ extern "C" lrnn_status lrnn_event_scan_fwd_cuda(const lrnn_event_scan_params* p,
   if (o.tiles >= 2147483647LL) return LRNN_ERR_SHAPE;   // tile numbers are 32-bit counters
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   using lrnn_event_cuda::event_fwd_kernel;
-  if (p->dtype == LRNN_C64 && p->real_dtype == LRNN_F32) return launch(event_fwd_kernel<float, float>, *p, o, workspace, s);
-  if (p->dtype == LRNN_C64 && p->real_dtype == LRNN_BF16) return launch(event_fwd_kernel<float, uint16_t>, *p, o, workspace, s);
-  if (p->dtype == LRNN_C128 && p->real_dtype == LRNN_F64) return launch(event_fwd_kernel<double, double>, *p, o, workspace, s);
+  const bool pe = p->delta_stride[1] != 0;   // delta per event
+  if (p->dtype == LRNN_C64 && p->real_dtype == LRNN_F32)
+    return pe ? launch(event_fwd_kernel<float, float, true>, *p, o, workspace, s)
+              : launch(event_fwd_kernel<float, float, false>, *p, o, workspace, s);
+  if (p->dtype == LRNN_C64 && p->real_dtype == LRNN_BF16)
+    return pe ? launch(event_fwd_kernel<float, uint16_t, true>, *p, o, workspace, s)
+              : launch(event_fwd_kernel<float, uint16_t, false>, *p, o, workspace, s);
+  if (p->dtype == LRNN_C128 && p->real_dtype == LRNN_F64)
+    return pe ? launch(event_fwd_kernel<double, double, true>, *p, o, workspace, s)
+              : launch(event_fwd_kernel<double, double, false>, *p, o, workspace, s);
   return LRNN_ERR_DTYPE;
 }
 
@@ -79,17 +86,21 @@ extern "C" lrnn_status lrnn_event_scan_bwd_cuda(const lrnn_event_scan_bwd_params
   const unsigned rblocks = static_cast<unsigned>(o.chains);   // chains <= tiles
   using lrnn_event_cuda::event_bwd_kernel;
   using lrnn_event_cuda::event_bwd_reduce_kernel;
-  const bool gc = p->delta_stride[1] == 0 && p->disc != LRNN_DISC_ZOH;   // constant input scale
+  // delta per event; or shared with a constant input scale (not ZOH); or shared with ZOH
+  const int mode = p->delta_stride[1] != 0 ? 0 : p->disc != LRNN_DISC_ZOH ? 1 : 2;
   lrnn_status st;
   if (p->dtype == LRNN_C64 && p->real_dtype == LRNN_F32) {
-    st = gc ? launch(event_bwd_kernel<float, float, true>, *p, o, workspace, s)
-            : launch(event_bwd_kernel<float, float, false>, *p, o, workspace, s);
+    st = mode == 0   ? launch(event_bwd_kernel<float, float, true, false>, *p, o, workspace, s)
+         : mode == 1 ? launch(event_bwd_kernel<float, float, false, true>, *p, o, workspace, s)
+                     : launch(event_bwd_kernel<float, float, false, false>, *p, o, workspace, s);
   } else if (p->dtype == LRNN_C64 && p->real_dtype == LRNN_BF16) {
-    st = gc ? launch(event_bwd_kernel<float, uint16_t, true>, *p, o, workspace, s)
-            : launch(event_bwd_kernel<float, uint16_t, false>, *p, o, workspace, s);
+    st = mode == 0   ? launch(event_bwd_kernel<float, uint16_t, true, false>, *p, o, workspace, s)
+         : mode == 1 ? launch(event_bwd_kernel<float, uint16_t, false, true>, *p, o, workspace, s)
+                     : launch(event_bwd_kernel<float, uint16_t, false, false>, *p, o, workspace, s);
   } else if (p->dtype == LRNN_C128 && p->real_dtype == LRNN_F64) {
-    st = gc ? launch(event_bwd_kernel<double, double, true>, *p, o, workspace, s)
-            : launch(event_bwd_kernel<double, double, false>, *p, o, workspace, s);
+    st = mode == 0   ? launch(event_bwd_kernel<double, double, true, false>, *p, o, workspace, s)
+         : mode == 1 ? launch(event_bwd_kernel<double, double, false, true>, *p, o, workspace, s)
+                     : launch(event_bwd_kernel<double, double, false, false>, *p, o, workspace, s);
   } else {
     return LRNN_ERR_DTYPE;
   }
