@@ -529,45 +529,77 @@ __global__ void __launch_bounds__(NT, 2) event_fwd_kernel(lrnn_event_scan_params
 }
 
 // ---------------- backward ----------------
-// A tile reads three complex arrays (grad_h, v, h[t-1]): all of them are loaded at the start of
-// the tile (48 KB per block in flight), and there is no prefetch of the next tile, which would
-// not fit in the register budget of two resident blocks per SM; the other resident block
-// streams while one waits.
+// A tile reads three complex arrays: grad_h (which the adjoint's aggregate needs) is loaded into
+// registers one tile ahead, like the forward's v; v and h[t-1] (needed only after the chain
+// step) are copied asynchronously into shared memory at the start of the tile (cp.async: in
+// flight during the aggregate and the look-back, and no registers held), for complex64. The
+// complex128 path (tests, gradcheck) does not fit them in the 48 KB of static shared memory
+// and loads them into registers instead.
+
+// Asynchronous copy of one complex value into shared memory, and the wait for all of a thread's
+// copies (the emulation copies at once).
+template <typename R>
+__device__ __forceinline__ void copy_async(cx<R>* dst, const cx<R>* src) {
+#ifdef __CUDA_ARCH__
+  const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+  if (sizeof(cx<R>) == 8) asm volatile("cp.async.ca.shared.global [%0], [%1], 8;" ::"r"(d), "l"(src) : "memory");
+  else asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(d), "l"(src) : "memory");
+#else
+  *dst = *src;
+#endif
+}
+__device__ __forceinline__ void copy_async_wait() {
+#ifdef __CUDA_ARCH__
+  asm volatile("cp.async.wait_all;" ::: "memory");
+#endif
+}
+
+template <typename R>
+__host__ __device__ constexpr bool staged() { return sizeof(R) == 4; }
 
 template <typename R>
 struct BwdShared {
   cx<R> sA[NL][CW], sX[NL][CW], gA[NL][CW], gX[NL][CW], sL[NL][CW];
   R sD[NL][CW];
-  unsigned ids[2];
+  // v and h[t-1] of each thread's steps (thread-major within a step: a warp's row is contiguous)
+  cx<R> sv[staged<R>() ? steps<R>() : 1][NT], shp[staged<R>() ? steps<R>() : 1][NT];
+  unsigned ids[3];
 };
 
 // GC: the input scale is the same for every step (shared delta, not ZOH): the per-step gradient
 // loop then has no input-scale derivatives, and its own instantiation keeps it free of spills.
+// `in` holds the tile's grad_h, dt (and delta) loaded a tile ahead.
 template <typename R, typename TR, bool PE, bool GC>
 __device__ __forceinline__ void bwd_tile(const lrnn_event_scan_bwd_params& p, const Layout& o, unsigned char* ws,
-                                         int64_t k, BwdShared<R>& sh) {
+                                         int64_t k, StepIn<R, PE>& in, BwdShared<R>& sh) {
   constexpr int S = steps<R>();
+  constexpr bool ST = staged<R>();
   const TilePos t = tile_pos(o, k, p.dim);
   const Chan<R> ch = chan<R, TR, PE>(p, t, true);
   const cx<R> zero = mk(R(0), R(0));
   const int64_t L = p.length;
-  StepIn<R, PE> in;   // in.v holds grad_h: what the adjoint's aggregate needs
-  load_in<R, TR, PE>(p, o, k, in, static_cast<const cx<R>*>(p.grad_h), p.grad_h_stride, true);
+  const int tid = static_cast<int>(threadIdx.x);
   const Steps st = lane_steps(t.tt, S, L, p.reverse == 0);
-  cx<R> vv[S], hp[S];
-  const cx<R>* v = static_cast<const cx<R>*>(p.v) + t.b * p.v_stride[0] + st.t0 * p.v_stride[1] + t.d * p.v_stride[2];
-  // h at the time before each step in scan order: one time index against the scan direction
-  const cx<R>* h = static_cast<const cx<R>*>(p.h) + t.b * p.h_stride[0] + (st.t0 + st.dir) * p.h_stride[1] +
-                   t.d * p.h_stride[2];
-  const int64_t dvs = st.dir * p.v_stride[1], dhs = st.dir * p.h_stride[1];
-  const cx<R> h0 = t.active && p.h0 ? static_cast<const cx<R>*>(p.h0)[t.b * p.h0_stride[0] + t.d * p.h0_stride[1]] : zero;
+  cx<R> vv[ST ? 1 : S], hp[ST ? 1 : S];
+  {
+    const cx<R>* v = static_cast<const cx<R>*>(p.v) + t.b * p.v_stride[0] + st.t0 * p.v_stride[1] + t.d * p.v_stride[2];
+    // h at the time before each step in scan order: one time index against the scan direction
+    const cx<R>* h = static_cast<const cx<R>*>(p.h) + t.b * p.h_stride[0] + (st.t0 + st.dir) * p.h_stride[1] +
+                     t.d * p.h_stride[2];
+    const int64_t dvs = st.dir * p.v_stride[1], dhs = st.dir * p.h_stride[1];
+    const cx<R> h0 = t.active && p.h0 ? static_cast<const cx<R>*>(p.h0)[t.b * p.h0_stride[0] + t.d * p.h0_stride[1]] : zero;
 #pragma unroll
-  for (int j = 0; j < S; ++j) {
-    vv[j] = zero;
-    hp[j] = zero;
-    if (t.active && st.r0 + j < L) {
-      vv[j] = v[j * dvs];
-      hp[j] = st.r0 + j < L - 1 ? h[j * dhs] : h0;   // scan step s = L-1-r > 0: not the first
+    for (int j = 0; j < S; ++j) {
+      const bool on = t.active && st.r0 + j < L, first = st.r0 + j >= L - 1;   // scan step s = L-1-r = 0
+      if (ST) {
+        if (on) copy_async(&sh.sv[ST ? j : 0][tid], v + j * dvs);
+        else sh.sv[ST ? j : 0][tid] = zero;
+        if (on && !first) copy_async(&sh.shp[ST ? j : 0][tid], h + j * dhs);
+        else sh.shp[ST ? j : 0][tid] = on ? h0 : zero;
+      } else {
+        vv[ST ? 0 : j] = on ? v[j * dvs] : zero;
+        hp[ST ? 0 : j] = on ? (first ? h0 : h[j * dhs]) : zero;
+      }
     }
   }
   cx<R> a[S];
@@ -578,7 +610,7 @@ __device__ __forceinline__ void bwd_tile(const lrnn_event_scan_bwd_params& p, co
     X = mulc(a[j], add(X, in.v[j]));   // c -> conj(a) * (grad_h + c)
     A = mulc(a[j], A);
   }
-  const int c = static_cast<int>(threadIdx.x) % CW, q = static_cast<int>(threadIdx.x) / CW;
+  const int c = tid % CW, q = tid / CW;
   sh.sA[q][c] = A;
   sh.sX[q][c] = X;
   __syncthreads();
@@ -594,11 +626,13 @@ __device__ __forceinline__ void bwd_tile(const lrnn_event_scan_bwd_params& p, co
   // the time stride of ddelta only exists per event
   const int64_t dd_t = PE ? p.ddelta_stride[1] : 0, ddv = st.dir * p.dv_stride[1], ddd = st.dir * dd_t;
   R* ddelta = static_cast<R*>(p.ddelta) + t.b * p.ddelta_stride[0] + st.t0 * dd_t + t.d * p.ddelta_stride[2];
+  if (ST) copy_async_wait();   // each thread reads only what it copied itself
 #pragma unroll
   for (int j = 0; j < S; ++j) {
     const R del = PE ? in.del[j] : ch.delc, sdt = del * in.tau[j];
     const cx<R> lt = add(in.v[j], carry);
-    const cx<R> ga = mulc(hp[j], lt), gv = mulc(vv[j], lt);
+    const cx<R> vj = ST ? sh.sv[ST ? j : 0][tid] : vv[ST ? 0 : j], hj = ST ? sh.shp[ST ? j : 0][tid] : hp[ST ? 0 : j];
+    const cx<R> ga = mulc(hj, lt), gv = mulc(vj, lt);
     dl = add(dl, scale(sdt, mulc(a[j], ga)));
     R dd = in.tau[j] * dotr(mul(ch.lam, a[j]), ga);
     cx<R> g = ch.gc;
@@ -638,28 +672,45 @@ __device__ __forceinline__ void bwd_tile(const lrnn_event_scan_bwd_params& p, co
 
 // PE: delta per event; GC must be true exactly when delta is shared over time and the
 // discretization is not ZOH. The barrier after the partials (sL, sD) separates one tile's reads
-// of sA/sX from the next tile's writes, so one buffer suffices here.
+// of sA/sX and of the staged v/h from the next tile's writes, so one buffer suffices here.
+// Tile numbers and the grad_h prefetch rotate as in the forward.
 template <typename R, typename TR, bool PE, bool GC>
 __global__ void __launch_bounds__(NT, 2) event_bwd_kernel(lrnn_event_scan_bwd_params p, void* wsv) {
   static_assert(!(PE && GC), "a per-event delta has no constant input scale");
   __shared__ BwdShared<R> sh;
   unsigned char* ws = static_cast<unsigned char*>(wsv);
   const Layout o = layout<R>(p.batch, p.length, p.dim, true);
+  const cx<R>* gh = static_cast<const cx<R>*>(p.grad_h);
   unsigned pending = 0;
   if (threadIdx.x == 0) {
     sh.ids[0] = next_tile(ws);
+    sh.ids[1] = next_tile(ws);
     pending = next_tile(ws);
   }
   __syncthreads();
-  // the tile number after the current one goes to shared memory during the current tile
-  // (before its first barrier); the one after that waits in a register
-  for (int64_t cur = sh.ids[0], it = 0; cur < o.tiles; ++it) {
+  int64_t cur = sh.ids[0], nxt = sh.ids[1];
+  StepIn<R, PE> in0, in1;
+  load_in<R, TR, PE>(p, o, cur, in0, gh, p.grad_h_stride, true);
+  for (int it = 0; cur < o.tiles;) {
+    load_in<R, TR, PE>(p, o, nxt, in1, gh, p.grad_h_stride, true);
     if (threadIdx.x == 0) {
-      sh.ids[(it + 1) & 1] = pending;
+      sh.ids[(it + 2) % 3] = pending;
       pending = next_tile(ws);
     }
-    bwd_tile<R, TR, PE, GC>(p, o, ws, cur, sh);
-    cur = sh.ids[(it + 1) & 1];
+    bwd_tile<R, TR, PE, GC>(p, o, ws, cur, in0, sh);
+    cur = nxt;
+    nxt = sh.ids[(it + 2) % 3];
+    ++it;
+    if (cur >= o.tiles) break;
+    load_in<R, TR, PE>(p, o, nxt, in0, gh, p.grad_h_stride, true);
+    if (threadIdx.x == 0) {
+      sh.ids[(it + 2) % 3] = pending;
+      pending = next_tile(ws);
+    }
+    bwd_tile<R, TR, PE, GC>(p, o, ws, cur, in1, sh);
+    cur = nxt;
+    nxt = sh.ids[(it + 2) % 3];
+    ++it;
   }
 }
 
