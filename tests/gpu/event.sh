@@ -72,6 +72,28 @@ for name, delta, disc in (("async, shared delta", (0.01 + torch.rand(P, generato
 PYEOF
 DEV_RC=$?
 
+NCU_RC="not run (no ncu)"
+if command -v ncu > /dev/null; then
+  cat > "$OUT/event_probe.py" <<'PYEOF'
+import torch
+import lrnn
+B, L, P = 8, 65536, 128
+g = torch.Generator(device="cpu").manual_seed(0)
+Lam = torch.complex(-0.05 - torch.rand(P, generator=g), torch.randn(P, generator=g)).cuda().requires_grad_()
+delta = (0.01 + torch.rand(P, generator=g)).cuda().requires_grad_()
+dt = torch.rand(B, L, generator=g).cuda()
+v = torch.randn(B, L, P, dtype=torch.complex64, generator=g).cuda().requires_grad_()
+for _ in range(2):
+    h, _ = lrnn.event_scan(Lam, delta, dt, v, None, "async")
+    torch.autograd.grad(h, (Lam, delta, v), torch.ones_like(h))
+torch.cuda.synchronize()
+PYEOF
+  timeout 45 ncu --clock-control none --section SpeedOfLight --section WarpStateStats --section LaunchStats \
+    --section Occupancy -k regex:"event_(fwd|bwd)_kernel" --launch-skip 2 --launch-count 2 \
+    python3 "$OUT/event_probe.py" > "$OUT/event_ncu.log" 2>&1
+  NCU_RC="rc=$?"
+fi
+
 S7=""
 [ "${EVENT_S7:-0}" = 1 ] && S7="8x16384x16x64,8x4096x64x128"
 NOJAX="--no-jax"
@@ -86,5 +108,8 @@ grep -E "^(FAILED|ERROR)" "$OUT/event_pytest.log" | head -n 10
 echo "=== event: memcheck: $SAN"
 echo "=== event: device time (rc=$DEV_RC)"
 tail -n 3 "$OUT/event_devtime.log"
+echo "=== event: ncu of one forward and one backward kernel ($NCU_RC)"
+[ -f "$OUT/event_ncu.log" ] && grep -E "event_(fwd|bwd)_kernel<|^ +Duration|DRAM Throughput|Compute \(SM\) Throughput|Registers Per Thread|Achieved Occupancy|Warp Cycles Per Issued|spends" \
+  "$OUT/event_ncu.log" | sed -e 's/  */ /g' -e 's/(lrnn_event_scan.*) (/ (/' | cut -c1-140 | head -n 18
 echo "=== event: benchmark (rc=$BENCH_RC); targets fused fwd <= 0.44 ms, fwd+bwd <= 1.12 ms (JAX 2.18 / 5.78 ms)"
 cat "$OUT/event_bench.log"
