@@ -279,17 +279,20 @@ __device__ __forceinline__ bool observe(const cx<R>* p, cx<R>* v) {
   return a != Word<R>::empty && b != Word<R>::empty;
 }
 
-// The tile's place: chain (batch row b, channel d of this thread) and time tile tt.
+// The tile's place: chain (batch row b, channel d of this thread) and time tile tt. Tile
+// numbers are below 2^31 (the launcher checks), so 32-bit divisions suffice; it is computed
+// once per tile, with the tile's prefetched inputs.
 struct TilePos {
-  int64_t tt, b, d;
+  int tt, b, d;   // products with the (64-bit) strides are 64-bit
   bool active;
 };
 __device__ __forceinline__ TilePos tile_pos(const Layout& o, int64_t k, int64_t P) {
   TilePos t;
-  const int64_t chain = k % o.chains;
-  t.tt = k / o.chains;
-  t.b = chain / o.groups;
-  t.d = (chain % o.groups) * CW + static_cast<int>(threadIdx.x) % CW;
+  const unsigned kk = static_cast<unsigned>(k), chains = static_cast<unsigned>(o.chains);
+  const unsigned chain = kk % chains, groups = static_cast<unsigned>(o.groups);
+  t.tt = static_cast<int>(kk / chains);
+  t.b = static_cast<int>(chain / groups);
+  t.d = static_cast<int>(chain % groups) * CW + static_cast<int>(threadIdx.x) % CW;
   t.active = t.d < P;
   return t;
 }
@@ -393,6 +396,7 @@ __device__ __forceinline__ Chan<R> chan(const P& p, const TilePos& t, bool grad)
 // (and channels past P) load dt = 0 and zero inputs: identity steps. PE: delta per event.
 template <typename R, bool PE>
 struct StepIn {
+  TilePos t;
   cx<R> v[steps<R>()];
   R tau[steps<R>()], del[PE ? steps<R>() : 1];
 };
@@ -418,7 +422,8 @@ __device__ __forceinline__ void load_in(const Prm& p, const Layout& o, int64_t k
                                         const int64_t* src_stride, bool bwd) {
   constexpr int S = steps<R>();
   if (k >= o.tiles) return;
-  const TilePos t = tile_pos(o, k, p.dim);
+  in.t = tile_pos(o, k, p.dim);
+  const TilePos& t = in.t;
   const Steps st = lane_steps(t.tt, S, p.length, bwd != (p.reverse != 0));
   const TR* dt = static_cast<const TR*>(p.dt) + t.b * p.dt_stride[0] + st.t0 * p.dt_stride[1];
   const TR* delta = static_cast<const TR*>(p.delta) + t.b * p.delta_stride[0] + st.t0 * p.delta_stride[1] +
@@ -451,7 +456,7 @@ template <typename R, typename TR, bool PE>
 __device__ __forceinline__ void fwd_tile(const lrnn_event_scan_params& p, const Layout& o, unsigned char* ws, int64_t k,
                                          int buf, StepIn<R, PE>& in, FwdShared<R>& sh) {
   constexpr int S = steps<R>();
-  const TilePos t = tile_pos(o, k, p.dim);
+  const TilePos& t = in.t;
   const Chan<R> ch = chan<R, TR, PE>(p, t, false);
   const bool g_const = !PE && p.disc != LRNN_DISC_ZOH;
   cx<R> a[S];
@@ -574,7 +579,7 @@ __device__ __forceinline__ void bwd_tile(const lrnn_event_scan_bwd_params& p, co
                                          int64_t k, StepIn<R, PE>& in, BwdShared<R>& sh) {
   constexpr int S = steps<R>();
   constexpr bool ST = staged<R>();
-  const TilePos t = tile_pos(o, k, p.dim);
+  const TilePos& t = in.t;
   const Chan<R> ch = chan<R, TR, PE>(p, t, true);
   const cx<R> zero = mk(R(0), R(0));
   const int64_t L = p.length;
