@@ -23,21 +23,24 @@ Layout layout_of(const Params* p, bool bwd) {
                                : layout<float>(p->batch, p->length, p->dim, bwd);
 }
 
-/* Blocks resident at once over the whole device, for `kernel`; at least one. */
+/* Blocks resident at once over the whole device, for `kernel` with `smem` bytes of dynamic
+ * shared memory; at least one. */
 template <typename Kernel>
-int64_t resident_blocks(Kernel kernel) {
+int64_t resident_blocks(Kernel kernel, int smem) {
   int dev = 0, sms = 1, per_sm = 1;
   if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
-      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, NT, 0) != cudaSuccess || per_sm < 1)
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, NT, smem) != cudaSuccess || per_sm < 1)
     per_sm = 1;
   return static_cast<int64_t>(sms) * per_sm;
 }
 
 template <typename Kernel, typename Params>
-lrnn_status launch(Kernel kernel, const Params& p, const Layout& o, void* ws, cudaStream_t s) {
+lrnn_status launch(Kernel kernel, const Params& p, const Layout& o, void* ws, cudaStream_t s, int smem = 0) {
+  if (smem > 0 && cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) != cudaSuccess)
+    return LRNN_ERR_CUDA;
   if (cudaMemsetAsync(ws, 0xFF, static_cast<size_t>(o.fill_bytes), s) != cudaSuccess) return LRNN_ERR_CUDA;
-  const int64_t resident = resident_blocks(kernel), blocks = o.tiles < resident ? o.tiles : resident;
-  kernel<<<static_cast<unsigned>(blocks), NT, 0, s>>>(p, ws);
+  const int64_t resident = resident_blocks(kernel, smem), blocks = o.tiles < resident ? o.tiles : resident;
+  kernel<<<static_cast<unsigned>(blocks), NT, smem, s>>>(p, ws);
   return cudaGetLastError() == cudaSuccess ? LRNN_OK : LRNN_ERR_CUDA;
 }
 
@@ -62,16 +65,22 @@ extern "C" lrnn_status lrnn_event_scan_fwd_cuda(const lrnn_event_scan_params* p,
   if (o.tiles >= 2147483647LL) return LRNN_ERR_SHAPE;   // tile numbers are 32-bit counters
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   using lrnn_event_cuda::event_fwd_kernel;
-  const bool pe = p->delta_stride[1] != 0;   // delta per event
+  using lrnn_event_cuda::fwd_stage_bytes;
+  // delta per event; or shared with a constant input scale (not ZOH); or shared with ZOH
+  const int mode = p->delta_stride[1] != 0 ? 0 : p->disc != LRNN_DISC_ZOH ? 1 : 2;
+  const int sf = fwd_stage_bytes<float>(), sd = fwd_stage_bytes<double>();
   if (p->dtype == LRNN_C64 && p->real_dtype == LRNN_F32)
-    return pe ? launch(event_fwd_kernel<float, float, true>, *p, o, workspace, s)
-              : launch(event_fwd_kernel<float, float, false>, *p, o, workspace, s);
+    return mode == 0   ? launch(event_fwd_kernel<float, float, true, false>, *p, o, workspace, s, sf)
+           : mode == 1 ? launch(event_fwd_kernel<float, float, false, true>, *p, o, workspace, s, sf)
+                       : launch(event_fwd_kernel<float, float, false, false>, *p, o, workspace, s, sf);
   if (p->dtype == LRNN_C64 && p->real_dtype == LRNN_BF16)
-    return pe ? launch(event_fwd_kernel<float, uint16_t, true>, *p, o, workspace, s)
-              : launch(event_fwd_kernel<float, uint16_t, false>, *p, o, workspace, s);
+    return mode == 0   ? launch(event_fwd_kernel<float, uint16_t, true, false>, *p, o, workspace, s, sf)
+           : mode == 1 ? launch(event_fwd_kernel<float, uint16_t, false, true>, *p, o, workspace, s, sf)
+                       : launch(event_fwd_kernel<float, uint16_t, false, false>, *p, o, workspace, s, sf);
   if (p->dtype == LRNN_C128 && p->real_dtype == LRNN_F64)
-    return pe ? launch(event_fwd_kernel<double, double, true>, *p, o, workspace, s)
-              : launch(event_fwd_kernel<double, double, false>, *p, o, workspace, s);
+    return mode == 0   ? launch(event_fwd_kernel<double, double, true, false>, *p, o, workspace, s, sd)
+           : mode == 1 ? launch(event_fwd_kernel<double, double, false, true>, *p, o, workspace, s, sd)
+                       : launch(event_fwd_kernel<double, double, false, false>, *p, o, workspace, s, sd);
   return LRNN_ERR_DTYPE;
 }
 

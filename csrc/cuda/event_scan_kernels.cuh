@@ -26,8 +26,10 @@
  * counter in increasing order, chain-fastest: a tile only ever waits for tiles numbered before
  * it, which were handed to running blocks earlier, so the waits cannot deadlock whatever the
  * grid size. The counter's answer is kept in a register for one tile before use (its round
- * trip is off the critical path), and the forward loads its next tile's inputs before doing
- * the current tile's math (the backward, with three input arrays, relies on two resident blocks).
+ * trip is off the critical path), and both kernels load their next tile's scan input (v, or
+ * grad_h) before doing the current tile's math: the forward by cp.async into shared memory
+ * (32 KB per block in flight, 16 steps per thread to amortize the per-tile work), the backward
+ * into registers while v and h[t-1] of the current tile go to shared memory by cp.async.
  *
  * Transitions exp(Lambda*delta*dt) and input scales are computed in registers, never stored.
  * The backward runs the adjoint c -> conj(a)*(grad_h + c) the same way in reverse step order;
@@ -41,20 +43,29 @@
 
 #include "lrnn/event_scan.h"
 
+// The forward's staging buffers are dynamic shared memory; the emulation defines its own.
+#ifndef LRNN_EVENT_DYN_SMEM
+extern __shared__ uint4 lrnn_event_dyn_smem[];
+#define LRNN_EVENT_DYN_SMEM lrnn_event_dyn_smem
+#endif
+
 namespace lrnn_event_cuda {
 
 // Channels per chain (one warp across channels), time lanes per block, look-back window: the
-// W = 2*NL items (one inclusive state, W-1 aggregates) are loaded two per lane. With tiles of
-// T = 64 steps the chain advances W*T steps per round trip of its slowest link; each tile
-// reads W-1 aggregates (16 bytes per channel each) from L2 for it.
+// W = 2*NL items (one inclusive state, W-1 aggregates) are loaded two per lane. The chain
+// advances W tiles (2048 forward steps of complex64) per round trip of its slowest link; each
+// tile reads W-1 aggregates (16 bytes per channel each) from L2 for it.
 constexpr int CW = 32;
 constexpr int NL = 8;
 constexpr int NT = CW * NL;
 constexpr int W = 2 * NL;
-// Steps per thread: 8 complex64 (64 bytes of v in flight per thread, 16 KB per tile), 4 for
-// complex128 so that the double path (gradcheck, tests) keeps the same register budget.
+// Steps per thread. Forward: 16 complex64 (128 bytes of v per thread, 32 KB per tile, staged in
+// shared memory), 8 complex128. Backward (three arrays, more live registers): 8 complex64,
+// 4 complex128.
 template <typename R>
-__host__ __device__ constexpr int steps() { return sizeof(R) == 4 ? 8 : 4; }
+__host__ __device__ constexpr int fwd_steps() { return sizeof(R) == 4 ? 16 : 8; }
+template <typename R>
+__host__ __device__ constexpr int bwd_steps() { return sizeof(R) == 4 ? 8 : 4; }
 
 template <typename R>
 struct alignas(2 * sizeof(R)) cx {
@@ -181,7 +192,7 @@ struct Layout {
 template <typename R>
 __host__ __device__ inline Layout layout(int64_t B, int64_t L, int64_t P, bool bwd) {
   Layout o;
-  const int64_t T = NL * steps<R>();
+  const int64_t T = NL * (bwd ? bwd_steps<R>() : fwd_steps<R>());
   o.groups = (P + CW - 1) / CW;
   o.chains = B * o.groups;
   o.ntt = L > 0 ? (L + T - 1) / T : 1;   // L = 0: one padding tile still writes h_last / dh0
@@ -392,14 +403,45 @@ __device__ __forceinline__ Chan<R> chan(const P& p, const TilePos& t, bool grad)
   return ch;
 }
 
-// The inputs of one tile that the aggregate needs, prefetched one tile ahead. Steps past the end
-// (and channels past P) load dt = 0 and zero inputs: identity steps. PE: delta per event.
-template <typename R, bool PE>
+// The inputs of one tile that the aggregate needs, prefetched one tile ahead: the complex input
+// in registers (VR) or copied asynchronously to shared memory, dt (and delta) in registers.
+// Steps past the end (and channels past P) load dt = 0 and zero inputs: identity steps.
+// PE: delta per event.
+template <typename R, bool PE, int S, bool VR>
 struct StepIn {
   TilePos t;
-  cx<R> v[steps<R>()];
-  R tau[steps<R>()], del[PE ? steps<R>() : 1];
+  cx<R> v[VR ? S : 1];
+  R tau[S], del[PE ? S : 1];
 };
+
+// Asynchronous copy of one complex value into shared memory, and the waits for a thread's copies
+// (the emulation copies at once).
+template <typename R>
+__device__ __forceinline__ void copy_async(cx<R>* dst, const cx<R>* src) {
+#ifdef __CUDA_ARCH__
+  const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+  if (sizeof(cx<R>) == 8) asm volatile("cp.async.ca.shared.global [%0], [%1], 8;" ::"r"(d), "l"(src) : "memory");
+  else asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(d), "l"(src) : "memory");
+#else
+  *dst = *src;
+#endif
+}
+__device__ __forceinline__ void copy_async_commit() {
+#ifdef __CUDA_ARCH__
+  asm volatile("cp.async.commit_group;" ::: "memory");
+#endif
+}
+// all but the most recently committed group are complete
+__device__ __forceinline__ void copy_async_wait_prev() {
+#ifdef __CUDA_ARCH__
+  asm volatile("cp.async.wait_group 1;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void copy_async_wait() {
+#ifdef __CUDA_ARCH__
+  asm volatile("cp.async.wait_all;" ::: "memory");
+#endif
+}
 
 // The steps of thread lane q in tile tt: scan steps r = tt*T + q*S + j, j = 0 .. S-1 (the
 // forward scans s = r, the backward s = L-1-r: both walk lanes and steps in increasing r). The
@@ -417,13 +459,15 @@ __device__ __forceinline__ Steps lane_steps(int64_t tt, int S, int64_t L, bool f
   return st;
 }
 
-template <typename R, typename TR, bool PE, typename Prm>
-__device__ __forceinline__ void load_in(const Prm& p, const Layout& o, int64_t k, StepIn<R, PE>& in, const cx<R>* src,
-                                        const int64_t* src_stride, bool bwd) {
-  constexpr int S = steps<R>();
+// sv: with !VR, the tile's staging buffer [S][NT] in shared memory (thread-major within a step:
+// a warp's row is contiguous).
+template <typename R, typename TR, bool PE, int S, bool VR, typename Prm>
+__device__ __forceinline__ void load_in(const Prm& p, const Layout& o, int64_t k, StepIn<R, PE, S, VR>& in,
+                                        const cx<R>* src, const int64_t* src_stride, bool bwd, cx<R>* sv) {
   if (k >= o.tiles) return;
   in.t = tile_pos(o, k, p.dim);
   const TilePos& t = in.t;
+  const int tid = static_cast<int>(threadIdx.x);
   const Steps st = lane_steps(t.tt, S, p.length, bwd != (p.reverse != 0));
   const TR* dt = static_cast<const TR*>(p.dt) + t.b * p.dt_stride[0] + st.t0 * p.dt_stride[1];
   const TR* delta = static_cast<const TR*>(p.delta) + t.b * p.delta_stride[0] + st.t0 * p.delta_stride[1] +
@@ -432,46 +476,52 @@ __device__ __forceinline__ void load_in(const Prm& p, const Layout& o, int64_t k
   const int64_t ddt = st.dir * p.dt_stride[1], ddel = st.dir * p.delta_stride[1], dx = st.dir * src_stride[1];
 #pragma unroll
   for (int j = 0; j < S; ++j) {
-    in.v[j] = mk(R(0), R(0));
-    in.tau[j] = 0;
-    if (PE) in.del[j] = 0;
-    if (t.active && st.r0 + j < p.length) {
-      in.tau[j] = load_real<R>(dt, j * ddt);
-      if (PE) in.del[j] = load_real<R>(delta, j * ddel);
-      in.v[j] = x[j * dx];
-    }
+    const bool on = t.active && st.r0 + j < p.length;
+    in.tau[j] = on ? load_real<R>(dt, j * ddt) : R(0);
+    if (PE) in.del[j] = on ? load_real<R>(delta, j * ddel) : R(0);
+    if (VR) in.v[VR ? j : 0] = on ? x[j * dx] : mk(R(0), R(0));
+    else if (on) copy_async(sv + j * NT + tid, x + j * dx);
+    else sv[j * NT + tid] = mk(R(0), R(0));
   }
 }
 
 // ---------------- forward ----------------
 
-// Shared memory of a forward block: lane maps in two buffers (tile parity), look-back maps.
+// Shared memory of a forward block: lane maps in two buffers (tile parity), look-back maps; the
+// staging buffers of v (two tiles) are dynamic shared memory, fwd_stage_bytes.
 template <typename R>
 struct FwdShared {
   cx<R> sA[2][NL][CW], sX[2][NL][CW], gA[NL][CW], gX[NL][CW];
   unsigned ids[3];
 };
+template <typename R>
+__host__ __device__ constexpr int fwd_stage_bytes() { return 2 * fwd_steps<R>() * NT * static_cast<int>(sizeof(cx<R>)); }
 
-template <typename R, typename TR, bool PE>
+template <typename R, bool PE>
+using FwdIn = StepIn<R, PE, fwd_steps<R>(), false>;
+
+// sv: the tile's staged v, complete for this thread's own slots. GC as in the backward: the
+// input scale is the same for every step (shared delta, not ZOH).
+template <typename R, typename TR, bool PE, bool GC>
 __device__ __forceinline__ void fwd_tile(const lrnn_event_scan_params& p, const Layout& o, unsigned char* ws, int64_t k,
-                                         int buf, StepIn<R, PE>& in, FwdShared<R>& sh) {
-  constexpr int S = steps<R>();
+                                         int buf, const FwdIn<R, PE>& in, const cx<R>* sv, FwdShared<R>& sh) {
+  constexpr int S = fwd_steps<R>();
   const TilePos& t = in.t;
   const Chan<R> ch = chan<R, TR, PE>(p, t, false);
-  const bool g_const = !PE && p.disc != LRNN_DISC_ZOH;
-  cx<R> a[S];
+  const int tid = static_cast<int>(threadIdx.x);
+  cx<R> a[S], gv[S];
   cx<R> A = mk(R(1), R(0)), X = mk(R(0), R(0));
 #pragma unroll
   for (int j = 0; j < S; ++j) {
     const R del = PE ? in.del[j] : ch.delc;
     a[j] = cexp_(scale(del * in.tau[j], ch.lam));
     cx<R> g = ch.gc;
-    if (!g_const) input_scale<R>(p.disc, ch.lam, del, in.tau[j], a[j], false, &g, nullptr, nullptr);
-    in.v[j] = mul(g, in.v[j]);   // from here on v holds g*v
-    X = add(mul(a[j], X), in.v[j]);
+    if (!GC) input_scale<R>(p.disc, ch.lam, del, in.tau[j], a[j], false, &g, nullptr, nullptr);
+    gv[j] = mul(g, sv[j * NT + tid]);
+    X = add(mul(a[j], X), gv[j]);
     A = mul(a[j], A);
   }
-  const int c = static_cast<int>(threadIdx.x) % CW, q = static_cast<int>(threadIdx.x) / CW;
+  const int c = tid % CW, q = tid / CW;
   sh.sA[buf][q][c] = A;
   sh.sX[buf][q][c] = X;
   __syncthreads();
@@ -485,18 +535,27 @@ __device__ __forceinline__ void fwd_tile(const lrnn_event_scan_params& p, const 
   const int64_t dh = st.dir * p.h_stride[1];
 #pragma unroll
   for (int j = 0; j < S; ++j) {
-    x = add(mul(a[j], x), in.v[j]);
+    x = add(mul(a[j], x), gv[j]);
     if (t.active && st.r0 + j < p.length) h[j * dh] = x;
   }
 }
 
-// Persistent blocks of NT threads; ws is the workspace of layout<R>(.., false), its first
-// fill_bytes filled with ones. Thread 0 takes tile numbers: each answer waits a whole tile in
-// a register, then goes to sh.ids (three slots, written before a tile's first barrier and read
-// after its last) two tiles before its use. PE: delta per event.
-template <typename R, typename TR, bool PE>
+// Persistent blocks of NT threads with fwd_stage_bytes<R>() of dynamic shared memory; ws is the
+// workspace of layout<R>(.., false), its first fill_bytes filled with ones. Each iteration
+// prefetches the next tile (dt, delta into registers, v by cp.async into the other staging
+// buffer: 32 KB per block in flight while the current tile computes and waits on its chain).
+// Thread 0 takes tile numbers: each answer waits a whole tile in a register, then goes to
+// sh.ids (three slots, written before a tile's first barrier and read after its last) two
+// tiles before its use. Each thread reads only the staging slots it copied itself, so waiting
+// for its own copies suffices (no barrier), and a buffer is refilled only after the thread's
+// reads of it were consumed by the previous tile's math. PE: delta per event; GC must be true
+// exactly when delta is shared over time and the discretization is not ZOH.
+template <typename R, typename TR, bool PE, bool GC>
 __global__ void __launch_bounds__(NT, 2) event_fwd_kernel(lrnn_event_scan_params p, void* wsv) {
+  static_assert(!(PE && GC), "a per-event delta has no constant input scale");
   __shared__ FwdShared<R> sh;
+  cx<R>* stage = reinterpret_cast<cx<R>*>(LRNN_EVENT_DYN_SMEM);
+  constexpr int SN = fwd_steps<R>() * NT;
   unsigned char* ws = static_cast<unsigned char*>(wsv);
   const Layout o = layout<R>(p.batch, p.length, p.dim, false);
   const cx<R>* v = static_cast<const cx<R>*>(p.v);
@@ -508,29 +567,35 @@ __global__ void __launch_bounds__(NT, 2) event_fwd_kernel(lrnn_event_scan_params
   }
   __syncthreads();
   int64_t cur = sh.ids[0], nxt = sh.ids[1];
-  StepIn<R, PE> in0, in1;
-  load_in<R, TR, PE>(p, o, cur, in0, v, p.v_stride, false);
+  FwdIn<R, PE> in0, in1;
+  load_in<R, TR, PE>(p, o, cur, in0, v, p.v_stride, false, stage);
+  copy_async_commit();
   for (int it = 0; cur < o.tiles;) {
-    load_in<R, TR, PE>(p, o, nxt, in1, v, p.v_stride, false);
+    load_in<R, TR, PE>(p, o, nxt, in1, v, p.v_stride, false, stage + SN);
+    copy_async_commit();
     if (threadIdx.x == 0) {
       sh.ids[(it + 2) % 3] = pending;
       pending = next_tile(ws);
     }
-    fwd_tile<R, TR, PE>(p, o, ws, cur, it & 1, in0, sh);
+    copy_async_wait_prev();
+    fwd_tile<R, TR, PE, GC>(p, o, ws, cur, it & 1, in0, stage, sh);
     cur = nxt;
     nxt = sh.ids[(it + 2) % 3];
     ++it;
     if (cur >= o.tiles) break;
-    load_in<R, TR, PE>(p, o, nxt, in0, v, p.v_stride, false);
+    load_in<R, TR, PE>(p, o, nxt, in0, v, p.v_stride, false, stage);
+    copy_async_commit();
     if (threadIdx.x == 0) {
       sh.ids[(it + 2) % 3] = pending;
       pending = next_tile(ws);
     }
-    fwd_tile<R, TR, PE>(p, o, ws, cur, it & 1, in1, sh);
+    copy_async_wait_prev();
+    fwd_tile<R, TR, PE, GC>(p, o, ws, cur, it & 1, in1, stage + SN, sh);
     cur = nxt;
     nxt = sh.ids[(it + 2) % 3];
     ++it;
   }
+  copy_async_wait();   // a prefetch past the last tile issues no copies; nothing may be left in flight
 }
 
 // ---------------- backward ----------------
@@ -541,33 +606,18 @@ __global__ void __launch_bounds__(NT, 2) event_fwd_kernel(lrnn_event_scan_params
 // complex128 path (tests, gradcheck) does not fit them in the 48 KB of static shared memory
 // and loads them into registers instead.
 
-// Asynchronous copy of one complex value into shared memory, and the wait for all of a thread's
-// copies (the emulation copies at once).
-template <typename R>
-__device__ __forceinline__ void copy_async(cx<R>* dst, const cx<R>* src) {
-#ifdef __CUDA_ARCH__
-  const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(dst));
-  if (sizeof(cx<R>) == 8) asm volatile("cp.async.ca.shared.global [%0], [%1], 8;" ::"r"(d), "l"(src) : "memory");
-  else asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(d), "l"(src) : "memory");
-#else
-  *dst = *src;
-#endif
-}
-__device__ __forceinline__ void copy_async_wait() {
-#ifdef __CUDA_ARCH__
-  asm volatile("cp.async.wait_all;" ::: "memory");
-#endif
-}
-
 template <typename R>
 __host__ __device__ constexpr bool staged() { return sizeof(R) == 4; }
+
+template <typename R, bool PE>
+using BwdIn = StepIn<R, PE, bwd_steps<R>(), true>;
 
 template <typename R>
 struct BwdShared {
   cx<R> sA[NL][CW], sX[NL][CW], gA[NL][CW], gX[NL][CW], sL[NL][CW];
   R sD[NL][CW];
   // v and h[t-1] of each thread's steps (thread-major within a step: a warp's row is contiguous)
-  cx<R> sv[staged<R>() ? steps<R>() : 1][NT], shp[staged<R>() ? steps<R>() : 1][NT];
+  cx<R> sv[staged<R>() ? bwd_steps<R>() : 1][NT], shp[staged<R>() ? bwd_steps<R>() : 1][NT];
   unsigned ids[3];
 };
 
@@ -576,8 +626,8 @@ struct BwdShared {
 // `in` holds the tile's grad_h, dt (and delta) loaded a tile ahead.
 template <typename R, typename TR, bool PE, bool GC>
 __device__ __forceinline__ void bwd_tile(const lrnn_event_scan_bwd_params& p, const Layout& o, unsigned char* ws,
-                                         int64_t k, StepIn<R, PE>& in, BwdShared<R>& sh) {
-  constexpr int S = steps<R>();
+                                         int64_t k, const BwdIn<R, PE>& in, BwdShared<R>& sh) {
+  constexpr int S = bwd_steps<R>();
   constexpr bool ST = staged<R>();
   const TilePos& t = in.t;
   const Chan<R> ch = chan<R, TR, PE>(p, t, true);
@@ -694,10 +744,10 @@ __global__ void __launch_bounds__(NT, 2) event_bwd_kernel(lrnn_event_scan_bwd_pa
   }
   __syncthreads();
   int64_t cur = sh.ids[0], nxt = sh.ids[1];
-  StepIn<R, PE> in0, in1;
-  load_in<R, TR, PE>(p, o, cur, in0, gh, p.grad_h_stride, true);
+  BwdIn<R, PE> in0, in1;
+  load_in<R, TR, PE>(p, o, cur, in0, gh, p.grad_h_stride, true, nullptr);
   for (int it = 0; cur < o.tiles;) {
-    load_in<R, TR, PE>(p, o, nxt, in1, gh, p.grad_h_stride, true);
+    load_in<R, TR, PE>(p, o, nxt, in1, gh, p.grad_h_stride, true, nullptr);
     if (threadIdx.x == 0) {
       sh.ids[(it + 2) % 3] = pending;
       pending = next_tile(ws);
@@ -707,7 +757,7 @@ __global__ void __launch_bounds__(NT, 2) event_bwd_kernel(lrnn_event_scan_bwd_pa
     nxt = sh.ids[(it + 2) % 3];
     ++it;
     if (cur >= o.tiles) break;
-    load_in<R, TR, PE>(p, o, nxt, in0, gh, p.grad_h_stride, true);
+    load_in<R, TR, PE>(p, o, nxt, in0, gh, p.grad_h_stride, true, nullptr);
     if (threadIdx.x == 0) {
       sh.ids[(it + 2) % 3] = pending;
       pending = next_tile(ws);

@@ -60,6 +60,11 @@ Barrier* barrier = nullptr;
 #define __forceinline__ inline
 #define __launch_bounds__(...)
 #define __shared__ static
+// the forward's dynamic shared memory (its staging buffers): one block runs at a time
+namespace emu {
+alignas(16) unsigned char dyn_smem[1 << 17];
+}
+#define LRNN_EVENT_DYN_SMEM emu::dyn_smem
 // Only thread 0 of the one running block takes tile numbers: a plain add is atomic enough
 // (unsigned: the counter starts at 2^32-1 and wraps, as on the GPU).
 inline unsigned atomicAdd(unsigned* p, unsigned v) {
@@ -198,9 +203,11 @@ void run_case(const Case& c) {
     const lrnn_event_cuda::Layout o = lrnn_event_cuda::layout<R>(c.B, c.L, c.P, false);
     std::vector<uint64_t> ws = workspace(o);
     if (c.per_event)
-      launch(3, [&] { lrnn_event_cuda::event_fwd_kernel<R, TR, true>(pg, ws.data()); });
+      launch(3, [&] { lrnn_event_cuda::event_fwd_kernel<R, TR, true, false>(pg, ws.data()); });
+    else if (c.disc != LRNN_DISC_ZOH)
+      launch(3, [&] { lrnn_event_cuda::event_fwd_kernel<R, TR, false, true>(pg, ws.data()); });
     else
-      launch(3, [&] { lrnn_event_cuda::event_fwd_kernel<R, TR, false>(pg, ws.data()); });
+      launch(3, [&] { lrnn_event_cuda::event_fwd_kernel<R, TR, false, false>(pg, ws.data()); });
   }
   const bool single = c.dtype == LRNN_C64;
   const double tol = single ? 2e-5 : 1e-12;
@@ -253,7 +260,7 @@ void run_case(const Case& c) {
 
 TEST(EventScanCudaEmulated, MatchesCpuKernels) {
   for (int disc : {LRNN_DISC_ZOH, LRNN_DISC_DIRAC, LRNN_DISC_ASYNC})
-    for (int64_t L : {1, 5, 1100})   // 1100: 18 float / 35 double tiles, past the look-back window (16)
+    for (int64_t L : {1, 5, 1100})   // 1100: backward 18 float / 35 double tiles, forward 9 / 18; the window is 16
       for (bool per_event : {false, true})
         for (bool rev : {false, true}) {
           SCOPED_TRACE(testing::Message() << "disc " << disc << " L " << L << " per_event " << per_event
@@ -265,8 +272,10 @@ TEST(EventScanCudaEmulated, MatchesCpuKernels) {
   run_case<float, uint16_t>({2, 70, 9, LRNN_C64, LRNN_BF16, LRNN_DISC_ZOH, true, false});
   run_case<float, uint16_t>({1, 33, 5, LRNN_C64, LRNN_BF16, LRNN_DISC_ASYNC, false, true});
   // several chains (2 batch rows x 2 channel groups, the second partial) interleaved in the tile
-  // order, long enough for many look-back hops; and L = 0 (one padding tile writes h_last, dh0)
-  run_case<float, float>({2, 1500, 40, LRNN_C64, LRNN_F32, LRNN_DISC_ZOH, false, false});
+  // order, long enough for look-back hops (forward 24 tiles of 128 float steps, backward 47); and
+  // L = 0 (one padding tile writes h_last, dh0)
+  run_case<float, float>({2, 3000, 40, LRNN_C64, LRNN_F32, LRNN_DISC_ZOH, false, false});
+  run_case<float, float>({1, 2500, 6, LRNN_C64, LRNN_F32, LRNN_DISC_ASYNC, false, true});
   run_case<double, double>({2, 300, 33, LRNN_C128, LRNN_F64, LRNN_DISC_ASYNC, true, true});
   run_case<double, double>({2, 0, 7, LRNN_C128, LRNN_F64, LRNN_DISC_ZOH, false, false});
 }
