@@ -11,6 +11,7 @@
 // launch itself) are covered by the CUDA pytest on the GPU machine.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <complex>
 #include <condition_variable>
@@ -168,6 +169,15 @@ double max_rel(const Bytes& a, const Bytes& b, size_t n, bool cplx, bool single)
   return err / scale;
 }
 
+// The forward kernel with S steps per thread for the case's delta and discretization.
+template <typename R, typename TR, int S>
+void run_fwd(const Case& c, const lrnn_event_scan_params& p, uint64_t* ws) {
+  using lrnn_event_cuda::event_fwd_kernel;
+  if (c.per_event) launch(3, [&] { event_fwd_kernel<R, TR, true, false, S, 2>(p, ws); });
+  else if (c.disc != LRNN_DISC_ZOH) launch(3, [&] { event_fwd_kernel<R, TR, false, true, S, 2>(p, ws); });
+  else launch(3, [&] { event_fwd_kernel<R, TR, false, false, S, 2>(p, ws); });
+}
+
 template <typename R, typename TR>
 void run_case(const Case& c) {
   std::mt19937 rng(11);
@@ -199,20 +209,20 @@ void run_case(const Case& c) {
   pc.h = h_cpu.data(); pc.h_last = last_cpu.data();
   pg.h = h_gpu.data(); pg.h_last = last_gpu.data();
   ASSERT_EQ(lrnn_event_scan_fwd_cpu(&pc, 0, c.B * c.P), LRNN_OK);
-  {
-    const lrnn_event_cuda::Layout o = lrnn_event_cuda::layout<R>(c.B, c.L, c.P, false);
-    std::vector<uint64_t> ws = workspace(o);
-    if (c.per_event)
-      launch(3, [&] { lrnn_event_cuda::event_fwd_kernel<R, TR, true, false>(pg, ws.data()); });
-    else if (c.disc != LRNN_DISC_ZOH)
-      launch(3, [&] { lrnn_event_cuda::event_fwd_kernel<R, TR, false, true>(pg, ws.data()); });
-    else
-      launch(3, [&] { lrnn_event_cuda::event_fwd_kernel<R, TR, false, false>(pg, ws.data()); });
-  }
   const bool single = c.dtype == LRNN_C64;
   const double tol = single ? 2e-5 : 1e-12;
-  EXPECT_LE(max_rel(h_gpu, h_cpu, BLP, true, single), tol) << "h";
-  EXPECT_LE(max_rel(last_gpu, last_cpu, BP, true, single), tol) << "h_last";
+  // every forward variant the launcher may pick: 16 and 8 steps per thread (complex64), 8 (complex128)
+  for (int S : {16, 8}) {
+    if (S == 16 && !single) continue;
+    SCOPED_TRACE(testing::Message() << "forward steps per thread " << S);
+    for (Bytes* b : {&h_gpu, &last_gpu}) std::fill(b->b.begin(), b->b.end(), 0xA5);
+    const lrnn_event_cuda::Layout o = lrnn_event_cuda::layout<R>(c.B, c.L, c.P, false, S);
+    std::vector<uint64_t> ws = workspace(o);
+    if (S == 16) run_fwd<R, TR, 16>(c, pg, ws.data());
+    else run_fwd<R, TR, 8>(c, pg, ws.data());
+    EXPECT_LE(max_rel(h_gpu, h_cpu, BLP, true, single), tol) << "h";
+    EXPECT_LE(max_rel(last_gpu, last_cpu, BP, true, single), tol) << "h_last";
+  }
 
   lrnn_event_scan_bwd_params g{};
   g.grad_h = gh.data(); g.grad_h_last = ghl.data();
@@ -238,14 +248,14 @@ void run_case(const Case& c) {
   gg.dlambda = dl[1].data(); gg.ddelta = dd[1].data(); gg.dv = dv[1].data(); gg.dh0 = dh[1].data();
   ASSERT_EQ(lrnn_event_scan_bwd_cpu(&gc, 0, c.B * c.P), LRNN_OK);
   {
-    const lrnn_event_cuda::Layout o = lrnn_event_cuda::layout<R>(c.B, c.L, c.P, true);
+    const lrnn_event_cuda::Layout o = lrnn_event_cuda::layout<R>(c.B, c.L, c.P, true, lrnn_event_cuda::bwd_steps<R>());
     std::vector<uint64_t> ws = workspace(o);
     if (c.per_event)
-      launch(2, [&] { lrnn_event_cuda::event_bwd_kernel<R, TR, true, false>(gg, ws.data()); });
+      launch(2, [&] { lrnn_event_cuda::event_bwd_kernel<R, TR, true, false, 2>(gg, ws.data()); });
     else if (c.disc != LRNN_DISC_ZOH)
-      launch(2, [&] { lrnn_event_cuda::event_bwd_kernel<R, TR, false, true>(gg, ws.data()); });
+      launch(2, [&] { lrnn_event_cuda::event_bwd_kernel<R, TR, false, true, 2>(gg, ws.data()); });
     else
-      launch(2, [&] { lrnn_event_cuda::event_bwd_kernel<R, TR, false, false>(gg, ws.data()); });
+      launch(2, [&] { lrnn_event_cuda::event_bwd_kernel<R, TR, false, false, 2>(gg, ws.data()); });
     launch(static_cast<unsigned>(o.chains), [&] { lrnn_event_cuda::event_bwd_reduce_kernel<R>(gg, ws.data()); },
            lrnn_event_cuda::CW * lrnn_event_cuda::RL);
   }
