@@ -28,8 +28,8 @@
  * grid size. The counter's answer is kept in a register for one tile before use (its round
  * trip is off the critical path), and both kernels load their next tile's scan input (v, or
  * grad_h) before doing the current tile's math: the forward by cp.async into shared memory
- * (32 KB per block in flight, 16 steps per thread to amortize the per-tile work), the backward
- * into registers while v and h[t-1] of the current tile go to shared memory by cp.async.
+ * (16 KB per block in flight), the backward into registers while v and h[t-1] of the current
+ * tile go to shared memory by cp.async.
  *
  * Transitions exp(Lambda*delta*dt) and input scales are computed in registers, never stored.
  * The backward runs the adjoint c -> conj(a)*(grad_h + c) the same way in reverse step order;
@@ -53,15 +53,18 @@ namespace lrnn_event_cuda {
 
 // Channels per chain (one warp across channels), time lanes per block, look-back window: the
 // W = 2*NL items (one inclusive state, W-1 aggregates) are loaded two per lane. The chain
-// advances W tiles (2048 forward steps of complex64) per round trip of its slowest link; each
-// tile reads W-1 aggregates (16 bytes per channel each) from L2 for it.
+// advances W tiles (1024 steps of complex64) per round trip of its slowest link; each tile
+// reads W-1 aggregates (16 bytes per channel each) from L2 for it.
 constexpr int CW = 32;
 constexpr int NL = 8;
 constexpr int NT = CW * NL;
 constexpr int W = 2 * NL;
-// Steps per thread. Forward: a template parameter S (8 or 16 complex64: 64 or 128 bytes of v per
-// thread staged in shared memory), 8 for complex128. Backward (three arrays, more live
-// registers): 8 complex64, 4 complex128.
+// Steps per thread. Forward: 8 (64 bytes of complex64 v per thread, 16 KB per tile, staged in
+// shared memory) with two blocks per SM: 0.656 ms on the H200 at (8, 65536, 128), async, against
+// 0.669 ms with 16 steps and 0.726 / 1.087 ms with 8 steps and three / four blocks per SM
+// (register spills). Backward (three arrays, more live registers): 8 complex64, 4 complex128.
+template <typename R>
+__host__ __device__ constexpr int fwd_steps() { return 8; }
 template <typename R>
 __host__ __device__ constexpr int bwd_steps() { return sizeof(R) == 4 ? 8 : 4; }
 
@@ -188,9 +191,9 @@ struct Layout {
   int64_t fill_bytes, agg_off, inc_off, pl_off, pd_off, bytes;
 };
 template <typename R>
-__host__ __device__ inline Layout layout(int64_t B, int64_t L, int64_t P, bool bwd, int S) {
+__host__ __device__ inline Layout layout(int64_t B, int64_t L, int64_t P, bool bwd) {
   Layout o;
-  const int64_t T = NL * S;   // S: steps per thread
+  const int64_t T = NL * (bwd ? bwd_steps<R>() : fwd_steps<R>());
   o.groups = (P + CW - 1) / CW;
   o.chains = B * o.groups;
   o.ntt = L > 0 ? (L + T - 1) / T : 1;   // L = 0: one padding tile still writes h_last / dh0
@@ -492,17 +495,18 @@ struct FwdShared {
   cx<R> sA[2][NL][CW], sX[2][NL][CW], gA[NL][CW], gX[NL][CW];
   unsigned ids[3];
 };
-template <typename R, int S>
-__host__ __device__ constexpr int fwd_stage_bytes() { return 2 * S * NT * static_cast<int>(sizeof(cx<R>)); }
+template <typename R>
+__host__ __device__ constexpr int fwd_stage_bytes() { return 2 * fwd_steps<R>() * NT * static_cast<int>(sizeof(cx<R>)); }
 
-template <typename R, bool PE, int S>
-using FwdIn = StepIn<R, PE, S, false>;
+template <typename R, bool PE>
+using FwdIn = StepIn<R, PE, fwd_steps<R>(), false>;
 
 // sv: the tile's staged v, complete for this thread's own slots. GC as in the backward: the
 // input scale is the same for every step (shared delta, not ZOH).
-template <typename R, typename TR, bool PE, bool GC, int S>
+template <typename R, typename TR, bool PE, bool GC>
 __device__ __forceinline__ void fwd_tile(const lrnn_event_scan_params& p, const Layout& o, unsigned char* ws, int64_t k,
-                                         int buf, const FwdIn<R, PE, S>& in, const cx<R>* sv, FwdShared<R>& sh) {
+                                         int buf, const FwdIn<R, PE>& in, const cx<R>* sv, FwdShared<R>& sh) {
+  constexpr int S = fwd_steps<R>();
   const TilePos& t = in.t;
   const Chan<R> ch = chan<R, TR, PE>(p, t, false);
   const int tid = static_cast<int>(threadIdx.x);
@@ -537,25 +541,25 @@ __device__ __forceinline__ void fwd_tile(const lrnn_event_scan_params& p, const 
   }
 }
 
-// Persistent blocks of NT threads with fwd_stage_bytes<R, S>() of dynamic shared memory, at least
-// MINB per SM (the register cap); ws is the workspace of layout<R>(.., false, S), its first
-// fill_bytes filled with ones. Each iteration
+// Persistent blocks of NT threads with fwd_stage_bytes<R>() of dynamic shared memory; ws is the
+// workspace of layout<R>(.., false), its first fill_bytes filled with ones. Each iteration
 // prefetches the next tile (dt, delta into registers, v by cp.async into the other staging
-// buffer: 32 KB per block in flight while the current tile computes and waits on its chain).
+// buffer: 16 KB (complex64) per block in flight while the current tile computes and waits on
+// its chain).
 // Thread 0 takes tile numbers: each answer waits a whole tile in a register, then goes to
 // sh.ids (three slots, written before a tile's first barrier and read after its last) two
 // tiles before its use. Each thread reads only the staging slots it copied itself, so waiting
 // for its own copies suffices (no barrier), and a buffer is refilled only after the thread's
 // reads of it were consumed by the previous tile's math. PE: delta per event; GC must be true
 // exactly when delta is shared over time and the discretization is not ZOH.
-template <typename R, typename TR, bool PE, bool GC, int S, int MINB>
-__global__ void __launch_bounds__(NT, MINB) event_fwd_kernel(lrnn_event_scan_params p, void* wsv) {
+template <typename R, typename TR, bool PE, bool GC>
+__global__ void __launch_bounds__(NT, 2) event_fwd_kernel(lrnn_event_scan_params p, void* wsv) {
   static_assert(!(PE && GC), "a per-event delta has no constant input scale");
   __shared__ FwdShared<R> sh;
   cx<R>* stage = reinterpret_cast<cx<R>*>(LRNN_EVENT_DYN_SMEM);
-  constexpr int SN = S * NT;
+  constexpr int SN = fwd_steps<R>() * NT;
   unsigned char* ws = static_cast<unsigned char*>(wsv);
-  const Layout o = layout<R>(p.batch, p.length, p.dim, false, S);
+  const Layout o = layout<R>(p.batch, p.length, p.dim, false);
   const cx<R>* v = static_cast<const cx<R>*>(p.v);
   unsigned pending = 0;
   if (threadIdx.x == 0) {
@@ -565,7 +569,7 @@ __global__ void __launch_bounds__(NT, MINB) event_fwd_kernel(lrnn_event_scan_par
   }
   __syncthreads();
   int64_t cur = sh.ids[0], nxt = sh.ids[1];
-  FwdIn<R, PE, S> in0, in1;
+  FwdIn<R, PE> in0, in1;
   load_in<R, TR, PE>(p, o, cur, in0, v, p.v_stride, false, stage);
   copy_async_commit();
   for (int it = 0; cur < o.tiles;) {
@@ -576,7 +580,7 @@ __global__ void __launch_bounds__(NT, MINB) event_fwd_kernel(lrnn_event_scan_par
       pending = next_tile(ws);
     }
     copy_async_wait_prev();
-    fwd_tile<R, TR, PE, GC, S>(p, o, ws, cur, it & 1, in0, stage, sh);
+    fwd_tile<R, TR, PE, GC>(p, o, ws, cur, it & 1, in0, stage, sh);
     cur = nxt;
     nxt = sh.ids[(it + 2) % 3];
     ++it;
@@ -588,7 +592,7 @@ __global__ void __launch_bounds__(NT, MINB) event_fwd_kernel(lrnn_event_scan_par
       pending = next_tile(ws);
     }
     copy_async_wait_prev();
-    fwd_tile<R, TR, PE, GC, S>(p, o, ws, cur, it & 1, in1, stage + SN, sh);
+    fwd_tile<R, TR, PE, GC>(p, o, ws, cur, it & 1, in1, stage + SN, sh);
     cur = nxt;
     nxt = sh.ids[(it + 2) % 3];
     ++it;
@@ -726,14 +730,14 @@ __device__ __forceinline__ void bwd_tile(const lrnn_event_scan_bwd_params& p, co
 // PE: delta per event; GC must be true exactly when delta is shared over time and the
 // discretization is not ZOH. The barrier after the partials (sL, sD) separates one tile's reads
 // of sA/sX and of the staged v/h from the next tile's writes, so one buffer suffices here.
-// Tile numbers and the grad_h prefetch rotate as in the forward. MINB: minimum blocks per SM
-// (the register cap).
-template <typename R, typename TR, bool PE, bool GC, int MINB>
-__global__ void __launch_bounds__(NT, MINB) event_bwd_kernel(lrnn_event_scan_bwd_params p, void* wsv) {
+// Tile numbers and the grad_h prefetch rotate as in the forward. Two blocks per SM: capping the
+// registers for three spilled and measured 2.4x slower on the H200.
+template <typename R, typename TR, bool PE, bool GC>
+__global__ void __launch_bounds__(NT, 2) event_bwd_kernel(lrnn_event_scan_bwd_params p, void* wsv) {
   static_assert(!(PE && GC), "a per-event delta has no constant input scale");
   __shared__ BwdShared<R> sh;
   unsigned char* ws = static_cast<unsigned char*>(wsv);
-  const Layout o = layout<R>(p.batch, p.length, p.dim, true, bwd_steps<R>());
+  const Layout o = layout<R>(p.batch, p.length, p.dim, true);
   const cx<R>* gh = static_cast<const cx<R>*>(p.grad_h);
   unsigned pending = 0;
   if (threadIdx.x == 0) {
@@ -778,7 +782,7 @@ __global__ void __launch_bounds__(CW * RL) event_bwd_reduce_kernel(lrnn_event_sc
   __shared__ cx<R> sl[RL][CW];
   __shared__ R sd[RL][CW];
   const unsigned char* ws = static_cast<const unsigned char*>(wsv);
-  const Layout o = layout<R>(p.batch, p.length, p.dim, true, bwd_steps<R>());
+  const Layout o = layout<R>(p.batch, p.length, p.dim, true);
   const int c = static_cast<int>(threadIdx.x) % CW, q = static_cast<int>(threadIdx.x) / CW;
   const int64_t chain = blockIdx.x, b = chain / o.groups, d = (chain % o.groups) * CW + c;
   const cx<R>* pl = reinterpret_cast<const cx<R>*>(ws + o.pl_off);

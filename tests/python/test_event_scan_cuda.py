@@ -25,8 +25,7 @@ def run(dev, Lam, delta, dt, v, h0, disc, reverse, gy, gl):
 @pytest.mark.parametrize("disc,per_event,reverse", [("async", False, False), ("zoh", True, True),
                                                     ("dirac", False, True)])
 def test_long_many_chains_vs_cpu_float64(disc, per_event, reverse):
-    # 40 chains (4 batch rows x 10 channel groups, the last with 8 of 32 channels) of 157 forward
-    # and 313 backward tiles.
+    # 40 chains (4 batch rows x 10 channel groups, the last with 8 of 32 channels) of 313 tiles.
     B, L, P = 4, 20000, 296
     cpu = stream(B, L, P, torch.complex64, torch.float32, per_event=per_event, pad=7, seed=5)
     gy, gl = torch.randn(B, L, P, dtype=torch.complex64), torch.randn(B, P, dtype=torch.complex64)
