@@ -1,9 +1,9 @@
 /* event_scan_kernels.cuh: the device code of the CUDA event scan (lrnn/event_scan.h), included
  * by event_scan.cu (which launches it) and by tests/c/test_event_scan_cuda_emulated.cpp (which
  * runs these very kernels on CPU threads, so their logic is tested on machines without a GPU).
- * It uses only CUDA built-ins (threadIdx, __shared__, __syncthreads, atomicAdd, __ldcg, math
- * functions) and, on the device, relaxed GPU-scope loads and stores (inline PTX, with a plain
- * volatile fallback that the emulation compiles).
+ * It uses only CUDA built-ins (threadIdx, __shared__, __syncthreads, atomicAdd, math functions)
+ * and, on the device, relaxed GPU-scope loads and stores and cp.async (inline PTX, with plain
+ * fallbacks that the emulation compiles).
  *
  * One pass over memory. The B*P independent channels are cut into chains of CW = 32 channels of
  * one batch row (a warp reads 32 adjacent complex values per time step: 256 contiguous bytes),
@@ -21,8 +21,8 @@
  * its own flag (no separate flags, no fences), and the W look-back items (inclusive state of
  * m-W, aggregates of m-W+1 .. m-1) are loaded by all NL lanes of the block at once, two items
  * per lane, then composed in a fixed order by every thread for its own lane. The block only
- * publishes (lane 0: the tile aggregate; lane NL-1: the tile's inclusive state) and never
- * waits on a flag round trip. Blocks are persistent and take tile numbers from an atomic
+ * publishes (lane 0: the tile aggregate; lane NL-1: the tile's inclusive state) and, when its
+ * predecessors have published, waits for one round trip of those loads. Blocks are persistent and take tile numbers from an atomic
  * counter in increasing order, chain-fastest: a tile only ever waits for tiles numbered before
  * it, which were handed to running blocks earlier, so the waits cannot deadlock whatever the
  * grid size. The counter's answer is kept in a register for one tile before use (its round
