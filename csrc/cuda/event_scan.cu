@@ -1,8 +1,9 @@
 /* event_scan.cu: the CUDA launchers of the event scan (lrnn/event_scan.h). The kernels and
- * their design are in event_scan_kernels.cuh. Each launch zeroes the workspace's tile counter
- * and flags (cudaMemsetAsync on the same stream), runs a persistent grid of at most as many
- * blocks as fit on the device at once (more would only queue), and for the backward a small
- * kernel that sums the per-tile gradient partials in a fixed order. */
+ * their design are in event_scan_kernels.cuh. Each launch fills the workspace's tile counter
+ * and publication area with ones (cudaMemsetAsync on the same stream: "not yet published"),
+ * runs a persistent grid of at most as many blocks as fit on the device at once (more would
+ * only queue), and for the backward a small kernel that sums the per-tile gradient partials in
+ * a fixed order. */
 #include <cuda_runtime.h>
 #include <stdint.h>
 
@@ -23,22 +24,31 @@ Layout layout_of(const Params* p, bool bwd) {
                                : layout<float>(p->batch, p->length, p->dim, bwd);
 }
 
-/* Blocks resident at once over the whole device, for `kernel`; at least one. */
+/* Blocks resident at once over the whole device, for `kernel` with `smem` bytes of dynamic
+ * shared memory; at least one. */
 template <typename Kernel>
-int64_t resident_blocks(Kernel kernel) {
+int64_t resident_blocks(Kernel kernel, int smem) {
   int dev = 0, sms = 1, per_sm = 1;
   if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
-      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, NT, 0) != cudaSuccess || per_sm < 1)
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, NT, smem) != cudaSuccess || per_sm < 1)
     per_sm = 1;
   return static_cast<int64_t>(sms) * per_sm;
 }
 
 template <typename Kernel, typename Params>
-lrnn_status launch(Kernel kernel, const Params& p, const Layout& o, void* ws, cudaStream_t s) {
-  if (cudaMemsetAsync(ws, 0, static_cast<size_t>(o.zero_bytes), s) != cudaSuccess) return LRNN_ERR_CUDA;
-  const int64_t resident = resident_blocks(kernel), blocks = o.tiles < resident ? o.tiles : resident;
-  kernel<<<static_cast<unsigned>(blocks), NT, 0, s>>>(p, ws);
+lrnn_status launch(Kernel kernel, const Params& p, const Layout& o, void* ws, cudaStream_t s, int smem = 0) {
+  if (smem > 0 && cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) != cudaSuccess)
+    return LRNN_ERR_CUDA;
+  if (cudaMemsetAsync(ws, 0xFF, static_cast<size_t>(o.fill_bytes), s) != cudaSuccess) return LRNN_ERR_CUDA;
+  const int64_t resident = resident_blocks(kernel, smem), blocks = o.tiles < resident ? o.tiles : resident;
+  kernel<<<static_cast<unsigned>(blocks), NT, smem, s>>>(p, ws);
   return cudaGetLastError() == cudaSuccess ? LRNN_OK : LRNN_ERR_CUDA;
+}
+
+/* 0: delta per event; 1: shared with a constant input scale (not ZOH); 2: shared with ZOH. */
+template <typename Params>
+int delta_mode(const Params* p) {
+  return p->delta_stride[1] != 0 ? 0 : p->disc != LRNN_DISC_ZOH ? 1 : 2;
 }
 
 }  // namespace
@@ -62,9 +72,20 @@ extern "C" lrnn_status lrnn_event_scan_fwd_cuda(const lrnn_event_scan_params* p,
   if (o.tiles >= 2147483647LL) return LRNN_ERR_SHAPE;   // tile numbers are 32-bit counters
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   using lrnn_event_cuda::event_fwd_kernel;
-  if (p->dtype == LRNN_C64 && p->real_dtype == LRNN_F32) return launch(event_fwd_kernel<float, float>, *p, o, workspace, s);
-  if (p->dtype == LRNN_C64 && p->real_dtype == LRNN_BF16) return launch(event_fwd_kernel<float, uint16_t>, *p, o, workspace, s);
-  if (p->dtype == LRNN_C128 && p->real_dtype == LRNN_F64) return launch(event_fwd_kernel<double, double>, *p, o, workspace, s);
+  using lrnn_event_cuda::fwd_stage_bytes;
+  const int mode = delta_mode(p), sf = fwd_stage_bytes<float>(), sd = fwd_stage_bytes<double>();
+  if (p->dtype == LRNN_C64 && p->real_dtype == LRNN_F32)
+    return mode == 0   ? launch(event_fwd_kernel<float, float, true, false>, *p, o, workspace, s, sf)
+           : mode == 1 ? launch(event_fwd_kernel<float, float, false, true>, *p, o, workspace, s, sf)
+                       : launch(event_fwd_kernel<float, float, false, false>, *p, o, workspace, s, sf);
+  if (p->dtype == LRNN_C64 && p->real_dtype == LRNN_BF16)
+    return mode == 0   ? launch(event_fwd_kernel<float, uint16_t, true, false>, *p, o, workspace, s, sf)
+           : mode == 1 ? launch(event_fwd_kernel<float, uint16_t, false, true>, *p, o, workspace, s, sf)
+                       : launch(event_fwd_kernel<float, uint16_t, false, false>, *p, o, workspace, s, sf);
+  if (p->dtype == LRNN_C128 && p->real_dtype == LRNN_F64)
+    return mode == 0   ? launch(event_fwd_kernel<double, double, true, false>, *p, o, workspace, s, sd)
+           : mode == 1 ? launch(event_fwd_kernel<double, double, false, true>, *p, o, workspace, s, sd)
+                       : launch(event_fwd_kernel<double, double, false, false>, *p, o, workspace, s, sd);
   return LRNN_ERR_DTYPE;
 }
 
@@ -79,17 +100,20 @@ extern "C" lrnn_status lrnn_event_scan_bwd_cuda(const lrnn_event_scan_bwd_params
   const unsigned rblocks = static_cast<unsigned>(o.chains);   // chains <= tiles
   using lrnn_event_cuda::event_bwd_kernel;
   using lrnn_event_cuda::event_bwd_reduce_kernel;
-  const bool gc = p->delta_stride[1] == 0 && p->disc != LRNN_DISC_ZOH;   // constant input scale
+  const int mode = delta_mode(p);
   lrnn_status st;
   if (p->dtype == LRNN_C64 && p->real_dtype == LRNN_F32) {
-    st = gc ? launch(event_bwd_kernel<float, float, true>, *p, o, workspace, s)
-            : launch(event_bwd_kernel<float, float, false>, *p, o, workspace, s);
+    st = mode == 0   ? launch(event_bwd_kernel<float, float, true, false>, *p, o, workspace, s)
+         : mode == 1 ? launch(event_bwd_kernel<float, float, false, true>, *p, o, workspace, s)
+                     : launch(event_bwd_kernel<float, float, false, false>, *p, o, workspace, s);
   } else if (p->dtype == LRNN_C64 && p->real_dtype == LRNN_BF16) {
-    st = gc ? launch(event_bwd_kernel<float, uint16_t, true>, *p, o, workspace, s)
-            : launch(event_bwd_kernel<float, uint16_t, false>, *p, o, workspace, s);
+    st = mode == 0   ? launch(event_bwd_kernel<float, uint16_t, true, false>, *p, o, workspace, s)
+         : mode == 1 ? launch(event_bwd_kernel<float, uint16_t, false, true>, *p, o, workspace, s)
+                     : launch(event_bwd_kernel<float, uint16_t, false, false>, *p, o, workspace, s);
   } else if (p->dtype == LRNN_C128 && p->real_dtype == LRNN_F64) {
-    st = gc ? launch(event_bwd_kernel<double, double, true>, *p, o, workspace, s)
-            : launch(event_bwd_kernel<double, double, false>, *p, o, workspace, s);
+    st = mode == 0   ? launch(event_bwd_kernel<double, double, true, false>, *p, o, workspace, s)
+         : mode == 1 ? launch(event_bwd_kernel<double, double, false, true>, *p, o, workspace, s)
+                     : launch(event_bwd_kernel<double, double, false, false>, *p, o, workspace, s);
   } else {
     return LRNN_ERR_DTYPE;
   }

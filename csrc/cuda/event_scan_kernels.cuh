@@ -1,25 +1,35 @@
 /* event_scan_kernels.cuh: the device code of the CUDA event scan (lrnn/event_scan.h), included
  * by event_scan.cu (which launches it) and by tests/c/test_event_scan_cuda_emulated.cpp (which
  * runs these very kernels on CPU threads, so their logic is tested on machines without a GPU).
- * It uses only CUDA built-ins (threadIdx, __shared__, __syncthreads, __syncwarp, __threadfence,
- * atomicAdd, __ldcg, math functions).
+ * It uses only CUDA built-ins (threadIdx, __shared__, __syncthreads, atomicAdd, math functions)
+ * and, on the device, relaxed GPU-scope loads and stores and cp.async (inline PTX, with plain
+ * fallbacks that the emulation compiles).
  *
  * One pass over memory. The B*P independent channels are cut into chains of CW = 32 channels of
  * one batch row (a warp reads 32 adjacent complex values per time step: 256 contiguous bytes),
  * and each chain's time axis into tiles of T = NL*S steps. A block of NL*CW threads owns one
  * tile at a time: thread (lane q, channel c) holds S consecutive steps of channel c in
- * registers, composes them into one affine map x -> A*x + X, and warp 0 composes the NL lane
- * maps in order into the tile's aggregate. The state entering a tile comes from the tiles
- * before it in its chain through a deterministic windowed look-back: every tile publishes its
- * aggregate as soon as its inputs are loaded (flag 1) and its inclusive end state once known
- * (flag 2), and tile number m of a chain starts from the inclusive state of tile m-W followed by
- * the aggregates of tiles m-W+1 .. m-1, always in that order. So the dependency chain is L/(T*W)
- * hops long, the result never depends on timing (bitwise reproducible), and the inputs are read
- * from HBM exactly once. Blocks are persistent and take tile numbers from an atomic counter in
- * increasing order, chain-fastest: a tile only ever waits for tiles numbered before it, which
- * were handed to running blocks earlier, so the waits cannot deadlock whatever the grid size.
- * In the forward each block loads its next tile's inputs before doing the current tile's math
- * and waits (the backward, with three input arrays, relies on two resident blocks instead).
+ * registers and composes them into one affine map x -> A*x + X. The state entering a tile comes
+ * from the tiles before it in its chain through a deterministic windowed look-back: tile m of a
+ * chain starts from the inclusive end state of tile m-W followed by the aggregates (composed
+ * maps) of tiles m-W+1 .. m-1, always in that order, so the result never depends on timing
+ * (bitwise reproducible) and the inputs are read from HBM exactly once.
+ *
+ * Latency is what limits this design (the memory traffic is fixed), so a tile's critical path
+ * is kept to one L2 round trip: the launcher fills the publication area with an "empty" bit
+ * pattern (all ones: a NaN that arithmetic never stores, see to_word), every published word is
+ * its own flag (no separate flags, no fences), and the W look-back items (inclusive state of
+ * m-W, aggregates of m-W+1 .. m-1) are loaded by all NL lanes of the block at once, two items
+ * per lane, then composed in a fixed order by every thread for its own lane. The block only
+ * publishes (lane 0: the tile aggregate; lane NL-1: the tile's inclusive state) and, when its
+ * predecessors have published, waits for one round trip of those loads. Blocks are persistent and take tile numbers from an atomic
+ * counter in increasing order, chain-fastest: a tile only ever waits for tiles numbered before
+ * it, which were handed to running blocks earlier, so the waits cannot deadlock whatever the
+ * grid size. The counter's answer is kept in a register for one tile before use (its round
+ * trip is off the critical path), and both kernels load their next tile's scan input (v, or
+ * grad_h) before doing the current tile's math: the forward by cp.async into shared memory
+ * (16 KB per block in flight), the backward into registers while v and h[t-1] of the current
+ * tile go to shared memory by cp.async.
  *
  * Transitions exp(Lambda*delta*dt) and input scales are computed in registers, never stored.
  * The backward runs the adjoint c -> conj(a)*(grad_h + c) the same way in reverse step order;
@@ -29,23 +39,34 @@
 #pragma once
 
 #include <stdint.h>
+#include <string.h>
 
 #include "lrnn/event_scan.h"
 
+// The forward's staging buffers are dynamic shared memory; the emulation defines its own.
+#ifndef LRNN_EVENT_DYN_SMEM
+extern __shared__ uint4 lrnn_event_dyn_smem[];
+#define LRNN_EVENT_DYN_SMEM lrnn_event_dyn_smem
+#endif
+
 namespace lrnn_event_cuda {
 
-// Channels per chain (one warp across channels), time lanes per block, look-back window. W sets
-// the chain's speed: W tiles advance per hop (~1-2 us: poll, L2 load, publish), so with T = 64
-// and 32 chains W = 16 moves ~5 TB/s worth of v, above HBM speed; each tile reads W-1 aggregates
-// (16 bytes per channel each) from L2 for it.
+// Channels per chain (one warp across channels), time lanes per block, look-back window: the
+// W = 2*NL items (one inclusive state, W-1 aggregates) are loaded two per lane. The chain
+// advances W tiles (1024 steps of complex64) per round trip of its slowest link; each tile
+// reads W-1 aggregates (16 bytes per channel each) from L2 for it.
 constexpr int CW = 32;
 constexpr int NL = 8;
 constexpr int NT = CW * NL;
-constexpr int W = 16;
-// Steps per thread: 8 complex64 (64 bytes of v in flight per thread, 16 KB per tile), 4 for
-// complex128 so that the double path (gradcheck, tests) keeps the same register budget.
+constexpr int W = 2 * NL;
+// Steps per thread. Forward: 8 (64 bytes of complex64 v per thread, 16 KB per tile, staged in
+// shared memory) with two blocks per SM: 0.656 ms on the H200 at (8, 65536, 128), async, against
+// 0.669 ms with 16 steps and 0.726 / 1.087 ms with 8 steps and three / four blocks per SM
+// (register spills). Backward (three arrays, more live registers): 8 complex64, 4 complex128.
 template <typename R>
-__host__ __device__ constexpr int steps() { return sizeof(R) == 4 ? 8 : 4; }
+__host__ __device__ constexpr int fwd_steps() { return 8; }
+template <typename R>
+__host__ __device__ constexpr int bwd_steps() { return sizeof(R) == 4 ? 8 : 4; }
 
 template <typename R>
 struct alignas(2 * sizeof(R)) cx {
@@ -161,118 +182,198 @@ __device__ __forceinline__ double load_r(const double* p, int64_t i) { return p[
 template <typename R, typename TR>
 __device__ __forceinline__ R load_real(const TR* p, int64_t i) { return static_cast<R>(load_r(p, i)); }
 
-__device__ __forceinline__ int64_t step_time(int64_t s, int64_t L, int reverse) { return reverse ? L - 1 - s : s; }
-
 // ---------------- workspace ----------------
-// [counter: u32][flags: u32 per tile] (zeroed by the launcher before each kernel), then per tile
-// and channel: the aggregate (A, X), the inclusive end state, and (backward) the gradient
-// partials (dLambda complex, ddelta real).
+// [counter: u32][per tile and channel: the aggregate (A, X), the inclusive end state], all
+// filled with ones by the launcher before each kernel (the counter thus starts at 2^32-1 and
+// next_tile adds one), then (backward) the gradient partials (dLambda complex, ddelta real).
 struct Layout {
   int64_t groups, chains, ntt, tiles;
-  int64_t zero_bytes, agg_off, inc_off, pl_off, pd_off, bytes;
+  int64_t fill_bytes, agg_off, inc_off, pl_off, pd_off, bytes;
 };
 template <typename R>
 __host__ __device__ inline Layout layout(int64_t B, int64_t L, int64_t P, bool bwd) {
   Layout o;
-  const int64_t T = NL * steps<R>();
+  const int64_t T = NL * (bwd ? bwd_steps<R>() : fwd_steps<R>());
   o.groups = (P + CW - 1) / CW;
   o.chains = B * o.groups;
   o.ntt = L > 0 ? (L + T - 1) / T : 1;   // L = 0: one padding tile still writes h_last / dh0
   o.tiles = o.chains * o.ntt;
-  o.zero_bytes = 4 * (1 + o.tiles);
   const int64_t per = o.tiles * CW * static_cast<int64_t>(sizeof(cx<R>));
-  o.agg_off = (o.zero_bytes + 255) / 256 * 256;
+  o.agg_off = 256;
   o.inc_off = o.agg_off + 2 * per;
-  o.pl_off = o.inc_off + per;
+  o.fill_bytes = o.inc_off + per;
+  o.pl_off = o.fill_bytes;
   o.pd_off = o.pl_off + (bwd ? per : 0);
   o.bytes = o.pd_off + (bwd ? o.tiles * CW * static_cast<int64_t>(sizeof(R)) : 0);
   return o;
 }
 
-template <typename R>
-__device__ __forceinline__ cx<R> ld_cg(const cx<R>* p) { return mk(__ldcg(&p->re), __ldcg(&p->im)); }
+__device__ __forceinline__ unsigned next_tile(unsigned char* ws) {
+  return atomicAdd(reinterpret_cast<unsigned*>(ws), 1u) + 1u;
+}
 
-// The tile's place: chain (batch row b, channel d of this thread) and time tile tt.
+// ---- publication words: a float (double) is published as one 32-bit (64-bit) word, which
+// loads and stores single-copy atomically; the all-ones pattern means "not yet written".
+template <typename R>
+struct Word;
+template <>
+struct Word<float> {
+  using T = unsigned;
+  static constexpr T empty = 0xFFFFFFFFu, nan = 0x7FFFFFFFu;
+};
+template <>
+struct Word<double> {
+  using T = unsigned long long;
+  static constexpr T empty = 0xFFFFFFFFFFFFFFFFull, nan = 0x7FFFFFFFFFFFFFFFull;
+};
+// The empty pattern is a NaN; a NaN result is published as another NaN so that it cannot be
+// mistaken for it (GPU arithmetic never produces it, but NaN inputs can carry any payload).
+template <typename R>
+__device__ __forceinline__ typename Word<R>::T to_word(R x) {
+  typename Word<R>::T u;
+  memcpy(&u, &x, sizeof u);
+  return u == Word<R>::empty ? Word<R>::nan : u;
+}
+template <typename R>
+__device__ __forceinline__ R from_word(typename Word<R>::T u) {
+  R x;
+  memcpy(&x, &u, sizeof x);
+  return x;
+}
+// Relaxed GPU-scope stores and loads of one complex value (two words): the readers poll the
+// words themselves, so no fence and no flag is needed.
+__device__ __forceinline__ void st_words(unsigned* p, unsigned a, unsigned b) {
+#ifdef __CUDA_ARCH__
+  asm volatile("st.relaxed.gpu.global.v2.u32 [%0], {%1, %2};" ::"l"(p), "r"(a), "r"(b) : "memory");
+#else
+  volatile unsigned* w = p;
+  w[0] = a;
+  w[1] = b;
+#endif
+}
+__device__ __forceinline__ void st_words(unsigned long long* p, unsigned long long a, unsigned long long b) {
+#ifdef __CUDA_ARCH__
+  asm volatile("st.relaxed.gpu.global.v2.u64 [%0], {%1, %2};" ::"l"(p), "l"(a), "l"(b) : "memory");
+#else
+  volatile unsigned long long* w = p;
+  w[0] = a;
+  w[1] = b;
+#endif
+}
+__device__ __forceinline__ void ld_words(const unsigned* p, unsigned* a, unsigned* b) {
+#ifdef __CUDA_ARCH__
+  asm volatile("ld.relaxed.gpu.global.v2.u32 {%0, %1}, [%2];" : "=r"(*a), "=r"(*b) : "l"(p));
+#else
+  const volatile unsigned* w = p;
+  *a = w[0];
+  *b = w[1];
+#endif
+}
+__device__ __forceinline__ void ld_words(const unsigned long long* p, unsigned long long* a, unsigned long long* b) {
+#ifdef __CUDA_ARCH__
+  asm volatile("ld.relaxed.gpu.global.v2.u64 {%0, %1}, [%2];" : "=l"(*a), "=l"(*b) : "l"(p));
+#else
+  const volatile unsigned long long* w = p;
+  *a = w[0];
+  *b = w[1];
+#endif
+}
+template <typename R>
+__device__ __forceinline__ void publish(cx<R>* p, cx<R> v) {
+  st_words(reinterpret_cast<typename Word<R>::T*>(p), to_word(v.re), to_word(v.im));
+}
+// false while either word is still empty
+template <typename R>
+__device__ __forceinline__ bool observe(const cx<R>* p, cx<R>* v) {
+  typename Word<R>::T a, b;
+  ld_words(reinterpret_cast<const typename Word<R>::T*>(p), &a, &b);
+  *v = mk(from_word<R>(a), from_word<R>(b));
+  return a != Word<R>::empty && b != Word<R>::empty;
+}
+
+// The tile's place: chain (batch row b, channel d of this thread) and time tile tt. Tile
+// numbers are below 2^31 (the launcher checks), so 32-bit divisions suffice; it is computed
+// once per tile, with the tile's prefetched inputs.
 struct TilePos {
-  int64_t tt, b, d;
+  int tt, b, d;   // products with the (64-bit) strides are 64-bit
   bool active;
 };
 __device__ __forceinline__ TilePos tile_pos(const Layout& o, int64_t k, int64_t P) {
   TilePos t;
-  const int64_t chain = k % o.chains;
-  t.tt = k / o.chains;
-  t.b = chain / o.groups;
-  t.d = (chain % o.groups) * CW + static_cast<int>(threadIdx.x) % CW;
+  const unsigned kk = static_cast<unsigned>(k), chains = static_cast<unsigned>(o.chains);
+  const unsigned chain = kk % chains, groups = static_cast<unsigned>(o.groups);
+  t.tt = static_cast<int>(kk / chains);
+  t.b = static_cast<int>(chain / groups);
+  t.d = static_cast<int>(chain % groups) * CW + static_cast<int>(threadIdx.x) % CW;
   t.active = t.d < P;
   return t;
 }
 
-// Warp 0, after the lane maps of tile k are in sA/sX: composes them into the tile aggregate and
-// publishes it; composes the aggregates of the W-1 tiles before it (lane c polls predecessor
-// c+1, so all polls and loads are in flight together) while tile k-W may still be running;
-// then applies that map to the inclusive state of tile k-W (start: x0 of the chain), writes
-// every lane's entering state to sE, publishes the tile's inclusive state and returns it. Only
-// the last step waits on the chain, so a hop of it costs one flag poll, one load and the
-// publication: about L/(T*W) hops per chain.
+// Look-back item i (0 .. W-1, oldest first) of tile k at chain time tt, as an affine map: the
+// inclusive state of tile tt-W (i = 0) as x -> inc, the aggregate of tile tt-W+i (i > 0); the
+// chain's start state for the tile before the first (tt-W+i = -1), identity further back.
+// Returns false while the item is not yet published.
 template <typename R>
-__device__ __forceinline__ cx<R> chain_tile(const Layout& o, unsigned char* ws, int64_t k, int64_t tt,
-                                            cx<R> start, cx<R> (*sA)[CW], cx<R> (*sX)[CW], cx<R> (*sE)[CW]) {
-  static_assert(W >= 2 && W <= CW + 1, "one polling lane per aggregate of the window");
-  const int c = static_cast<int>(threadIdx.x);
-  unsigned* flags = reinterpret_cast<unsigned*>(ws) + 1;
-  cx<R>* agg = reinterpret_cast<cx<R>*>(ws + o.agg_off);
-  cx<R>* inc = reinterpret_cast<cx<R>*>(ws + o.inc_off);
-  cx<R> A = mk(R(1), R(0)), X = mk(R(0), R(0));
-  for (int l = 0; l < NL; ++l) {
-    X = add(mul(sA[l][c], X), sX[l][c]);
-    A = mul(sA[l][c], A);
+__device__ __forceinline__ bool item(const Layout& o, const unsigned char* ws, int64_t k, int64_t tt, int i,
+                                     cx<R> start, cx<R>* A, cx<R>* X) {
+  const int c = static_cast<int>(threadIdx.x) % CW;
+  const int64_t j = tt - W + i;
+  if (j < 0) {
+    *A = j == -1 ? mk(R(0), R(0)) : mk(R(1), R(0));
+    *X = j == -1 ? start : mk(R(0), R(0));
+    return true;
   }
-  // Publication as in cooperative groups' grid barrier: the warp's stores, a warp barrier, then
-  // one lane's fence (cumulative over the stores it synchronized with) and the flag.
-  agg[(k * CW + c) * 2] = A;
-  agg[(k * CW + c) * 2 + 1] = X;
-  __syncwarp();
-  if (c == 0) {
-    __threadfence();
-    *reinterpret_cast<volatile unsigned*>(flags + k) = 1u;
+  const int64_t kj = (k - static_cast<int64_t>(W - i) * o.chains) * CW + c;
+  if (i == 0) {
+    *A = mk(R(0), R(0));
+    return observe(reinterpret_cast<const cx<R>*>(ws + o.inc_off) + kj, X);
   }
-  // the map of tiles k-nagg .. k-1, applied in that order
-  const int nagg = static_cast<int>(tt < W ? tt : W - 1);
-  if (c < nagg) {   // the observing lane fences, then the warp barrier passes it on
-    const volatile unsigned* f = flags + (k - (c + 1) * o.chains);
-    while (*f < 1u) {
+  const cx<R>* agg = reinterpret_cast<const cx<R>*>(ws + o.agg_off) + 2 * kj;
+  const bool ra = observe(agg, A), rx = observe(agg + 1, X);   // both loads in flight together
+  return ra && rx;
+}
+
+// Called by all NT threads once the lane maps of tile k are in sA/sX (after a barrier); has one
+// barrier itself. Lane 0 publishes the tile aggregate; every lane loads two look-back items
+// (all W loads of the block in flight together, polled until published), composes them and
+// leaves the map in gA/gX; then every thread composes the NL maps and the lane maps before its
+// own, in one fixed order, into the state entering its lane, which it returns. Lane NL-1 also
+// publishes the tile's inclusive state and stores it in *inclusive. sA/sX must stay untouched
+// until every thread has returned (callers alternate two buffers or add a barrier); gA/gX are
+// free again after the caller's next barrier.
+template <typename R>
+__device__ __forceinline__ cx<R> chain_block(const Layout& o, unsigned char* ws, int64_t k, int64_t tt, cx<R> start,
+                                             const cx<R> (*sA)[CW], const cx<R> (*sX)[CW], cx<R> (*gA)[CW],
+                                             cx<R> (*gX)[CW], cx<R>* inclusive) {
+  static_assert(W == 2 * NL, "two look-back items per lane");
+  const int c = static_cast<int>(threadIdx.x) % CW, q = static_cast<int>(threadIdx.x) / CW;
+  if (q == 0) {
+    cx<R> A = mk(R(1), R(0)), X = mk(R(0), R(0));
+    for (int l = 0; l < NL; ++l) {
+      X = add(mul(sA[l][c], X), sX[l][c]);
+      A = mul(sA[l][c], A);
     }
-    __threadfence();
+    cx<R>* agg = reinterpret_cast<cx<R>*>(ws + o.agg_off) + 2 * (k * CW + c);
+    publish(agg, A);
+    publish(agg + 1, X);
   }
-  __syncwarp();
-  cx<R> GA = mk(R(1), R(0)), GX = mk(R(0), R(0));
-  for (int m = nagg; m >= 1; --m) {
-    const int64_t j = (k - m * o.chains) * CW + c;
-    const cx<R> a = ld_cg(agg + 2 * j);
-    GX = add(mul(a, GX), ld_cg(agg + 2 * j + 1));
-    GA = mul(a, GA);
+  cx<R> A0, X0, A1, X1;
+  for (;;) {
+    const bool r0 = item<R>(o, ws, k, tt, 2 * q, start, &A0, &X0);
+    const bool r1 = item<R>(o, ws, k, tt, 2 * q + 1, start, &A1, &X1);
+    if (r0 && r1) break;
   }
-  cx<R> x = start;
-  if (tt >= W) {
-    if (c == 0) {
-      const volatile unsigned* f = flags + (k - W * o.chains);
-      while (*f < 2u) {
-      }
-      __threadfence();
-    }
-    __syncwarp();
-    x = ld_cg(inc + (k - W * o.chains) * CW + c);
-  }
-  x = add(mul(GA, x), GX);
-  for (int l = 0; l < NL; ++l) {
-    sE[l][c] = x;
-    x = add(mul(sA[l][c], x), sX[l][c]);
-  }
-  inc[k * CW + c] = x;
-  __syncwarp();
-  if (c == 0) {
-    __threadfence();
-    *reinterpret_cast<volatile unsigned*>(flags + k) = 2u;
+  gA[q][c] = mul(A1, A0);
+  gX[q][c] = add(mul(A1, X0), X1);
+  __syncthreads();
+  cx<R> x = mk(R(0), R(0));   // the first non-identity item ignores it (A = 0)
+#pragma unroll
+  for (int l = 0; l < NL; ++l) x = add(mul(gA[l][c], x), gX[l][c]);
+  for (int l = 0; l < q; ++l) x = add(mul(sA[l][c], x), sX[l][c]);
+  if (q == NL - 1) {
+    const cx<R> e = add(mul(sA[q][c], x), sX[q][c]);
+    publish(reinterpret_cast<cx<R>*>(ws + o.inc_off) + k * CW + c, e);
+    *inclusive = e;
   }
   return x;
 }
@@ -284,7 +385,7 @@ struct Chan {
   cx<R> lam, gc, dglc, dgdc;
   R delc;
 };
-template <typename R, typename TR, typename P>
+template <typename R, typename TR, bool PE, typename P>
 __device__ __forceinline__ Chan<R> chan(const P& p, const TilePos& t, bool grad) {
   Chan<R> ch;
   const cx<R> zero = mk(R(0), R(0));
@@ -295,7 +396,7 @@ __device__ __forceinline__ Chan<R> chan(const P& p, const TilePos& t, bool grad)
   ch.delc = 0;
   if (t.active) {
     ch.lam = static_cast<const cx<R>*>(p.lambda)[t.d * p.lambda_stride];
-    if (p.delta_stride[1] == 0) {
+    if (!PE) {
       ch.delc = load_real<R>(static_cast<const TR*>(p.delta), t.b * p.delta_stride[0] + t.d * p.delta_stride[2]);
       input_scale<R>(p.disc, ch.lam, ch.delc, R(0), mk(R(1), R(0)), grad, &ch.gc, &ch.dglc, &ch.dgdc);
     }
@@ -303,189 +404,292 @@ __device__ __forceinline__ Chan<R> chan(const P& p, const TilePos& t, bool grad)
   return ch;
 }
 
-// The inputs of one tile that the aggregate needs, prefetched one tile ahead. Steps past the end
-// (and channels past P) load dt = 0 and zero inputs: identity steps.
-template <typename R>
+// The inputs of one tile that the aggregate needs, prefetched one tile ahead: the complex input
+// in registers (VR) or copied asynchronously to shared memory, dt (and delta) in registers.
+// Steps past the end (and channels past P) load dt = 0 and zero inputs: identity steps.
+// PE: delta per event.
+template <typename R, bool PE, int S, bool VR>
 struct StepIn {
-  cx<R> v[steps<R>()];
-  R tau[steps<R>()], del[steps<R>()];
+  TilePos t;
+  cx<R> v[VR ? S : 1];
+  R tau[S], del[PE ? S : 1];
 };
 
-// Scan step s of thread lane q in tile tt; forward steps run s ascending, backward steps
-// descending (r = L-1-s ascending), so both kernels walk lanes and steps in increasing order.
-__device__ __forceinline__ int64_t tile_step(int64_t tt, int j, int S, int64_t L, bool bwd) {
-  const int64_t r = tt * NL * S + static_cast<int64_t>(threadIdx.x / CW) * S + j;
-  return bwd ? L - 1 - r : r;
+// Asynchronous copy of one complex value into shared memory, and the waits for a thread's copies
+// (the emulation copies at once).
+template <typename R>
+__device__ __forceinline__ void copy_async(cx<R>* dst, const cx<R>* src) {
+#ifdef __CUDA_ARCH__
+  const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+  if (sizeof(cx<R>) == 8) asm volatile("cp.async.ca.shared.global [%0], [%1], 8;" ::"r"(d), "l"(src) : "memory");
+  else asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(d), "l"(src) : "memory");
+#else
+  *dst = *src;
+#endif
+}
+__device__ __forceinline__ void copy_async_commit() {
+#ifdef __CUDA_ARCH__
+  asm volatile("cp.async.commit_group;" ::: "memory");
+#endif
+}
+// all but the most recently committed group are complete
+__device__ __forceinline__ void copy_async_wait_prev() {
+#ifdef __CUDA_ARCH__
+  asm volatile("cp.async.wait_group 1;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void copy_async_wait() {
+#ifdef __CUDA_ARCH__
+  asm volatile("cp.async.wait_all;" ::: "memory");
+#endif
 }
 
-template <typename R, typename TR, typename P>
-__device__ __forceinline__ void load_in(const P& p, const Layout& o, int64_t k, StepIn<R>& in, const cx<R>* src,
-                                        const int64_t* src_stride, bool bwd) {
-  constexpr int S = steps<R>();
+// The steps of thread lane q in tile tt: scan steps r = tt*T + q*S + j, j = 0 .. S-1 (the
+// forward scans s = r, the backward s = L-1-r: both walk lanes and steps in increasing r). The
+// time index of step j is t0 + j*dir with dir = +-1 (reverse and backward each flip it); step
+// j exists while r < L.
+struct Steps {
+  int64_t r0, t0;
+  int dir;
+};
+__device__ __forceinline__ Steps lane_steps(int64_t tt, int S, int64_t L, bool flip) {
+  Steps st;
+  st.r0 = tt * NL * S + static_cast<int64_t>(threadIdx.x / CW) * S;
+  st.t0 = flip ? L - 1 - st.r0 : st.r0;
+  st.dir = flip ? -1 : 1;
+  return st;
+}
+
+// sv: with !VR, the tile's staging buffer [S][NT] in shared memory (thread-major within a step:
+// a warp's row is contiguous).
+template <typename R, typename TR, bool PE, int S, bool VR, typename Prm>
+__device__ __forceinline__ void load_in(const Prm& p, const Layout& o, int64_t k, StepIn<R, PE, S, VR>& in,
+                                        const cx<R>* src, const int64_t* src_stride, bool bwd, cx<R>* sv) {
   if (k >= o.tiles) return;
-  const TilePos t = tile_pos(o, k, p.dim);
-  const TR* dt = static_cast<const TR*>(p.dt) + t.b * p.dt_stride[0];
-  const TR* delta = static_cast<const TR*>(p.delta);
-  const bool per_event = p.delta_stride[1] != 0;
+  in.t = tile_pos(o, k, p.dim);
+  const TilePos& t = in.t;
+  const int tid = static_cast<int>(threadIdx.x);
+  const Steps st = lane_steps(t.tt, S, p.length, bwd != (p.reverse != 0));
+  const TR* dt = static_cast<const TR*>(p.dt) + t.b * p.dt_stride[0] + st.t0 * p.dt_stride[1];
+  const TR* delta = static_cast<const TR*>(p.delta) + t.b * p.delta_stride[0] + st.t0 * p.delta_stride[1] +
+                    t.d * p.delta_stride[2];
+  const cx<R>* x = src + t.b * src_stride[0] + st.t0 * src_stride[1] + t.d * src_stride[2];
+  const int64_t ddt = st.dir * p.dt_stride[1], ddel = st.dir * p.delta_stride[1], dx = st.dir * src_stride[1];
 #pragma unroll
   for (int j = 0; j < S; ++j) {
-    const int64_t s = tile_step(t.tt, j, S, p.length, bwd);
-    in.v[j] = mk(R(0), R(0));
-    in.tau[j] = 0;
-    in.del[j] = 0;
-    if (t.active && s >= 0 && s < p.length) {
-      const int64_t tm = step_time(s, p.length, p.reverse);
-      in.tau[j] = load_real<R>(dt, tm * p.dt_stride[1]);
-      if (per_event) in.del[j] = load_real<R>(delta, t.b * p.delta_stride[0] + tm * p.delta_stride[1] + t.d * p.delta_stride[2]);
-      in.v[j] = src[t.b * src_stride[0] + tm * src_stride[1] + t.d * src_stride[2]];
-    }
+    const bool on = t.active && st.r0 + j < p.length;
+    in.tau[j] = on ? load_real<R>(dt, j * ddt) : R(0);
+    if (PE) in.del[j] = on ? load_real<R>(delta, j * ddel) : R(0);
+    if (VR) in.v[VR ? j : 0] = on ? x[j * dx] : mk(R(0), R(0));
+    else if (on) copy_async(sv + j * NT + tid, x + j * dx);
+    else sv[j * NT + tid] = mk(R(0), R(0));
   }
 }
 
 // ---------------- forward ----------------
 
-template <typename R, typename TR>
+// Shared memory of a forward block: lane maps in two buffers (tile parity), look-back maps; the
+// staging buffers of v (two tiles) are dynamic shared memory, fwd_stage_bytes.
+template <typename R>
+struct FwdShared {
+  cx<R> sA[2][NL][CW], sX[2][NL][CW], gA[NL][CW], gX[NL][CW];
+  unsigned ids[3];
+};
+template <typename R>
+__host__ __device__ constexpr int fwd_stage_bytes() { return 2 * fwd_steps<R>() * NT * static_cast<int>(sizeof(cx<R>)); }
+
+template <typename R, bool PE>
+using FwdIn = StepIn<R, PE, fwd_steps<R>(), false>;
+
+// sv: the tile's staged v, complete for this thread's own slots. GC as in the backward: the
+// input scale is the same for every step (shared delta, not ZOH).
+template <typename R, typename TR, bool PE, bool GC>
 __device__ __forceinline__ void fwd_tile(const lrnn_event_scan_params& p, const Layout& o, unsigned char* ws, int64_t k,
-                                         StepIn<R>& in, cx<R> (*sA)[CW], cx<R> (*sX)[CW], cx<R> (*sE)[CW]) {
-  constexpr int S = steps<R>();
-  const TilePos t = tile_pos(o, k, p.dim);
-  const Chan<R> ch = chan<R, TR>(p, t, false);
-  const bool per_event = p.delta_stride[1] != 0, g_const = !per_event && p.disc != LRNN_DISC_ZOH;
-  cx<R> a[S];
+                                         int buf, const FwdIn<R, PE>& in, const cx<R>* sv, FwdShared<R>& sh) {
+  constexpr int S = fwd_steps<R>();
+  const TilePos& t = in.t;
+  const Chan<R> ch = chan<R, TR, PE>(p, t, false);
+  const int tid = static_cast<int>(threadIdx.x);
+  cx<R> a[S], gv[S];
   cx<R> A = mk(R(1), R(0)), X = mk(R(0), R(0));
 #pragma unroll
   for (int j = 0; j < S; ++j) {
-    const R del = per_event ? in.del[j] : ch.delc;
+    const R del = PE ? in.del[j] : ch.delc;
     a[j] = cexp_(scale(del * in.tau[j], ch.lam));
     cx<R> g = ch.gc;
-    if (!g_const) input_scale<R>(p.disc, ch.lam, del, in.tau[j], a[j], false, &g, nullptr, nullptr);
-    in.v[j] = mul(g, in.v[j]);   // from here on v holds g*v
-    X = add(mul(a[j], X), in.v[j]);
+    if (!GC) input_scale<R>(p.disc, ch.lam, del, in.tau[j], a[j], false, &g, nullptr, nullptr);
+    gv[j] = mul(g, sv[j * NT + tid]);
+    X = add(mul(a[j], X), gv[j]);
     A = mul(a[j], A);
   }
-  const int c = static_cast<int>(threadIdx.x) % CW, q = static_cast<int>(threadIdx.x) / CW;
-  sA[q][c] = A;
-  sX[q][c] = X;
+  const int c = tid % CW, q = tid / CW;
+  sh.sA[buf][q][c] = A;
+  sh.sX[buf][q][c] = X;
   __syncthreads();
-  if (q == 0) {
-    cx<R> start = mk(R(0), R(0));
-    if (t.active && p.h0) start = static_cast<const cx<R>*>(p.h0)[t.b * p.h0_stride[0] + t.d * p.h0_stride[1]];
-    const cx<R> last = chain_tile<R>(o, ws, k, t.tt, start, sA, sX, sE);
-    if (t.active && t.tt == o.ntt - 1)
-      static_cast<cx<R>*>(p.h_last)[t.b * p.h_last_stride[0] + t.d * p.h_last_stride[1]] = last;
-  }
-  __syncthreads();
-  cx<R> x = sE[q][c];
-  cx<R>* h = static_cast<cx<R>*>(p.h) + t.b * p.h_stride[0] + t.d * p.h_stride[2];
+  cx<R> start = mk(R(0), R(0)), last = start;
+  if (t.active && p.h0) start = static_cast<const cx<R>*>(p.h0)[t.b * p.h0_stride[0] + t.d * p.h0_stride[1]];
+  cx<R> x = chain_block<R>(o, ws, k, t.tt, start, sh.sA[buf], sh.sX[buf], sh.gA, sh.gX, &last);
+  if (q == NL - 1 && t.active && t.tt == o.ntt - 1)
+    static_cast<cx<R>*>(p.h_last)[t.b * p.h_last_stride[0] + t.d * p.h_last_stride[1]] = last;
+  const Steps st = lane_steps(t.tt, S, p.length, p.reverse != 0);
+  cx<R>* h = static_cast<cx<R>*>(p.h) + t.b * p.h_stride[0] + st.t0 * p.h_stride[1] + t.d * p.h_stride[2];
+  const int64_t dh = st.dir * p.h_stride[1];
 #pragma unroll
   for (int j = 0; j < S; ++j) {
-    x = add(mul(a[j], x), in.v[j]);
-    const int64_t s = tile_step(t.tt, j, S, p.length, false);
-    if (t.active && s < p.length) h[step_time(s, p.length, p.reverse) * p.h_stride[1]] = x;
+    x = add(mul(a[j], x), gv[j]);
+    if (t.active && st.r0 + j < p.length) h[j * dh] = x;
   }
 }
 
-// Persistent blocks of NT threads; ws is the workspace of layout<R>(.., false) with its counter
-// and flags zeroed. Tile numbers come three ahead in s_ids (written by thread 0 before a
-// barrier of the current tile, read after it).
-template <typename R, typename TR>
+// Persistent blocks of NT threads with fwd_stage_bytes<R>() of dynamic shared memory; ws is the
+// workspace of layout<R>(.., false), its first fill_bytes filled with ones. Each iteration
+// prefetches the next tile (dt, delta into registers, v by cp.async into the other staging
+// buffer: 16 KB (complex64) per block in flight while the current tile computes and waits on
+// its chain).
+// Thread 0 takes tile numbers: each answer waits a whole tile in a register, then goes to
+// sh.ids (three slots, written before a tile's first barrier and read after its last) two
+// tiles before its use. Each thread reads only the staging slots it copied itself, so waiting
+// for its own copies suffices (no barrier), and a buffer is refilled only after the thread's
+// reads of it were consumed by the previous tile's math. PE: delta per event; GC must be true
+// exactly when delta is shared over time and the discretization is not ZOH.
+template <typename R, typename TR, bool PE, bool GC>
 __global__ void __launch_bounds__(NT, 2) event_fwd_kernel(lrnn_event_scan_params p, void* wsv) {
-  __shared__ cx<R> sA[NL][CW], sX[NL][CW], sE[NL][CW];
-  __shared__ unsigned s_ids[3];
+  static_assert(!(PE && GC), "a per-event delta has no constant input scale");
+  __shared__ FwdShared<R> sh;
+  cx<R>* stage = reinterpret_cast<cx<R>*>(LRNN_EVENT_DYN_SMEM);
+  constexpr int SN = fwd_steps<R>() * NT;
   unsigned char* ws = static_cast<unsigned char*>(wsv);
-  unsigned* counter = reinterpret_cast<unsigned*>(ws);
   const Layout o = layout<R>(p.batch, p.length, p.dim, false);
   const cx<R>* v = static_cast<const cx<R>*>(p.v);
+  unsigned pending = 0;
   if (threadIdx.x == 0) {
-    s_ids[0] = atomicAdd(counter, 1u);
-    s_ids[1] = atomicAdd(counter, 1u);
+    sh.ids[0] = next_tile(ws);
+    sh.ids[1] = next_tile(ws);
+    pending = next_tile(ws);
   }
   __syncthreads();
-  int64_t cur = s_ids[0], nxt = s_ids[1];
-  StepIn<R> in0, in1;
-  load_in<R, TR>(p, o, cur, in0, v, p.v_stride, false);
+  int64_t cur = sh.ids[0], nxt = sh.ids[1];
+  FwdIn<R, PE> in0, in1;
+  load_in<R, TR, PE>(p, o, cur, in0, v, p.v_stride, false, stage);
+  copy_async_commit();
   for (int it = 0; cur < o.tiles;) {
-    load_in<R, TR>(p, o, nxt, in1, v, p.v_stride, false);
-    if (threadIdx.x == 0) s_ids[(it + 2) % 3] = atomicAdd(counter, 1u);
-    fwd_tile<R, TR>(p, o, ws, cur, in0, sA, sX, sE);
+    load_in<R, TR, PE>(p, o, nxt, in1, v, p.v_stride, false, stage + SN);
+    copy_async_commit();
+    if (threadIdx.x == 0) {
+      sh.ids[(it + 2) % 3] = pending;
+      pending = next_tile(ws);
+    }
+    copy_async_wait_prev();
+    fwd_tile<R, TR, PE, GC>(p, o, ws, cur, it & 1, in0, stage, sh);
     cur = nxt;
-    nxt = s_ids[(it + 2) % 3];
+    nxt = sh.ids[(it + 2) % 3];
     ++it;
     if (cur >= o.tiles) break;
-    load_in<R, TR>(p, o, nxt, in0, v, p.v_stride, false);
-    if (threadIdx.x == 0) s_ids[(it + 2) % 3] = atomicAdd(counter, 1u);
-    fwd_tile<R, TR>(p, o, ws, cur, in1, sA, sX, sE);
+    load_in<R, TR, PE>(p, o, nxt, in0, v, p.v_stride, false, stage);
+    copy_async_commit();
+    if (threadIdx.x == 0) {
+      sh.ids[(it + 2) % 3] = pending;
+      pending = next_tile(ws);
+    }
+    copy_async_wait_prev();
+    fwd_tile<R, TR, PE, GC>(p, o, ws, cur, it & 1, in1, stage + SN, sh);
     cur = nxt;
-    nxt = s_ids[(it + 2) % 3];
+    nxt = sh.ids[(it + 2) % 3];
     ++it;
   }
+  copy_async_wait();   // a prefetch past the last tile issues no copies; nothing may be left in flight
 }
 
 // ---------------- backward ----------------
-// A tile reads three complex arrays (grad_h, v, h[t-1]): all of them are loaded at the start of
-// the tile (48 KB per block in flight), and there is no prefetch of the next tile, which would
-// not fit in the register budget of two resident blocks per SM; the other resident block
-// streams while one waits.
+// A tile reads three complex arrays: grad_h (which the adjoint's aggregate needs) is loaded into
+// registers one tile ahead, like the forward's v; v and h[t-1] (needed only after the chain
+// step) are copied asynchronously into shared memory at the start of the tile (cp.async: in
+// flight during the aggregate and the look-back, and no registers held), for complex64. The
+// complex128 path (tests, gradcheck) does not fit them in the 48 KB of static shared memory
+// and loads them into registers instead.
+
+template <typename R>
+__host__ __device__ constexpr bool staged() { return sizeof(R) == 4; }
+
+template <typename R, bool PE>
+using BwdIn = StepIn<R, PE, bwd_steps<R>(), true>;
+
+template <typename R>
+struct BwdShared {
+  cx<R> sA[NL][CW], sX[NL][CW], gA[NL][CW], gX[NL][CW], sL[NL][CW];
+  R sD[NL][CW];
+  // v and h[t-1] of each thread's steps (thread-major within a step: a warp's row is contiguous)
+  cx<R> sv[staged<R>() ? bwd_steps<R>() : 1][NT], shp[staged<R>() ? bwd_steps<R>() : 1][NT];
+  unsigned ids[3];
+};
 
 // GC: the input scale is the same for every step (shared delta, not ZOH): the per-step gradient
 // loop then has no input-scale derivatives, and its own instantiation keeps it free of spills.
-template <typename R, typename TR, bool GC>
+// `in` holds the tile's grad_h, dt (and delta) loaded a tile ahead.
+template <typename R, typename TR, bool PE, bool GC>
 __device__ __forceinline__ void bwd_tile(const lrnn_event_scan_bwd_params& p, const Layout& o, unsigned char* ws,
-                                         int64_t k, cx<R> (*sA)[CW], cx<R> (*sX)[CW],
-                                         cx<R> (*sE)[CW], cx<R> (*sL)[CW], R (*sD)[CW]) {
-  constexpr int S = steps<R>();
-  const TilePos t = tile_pos(o, k, p.dim);
-  const Chan<R> ch = chan<R, TR>(p, t, true);
-  const bool per_event = p.delta_stride[1] != 0;
+                                         int64_t k, const BwdIn<R, PE>& in, BwdShared<R>& sh) {
+  constexpr int S = bwd_steps<R>();
+  constexpr bool ST = staged<R>();
+  const TilePos& t = in.t;
+  const Chan<R> ch = chan<R, TR, PE>(p, t, true);
   const cx<R> zero = mk(R(0), R(0));
   const int64_t L = p.length;
-  StepIn<R> in;   // in.v holds grad_h: what the adjoint's aggregate needs
-  load_in<R, TR>(p, o, k, in, static_cast<const cx<R>*>(p.grad_h), p.grad_h_stride, true);
-  cx<R> vv[S], hp[S];
-  const cx<R>* v = static_cast<const cx<R>*>(p.v) + t.b * p.v_stride[0] + t.d * p.v_stride[2];
-  const cx<R>* h = static_cast<const cx<R>*>(p.h) + t.b * p.h_stride[0] + t.d * p.h_stride[2];
-  const cx<R> h0 = t.active && p.h0 ? static_cast<const cx<R>*>(p.h0)[t.b * p.h0_stride[0] + t.d * p.h0_stride[1]] : zero;
+  const int tid = static_cast<int>(threadIdx.x);
+  const Steps st = lane_steps(t.tt, S, L, p.reverse == 0);
+  cx<R> vv[ST ? 1 : S], hp[ST ? 1 : S];
+  {
+    const cx<R>* v = static_cast<const cx<R>*>(p.v) + t.b * p.v_stride[0] + st.t0 * p.v_stride[1] + t.d * p.v_stride[2];
+    // h at the time before each step in scan order: one time index against the scan direction
+    const cx<R>* h = static_cast<const cx<R>*>(p.h) + t.b * p.h_stride[0] + (st.t0 + st.dir) * p.h_stride[1] +
+                     t.d * p.h_stride[2];
+    const int64_t dvs = st.dir * p.v_stride[1], dhs = st.dir * p.h_stride[1];
+    const cx<R> h0 = t.active && p.h0 ? static_cast<const cx<R>*>(p.h0)[t.b * p.h0_stride[0] + t.d * p.h0_stride[1]] : zero;
 #pragma unroll
-  for (int j = 0; j < S; ++j) {
-    const int64_t s = tile_step(t.tt, j, S, L, true);
-    vv[j] = zero;
-    hp[j] = zero;
-    if (t.active && s >= 0) {
-      vv[j] = v[step_time(s, L, p.reverse) * p.v_stride[1]];
-      hp[j] = s > 0 ? h[step_time(s - 1, L, p.reverse) * p.h_stride[1]] : h0;   // the state before step s
+    for (int j = 0; j < S; ++j) {
+      const bool on = t.active && st.r0 + j < L, first = st.r0 + j >= L - 1;   // scan step s = L-1-r = 0
+      if (ST) {
+        if (on) copy_async(&sh.sv[ST ? j : 0][tid], v + j * dvs);
+        else sh.sv[ST ? j : 0][tid] = zero;
+        if (on && !first) copy_async(&sh.shp[ST ? j : 0][tid], h + j * dhs);
+        else sh.shp[ST ? j : 0][tid] = on ? h0 : zero;
+      } else {
+        vv[ST ? 0 : j] = on ? v[j * dvs] : zero;
+        hp[ST ? 0 : j] = on ? (first ? h0 : h[j * dhs]) : zero;
+      }
     }
   }
   cx<R> a[S];
   cx<R> A = mk(R(1), R(0)), X = zero;
 #pragma unroll
   for (int j = 0; j < S; ++j) {
-    a[j] = cexp_(scale((per_event ? in.del[j] : ch.delc) * in.tau[j], ch.lam));
+    a[j] = cexp_(scale((PE ? in.del[j] : ch.delc) * in.tau[j], ch.lam));
     X = mulc(a[j], add(X, in.v[j]));   // c -> conj(a) * (grad_h + c)
     A = mulc(a[j], A);
   }
-  const int c = static_cast<int>(threadIdx.x) % CW, q = static_cast<int>(threadIdx.x) / CW;
-  sA[q][c] = A;
-  sX[q][c] = X;
+  const int c = tid % CW, q = tid / CW;
+  sh.sA[q][c] = A;
+  sh.sX[q][c] = X;
   __syncthreads();
-  if (q == 0) {
-    cx<R> start = zero;
-    if (t.active && p.grad_h_last)
-      start = static_cast<const cx<R>*>(p.grad_h_last)[t.b * p.grad_h_last_stride[0] + t.d * p.grad_h_last_stride[1]];
-    const cx<R> last = chain_tile<R>(o, ws, k, t.tt, start, sA, sX, sE);
-    if (t.active && t.tt == o.ntt - 1)
-      static_cast<cx<R>*>(p.dh0)[t.b * p.dh0_stride[0] + t.d * p.dh0_stride[1]] = last;
-  }
-  __syncthreads();
-  cx<R> carry = sE[q][c], dl = zero, gsum = zero;
+  cx<R> start = zero, last = zero;
+  if (t.active && p.grad_h_last)
+    start = static_cast<const cx<R>*>(p.grad_h_last)[t.b * p.grad_h_last_stride[0] + t.d * p.grad_h_last_stride[1]];
+  cx<R> carry = chain_block<R>(o, ws, k, t.tt, start, sh.sA, sh.sX, sh.gA, sh.gX, &last);
+  if (q == NL - 1 && t.active && t.tt == o.ntt - 1)
+    static_cast<cx<R>*>(p.dh0)[t.b * p.dh0_stride[0] + t.d * p.dh0_stride[1]] = last;
+  cx<R> dl = zero, gsum = zero;
   R dd_sum = 0;
-  cx<R>* dv = static_cast<cx<R>*>(p.dv) + t.b * p.dv_stride[0] + t.d * p.dv_stride[2];
-  R* ddelta = static_cast<R*>(p.ddelta) + t.b * p.ddelta_stride[0] + t.d * p.ddelta_stride[2];
+  cx<R>* dv = static_cast<cx<R>*>(p.dv) + t.b * p.dv_stride[0] + st.t0 * p.dv_stride[1] + t.d * p.dv_stride[2];
+  // the time stride of ddelta only exists per event
+  const int64_t dd_t = PE ? p.ddelta_stride[1] : 0, ddv = st.dir * p.dv_stride[1], ddd = st.dir * dd_t;
+  R* ddelta = static_cast<R*>(p.ddelta) + t.b * p.ddelta_stride[0] + st.t0 * dd_t + t.d * p.ddelta_stride[2];
+  if (ST) copy_async_wait();   // each thread reads only what it copied itself
 #pragma unroll
   for (int j = 0; j < S; ++j) {
-    const int64_t s = tile_step(t.tt, j, S, L, true);
-    const R del = per_event ? in.del[j] : ch.delc, sdt = del * in.tau[j];
+    const R del = PE ? in.del[j] : ch.delc, sdt = del * in.tau[j];
     const cx<R> lt = add(in.v[j], carry);
-    const cx<R> ga = mulc(hp[j], lt), gv = mulc(vv[j], lt);
+    const cx<R> vj = ST ? sh.sv[ST ? j : 0][tid] : vv[ST ? 0 : j], hj = ST ? sh.shp[ST ? j : 0][tid] : hp[ST ? 0 : j];
+    const cx<R> ga = mulc(hj, lt), gv = mulc(vj, lt);
     dl = add(dl, scale(sdt, mulc(a[j], ga)));
     R dd = in.tau[j] * dotr(mul(ch.lam, a[j]), ga);
     cx<R> g = ch.gc;
@@ -497,10 +701,9 @@ __device__ __forceinline__ void bwd_tile(const lrnn_event_scan_bwd_params& p, co
       dl = add(dl, mulc(dgl, gv));
       dd += dotr(dgd, gv);
     }
-    if (t.active && s >= 0) {
-      const int64_t tm = step_time(s, L, p.reverse);
-      dv[tm * p.dv_stride[1]] = mulc(g, lt);
-      if (per_event) ddelta[tm * p.ddelta_stride[1]] = dd;
+    if (t.active && st.r0 + j < L) {
+      dv[j * ddv] = mulc(g, lt);
+      if (PE) ddelta[j * ddd] = dd;
     }
     dd_sum += dd;
     carry = mulc(a[j], lt);
@@ -509,37 +712,63 @@ __device__ __forceinline__ void bwd_tile(const lrnn_event_scan_bwd_params& p, co
     dl = add(dl, mulc(ch.dglc, gsum));
     dd_sum += dotr(ch.dgdc, gsum);
   }
-  sL[q][c] = dl;
-  sD[q][c] = dd_sum;
+  sh.sL[q][c] = dl;
+  sh.sD[q][c] = dd_sum;
   __syncthreads();
   if (q == 0) {   // the tile's partials, lanes summed in order
     cx<R> tl = zero;
     R td = 0;
     for (int l = 0; l < NL; ++l) {
-      tl = add(tl, sL[l][c]);
-      td += sD[l][c];
+      tl = add(tl, sh.sL[l][c]);
+      td += sh.sD[l][c];
     }
     reinterpret_cast<cx<R>*>(ws + o.pl_off)[k * CW + c] = tl;
     reinterpret_cast<R*>(ws + o.pd_off)[k * CW + c] = td;
   }
 }
 
-// GC must be true exactly when delta is shared over time and the discretization is not ZOH.
-template <typename R, typename TR, bool GC>
+// PE: delta per event; GC must be true exactly when delta is shared over time and the
+// discretization is not ZOH. The barrier after the partials (sL, sD) separates one tile's reads
+// of sA/sX and of the staged v/h from the next tile's writes, so one buffer suffices here.
+// Tile numbers and the grad_h prefetch rotate as in the forward. Two blocks per SM: capping the
+// registers for three spilled and measured 2.4x slower on the H200.
+template <typename R, typename TR, bool PE, bool GC>
 __global__ void __launch_bounds__(NT, 2) event_bwd_kernel(lrnn_event_scan_bwd_params p, void* wsv) {
-  __shared__ cx<R> sA[NL][CW], sX[NL][CW], sE[NL][CW], sL[NL][CW];
-  __shared__ R sD[NL][CW];
-  __shared__ unsigned s_ids[2];
+  static_assert(!(PE && GC), "a per-event delta has no constant input scale");
+  __shared__ BwdShared<R> sh;
   unsigned char* ws = static_cast<unsigned char*>(wsv);
-  unsigned* counter = reinterpret_cast<unsigned*>(ws);
   const Layout o = layout<R>(p.batch, p.length, p.dim, true);
-  if (threadIdx.x == 0) s_ids[0] = atomicAdd(counter, 1u);
+  const cx<R>* gh = static_cast<const cx<R>*>(p.grad_h);
+  unsigned pending = 0;
+  if (threadIdx.x == 0) {
+    sh.ids[0] = next_tile(ws);
+    sh.ids[1] = next_tile(ws);
+    pending = next_tile(ws);
+  }
   __syncthreads();
-  // the next tile number is taken during the current tile (before its first barrier)
-  for (int64_t cur = s_ids[0], it = 0; cur < o.tiles; ++it) {
-    if (threadIdx.x == 0) s_ids[(it + 1) & 1] = atomicAdd(counter, 1u);
-    bwd_tile<R, TR, GC>(p, o, ws, cur, sA, sX, sE, sL, sD);
-    cur = s_ids[(it + 1) & 1];
+  int64_t cur = sh.ids[0], nxt = sh.ids[1];
+  BwdIn<R, PE> in0, in1;
+  load_in<R, TR, PE>(p, o, cur, in0, gh, p.grad_h_stride, true, nullptr);
+  for (int it = 0; cur < o.tiles;) {
+    load_in<R, TR, PE>(p, o, nxt, in1, gh, p.grad_h_stride, true, nullptr);
+    if (threadIdx.x == 0) {
+      sh.ids[(it + 2) % 3] = pending;
+      pending = next_tile(ws);
+    }
+    bwd_tile<R, TR, PE, GC>(p, o, ws, cur, in0, sh);
+    cur = nxt;
+    nxt = sh.ids[(it + 2) % 3];
+    ++it;
+    if (cur >= o.tiles) break;
+    load_in<R, TR, PE>(p, o, nxt, in0, gh, p.grad_h_stride, true, nullptr);
+    if (threadIdx.x == 0) {
+      sh.ids[(it + 2) % 3] = pending;
+      pending = next_tile(ws);
+    }
+    bwd_tile<R, TR, PE, GC>(p, o, ws, cur, in1, sh);
+    cur = nxt;
+    nxt = sh.ids[(it + 2) % 3];
+    ++it;
   }
 }
 

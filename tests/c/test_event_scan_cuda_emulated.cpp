@@ -1,6 +1,6 @@
 // test_event_scan_cuda_emulated.cpp: runs the CUDA event-scan kernels (csrc/cuda/
 // event_scan_kernels.cuh, the exact device code event_scan.cu launches) on CPU threads — one
-// std::thread per CUDA thread, real barriers for __syncthreads and __syncwarp, blocks one at a
+// std::thread per CUDA thread, a real barrier for __syncthreads, blocks one at a
 // time so that function-static arrays behave as __shared__ memory — and compares every output
 // with the CPU kernels (themselves checked against naive loops in test_event_scan.cpp). Blocks
 // run in launch order, each taking tile numbers from the workspace counter like on the GPU; the
@@ -13,11 +13,9 @@
 
 #include <cmath>
 #include <complex>
-#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <cstring>
-#include <memory>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -52,27 +50,28 @@ struct Barrier {
   }
 };
 Barrier* barrier = nullptr;
-std::vector<Barrier*> warp_barriers;   // one per warp of the running block
 }  // namespace emu
 #define threadIdx emu::thread_idx
 #define blockIdx emu::block_idx
 #define __syncthreads() emu::barrier->wait()
-#define __syncwarp() emu::warp_barriers[emu::thread_idx.x / 32]->wait()
 #define __global__
 #define __device__
 #define __host__
 #define __forceinline__ inline
 #define __launch_bounds__(...)
 #define __shared__ static
-inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
-// Only thread 0 of the one running block takes tile numbers: a plain add is atomic enough.
+// the forward's dynamic shared memory (its staging buffers): one block runs at a time
+namespace emu {
+alignas(16) unsigned char dyn_smem[1 << 17];
+}
+#define LRNN_EVENT_DYN_SMEM emu::dyn_smem
+// Only thread 0 of the one running block takes tile numbers: a plain add is atomic enough
+// (unsigned: the counter starts at 2^32-1 and wraps, as on the GPU).
 inline unsigned atomicAdd(unsigned* p, unsigned v) {
   const unsigned old = *p;
   *p = old + v;
   return old;
 }
-template <typename T>
-inline T __ldcg(const T* p) { return *p; }
 inline float __uint_as_float(uint32_t u) {
   float f;
   memcpy(&f, &u, sizeof f);
@@ -94,13 +93,7 @@ template <typename F>
 void launch(unsigned blocks, F kernel, int NT = lrnn_event_cuda::NT) {
   for (unsigned bx = 0; bx < blocks; ++bx) {
     emu::Barrier bar(NT);
-    std::vector<std::unique_ptr<emu::Barrier>> warps;
     emu::barrier = &bar;
-    emu::warp_barriers.clear();
-    for (int w = 0; w < NT / 32; ++w) {
-      warps.emplace_back(new emu::Barrier(32));
-      emu::warp_barriers.push_back(warps.back().get());
-    }
     std::vector<std::thread> threads;
     for (unsigned tx = 0; tx < static_cast<unsigned>(NT); ++tx)
       threads.emplace_back([=] {
@@ -112,10 +105,11 @@ void launch(unsigned blocks, F kernel, int NT = lrnn_event_cuda::NT) {
   }
 }
 
-// A workspace as the launcher prepares it: garbage except the zeroed counter and flags.
+// A workspace as the launcher prepares it: garbage except the counter and publication area,
+// filled with ones ("not yet published").
 std::vector<uint64_t> workspace(const lrnn_event_cuda::Layout& o) {
   std::vector<uint64_t> ws(static_cast<size_t>((o.bytes + 7) / 8), 0xA5A5A5A5A5A5A5A5ull);
-  memset(ws.data(), 0, static_cast<size_t>(o.zero_bytes));
+  memset(ws.data(), 0xFF, static_cast<size_t>(o.fill_bytes));
   return ws;
 }
 
@@ -208,7 +202,10 @@ void run_case(const Case& c) {
   {
     const lrnn_event_cuda::Layout o = lrnn_event_cuda::layout<R>(c.B, c.L, c.P, false);
     std::vector<uint64_t> ws = workspace(o);
-    launch(3, [&] { lrnn_event_cuda::event_fwd_kernel<R, TR>(pg, ws.data()); });
+    using lrnn_event_cuda::event_fwd_kernel;
+    if (c.per_event) launch(3, [&] { event_fwd_kernel<R, TR, true, false>(pg, ws.data()); });
+    else if (c.disc != LRNN_DISC_ZOH) launch(3, [&] { event_fwd_kernel<R, TR, false, true>(pg, ws.data()); });
+    else launch(3, [&] { event_fwd_kernel<R, TR, false, false>(pg, ws.data()); });
   }
   const bool single = c.dtype == LRNN_C64;
   const double tol = single ? 2e-5 : 1e-12;
@@ -241,10 +238,12 @@ void run_case(const Case& c) {
   {
     const lrnn_event_cuda::Layout o = lrnn_event_cuda::layout<R>(c.B, c.L, c.P, true);
     std::vector<uint64_t> ws = workspace(o);
-    if (c.disc != LRNN_DISC_ZOH && !c.per_event)
-      launch(2, [&] { lrnn_event_cuda::event_bwd_kernel<R, TR, true>(gg, ws.data()); });
+    if (c.per_event)
+      launch(2, [&] { lrnn_event_cuda::event_bwd_kernel<R, TR, true, false>(gg, ws.data()); });
+    else if (c.disc != LRNN_DISC_ZOH)
+      launch(2, [&] { lrnn_event_cuda::event_bwd_kernel<R, TR, false, true>(gg, ws.data()); });
     else
-      launch(2, [&] { lrnn_event_cuda::event_bwd_kernel<R, TR, false>(gg, ws.data()); });
+      launch(2, [&] { lrnn_event_cuda::event_bwd_kernel<R, TR, false, false>(gg, ws.data()); });
     launch(static_cast<unsigned>(o.chains), [&] { lrnn_event_cuda::event_bwd_reduce_kernel<R>(gg, ws.data()); },
            lrnn_event_cuda::CW * lrnn_event_cuda::RL);
   }
@@ -259,7 +258,7 @@ void run_case(const Case& c) {
 
 TEST(EventScanCudaEmulated, MatchesCpuKernels) {
   for (int disc : {LRNN_DISC_ZOH, LRNN_DISC_DIRAC, LRNN_DISC_ASYNC})
-    for (int64_t L : {1, 5, 1100})   // 1100: 18 float / 35 double tiles, past the look-back window (16)
+    for (int64_t L : {1, 5, 1100})   // 1100: 18 tiles (35 in the complex128 backward), past the window (16)
       for (bool per_event : {false, true})
         for (bool rev : {false, true}) {
           SCOPED_TRACE(testing::Message() << "disc " << disc << " L " << L << " per_event " << per_event
@@ -271,8 +270,10 @@ TEST(EventScanCudaEmulated, MatchesCpuKernels) {
   run_case<float, uint16_t>({2, 70, 9, LRNN_C64, LRNN_BF16, LRNN_DISC_ZOH, true, false});
   run_case<float, uint16_t>({1, 33, 5, LRNN_C64, LRNN_BF16, LRNN_DISC_ASYNC, false, true});
   // several chains (2 batch rows x 2 channel groups, the second partial) interleaved in the tile
-  // order, long enough for many look-back hops; and L = 0 (one padding tile writes h_last, dh0)
-  run_case<float, float>({2, 1500, 40, LRNN_C64, LRNN_F32, LRNN_DISC_ZOH, false, false});
+  // order, long enough for many look-back hops (47 tiles of 64 steps); and
+  // L = 0 (one padding tile writes h_last, dh0)
+  run_case<float, float>({2, 3000, 40, LRNN_C64, LRNN_F32, LRNN_DISC_ZOH, false, false});
+  run_case<float, float>({1, 2500, 6, LRNN_C64, LRNN_F32, LRNN_DISC_ASYNC, false, true});
   run_case<double, double>({2, 300, 33, LRNN_C128, LRNN_F64, LRNN_DISC_ASYNC, true, true});
   run_case<double, double>({2, 0, 7, LRNN_C128, LRNN_F64, LRNN_DISC_ZOH, false, false});
 }
