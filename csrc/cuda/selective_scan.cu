@@ -100,19 +100,21 @@
 namespace {
 
 // Backward, phase 2: out[i] = sum_k part[k][i], k ascending (as lrnn_selective_scan_reduce_cpu).
+// The per-row partials hold one copy per time segment: batch * segments of them.
 __global__ void selective_scan_reduce_kernel(const lrnn_selective_scan_bwd_params q, int64_t nA, int64_t nD,
-                                             int64_t nB, int64_t nC) {
+                                             int64_t nB, int64_t nC, int64_t nseg) {
   const lrnn_selective_scan_params& p = q.fwd;
   const int64_t total = nA + 2 * nD + nB + nC;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
     int64_t j = i, count, stride;
     const float* src;
     float* dst;
-    if (j < nA) { src = (const float*)q.dA_part; dst = (float*)q.dA; count = p.batch; stride = nA; }
-    else if ((j -= nA) < nD) { src = (const float*)q.dD_part; dst = (float*)q.dD; count = p.batch; stride = nD; }
-    else if ((j -= nD) < nD) { src = (const float*)q.ddelta_bias_part; dst = (float*)q.ddelta_bias; count = p.batch; stride = nD; }
-    else if ((j -= nD) < nB) { src = (const float*)q.dB_part; dst = (float*)q.dB; count = p.B_variable ? q.parts : p.batch; stride = nB; }
-    else { j -= nB; src = (const float*)q.dC_part; dst = (float*)q.dC; count = p.C_variable ? q.parts : p.batch; stride = nC; }
+    const int64_t rows = p.batch * nseg;
+    if (j < nA) { src = (const float*)q.dA_part; dst = (float*)q.dA; count = rows; stride = nA; }
+    else if ((j -= nA) < nD) { src = (const float*)q.dD_part; dst = (float*)q.dD; count = rows; stride = nD; }
+    else if ((j -= nD) < nD) { src = (const float*)q.ddelta_bias_part; dst = (float*)q.ddelta_bias; count = rows; stride = nD; }
+    else if ((j -= nD) < nB) { src = (const float*)q.dB_part; dst = (float*)q.dB; count = p.B_variable ? q.parts : rows; stride = nB; }
+    else { j -= nB; src = (const float*)q.dC_part; dst = (float*)q.dC; count = p.C_variable ? q.parts : rows; stride = nC; }
     float acc = 0.f;
     for (int64_t k = 0; k < count; ++k) acc += src[k * stride + j];
     dst[j] = acc;
@@ -137,6 +139,10 @@ extern "C" int64_t lrnn_selective_scan_cuda_channels_per_block(int64_t dstate) {
 }
 
 extern "C" int lrnn_selective_scan_cuda_atomic_bc(int64_t dstate) { return lrnn_ss::bwd_atomic_bc(dstate) ? 1 : 0; }
+
+extern "C" int64_t lrnn_selective_scan_cuda_bwd_segments(const lrnn_selective_scan_params* p) {
+  return p ? lrnn_ss::bwd_segments(p) : 1;
+}
 
 extern "C" lrnn_status lrnn_selective_scan_fwd_cuda(const lrnn_selective_scan_params* p, void* stream) {
   const lrnn_status st = check(p);
@@ -166,6 +172,8 @@ extern "C" lrnn_status lrnn_selective_scan_bwd_cuda(const lrnn_selective_scan_bw
       !q->dD || !q->ddelta_bias || !q->dB || !q->dC)
     return LRNN_ERR_ARGUMENT;
   const bool atomic = lrnn_ss::bwd_atomic_bc(p->dstate);
+  const int64_t nseg = lrnn_ss::bwd_segments(p);
+  if ((q->segments > 1 ? q->segments : 1) != nseg || (nseg > 1 && !q->seg_state)) return LRNN_ERR_ARGUMENT;
   if (p->length > 0 && (!p->chunk_states || !q->grad_y || !q->du || !q->ddelta || (p->z && !q->dz) || (p->dt_A && !q->ddt_A)))
     return LRNN_ERR_ARGUMENT;
   cudaStream_t s = static_cast<cudaStream_t>(stream);
@@ -188,6 +196,6 @@ extern "C" lrnn_status lrnn_selective_scan_bwd_cuda(const lrnn_selective_scan_bw
   const int64_t nB = p->B_variable ? (atomic ? 0 : var) : ti, nC = p->C_variable ? (atomic ? 0 : var) : ti;
   const int64_t total = nA + 2 * nD + nB + nC;
   const int64_t blocks = (total + 255) / 256 < 4096 ? (total + 255) / 256 : 4096;
-  selective_scan_reduce_kernel<<<static_cast<unsigned>(blocks), 256, 0, s>>>(*q, nA, nD, nB, nC);
+  selective_scan_reduce_kernel<<<static_cast<unsigned>(blocks), 256, 0, s>>>(*q, nA, nD, nB, nC, nseg);
   return last_error();
 }
