@@ -91,6 +91,22 @@
 // into shared memory (64 x N floats) and the adjoint reads them back; one channel per block,
 // atomics for variable dB/dC. The tiled kernel's B/C chunk rows and tile-start states do not fit
 // at N = 128-256 with enough channels per block to amortize them.
+// Time split (long sequences with few rows, e.g. (2, 1536, 16384, 16): 3072 rows give 192 blocks
+// of the layouts above, 9% occupancy). When B*D * 2 <= kSplitRows (12288) and chunk_states exists,
+// time is cut into segments of seg_len steps (a multiple of 128, >= 512, ~12288 / (B*D) of them);
+// the transition of a segment is diagonal, exp(A_n * sum of its dtA), so:
+//  * forward: (1) segments 0..S-2 run from a zero state without C / y (kLocal: ~5 instructions and
+//    one MUFU per element) and leave their end state and decay in chunk_states slots end/64 and
+//    end/64 - 1; (2) a combine kernel, per (b, d, n) in segment order, turns them into the exact
+//    state entering each segment (slot start/64); (3) the exact pass runs every segment from it,
+//    rewriting all slots. Extra cost: (S-1)/S of the elements at ~1/2 of the per-element work.
+//  * backward: (1) segments 1..S-1 run the adjoint alone (lam = a * (lam + gyo * C)) from zero at
+//    their end back to their start, with their decay, into seg_state; (2) a combine kernel from the
+//    last segment back gives the adjoint entering each segment at its end (grad_h_last for the
+//    last); (3) the tile kernel runs every (segment, work item) from it. The per-row partials (dA,
+//    dD, d(delta_bias), time-invariant dB / dC) get one copy per segment, summed segment-major by
+//    the reduce kernel: still a fixed order. Variable dB / dC slices are disjoint in time.
+// Launch-time hooks LRNN_SS_* (selective_scan_kernels.cuh) select the measured alternatives.
 #include <cuda_runtime.h>
 #include <stdint.h>
 

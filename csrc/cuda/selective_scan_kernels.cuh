@@ -705,11 +705,11 @@ struct BwdVec {
   bool u, delta, dt_A, z, gy, du, ddelta, dz, ddt_A, B, C;
 };
 
-template <typename T, typename Cfg>
+template <typename T, typename Cfg, bool kVar>  // kVar: B and C both variable (no per-use selects)
 __global__ void __launch_bounds__(Cfg::threads, Cfg::min_blocks)
     selective_scan_bwd_tile_kernel(const lrnn_selective_scan_bwd_params q, BwdVec vec, FwdSplit sp) {
   constexpr int NS = Cfg::ns, LPC = Cfg::lpc, V = Cfg::v, TH = Cfg::threads, RPB = Cfg::rpb, NP = Cfg::np,
-                MK = Cfg::mk, SROW = Cfg::srow, KP = Cfg::kp, CS = Cfg::cs, PV = Cfg::pv, E = Cfg::e, K = kChunk;
+                MK = Cfg::mk, SROW = Cfg::srow, KP = Cfg::kp, CS = Cfg::cs, E = Cfg::e, K = kChunk;
   const lrnn_selective_scan_params& p = q.fwd;
   extern __shared__ __align__(16) unsigned char smem[];
   float4* s_step = reinterpret_cast<float4*>(smem);        // [RPB][SROW]: (dtA, dt*u, gyo, y) per step
@@ -720,7 +720,7 @@ __global__ void __launch_bounds__(Cfg::threads, Cfg::min_blocks)
   float* redB = s_bnd + Cfg::tiles * NS * TH;               // [RPB][CS]: per-channel dB of a tile
   float* redC = redB + RPB * CS;
   const int tid = threadIdx.x, grp = tid / LPC, lane = tid % LPC;
-  const bool varB = p.B_variable, varC = p.C_variable, variable = varB || varC;
+  const bool varB = kVar || p.B_variable, varC = kVar || p.C_variable, variable = varB || varC;
   const int64_t S = variable ? p.groups : 1, parts = q.parts, L = p.length, N = p.dstate;
   // time segment sg (a time split, see selective_scan.cu; sg = 0 of 1 without) of work item `item`
   const int64_t items = p.batch * S * parts, sg = blockIdx.x / items, item = blockIdx.x % items;
@@ -1140,15 +1140,16 @@ struct Cfg {
   static constexpr bool atomic_bc = true;
 };
 
-// Benchmark experiment (H200 round 1): LRNN_SS_BWD_VARIANT=1 picks 4 lanes x 4 states, 4-step
-// tiles for N <= 16 (half the per-step work per element, twice the barriers per step).
-inline int bwd_variant() {
-  static const int v = [] {
-    const char* e = getenv("LRNN_SS_BWD_VARIANT");
-    return e ? atoi(e) : 0;
-  }();
-  return v;
+// Benchmark experiment hooks (read at each launch so one process can time every variant):
+// LRNN_SS_BWD_VARIANT=1: the N <= 16 backward with 4 lanes x 4 states, 4-step tiles (half the
+// per-step work per element, twice the barriers per step); LRNN_SS_FWD_VARIANT=1: the N <= 16
+// forward with 8 lanes x 2 states whatever the rows; LRNN_SS_SPLIT_ROWS: the rows x segments the
+// automatic time split aims at (0: no split).
+inline int64_t env_knob(const char* name, int64_t fallback) {
+  const char* e = getenv(name);
+  return e ? atoll(e) : fallback;
 }
+inline int bwd_variant() { return static_cast<int>(env_knob("LRNN_SS_BWD_VARIANT", 0)); }
 
 // Backward configuration by N: (states per lane, lanes per channel, tile steps, threads, blocks
 // per SM), shared-memory sizes in selective_scan.cu.
@@ -1172,7 +1173,9 @@ constexpr int64_t kFwdManyThreads = 132 * 256;
 template <typename Fn>
 lrnn_status with_fwd_config(int64_t N, int64_t rows, Fn fn) {
   if (N <= 8) return fn(FwdCfg<2, 4, 32, 128, 4>{});
-  if (N <= 16) return rows * 4 >= kFwdManyThreads ? fn(FwdCfg<4, 4, 32, 128, 3>{}) : fn(FwdCfg<2, 8, 32, 128, 4>{});
+  if (N <= 16)
+    return rows * 4 >= kFwdManyThreads && env_knob("LRNN_SS_FWD_VARIANT", 0) != 1 ? fn(FwdCfg<4, 4, 32, 128, 3>{})
+                                                                                   : fn(FwdCfg<2, 8, 32, 128, 4>{});
   if (N <= 32) return fn(FwdCfg<4, 8, 32, 128, 3>{});
   if (N <= 64) return fn(FwdCfg<8, 8, 16, 128, 3>{});
   if (N <= 128) return fn(FwdCfg<8, 16, 16, 256, 1>{});
@@ -1199,8 +1202,9 @@ int64_t fwd_segment(const lrnn_selective_scan_params* p, int64_t rows) {
   if (p->time_segment > 0) {
     want = p->time_segment;
   } else {
-    if (rows * 2 > kSplitRows) return 0;
-    const int64_t nseg = (kSplitRows + rows - 1) / rows;
+    const int64_t target = env_knob("LRNN_SS_SPLIT_ROWS", kSplitRows);
+    if (target <= 0 || rows * 2 > target) return 0;
+    const int64_t nseg = (target + rows - 1) / rows;
     want = (L + nseg - 1) / nseg;
     if (want < kMinSegment) want = kMinSegment;
   }
@@ -1264,7 +1268,8 @@ lrnn_status bwd_launch(const lrnn_selective_scan_bwd_params* q, int64_t items, c
                        aligned_runs(q->ddt_A, q->ddt_A_stride, per, e),
                        aligned_bc(p->Bm, p->B_stride, p->B_variable, Run<T, C::e>::kPer, e),
                        aligned_bc(p->Cm, p->C_stride, p->C_variable, Run<T, C::e>::kPer, e)};
-      auto kernel = selective_scan_bwd_tile_kernel<T, C>;
+      auto kernel = p->B_variable && p->C_variable ? selective_scan_bwd_tile_kernel<T, C, true>
+                                                   : selective_scan_bwd_tile_kernel<T, C, false>;
       const size_t smem = C::smem_bytes(variable);
       if (smem > 48 * 1024 &&
           cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)) != cudaSuccess)
