@@ -88,40 +88,6 @@ def loop_ref_scan(u, delta, A, B, C, D, bias):
     return lrnn_loop_ref(u, delta, A, B, C, D, None, bias, True)[0]
 
 
-def bench_variants(variants, shapes, device, reps):
-    """lrnn only, one input set per (shape, dtype), every variant's environment in turn."""
-    import os
-
-    print(f"{'shape (B,D,L,N)':24} {'dtype':9} {'variant':28} {'fwd ms':>9} {'bwd ms':>9}  max rel diff vs first")
-    for shape in shapes:
-        for dtype in (torch.float32, torch.bfloat16):
-            args = inputs(shape, dtype, device, requires_grad=True)
-            gen = torch.Generator(device=device).manual_seed(1)
-            first = None
-            for spec in variants:
-                name, _, env = spec.partition(":")
-                pairs = [kv.split("=", 1) for kv in env.split(",") if kv]
-                saved = {k: os.environ.get(k) for k, _ in pairs}
-                os.environ.update(dict(pairs))
-                try:
-                    with torch.no_grad():
-                        fwd = timeit(lambda: lrnn_scan(*args), device, reps)
-                    y = lrnn_scan(*args)
-                    gy = torch.randn(y.shape, generator=gen.manual_seed(1), device=device, dtype=y.dtype)
-                    bwd = timeit(lambda: torch.autograd.grad(y, args, gy, retain_graph=True), device, reps)
-                    outs = [y.detach().float()] + [g.float() for g in torch.autograd.grad(y, args, gy)]
-                finally:
-                    for k, v in saved.items():
-                        if v is None:
-                            os.environ.pop(k, None)
-                        else:
-                            os.environ[k] = v
-                first = first or outs
-                diff = max(((a - b).abs().max() / b.abs().max().clamp_min(1e-30)).item() for a, b in zip(outs, first))
-                print(f"{str(shape):24} {str(dtype)[6:]:9} {name:28} {fwd * 1e3:9.3f} {bwd * 1e3:9.3f}  {diff:.1e}",
-                      flush=True)
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -129,9 +95,6 @@ def main():
     ap.add_argument("--json", default="")
     ap.add_argument("--with-ref", action="store_true", help="also time the slow pure-PyTorch references")
     ap.add_argument("--only-n", type=int, default=0, help="only the shapes with this state size N")
-    ap.add_argument("--variants", nargs="*", default=[],
-                    help="kernel experiments to time side by side, each 'name:VAR=value,VAR=value' (the "
-                         "LRNN_SS_* launch-time hooks of csrc/cuda/selective_scan_kernels.cuh)")
     args = ap.parse_args()
     device = args.device
     reps = args.reps or (20 if device == "cuda" else 3)
@@ -153,9 +116,6 @@ def main():
     shapes = CUDA_SHAPES if device == "cuda" else CPU_SHAPES
     if args.only_n:
         shapes = [s for s in shapes if s[3] == args.only_n]
-    if args.variants:
-        bench_variants(args.variants, shapes, device, reps)
-        return
     dtypes = [torch.float32, torch.bfloat16]
     machine = torch.cuda.get_device_name() if device == "cuda" else f"cpu x{torch.get_num_threads()} threads"
     print(f"# {machine}, torch {torch.__version__}, lrnn {lrnn.build_info().get('git_revision', '?')}")

@@ -57,8 +57,8 @@
 //    and stores them as vectors (inputs re-read from L1/L2).
 // Configurations (NS, LPC, V, threads, blocks/SM) by N: (2,4,8,128,2) N<=8, (2,8,8,128,3) N<=16,
 // (4,8,8,128,2) N<=32, (4,16,8,256,1) N<=64; shared memory (variable B/C) 73.8 / 61.3 / 93.8 /
-// 170.8 KiB per block; registers from nvcc -Xptxas -v (f32 / bf16): 205 / 168 (32 B spill) / 255
-// (20 B) / 255 (24 B), and 183 / 168 (20 B) / 247 / 253.
+// 170.8 KiB per block; registers from nvcc -Xptxas -v (f32; general / B and C both
+// variable): 216 / 203, 167 (64 B spill loads) / 168 (8 B), 255 (20 B) / 243, 255 (20 B) / 243.
 // Cost model, (8, 1536, 2048, 16) f32, config (2,8,8,128,3), per (b,d,t,n) element (402.7M):
 // issue slots ~27: pass 1 ~4.75 (FMUL, MUFU ex2, FMUL, FFMA, 1/2 LDS.128 slot, 1/4 LDS.128 B),
 // pass 2 ~4.75, adjoint ~10 (9 FP32 + B/C LDS.128 1/2 + dB/dC STS.128 1/2), channel sums of dB/dC
@@ -68,7 +68,10 @@
 // instruction on 4 steps): dB/dC scratch 8 written + 8 read, B/C rows 4, step slots 4, partial
 // rows ~6 -> ~30 -> 402.7M / 128 x 30 / 132 SMs = 715K clk = 0.36 ms: issue and shared memory
 // co-limit at ~0.35 ms, estimated 0.45-0.6 ms with imperfect overlap (target <= 1.02 ms f32,
-// 0.87 ms bf16). DRAM (f32): u, delta, grad_y 302 MB, du, ddelta 201 MB, chunk states 26 MB, dB/dC
+// 0.87 ms bf16). Measured (ncu, 7b80a38): 1.72 ms, 55 issued instructions per element, L1 /
+// shared-memory pipe 89% busy: the per-step partial rows were read with 4-way bank conflicts
+// (LPC * pv = 0 mod 32; padded since), softplus cost ~40 instructions per (row, step) twice.
+// DRAM (f32): u, delta, grad_y 302 MB, du, ddelta 201 MB, chunk states 26 MB, dB/dC
 // partials 96 parts x 2 MB x 2 = 201 MB written here and read by the reduce kernel (+0.05 ms, a
 // second pass) -> 0.22 ms, under the compute. Occupancy: 768 blocks of 4 warps, 3 per SM -> 1.94
 // waves of 12 warps/SM. In flight per SM while a chunk is staged: 3 blocks x 16 channels x 64
@@ -106,7 +109,17 @@
 //    last); (3) the tile kernel runs every (segment, work item) from it. The per-row partials (dA,
 //    dD, d(delta_bias), time-invariant dB / dC) get one copy per segment, summed segment-major by
 //    the reduce kernel: still a fixed order. Variable dB / dC slices are disjoint in time.
-// Launch-time hooks LRNN_SS_* (selective_scan_kernels.cuh) select the measured alternatives.
+// Measured on the H200 (bench_selective_scan.py: variable B/C, softplus, bias, D, no z; ms f32 / bf16),
+// before -> with the split, the bank-conflict-free partial rows and the short softplus (bcab6a6):
+//   (8, 1536, 2048, 16)   fwd 0.314 / 0.313 -> 0.326 / 0.298   bwd 2.03 / 1.83 -> 1.85 / 1.69
+//   (2, 1536, 16384, 16)  fwd 1.083 / 1.145 -> 0.953 / 0.919   bwd 5.71 / 4.95 -> 3.59 / 3.72
+//   (8, 1536, 2048, 64)   fwd 1.18 / 1.24 -> 1.07 / 1.10       bwd 5.47 / 5.59 -> 5.45 / 5.33
+//   (2, 1536, 16384, 64)  fwd 3.92 / 4.46 -> 3.10 / 3.45       bwd 14.3 / 14.0 -> 11.7 / 11.9
+// Measured and dropped: the N <= 16 backward with 4 lanes x 4 states and 4-step tiles (2.34 / 2.47
+// and 4.68 / 4.97 ms bwd: 2 blocks per SM at 238 registers and twice the barriers per step).
+// Since (not measured on the H200 at the time of writing): the backward tile kernel specialized for
+// B and C both variable (no per-use selects: 8 instead of 64 bytes of spills at N = 16), and the
+// dB/dC channel sums in items of 2 steps where items of 4 left half the threads idle (N <= 16).
 #include <cuda_runtime.h>
 #include <stdint.h>
 

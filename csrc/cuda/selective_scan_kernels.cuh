@@ -7,7 +7,6 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
-#include <stdlib.h>
 
 #include "lrnn/selective_scan.h"
 #include "selective_scan_launch.h"
@@ -920,24 +919,33 @@ __global__ void __launch_bounds__(Cfg::threads, Cfg::min_blocks)
         // into its own workspace slice (N <= 32) or added into dB/dC (N > 32)
         __syncthreads();
         const int64_t slice = Cfg::atomic_bc ? (b * p.groups + s) * N * L : ((part * p.batch + b) * p.groups + s) * N * L;
-        constexpr int Q = V / 4, OUT = NP * Q;
+        // items of G consecutive steps of one state: G = 4 (LDS.128) unless that leaves threads
+        // idle (N <= 16: 64 items of 4 for 128 threads), then G = 2
+        constexpr int G = 2 * NP * V / 4 >= TH ? 4 : 2, Q = V / G, OUT = NP * Q;
         for (int idx = tid; idx < 2 * OUT; idx += TH) {
           const bool isC = idx >= OUT;
           if (isC ? !varC : !varB) continue;
-          const int n = (idx % OUT) / Q, j4 = (idx % Q) * 4;
+          const int n = (idx % OUT) / Q, j0 = (idx % Q) * G;
           if (n >= N) continue;
-          const float* red = (isC ? redC : redB) + n * V + j4;
-          float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
-          for (int g2 = 0; g2 < nch; ++g2) {
-            const float4 v = *reinterpret_cast<const float4*>(red + g2 * CS);
-            acc.x += v.x; acc.y += v.y; acc.z += v.z; acc.w += v.w;
+          const float* red = (isC ? redC : redB) + n * V + j0;
+          float acc[G];
+#pragma unroll
+          for (int i = 0; i < G; ++i) acc[i] = 0.f;
+          for (int g2 = 0; g2 < nch; ++g2) {  // channel order: deterministic
+            if constexpr (G == 4) {
+              const float4 v = *reinterpret_cast<const float4*>(red + g2 * CS);
+              acc[0] += v.x; acc[1] += v.y; acc[2] += v.z; acc[3] += v.w;
+            } else {
+              const float2 v = *reinterpret_cast<const float2*>(red + g2 * CS);
+              acc[0] += v.x; acc[1] += v.y;
+            }
           }
           float* dst = static_cast<float*>(Cfg::atomic_bc ? (isC ? q.dC : q.dB) : (isC ? q.dC_part : q.dB_part)) + slice + n * L;
 #pragma unroll
-          for (int i = 0; i < 4; ++i) {
-            const int64_t t = tc + tt * V + j4 + i;
+          for (int i = 0; i < G; ++i) {
+            const int64_t t = tc + tt * V + j0 + i;
             if (t >= L) break;
-            if (Cfg::atomic_bc) atomicAdd(dst + t, comp(acc, i)); else dst[t] = comp(acc, i);
+            if (Cfg::atomic_bc) atomicAdd(dst + t, acc[i]); else dst[t] = acc[i];
           }
         }
         __syncthreads();
@@ -1140,23 +1148,12 @@ struct Cfg {
   static constexpr bool atomic_bc = true;
 };
 
-// Benchmark experiment hooks (read at each launch so one process can time every variant):
-// LRNN_SS_BWD_VARIANT=1: the N <= 16 backward with 4 lanes x 4 states, 4-step tiles (half the
-// per-step work per element, twice the barriers per step); LRNN_SS_FWD_VARIANT=1: the N <= 16
-// forward with 8 lanes x 2 states whatever the rows; LRNN_SS_SPLIT_ROWS: the rows x segments the
-// automatic time split aims at (0: no split).
-inline int64_t env_knob(const char* name, int64_t fallback) {
-  const char* e = getenv(name);
-  return e ? atoll(e) : fallback;
-}
-inline int bwd_variant() { return static_cast<int>(env_knob("LRNN_SS_BWD_VARIANT", 0)); }
-
 // Backward configuration by N: (states per lane, lanes per channel, tile steps, threads, blocks
 // per SM), shared-memory sizes in selective_scan.cu.
 template <typename Fn>
 lrnn_status with_config(int64_t N, Fn fn) {
   if (N <= 8) return fn(BwdCfg<2, 4, 8, 128, 2>{});
-  if (N <= 16) return bwd_variant() == 1 ? fn(BwdCfg<4, 4, 4, 128, 2>{}) : fn(BwdCfg<2, 8, 8, 128, 3>{});
+  if (N <= 16) return fn(BwdCfg<2, 8, 8, 128, 3>{});
   if (N <= 32) return fn(BwdCfg<4, 8, 8, 128, 2>{});
   if (N <= 64) return fn(BwdCfg<4, 16, 8, 256, 1>{});
   if (N <= 128) return fn(Cfg<32, 4>{});
@@ -1173,9 +1170,7 @@ constexpr int64_t kFwdManyThreads = 132 * 256;
 template <typename Fn>
 lrnn_status with_fwd_config(int64_t N, int64_t rows, Fn fn) {
   if (N <= 8) return fn(FwdCfg<2, 4, 32, 128, 4>{});
-  if (N <= 16)
-    return rows * 4 >= kFwdManyThreads && env_knob("LRNN_SS_FWD_VARIANT", 0) != 1 ? fn(FwdCfg<4, 4, 32, 128, 3>{})
-                                                                                   : fn(FwdCfg<2, 8, 32, 128, 4>{});
+  if (N <= 16) return rows * 4 >= kFwdManyThreads ? fn(FwdCfg<4, 4, 32, 128, 3>{}) : fn(FwdCfg<2, 8, 32, 128, 4>{});
   if (N <= 32) return fn(FwdCfg<4, 8, 32, 128, 3>{});
   if (N <= 64) return fn(FwdCfg<8, 8, 16, 128, 3>{});
   if (N <= 128) return fn(FwdCfg<8, 16, 16, 256, 1>{});
@@ -1202,9 +1197,8 @@ int64_t fwd_segment(const lrnn_selective_scan_params* p, int64_t rows) {
   if (p->time_segment > 0) {
     want = p->time_segment;
   } else {
-    const int64_t target = env_knob("LRNN_SS_SPLIT_ROWS", kSplitRows);
-    if (target <= 0 || rows * 2 > target) return 0;
-    const int64_t nseg = (target + rows - 1) / rows;
+    if (rows * 2 > kSplitRows) return 0;
+    const int64_t nseg = (kSplitRows + rows - 1) / rows;
     want = (L + nseg - 1) / nseg;
     if (want < kMinSegment) want = kMinSegment;
   }
