@@ -182,7 +182,8 @@ SelectiveScanBackward selective_scan_backward_prepare(const Tensor& grad_y, cons
                                                       const Tensor& B, const Tensor& C,
                                                       const SelectiveScanOptional& opt, const Tensor& chunk_states,
                                                       int64_t (*parts)(int64_t, int64_t, int64_t, int64_t),
-                                                      bool variable_bc_partials) {
+                                                      bool variable_bc_partials,
+                                                      int64_t (*segments)(const lrnn_selective_scan_params*)) {
   SelectiveScanBackward out;
   lrnn_selective_scan_bwd_params& q = out.params;
   q = lrnn_selective_scan_bwd_params{};
@@ -200,6 +201,8 @@ SelectiveScanBackward selective_scan_backward_prepare(const Tensor& grad_y, cons
   const bool variable = p.B_variable || p.C_variable;
   const int64_t S = variable ? G : 1;
   q.parts = D > 0 ? parts(Bn, S, D / S, N) : 1;
+  q.segments = segments ? segments(&p) : 1;
+  const int64_t rows = q.segments * Bn;  // the per-row partials: one copy per time segment
 
   out.du = new_sequence(u, u.scalar_type());
   out.ddelta = new_sequence(u, u.scalar_type());
@@ -209,13 +212,14 @@ SelectiveScanBackward selective_scan_backward_prepare(const Tensor& grad_y, cons
   out.dA = torch::stable::new_empty(u, {D, N}, wt);
   out.dD = torch::stable::new_empty(u, {D}, wt);
   out.ddelta_bias = torch::stable::new_empty(u, {D}, wt);
-  out.dA_part = torch::stable::new_empty(u, {Bn, D, N}, wt);
-  out.dD_part = torch::stable::new_empty(u, {Bn, D}, wt);
-  out.ddelta_bias_part = torch::stable::new_empty(u, {Bn, D}, wt);
+  out.dA_part = torch::stable::new_empty(u, {rows, D, N}, wt);
+  out.dD_part = torch::stable::new_empty(u, {rows, D}, wt);
+  out.ddelta_bias_part = torch::stable::new_empty(u, {rows, D}, wt);
+  out.seg_state = torch::stable::new_empty(u, {q.segments > 1 ? q.segments * Bn * D * 2 * N : 0}, wt);
   auto grad_bc = [&](bool var, Tensor& d, Tensor& part) {
     d = var ? torch::stable::new_empty(u, {Bn, G, N, L}, wt) : torch::stable::new_empty(u, {D, N}, wt);
     const int64_t slots = variable_bc_partials ? q.parts : 1;
-    part = var ? torch::stable::new_empty(u, {slots, Bn, G, N, L}, wt) : torch::stable::new_empty(u, {Bn, D, N}, wt);
+    part = var ? torch::stable::new_empty(u, {slots, Bn, G, N, L}, wt) : torch::stable::new_empty(u, {rows, D, N}, wt);
   };
   grad_bc(p.B_variable, out.dB, out.dB_part);
   grad_bc(p.C_variable, out.dC, out.dC_part);
@@ -240,6 +244,7 @@ SelectiveScanBackward selective_scan_backward_prepare(const Tensor& grad_y, cons
   q.ddelta_bias_part = out.ddelta_bias_part.data_ptr();
   q.dB_part = out.dB_part.data_ptr();
   q.dC_part = out.dC_part.data_ptr();
+  q.seg_state = q.segments > 1 ? out.seg_state.data_ptr() : nullptr;
   q.dA = out.dA.data_ptr();
   q.dD = out.dD.data_ptr();
   q.ddelta_bias = out.ddelta_bias.data_ptr();

@@ -17,7 +17,7 @@ struct SelectiveScanForward {
 
 struct SelectiveScanBackward {
   Tensor du, ddelta, dA, dB, dC, dD, dz, ddelta_bias, dh0, ddt_A;  // outputs
-  Tensor dA_part, dD_part, ddelta_bias_part, dB_part, dC_part;     // workspaces
+  Tensor dA_part, dD_part, ddelta_bias_part, dB_part, dC_part, seg_state;  // workspaces
   lrnn_selective_scan_bwd_params params;
 };
 
@@ -37,11 +37,14 @@ SelectiveScanForward selective_scan_prepare(const Tensor& u, const Tensor& delta
 // `parts(B, segments, channels_per_segment, N)`: how many channel ranges each segment is cut into
 // (the device's choice; it sizes the dB/dC workspaces). variable_bc_partials = false: the device
 // sums variable dB/dC over channels itself (CUDA atomics at N > 32), one workspace slot is enough.
+// `segments(params)`: the device's time segments of the backward (CUDA), sizing the per-row
+// partials and seg_state; nullptr: 1 (CPU).
 SelectiveScanBackward selective_scan_backward_prepare(const Tensor& grad_y, const std::optional<Tensor>& grad_h_last,
                                                       const Tensor& u, const Tensor& delta, const Tensor& A,
                                                       const Tensor& B, const Tensor& C,
                                                       const SelectiveScanOptional& opt, const Tensor& chunk_states,
                                                       int64_t (*parts)(int64_t, int64_t, int64_t, int64_t),
-                                                      bool variable_bc_partials = true);
+                                                      bool variable_bc_partials = true,
+                                                      int64_t (*segments)(const lrnn_selective_scan_params*) = nullptr);
 
 }  // namespace lrnn

@@ -38,7 +38,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tenso
   SelectiveScanBackward g = selective_scan_backward_prepare(grad_y, grad_h_last, u, delta, A, B, C,
                                                             {D, z, delta_bias, delta_softplus, h0, dt_A},
                                                             chunk_states, cuda_parts,
-                                                            !lrnn_selective_scan_cuda_atomic_bc(A.size(1)));
+                                                            !lrnn_selective_scan_cuda_atomic_bc(A.size(1)),
+                                                            lrnn_selective_scan_cuda_bwd_segments);
   check_status(lrnn_selective_scan_bwd_cuda(&g.params, current_cuda_stream(u, "selective_scan_backward")),
                "selective_scan_backward");
   return {g.du, g.ddelta, g.dA, g.dB, g.dC, g.dD, g.dz, g.ddelta_bias, g.dh0, g.ddt_A};

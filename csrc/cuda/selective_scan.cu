@@ -57,8 +57,8 @@
 //    and stores them as vectors (inputs re-read from L1/L2).
 // Configurations (NS, LPC, V, threads, blocks/SM) by N: (2,4,8,128,2) N<=8, (2,8,8,128,3) N<=16,
 // (4,8,8,128,2) N<=32, (4,16,8,256,1) N<=64; shared memory (variable B/C) 73.8 / 61.3 / 93.8 /
-// 170.8 KiB per block; registers from nvcc -Xptxas -v (f32 / bf16): 205 / 168 (32 B spill) / 255
-// (20 B) / 255 (24 B), and 183 / 168 (20 B) / 247 / 253.
+// 170.8 KiB per block; registers from nvcc -Xptxas -v (f32; general / B and C both
+// variable): 216 / 203, 167 (64 B spill loads) / 168 (8 B), 255 (20 B) / 243, 255 (20 B) / 243.
 // Cost model, (8, 1536, 2048, 16) f32, config (2,8,8,128,3), per (b,d,t,n) element (402.7M):
 // issue slots ~27: pass 1 ~4.75 (FMUL, MUFU ex2, FMUL, FFMA, 1/2 LDS.128 slot, 1/4 LDS.128 B),
 // pass 2 ~4.75, adjoint ~10 (9 FP32 + B/C LDS.128 1/2 + dB/dC STS.128 1/2), channel sums of dB/dC
@@ -68,7 +68,10 @@
 // instruction on 4 steps): dB/dC scratch 8 written + 8 read, B/C rows 4, step slots 4, partial
 // rows ~6 -> ~30 -> 402.7M / 128 x 30 / 132 SMs = 715K clk = 0.36 ms: issue and shared memory
 // co-limit at ~0.35 ms, estimated 0.45-0.6 ms with imperfect overlap (target <= 1.02 ms f32,
-// 0.87 ms bf16). DRAM (f32): u, delta, grad_y 302 MB, du, ddelta 201 MB, chunk states 26 MB, dB/dC
+// 0.87 ms bf16). Measured (ncu, 7b80a38): 1.72 ms, 55 issued instructions per element, L1 /
+// shared-memory pipe 89% busy: the per-step partial rows were read with 4-way bank conflicts
+// (LPC * pv = 0 mod 32; padded since), softplus cost ~40 instructions per (row, step) twice.
+// DRAM (f32): u, delta, grad_y 302 MB, du, ddelta 201 MB, chunk states 26 MB, dB/dC
 // partials 96 parts x 2 MB x 2 = 201 MB written here and read by the reduce kernel (+0.05 ms, a
 // second pass) -> 0.22 ms, under the compute. Occupancy: 768 blocks of 4 warps, 3 per SM -> 1.94
 // waves of 12 warps/SM. In flight per SM while a chunk is staged: 3 blocks x 16 channels x 64
@@ -91,6 +94,32 @@
 // into shared memory (64 x N floats) and the adjoint reads them back; one channel per block,
 // atomics for variable dB/dC. The tiled kernel's B/C chunk rows and tile-start states do not fit
 // at N = 128-256 with enough channels per block to amortize them.
+// Time split (long sequences with few rows, e.g. (2, 1536, 16384, 16): 3072 rows give 192 blocks
+// of the layouts above, 9% occupancy). When B*D * 2 <= kSplitRows (12288) and chunk_states exists,
+// time is cut into segments of seg_len steps (a multiple of 128, >= 512, ~12288 / (B*D) of them);
+// the transition of a segment is diagonal, exp(A_n * sum of its dtA), so:
+//  * forward: (1) segments 0..S-2 run from a zero state without C / y (kLocal: ~5 instructions and
+//    one MUFU per element) and leave their end state and decay in chunk_states slots end/64 and
+//    end/64 - 1; (2) a combine kernel, per (b, d, n) in segment order, turns them into the exact
+//    state entering each segment (slot start/64); (3) the exact pass runs every segment from it,
+//    rewriting all slots. Extra cost: (S-1)/S of the elements at ~1/2 of the per-element work.
+//  * backward: (1) segments 1..S-1 run the adjoint alone (lam = a * (lam + gyo * C)) from zero at
+//    their end back to their start, with their decay, into seg_state; (2) a combine kernel from the
+//    last segment back gives the adjoint entering each segment at its end (grad_h_last for the
+//    last); (3) the tile kernel runs every (segment, work item) from it. The per-row partials (dA,
+//    dD, d(delta_bias), time-invariant dB / dC) get one copy per segment, summed segment-major by
+//    the reduce kernel: still a fixed order. Variable dB / dC slices are disjoint in time.
+// Measured on the H200 (bench_selective_scan.py: variable B/C, softplus, bias, D, no z; ms f32 / bf16),
+// before -> with the split, the bank-conflict-free partial rows and the short softplus (bcab6a6):
+//   (8, 1536, 2048, 16)   fwd 0.314 / 0.313 -> 0.326 / 0.298   bwd 2.03 / 1.83 -> 1.85 / 1.69
+//   (2, 1536, 16384, 16)  fwd 1.083 / 1.145 -> 0.953 / 0.919   bwd 5.71 / 4.95 -> 3.59 / 3.72
+//   (8, 1536, 2048, 64)   fwd 1.18 / 1.24 -> 1.07 / 1.10       bwd 5.47 / 5.59 -> 5.45 / 5.33
+//   (2, 1536, 16384, 64)  fwd 3.92 / 4.46 -> 3.10 / 3.45       bwd 14.3 / 14.0 -> 11.7 / 11.9
+// Measured and dropped: the N <= 16 backward with 4 lanes x 4 states and 4-step tiles (2.34 / 2.47
+// and 4.68 / 4.97 ms bwd: 2 blocks per SM at 238 registers and twice the barriers per step).
+// Since (not measured on the H200 at the time of writing): the backward tile kernel specialized for
+// B and C both variable (no per-use selects: 8 instead of 64 bytes of spills at N = 16), and the
+// dB/dC channel sums in items of 2 steps where items of 4 left half the threads idle (N <= 16).
 #include <cuda_runtime.h>
 #include <stdint.h>
 
@@ -100,19 +129,21 @@
 namespace {
 
 // Backward, phase 2: out[i] = sum_k part[k][i], k ascending (as lrnn_selective_scan_reduce_cpu).
+// The per-row partials hold one copy per time segment: batch * segments of them.
 __global__ void selective_scan_reduce_kernel(const lrnn_selective_scan_bwd_params q, int64_t nA, int64_t nD,
-                                             int64_t nB, int64_t nC) {
+                                             int64_t nB, int64_t nC, int64_t nseg) {
   const lrnn_selective_scan_params& p = q.fwd;
   const int64_t total = nA + 2 * nD + nB + nC;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
     int64_t j = i, count, stride;
     const float* src;
     float* dst;
-    if (j < nA) { src = (const float*)q.dA_part; dst = (float*)q.dA; count = p.batch; stride = nA; }
-    else if ((j -= nA) < nD) { src = (const float*)q.dD_part; dst = (float*)q.dD; count = p.batch; stride = nD; }
-    else if ((j -= nD) < nD) { src = (const float*)q.ddelta_bias_part; dst = (float*)q.ddelta_bias; count = p.batch; stride = nD; }
-    else if ((j -= nD) < nB) { src = (const float*)q.dB_part; dst = (float*)q.dB; count = p.B_variable ? q.parts : p.batch; stride = nB; }
-    else { j -= nB; src = (const float*)q.dC_part; dst = (float*)q.dC; count = p.C_variable ? q.parts : p.batch; stride = nC; }
+    const int64_t rows = p.batch * nseg;
+    if (j < nA) { src = (const float*)q.dA_part; dst = (float*)q.dA; count = rows; stride = nA; }
+    else if ((j -= nA) < nD) { src = (const float*)q.dD_part; dst = (float*)q.dD; count = rows; stride = nD; }
+    else if ((j -= nD) < nD) { src = (const float*)q.ddelta_bias_part; dst = (float*)q.ddelta_bias; count = rows; stride = nD; }
+    else if ((j -= nD) < nB) { src = (const float*)q.dB_part; dst = (float*)q.dB; count = p.B_variable ? q.parts : rows; stride = nB; }
+    else { j -= nB; src = (const float*)q.dC_part; dst = (float*)q.dC; count = p.C_variable ? q.parts : rows; stride = nC; }
     float acc = 0.f;
     for (int64_t k = 0; k < count; ++k) acc += src[k * stride + j];
     dst[j] = acc;
@@ -137,6 +168,10 @@ extern "C" int64_t lrnn_selective_scan_cuda_channels_per_block(int64_t dstate) {
 }
 
 extern "C" int lrnn_selective_scan_cuda_atomic_bc(int64_t dstate) { return lrnn_ss::bwd_atomic_bc(dstate) ? 1 : 0; }
+
+extern "C" int64_t lrnn_selective_scan_cuda_bwd_segments(const lrnn_selective_scan_params* p) {
+  return p ? lrnn_ss::bwd_segments(p) : 1;
+}
 
 extern "C" lrnn_status lrnn_selective_scan_fwd_cuda(const lrnn_selective_scan_params* p, void* stream) {
   const lrnn_status st = check(p);
@@ -166,6 +201,8 @@ extern "C" lrnn_status lrnn_selective_scan_bwd_cuda(const lrnn_selective_scan_bw
       !q->dD || !q->ddelta_bias || !q->dB || !q->dC)
     return LRNN_ERR_ARGUMENT;
   const bool atomic = lrnn_ss::bwd_atomic_bc(p->dstate);
+  const int64_t nseg = lrnn_ss::bwd_segments(p);
+  if ((q->segments > 1 ? q->segments : 1) != nseg || (nseg > 1 && !q->seg_state)) return LRNN_ERR_ARGUMENT;
   if (p->length > 0 && (!p->chunk_states || !q->grad_y || !q->du || !q->ddelta || (p->z && !q->dz) || (p->dt_A && !q->ddt_A)))
     return LRNN_ERR_ARGUMENT;
   cudaStream_t s = static_cast<cudaStream_t>(stream);
@@ -188,6 +225,6 @@ extern "C" lrnn_status lrnn_selective_scan_bwd_cuda(const lrnn_selective_scan_bw
   const int64_t nB = p->B_variable ? (atomic ? 0 : var) : ti, nC = p->C_variable ? (atomic ? 0 : var) : ti;
   const int64_t total = nA + 2 * nD + nB + nC;
   const int64_t blocks = (total + 255) / 256 < 4096 ? (total + 255) / 256 : 4096;
-  selective_scan_reduce_kernel<<<static_cast<unsigned>(blocks), 256, 0, s>>>(*q, nA, nD, nB, nC);
+  selective_scan_reduce_kernel<<<static_cast<unsigned>(blocks), 256, 0, s>>>(*q, nA, nD, nB, nC, nseg);
   return last_error();
 }

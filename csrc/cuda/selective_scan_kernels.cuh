@@ -29,7 +29,17 @@ __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float x) { return
 template <>
 __device__ __forceinline__ __half from_f<__half>(float x) { return __float2half(x); }
 
-__device__ __forceinline__ float softplus(float x) { return x <= 20.f ? log1pf(__expf(x)) : x; }
+// softplus(x) = log(1 + e^x), x for x > 20 (as torch and mamba), with 2 MUFU and ~10 other
+// instructions instead of log1pf's ~40 (evaluated once per (row, step): 1/N of the per-element
+// work, but measurable at N = 16): e = e^x; for e < 1/32 the series e - e^2/2 + e^3/3 - e^4/4
+// (relative error < e^4/5 < 2e-7), else lg2(1 + e) * ln 2 (absolute error < 4e-7 on [1, 2],
+// relative < 1.3e-5 since the result is >= 0.03 there).
+__device__ __forceinline__ float softplus(float x) {
+  const float e = __expf(x);
+  const float series = e * fmaf(e, fmaf(e, fmaf(e, -0.25f, 1.f / 3.f), -0.5f), 1.f);
+  const float lg = __logf(1.f + e);
+  return x > 20.f ? x : (e < 0.03125f ? series : lg);
+}
 __device__ __forceinline__ float sigmoid(float x) { return 1.f / (1.f + __expf(-x)); }
 
 // 4 consecutive time steps t..t+3 of a variable B/C row (stride st); zero past `len` (len = 0
@@ -157,7 +167,11 @@ struct FwdCfg {
   // resident blocks per SM asked of ptxas (bounds the registers: 3 x 128 threads -> <= 168)
   static constexpr int min_blocks = MINB_;
   static_assert(V_ % LPC_ == 0 && kChunk % V_ == 0 && (np * V_) % THREADS_ == 0 && V_ % 4 == 0, "tile shape");
-  static size_t smem_bytes() { return sizeof(float) * (2 * size_t(rpb) * srow + (2 * size_t(np) + THREADS_) * vp); }
+  // Pad after each row's LPC partial rows: at LPC = 4 the y sums read (LDS.128) 2 rows x 4 lanes
+  // per quarter warp, which fall on the same banks unless the second row is shifted by 4 mod 8.
+  static constexpr int gpad = LPC_ == 4 ? 4 : 0;
+  __host__ __device__ static constexpr int prow(int r) { return r * vp + (r / LPC_) * gpad; }  // offset of partial row r
+  static size_t smem_bytes() { return sizeof(float) * (2 * size_t(rpb) * srow + 2 * size_t(np) * vp + size_t(prow(THREADS_))); }
 };
 
 template <int Bytes> struct VecOf;
@@ -210,33 +224,55 @@ struct FwdVec {
   bool u, delta, dt_A, z, y;
 };
 
-template <typename T, typename Cfg, bool kVar>
-__global__ void __launch_bounds__(Cfg::threads, Cfg::min_blocks) selective_scan_fwd_kernel(const lrnn_selective_scan_params p, FwdVec vec) {
+// Time split of the forward (see selective_scan.cu): segments of seg_len steps (a multiple of
+// 2 * kChunk), nseg of them; nseg = 1 (seg_len >= L) is the unsplit scan.
+struct FwdSplit {
+  int64_t seg_len;
+  int64_t nseg;
+};
+
+// kLocal: the first pass of the split, run for segments 0..nseg-2: the segment from a zero state,
+// leaving its end state in chunk slot end/kChunk and its decay exp(A * sum dtA) in slot
+// end/kChunk - 1 (both rewritten later by the exact pass). Without kLocal: the exact pass of
+// segment blockIdx.x / (blocks per segment), from h0 or from the combined state in its first slot.
+template <typename T, typename Cfg, bool kVar, bool kLocal>
+__global__ void __launch_bounds__(Cfg::threads, Cfg::min_blocks)
+    selective_scan_fwd_kernel(const lrnn_selective_scan_params p, FwdVec vec, FwdSplit sp) {
   constexpr int NS = Cfg::ns, LPC = Cfg::lpc, V = Cfg::v, M = Cfg::m, RPB = Cfg::rpb, VP = Cfg::vp, NP = Cfg::np,
                 E = Cfg::e, TH = Cfg::threads, SROW = Cfg::srow;
   extern __shared__ __align__(16) unsigned char smem[];
   float2* s_step = reinterpret_cast<float2*>(smem);                    // [RPB][SROW]: (dtA, dt*u) per step
   float* tB = reinterpret_cast<float*>(smem) + 2 * RPB * SROW;          // [NP][VP]: B tile, fp32
   float* tC = tB + NP * VP;                                             // [NP][VP]
-  float* s_part = tC + NP * VP;                                         // [TH][VP]: per-lane partial y
+  float* s_part = tC + NP * VP;                                         // [TH][VP] + pads: per-lane partial y
   const int grp = threadIdx.x / LPC, lane = threadIdx.x % LPC;
   const bool varB = kVar || p.B_variable, varC = kVar || p.C_variable;
   const int64_t S = (p.B_variable || p.C_variable) ? p.groups : 1, seg = p.dim / S;
-  const int64_t bps = (seg + RPB - 1) / RPB;
-  const int64_t blk = blockIdx.x, b = blk / (S * bps), s = (blk / bps) % S, local = (blk % bps) * RPB + grp;
+  const int64_t bps = (seg + RPB - 1) / RPB, per_seg = p.batch * S * bps;
+  const int64_t sg = blockIdx.x / per_seg, blk = blockIdx.x % per_seg;
+  const int64_t b = blk / (S * bps), s = (blk / bps) % S, local = (blk % bps) * RPB + grp;
   const bool valid = local < seg;  // idle rows still take part in the barriers and shuffles
   const int64_t d = s * seg + (valid ? local : 0);
   const int64_t L = p.length, N = p.dstate;
+  const int64_t t_begin = sg * sp.seg_len, t_end = L < t_begin + sp.seg_len ? L : t_begin + sp.seg_len;
   RowConsts<NS, LPC> rc;
   rc.load(p, d, lane);
   const T* Bsrc = static_cast<const T*>(p.Bm) + (p.B_variable ? b * p.B_stride[0] + s * p.B_stride[1] : 0);
   const T* Csrc = static_cast<const T*>(p.Cm) + (p.C_variable ? b * p.C_stride[0] + s * p.C_stride[1] : 0);
+  float* const cs = static_cast<float*>(p.chunk_states);
+  const int64_t cs_row = b * p.chunk_states_stride[0] + d * p.chunk_states_stride[1];
   float h[NS];
 #pragma unroll
   for (int k = 0; k < NS; ++k) {
     const int n = lane + k * LPC;
-    h[k] = (p.h0 && n < N) ? static_cast<const float*>(p.h0)[b * p.h0_stride[0] + d * p.h0_stride[1] + n * p.h0_stride[2]] : 0.f;
+    if (kLocal)
+      h[k] = 0.f;
+    else if (sg == 0)
+      h[k] = (p.h0 && n < N) ? static_cast<const float*>(p.h0)[b * p.h0_stride[0] + d * p.h0_stride[1] + n * p.h0_stride[2]] : 0.f;
+    else  // a later segment of the exact pass: the combined entering state
+      h[k] = n < N ? cs[cs_row + (t_begin / kChunk) * p.chunk_states_stride[2] + n * p.chunk_states_stride[3]] : 0.f;
   }
+  float dsum = 0.f;  // first pass: sum of dtA over the segment (every lane of a row sees every step)
   auto save_state = [&](float* dst, const int64_t (&st)[3], int64_t off) {
     if (!valid) return;
 #pragma unroll
@@ -265,12 +301,12 @@ __global__ void __launch_bounds__(Cfg::threads, Cfg::min_blocks) selective_scan_
       const int64_t tt = t0 + i % V;
       const bool in = n < N && tt < L;
       sB[r] = (varB && in) ? Bsrc[n * p.B_stride[2] + tt * p.B_stride[3]] : from_f<T>(0.f);
-      sC[r] = (varC && in) ? Csrc[n * p.C_stride[2] + tt * p.C_stride[3]] : from_f<T>(0.f);
+      sC[r] = (varC && in && !kLocal) ? Csrc[n * p.C_stride[2] + tt * p.C_stride[3]] : from_f<T>(0.f);
     }
   };
-  if (L > 0) stage(0);
-  for (int64_t t0 = 0; t0 < L; t0 += V) {
-    if (p.chunk_states && t0 % kChunk == 0) save_state(static_cast<float*>(p.chunk_states), cs_st, (t0 / kChunk) * p.chunk_states_stride[2]);
+  if (t_begin < t_end) stage(t_begin);
+  for (int64_t t0 = t_begin; t0 < t_end; t0 += V) {
+    if (!kLocal && p.chunk_states && t0 % kChunk == 0) save_state(static_cast<float*>(p.chunk_states), cs_st, (t0 / kChunk) * p.chunk_states_stride[2]);
     float u[M], zv[M], dta[M], dtu[M];
 #pragma unroll
     for (int i = 0; i < M; ++i) {
@@ -289,19 +325,30 @@ __global__ void __launch_bounds__(Cfg::threads, Cfg::min_blocks) selective_scan_
     for (int r = 0; r < E; ++r) {
       const int i = threadIdx.x + r * TH;
       tB[(i / V) * VP + i % V] = to_f(sB[r]);
-      tC[(i / V) * VP + i % V] = to_f(sC[r]);
+      if (!kLocal) tC[(i / V) * VP + i % V] = to_f(sC[r]);
     }
-    if (t0 + V < L) stage(t0 + V);  // next tile's loads in flight during this tile's compute
+    if (t0 + V < t_end) stage(t0 + V);  // next tile's loads in flight during this tile's compute
     __syncthreads();
     // 4 steps per iteration, not unrolled: unrolled over the tile, ptxas hoists every exp2 and
     // needs ~250 registers; the per-step partial sums over this lane's states go to its own
     // scratch row instead of registers.
-    float* my_part = s_part + threadIdx.x * VP;
+    float* my_part = s_part + Cfg::prow(threadIdx.x);
 #pragma unroll 1
     for (int j4 = 0; j4 < V; j4 += 4) {
       const float4 s01 = *reinterpret_cast<const float4*>(s_step + grp * SROW + j4);
       const float4 s23 = *reinterpret_cast<const float4*>(s_step + grp * SROW + j4 + 2);
       const float sx[4] = {s01.x, s01.z, s23.x, s23.z}, sy[4] = {s01.y, s01.w, s23.y, s23.w};
+      if constexpr (kLocal) {
+        dsum += (sx[0] + sx[1]) + (sx[2] + sx[3]);
+#pragma unroll
+        for (int k = 0; k < NS; ++k) {
+          const int n = lane + k * LPC;
+          const float4 Bv = varB ? *reinterpret_cast<const float4*>(tB + n * VP + j4) : make_float4(rc.Bti[k], rc.Bti[k], rc.Bti[k], rc.Bti[k]);
+#pragma unroll
+          for (int jj = 0; jj < 4; ++jj) h[k] = fmaf(exp2f(sx[jj] * rc.A2[k]), h[k], sy[jj] * comp(Bv, jj));
+        }
+        continue;
+      }
       float acc[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
       for (int k = 0; k < NS; ++k) {
@@ -316,13 +363,14 @@ __global__ void __launch_bounds__(Cfg::threads, Cfg::min_blocks) selective_scan_
       }
       *reinterpret_cast<float4*>(my_part + j4) = make_float4(acc[0], acc[1], acc[2], acc[3]);
     }
+    if constexpr (kLocal) continue;
     __syncwarp();  // the group's partial sums are in its lanes' scratch rows (same warp)
     if (valid) {
       // y of this lane's M steps: the sum of the group's LPC partials, in lane order (deterministic)
       float y[M];
 #pragma unroll
       for (int i = 0; i < M; ++i) y[i] = 0.f;
-      const float* grp_part = s_part + (grp * LPC) * VP + lane * M;
+      const float* grp_part = s_part + Cfg::prow(grp * LPC) + lane * M;
 #pragma unroll
       for (int q = 0; q < LPC; ++q) {
 #pragma unroll
@@ -336,8 +384,39 @@ __global__ void __launch_bounds__(Cfg::threads, Cfg::min_blocks) selective_scan_
       store_run<T, M>(yr, t0 + lane * M, L, vec.y, y);
     }
   }
-  if (p.chunk_states && L % kChunk == 0) save_state(static_cast<float*>(p.chunk_states), cs_st, (L / kChunk) * p.chunk_states_stride[2]);
+  if constexpr (kLocal) {
+    if (!valid) return;
+    const int64_t slot = cs_row + (t_end / kChunk) * p.chunk_states_stride[2];
+#pragma unroll
+    for (int k = 0; k < NS; ++k) {
+      const int n = lane + k * LPC;
+      if (n >= N) continue;
+      cs[slot + n * p.chunk_states_stride[3]] = h[k];
+      cs[slot - p.chunk_states_stride[2] + n * p.chunk_states_stride[3]] = exp2f(dsum * rc.A2[k]);
+    }
+    return;
+  }
+  if (sg != sp.nseg - 1) return;
+  if (p.chunk_states && L % kChunk == 0) save_state(cs, cs_st, (L / kChunk) * p.chunk_states_stride[2]);
   save_state(static_cast<float*>(p.h_last), p.h_last_stride, 0);
+}
+
+// Forward time split, between the two passes: per (b, d, n), in segment order, the state entering
+// segment k is h_loc[k-1] + decay[k-1] * (state entering k-1), written over h_loc in slot
+// k * seg_len / kChunk, where the exact pass of segment k starts.
+__global__ void selective_scan_fwd_combine_kernel(const lrnn_selective_scan_params p, FwdSplit sp) {
+  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x, N = p.dstate;
+  if (i >= p.batch * p.dim * N) return;
+  const int64_t n = i % N, d = (i / N) % p.dim, b = i / (N * p.dim);
+  float* cs = static_cast<float*>(p.chunk_states) + b * p.chunk_states_stride[0] + d * p.chunk_states_stride[1] +
+              n * p.chunk_states_stride[3];
+  float h = p.h0 ? static_cast<const float*>(p.h0)[b * p.h0_stride[0] + d * p.h0_stride[1] + n * p.h0_stride[2]] : 0.f;
+  const int64_t per = sp.seg_len / kChunk, st = p.chunk_states_stride[2];
+  for (int64_t k = 1; k < sp.nseg; ++k) {
+    float* slot = cs + k * per * st;
+    h = fmaf(slot[-st], h, slot[0]);
+    slot[0] = h;
+  }
 }
 
 // ------------------------------------------------------------------------------------------
@@ -592,12 +671,31 @@ struct BwdCfg {
   static constexpr int kp = kChunk + 4;             // padded B/C row (a group's lanes read rows kp apart)
   static constexpr int cs = np * V_ + 4;            // dB/dC scratch per channel (+4: two channels per quarter warp)
   static constexpr int pv = V_ + 4;                 // per-lane partial row (STS.128 of 8 lanes on distinct banks)
+  // Padding after each channel's LPC partial rows: the per-step sums read, per warp instruction,
+  // min(V, LPC) consecutive steps of every channel of the warp; the pad puts the channels on
+  // disjoint banks (without it, LPC * pv = 0 mod 32 at LPC = 8 and 16: 4- and 2-way conflicts).
+  static constexpr int gpad_for() {
+    const int w = 32 / LPC_ < 1 ? 1 : 32 / LPC_, span = V_ < LPC_ ? V_ : LPC_;
+    for (int g = 0; g < 32; ++g) {
+      bool ok = true;
+      for (int a = 0; a < w && ok; ++a)
+        for (int c = a + 1; c < w && ok; ++c) {
+          const int da = (a * (LPC_ * pv + g)) % 32, dc = (c * (LPC_ * pv + g)) % 32;
+          const int diff = ((dc - da) % 32 + 32) % 32;
+          ok = diff >= span && diff <= 32 - span;
+        }
+      if (ok) return g;
+    }
+    return 0;
+  }
+  static constexpr int gpad = gpad_for();
+  __host__ __device__ static constexpr int prow(int r) { return r * pv + (r / LPC_) * gpad; }  // offset of partial row r
   static constexpr int e = np * kChunk / THREADS_;  // B (and C) chunk values staged per thread
   static constexpr bool atomic_bc = np > 32;        // see selective_scan.cu: partials would be D / rpb slices
   static_assert(V_ % 4 == 0 && kChunk % V_ == 0 && (np * kChunk) % THREADS_ == 0 && mk >= 1 && e % 4 == 0 && e <= kChunk,
                 "tile shape");
   static size_t smem_bytes(bool variable) {
-    return sizeof(float) * (4 * size_t(rpb) * srow + 2 * size_t(np) * kp + 2 * size_t(THREADS_) * pv +
+    return sizeof(float) * (4 * size_t(rpb) * srow + 2 * size_t(np) * kp + 2 * size_t(prow(THREADS_)) +
                             size_t(tiles) * NS_ * THREADS_ + (variable ? 2 * size_t(rpb) * cs : 0));
   }
 };
@@ -606,50 +704,55 @@ struct BwdVec {
   bool u, delta, dt_A, z, gy, du, ddelta, dz, ddt_A, B, C;
 };
 
-template <typename T, typename Cfg>
+template <typename T, typename Cfg, bool kVar>  // kVar: B and C both variable (no per-use selects)
 __global__ void __launch_bounds__(Cfg::threads, Cfg::min_blocks)
-    selective_scan_bwd_tile_kernel(const lrnn_selective_scan_bwd_params q, BwdVec vec) {
+    selective_scan_bwd_tile_kernel(const lrnn_selective_scan_bwd_params q, BwdVec vec, FwdSplit sp) {
   constexpr int NS = Cfg::ns, LPC = Cfg::lpc, V = Cfg::v, TH = Cfg::threads, RPB = Cfg::rpb, NP = Cfg::np,
-                MK = Cfg::mk, SROW = Cfg::srow, KP = Cfg::kp, CS = Cfg::cs, PV = Cfg::pv, E = Cfg::e, K = kChunk;
+                MK = Cfg::mk, SROW = Cfg::srow, KP = Cfg::kp, CS = Cfg::cs, E = Cfg::e, K = kChunk;
   const lrnn_selective_scan_params& p = q.fwd;
   extern __shared__ __align__(16) unsigned char smem[];
   float4* s_step = reinterpret_cast<float4*>(smem);        // [RPB][SROW]: (dtA, dt*u, gyo, y) per step
   float* tB = reinterpret_cast<float*>(s_step + RPB * SROW);  // [NP][KP]: the chunk's B rows, fp32
   float* tC = tB + NP * KP;                                 // [NP][KP]
-  float* s_part = tC + NP * KP;                             // [2][TH][PV]: per-lane per-step partial sums
-  float* s_bnd = s_part + 2 * TH * PV;                      // [tiles][NS][TH]: states at tile starts
+  float* s_part = tC + NP * KP;                             // [2][TH][PV] + pads: per-lane per-step partial sums
+  float* s_bnd = s_part + 2 * Cfg::prow(TH);                // [tiles][NS][TH]: states at tile starts
   float* redB = s_bnd + Cfg::tiles * NS * TH;               // [RPB][CS]: per-channel dB of a tile
   float* redC = redB + RPB * CS;
   const int tid = threadIdx.x, grp = tid / LPC, lane = tid % LPC;
-  const bool varB = p.B_variable, varC = p.C_variable, variable = varB || varC;
+  const bool varB = kVar || p.B_variable, varC = kVar || p.C_variable, variable = varB || varC;
   const int64_t S = variable ? p.groups : 1, parts = q.parts, L = p.length, N = p.dstate;
-  const int64_t item = blockIdx.x, b = item / (S * parts), s = (item / parts) % S, part = item % parts;
+  // time segment sg (a time split, see selective_scan.cu; sg = 0 of 1 without) of work item `item`
+  const int64_t items = p.batch * S * parts, sg = blockIdx.x / items, item = blockIdx.x % items;
+  const int64_t b = item / (S * parts), s = (item / parts) % S, part = item % parts;
   const int64_t seg = p.dim / S;
   const int64_t d_lo = s * seg + part * seg / parts, d_hi = s * seg + (part + 1) * seg / parts;
   const int nch = static_cast<int>(d_hi - d_lo);
   const bool valid = grp < nch;  // idle channels take part in barriers and shuffles, as no-op rows
   const int64_t d = valid ? d_lo + grp : d_lo, row = b * p.dim + d;
+  const int64_t t_begin = sg * sp.seg_len, t_end = L < t_begin + sp.seg_len ? L : t_begin + sp.seg_len;
+  const int64_t prow = sg * p.batch * p.dim + row;  // this segment's copy of the per-row partials
   RowConsts<NS, LPC> rc;
   rc.load(p, d, lane);
   float lam[NS], dA[NS], dBti[NS], dCti[NS];
 #pragma unroll
   for (int k = 0; k < NS; ++k) {
     const int n = lane + k * LPC;
-    lam[k] = (valid && n < N && q.grad_h_last)
-                 ? static_cast<const float*>(q.grad_h_last)[b * q.grad_h_last_stride[0] + d * q.grad_h_last_stride[1] +
-                                                            n * q.grad_h_last_stride[2]]
-                 : 0.f;
+    if (sg == sp.nseg - 1)
+      lam[k] = (valid && n < N && q.grad_h_last)
+                   ? static_cast<const float*>(q.grad_h_last)[b * q.grad_h_last_stride[0] + d * q.grad_h_last_stride[1] +
+                                                              n * q.grad_h_last_stride[2]]
+                   : 0.f;
+    else  // the adjoint entering this segment from the later ones (combined, see the first pass)
+      lam[k] = (valid && n < N) ? static_cast<const float*>(q.seg_state)[((sg * p.batch * p.dim + row) * 2) * N + n] : 0.f;
     dA[k] = dBti[k] = dCti[k] = 0.f;
   }
   float dD_acc = 0.f, ddb_acc = 0.f;
   // the row pointers are rebuilt where used (chunk loads and stores) instead of being kept live
   // through the tile loops, where registers are scarce
   float4* my_step = s_step + grp * SROW;
-  const int64_t nchunks = L / K + 1;
-  for (int64_t c = nchunks - 1; c >= 0; --c) {
+  for (int64_t c = (t_end + K - 1) / K - 1; c >= t_begin / K; --c) {
     const int64_t tc = c * K;
-    const int Tc = static_cast<int>(L - tc < K ? L - tc : K);
-    if (Tc <= 0) continue;
+    const int Tc = static_cast<int>(t_end - tc < K ? t_end - tc : K);
     const int ntiles = (Tc + V - 1) / V;
     __syncthreads();  // the previous chunk's slots and B/C rows are no longer read
     {
@@ -701,8 +804,8 @@ __global__ void __launch_bounds__(Cfg::threads, Cfg::min_blocks)
                                                                c * p.chunk_states_stride[2] + n * p.chunk_states_stride[3]]
                    : 0.f;
     }
-    float* partB = s_part + tid * PV;       // this lane's partial row (y in pass 1, sum lam*B after)
-    float* partA = s_part + (TH + tid) * PV;  // sum lam*a*h*A
+    float* partB = s_part + Cfg::prow(tid);                // this lane's partial row (y in pass 1, sum lam*B after)
+    float* partA = s_part + Cfg::prow(TH) + Cfg::prow(tid);  // sum lam*a*h*A
 #pragma unroll 1
     for (int tt = 0; tt < ntiles; ++tt) {
 #pragma unroll
@@ -737,7 +840,7 @@ __global__ void __launch_bounds__(Cfg::threads, Cfg::min_blocks)
         for (int j = lane; j < V; j += LPC) {
           float y = 0.f;
 #pragma unroll
-          for (int l = 0; l < LPC; ++l) y += s_part[(grp * LPC + l) * PV + j];
+          for (int l = 0; l < LPC; ++l) y += s_part[Cfg::prow(grp * LPC + l) + j];
           reinterpret_cast<float*>(my_step + tt * V + j)[3] = y;
         }
         __syncwarp();
@@ -803,8 +906,8 @@ __global__ void __launch_bounds__(Cfg::threads, Cfg::min_blocks)
         float sb = 0.f, sa = 0.f;
 #pragma unroll
         for (int l = 0; l < LPC; ++l) {
-          sb += s_part[(grp * LPC + l) * PV + j];
-          sa += s_part[(TH + grp * LPC + l) * PV + j];
+          sb += s_part[Cfg::prow(grp * LPC + l) + j];
+          sa += s_part[Cfg::prow(TH) + Cfg::prow(grp * LPC + l) + j];
         }
         float* slot = reinterpret_cast<float*>(my_step + tt * V + j);
         slot[0] = sb;
@@ -816,24 +919,33 @@ __global__ void __launch_bounds__(Cfg::threads, Cfg::min_blocks)
         // into its own workspace slice (N <= 32) or added into dB/dC (N > 32)
         __syncthreads();
         const int64_t slice = Cfg::atomic_bc ? (b * p.groups + s) * N * L : ((part * p.batch + b) * p.groups + s) * N * L;
-        constexpr int Q = V / 4, OUT = NP * Q;
+        // items of G consecutive steps of one state: G = 4 (LDS.128) unless that leaves threads
+        // idle (N <= 16: 64 items of 4 for 128 threads), then G = 2
+        constexpr int G = 2 * NP * V / 4 >= TH ? 4 : 2, Q = V / G, OUT = NP * Q;
         for (int idx = tid; idx < 2 * OUT; idx += TH) {
           const bool isC = idx >= OUT;
           if (isC ? !varC : !varB) continue;
-          const int n = (idx % OUT) / Q, j4 = (idx % Q) * 4;
+          const int n = (idx % OUT) / Q, j0 = (idx % Q) * G;
           if (n >= N) continue;
-          const float* red = (isC ? redC : redB) + n * V + j4;
-          float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
-          for (int g2 = 0; g2 < nch; ++g2) {
-            const float4 v = *reinterpret_cast<const float4*>(red + g2 * CS);
-            acc.x += v.x; acc.y += v.y; acc.z += v.z; acc.w += v.w;
+          const float* red = (isC ? redC : redB) + n * V + j0;
+          float acc[G];
+#pragma unroll
+          for (int i = 0; i < G; ++i) acc[i] = 0.f;
+          for (int g2 = 0; g2 < nch; ++g2) {  // channel order: deterministic
+            if constexpr (G == 4) {
+              const float4 v = *reinterpret_cast<const float4*>(red + g2 * CS);
+              acc[0] += v.x; acc[1] += v.y; acc[2] += v.z; acc[3] += v.w;
+            } else {
+              const float2 v = *reinterpret_cast<const float2*>(red + g2 * CS);
+              acc[0] += v.x; acc[1] += v.y;
+            }
           }
           float* dst = static_cast<float*>(Cfg::atomic_bc ? (isC ? q.dC : q.dB) : (isC ? q.dC_part : q.dB_part)) + slice + n * L;
 #pragma unroll
-          for (int i = 0; i < 4; ++i) {
-            const int64_t t = tc + tt * V + j4 + i;
+          for (int i = 0; i < G; ++i) {
+            const int64_t t = tc + tt * V + j0 + i;
             if (t >= L) break;
-            if (Cfg::atomic_bc) atomicAdd(dst + t, comp(acc, i)); else dst[t] = comp(acc, i);
+            if (Cfg::atomic_bc) atomicAdd(dst + t, acc[i]); else dst[t] = acc[i];
           }
         }
         __syncthreads();
@@ -892,14 +1004,129 @@ __global__ void __launch_bounds__(Cfg::threads, Cfg::min_blocks)
   for (int k = 0; k < NS; ++k) {
     const int n = lane + k * LPC;
     if (n >= N) continue;
-    static_cast<float*>(q.dh0)[b * q.dh0_stride[0] + d * q.dh0_stride[1] + n * q.dh0_stride[2]] = lam[k];
-    static_cast<float*>(q.dA_part)[row * N + n] = dA[k];
-    if (!varB) static_cast<float*>(q.dB_part)[row * N + n] = dBti[k];
-    if (!varC) static_cast<float*>(q.dC_part)[row * N + n] = dCti[k];
+    if (sg == 0) static_cast<float*>(q.dh0)[b * q.dh0_stride[0] + d * q.dh0_stride[1] + n * q.dh0_stride[2]] = lam[k];
+    static_cast<float*>(q.dA_part)[prow * N + n] = dA[k];
+    if (!varB) static_cast<float*>(q.dB_part)[prow * N + n] = dBti[k];
+    if (!varC) static_cast<float*>(q.dC_part)[prow * N + n] = dCti[k];
   }
   if (lane == 0) {
-    static_cast<float*>(q.dD_part)[row] = dD_sum;
-    static_cast<float*>(q.ddelta_bias_part)[row] = ddb_sum;
+    static_cast<float*>(q.dD_part)[prow] = dD_sum;
+    static_cast<float*>(q.ddelta_bias_part)[prow] = ddb_sum;
+  }
+}
+
+// ------------------------------------------------------------------------------------------
+// Backward time split, first pass (segments 1..nseg-1; see selective_scan.cu): the adjoint of each
+// segment from zero at its end, walked back to its start (lam_loc, the gradient with respect to
+// the state before the segment that the segment's own outputs produce), and the segment's decay
+// exp(A * sum dtA), into seg_state[sg][b][d][0 / 1][n]. The layout is the forward's (Cfg: a
+// FwdCfg): LPC lanes per row, NS states per lane, tiles of V steps walked last to first.
+template <typename T, typename Cfg>
+__global__ void __launch_bounds__(Cfg::threads) selective_scan_bwd_local_kernel(const lrnn_selective_scan_bwd_params q, FwdSplit sp, BwdVec vec) {
+  constexpr int NS = Cfg::ns, LPC = Cfg::lpc, V = Cfg::v, M = Cfg::m, RPB = Cfg::rpb, VP = Cfg::vp,
+                E = Cfg::e, TH = Cfg::threads, SROW = Cfg::srow;
+  const lrnn_selective_scan_params& p = q.fwd;
+  extern __shared__ __align__(16) unsigned char smem[];
+  float2* s_step = reinterpret_cast<float2*>(smem);            // [RPB][SROW]: (dtA, gyo) per step
+  float* tC = reinterpret_cast<float*>(smem) + 2 * RPB * SROW;  // [NP][VP]: C tile, fp32
+  const int grp = threadIdx.x / LPC, lane = threadIdx.x % LPC;
+  const bool varC = p.C_variable;
+  const int64_t S = (p.B_variable || p.C_variable) ? p.groups : 1, seg = p.dim / S;
+  const int64_t bps = (seg + RPB - 1) / RPB, per_seg = p.batch * S * bps;
+  const int64_t sg = 1 + blockIdx.x / per_seg, blk = blockIdx.x % per_seg;
+  const int64_t b = blk / (S * bps), s = (blk / bps) % S, local = (blk % bps) * RPB + grp;
+  const bool valid = local < seg;
+  const int64_t d = s * seg + (valid ? local : 0);
+  const int64_t L = p.length, N = p.dstate;
+  const int64_t t_begin = sg * sp.seg_len, t_end = L < t_begin + sp.seg_len ? L : t_begin + sp.seg_len;
+  RowConsts<NS, LPC> rc;
+  rc.load(p, d, lane);
+  const T* Csrc = static_cast<const T*>(p.Cm) + (varC ? b * p.C_stride[0] + s * p.C_stride[1] : 0);
+  const Row<T> dr(p.delta, p.delta_stride, b, d), ar(p.dt_A, p.dt_A_stride, b, d), zr(p.z, p.z_stride, b, d),
+      gyr(q.grad_y, q.grad_y_stride, b, d);
+  float lam[NS];
+#pragma unroll
+  for (int k = 0; k < NS; ++k) lam[k] = 0.f;
+  float dsum = 0.f;
+  const int64_t ntiles = (t_end - t_begin + V - 1) / V;
+#pragma unroll 1
+  for (int64_t it = ntiles - 1; it >= 0; --it) {
+    const int64_t t0 = t_begin + it * V, t = t0 + lane * M;
+    Run<T, M> sd, sa, sz, sgy;
+    sd.load(dr, t, L, vec.delta);
+    sgy.load(gyr, t, L, vec.gy);
+    if (p.dt_A) sa.load(ar, t, L, vec.dt_A);
+    if (p.z) sz.load(zr, t, L, vec.z);
+    T sC[E];
+#pragma unroll
+    for (int r = 0; r < E; ++r) {
+      const int i = threadIdx.x + r * TH, n = i / V;
+      const int64_t tt = t0 + i % V;
+      sC[r] = (varC && n < N && tt < L) ? Csrc[n * p.C_stride[2] + tt * p.C_stride[3]] : from_f<T>(0.f);
+    }
+    __syncthreads();  // the previous tile is no longer read
+#pragma unroll
+    for (int i = 0; i < M; ++i) {
+      const bool in = valid && t + i < L;  // past L, idle rows: exact no-op steps
+      float dt = sd.get(i) + rc.bias;
+      if (p.delta_softplus) dt = softplus(dt);
+      float gyo = sgy.get(i);
+      if (p.z) {
+        const float zz = sz.get(i);
+        gyo *= zz * sigmoid(zz);
+      }
+      s_step[grp * SROW + lane * M + i] = in ? make_float2(p.dt_A ? sa.get(i) : dt, gyo) : make_float2(0.f, 0.f);
+    }
+#pragma unroll
+    for (int r = 0; r < E; ++r) {
+      const int i = threadIdx.x + r * TH;
+      tC[(i / V) * VP + i % V] = to_f(sC[r]);
+    }
+    __syncthreads();
+#pragma unroll 1
+    for (int j4 = V - 4; j4 >= 0; j4 -= 4) {
+      const float4 s01 = *reinterpret_cast<const float4*>(s_step + grp * SROW + j4);
+      const float4 s23 = *reinterpret_cast<const float4*>(s_step + grp * SROW + j4 + 2);
+      const float sx[4] = {s01.x, s01.z, s23.x, s23.z}, sy[4] = {s01.y, s01.w, s23.y, s23.w};
+      dsum += (sx[0] + sx[1]) + (sx[2] + sx[3]);
+#pragma unroll
+      for (int k = 0; k < NS; ++k) {
+        const int n = lane + k * LPC;
+        const float4 Cv = varC ? *reinterpret_cast<const float4*>(tC + n * VP + j4) : make_float4(rc.Cti[k], rc.Cti[k], rc.Cti[k], rc.Cti[k]);
+#pragma unroll
+        for (int jj = 3; jj >= 0; --jj) lam[k] = exp2f(sx[jj] * rc.A2[k]) * fmaf(sy[jj], comp(Cv, jj), lam[k]);
+      }
+    }
+  }
+  if (!valid) return;
+  float* out = static_cast<float*>(q.seg_state) + ((sg * p.batch + b) * p.dim + d) * 2 * N;
+#pragma unroll
+  for (int k = 0; k < NS; ++k) {
+    const int n = lane + k * LPC;
+    if (n >= N) continue;
+    out[n] = lam[k];
+    out[N + n] = exp2f(dsum * rc.A2[k]);
+  }
+}
+
+// Backward time split, between the passes: per (b, d, n), from the last segment back, the adjoint
+// entering segment k - 1 at its end is lam_loc[k] + decay[k] * (the adjoint entering k), with
+// grad_h_last entering the last; written over slot [k - 1][0] (lam_loc[k - 1] is read first).
+__global__ void selective_scan_bwd_combine_kernel(const lrnn_selective_scan_bwd_params q, FwdSplit sp) {
+  const lrnn_selective_scan_params& p = q.fwd;
+  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x, N = p.dstate, rows = p.batch * p.dim;
+  if (i >= rows * N) return;
+  const int64_t n = i % N, row = i / N, d = row % p.dim, b = row / p.dim;
+  float* st = static_cast<float*>(q.seg_state) + row * 2 * N + n;
+  const int64_t segst = rows * 2 * N;  // one segment's slice
+  float lam = q.grad_h_last ? static_cast<const float*>(q.grad_h_last)[b * q.grad_h_last_stride[0] +
+                                                                        d * q.grad_h_last_stride[1] + n * q.grad_h_last_stride[2]]
+                            : 0.f;
+  float loc = st[(sp.nseg - 1) * segst];
+  for (int64_t k = sp.nseg - 1; k >= 1; --k) {
+    lam = fmaf(st[k * segst + N], lam, loc);
+    if (k >= 2) loc = st[(k - 1) * segst];
+    st[(k - 1) * segst] = lam;
   }
 }
 
@@ -956,24 +1183,59 @@ bool aligned_runs(const void* ptr, const int64_t (&st)[3], int per, size_t elem)
   return st[0] % per == 0 && st[1] % per == 0 && reinterpret_cast<uintptr_t>(ptr) % (per * elem) == 0;
 }
 
+// Forward time split: segments when the rows alone give too few threads (long sequences, small
+// B*D) and chunk_states (the workspace of the split) is written. Automatic: about kSplitRows rows x
+// segments (the parallelism of (8, 1536, *, 16), which fills the H200 at N = 16); forced by
+// p->time_segment (tests). Returns the segment length, a multiple of 2 * kChunk (the first pass
+// keeps the decay in the slot before a segment's end), or 0: no split.
+constexpr int64_t kSplitRows = 12288, kMinSegment = 512;
+
+int64_t fwd_segment(const lrnn_selective_scan_params* p, int64_t rows) {
+  const int64_t L = p->length, unit = 2 * kChunk;
+  if (!p->chunk_states || L <= unit) return 0;
+  int64_t want;
+  if (p->time_segment > 0) {
+    want = p->time_segment;
+  } else {
+    if (rows * 2 > kSplitRows) return 0;
+    const int64_t nseg = (kSplitRows + rows - 1) / rows;
+    want = (L + nseg - 1) / nseg;
+    if (want < kMinSegment) want = kMinSegment;
+  }
+  const int64_t seg = (want + unit - 1) / unit * unit;
+  return seg < L ? seg : 0;
+}
+
 template <typename T>
 lrnn_status fwd_launch(const lrnn_selective_scan_params* p, cudaStream_t s) {
   const int64_t rows = p->batch * p->dim;
-  return with_fwd_config(p->dstate, rows, [&](auto cfg) {
+  const int64_t seg_len = fwd_segment(p, rows);
+  const FwdSplit sp{seg_len > 0 ? seg_len : (p->length > 0 ? p->length : 1),
+                    seg_len > 0 ? (p->length + seg_len - 1) / seg_len : 1};
+  return with_fwd_config(p->dstate, rows * sp.nseg, [&](auto cfg) {
     using C = decltype(cfg);
     constexpr int per = Run<T, C::m>::kPer;
     const FwdVec vec{aligned_runs(p->u, p->u_stride, per, sizeof(T)), aligned_runs(p->delta, p->delta_stride, per, sizeof(T)),
                      aligned_runs(p->dt_A, p->dt_A_stride, per, sizeof(T)), aligned_runs(p->z, p->z_stride, per, sizeof(T)),
                      aligned_runs(p->y, p->y_stride, per, sizeof(T))};
     const int64_t S = (p->B_variable || p->C_variable) ? p->groups : 1, seg = p->dim / S;
-    const int64_t blocks = p->batch * S * ((seg + C::rpb - 1) / C::rpb);
+    const int64_t per_seg = p->batch * S * ((seg + C::rpb - 1) / C::rpb);
     const size_t smem = C::smem_bytes();
     const bool both = p->B_variable && p->C_variable;
-    auto kernel = both ? selective_scan_fwd_kernel<T, C, true> : selective_scan_fwd_kernel<T, C, false>;
+    auto kernel = both ? selective_scan_fwd_kernel<T, C, true, false> : selective_scan_fwd_kernel<T, C, false, false>;
     if (smem > 48 * 1024 &&
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)) != cudaSuccess)
       return LRNN_ERR_CUDA;
-    kernel<<<static_cast<unsigned>(blocks), C::threads, smem, s>>>(*p, vec);
+    if (sp.nseg > 1) {
+      auto local = both ? selective_scan_fwd_kernel<T, C, true, true> : selective_scan_fwd_kernel<T, C, false, true>;
+      if (smem > 48 * 1024 &&
+          cudaFuncSetAttribute(local, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)) != cudaSuccess)
+        return LRNN_ERR_CUDA;
+      local<<<static_cast<unsigned>(per_seg * (sp.nseg - 1)), C::threads, smem, s>>>(*p, vec, sp);
+      const int64_t n = p->batch * p->dim * p->dstate;
+      selective_scan_fwd_combine_kernel<<<static_cast<unsigned>((n + 255) / 256), 256, 0, s>>>(*p, sp);
+    }
+    kernel<<<static_cast<unsigned>(per_seg * sp.nseg), C::threads, smem, s>>>(*p, vec, sp);
     return last_error();
   });
 }
@@ -1000,12 +1262,37 @@ lrnn_status bwd_launch(const lrnn_selective_scan_bwd_params* q, int64_t items, c
                        aligned_runs(q->ddt_A, q->ddt_A_stride, per, e),
                        aligned_bc(p->Bm, p->B_stride, p->B_variable, Run<T, C::e>::kPer, e),
                        aligned_bc(p->Cm, p->C_stride, p->C_variable, Run<T, C::e>::kPer, e)};
-      auto kernel = selective_scan_bwd_tile_kernel<T, C>;
+      auto kernel = p->B_variable && p->C_variable ? selective_scan_bwd_tile_kernel<T, C, true>
+                                                   : selective_scan_bwd_tile_kernel<T, C, false>;
       const size_t smem = C::smem_bytes(variable);
       if (smem > 48 * 1024 &&
           cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)) != cudaSuccess)
         return LRNN_ERR_CUDA;
-      kernel<<<static_cast<unsigned>(items), C::threads, smem, s>>>(*q, vec);
+      const int64_t rows = p->batch * p->dim, seg_len = fwd_segment(p, rows);
+      const FwdSplit sp{seg_len > 0 ? seg_len : (p->length > 0 ? p->length : 1),
+                        seg_len > 0 ? (p->length + seg_len - 1) / seg_len : 1};
+      if (sp.nseg > 1) {
+        // first pass and combine: the adjoint entering each segment (layout of the forward)
+        const lrnn_status st = with_fwd_config(p->dstate, rows * sp.nseg, [&](auto fcfg) {
+          using F = decltype(fcfg);
+          constexpr int fper = Run<T, F::m>::kPer;
+          const BwdVec fvec{false, aligned_runs(p->delta, p->delta_stride, fper, e), aligned_runs(p->dt_A, p->dt_A_stride, fper, e),
+                            aligned_runs(p->z, p->z_stride, fper, e), aligned_runs(q->grad_y, q->grad_y_stride, fper, e),
+                            false, false, false, false, false, false};
+          const int64_t S = variable ? p->groups : 1, per_seg = p->batch * S * ((p->dim / S + F::rpb - 1) / F::rpb);
+          const size_t lsmem = sizeof(float) * (2 * size_t(F::rpb) * F::srow + size_t(F::np) * F::vp);
+          auto local = selective_scan_bwd_local_kernel<T, F>;
+          if (lsmem > 48 * 1024 &&
+              cudaFuncSetAttribute(local, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(lsmem)) != cudaSuccess)
+            return LRNN_ERR_CUDA;
+          local<<<static_cast<unsigned>(per_seg * (sp.nseg - 1)), F::threads, lsmem, s>>>(*q, sp, fvec);
+          const int64_t n = rows * p->dstate;
+          selective_scan_bwd_combine_kernel<<<static_cast<unsigned>((n + 255) / 256), 256, 0, s>>>(*q, sp);
+          return LRNN_OK;
+        });
+        if (st != LRNN_OK) return st;
+      }
+      kernel<<<static_cast<unsigned>(items * sp.nseg), C::threads, smem, s>>>(*q, vec, sp);
     } else {
       const bool vecB = aligned_rows(p->Bm, p->B_stride, p->B_variable, sizeof(T));
       const bool vecC = aligned_rows(p->Cm, p->C_stride, p->C_variable, sizeof(T));

@@ -15,4 +15,5 @@ lrnn_status bwd_bf16(const lrnn_selective_scan_bwd_params* q, int64_t items, cud
 lrnn_status bwd_f16(const lrnn_selective_scan_bwd_params* q, int64_t items, cudaStream_t s);
 int64_t bwd_channels_per_block(int64_t dstate);
 bool bwd_atomic_bc(int64_t dstate);
+int64_t bwd_segments(const lrnn_selective_scan_params* p);
 }  // namespace lrnn_ss

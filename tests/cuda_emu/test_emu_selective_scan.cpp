@@ -83,13 +83,14 @@ struct Case {
   int64_t B, D, L, N, G;
   bool varB, varC, z, Dskip, bias, softplus, h0, dtA, batch_first, misaligned;
   bool backward = true;
+  int64_t seg = 0;  // time_segment: > 0 forces the CUDA time split
 };
 
 std::string tag_of(const Case &c) {
   char s[256];
-  std::snprintf(s, sizeof s, "dt=%d B=%lld D=%lld L=%lld N=%lld G=%lld varB=%d varC=%d z=%d D=%d bias=%d sp=%d h0=%d dtA=%d bf=%d mis=%d",
+  std::snprintf(s, sizeof s, "dt=%d B=%lld D=%lld L=%lld N=%lld G=%lld varB=%d varC=%d z=%d D=%d bias=%d sp=%d h0=%d dtA=%d bf=%d mis=%d seg=%lld",
                 (int)c.dt, (long long)c.B, (long long)c.D, (long long)c.L, (long long)c.N, (long long)c.G, c.varB, c.varC,
-                c.z, c.Dskip, c.bias, c.softplus, c.h0, c.dtA, c.batch_first, c.misaligned);
+                c.z, c.Dskip, c.bias, c.softplus, c.h0, c.dtA, c.batch_first, c.misaligned, (long long)c.seg);
   return s;
 }
 
@@ -130,6 +131,7 @@ void run_case(const Case &c) {
   p.h0_stride[0] = p.h_last_stride[0] = D * N; p.h0_stride[1] = p.h_last_stride[1] = N; p.h0_stride[2] = p.h_last_stride[2] = 1;
   p.chunk_states_stride[0] = D * nc * N; p.chunk_states_stride[1] = nc * N; p.chunk_states_stride[2] = N; p.chunk_states_stride[3] = 1;
   p.dtype = T; p.wdtype = W;
+  p.time_segment = c.seg;
 
   Buf y_ref(T, S, off), hl_ref(W, B * D * N), cs_ref(W, B * D * nc * N);
   Buf y_gpu(T, S, off), hl_gpu(W, B * D * N), cs_gpu(W, B * D * nc * N);
@@ -148,19 +150,25 @@ void run_case(const Case &c) {
   gy.randn(-1, 1);
   ghl.randn(-1, 1);
   struct Grads {
-    Buf du, dd, dz, dta, dh0, dA, dD, ddb, dB, dC, dA_p, dD_p, ddb_p, dB_p, dC_p;
+    Buf du, dd, dz, dta, dh0, dA, dD, ddb, dB, dC, dA_p, dD_p, ddb_p, dB_p, dC_p, seg_state;
     Grads(lrnn_dtype T, lrnn_dtype W, int64_t S, int off, int64_t B, int64_t D, int64_t N, int64_t nB, int64_t nC,
-          int64_t parts, bool varB, bool varC)
+          int64_t parts, bool varB, bool varC, int64_t nseg)
         : du(T, S, off), dd(T, S, off), dz(T, S, off), dta(T, S, off), dh0(W, B * D * N), dA(W, D * N), dD(W, D),
-          ddb(W, D), dB(W, nB), dC(W, nC), dA_p(W, B * D * N), dD_p(W, B * D), ddb_p(W, B * D),
-          dB_p(W, varB ? parts * nB : B * D * N), dC_p(W, varC ? parts * nC : B * D * N) {}
+          ddb(W, D), dB(W, nB), dC(W, nC), dA_p(W, nseg * B * D * N), dD_p(W, nseg * B * D), ddb_p(W, nseg * B * D),
+          dB_p(W, varB ? parts * nB : nseg * B * D * N), dC_p(W, varC ? parts * nC : nseg * B * D * N),
+          seg_state(W, nseg * B * D * 2 * N) {}
   };
   const int64_t nB = c.varB ? nBv : D * N, nC = c.varC ? nBv : D * N;
   const int64_t seg = (c.varB || c.varC) ? D / G : D;
   const int64_t cpb = lrnn_selective_scan_cuda_channels_per_block(N);
   const int64_t parts_gpu = (seg + cpb - 1) / cpb;  // as ops/selective_scan_cuda.cpp
-  Grads gr(T, W, S, off, B, D, N, nB, nC, 1, c.varB, c.varC), gg(T, W, S, off, B, D, N, nB, nC, parts_gpu, c.varB, c.varC);
-  auto setup = [&](Grads &g, int64_t parts) {
+  lrnn_selective_scan_params pc = p;
+  pc.chunk_states = cs_ref.ptr;
+  const int64_t nseg = lrnn_selective_scan_cuda_bwd_segments(&pc);
+  if (c.seg > 0 && L > 2 * c.seg && nseg < 2 && N <= 64) { ++failures; std::printf("FAIL no backward split %s\n", tag.c_str()); }
+  Grads gr(T, W, S, off, B, D, N, nB, nC, 1, c.varB, c.varC, 1),
+      gg(T, W, S, off, B, D, N, nB, nC, parts_gpu, c.varB, c.varC, nseg);
+  auto setup = [&](Grads &g, int64_t parts, int64_t segments) {
     lrnn_selective_scan_bwd_params q{};
     q.fwd = p;
     q.fwd.chunk_states = cs_ref.ptr;
@@ -172,10 +180,11 @@ void run_case(const Case &c) {
     q.du = g.du.ptr; q.ddelta = g.dd.ptr; q.dz = c.z ? g.dz.ptr : nullptr; q.ddt_A = c.dtA ? g.dta.ptr : nullptr;
     q.dh0 = g.dh0.ptr; q.dA_part = g.dA_p.ptr; q.dD_part = g.dD_p.ptr; q.ddelta_bias_part = g.ddb_p.ptr;
     q.dB_part = g.dB_p.ptr; q.dC_part = g.dC_p.ptr; q.parts = parts;
+    q.segments = segments; q.seg_state = segments > 1 ? g.seg_state.ptr : nullptr;
     q.dA = g.dA.ptr; q.dD = g.dD.ptr; q.ddelta_bias = g.ddb.ptr; q.dB = g.dB.ptr; q.dC = g.dC.ptr;
     return q;
   };
-  lrnn_selective_scan_bwd_params qr = setup(gr, 1), qg = setup(gg, parts_gpu);
+  lrnn_selective_scan_bwd_params qr = setup(gr, 1, 1), qg = setup(gg, parts_gpu, nseg);
   if (lrnn_selective_scan_bwd_cpu(&qr, 0, lrnn_selective_scan_bwd_items(&qr)) != LRNN_OK ||
       lrnn_selective_scan_reduce_cpu(&qr, 0, lrnn_selective_scan_reduce_size(&qr)) != LRNN_OK) {
     ++failures; std::printf("FAIL cpu bwd %s\n", tag.c_str()); return;
@@ -223,6 +232,15 @@ int main(int argc, char **argv) {
   // rows beyond one block (RPB = 32 at N = 16), many rows (the 4-lane configuration)
   cases.push_back({LRNN_BF16, 2, 40, 100, 16, 2, true, true, true, true, true, true, true, false, false, false});
   cases.push_back({LRNN_F32, 3, 3000, 9, 16, 1, true, true, true, true, true, true, true, true, false, false, false});
+  // the time split (forced segments of 128 steps): partial last segment, L a multiple of the
+  // chunk, a last segment of one step, every dtype, time-invariant B / C, N padding
+  const int64_t splitL[] = {300, 256, 385, 200};
+  for (int i = 0; i < 12; ++i) {
+    Case c{types[i % 3], 1 + i % 2, 3 + i % 4, splitL[i % 4], Ns[(i * 5) % 11], 1, i % 5 != 1, i % 5 != 2, i % 2 == 0,
+           true, i % 3 == 0, i % 2 == 1, i % 4 != 0, i % 6 == 5, i % 5 == 4, false};
+    c.seg = i < 10 ? 128 : 256;
+    cases.push_back(c);
+  }
   for (const Case &c : cases) run_case(c);
   std::printf("%d checks, %d failures\n", checks, failures);
   return failures ? 1 : 0;

@@ -64,6 +64,10 @@ typedef struct lrnn_selective_scan_params {
   int64_t h0_stride[3], h_last_stride[3];  /* (b, d, n) */
   int64_t chunk_states_stride[4];          /* (b, d, chunk, n) */
   lrnn_dtype dtype, wdtype;
+  /* CUDA only: 0 (the default) lets the launchers split long sequences over time when B*D is
+   * small; > 0 forces time segments of about this many steps where chunk_states is available
+   * (tests use it to reach the split paths at small sizes). The CPU kernels ignore it. */
+  int64_t time_segment;
 } lrnn_selective_scan_params;
 
 /* Backward. `fwd` describes the forward's inputs exactly as they were given (its y / h_last
@@ -88,6 +92,12 @@ typedef struct lrnn_selective_scan_bwd_params {
   void *dA;                           /* (D, N) */
   void *dD, *ddelta_bias;             /* (D,) */
   void *dB, *dC;                      /* variable: (B, G, N, L); time-invariant: (D, N) */
+  /* CUDA time split (0 or 1: none; the CPU kernels need 1): segments =
+   * lrnn_selective_scan_cuda_bwd_segments(&fwd). Then dA_part, dD_part, ddelta_bias_part and the
+   * time-invariant dB_part / dC_part hold `segments` copies of their (B, ...) shape, segment-major
+   * (each segment's rows), and seg_state is a (segments, B, D, 2, N) wdtype workspace. */
+  int64_t segments;
+  void *seg_state;
 } lrnn_selective_scan_bwd_params;
 
 /* Number of chunk states the forward writes for `length` steps: length / CHUNK + 1 (the last
@@ -126,6 +136,9 @@ int64_t lrnn_selective_scan_cuda_channels_per_block(int64_t dstate);
  * into dB/dC (N > 32: per-block partials would need D/16 to D slices) — those two gradients are
  * then not bitwise reproducible, and dB_part/dC_part are not read (one slot suffices). */
 int lrnn_selective_scan_cuda_atomic_bc(int64_t dstate);
+/* Time segments of the CUDA backward for these forward params (1: no split; more when B*D is small
+ * and L long, or when p->time_segment forces it): sizes the workspaces (see `segments`). */
+int64_t lrnn_selective_scan_cuda_bwd_segments(const lrnn_selective_scan_params *p);
 
 #ifdef __cplusplus
 }
