@@ -1,7 +1,7 @@
 /* linear_scan.cu: CUDA forward and backward of the diagonal linear scan (lrnn/linear_scan.h).
  *
  * Every step is the affine map x -> a*x + b, and maps compose associatively, so a block can scan
- * many steps in parallel and carry one state between tiles. Two kernel shapes, picked by the
+ * many steps in parallel and carry one state between tiles. Three kernel shapes, picked by the
  * launchers from the strides and sizes (see "launch shapes" below):
  *
  *  - channel-major ("cm"; time is the contiguous dimension, e.g. a (B, D, L) tensor viewed as
@@ -12,16 +12,22 @@
  *    shared memory, the state entering the tile comes from the previous tile, and each thread
  *    re-runs its steps from its exact entering state to write h. A time-invariant a gets a
  *    variant that holds it in a register and carries twice the steps.
- *  - time-major ("tm"; channels contiguous, and the generic path for any strides): a block owns
- *    QW*V channels and the time lanes of its threads. Each thread loads S steps of V adjacent
+ *  - time-major, pipelined ("tp"; channels contiguous, rows aligned to 16 bytes, D >= 32): a
+ *    block owns 32 adjacent channels (a lane per channel) and walks the sequence in rounds;
+ *    cp.async copies the inputs of the next rounds into shared memory while the current one is
+ *    scanned. Used where it measured faster on the H200 (see tp_forward): the backward of f32,
+ *    bf16/f16 and time-invariant c64, and the forward with a time-invariant f32/c64 a.
+ *  - time-major, generic ("tm"; any strides, and the time-major cases the above does not take):
+ *    a block owns QW*V channels and the time lanes of its threads. Each thread loads S steps of V adjacent
  *    channels (a 16-byte vector when aligned), the time lanes of a channel combine by shuffles
  *    inside a warp and through shared memory across warps, and the state is carried from round
  *    to round. The channel group narrows to one 32-byte sector per row when B*D alone would leave
  *    the GPU idle.
  *
- * Both make one pass over memory: the forward reads a and b once and writes h once; the backward
- * reads grad_h, a and h once and writes da and db once. The backward is the same machinery run in
- * the opposite direction on the adjoint map c -> conj(a)*(g + c) (see lrnn/linear_scan.h), where
+ * All make one pass over memory: the forward reads a and b once and writes h once; the backward
+ * reads grad_h, a and h once (the pipelined one re-reads one row of h per round of 64 steps) and
+ * writes da and db once. The backward is the same machinery run in the opposite direction on the
+ * adjoint map c -> conj(a)*(g + c) (see lrnn/linear_scan.h), where
  * c is the carried conj(a[next])*lam[next].
  *
  * Deterministic: every combination, including the time-invariant da reduction, happens in an
@@ -846,6 +852,287 @@ __global__ void __launch_bounds__(kTmThreads, kTmMinBlocksBwd) scan_bwd_tm(const
   }
 }
 
+/* ---------------- time-major, pipelined (aligned, channels contiguous) ----------------
+ * A block owns one row group of 32 adjacent channels of one batch element (lane l holds channel
+ * d0 + l, one element: 64 to 256 contiguous bytes per row) and walks the whole sequence in rounds
+ * of kTpRound steps; warp w owns the kTpSteps consecutive steps w*kTpSteps.. of a round. The
+ * inputs of a round are copied to shared memory with cp.async, nstage rounds deep, by all threads
+ * in 16-byte pieces, so the copies of the next rounds are in flight while this one is scanned.
+ * A lane composes its steps sequentially (no shuffles), the warps' maps meet in
+ * shared memory, every lane applies them in scan order to the carried state, then re-runs its
+ * steps from its exact entering state and stores the outputs straight from registers (a warp
+ * writes whole rows). */
+
+constexpr int kTpWarps = 8, kTpThreads = 32 * kTpWarps, kTpSteps = 8, kTpRound = kTpWarps * kTpSteps;
+
+/* 16-byte asynchronous global -> shared copies (the CPU emulation copies at once). */
+__device__ __forceinline__ void cp_async16(void *dst, const void *src) {
+#ifdef __CUDACC__
+  const unsigned s = (unsigned)__cvta_generic_to_shared(dst);
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(src) : "memory");
+#else
+  memcpy(dst, src, 16);
+#endif
+}
+__device__ __forceinline__ void cp_async_commit() {
+#ifdef __CUDACC__
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+#endif
+}
+template <int N> __device__ __forceinline__ void cp_async_wait_n() {
+#ifdef __CUDACC__
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+#endif
+}
+/* Waits until at most n of this thread's copy groups are pending (n is the runtime pipeline
+ * depth; the instruction takes an immediate). */
+__device__ __forceinline__ void cp_async_wait(int n) {
+  switch (n) {
+    case 0: cp_async_wait_n<0>(); break;
+    case 1: cp_async_wait_n<1>(); break;
+    case 2: cp_async_wait_n<2>(); break;
+    case 3: cp_async_wait_n<3>(); break;
+    case 4: cp_async_wait_n<4>(); break;
+    case 5: cp_async_wait_n<5>(); break;
+    case 6: cp_async_wait_n<6>(); break;
+    case 7: cp_async_wait_n<7>(); break;
+    case 8: cp_async_wait_n<8>(); break;
+    case 9: cp_async_wait_n<9>(); break;
+    case 10: cp_async_wait_n<10>(); break;
+    case 11: cp_async_wait_n<11>(); break;
+    case 12: cp_async_wait_n<12>(); break;
+    case 13: cp_async_wait_n<13>(); break;
+    default: cp_async_wait_n<14>(); break;
+  }
+}
+
+/* Copies `rows` rows of one row group (`row_bytes` per row in shared memory, the first `valid`
+ * of them inside the tensor) starting at time t0 (rows outside [0, L) are skipped: the scans
+ * treat them as padding). */
+template <int ROW_BYTES>
+__device__ __forceinline__ void tp_copy(unsigned char *dst, const unsigned char *src, int64_t tstride_bytes, int64_t t0,
+                                        int rows, int64_t L, int valid) {
+  constexpr int per_row = ROW_BYTES / 16;
+  for (int c = threadIdx.x; c < rows * per_row; c += kTpThreads) {
+    const int r = c / per_row, off = (c % per_row) * 16;
+    const int64_t t = t0 + r;
+    if (t >= 0 && t < L && off < valid) cp_async16(dst + r * ROW_BYTES + off, src + t * tstride_bytes + off);
+  }
+}
+
+/* Shared memory of the pipelined kernels: the warps' maps (and partial sums), then the stages. */
+template <typename Op> __host__ __device__ constexpr size_t tp_head_bytes() {
+  return ((kTpWarps * 32 * sizeof(Op) + 15) / 16) * 16;
+}
+template <typename TX, typename TA, bool INV, bool BWD> __host__ __device__ constexpr size_t tp_stage_bytes() {
+  return BWD ? (size_t)(2 * kTpRound + 1) * 32 * sizeof(TX) + (INV ? 0 : (size_t)kTpRound * 32 * sizeof(TA))
+             : (size_t)kTpRound * 32 * sizeof(TX) + (INV ? 0 : (size_t)kTpRound * 32 * sizeof(TA));
+}
+
+/* Registers for three blocks per SM (two for 8-byte states), the residency the launcher plans for. */
+template <typename TX> __host__ __device__ constexpr int tp_min_blocks() { return sizeof(TX) >= 8 ? 2 : 3; }
+
+/* Forward, for a time-invariant a (held in a register: only b is staged). */
+template <typename TX, typename TA, bool REV>
+__global__ void __launch_bounds__(kTpThreads, (tp_min_blocks<TX>())) scan_fwd_tp(const lrnn_linear_scan_params p, int nstage) {
+  using X = acc_t<TX>;
+  using A = acc_t<TA>;
+  using Op = Affine<A, X>;
+  constexpr int S = kTpSteps, R = kTpRound, RBX = 32 * (int)sizeof(TX);
+  constexpr size_t stage_bytes = tp_stage_bytes<TX, TA, true, false>();
+  extern __shared__ __align__(16) unsigned char smem[];
+  Op *tot = reinterpret_cast<Op *>(smem); /* [warp][lane] */
+  unsigned char *stages = smem + tp_head_bytes<Op>();
+
+  const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+  const int64_t groups = (p.dim + 31) / 32, bi = blockIdx.x / groups, d0 = (blockIdx.x % groups) * 32, d = d0 + lane;
+  const bool live = d < p.dim;
+  const int64_t L = p.length, nrounds = (L + R - 1) / R;
+  const unsigned char *gx = reinterpret_cast<const unsigned char *>((const TX *)p.b + bi * p.b_stride[0] + d0);
+  const int64_t xsb = p.b_stride[1] * (int64_t)sizeof(TX);
+  const int xvalid = (int)((p.dim - d0) * (int64_t)sizeof(TX) < RBX ? (p.dim - d0) * (int64_t)sizeof(TX) : RBX);
+  TX *h = (TX *)p.h + bi * p.h_stride[0] + (live ? d : 0) * p.h_stride[2];
+  const int64_t hs = p.h_stride[1];
+  const A one = num<A>::one();
+  const A a_inv = live && L > 0 ? to_acc(((const TA *)p.a)[bi * p.a_stride[0] + d * p.a_stride[2]]) : one;
+  X carry = p.h0 && live ? to_acc(((const TX *)p.h0)[bi * p.h0_stride[0] + d * p.h0_stride[1]]) : num<X>::zero();
+
+  /* round k (in scan order) goes to stage k % nstage; one commit per round, empty past the end,
+   * so that the group count stays uniform */
+  auto issue = [&](int64_t k) {
+    if (k < nrounds) {
+      const int64_t t0 = (REV ? nrounds - 1 - k : k) * R;
+      unsigned char *st = stages + (size_t)(k % nstage) * stage_bytes;
+      tp_copy<RBX>(st, gx, xsb, t0, R, L, xvalid);
+    }
+    cp_async_commit();
+  };
+  for (int s = 0; s + 1 < nstage; ++s) issue(s);
+  for (int64_t k = 0; k < nrounds; ++k) {
+    cp_async_wait(nstage - 2);
+    /* round k is visible to all, and every thread is done with round k-1 (its stage and tot) */
+    __syncthreads();
+    issue(k + nstage - 1);
+    const unsigned char *st = stages + (size_t)(k % nstage) * stage_bytes;
+    const int64_t t0 = (REV ? nrounds - 1 - k : k) * R + w * S;
+    X xb[S];
+    A xa[S];
+#pragma unroll
+    for (int j = 0; j < S; ++j) {
+      const bool in = t0 + j < L;
+      const int r = w * S + j;
+      xb[j] = in ? to_acc(reinterpret_cast<const TX *>(st + r * RBX)[lane]) : num<X>::zero();
+      xa[j] = in ? a_inv : one;
+    }
+    Op f = identity<A, X>();
+#pragma unroll
+    for (int s = 0; s < S; ++s) {
+      const int j = ord<REV>(s, S);
+      f = compose(f, Op{xa[j], xb[j]});
+    }
+    tot[w * 32 + lane] = f;
+    __syncthreads();
+    X state = carry, y = carry;
+#pragma unroll
+    for (int s = 0; s < kTpWarps; ++s) {
+      const int ww = ord<REV>(s, kTpWarps);
+      if (ww == w) y = state;
+      state = apply(tot[ww * 32 + lane], state);
+    }
+    carry = state;
+#pragma unroll
+    for (int s = 0; s < S; ++s) {
+      const int j = ord<REV>(s, S);
+      y = add(mul(xa[j], y), xb[j]);  /* h[t] = a[t]*h[t-1] + b[t] */
+      if (live && t0 + j < L) h[(t0 + j) * hs] = from_acc<TX>(y);
+    }
+  }
+  cp_async_wait_n<0>();
+  if (w == 0 && live) ((TX *)p.h_last)[bi * p.h_last_stride[0] + d * p.h_last_stride[1]] = from_acc<TX>(carry);
+}
+
+/* Backward: the adjoint scan (see "backward" above) in the opposite direction, staging grad_h, a
+ * and h; the h tile has one extra row, the state before the round's first forward step. */
+template <typename TX, typename TA, bool REV, bool INV>
+__global__ void __launch_bounds__(kTpThreads, (tp_min_blocks<TX>())) scan_bwd_tp(const lrnn_linear_scan_bwd_params p, int nstage) {
+  using X = acc_t<TX>;
+  using A = acc_t<TA>;
+  using Op = Affine<A, X>;
+  constexpr bool BREV = !REV;
+  constexpr int S = kTpSteps, R = kTpRound, RBX = 32 * (int)sizeof(TX), RBA = 32 * (int)sizeof(TA);
+  constexpr size_t stage_bytes = tp_stage_bytes<TX, TA, INV, true>();
+  extern __shared__ __align__(16) unsigned char smem[];
+  Op *tot = reinterpret_cast<Op *>(smem); /* [warp][lane]; at the end the partial sums of da */
+  unsigned char *stages = smem + tp_head_bytes<Op>();
+
+  const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+  const int64_t groups = (p.dim + 31) / 32, bi = blockIdx.x / groups, d0 = (blockIdx.x % groups) * 32, d = d0 + lane;
+  const bool live = d < p.dim;
+  const int64_t L = p.length, nrounds = (L + R - 1) / R;
+  const unsigned char *gg = reinterpret_cast<const unsigned char *>((const TX *)p.grad_h + bi * p.grad_h_stride[0] + d0);
+  const unsigned char *gh = reinterpret_cast<const unsigned char *>((const TX *)p.h + bi * p.h_stride[0] + d0);
+  const unsigned char *ga = reinterpret_cast<const unsigned char *>((const TA *)p.a + bi * p.a_stride[0] + d0);
+  const int64_t gsb = p.grad_h_stride[1] * (int64_t)sizeof(TX), hsb = p.h_stride[1] * (int64_t)sizeof(TX),
+                asb = p.a_stride[1] * (int64_t)sizeof(TA);
+  const int xvalid = (int)((p.dim - d0) * (int64_t)sizeof(TX) < RBX ? (p.dim - d0) * (int64_t)sizeof(TX) : RBX);
+  const int avalid = (int)((p.dim - d0) * (int64_t)sizeof(TA) < RBA ? (p.dim - d0) * (int64_t)sizeof(TA) : RBA);
+  const int64_t dl = live ? d : 0;
+  TX *db = (TX *)p.db + bi * p.db_stride[0] + dl * p.db_stride[2];
+  TA *da = p.da_sum_time ? nullptr : (TA *)p.da + bi * p.da_stride[0] + dl * p.da_stride[2];
+  const int64_t dbs = p.db_stride[1], das = p.da_stride[1];
+  const A one = num<A>::one();
+  const A a_inv = INV && live && L > 0 ? to_acc(((const TA *)p.a)[bi * p.a_stride[0] + d * p.a_stride[2]]) : one;
+  const X h0 = p.h0 && live ? to_acc(((const TX *)p.h0)[bi * p.h0_stride[0] + d * p.h0_stride[1]]) : num<X>::zero();
+  X carry = p.grad_h_last && live
+                ? to_acc(((const TX *)p.grad_h_last)[bi * p.grad_h_last_stride[0] + d * p.grad_h_last_stride[1]])
+                : num<X>::zero();
+  A da_sum = num<A>::zero();
+
+  /* h row r of a round starting at t0 is h[t0 - 1 + r] (h[t0 + r] for a reverse forward): row j
+   * (row j + 1) is then the state before the forward step at t0 + j */
+  constexpr int hoff = REV ? 0 : -1;
+  auto issue = [&](int64_t k) {
+    if (k < nrounds) {
+      const int64_t t0 = (BREV ? nrounds - 1 - k : k) * R;
+      unsigned char *st = stages + (size_t)(k % nstage) * stage_bytes;
+      tp_copy<RBX>(st, gg, gsb, t0, R, L, xvalid);
+      tp_copy<RBX>(st + R * RBX, gh, hsb, t0 + hoff, R + 1, L, xvalid);
+      if (!INV) tp_copy<RBA>(st + (2 * R + 1) * RBX, ga, asb, t0, R, L, avalid);
+    }
+    cp_async_commit();
+  };
+  for (int s = 0; s + 1 < nstage; ++s) issue(s);
+  for (int64_t k = 0; k < nrounds; ++k) {
+    cp_async_wait(nstage - 2);
+    __syncthreads();
+    issue(k + nstage - 1);
+    const unsigned char *st = stages + (size_t)(k % nstage) * stage_bytes;
+    const int64_t t0 = (BREV ? nrounds - 1 - k : k) * R + w * S;
+    X xg[S], xh[S];
+    A xa[S];
+#pragma unroll
+    for (int j = 0; j < S; ++j) {
+      const bool in = t0 + j < L;
+      const int r = w * S + j;
+      const int64_t tp = t0 + j + (REV ? 1 : -1); /* the step before, in forward order */
+      xg[j] = in ? to_acc(reinterpret_cast<const TX *>(st + r * RBX)[lane]) : num<X>::zero();
+      xh[j] = tp >= 0 && tp < L ? to_acc(reinterpret_cast<const TX *>(st + (R + r + (REV ? 1 : 0)) * RBX)[lane]) : h0;
+      if constexpr (INV) {
+        xa[j] = in ? a_inv : one;
+      } else {
+        xa[j] = in ? to_acc(reinterpret_cast<const TA *>(st + (2 * R + 1) * RBX + r * RBA)[lane]) : one;
+      }
+    }
+    Op f = identity<A, X>();
+#pragma unroll
+    for (int s = 0; s < S; ++s) {
+      const int j = ord<BREV>(s, S);
+      const A ca = conj_(xa[j]);
+      f = compose(f, Op{ca, mul(ca, xg[j])});
+    }
+    tot[w * 32 + lane] = f;
+    __syncthreads();
+    X state = carry, c = carry;
+#pragma unroll
+    for (int s = 0; s < kTpWarps; ++s) {
+      const int ww = ord<BREV>(s, kTpWarps);
+      if (ww == w) c = state;
+      state = apply(tot[ww * 32 + lane], state);
+    }
+    carry = state;
+#pragma unroll
+    for (int s = 0; s < S; ++s) {
+      const int j = ord<BREV>(s, S);
+      const bool in = live && t0 + j < L;
+      const X lam = add(xg[j], c);
+      const A dat = da_term<A>(lam, xh[j]);
+      c = mul(conj_(xa[j]), lam);
+      if (in) {
+        db[(t0 + j) * dbs] = from_acc<TX>(lam);
+        if (p.da_sum_time) {
+          da_sum = add(da_sum, dat);
+        } else {
+          da[(t0 + j) * das] = from_acc<TA>(dat);
+        }
+      }
+    }
+  }
+  cp_async_wait_n<0>();
+  if (w == 0 && live) ((TX *)p.dh0)[bi * p.dh0_stride[0] + d * p.dh0_stride[1]] = from_acc<TX>(carry);
+  if (p.da_sum_time) {
+    /* the warps' partial sums of a channel, added in warp order */
+    A *part = reinterpret_cast<A *>(smem);
+    __syncthreads(); /* every thread is done reading tot */
+    part[w * 32 + lane] = da_sum;
+    __syncthreads();
+    if (w == 0 && live) {
+      A total = num<A>::zero();
+      for (int ww = 0; ww < kTpWarps; ++ww) total = add(total, part[ww * 32 + lane]);
+      ((A *)p.da)[bi * p.da_stride[0] + d * p.da_stride[2]] = total;
+    }
+  }
+}
+
 /* ---------------- launch shapes ---------------- */
 
 int sm_count() {
@@ -926,6 +1213,58 @@ bool tm_vec_ok(const void *ptr, const int64_t *stride, size_t elem, int V, int64
 
 lrnn_status launched() { return cudaGetLastError() == cudaSuccess ? LRNN_OK : LRNN_ERR_CUDA; }
 
+/* The pipelined time-major kernels read an array in 16-byte pieces of whole row groups: channels
+ * contiguous, and every row (batch, time) starting on 16 bytes and holding whole pieces. */
+bool tp_ok(const void *ptr, const int64_t *stride, size_t elem, int64_t B, int64_t L, int64_t D) {
+  return aligned(ptr, 16) && stride[2] == 1 && (B == 1 || (stride[0] * (int64_t)elem) % 16 == 0) &&
+         (L == 1 || (stride[1] * (int64_t)elem) % 16 == 0) && (D * (int64_t)elem) % 16 == 0;
+}
+
+/* Pipeline depth: enough stages that the blocks of one SM keep about kTpInflight bytes of loads
+ * in flight (the DRAM latency times an SM's share of the bandwidth, with margin), no more than the
+ * rounds need, and within the SM's shared memory at the residency the grid asks for. */
+constexpr int64_t kTpInflight = 64 * 1024, kTpSmemPerSm = 220 * 1024;
+int tp_stages(int64_t blocks, int64_t nrounds, size_t head, size_t stage, int sms) {
+  const int64_t per_sm = (blocks + sms - 1) / sms;
+  int64_t n = 1 + (kTpInflight / per_sm + (int64_t)stage - 1) / (int64_t)stage;
+  if (n > 16) n = 16;
+  if (n > nrounds + 1) n = nrounds + 1;
+  if (n < 2) n = 2;
+  while (n > 2 && per_sm * (int64_t)(head + n * stage + 1024) > kTpSmemPerSm) --n;
+  return (int)n;
+}
+
+template <typename Kernel, typename Params>
+lrnn_status tp_launch(Kernel kernel, const Params &p, size_t head, size_t stage, int sms, cudaStream_t st) {
+  const int64_t blocks = p.batch * ((p.dim + 31) / 32), nrounds = (p.length + kTpRound - 1) / kTpRound;
+  const int nstage = tp_stages(blocks, nrounds, head, stage, sms);
+  const size_t smem = head + (size_t)nstage * stage;
+  if (smem > 48 * 1024 &&
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) != cudaSuccess)
+    return LRNN_ERR_CUDA;
+  kernel<<<dim3((unsigned)blocks), kTpThreads, smem, st>>>(p, nstage);
+  return launched();
+}
+
+/* Where the pipelined kernels measured faster than the generic time-major ones on the H200
+ * (benchmarks/cuda/linear_scan_c.cu, % of the copy-bandwidth floor, generic -> pipelined):
+ *   (8, 4096, 1536) backward: f32 72 -> 86, bf16 28 -> 60, time-invariant a: f32 39 -> 74,
+ *     bf16 18 -> 42, c64 (real a) 48 -> 79; complex full a 84.5 -> 82 (kept generic);
+ *   forward with a time-invariant a: f32 46 -> 57, c64 (real a) 59 -> 77; but full a f32 86 -> 80,
+ *     bf16 48 -> 44, c64 92 -> 81, and time-invariant bf16 34 -> 30 (kept generic);
+ *   (2, 65536, 1536), 96 row groups for 132 SMs: f32 backward 42 -> 51, forward 43 -> 39.
+ * A block walks its row group's whole sequence with a fixed cost per round, so with fewer row
+ * groups than SMs it loses where the generic kernel's time lanes spread further; it is used with
+ * at least one row group per SM (the shapes measured) except for the f32 full-a backward. f64 was
+ * not measured and stays generic; f16 runs bf16's code and follows it. */
+template <typename TX> constexpr bool tp_forward() {
+  return std::is_same<TX, float>::value || std::is_same<TX, cfloat>::value;
+}
+template <typename TX> constexpr bool tp_backward() {
+  return std::is_same<TX, float>::value || std::is_same<TX, cfloat>::value || sizeof(TX) == 2;
+}
+bool tp_many_rows(int64_t B, int64_t D, int sms) { return B * ((D + 31) / 32) >= (int64_t)sms; }
+
 template <typename TX, typename TA>
 lrnn_status launch_fwd(const lrnn_linear_scan_params &p, cudaStream_t st) {
   using Op = Affine<acc_t<TA>, acc_t<TX>>;
@@ -946,6 +1285,13 @@ lrnn_status launch_fwd(const lrnn_linear_scan_params &p, cudaStream_t st) {
     const int nt = cm_threads(kernel, rows, p.length, steps, sms);
     kernel<<<dim3((unsigned)rows), nt, 0, st>>>(p);
     return launched();
+  }
+  if constexpr (tp_forward<TX>()) {
+    if (p.a_stride[1] == 0 && p.dim >= 32 && tp_many_rows(p.batch, p.dim, sms) &&
+        tp_ok(p.b, p.b_stride, sizeof(TX), p.batch, p.length, p.dim)) {
+      void (*kernel)(const lrnn_linear_scan_params, int) = p.reverse ? scan_fwd_tp<TX, TA, true> : scan_fwd_tp<TX, TA, false>;
+      return tp_launch(kernel, p, tp_head_bytes<Op>(), tp_stage_bytes<TX, TA, true, false>(), sms, st);
+    }
   }
   constexpr int V = tm_width<TX>();
   const int vec = (tm_vec_ok(p.a, p.a_stride, sizeof(TA), V, p.batch, p.length) ? kVecA : 0) |
@@ -978,6 +1324,28 @@ lrnn_status launch_bwd(const lrnn_linear_scan_bwd_params &p, cudaStream_t st) {
     const int nt = cm_threads(kernel, rows, p.length, steps, sms);
     kernel<<<dim3((unsigned)rows), nt, 0, st>>>(p);
     return launched();
+  }
+  if constexpr (tp_backward<TX>()) {
+    const bool a_inv = p.a_stride[1] == 0;
+    /* the full-a f32 backward wins with fewer row groups than SMs too: (2, 65536, 1536) 1.86 ms
+     * against 2.29; a complex full a stays on the generic kernel (0.576 ms against 0.564) */
+    constexpr bool full_ok = !std::is_same<TX, cfloat>::value;
+    const bool wins = a_inv ? tp_many_rows(p.batch, p.dim, sms)
+                            : full_ok && (tp_many_rows(p.batch, p.dim, sms) || std::is_same<TX, float>::value);
+    if (wins && p.dim >= 32 && tp_ok(p.grad_h, p.grad_h_stride, sizeof(TX), p.batch, p.length, p.dim) &&
+        tp_ok(p.h, p.h_stride, sizeof(TX), p.batch, p.length, p.dim) &&
+        (a_inv || tp_ok(p.a, p.a_stride, sizeof(TA), p.batch, p.length, p.dim))) {
+      if (a_inv) {
+        void (*kernel)(const lrnn_linear_scan_bwd_params, int) =
+            p.reverse ? scan_bwd_tp<TX, TA, true, true> : scan_bwd_tp<TX, TA, false, true>;
+        return tp_launch(kernel, p, tp_head_bytes<Op>(), tp_stage_bytes<TX, TA, true, true>(), sms, st);
+      }
+      if constexpr (full_ok) {
+        void (*kernel)(const lrnn_linear_scan_bwd_params, int) =
+            p.reverse ? scan_bwd_tp<TX, TA, true, false> : scan_bwd_tp<TX, TA, false, false>;
+        return tp_launch(kernel, p, tp_head_bytes<Op>(), tp_stage_bytes<TX, TA, false, true>(), sms, st);
+      }
+    }
   }
   constexpr int V = tm_width<TX>();
   const int vec = (tm_vec_ok(p.a, p.a_stride, sizeof(TA), V, p.batch, p.length) ? kVecA : 0) |

@@ -276,7 +276,8 @@ int main(int argc, char **argv) {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
   const int ncases = argc > 1 ? std::atoi(argv[1]) : 200;
   const int64_t lengths[] = {0, 1, 2, 3, 7, 16, 17, 127, 128, 129, 1000, 2049, 4500};
-  const int64_t dims[] = {1, 3, 5, 8, 33};
+  // 32 and 40 channels (aligned rows) can take the pipelined time-major kernels, the rest the generic ones
+  const int64_t dims[] = {1, 3, 5, 8, 33, 32, 40};
   // fixed cases first: every dtype in both fast layouts at a multi-tile length
   int n = 0;
   for (const DType &dt : kTypes)
@@ -284,13 +285,20 @@ int main(int argc, char **argv) {
       for (int rev = 0; rev < 2; ++rev) {
         run_case(dt, lay, A_FULL, 2, 4500, 3, true, true, rev, lay);
         run_case(dt, lay, A_TIME_INVARIANT, 2, 1000, 5, rev == 0, rev == 1, rev, lay);
+        // pipelined time-major kernels (taken with at least one row group per SM, hence one SM
+        // here): a partial last row group, a partial last round, several blocks per SM
+        emu::sms = 1;
+        run_case(dt, lay, A_FULL, 2, 1000, 40, true, true, rev, lay);
+        run_case(dt, lay, A_TIME_INVARIANT, 1, 1025, 64, rev == 0, rev == 1, rev, lay);
+        run_case(dt, lay, A_BATCH_BROADCAST, 2, 129, 32, true, false, rev, lay);
+        emu::sms = 132;
         ++n;
       }
   for (int c = 0; c < ncases; ++c) {
     const DType &dt = kTypes[rng() % 8];
     const Layout lay = (Layout)(rng() % 5);
     const AMode am = (AMode)(rng() % 4);
-    const int64_t L = lengths[rng() % 13], D = dims[rng() % 5], B = 1 + rng() % 3;
+    const int64_t L = lengths[rng() % 13], D = dims[rng() % 7], B = 1 + rng() % 3;
     const Layout glay = (Layout)(rng() % 5);
     emu::sms = (rng() % 2) ? 132 : 1;
     run_case(dt, lay, am, B, L, D, rng() % 2, rng() % 2, (int)(rng() % 2), glay);

@@ -159,6 +159,36 @@ def test_forward_large_shape(dtype_id, layout):
     check_forward(dtype_id, layout, 8, 1000, 1536, seed=3)
 
 
+@pytest.mark.parametrize("L", [1, 2, 127, 129, 1000, 65537])
+@pytest.mark.parametrize("dtype_id", DTYPE_IDS)
+def test_time_major_pipelined(dtype_id, L):
+    """Aligned time-major inputs with at least one row group of 32 channels per SM take the
+    pipelined kernels where they are faster (the backward; the forward with a time-invariant a);
+    the f32 full-a backward takes them with fewer row groups too (the L = 65537 case here). A
+    partial last row group, a partial last round, both directions, every form of a, forward and
+    backward, and a repeatable time-invariant da."""
+    if L <= 1000:  # one row group per SM, plus a partial one of 8 channels
+        sms = torch.cuda.get_device_properties(0).multi_processor_count
+        B, D = 2, 32 * ((sms + 1) // 2) + 8
+    else:
+        B, D = 2, 40
+    for reverse, a_mode, first in ((False, "full", True), (True, "time-invariant", False),
+                                   (True, "batch-broadcast", True)):
+        check_forward(dtype_id, "time-major", B, L, D, reverse=reverse, a_mode=a_mode, with_h0=first, seed=L + 2)
+        check_backward(dtype_id, "time-major", B, L, D, reverse=reverse, a_mode=a_mode, with_h0=first,
+                       with_ghl=not first, seed=L + 3)
+    _, dt, adt = DTYPES[DTYPE_IDS.index(dtype_id)]
+    gen = torch.Generator().manual_seed(L)
+    a = make_a(B, L, D, adt, "time-major", "time-invariant", gen)
+    b = make_seq(B, L, D, dt, "time-major", gen)
+    h, _ = torch.ops.lrnn.linear_scan(a, b, None, False)
+    g = make_seq(B, L, D, dt, "time-major", gen)
+    first = torch.ops.lrnn.linear_scan_backward(g, None, a, h, None, False)
+    again = torch.ops.lrnn.linear_scan_backward(g, None, a, h, None, False)
+    for x, y in zip(first, again):
+        assert torch.equal(x, y)
+
+
 def check_backward(dtype_id, layout, B, L, D, reverse=False, a_mode="full", with_h0=True, with_ghl=True,
                    grad_layout=None, seed=0):
     _, dt, adt = DTYPES[DTYPE_IDS.index(dtype_id)]
