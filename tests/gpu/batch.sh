@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# batch.sh: one device call for kernel work: build, the whole CUDA pytest suite, then the
-# benchmarks named in $BENCH (event lti ss lsc lsc2 harness; lsc2 = a C-benchmark variant built
-# with the nvcc flags in $LSC2), logs packed into $OUT/logs.tgz.
+# batch.sh: one device call for kernel work: build, the whole CUDA pytest suite (skipped with
+# NO_PYTEST=1), the area scripts tests/gpu/<area>.sh named in $AREAS (each under AREA_TIMEOUT
+# seconds, its stdout in <area>.txt), then the benchmarks named in $BENCH (event lti ss lsc lsc2
+# harness; lsc2 = a C-benchmark variant built with the nvcc flags in $LSC2), logs packed into
+# $OUT/logs.tgz.
 set -uo pipefail
 export CXX=/usr/bin/g++ CC=/usr/bin/gcc CUDAHOSTCXX=/usr/bin/g++ MAX_JOBS=16 PYTHONUNBUFFERED=1
 FINAL=${OUT:-$PWD/gpu-out}; L=$FINAL/logs; mkdir -p "$L"; export OUT=$L
@@ -18,9 +20,16 @@ if [ -n "${LSC2:-}" ]; then  # a C-benchmark variant, compiled while the tests r
   (nvcc -O3 -arch=sm_90 --use_fast_math -std=c++17 -Icsrc/include $LSC2 benchmarks/cuda/linear_scan_c.cu \
      csrc/cuda/linear_scan.cu csrc/cpu/linear_scan.c csrc/cpu/common.c -o build/lsc2 > "$L/lsc2_build.log" 2>&1) &
 fi
-s=$(date +%s)
-timeout ${PYTEST_TIMEOUT:-240} python3 -m pytest -q -m cuda tests/python -p no:cacheprovider ${PYTEST_ARGS:-} > "$L/pytest.log" 2>&1
-echo "pytest ($(( $(date +%s) - s )) s): $(tail -1 "$L/pytest.log")"; grep -E "^(FAILED|ERROR)" "$L/pytest.log" | head -25
+if [ -z "${NO_PYTEST:-}" ]; then
+  s=$(date +%s)
+  timeout ${PYTEST_TIMEOUT:-240} python3 -m pytest -q -m cuda tests/python -p no:cacheprovider ${PYTEST_ARGS:-} > "$L/pytest.log" 2>&1
+  echo "pytest ($(( $(date +%s) - s )) s): $(tail -1 "$L/pytest.log")"; grep -E "^(FAILED|ERROR)" "$L/pytest.log" | head -25
+fi
+for a in ${AREAS:-}; do
+  s=$(date +%s)
+  timeout ${AREA_TIMEOUT:-75} bash "tests/gpu/$a.sh" > "$L/$a.txt" 2>&1
+  echo "== area $a: rc $? in $(( $(date +%s) - s )) s"
+done
 for b in ${BENCH:-}; do
   s=$(date +%s)
   case $b in
