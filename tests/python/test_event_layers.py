@@ -355,12 +355,13 @@ def test_bfloat16_activations():
         assert (yb.float() - y).abs().max() / y.abs().max() < 3e-2
 
 
-def _cuda_ready():
-    return torch.cuda.is_available() and "CUDA" in torch._C._dispatch_dump("lrnn::event_scan")
+def _cuda_ready():   # S7 runs lrnn::mimo_selective_scan, EventSSM lrnn::event_scan
+    return torch.cuda.is_available() and all("CUDA" in torch._C._dispatch_dump(op)
+                                              for op in ("lrnn::event_scan", "lrnn::mimo_selective_scan"))
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not _cuda_ready(), reason="needs the CUDA build of lrnn::event_scan and a GPU")
+@pytest.mark.skipif(not _cuda_ready(), reason="needs the CUDA build of lrnn::event_scan / mimo_selective_scan and a GPU")
 @pytest.mark.parametrize("cls,kw", [(EventSSM, {"stride": 2}), (S7, {"stablessm_a": True}),
                                     (S7, {"bidirectional": True, "discretization": "zoh"})])
 def test_layers_cuda_match_cpu(cls, kw):
