@@ -48,6 +48,20 @@ STABLE_TORCH_LIBRARY(lrnn, m) {
       "event_scan_backward(Tensor grad_h, Tensor? grad_h_last, Tensor Lambda, Tensor delta, Tensor dt, Tensor v,"
       " Tensor h, Tensor? h0, int discretization, bool reverse)"
       " -> (Tensor grad_Lambda, Tensor grad_delta, Tensor grad_v, Tensor grad_h0)");
+  // S7's MIMO selective scan (lrnn/mimo_selective_scan.h): v = B_t u_t, the event scan v -> h,
+  // y = Re(C_t h_t), with B_t / C_t formed from the x_proj weight rows wb (P, H, 2, H), wc
+  // (O, P, 2, H) and biases bb (P, H, 2), bc (O, P, 2). h and v (B, L, P) are returned for the
+  // backward (not differentiable outputs); delta is (P,) or (B, L, P).
+  m.def(
+      "mimo_selective_scan(Tensor u, Tensor Lambda, Tensor delta, Tensor dt, Tensor wb, Tensor? bb, Tensor wc,"
+      " Tensor? bc, Tensor? h0=None, int discretization=2, bool reverse=False)"
+      " -> (Tensor y, Tensor h_last, Tensor h, Tensor v)");
+  // Weight gradients in the weight dtype; grad_bb / grad_bc are empty (0,) without bias.
+  m.def(
+      "mimo_selective_scan_backward(Tensor grad_y, Tensor? grad_h_last, Tensor u, Tensor Lambda, Tensor delta,"
+      " Tensor dt, Tensor wb, Tensor? bb, Tensor wc, Tensor? bc, Tensor? h0, Tensor h, Tensor v,"
+      " int discretization, bool reverse) -> (Tensor grad_u, Tensor grad_Lambda, Tensor grad_delta,"
+      " Tensor grad_wb, Tensor grad_bb, Tensor grad_wc, Tensor grad_bc, Tensor grad_h0)");
 }
 
 // A C++ program that links liblrnn_ops calls this once so the linker keeps the library (and

@@ -15,8 +15,10 @@ from . import ops as _ops  # noqa: E402,F401  (registers fake kernels and autogr
 from . import functional, reference  # noqa: E402
 from ._library import build_info  # noqa: E402
 from .functional import cauchy, event_scan, fft_conv, linear_scan, selective_scan, ssm_kernel  # noqa: E402
+from .functional import mimo_selective_scan  # noqa: E402
 from . import models, nn  # noqa: E402
 
 __all__ = ["build_info", "functional", "reference", "nn", "models",
-           "linear_scan", "selective_scan", "ssm_kernel", "cauchy", "fft_conv", "event_scan"]
+           "linear_scan", "selective_scan", "ssm_kernel", "cauchy", "fft_conv", "event_scan",
+           "mimo_selective_scan"]
 __version__ = "0.1.0"

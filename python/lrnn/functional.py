@@ -197,3 +197,49 @@ def event_scan(Lambda: torch.Tensor, delta: torch.Tensor, dt: torch.Tensor, v: t
     if dt.requires_grad:
         raise ValueError("lrnn.event_scan: dt (event time gaps) is data and gets no gradient; pass dt.detach()")
     return torch.ops.lrnn.event_scan(Lambda, delta, dt, v, h0, DISCRETIZATIONS[discretization], reverse)
+
+
+def mimo_selective_scan(u: torch.Tensor, Lambda: torch.Tensor, delta: torch.Tensor, dt: torch.Tensor,
+                        wb: torch.Tensor, bb: torch.Tensor | None, wc: torch.Tensor, bc: torch.Tensor | None,
+                        h0: torch.Tensor | None = None, discretization: str = "async",
+                        reverse: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """S7's MIMO selective scan (per batch b, event t, state p, inputs i, j, output o)::
+
+        B_t[p, j] = sum_i (wb[p, j, 0, i] + 1j wb[p, j, 1, i]) u_t[i] + (bb[p, j, 0] + 1j bb[p, j, 1])
+        C_t[o, p] = sum_i (wc[o, p, 0, i] + 1j wc[o, p, 1, i]) u_t[i] + (bc[o, p, 0] + 1j bc[o, p, 1])
+        v_t = B_t u_t
+        h_t = exp(Lambda delta_t dt_t) h_{t-1} + g_t v_t     (g_t: the discretization, as event_scan)
+        y_t = Re(C_t h_t)
+
+    wb / wc are S7's ``x_proj`` weight rows for B_k and C_k viewed as ``(P, H, 2, H)`` and
+    ``(O, P, 2, H)`` (any strides: a column half of C for a bidirectional layer is a view), so
+    the per-event matrices are formed inside the kernels and never stored. Materialized: v and
+    h, ``(B, L, P)`` complex each (8 B L P bytes each with complex64: 16.8 MB each at
+    (B, L, P) = (8, 16384, 16) or (8, 4096, 64)), kept for the backward, plus y; the backward
+    adds their gradients (same sizes) and the weight gradients.
+
+    Args:
+        u: ``(B, L, H)`` float32, bfloat16 or float16 (float64 on the CPU).
+        Lambda: ``(P,)`` complex64 (complex128 with float64 u).
+        delta: ``(P,)`` or per event ``(B, L, P)``; float32 (float64 with float64 u).
+        dt: ``(B, L)`` time gaps >= 0, the dtype of delta. Data: it gets no gradient.
+        wb, bb, wc, bc: float32 (float64 with float64 u); bb, bc may be None (no bias).
+        h0: ``(B, P)`` initial state, the dtype of Lambda.
+        discretization: ``"zoh"``, ``"dirac"`` or ``"async"``.
+        reverse: scan from ``t = L-1`` down to 0 (h_last is then the state at t = 0).
+
+    Returns:
+        ``y`` ``(B, L, O)`` in u's dtype and ``h_last`` ``(B, P)``. Differentiable w.r.t. u,
+        Lambda, delta, wb, bb, wc, bc and h0. Weight gradients are reduced over tokens in a
+        fixed order (reproducible).
+    """
+    from .ops.event_scan import DISCRETIZATIONS
+    if discretization not in DISCRETIZATIONS:
+        raise ValueError(f"lrnn.mimo_selective_scan: discretization must be one of {sorted(DISCRETIZATIONS)}, "
+                         f"got {discretization!r}")
+    if dt.requires_grad:
+        raise ValueError("lrnn.mimo_selective_scan: dt (event time gaps) is data and gets no gradient; "
+                         "pass dt.detach()")
+    y, h_last, _, _ = torch.ops.lrnn.mimo_selective_scan(u, Lambda, delta, dt, wb, bb, wc, bc, h0,
+                                                         DISCRETIZATIONS[discretization], reverse)
+    return y, h_last

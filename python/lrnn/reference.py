@@ -140,3 +140,29 @@ def event_scan_ref(Lambda: torch.Tensor, delta: torch.Tensor, dt: torch.Tensor, 
         out[t] = h
     hs = torch.stack(out, 1) if L else x.new_empty(B, 0, P)
     return hs.to(out_dtype), h.to(out_dtype)
+
+
+def mimo_selective_scan_ref(u: torch.Tensor, Lambda: torch.Tensor, delta: torch.Tensor, dt: torch.Tensor,
+                            wb: torch.Tensor, bb: torch.Tensor | None, wc: torch.Tensor, bc: torch.Tensor | None,
+                            h0: torch.Tensor | None = None, discretization: str = "async",
+                            reverse: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reference for :func:`lrnn.functional.mimo_selective_scan`: forms every B_t (P x H) and
+    C_t (O x P) explicitly from the weight rows, then v_t = B_t u_t, the event-scan reference,
+    y_t = Re(C_t h_t); computed in float64 / complex128, returned in u's dtype (y) and Lambda's
+    (h_last). Differentiable in every input by autograd.
+    """
+    U = u.to(torch.float64)
+
+    def matrices(w, b):   # (..., 2, H) weight rows -> per-event complex matrices (B, L, ...)
+        m = torch.einsum("...ci,bti->bt...c", w.to(torch.float64), U)
+        if b is not None:
+            m = m + b.to(torch.float64)
+        return torch.complex(m[..., 0], m[..., 1])
+
+    Bt = matrices(wb, bb)                                    # (B, L, P, H)
+    v = torch.einsum("btpj,btj->btp", Bt, U.to(torch.complex128))
+    h, h_last = event_scan_ref(Lambda.to(torch.complex128), delta.to(torch.float64), dt.to(torch.float64), v,
+                               None if h0 is None else h0.to(torch.complex128), discretization, reverse)
+    Ct = matrices(wc, bc)                                    # (B, L, O, P)
+    y = torch.einsum("btop,btp->bto", Ct, h).real
+    return y.to(u.dtype), h_last.to(Lambda.dtype)

@@ -6,15 +6,17 @@ Event-SSM whose step Delta_k, input matrix B_k and output matrix C_k depend on t
     x_k = exp(Lambda Delta_k dt_k) x_{k-1} + g_k (B_k u_k)          g_k by zoh / dirac / async
     y_k = Re(C_k x_k) (x2 with conj_sym) + D u_k
 
-Computation (composed, not one fused kernel): x_proj's rows for B_k give a (B, L, 2 P H_in)
-float32 tensor that IS the per-event B_k (complex view, no copy), contracted with u_k by a
-batched matmul; its rows for C_k are applied only to the events whose states are read (every
-event, or one per group when subsampling), (B, L', 2 P' H_out), P' = 2P when bidirectional. The
-scan is lrnn::event_scan with the per-event Delta (B, L, P), so transitions are never stored.
-Materialized per layer: those two projections (held for backward, and their gradients in
-backward: 8 B L P (H_in + H_out) bytes each way at stride 1), Delta (B, L, P) float32, B_k u_k
-and the states (B, L, P) complex64. With ``chunk_size`` the projections exist one time chunk at a
-time (activation checkpointing): the held memory drops to O(L (H + P)).
+Computation: one lrnn::mimo_selective_scan call (two when bidirectional). Its kernels form
+B_k and C_k on the fly from x_proj's weight rows, passed as views of x_proj.weight / .bias (no
+copies): B_k u_k, the event scan with the per-event Delta (B, L, P) (transitions never stored),
+and Re(C_k x_k). Materialized per layer: Delta (B, L, P) float32 and the step projection's
+(B, L, dt_rank) input, B_k u_k and the states, (B, L, P) complex64 each (8 B L P bytes each,
+held for backward), and y; no per-event matrix exists in memory, so the activation memory is
+O(L (H + P)) without checkpointing (the old composed path held 8 B L P (H_in + H_out) bytes).
+A bidirectional layer runs a second scan with reverse=True over the same inputs, using the
+other column half of C_k (a strided view). D u_k, the conj_sym factor 2 and the event
+pooling are applied outside the op; with stride > 1 the outputs are read at the events whose
+states the layer emits.
 
 Lambda reparameterizations (w = (Lambda_re, Lambda_im) the stored parameter, Lambda0 the HiPPO
 init):
@@ -39,9 +41,8 @@ import math
 import torch
 from torch import nn
 import torch.nn.functional as F
-from torch.utils.checkpoint import checkpoint
 
-from ..functional import event_scan
+from ..functional import mimo_selective_scan
 from .event_ssm import CONVENTIONS, POOL_MODES, block_hippo, event_pool, log_uniform, read_index, trunc_normal
 
 
@@ -53,17 +54,13 @@ class S7(nn.Module):
         step_rescale, stride, pooling_mode, dt_convention: as :class:`lrnn.nn.EventSSM`.
         log_a, stablessm_a, a, b, official_reparam: the Lambda map (module docstring).
         bidirectional: add a reverse-time scan (C_k gets 2P columns).
-        chunk_size: when set and gradients are recorded, B_k and C_k are computed over time chunks
-            of this many events under activation checkpointing, so only one chunk's per-event
-            matrices exist at a time (recomputed in backward: one more x_proj matmul).
     """
 
     def __init__(self, d_model: int, d_state: int, d_out: int | None = None, *, block_size: int | None = None,
                  discretization: str = "async", dt_min: float = 1e-3, dt_max: float = 1e-1, conj_sym: bool = True,
                  clip_eigs: bool = False, step_rescale: float = 1.0, stride: int = 1, pooling_mode: str = "last",
                  dt_convention: str = "next", log_a: bool = False, stablessm_a: bool = False, a: float = 1.0,
-                 b: float = 0.5, official_reparam: bool = False, bidirectional: bool = False, chunk_size: int | None = None,
-                 generator=None):
+                 b: float = 0.5, official_reparam: bool = False, bidirectional: bool = False, generator=None):
         super().__init__()
         if discretization not in ("zoh", "dirac", "async"):
             raise ValueError(f"discretization must be 'zoh', 'dirac' or 'async', got {discretization!r}")
@@ -80,9 +77,6 @@ class S7(nn.Module):
         self.dt_convention, self.bidirectional = dt_convention, bidirectional
         self.log_a, self.stablessm_a, self.a, self.b = log_a, stablessm_a, a, b
         self.official_reparam = official_reparam
-        if chunk_size is not None and chunk_size < 1:
-            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-        self.chunk_size = chunk_size
         lam, _, _ = block_hippo(d_state, block_size or d_state, conj_sym)
         P = self.P = lam.shape[0]
         if log_a:
@@ -127,27 +121,31 @@ class S7(nn.Module):
             lam = torch.complex(lam.real.clamp(max=-1e-4), lam.imag)
         return lam
 
-    def _delta_v(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Delta_k (..., P) float32 and B_k u_k (..., P) complex64 from u (..., H_in). x_proj is
-        applied in row blocks (same parameter, same math): each block's output is a fresh tensor
-        whose complex view needs no copy, and C_k is only computed where it is read (_y)."""
-        r, P, Hi = self.dt_rank, self.P, self.d_model
-        W, bias = self.x_proj.weight, self.x_proj.bias
-        s = F.linear(u, W[:r], bias[:r])
-        Bk = torch.view_as_complex(F.linear(u, W[r:r + 2 * P * Hi], bias[r:r + 2 * P * Hi]).unflatten(-1, (P, Hi, 2)))
-        delta = self.step_rescale * F.softplus(s @ self.step_proj_kernel + self.step_proj_bias)
-        return delta, torch.matmul(Bk, u.to(Bk.dtype)[..., None])[..., 0]
+    def _operands(self, x: torch.Tensor):
+        """(u, acc dtype, Lambda, x_proj views (wb, bb, wc, bc) of the forward and (wc, bc) of the
+        reverse direction) for the op. The weights are views of x_proj's rows (no copies when
+        they already have the op's weight dtype: float32, or float64 for float64 inputs)."""
+        acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+        u = x if x.dtype in (torch.float32, torch.bfloat16, torch.float16, torch.float64) else x.to(acc)
+        r, P, Hi, O = self.dt_rank, self.P, self.d_model, self.d_out
+        W, bias = self.x_proj.weight.to(acc), self.x_proj.bias.to(acc)
+        n_b = 2 * P * Hi
+        wb, bb = W[r:r + n_b].view(P, Hi, 2, Hi), bias[r:r + n_b].view(P, Hi, 2)
+        Pc = 2 * P if self.bidirectional else P
+        wc, bc = W[r + n_b:].view(O, Pc, 2, Hi), bias[r + n_b:].view(O, Pc, 2)
+        lam = self.Lambda().to(torch.complex128 if acc == torch.float64 else torch.complex64)
+        return u, acc, lam, (wb, bb, wc[:, :P], bc[:, :P]), (wc[:, P:], bc[:, P:])
 
-    def _y(self, u: torch.Tensor, h: torch.Tensor, u_skip: torch.Tensor) -> torch.Tensor:
-        """y_k = Re(C_k x_k) (x2 with conj_sym) + D u_skip_k, C_k from the x_proj rows of C applied
-        to u (the events the states are read at); u_skip is the (pooled) skip input."""
-        o = self.dt_rank + 2 * self.P * self.d_model
-        W, bias = self.x_proj.weight, self.x_proj.bias
-        Ck = torch.view_as_complex(F.linear(u, W[o:], bias[o:]).unflatten(-1, (self.d_out, -1, 2)))
-        y = torch.matmul(Ck, h[..., None])[..., 0].real
-        if self.conj_sym:
-            y = 2 * y
-        return y + (u_skip * self.D if self.D.dim() == 1 else u_skip @ self.D.T)
+    def _delta(self, u: torch.Tensor) -> torch.Tensor:
+        """Delta_k (..., P) from u (..., H_in) in the weight dtype: the step rows of x_proj."""
+        r = self.dt_rank
+        W, bias = self.x_proj.weight[:r].to(u.dtype), self.x_proj.bias[:r].to(u.dtype)
+        s = F.linear(u, W, bias)
+        return self.step_rescale * F.softplus(s @ self.step_proj_kernel.to(u.dtype) + self.step_proj_bias.to(u.dtype))
+
+    def _skip(self, u_skip: torch.Tensor) -> torch.Tensor:
+        D = self.D.to(u_skip.dtype)
+        return u_skip * D if D.dim() == 1 else u_skip @ D.T
 
     def initial_state(self, batch_size: int, device=None, dtype=None) -> torch.Tensor:
         return torch.zeros(batch_size, self.P, dtype=torch.complex64,
@@ -161,7 +159,7 @@ class S7(nn.Module):
             raise ValueError("S7: the time gaps dt are required (use ones for a regularly sampled stream)")
         if dt.shape != x.shape[:-1]:
             raise ValueError(f"S7: dt must have shape {tuple(x.shape[:-1])}, got {tuple(dt.shape)}")
-        return dt.to(torch.float32).detach()
+        return dt.to(torch.float64 if x.dtype == torch.float64 else torch.float32).detach()
 
     def forward(self, x: torch.Tensor, dt: torch.Tensor | None = None, state: torch.Tensor | None = None, *,
                 return_state: bool = False, return_dt: bool = False):
@@ -170,31 +168,22 @@ class S7(nn.Module):
         dt = self._check(x, dt, 3)
         if self.bidirectional and (state is not None or return_state):
             raise ValueError("S7: a bidirectional layer has no carried state (its output needs the future)")
-        u = x.float()
-        L, c = x.shape[1], self.chunk_size
-        chunked = c is not None and L > c and torch.is_grad_enabled()
-        if chunked:   # B_k / C_k live one chunk at a time, recomputed in backward
-            parts = [checkpoint(self._delta_v, u[:, i:i + c], use_reentrant=False) for i in range(0, L, c)]
-            delta, v = (torch.cat(t, 1) for t in zip(*parts))
-        else:
-            delta, v = self._delta_v(u)
-        lam = self.Lambda()
-        h, h_last = event_scan(lam, delta, dt, v, state, self.discretization)
+        u, acc, lam, fwd_w, rev_w = self._operands(x)
+        u_acc = x.to(acc)
+        delta = self._delta(u_acc)
+        y, h_last = mimo_selective_scan(u, lam, delta, dt, *fwd_w, state, self.discretization)
+        y = y.to(acc)
         if self.bidirectional:
-            h_rev, _ = event_scan(lam, delta, dt, v, None, self.discretization, reverse=True)
-            h = torch.cat([h, h_rev], -1)
-        dt_out, u_read = dt, u
+            wc, bc = rev_w
+            y = y + mimo_selective_scan(u, lam, delta, dt, fwd_w[0], fwd_w[1], wc, bc, None, self.discretization,
+                                        reverse=True)[0].to(acc)
+        dt_out, u_skip = dt, u_acc
         if self.stride > 1:
-            idx = read_index(L, self.stride, self.dt_convention)
-            h, u_read = h[:, idx], u[:, idx]
-            u, dt_out = event_pool(u, dt, self.stride, self.pooling_mode, self.dt_convention)
-        if chunked:
-            n, cr = h.shape[1], max(1, c // self.stride)
-            y = torch.cat([checkpoint(self._y, u_read[:, i:i + cr], h[:, i:i + cr], u[:, i:i + cr],
-                                      use_reentrant=False) for i in range(0, n, cr)], 1)
-        else:
-            y = self._y(u_read, h, u)
-        y = y.to(x.dtype)
+            y = y[:, read_index(x.shape[1], self.stride, self.dt_convention)]
+            u_skip, dt_out = event_pool(u_acc, dt, self.stride, self.pooling_mode, self.dt_convention)
+        if self.conj_sym:
+            y = 2 * y
+        y = (y + self._skip(u_skip)).to(x.dtype)
         out = (y,)
         if return_state:
             out += (h_last,)
@@ -204,12 +193,16 @@ class S7(nn.Module):
 
     def step(self, x_t: torch.Tensor, state: torch.Tensor, dt_t: torch.Tensor | None = None):
         """One event: x_t (B, H_in), dt_t (B,) -> (y_t (B, H_out), new state (B, P)); O(1) in the
-        stream length. Unidirectional layers with stride 1 only."""
+        stream length (the op with L = 1). Unidirectional layers with stride 1 only."""
         if self.bidirectional or self.stride != 1:
             raise ValueError("S7.step: needs a unidirectional layer with stride 1 (a bidirectional output "
                              "needs the future; a subsampling layer emits one output per group)")
         dt_t = self._check(x_t, dt_t, 2)
-        u = x_t.float()
-        delta, v = self._delta_v(u)
-        _, h = event_scan(self.Lambda(), delta[:, None], dt_t[:, None], v[:, None], state, self.discretization)
-        return self._y(u, h, u).to(x_t.dtype), h
+        u, acc, lam, fwd_w, _ = self._operands(x_t[:, None])
+        u_acc = x_t.to(acc)
+        delta = self._delta(u_acc)[:, None]
+        y, h = mimo_selective_scan(u, lam, delta, dt_t[:, None], *fwd_w, state, self.discretization)
+        y = y[:, 0].to(acc)
+        if self.conj_sym:
+            y = 2 * y
+        return (y + self._skip(u_acc)).to(x_t.dtype), h

@@ -6,3 +6,4 @@ from . import linear_scan  # noqa: F401
 from . import lti_kernels  # noqa: F401
 from . import selective_scan  # noqa: F401
 from . import event_scan  # noqa: F401
+from . import mimo_selective_scan  # noqa: F401
