@@ -5,7 +5,8 @@
  *
  * Build and run on a GPU machine from the repository root (tests/gpu/s7cuda.sh does this):
  *   nvcc -O3 -arch=sm_90 --use_fast_math -std=c++17 -Icsrc/include benchmarks/cuda/mimo_c.cu \
- *        csrc/cuda/mimo_selective_scan.cu -o build/mimo_c && build/mimo_c
+ *        csrc/cuda/mimo_selective_scan.cu -o build/mimo_c && build/mimo_c [check|f32]
+ * (-DLRNN_MIMO_V1 builds it with the first version of the kernels.)
  * Timing: median of 15 CUDA-event timings after 3 warm-up calls. "useful GMAC" is the cost
  * model's count (forming B_t or C_t: 2*P*H*H resp. 2*O*P*H real MACs per token, times 2 in the
  * backward stages for the du and weight-gradient products); "peak" is that count over the H200's
@@ -320,12 +321,17 @@ void bench(lrnn_dtype t, int64_t B, int64_t L, int64_t P, int64_t H, double base
 }  // namespace
 
 int main(int argc, char** argv) {
-  const bool quick = argc > 1 && strcmp(argv[1], "--check") == 0;
+  /* no argument: checks and all timings; "check": checks only; "f32": float32 timings only */
+  const char* what = argc > 1 ? argv[1] : "all";
+  const bool all = strcmp(what, "all") == 0;
   bool ok = true;
-  for (lrnn_dtype t : {LRNN_F32, LRNN_BF16, LRNN_F16}) ok = check(t) && ok;
-  if (!quick) {
+  if (all || strcmp(what, "check") == 0)
+    for (lrnn_dtype t : {LRNN_F32, LRNN_BF16, LRNN_F16}) ok = check(t) && ok;
+  if (all || strcmp(what, "f32") == 0) {
     bench(LRNN_F32, 8, 16384, 16, 64, 3.76, 9.08);
     bench(LRNN_F32, 8, 4096, 64, 128, 8.40, 18.56);
+  }
+  if (all) {
     bench(LRNN_BF16, 8, 16384, 16, 64, 3.76, 9.08);
     bench(LRNN_BF16, 8, 4096, 64, 128, 8.40, 18.56);
   }

@@ -351,6 +351,480 @@ lrnn_status check(const lrnn_mimo_params* p, bool need_out) {
 
 bool grid_limit_ok(int64_t blocks) { return blocks > 0 && blocks < 2147483647LL; }
 
+/* ---- v2: the three forms of one trilinear sum -------------------------------------------------
+ * Every stage is a product of the form  sum over (t, a, g, i) of X[t, a] F[t, g] U[t, i] W[a, g, i]
+ * with U = (u, 1) (i = H is the bias column):
+ *   in:  a = (p, c) (A = 2P), g = j (G = H),      X = v / dv, F = u[j],         W = wb[p, j, c, i], bb at i = H
+ *   out: a = o (A = O),       g = (p, c) (G = 2P), X = y / dy, F = hh(h[p], c), W = wc[o, p, c, i], bc at i = H
+ * The forward computes X[t, a] = sum_{g,i} (F U)[t, (g, i)] W[(g, i), a]: a GEMM of K = G (H + 1)
+ * whose left operand is formed while staging (fwd2_kernel). The backward's token-side gradients
+ * come from Y[t, (g, i)] = sum_a X[t, a] W[a, g, i] (K = A) contracted two ways in the epilogue:
+ * dF[t, g] = sum_i Y U (gh, or the du of F = u) and dU[t, i] = sum_g Y F (du) (twoway_kernel);
+ * the weight gradient dW[a, g, i] = sum_t X F U is a GEMM over the tokens with the formed
+ * operand on the other side, split into token slices (wgrad2_kernel, reduce2_kernel). So each
+ * stage costs one GEMM of the model's size (2 in the backward), with no atomics.
+ * Tiles: 128 x (16 RN) outputs on 256 threads, each 8 x RN (rows ty*4 + {0..3} and 64 + ty*4 +
+ * {0..3}, columns tx*RN + {0..RN-1}), K staged through shared memory 16 at a time, read back as
+ * float4 (two for the rows, RN / 4 or one float2 for the columns). */
+namespace v2 {
+
+constexpr int BM = 128, BK = 16, LDA = BM + 4;
+
+template <typename T, bool kIn>
+struct Form {
+  const T* u;
+  const float2* hsrc;   // out: the state whose hh is F (h in the forward, hs in the backward)
+  const void* x;        // in: v / dv (float2), out: y / dy (T)
+  const float* w;
+  const float* bias;
+  int64_t us[3], hst[3], xs[3], ws[4], bst[3];
+  int64_t H, A, G;
+
+  __device__ Form(const lrnn_mimo_params& p, bool bwd) {
+    u = static_cast<const T*>(p.u);
+    hsrc = static_cast<const float2*>(bwd ? p.hs : p.h);
+    x = kIn ? p.v : p.y;
+    w = static_cast<const float*>(kIn ? p.wb : p.wc);
+    bias = static_cast<const float*>(kIn ? p.bb : p.bc);
+    for (int k = 0; k < 3; ++k) {
+      us[k] = p.u_stride[k];
+      hst[k] = bwd ? p.hs_stride[k] : p.h_stride[k];
+      xs[k] = kIn ? p.v_stride[k] : p.y_stride[k];
+      bst[k] = kIn ? p.bb_stride[k] : p.bc_stride[k];
+    }
+    for (int k = 0; k < 4; ++k) ws[k] = kIn ? p.wb_stride[k] : p.wc_stride[k];
+    H = p.in_dim;
+    A = kIn ? 2 * p.state_dim : p.out_dim;
+    G = kIn ? p.in_dim : 2 * p.state_dim;
+  }
+  __device__ __forceinline__ float U(int64_t b, int64_t t, int64_t i) const {
+    return i < H ? to_f(u[b * us[0] + t * us[1] + i * us[2]]) : 1.f;
+  }
+  __device__ __forceinline__ float F(int64_t b, int64_t t, int64_t g) const {
+    if (kIn) return to_f(u[b * us[0] + t * us[1] + g * us[2]]);
+    return hh(hsrc[b * hst[0] + t * hst[1] + (g >> 1) * hst[2]], static_cast<int>(g & 1));
+  }
+  __device__ __forceinline__ float X(int64_t b, int64_t t, int64_t a) const {
+    if (kIn) {
+      const float2 v = static_cast<const float2*>(x)[b * xs[0] + t * xs[1] + (a >> 1) * xs[2]];
+      return a & 1 ? v.y : v.x;
+    }
+    return to_f(static_cast<const T*>(x)[b * xs[0] + t * xs[1] + a * xs[2]]);
+  }
+  /* W[a, g, i]; the bias at i = H (zero without one) */
+  __device__ __forceinline__ float W(int64_t a, int64_t g, int64_t i) const {
+    const int64_t pa = kIn ? a >> 1 : a, pb = kIn ? g : g >> 1, c = kIn ? a & 1 : g & 1;
+    if (i < H) return w[pa * ws[0] + pb * ws[1] + c * ws[2] + i * ws[3]];
+    return bias ? bias[pa * bst[0] + pb * bst[1] + c * bst[2]] : 0.f;
+  }
+  /* the row of (a, g) in the contiguous weight gradient (P, H, 2, H) / (O, P, 2, H) */
+  __host__ __device__ static int64_t row(int64_t a, int64_t g, int64_t H_, int64_t G_) {
+    return kIn ? ((a >> 1) * H_ + g) * 2 + (a & 1) : a * G_ + g;
+  }
+};
+
+__device__ __forceinline__ int row_of(int r, int ty) { return (r >> 2) * 64 + ty * 4 + (r & 3); }
+
+/* acc[r][s] += sum_k a[k][row_of(r)] b[k][tx * RN + s] over one staged chunk */
+template <int RN>
+__device__ __forceinline__ void mac(float (&acc)[8][RN], const float (*a)[LDA], const float (*b)[16 * RN + 4], int ty,
+                                    int tx) {
+#pragma unroll
+  for (int k = 0; k < BK; ++k) {
+    const float4 x0 = *reinterpret_cast<const float4*>(&a[k][ty * 4]);
+    const float4 x1 = *reinterpret_cast<const float4*>(&a[k][64 + ty * 4]);
+    const float x[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
+    float y[RN];
+    if (RN == 2) {
+      const float2 v = *reinterpret_cast<const float2*>(&b[k][tx * RN]);
+      y[0] = v.x;
+      y[RN - 1] = v.y;
+    } else {
+#pragma unroll
+      for (int q = 0; q < RN / 4; ++q) {
+        const float4 v = *reinterpret_cast<const float4*>(&b[k][tx * RN + 4 * q]);
+        y[4 * q] = v.x;
+        y[(4 * q + 1) % RN] = v.y;
+        y[(4 * q + 2) % RN] = v.z;
+        y[(4 * q + 3) % RN] = v.w;
+      }
+    }
+#pragma unroll
+    for (int r = 0; r < 8; ++r)
+#pragma unroll
+      for (int s = 0; s < RN; ++s) acc[r][s] = fmaf(x[r], y[s], acc[r][s]);
+  }
+}
+
+/* the tokens of tile `tile` (b, t; b = -1 past the end) into shared memory, by threads < BM */
+__device__ __forceinline__ void tile_tokens(int64_t* tb, int64_t* tt, int64_t tile, int64_t N, int64_t L) {
+  const int tid = threadIdx.x;
+  if (tid < BM) {
+    const int64_t k = tile * BM + tid;
+    tb[tid] = k < N ? k / L : -1;
+    tt[tid] = k < N ? k % L : 0;
+  }
+}
+
+/* forward: X[t, a] for a token tile and the columns [n0, n0 + 16 RN) */
+template <typename T, bool kIn, int RN>
+__global__ void __launch_bounds__(NT) fwd2_kernel(const lrnn_mimo_params p) {
+  constexpr int BN = 16 * RN;
+  __shared__ __align__(16) float as[BK][LDA];
+  __shared__ __align__(16) float bs[BK][BN + 4];
+  __shared__ int64_t tb[BM], tt[BM];
+  const Form<T, kIn> f(p, false);
+  const int64_t N = p.batch * p.length, mt = (N + BM - 1) / BM, H1 = f.H + 1, K = f.G * H1;
+  const int64_t tile = blockIdx.x % mt, n0 = (blockIdx.x / mt) * BN;
+  const int tid = threadIdx.x, ty = tid / 16, tx = tid % 16, kk = tid % 16, lr = tid / 16;
+  tile_tokens(tb, tt, tile, N, p.length);
+  __syncthreads();
+  /* this thread stages column kk of each chunk: k = k0 + kk = (g, i), advanced without division;
+   * F of its 8 tokens changes only with g */
+  int64_t g = kk / H1, i = kk % H1, fg = -1;
+  float fv[8];
+  float acc[8][RN] = {};
+  for (int64_t k0 = 0; k0 < K; k0 += BK) {
+    const bool kv = g < f.G;
+    if (kv && g != fg) {
+#pragma unroll
+      for (int l = 0; l < 8; ++l) {
+        const int m = lr + 16 * l;
+        fv[l] = tb[m] >= 0 ? f.F(tb[m], tt[m], g) : 0.f;
+      }
+      fg = g;
+    }
+#pragma unroll
+    for (int l = 0; l < 8; ++l) {
+      const int m = lr + 16 * l;
+      as[kk][m] = kv && tb[m] >= 0 ? fv[l] * f.U(tb[m], tt[m], i) : 0.f;
+    }
+#pragma unroll
+    for (int l = 0; l < RN; ++l) {
+      const int64_t a = n0 + lr + 16 * l;
+      bs[kk][lr + 16 * l] = kv && a < f.A ? f.W(a, g, i) : 0.f;
+    }
+    i += BK;
+    while (i >= H1) {
+      i -= H1;
+      ++g;
+    }
+    __syncthreads();
+    mac<RN>(acc, as, bs, ty, tx);
+    __syncthreads();
+  }
+#pragma unroll
+  for (int r = 0; r < 8; ++r) {
+    const int m = row_of(r, ty);
+    if (tb[m] < 0) continue;
+    const int64_t b = tb[m], t = tt[m];
+#pragma unroll
+    for (int s = 0; s < RN; ++s) {
+      const int64_t a = n0 + tx * RN + s;
+      if (a >= f.A) continue;
+      if (kIn) {
+        if (s % 2 == 0)   /* a even: (re, im) of v[p] in this thread's next column */
+          static_cast<float2*>(p.v)[b * p.v_stride[0] + t * p.v_stride[1] + (a >> 1) * p.v_stride[2]] =
+              make_float2(acc[r][s], acc[r][(s + 1) % RN]);
+      } else {
+        static_cast<T*>(p.y)[b * p.y_stride[0] + t * p.y_stride[1] + a * p.y_stride[2]] = from_f<T>(acc[r][s]);
+      }
+    }
+  }
+}
+
+/* backward, token side: for one token tile, Y[t, (g, i)] = sum_a X[t, a] W[a, g, i] tile by tile
+ * (g, 64 columns of i), contracted into dF[t, g] += sum_i Y U (its owner: lane tx = 0 after a
+ * shuffle sum) and dU[t, i] += sum_g Y F (registers, over the g loop). The bias column i = H
+ * only feeds dF, as a first pass over the groups. dF lands in gh (out, conjugated: the
+ * imaginary part negated) or in the f32 workspace du1 (in); dU in du (out) or du1 (in), and
+ * in finally writes du = du + du1. */
+template <typename T, bool kIn>
+__global__ void __launch_bounds__(NT) twoway_kernel(const lrnn_mimo_params p, float* du1) {
+  constexpr int RN = 4, BN = 64;
+  __shared__ __align__(16) float as[BK][LDA];
+  __shared__ __align__(16) float bs[BK][BN + 4];
+  __shared__ int64_t tb[BM], tt[BM];
+  const Form<T, kIn> f(p, true);
+  const int64_t N = p.batch * p.length, H = f.H, A = f.A, G = f.G, tile = blockIdx.x;
+  const int tid = threadIdx.x, ty = tid / 16, tx = tid % 16, kk = tid % 16, lr = tid / 16;
+  tile_tokens(tb, tt, tile, N, p.length);
+  __syncthreads();
+  float2* gh = static_cast<float2*>(p.h);
+  /* dF[t, g] += val (init: =) */
+  auto df_add = [&](int m, int64_t g, float val, bool init) {
+    if (kIn) {
+      float* d = du1 + (tile * BM + m) * H + g;
+      *d = init ? val : *d + val;
+    } else {
+      float2* d = gh + tb[m] * p.h_stride[0] + tt[m] * p.h_stride[1] + (g >> 1) * p.h_stride[2];
+      float* c = (g & 1) ? &d->y : &d->x;
+      const float sv = (g & 1) ? -val : val;
+      *c = init ? sv : *c + sv;
+    }
+  };
+  /* the X tile of chunk a0: as[k][m] = X[t_m, a0 + k] */
+  auto stage_x = [&](int64_t a0) {
+#pragma unroll
+    for (int l = 0; l < 8; ++l) {
+      const int m = lr + 16 * l;
+      as[kk][m] = a0 + kk < A && tb[m] >= 0 ? f.X(tb[m], tt[m], a0 + kk) : 0.f;
+    }
+  };
+  const bool has_bias = kIn ? p.bb != nullptr : p.bc != nullptr;
+  for (int64_t g0 = 0; g0 < G; g0 += BN) {   /* the bias column: dF[t, g] = sum_a X W[a, g, H] */
+    float acc[8][RN] = {};
+    if (has_bias) {
+      for (int64_t a0 = 0; a0 < A; a0 += BK) {
+        stage_x(a0);
+#pragma unroll
+        for (int l = 0; l < RN; ++l) {
+          const int n = lr + 16 * l;
+          bs[kk][n] = a0 + kk < A && g0 + n < G ? f.W(a0 + kk, g0 + n, H) : 0.f;
+        }
+        __syncthreads();
+        mac<RN>(acc, as, bs, ty, tx);
+        __syncthreads();
+      }
+    }
+#pragma unroll
+    for (int r = 0; r < 8; ++r) {
+      const int m = row_of(r, ty);
+#pragma unroll
+      for (int s = 0; s < RN; ++s) {
+        const int64_t g = g0 + tx * RN + s;
+        if (g < G && tb[m] >= 0) df_add(m, g, acc[r][s], true);
+      }
+    }
+  }
+  __syncthreads();
+  for (int64_t i0 = 0; i0 < H; i0 += BN) {
+    float uv[8][RN], col[8][RN];
+#pragma unroll
+    for (int r = 0; r < 8; ++r) {
+      const int m = row_of(r, ty);
+#pragma unroll
+      for (int s = 0; s < RN; ++s) {
+        const int64_t i = i0 + tx * RN + s;
+        uv[r][s] = tb[m] >= 0 && i < H ? f.U(tb[m], tt[m], i) : 0.f;
+        col[r][s] = 0.f;
+      }
+    }
+    for (int64_t g = 0; g < G; ++g) {
+      float acc[8][RN] = {};
+      for (int64_t a0 = 0; a0 < A; a0 += BK) {
+        stage_x(a0);
+#pragma unroll
+        for (int l = 0; l < 4; ++l) {   /* consecutive threads along i */
+          const int e = tid + NT * l, n = e % BN, k = e / BN;
+          bs[k][n] = a0 + k < A && i0 + n < H ? f.W(a0 + k, g, i0 + n) : 0.f;
+        }
+        __syncthreads();
+        mac<RN>(acc, as, bs, ty, tx);
+        __syncthreads();
+      }
+#pragma unroll
+      for (int r = 0; r < 8; ++r) {
+        const int m = row_of(r, ty);
+        float rowv = 0.f;
+#pragma unroll
+        for (int s = 0; s < RN; ++s) rowv = fmaf(acc[r][s], uv[r][s], rowv);
+        rowv += __shfl_xor_sync(0xffffffffu, rowv, 1);
+        rowv += __shfl_xor_sync(0xffffffffu, rowv, 2);
+        rowv += __shfl_xor_sync(0xffffffffu, rowv, 4);
+        rowv += __shfl_xor_sync(0xffffffffu, rowv, 8);
+        if (tb[m] < 0) continue;
+        if (tx == 0) df_add(m, g, rowv, false);
+        const float fv = f.F(tb[m], tt[m], g);
+#pragma unroll
+        for (int s = 0; s < RN; ++s) col[r][s] = fmaf(acc[r][s], fv, col[r][s]);
+      }
+    }
+    __syncthreads();   /* this pass's dF updates (du1 for in) before its dU columns */
+#pragma unroll
+    for (int r = 0; r < 8; ++r) {
+      const int m = row_of(r, ty);
+      if (tb[m] < 0) continue;
+#pragma unroll
+      for (int s = 0; s < RN; ++s) {
+        const int64_t i = i0 + tx * RN + s;
+        if (i >= H) continue;
+        if (kIn)
+          du1[(tile * BM + m) * H + i] += col[r][s];
+        else
+          static_cast<T*>(p.du)[tb[m] * p.du_stride[0] + tt[m] * p.du_stride[1] + i * p.du_stride[2]] = from_f<T>(col[r][s]);
+      }
+    }
+    __syncthreads();
+  }
+  if (kIn) {
+    T* du = static_cast<T*>(p.du);
+    for (int64_t e = tid; e < BM * H; e += NT) {
+      const int m = static_cast<int>(e / H);
+      const int64_t i = e % H;
+      if (tb[m] < 0) continue;
+      T* d = du + tb[m] * p.du_stride[0] + tt[m] * p.du_stride[1] + i * p.du_stride[2];
+      *d = from_f<T>(to_f(*d) + du1[(tile * BM + m) * H + i]);
+    }
+  }
+}
+
+/* backward, weights: partial dW[(g, i), a] = sum over the slice's tokens of (F U)[t, (g, i)] X[t, a]
+ * for a tile of 128 rows (g, i) and 16 RN columns a, into part[slice][(g, i)][a]. */
+template <typename T, bool kIn, int RN>
+__global__ void __launch_bounds__(NT) wgrad2_kernel(const lrnn_mimo_params p, float* part, int64_t slice_tokens) {
+  constexpr int BN = 16 * RN;
+  __shared__ __align__(16) float as[BK][LDA];
+  __shared__ __align__(16) float bs[BK][BN + 4];
+  __shared__ int64_t kb[2][BK], kt[2][BK];
+  const Form<T, kIn> f(p, true);
+  const int64_t N = p.batch * p.length, L = p.length, H1 = f.H + 1, M = f.G * H1, A = f.A;
+  const int64_t mt = (M + BM - 1) / BM, nt = (A + BN - 1) / BN;
+  const int64_t mtile = blockIdx.x % mt, ntile = (blockIdx.x / mt) % nt, slice = blockIdx.x / (mt * nt);
+  const int64_t k0 = slice * slice_tokens, k1 = k0 + slice_tokens < N ? k0 + slice_tokens : N;
+  const int tid = threadIdx.x, ty = tid / 16, tx = tid % 16;
+  /* staging: row lm = tid % 128 of the tile for tokens tid / 128 + 2 l; column n = e % BN */
+  const int lm = tid % BM, lk = tid / BM;
+  const int64_t mm = mtile * BM + lm, g = mm / H1, i = mm % H1;
+  if (tid < BK) {
+    const int64_t k = k0 + tid;
+    kb[0][tid] = k / L;
+    kt[0][tid] = k % L;
+  }
+  __syncthreads();
+  float acc[8][RN] = {};
+  int buf = 0;
+  for (int64_t kc = k0; kc < k1; kc += BK, buf ^= 1) {
+#pragma unroll
+    for (int l = 0; l < 8; ++l) {
+      const int k = lk + 2 * l;
+      as[k][lm] = kc + k < k1 && mm < M ? f.F(kb[buf][k], kt[buf][k], g) * f.U(kb[buf][k], kt[buf][k], i) : 0.f;
+    }
+#pragma unroll
+    for (int l = 0; l < RN; ++l) {
+      const int e = tid + NT * l, n = e % BN, k = e / BN;
+      const int64_t a = ntile * BN + n;
+      bs[k][n] = kc + k < k1 && a < A ? f.X(kb[buf][k], kt[buf][k], a) : 0.f;
+    }
+    if (tid < BK) {   /* the next chunk's tokens; that buffer was last read before the previous sync */
+      const int64_t k = kc + BK + tid;
+      kb[buf ^ 1][tid] = k / L;
+      kt[buf ^ 1][tid] = k % L;
+    }
+    __syncthreads();
+    mac<RN>(acc, as, bs, ty, tx);
+    __syncthreads();
+  }
+  float* o = part + slice * M * A;
+#pragma unroll
+  for (int r = 0; r < 8; ++r) {
+    const int64_t row = mtile * BM + row_of(r, ty);
+    if (row >= M) continue;
+#pragma unroll
+    for (int s = 0; s < RN; ++s) {
+      const int64_t a = ntile * BN + tx * RN + s;
+      if (a < A) o[row * A + a] = acc[r][s];
+    }
+  }
+}
+
+/* dW, db: the slices summed in order; element x = (g, i) * A + a of a slice */
+template <bool kIn>
+__global__ void __launch_bounds__(NT) reduce2_kernel(float* dw, float* db, const float* part, int64_t slices, int64_t H,
+                                                     int64_t G, int64_t A) {
+  const int64_t H1 = H + 1, n = G * H1 * A;
+  for (int64_t x = blockIdx.x * static_cast<int64_t>(NT) + threadIdx.x; x < n; x += static_cast<int64_t>(gridDim.x) * NT) {
+    float s = 0.f;
+    for (int64_t k = 0; k < slices; ++k) s += part[k * n + x];
+    const int64_t a = x % A, gi = x / A, g = gi / H1, i = gi % H1;
+    const int64_t row = Form<float, kIn>::row(a, g, H, G);
+    if (i < H) dw[row * H + i] = s;
+    else if (db) db[row] = s;
+  }
+}
+
+struct Plan {
+  int64_t M, A, G, rn, slices, slice_tokens;
+  int64_t part, du1, bytes;   // byte offsets, total
+};
+
+int rn_for(int64_t cols) { return cols <= 32 ? 2 : cols <= 64 ? 4 : 8; }
+
+Plan plan_of(const lrnn_mimo_params* p, bool in) {
+  Plan o{};
+  const int64_t H = p->in_dim, N = p->batch * p->length;
+  o.A = in ? 2 * p->state_dim : p->out_dim;
+  o.G = in ? H : 2 * p->state_dim;
+  o.M = o.G * (H + 1);
+  o.rn = rn_for(o.A);
+  const int64_t tiles = ((o.M + BM - 1) / BM) * ((o.A + 16 * o.rn - 1) / (16 * o.rn));
+  /* about 4 blocks per SM of a 132-SM device, slices of at least 512 tokens */
+  const int64_t want = (528 + tiles - 1) / tiles, most = (N + 511) / 512;
+  o.slices = want < most ? want : most;
+  if (o.slices < 1) o.slices = 1;
+  o.slice_tokens = ((N + o.slices - 1) / o.slices + BK - 1) / BK * BK;
+  if (o.slice_tokens < BK) o.slice_tokens = BK;
+  o.slices = (N + o.slice_tokens - 1) / o.slice_tokens;
+  if (o.slices < 1) o.slices = 1;
+  auto up = [](int64_t x) { return (x + 255) / 256 * 256; };
+  o.part = 0;
+  o.du1 = up(o.slices * o.M * o.A * 4);
+  o.bytes = o.du1 + (in ? up(((N + BM - 1) / BM) * BM * H * 4) : 0);
+  return o;
+}
+
+template <typename T, bool kIn, int RN>
+lrnn_status launch_fwd_rn(const lrnn_mimo_params& p, cudaStream_t s) {
+  const int64_t N = p.batch * p.length, A = kIn ? 2 * p.state_dim : p.out_dim;
+  const int64_t blocks = ((N + BM - 1) / BM) * ((A + 16 * RN - 1) / (16 * RN));
+  if (!grid_limit_ok(blocks)) return LRNN_ERR_SHAPE;
+  auto k = fwd2_kernel<T, kIn, RN>;
+  k<<<static_cast<unsigned>(blocks), NT, 0, s>>>(p);
+  return cudaGetLastError() == cudaSuccess ? LRNN_OK : LRNN_ERR_CUDA;
+}
+
+template <typename T, bool kIn>
+lrnn_status launch_fwd(const lrnn_mimo_params& p, cudaStream_t s) {
+  const int rn = rn_for(kIn ? 2 * p.state_dim : p.out_dim);
+  return rn == 2 ? launch_fwd_rn<T, kIn, 2>(p, s) : rn == 4 ? launch_fwd_rn<T, kIn, 4>(p, s) : launch_fwd_rn<T, kIn, 8>(p, s);
+}
+
+template <typename T, bool kIn, int RN>
+void launch_wgrad(const lrnn_mimo_params& p, const Plan& o, float* part, cudaStream_t s) {
+  const int64_t blocks = ((o.M + BM - 1) / BM) * ((o.A + 16 * RN - 1) / (16 * RN)) * o.slices;
+  auto k = wgrad2_kernel<T, kIn, RN>;
+  k<<<static_cast<unsigned>(blocks), NT, 0, s>>>(p, part, o.slice_tokens);
+}
+
+template <typename T, bool kIn>
+lrnn_status launch_bwd(const lrnn_mimo_params& p, void* workspace, cudaStream_t s) {
+  const Plan o = plan_of(&p, kIn);
+  const int64_t N = p.batch * p.length, H = p.in_dim;
+  char* ws = static_cast<char*>(workspace);
+  float* part = reinterpret_cast<float*>(ws + o.part);
+  float* du1 = reinterpret_cast<float*>(ws + o.du1);
+  if (N == 0) {   /* no tokens: zero weight gradients (du and gh have no elements) */
+    if (cudaMemsetAsync(p.dw, 0, static_cast<size_t>(o.G * H * o.A) * 4, s) != cudaSuccess) return LRNN_ERR_CUDA;
+    if (p.db && cudaMemsetAsync(p.db, 0, static_cast<size_t>(o.G * o.A) * 4, s) != cudaSuccess) return LRNN_ERR_CUDA;
+    return LRNN_OK;
+  }
+  const int64_t tiles = (N + BM - 1) / BM;
+  const int64_t wblocks = ((o.M + BM - 1) / BM) * ((o.A + 16 * o.rn - 1) / (16 * o.rn)) * o.slices;
+  if (!grid_limit_ok(tiles) || !grid_limit_ok(wblocks)) return LRNN_ERR_SHAPE;
+  auto kt = twoway_kernel<T, kIn>;
+  kt<<<static_cast<unsigned>(tiles), NT, 0, s>>>(p, du1);
+  if (o.rn == 2) launch_wgrad<T, kIn, 2>(p, o, part, s);
+  else if (o.rn == 4) launch_wgrad<T, kIn, 4>(p, o, part, s);
+  else launch_wgrad<T, kIn, 8>(p, o, part, s);
+  const int64_t n = o.M * o.A, rblocks = (n + NT - 1) / NT < 4096 ? (n + NT - 1) / NT : 4096;
+  auto kr = reduce2_kernel<kIn>;
+  kr<<<static_cast<unsigned>(rblocks), NT, 0, s>>>(static_cast<float*>(p.dw), static_cast<float*>(p.db), part, o.slices, H,
+                                                  o.G, o.A);
+  return cudaGetLastError() == cudaSuccess ? LRNN_OK : LRNN_ERR_CUDA;
+}
+
+}  // namespace v2
+
 template <typename T, int M>
 lrnn_status launch_contract(const lrnn_mimo_params& p, float* du1, cudaStream_t s) {
   const int64_t N = p.batch * p.length, tiles = (N + TM - 1) / TM;
@@ -402,6 +876,26 @@ lrnn_status launch_bwd(const lrnn_mimo_params& p, void* workspace, cudaStream_t 
   return cudaGetLastError() == cudaSuccess ? LRNN_OK : LRNN_ERR_CUDA;
 }
 
+/* Which kernels serve the stages: v2 by default; LRNN_MIMO_V1 selects the first version (kept
+ * while the H200 compares them, benchmarks/cuda/mimo_c.cu built both ways). */
+#ifdef LRNN_MIMO_V1
+constexpr bool kV1 = true;
+#else
+constexpr bool kV1 = false;
+#endif
+
+template <bool kIn>
+lrnn_status fwd_any(const lrnn_mimo_params* p, void* stream) {
+  cudaStream_t s = static_cast<cudaStream_t>(stream);
+  if (kV1) return contract_any < kIn ? kInFwd : kOutFwd > (*p, nullptr, s);
+  switch (p->dtype) {
+    case LRNN_F32: return v2::launch_fwd<float, kIn>(*p, s);
+    case LRNN_BF16: return v2::launch_fwd<__nv_bfloat16, kIn>(*p, s);
+    case LRNN_F16: return v2::launch_fwd<__half, kIn>(*p, s);
+    default: return LRNN_ERR_DTYPE;
+  }
+}
+
 template <bool kIn>
 lrnn_status bwd_any(const lrnn_mimo_params* p, void* workspace, void* stream) {
   const lrnn_status st = check(p, !kIn);
@@ -410,9 +904,10 @@ lrnn_status bwd_any(const lrnn_mimo_params* p, void* workspace, void* stream) {
     return LRNN_ERR_ARGUMENT;
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   switch (p->dtype) {
-    case LRNN_F32: return launch_bwd<float, kIn>(*p, workspace, s);
-    case LRNN_BF16: return launch_bwd<__nv_bfloat16, kIn>(*p, workspace, s);
-    case LRNN_F16: return launch_bwd<__half, kIn>(*p, workspace, s);
+    case LRNN_F32: return kV1 ? launch_bwd<float, kIn>(*p, workspace, s) : v2::launch_bwd<float, kIn>(*p, workspace, s);
+    case LRNN_BF16:
+      return kV1 ? launch_bwd<__nv_bfloat16, kIn>(*p, workspace, s) : v2::launch_bwd<__nv_bfloat16, kIn>(*p, workspace, s);
+    case LRNN_F16: return kV1 ? launch_bwd<__half, kIn>(*p, workspace, s) : v2::launch_bwd<__half, kIn>(*p, workspace, s);
     default: return LRNN_ERR_DTYPE;
   }
 }
@@ -421,7 +916,7 @@ lrnn_status bwd_any(const lrnn_mimo_params* p, void* workspace, void* stream) {
 
 extern "C" int64_t lrnn_mimo_bwd_workspace_bytes_cuda(const lrnn_mimo_params* p, int stage_in) {
   if (!p || check(p, !stage_in) != LRNN_OK) return 0;
-  return plan_of(p, stage_in != 0).bytes;
+  return kV1 ? plan_of(p, stage_in != 0).bytes : v2::plan_of(p, stage_in != 0).bytes;
 }
 
 extern "C" lrnn_status lrnn_mimo_in_fwd_cuda(const lrnn_mimo_params* p, void* stream) {
@@ -429,7 +924,7 @@ extern "C" lrnn_status lrnn_mimo_in_fwd_cuda(const lrnn_mimo_params* p, void* st
   if (st != LRNN_OK) return st;
   if (p->batch * p->length == 0) return LRNN_OK;
   if (!p->u || !p->v || !p->wb) return LRNN_ERR_ARGUMENT;
-  return contract_any<kInFwd>(*p, nullptr, static_cast<cudaStream_t>(stream));
+  return fwd_any<true>(p, stream);
 }
 
 extern "C" lrnn_status lrnn_mimo_out_fwd_cuda(const lrnn_mimo_params* p, void* stream) {
@@ -437,7 +932,7 @@ extern "C" lrnn_status lrnn_mimo_out_fwd_cuda(const lrnn_mimo_params* p, void* s
   if (st != LRNN_OK) return st;
   if (p->batch * p->length == 0) return LRNN_OK;
   if (!p->u || !p->h || !p->y || !p->wc) return LRNN_ERR_ARGUMENT;
-  return contract_any<kOutFwd>(*p, nullptr, static_cast<cudaStream_t>(stream));
+  return fwd_any<false>(p, stream);
 }
 
 extern "C" lrnn_status lrnn_mimo_out_bwd_cuda(const lrnn_mimo_params* p, void* workspace, void* stream) {

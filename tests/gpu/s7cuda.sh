@@ -2,11 +2,11 @@
 # tests/gpu/s7cuda.sh: the CUDA stages of S7's MIMO selective scan on the GPU machine (run from the
 # repo root after `pip install --no-build-isolation -e .`; about 45 s):
 #   1. nvcc builds benchmarks/cuda/mimo_c.cu with csrc/cuda/mimo_selective_scan.cu (in the
-#      background while 2 runs)
+#      background while 2 runs), and again with -DLRNN_MIMO_V1 (the first-version kernels)
 #   2. pytest -m cuda of tests/python/test_mimo_selective_scan.py, when the file exists
 #   3. mimo_c: every launcher vs double loops at a small odd size for f32 / bf16 / f16 (and a
 #      bitwise repeat of the backward), then the time of each stage at the S7 shapes
-#      (8, 16384, 16, 64) and (8, 4096, 64, 128), f32 and bf16
+#      (8, 16384, 16, 64) and (8, 4096, 64, 128), f32 and bf16; the v1 build: f32 times only
 #   4. the op lrnn::mimo_selective_scan and its backward op (event scan included), f32, per call
 #      at the same shapes, against the materialized baseline (fwd 3.76 / fwd+bwd 9.08 ms and
 #      8.40 / 18.56 ms), when the op has a CUDA kernel
@@ -16,9 +16,12 @@ OUT=${OUT:-/tmp/lrnn-gpu-s7cuda}
 mkdir -p "$OUT" build
 export PYTHONPATH=${PYTHONPATH:-}:$PWD/python PYTHONUNBUFFERED=1
 
-( timeout 50 nvcc -O3 -arch=sm_90 --use_fast_math -lineinfo -std=c++17 -Icsrc/include -Xptxas -v \
-    benchmarks/cuda/mimo_c.cu csrc/cuda/mimo_selective_scan.cu -o build/mimo_c > "$OUT/s7cuda_nvcc.log" 2>&1
-  echo $? > "$OUT/s7cuda_nvcc.rc" ) &
+NVFLAGS=(-O3 -arch=sm_90 --use_fast_math -lineinfo -std=c++17 -Icsrc/include -Xptxas -v)
+( timeout 50 nvcc "${NVFLAGS[@]}" benchmarks/cuda/mimo_c.cu csrc/cuda/mimo_selective_scan.cu -o build/mimo_c \
+    > "$OUT/s7cuda_nvcc.log" 2>&1
+  echo $? > "$OUT/s7cuda_nvcc.rc"
+  timeout 50 nvcc "${NVFLAGS[@]}" -DLRNN_MIMO_V1 benchmarks/cuda/mimo_c.cu csrc/cuda/mimo_selective_scan.cu \
+    -o build/mimo_c_v1 > "$OUT/s7cuda_nvcc_v1.log" 2>&1 ) &
 NVCC_PID=$!
 
 PYTEST="not run (no tests/python/test_mimo_selective_scan.py)"
@@ -33,6 +36,11 @@ BENCH_RC="not run (build failed)"
 if [ "$NVCC_RC" = 0 ]; then
   timeout 30 ./build/mimo_c > "$OUT/s7cuda_mimo_c.log" 2>&1
   BENCH_RC=$?
+fi
+V1_RC="not run"
+if [ -x build/mimo_c_v1 ]; then
+  timeout 20 ./build/mimo_c_v1 f32 > "$OUT/s7cuda_mimo_c_v1.log" 2>&1
+  V1_RC=$?
 fi
 
 timeout 30 python3 - > "$OUT/s7cuda_op.log" 2>&1 <<'PYEOF'
@@ -77,12 +85,15 @@ PYEOF
 OP_RC=$?
 
 echo "=== s7cuda: GPU $(nvidia-smi --query-gpu=name --format=csv,noheader 2>&1 | head -n 1)"
-echo "=== s7cuda: nvcc rc=$NVCC_RC; registers / spills:"
-grep -E "registers|spill" "$OUT/s7cuda_nvcc.log" | grep -vE " 0 bytes spill stores, 0 bytes spill loads" | sort | uniq -c | head -n 12
+echo "=== s7cuda: nvcc rc=$NVCC_RC; $(grep -cE 'bytes spill stores' "$OUT/s7cuda_nvcc.log") kernels," \
+  "$(grep -E 'bytes spill' "$OUT/s7cuda_nvcc.log" | grep -vc ' 0 bytes spill stores, 0 bytes spill loads') with spills," \
+  "registers max $(grep -oE 'Used [0-9]+ registers' "$OUT/s7cuda_nvcc.log" | awk '{print $2}' | sort -n | tail -n 1)"
 grep -E "error" "$OUT/s7cuda_nvcc.log" | head -n 5
 echo "=== s7cuda: pytest -m cuda test_mimo_selective_scan.py: $PYTEST"
 [ -f "$OUT/s7cuda_pytest.log" ] && grep -E "^(FAILED|ERROR)" "$OUT/s7cuda_pytest.log" | head -n 8
-echo "=== s7cuda: mimo_c (rc=$BENCH_RC)"
-[ -f "$OUT/s7cuda_mimo_c.log" ] && head -n 40 "$OUT/s7cuda_mimo_c.log"
+echo "=== s7cuda: mimo_c, v2 kernels (rc=$BENCH_RC)"
+[ -f "$OUT/s7cuda_mimo_c.log" ] && head -n 30 "$OUT/s7cuda_mimo_c.log"
+echo "=== s7cuda: mimo_c_v1 f32, first-version kernels (rc=$V1_RC)"
+[ -f "$OUT/s7cuda_mimo_c_v1.log" ] && head -n 13 "$OUT/s7cuda_mimo_c_v1.log"
 echo "=== s7cuda: op per call (rc=$OP_RC)"
 tail -n 3 "$OUT/s7cuda_op.log"
