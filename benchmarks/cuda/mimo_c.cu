@@ -7,10 +7,10 @@
  *   nvcc -O3 -arch=sm_90 --use_fast_math -std=c++17 -Icsrc/include benchmarks/cuda/mimo_c.cu \
  *        csrc/cuda/mimo_selective_scan.cu -o build/mimo_c && build/mimo_c [check|f32]
  * (-DLRNN_MIMO_V1 builds it with the first version of the kernels.)
- * Timing: median of 15 CUDA-event timings after 3 warm-up calls. "useful GMAC" is the cost
- * model's count (forming B_t or C_t: 2*P*H*H resp. 2*O*P*H real MACs per token, times 2 in the
- * backward stages for the du and weight-gradient products); "peak" is that count over the H200's
- * fp32 FMA rate (33.5 T/s), so 100% would be SIMT peak on the useful work alone. */
+ * Timing: median of 15 CUDA-event timings after 3 warm-up calls. The percentage after each stage
+ * is the cost model's MAC count (forming B_t or C_t: 2*P*H*H resp. 2*O*P*H real MACs per token,
+ * times 2 in the backward stages for the du and weight-gradient products) over the time and the
+ * H200's fp32 FMA rate (33.5 T/s): 100% is SIMT peak on the useful work alone. */
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -305,14 +305,11 @@ void bench(lrnn_dtype t, int64_t B, int64_t L, int64_t P, int64_t H, double base
       {"out_fwd", out_mac, median_ms([&] { ST(lrnn_mimo_out_fwd_cuda(&p, nullptr)); })},
       {"out_bwd", 2 * out_mac, median_ms([&] { ST(lrnn_mimo_out_bwd_cuda(&q, ws0, nullptr)); })},
       {"in_bwd", 2 * in_mac, median_ms([&] { ST(lrnn_mimo_in_bwd_cuda(&r, ws1, nullptr)); })}};
-  printf("%-8s (B,L,P,H=O)=(%lld,%lld,%lld,%lld)  workspace out %.1f MB, in %.1f MB\n", name(t), (long long)B,
-         (long long)L, (long long)P, (long long)H, b0 / 1e6, b1 / 1e6);
-  for (const Stage& s : st)
-    printf("  %-8s %8.3f ms  useful %6.1f GMAC  %6.2f TFLOP/s  %5.1f%% of fp32 FMA peak\n", s.name, s.ms, s.mac / 1e9,
-           2 * s.mac / s.ms / 1e9, 100.0 * s.mac / (s.ms * 1e-3) / kFmaPeak);
+  printf("%-8s (%lld,%lld,%lld,%lld):", name(t), (long long)B, (long long)L, (long long)P, (long long)H);
+  for (const Stage& s : st) printf(" %s %.3f ms %.0f%%", s.name, s.ms, 100.0 * s.mac / (s.ms * 1e-3) / kFmaPeak);
   const double fwd = st[0].ms + st[1].ms, all = fwd + st[2].ms + st[3].ms;
-  printf("  stages fwd %.3f ms, fwd+bwd %.3f ms (event scan not included); materialized fp32 baseline %.2f / %.2f ms\n", fwd,
-         all, base_fwd, base_all);
+  printf("\n    stages fwd %.3f, fwd+bwd %.3f ms (no event scan; fp32 materialized %.2f / %.2f); ws %.0f + %.0f MB\n",
+         fwd, all, base_fwd, base_all, b0 / 1e6, b1 / 1e6);
   for (void* d : {(void*)p.u, (void*)p.wb, (void*)p.bb, (void*)p.wc, (void*)p.bc, p.v, p.h, p.y, q.y, q.h, q.du, q.dw,
                   q.db, r.dw, r.db, ws0, ws1})
     CK(cudaFree(d));

@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include "lrnn/mimo_selective_scan.h"
+#include "lti_common.cuh"
 
 namespace {
 
@@ -369,6 +370,13 @@ bool grid_limit_ok(int64_t blocks) { return blocks > 0 && blocks < 2147483647LL;
 namespace v2 {
 
 constexpr int BM = 128, BK = 16, LDA = BM + 4;
+/* tensor cores (3xTF32) or SIMT FMAs for every product; LRNN_MIMO_SIMT selects SIMT (kept while
+ * the H200 compares them) */
+#ifdef LRNN_MIMO_SIMT
+constexpr bool kTC = false;
+#else
+constexpr bool kTC = true;
+#endif
 
 template <typename T, bool kIn>
 struct Form {
@@ -425,36 +433,162 @@ struct Form {
 
 __device__ __forceinline__ int row_of(int r, int ty) { return (r >> 2) * 64 + ty * 4 + (r & 3); }
 
-/* acc[r][s] += sum_k a[k][row_of(r)] b[k][tx * RN + s] over one staged chunk */
-template <int RN>
-__device__ __forceinline__ void mac(float (&acc)[8][RN], const float (*a)[LDA], const float (*b)[16 * RN + 4], int ty,
-                                    int tx) {
+/* acc (NI m16n8 fragments of one warp, 4 values each) += A B for a 16 x 8 slice of k in 3xTF32:
+ * a_lo b_hi + a_hi b_lo + a_hi b_hi, the A fragment (hi, lo) shared by the NI column tiles whose
+ * B fragments are bh / bl (fragment layouts as lrnn_cuda::mma_tf32). The CPU emulation exchanges
+ * all fragments of the strip once (two warp barriers instead of two per product) and sums the
+ * same TF32 products in double. */
+template <int NI>
+__device__ __forceinline__ void mma3_strip(float (&acc)[4 * NI], const uint32_t (&ah)[4], const uint32_t (&al)[4],
+                                           const uint32_t (&bh)[NI][2], const uint32_t (&bl)[NI][2]) {
+#ifdef __CUDA_ARCH__
 #pragma unroll
-  for (int k = 0; k < BK; ++k) {
-    const float4 x0 = *reinterpret_cast<const float4*>(&a[k][ty * 4]);
-    const float4 x1 = *reinterpret_cast<const float4*>(&a[k][64 + ty * 4]);
-    const float x[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
-    float y[RN];
-    if (RN == 2) {
-      const float2 v = *reinterpret_cast<const float2*>(&b[k][tx * RN]);
-      y[0] = v.x;
-      y[RN - 1] = v.y;
+  for (int ni = 0; ni < NI; ++ni) {
+    float d[4] = {acc[4 * ni], acc[4 * ni + 1], acc[4 * ni + 2], acc[4 * ni + 3]};
+    lrnn_cuda::mma_tf32(d, al, bh[ni][0], bh[ni][1]);
+    lrnn_cuda::mma_tf32(d, ah, bl[ni][0], bl[ni][1]);
+    lrnn_cuda::mma_tf32(d, ah, bh[ni][0], bh[ni][1]);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) acc[4 * ni + j] = d[j];
+  }
+#else
+  static uint32_t tab[1024][8 + 4 * NI];
+  const int tid = threadIdx.x, base = tid & ~31, lane = tid & 31, g = lane >> 2, t = lane & 3;
+  for (int j = 0; j < 4; ++j) {
+    tab[tid][j] = ah[j];
+    tab[tid][4 + j] = al[j];
+  }
+  for (int ni = 0; ni < NI; ++ni)
+    for (int j = 0; j < 2; ++j) {
+      tab[tid][8 + 2 * ni + j] = bh[ni][j];
+      tab[tid][8 + 2 * NI + 2 * ni + j] = bl[ni][j];
+    }
+  __syncwarp();
+  auto tf = [](uint32_t x) { return static_cast<double>(lrnn_cuda::u2f(x & 0xffffe000u)); };
+  for (int ni = 0; ni < NI; ++ni)
+    for (int e = 0; e < 4; ++e) {
+      const int row = g + 8 * (e >> 1), col = 2 * t + (e & 1);
+      double sum = 0;
+      for (int k = 0; k < 8; ++k) {
+        const uint32_t* la = tab[base + (row % 8) * 4 + k % 4];
+        const uint32_t* lb = tab[base + col * 4 + k % 4];
+        const int ai = (row >= 8) + 2 * (k >= 4), bi = k >= 4;
+        const double a_hi = tf(la[ai]), a_lo = tf(la[4 + ai]);
+        const double b_hi = tf(lb[8 + 2 * ni + bi]), b_lo = tf(lb[8 + 2 * NI + 2 * ni + bi]);
+        sum += a_lo * b_hi + a_hi * b_lo + a_hi * b_hi;
+      }
+      acc[4 * ni + e] = static_cast<float>(acc[4 * ni + e] + sum);
+    }
+  __syncwarp();
+#endif
+}
+
+/* A thread's share of a 128 x 16RN tile: Q = 8 RN values acc[q].
+ * SIMT (kTC false): thread (ty, tx) = (tid / 16, tid % 16) holds rows row_of(q / RN) and columns
+ *   tx RN + q % RN: per k, two float4 of a and RN / 4 float4 (or a float2) of b for 8 RN FMAs.
+ * Tensor cores (kTC true): warp w holds rows 16 w .. 16 w + 15 and all columns as 2 RN m16n8
+ *   fragments, q = 4 ni + e -> row 16 w + gq + 8 (e >> 1), column 8 ni + 2 tq + (e & 1) (lane =
+ *   4 gq + tq); each product in 3xTF32 (a_lo b_hi + a_hi b_lo + a_hi b_hi: float accuracy), b
+ *   split into hi / lo once when staged (bs / bl), a at use (each a value serves one warp).
+ * The fragment loads a[k][m] (k = tq, tq + 4; m = gq, gq + 8) and b[k][n] hit 32 distinct banks:
+ * row strides are 4 mod 32 words. */
+template <int RN, bool kTC>
+struct Core {
+  static constexpr int Q = 8 * RN, BN = 16 * RN;
+  __device__ static int row(int q) {
+    const int tid = threadIdx.x;
+    return kTC ? 16 * (tid / 32) + (tid % 32) / 4 + 8 * ((q & 3) >> 1) : row_of(q / RN, tid / 16);
+  }
+  __device__ static int col(int q) {
+    const int tid = threadIdx.x;
+    return kTC ? 8 * (q >> 2) + 2 * (tid % 4) + (q & 1) : (tid % 16) * RN + q % RN;
+  }
+  /* the rows of a thread, numbered 0 .. slots() - 1; the lanes holding a row's other columns */
+  __host__ __device__ static constexpr int slots() { return kTC ? 2 : 8; }
+  __device__ static int slot(int q) { return kTC ? (q & 3) >> 1 : q / RN; }
+  __device__ static int slot_row(int sl) { return row(kTC ? 2 * sl : sl * RN); }
+  __device__ static float row_sum(float x) {
+    x += __shfl_xor_sync(0xffffffffu, x, 1);
+    x += __shfl_xor_sync(0xffffffffu, x, 2);
+    if (!kTC) {
+      x += __shfl_xor_sync(0xffffffffu, x, 4);
+      x += __shfl_xor_sync(0xffffffffu, x, 8);
+    }
+    return x;
+  }
+  __device__ static bool row_owner() { return kTC ? threadIdx.x % 4 == 0 : threadIdx.x % 16 == 0; }
+  /* b[k][n] = v at staging (and its low TF32 part in bl) */
+  __device__ static void put_b(float (*b)[BN + 4], float (*bl)[BN + 4], int k, int n, float v) {
+    if (kTC) {
+      const lrnn_cuda::Tf32 s = lrnn_cuda::split_tf32(v);
+      b[k][n] = lrnn_cuda::u2f(s.hi);
+      bl[k][n] = lrnn_cuda::u2f(s.lo);
     } else {
+      b[k][n] = v;
+    }
+  }
+  /* acc += a^T b over one staged chunk of BK */
+  __device__ static void mac(float (&acc)[Q], const float (*a)[LDA], const float (*b)[BN + 4], const float (*bl)[BN + 4]) {
+    const int tid = threadIdx.x;
+    if (kTC) {
+      const int w = tid / 32, gq = (tid % 32) / 4, tq = tid % 4, m0 = 16 * w + gq;
 #pragma unroll
-      for (int q = 0; q < RN / 4; ++q) {
-        const float4 v = *reinterpret_cast<const float4*>(&b[k][tx * RN + 4 * q]);
-        y[4 * q] = v.x;
-        y[(4 * q + 1) % RN] = v.y;
-        y[(4 * q + 2) % RN] = v.z;
-        y[(4 * q + 3) % RN] = v.w;
+      for (int kb = 0; kb < BK; kb += 8) {
+        uint32_t ah[4], al[4];
+        const float av[4] = {a[kb + tq][m0], a[kb + tq][m0 + 8], a[kb + tq + 4][m0], a[kb + tq + 4][m0 + 8]};
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          const lrnn_cuda::Tf32 s = lrnn_cuda::split_tf32(av[j]);
+          ah[j] = s.hi;
+          al[j] = s.lo;
+        }
+        uint32_t bh[2 * RN][2], blo[2 * RN][2];
+#pragma unroll
+        for (int ni = 0; ni < 2 * RN; ++ni) {
+          const int n = 8 * ni + gq;
+          bh[ni][0] = lrnn_cuda::f2u(b[kb + tq][n]);
+          bh[ni][1] = lrnn_cuda::f2u(b[kb + tq + 4][n]);
+          blo[ni][0] = lrnn_cuda::f2u(bl[kb + tq][n]);
+          blo[ni][1] = lrnn_cuda::f2u(bl[kb + tq + 4][n]);
+        }
+        mma3_strip<2 * RN>(acc, ah, al, bh, blo);
+      }
+    } else {
+      const int ty = tid / 16, tx = tid % 16;
+#pragma unroll
+      for (int k = 0; k < BK; ++k) {
+        const float4 x0 = *reinterpret_cast<const float4*>(&a[k][ty * 4]);
+        const float4 x1 = *reinterpret_cast<const float4*>(&a[k][64 + ty * 4]);
+        const float x[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
+        float y[RN];
+        if (RN == 2) {
+          const float2 v = *reinterpret_cast<const float2*>(&b[k][tx * RN]);
+          y[0] = v.x;
+          y[RN - 1] = v.y;
+        } else {
+#pragma unroll
+          for (int q = 0; q < RN / 4; ++q) {
+            const float4 v = *reinterpret_cast<const float4*>(&b[k][tx * RN + 4 * q]);
+            y[4 * q] = v.x;
+            y[(4 * q + 1) % RN] = v.y;
+            y[(4 * q + 2) % RN] = v.z;
+            y[(4 * q + 3) % RN] = v.w;
+          }
+        }
+#pragma unroll
+        for (int r = 0; r < 8; ++r)
+#pragma unroll
+          for (int s = 0; s < RN; ++s) acc[r * RN + s] = fmaf(x[r], y[s], acc[r * RN + s]);
       }
     }
-#pragma unroll
-    for (int r = 0; r < 8; ++r)
-#pragma unroll
-      for (int s = 0; s < RN; ++s) acc[r][s] = fmaf(x[r], y[s], acc[r][s]);
   }
-}
+};
+
+/* the low TF32 parts of b: only the tensor-core core has them (a 1-column stub otherwise) */
+template <int RN, bool kTC>
+struct BLow {
+  float v[kTC ? BK : 1][16 * RN + 4];
+};
 
 /* the tokens of tile `tile` (b, t; b = -1 past the end) into shared memory, by threads < BM */
 __device__ __forceinline__ void tile_tokens(int64_t* tb, int64_t* tt, int64_t tile, int64_t N, int64_t L) {
@@ -467,23 +601,25 @@ __device__ __forceinline__ void tile_tokens(int64_t* tb, int64_t* tt, int64_t ti
 }
 
 /* forward: X[t, a] for a token tile and the columns [n0, n0 + 16 RN) */
-template <typename T, bool kIn, int RN>
+template <typename T, bool kIn, int RN, bool kTC>
 __global__ void __launch_bounds__(NT) fwd2_kernel(const lrnn_mimo_params p) {
-  constexpr int BN = 16 * RN;
+  using C = Core<RN, kTC>;
+  constexpr int BN = C::BN;
   __shared__ __align__(16) float as[BK][LDA];
   __shared__ __align__(16) float bs[BK][BN + 4];
+  __shared__ __align__(16) BLow<RN, kTC> bl;
   __shared__ int64_t tb[BM], tt[BM];
   const Form<T, kIn> f(p, false);
   const int64_t N = p.batch * p.length, mt = (N + BM - 1) / BM, H1 = f.H + 1, K = f.G * H1;
   const int64_t tile = blockIdx.x % mt, n0 = (blockIdx.x / mt) * BN;
-  const int tid = threadIdx.x, ty = tid / 16, tx = tid % 16, kk = tid % 16, lr = tid / 16;
+  const int tid = threadIdx.x, kk = tid % 16, lr = tid / 16;
   tile_tokens(tb, tt, tile, N, p.length);
   __syncthreads();
   /* this thread stages column kk of each chunk: k = k0 + kk = (g, i), advanced without division;
    * F of its 8 tokens changes only with g */
   int64_t g = kk / H1, i = kk % H1, fg = -1;
   float fv[8];
-  float acc[8][RN] = {};
+  float acc[C::Q] = {};
   for (int64_t k0 = 0; k0 < K; k0 += BK) {
     const bool kv = g < f.G;
     if (kv && g != fg) {
@@ -502,7 +638,7 @@ __global__ void __launch_bounds__(NT) fwd2_kernel(const lrnn_mimo_params p) {
 #pragma unroll
     for (int l = 0; l < RN; ++l) {
       const int64_t a = n0 + lr + 16 * l;
-      bs[kk][lr + 16 * l] = kv && a < f.A ? f.W(a, g, i) : 0.f;
+      C::put_b(bs, bl.v, kk, lr + 16 * l, kv && a < f.A ? f.W(a, g, i) : 0.f);
     }
     i += BK;
     while (i >= H1) {
@@ -510,44 +646,43 @@ __global__ void __launch_bounds__(NT) fwd2_kernel(const lrnn_mimo_params p) {
       ++g;
     }
     __syncthreads();
-    mac<RN>(acc, as, bs, ty, tx);
+    C::mac(acc, as, bs, bl.v);
     __syncthreads();
   }
 #pragma unroll
-  for (int r = 0; r < 8; ++r) {
-    const int m = row_of(r, ty);
-    if (tb[m] < 0) continue;
+  for (int q = 0; q < C::Q; ++q) {
+    const int m = C::row(q);
+    const int64_t a = n0 + C::col(q);
+    if (tb[m] < 0 || a >= f.A) continue;
     const int64_t b = tb[m], t = tt[m];
-#pragma unroll
-    for (int s = 0; s < RN; ++s) {
-      const int64_t a = n0 + tx * RN + s;
-      if (a >= f.A) continue;
-      if (kIn) {
-        if (s % 2 == 0)   /* a even: (re, im) of v[p] in this thread's next column */
-          static_cast<float2*>(p.v)[b * p.v_stride[0] + t * p.v_stride[1] + (a >> 1) * p.v_stride[2]] =
-              make_float2(acc[r][s], acc[r][(s + 1) % RN]);
-      } else {
-        static_cast<T*>(p.y)[b * p.y_stride[0] + t * p.y_stride[1] + a * p.y_stride[2]] = from_f<T>(acc[r][s]);
-      }
+    if (kIn) {
+      if (q % 2 == 0)   /* a even: (re, im) of v[p] are this thread's values q, q + 1 */
+        static_cast<float2*>(p.v)[b * p.v_stride[0] + t * p.v_stride[1] + (a >> 1) * p.v_stride[2]] =
+            make_float2(acc[q], acc[(q + 1) % C::Q]);
+    } else {
+      static_cast<T*>(p.y)[b * p.y_stride[0] + t * p.y_stride[1] + a * p.y_stride[2]] = from_f<T>(acc[q]);
     }
   }
 }
 
 /* backward, token side: for one token tile, Y[t, (g, i)] = sum_a X[t, a] W[a, g, i] tile by tile
- * (g, 64 columns of i), contracted into dF[t, g] += sum_i Y U (its owner: lane tx = 0 after a
- * shuffle sum) and dU[t, i] += sum_g Y F (registers, over the g loop). The bias column i = H
+ * (g, 64 columns of i), contracted into dF[t, g] += sum_i Y U (its owner: a lane of the row after
+ * a shuffle sum) and dU[t, i] += sum_g Y F (registers, over the g loop). The bias column i = H
  * only feeds dF, as a first pass over the groups. dF lands in gh (out, conjugated: the
  * imaginary part negated) or in the f32 workspace du1 (in); dU in du (out) or du1 (in), and
  * in finally writes du = du + du1. */
-template <typename T, bool kIn>
+template <typename T, bool kIn, bool kTC>
 __global__ void __launch_bounds__(NT) twoway_kernel(const lrnn_mimo_params p, float* du1) {
-  constexpr int RN = 4, BN = 64;
+  constexpr int RN = 4;
+  using C = Core<RN, kTC>;
+  constexpr int BN = C::BN;
   __shared__ __align__(16) float as[BK][LDA];
   __shared__ __align__(16) float bs[BK][BN + 4];
+  __shared__ __align__(16) BLow<RN, kTC> bl;
   __shared__ int64_t tb[BM], tt[BM];
   const Form<T, kIn> f(p, true);
   const int64_t N = p.batch * p.length, H = f.H, A = f.A, G = f.G, tile = blockIdx.x;
-  const int tid = threadIdx.x, ty = tid / 16, tx = tid % 16, kk = tid % 16, lr = tid / 16;
+  const int tid = threadIdx.x, kk = tid % 16, lr = tid / 16;
   tile_tokens(tb, tt, tile, N, p.length);
   __syncthreads();
   float2* gh = static_cast<float2*>(p.h);
@@ -573,87 +708,73 @@ __global__ void __launch_bounds__(NT) twoway_kernel(const lrnn_mimo_params p, fl
   };
   const bool has_bias = kIn ? p.bb != nullptr : p.bc != nullptr;
   for (int64_t g0 = 0; g0 < G; g0 += BN) {   /* the bias column: dF[t, g] = sum_a X W[a, g, H] */
-    float acc[8][RN] = {};
+    float acc[C::Q] = {};
     if (has_bias) {
       for (int64_t a0 = 0; a0 < A; a0 += BK) {
         stage_x(a0);
 #pragma unroll
         for (int l = 0; l < RN; ++l) {
           const int n = lr + 16 * l;
-          bs[kk][n] = a0 + kk < A && g0 + n < G ? f.W(a0 + kk, g0 + n, H) : 0.f;
+          C::put_b(bs, bl.v, kk, n, a0 + kk < A && g0 + n < G ? f.W(a0 + kk, g0 + n, H) : 0.f);
         }
         __syncthreads();
-        mac<RN>(acc, as, bs, ty, tx);
+        C::mac(acc, as, bs, bl.v);
         __syncthreads();
       }
     }
 #pragma unroll
-    for (int r = 0; r < 8; ++r) {
-      const int m = row_of(r, ty);
-#pragma unroll
-      for (int s = 0; s < RN; ++s) {
-        const int64_t g = g0 + tx * RN + s;
-        if (g < G && tb[m] >= 0) df_add(m, g, acc[r][s], true);
-      }
+    for (int q = 0; q < C::Q; ++q) {
+      const int m = C::row(q);
+      const int64_t g = g0 + C::col(q);
+      if (g < G && tb[m] >= 0) df_add(m, g, acc[q], true);
     }
   }
   __syncthreads();
   for (int64_t i0 = 0; i0 < H; i0 += BN) {
-    float uv[8][RN], col[8][RN];
+    float uv[C::Q], col[C::Q];
 #pragma unroll
-    for (int r = 0; r < 8; ++r) {
-      const int m = row_of(r, ty);
-#pragma unroll
-      for (int s = 0; s < RN; ++s) {
-        const int64_t i = i0 + tx * RN + s;
-        uv[r][s] = tb[m] >= 0 && i < H ? f.U(tb[m], tt[m], i) : 0.f;
-        col[r][s] = 0.f;
-      }
+    for (int q = 0; q < C::Q; ++q) {
+      const int m = C::row(q);
+      const int64_t i = i0 + C::col(q);
+      uv[q] = tb[m] >= 0 && i < H ? f.U(tb[m], tt[m], i) : 0.f;
+      col[q] = 0.f;
     }
     for (int64_t g = 0; g < G; ++g) {
-      float acc[8][RN] = {};
+      float acc[C::Q] = {};
       for (int64_t a0 = 0; a0 < A; a0 += BK) {
         stage_x(a0);
 #pragma unroll
         for (int l = 0; l < 4; ++l) {   /* consecutive threads along i */
           const int e = tid + NT * l, n = e % BN, k = e / BN;
-          bs[k][n] = a0 + k < A && i0 + n < H ? f.W(a0 + k, g, i0 + n) : 0.f;
+          C::put_b(bs, bl.v, k, n, a0 + k < A && i0 + n < H ? f.W(a0 + k, g, i0 + n) : 0.f);
         }
         __syncthreads();
-        mac<RN>(acc, as, bs, ty, tx);
+        C::mac(acc, as, bs, bl.v);
         __syncthreads();
       }
+      float rows[C::slots()] = {}, fv[C::slots()];
 #pragma unroll
-      for (int r = 0; r < 8; ++r) {
-        const int m = row_of(r, ty);
-        float rowv = 0.f;
+      for (int q = 0; q < C::Q; ++q) rows[C::slot(q)] = fmaf(acc[q], uv[q], rows[C::slot(q)]);
 #pragma unroll
-        for (int s = 0; s < RN; ++s) rowv = fmaf(acc[r][s], uv[r][s], rowv);
-        rowv += __shfl_xor_sync(0xffffffffu, rowv, 1);
-        rowv += __shfl_xor_sync(0xffffffffu, rowv, 2);
-        rowv += __shfl_xor_sync(0xffffffffu, rowv, 4);
-        rowv += __shfl_xor_sync(0xffffffffu, rowv, 8);
-        if (tb[m] < 0) continue;
-        if (tx == 0) df_add(m, g, rowv, false);
-        const float fv = f.F(tb[m], tt[m], g);
-#pragma unroll
-        for (int s = 0; s < RN; ++s) col[r][s] = fmaf(acc[r][s], fv, col[r][s]);
+      for (int sl = 0; sl < C::slots(); ++sl) {
+        const int m = C::slot_row(sl);
+        const float rv = C::row_sum(rows[sl]);
+        fv[sl] = tb[m] >= 0 ? f.F(tb[m], tt[m], g) : 0.f;
+        if (tb[m] >= 0 && C::row_owner()) df_add(m, g, rv, false);
       }
+#pragma unroll
+      for (int q = 0; q < C::Q; ++q) col[q] = fmaf(acc[q], fv[C::slot(q)], col[q]);
     }
     __syncthreads();   /* this pass's dF updates (du1 for in) before its dU columns */
 #pragma unroll
-    for (int r = 0; r < 8; ++r) {
-      const int m = row_of(r, ty);
-      if (tb[m] < 0) continue;
-#pragma unroll
-      for (int s = 0; s < RN; ++s) {
-        const int64_t i = i0 + tx * RN + s;
-        if (i >= H) continue;
-        if (kIn)
-          du1[(tile * BM + m) * H + i] += col[r][s];
-        else
-          static_cast<T*>(p.du)[tb[m] * p.du_stride[0] + tt[m] * p.du_stride[1] + i * p.du_stride[2]] = from_f<T>(col[r][s]);
-      }
+    for (int q = 0; q < C::Q; ++q) {
+      const int m = C::row(q);
+      const int64_t i = i0 + C::col(q);
+      if (tb[m] < 0 || i >= H) continue;
+      if (kIn)
+        du1[(tile * BM + m) * H + i] += col[q];
+      else
+        static_cast<T*>(p.du)[tb[m] * p.du_stride[0] + tt[m] * p.du_stride[1] + i * p.du_stride[2]] = from_f<T>(col[q]);
     }
     __syncthreads();
   }
@@ -671,18 +792,20 @@ __global__ void __launch_bounds__(NT) twoway_kernel(const lrnn_mimo_params p, fl
 
 /* backward, weights: partial dW[(g, i), a] = sum over the slice's tokens of (F U)[t, (g, i)] X[t, a]
  * for a tile of 128 rows (g, i) and 16 RN columns a, into part[slice][(g, i)][a]. */
-template <typename T, bool kIn, int RN>
+template <typename T, bool kIn, int RN, bool kTC>
 __global__ void __launch_bounds__(NT) wgrad2_kernel(const lrnn_mimo_params p, float* part, int64_t slice_tokens) {
-  constexpr int BN = 16 * RN;
+  using C = Core<RN, kTC>;
+  constexpr int BN = C::BN;
   __shared__ __align__(16) float as[BK][LDA];
   __shared__ __align__(16) float bs[BK][BN + 4];
+  __shared__ __align__(16) BLow<RN, kTC> bl;
   __shared__ int64_t kb[2][BK], kt[2][BK];
   const Form<T, kIn> f(p, true);
   const int64_t N = p.batch * p.length, L = p.length, H1 = f.H + 1, M = f.G * H1, A = f.A;
   const int64_t mt = (M + BM - 1) / BM, nt = (A + BN - 1) / BN;
   const int64_t mtile = blockIdx.x % mt, ntile = (blockIdx.x / mt) % nt, slice = blockIdx.x / (mt * nt);
   const int64_t k0 = slice * slice_tokens, k1 = k0 + slice_tokens < N ? k0 + slice_tokens : N;
-  const int tid = threadIdx.x, ty = tid / 16, tx = tid % 16;
+  const int tid = threadIdx.x;
   /* staging: row lm = tid % 128 of the tile for tokens tid / 128 + 2 l; column n = e % BN */
   const int lm = tid % BM, lk = tid / BM;
   const int64_t mm = mtile * BM + lm, g = mm / H1, i = mm % H1;
@@ -692,7 +815,7 @@ __global__ void __launch_bounds__(NT) wgrad2_kernel(const lrnn_mimo_params p, fl
     kt[0][tid] = k % L;
   }
   __syncthreads();
-  float acc[8][RN] = {};
+  float acc[C::Q] = {};
   int buf = 0;
   for (int64_t kc = k0; kc < k1; kc += BK, buf ^= 1) {
 #pragma unroll
@@ -704,7 +827,7 @@ __global__ void __launch_bounds__(NT) wgrad2_kernel(const lrnn_mimo_params p, fl
     for (int l = 0; l < RN; ++l) {
       const int e = tid + NT * l, n = e % BN, k = e / BN;
       const int64_t a = ntile * BN + n;
-      bs[k][n] = kc + k < k1 && a < A ? f.X(kb[buf][k], kt[buf][k], a) : 0.f;
+      C::put_b(bs, bl.v, k, n, kc + k < k1 && a < A ? f.X(kb[buf][k], kt[buf][k], a) : 0.f);
     }
     if (tid < BK) {   /* the next chunk's tokens; that buffer was last read before the previous sync */
       const int64_t k = kc + BK + tid;
@@ -712,19 +835,14 @@ __global__ void __launch_bounds__(NT) wgrad2_kernel(const lrnn_mimo_params p, fl
       kt[buf ^ 1][tid] = k % L;
     }
     __syncthreads();
-    mac<RN>(acc, as, bs, ty, tx);
+    C::mac(acc, as, bs, bl.v);
     __syncthreads();
   }
   float* o = part + slice * M * A;
 #pragma unroll
-  for (int r = 0; r < 8; ++r) {
-    const int64_t row = mtile * BM + row_of(r, ty);
-    if (row >= M) continue;
-#pragma unroll
-    for (int s = 0; s < RN; ++s) {
-      const int64_t a = ntile * BN + tx * RN + s;
-      if (a < A) o[row * A + a] = acc[r][s];
-    }
+  for (int q = 0; q < C::Q; ++q) {
+    const int64_t row = mtile * BM + C::row(q), a = ntile * BN + C::col(q);
+    if (row < M && a < A) o[row * A + a] = acc[q];
   }
 }
 
@@ -778,7 +896,7 @@ lrnn_status launch_fwd_rn(const lrnn_mimo_params& p, cudaStream_t s) {
   const int64_t N = p.batch * p.length, A = kIn ? 2 * p.state_dim : p.out_dim;
   const int64_t blocks = ((N + BM - 1) / BM) * ((A + 16 * RN - 1) / (16 * RN));
   if (!grid_limit_ok(blocks)) return LRNN_ERR_SHAPE;
-  auto k = fwd2_kernel<T, kIn, RN>;
+  auto k = fwd2_kernel<T, kIn, RN, kTC>;
   k<<<static_cast<unsigned>(blocks), NT, 0, s>>>(p);
   return cudaGetLastError() == cudaSuccess ? LRNN_OK : LRNN_ERR_CUDA;
 }
@@ -792,7 +910,7 @@ lrnn_status launch_fwd(const lrnn_mimo_params& p, cudaStream_t s) {
 template <typename T, bool kIn, int RN>
 void launch_wgrad(const lrnn_mimo_params& p, const Plan& o, float* part, cudaStream_t s) {
   const int64_t blocks = ((o.M + BM - 1) / BM) * ((o.A + 16 * RN - 1) / (16 * RN)) * o.slices;
-  auto k = wgrad2_kernel<T, kIn, RN>;
+  auto k = wgrad2_kernel<T, kIn, RN, kTC>;
   k<<<static_cast<unsigned>(blocks), NT, 0, s>>>(p, part, o.slice_tokens);
 }
 
@@ -811,7 +929,7 @@ lrnn_status launch_bwd(const lrnn_mimo_params& p, void* workspace, cudaStream_t 
   const int64_t tiles = (N + BM - 1) / BM;
   const int64_t wblocks = ((o.M + BM - 1) / BM) * ((o.A + 16 * o.rn - 1) / (16 * o.rn)) * o.slices;
   if (!grid_limit_ok(tiles) || !grid_limit_ok(wblocks)) return LRNN_ERR_SHAPE;
-  auto kt = twoway_kernel<T, kIn>;
+  auto kt = twoway_kernel<T, kIn, kTC>;
   kt<<<static_cast<unsigned>(tiles), NT, 0, s>>>(p, du1);
   if (o.rn == 2) launch_wgrad<T, kIn, 2>(p, o, part, s);
   else if (o.rn == 4) launch_wgrad<T, kIn, 4>(p, o, part, s);

@@ -2,11 +2,12 @@
 // (csrc/cuda/mimo_selective_scan.cu, on the CPU through the emulation in this folder) against
 // naive double loops written here from the formulas of lrnn/mimo_selective_scan.h: in_fwd (v),
 // out_fwd (y), out_bwd (gh, du, dwc, dbc), in_bwd (du +=, dwb, dbb). Random inputs; f32 / bf16 /
-// f16; odd sizes around the 64-wide tiles and the 16-wide chunks, L = 1, several token slices of
-// the weight gradients, with and without biases; every tensor strided (time-major, spaced last
-// axes, permuted weights). Outputs are poisoned with NaN first; in two cases (one with several
-// token slices) the backward runs twice and must give bitwise equal results. Kept small: the
-// emulation starts one thread per CUDA thread, and the blocks of a launch run one at a time.
+// f16; odd sizes around the 128-row and 32 / 64 / 128-column tiles and the 16-wide chunks, L = 1,
+// several token slices of the weight gradients, with and without biases; every tensor strided
+// (time-major, spaced last axes, permuted weights). Outputs are poisoned with NaN first; in the
+// case with several token slices the backward runs twice and must give bitwise equal results.
+// Kept small: the emulation starts one thread per CUDA thread, and the blocks of a launch run
+// one at a time. Usage: test_emu_mimo_selective_scan [random cases] [only this case index].
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -326,14 +327,14 @@ int main(int argc, char **argv) {
   const int extra = argc > 1 ? std::atoi(argv[1]) : 0;
   const lrnn_dtype F = LRNN_F32, BF = LRNN_BF16, HF = LRNN_F16;
   std::vector<Case> cases = {
-      {F, 2, 7, 5, 3, 2, true, 0, false, true},    // small, contiguous
-      {BF, 1, 1, 7, 2, 3, true, 1, true},      // L = 1
-      {HF, 3, 29, 17, 5, 4, true, 1, false},   // two token tiles (87 tokens)
-      {F, 2, 300, 3, 2, 2, true, 2, true, true},   // 600 tokens: three slices of the weight gradients
-      {F, 1, 40, 66, 1, 2, false, 2, false},   // H > 64: two column tiles, five K chunks; no bias
-      {BF, 2, 9, 9, 33, 1, true, 0, true},     // 2P = 66 columns in a group
-      {HF, 1, 5, 13, 1, 33, false, 2, true},   // 2O = 66 columns in out_bwd's groups
-      {F, 3, 1, 8, 8, 8, true, 1, false},      // powers of two, L = 1
+      {F, 2, 7, 5, 3, 2, true, 0, false},            // small, contiguous
+      {BF, 1, 1, 7, 2, 3, true, 1, true},            // L = 1
+      {HF, 3, 50, 11, 5, 4, true, 1, false},         // two token tiles (150 tokens)
+      {F, 2, 260, 2, 1, 2, true, 2, true, true},     // 520 tokens: two slices of the weight gradients
+      {F, 1, 40, 66, 1, 2, false, 2, false},         // H > 64: two passes over i, five K chunks; no bias
+      {BF, 2, 9, 3, 17, 1, true, 0, true},           // 2P = 34: 64-wide column tiles
+      {HF, 1, 5, 5, 1, 129, false, 2, true},         // O = 129: two 128-wide column tiles
+      {F, 3, 1, 8, 8, 8, true, 1, false},            // powers of two, L = 1
   };
   for (int k = 0; k < extra; ++k) {
     const lrnn_dtype d = k % 3 == 0 ? F : k % 3 == 1 ? BF : HF;
@@ -341,7 +342,9 @@ int main(int argc, char **argv) {
                      1 + (int64_t)(rng() % 9), 1 + (int64_t)(rng() % 9), rng() % 2 == 0, (int)(rng() % 3),
                      rng() % 2 == 0, false});
   }
-  for (const Case &c : cases) run_case(c);
+  const int only = argc > 2 ? std::atoi(argv[2]) : -1;   // one case (its index), for timing
+  for (size_t k = 0; k < cases.size(); ++k)
+    if (only < 0 || (size_t)only == k) run_case(cases[k]);
   std::printf("test_emu_mimo_selective_scan: %d cases, %d checks, %d failures\n", (int)cases.size(), checks, failures);
   return failures ? 1 : 0;
 }

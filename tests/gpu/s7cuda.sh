@@ -2,11 +2,12 @@
 # tests/gpu/s7cuda.sh: the CUDA stages of S7's MIMO selective scan on the GPU machine (run from the
 # repo root after `pip install --no-build-isolation -e .`; about 45 s):
 #   1. nvcc builds benchmarks/cuda/mimo_c.cu with csrc/cuda/mimo_selective_scan.cu (in the
-#      background while 2 runs), and again with -DLRNN_MIMO_V1 (the first-version kernels)
+#      background while 2 runs), and again with -DLRNN_MIMO_SIMT (v2 on SIMT FMAs instead of
+#      tensor cores) and -DLRNN_MIMO_V1 (the first-version kernels), to compare them
 #   2. pytest -m cuda of tests/python/test_mimo_selective_scan.py, when the file exists
 #   3. mimo_c: every launcher vs double loops at a small odd size for f32 / bf16 / f16 (and a
 #      bitwise repeat of the backward), then the time of each stage at the S7 shapes
-#      (8, 16384, 16, 64) and (8, 4096, 64, 128), f32 and bf16; the v1 build: f32 times only
+#      (8, 16384, 16, 64) and (8, 4096, 64, 128), f32 and bf16; the other builds: f32 times only
 #   4. the op lrnn::mimo_selective_scan and its backward op (event scan included), f32, per call
 #      at the same shapes, against the materialized baseline (fwd 3.76 / fwd+bwd 9.08 ms and
 #      8.40 / 18.56 ms), when the op has a CUDA kernel
@@ -17,12 +18,14 @@ mkdir -p "$OUT" build
 export PYTHONPATH=${PYTHONPATH:-}:$PWD/python PYTHONUNBUFFERED=1
 
 NVFLAGS=(-O3 -arch=sm_90 --use_fast_math -lineinfo -std=c++17 -Icsrc/include -Xptxas -v)
-( timeout 50 nvcc "${NVFLAGS[@]}" benchmarks/cuda/mimo_c.cu csrc/cuda/mimo_selective_scan.cu -o build/mimo_c \
-    > "$OUT/s7cuda_nvcc.log" 2>&1
-  echo $? > "$OUT/s7cuda_nvcc.rc"
-  timeout 50 nvcc "${NVFLAGS[@]}" -DLRNN_MIMO_V1 benchmarks/cuda/mimo_c.cu csrc/cuda/mimo_selective_scan.cu \
-    -o build/mimo_c_v1 > "$OUT/s7cuda_nvcc_v1.log" 2>&1 ) &
+SRCS=(benchmarks/cuda/mimo_c.cu csrc/cuda/mimo_selective_scan.cu)
+( timeout 50 nvcc "${NVFLAGS[@]}" "${SRCS[@]}" -o build/mimo_c > "$OUT/s7cuda_nvcc.log" 2>&1
+  echo $? > "$OUT/s7cuda_nvcc.rc" ) &
 NVCC_PID=$!
+timeout 50 nvcc "${NVFLAGS[@]}" -DLRNN_MIMO_SIMT "${SRCS[@]}" -o build/mimo_c_simt > "$OUT/s7cuda_nvcc_simt.log" 2>&1 &
+SIMT_PID=$!
+timeout 50 nvcc "${NVFLAGS[@]}" -DLRNN_MIMO_V1 "${SRCS[@]}" -o build/mimo_c_v1 > "$OUT/s7cuda_nvcc_v1.log" 2>&1 &
+V1_PID=$!
 
 PYTEST="not run (no tests/python/test_mimo_selective_scan.py)"
 if [ -f tests/python/test_mimo_selective_scan.py ]; then
@@ -30,20 +33,25 @@ if [ -f tests/python/test_mimo_selective_scan.py ]; then
   PYTEST="rc=$? $(tail -n 1 "$OUT/s7cuda_pytest.log")"
 fi
 
-wait "$NVCC_PID"
+wait "$NVCC_PID" "$SIMT_PID" "$V1_PID"
 NVCC_RC=$(cat "$OUT/s7cuda_nvcc.rc" 2> /dev/null || echo "?")
 BENCH_RC="not run (build failed)"
 if [ "$NVCC_RC" = 0 ]; then
-  timeout 30 ./build/mimo_c > "$OUT/s7cuda_mimo_c.log" 2>&1
+  timeout 25 ./build/mimo_c > "$OUT/s7cuda_mimo_c.log" 2>&1
   BENCH_RC=$?
+fi
+SIMT_RC="not run"
+if [ -x build/mimo_c_simt ]; then
+  timeout 15 ./build/mimo_c_simt f32 > "$OUT/s7cuda_mimo_c_simt.log" 2>&1
+  SIMT_RC=$?
 fi
 V1_RC="not run"
 if [ -x build/mimo_c_v1 ]; then
-  timeout 20 ./build/mimo_c_v1 f32 > "$OUT/s7cuda_mimo_c_v1.log" 2>&1
+  timeout 15 ./build/mimo_c_v1 f32 > "$OUT/s7cuda_mimo_c_v1.log" 2>&1
   V1_RC=$?
 fi
 
-timeout 30 python3 - > "$OUT/s7cuda_op.log" 2>&1 <<'PYEOF'
+timeout 25 python3 - > "$OUT/s7cuda_op.log" 2>&1 <<'PYEOF'
 import torch
 import lrnn  # noqa: F401  (loads the ops)
 if "CUDA" not in torch._C._dispatch_dump("lrnn::mimo_selective_scan"):
@@ -91,9 +99,11 @@ echo "=== s7cuda: nvcc rc=$NVCC_RC; $(grep -cE 'bytes spill stores' "$OUT/s7cuda
 grep -E "error" "$OUT/s7cuda_nvcc.log" | head -n 5
 echo "=== s7cuda: pytest -m cuda test_mimo_selective_scan.py: $PYTEST"
 [ -f "$OUT/s7cuda_pytest.log" ] && grep -E "^(FAILED|ERROR)" "$OUT/s7cuda_pytest.log" | head -n 8
-echo "=== s7cuda: mimo_c, v2 kernels (rc=$BENCH_RC)"
-[ -f "$OUT/s7cuda_mimo_c.log" ] && head -n 30 "$OUT/s7cuda_mimo_c.log"
+echo "=== s7cuda: mimo_c, v2 kernels on tensor cores (3xTF32) (rc=$BENCH_RC)"
+[ -f "$OUT/s7cuda_mimo_c.log" ] && head -n 14 "$OUT/s7cuda_mimo_c.log"
+echo "=== s7cuda: mimo_c_simt f32, v2 kernels on SIMT FMAs (rc=$SIMT_RC)"
+[ -f "$OUT/s7cuda_mimo_c_simt.log" ] && head -n 6 "$OUT/s7cuda_mimo_c_simt.log"
 echo "=== s7cuda: mimo_c_v1 f32, first-version kernels (rc=$V1_RC)"
-[ -f "$OUT/s7cuda_mimo_c_v1.log" ] && head -n 13 "$OUT/s7cuda_mimo_c_v1.log"
+[ -f "$OUT/s7cuda_mimo_c_v1.log" ] && head -n 6 "$OUT/s7cuda_mimo_c_v1.log"
 echo "=== s7cuda: op per call (rc=$OP_RC)"
 tail -n 3 "$OUT/s7cuda_op.log"
