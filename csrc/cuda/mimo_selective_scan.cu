@@ -616,11 +616,11 @@ __global__ void __launch_bounds__(NT) fwd2_kernel(const lrnn_mimo_params p) {
   tile_tokens(tb, tt, tile, N, p.length);
   __syncthreads();
   /* this thread stages column kk of each chunk: k = k0 + kk = (g, i), advanced without division;
-   * F of its 8 tokens changes only with g */
+   * F of its 8 tokens changes only with g. The next chunk is read into registers while the tensor
+   * cores / FMAs work on this one. */
   int64_t g = kk / H1, i = kk % H1, fg = -1;
-  float fv[8];
-  float acc[C::Q] = {};
-  for (int64_t k0 = 0; k0 < K; k0 += BK) {
+  float fv[8], ra[8], rb[RN];
+  auto load = [&]() {
     const bool kv = g < f.G;
     if (kv && g != fg) {
 #pragma unroll
@@ -633,19 +633,28 @@ __global__ void __launch_bounds__(NT) fwd2_kernel(const lrnn_mimo_params p) {
 #pragma unroll
     for (int l = 0; l < 8; ++l) {
       const int m = lr + 16 * l;
-      as[kk][m] = kv && tb[m] >= 0 ? fv[l] * f.U(tb[m], tt[m], i) : 0.f;
+      ra[l] = kv && tb[m] >= 0 ? fv[l] * f.U(tb[m], tt[m], i) : 0.f;
     }
 #pragma unroll
     for (int l = 0; l < RN; ++l) {
       const int64_t a = n0 + lr + 16 * l;
-      C::put_b(bs, bl.v, kk, lr + 16 * l, kv && a < f.A ? f.W(a, g, i) : 0.f);
+      rb[l] = kv && a < f.A ? f.W(a, g, i) : 0.f;
     }
     i += BK;
     while (i >= H1) {
       i -= H1;
       ++g;
     }
+  };
+  float acc[C::Q] = {};
+  load();
+  for (int64_t k0 = 0; k0 < K; k0 += BK) {
+#pragma unroll
+    for (int l = 0; l < 8; ++l) as[kk][lr + 16 * l] = ra[l];
+#pragma unroll
+    for (int l = 0; l < RN; ++l) C::put_b(bs, bl.v, kk, lr + 16 * l, rb[l]);
     __syncthreads();
+    if (k0 + BK < K) load();
     C::mac(acc, as, bs, bl.v);
     __syncthreads();
   }
@@ -739,31 +748,59 @@ __global__ void __launch_bounds__(NT) twoway_kernel(const lrnn_mimo_params p, fl
       uv[q] = tb[m] >= 0 && i < H ? f.U(tb[m], tt[m], i) : 0.f;
       col[q] = 0.f;
     }
-    for (int64_t g = 0; g < G; ++g) {
-      float acc[C::Q] = {};
-      for (int64_t a0 = 0; a0 < A; a0 += BK) {
-        stage_x(a0);
+    /* the chunks (g, a0) in order, the next one read into registers while this one is multiplied */
+    float rx[8], rw[4];
+    auto load = [&](int64_t g, int64_t a0) {
 #pragma unroll
-        for (int l = 0; l < 4; ++l) {   /* consecutive threads along i */
-          const int e = tid + NT * l, n = e % BN, k = e / BN;
-          C::put_b(bs, bl.v, k, n, a0 + k < A && i0 + n < H ? f.W(a0 + k, g, i0 + n) : 0.f);
+      for (int l = 0; l < 8; ++l) {
+        const int m = lr + 16 * l;
+        rx[l] = a0 + kk < A && tb[m] >= 0 ? f.X(tb[m], tt[m], a0 + kk) : 0.f;
+      }
+#pragma unroll
+      for (int l = 0; l < 4; ++l) {   /* consecutive threads along i */
+        const int e = tid + NT * l, n = e % BN, k = e / BN;
+        rw[l] = a0 + k < A && i0 + n < H ? f.W(a0 + k, g, i0 + n) : 0.f;
+      }
+    };
+    float acc[C::Q] = {};
+    int64_t g = 0, a0 = 0;
+    load(0, 0);
+    while (g < G) {
+#pragma unroll
+      for (int l = 0; l < 8; ++l) as[kk][lr + 16 * l] = rx[l];
+#pragma unroll
+      for (int l = 0; l < 4; ++l) {
+        const int e = tid + NT * l;
+        C::put_b(bs, bl.v, e / BN, e % BN, rw[l]);
+      }
+      __syncthreads();
+      int64_t ng = g, na0 = a0 + BK;
+      if (na0 >= A) {
+        na0 = 0;
+        ++ng;
+      }
+      if (ng < G) load(ng, na0);
+      C::mac(acc, as, bs, bl.v);
+      __syncthreads();
+      if (na0 == 0) {   /* group g complete: its two contractions */
+        float rows[C::slots()] = {}, fv[C::slots()];
+#pragma unroll
+        for (int q = 0; q < C::Q; ++q) rows[C::slot(q)] = fmaf(acc[q], uv[q], rows[C::slot(q)]);
+#pragma unroll
+        for (int sl = 0; sl < C::slots(); ++sl) {
+          const int m = C::slot_row(sl);
+          const float rv = C::row_sum(rows[sl]);
+          fv[sl] = tb[m] >= 0 ? f.F(tb[m], tt[m], g) : 0.f;
+          if (tb[m] >= 0 && C::row_owner()) df_add(m, g, rv, false);
         }
-        __syncthreads();
-        C::mac(acc, as, bs, bl.v);
-        __syncthreads();
+#pragma unroll
+        for (int q = 0; q < C::Q; ++q) {
+          col[q] = fmaf(acc[q], fv[C::slot(q)], col[q]);
+          acc[q] = 0.f;
+        }
       }
-      float rows[C::slots()] = {}, fv[C::slots()];
-#pragma unroll
-      for (int q = 0; q < C::Q; ++q) rows[C::slot(q)] = fmaf(acc[q], uv[q], rows[C::slot(q)]);
-#pragma unroll
-      for (int sl = 0; sl < C::slots(); ++sl) {
-        const int m = C::slot_row(sl);
-        const float rv = C::row_sum(rows[sl]);
-        fv[sl] = tb[m] >= 0 ? f.F(tb[m], tt[m], g) : 0.f;
-        if (tb[m] >= 0 && C::row_owner()) df_add(m, g, rv, false);
-      }
-#pragma unroll
-      for (int q = 0; q < C::Q; ++q) col[q] = fmaf(acc[q], fv[C::slot(q)], col[q]);
+      g = ng;
+      a0 = na0;
     }
     __syncthreads();   /* this pass's dF updates (du1 for in) before its dU columns */
 #pragma unroll
@@ -809,32 +846,47 @@ __global__ void __launch_bounds__(NT) wgrad2_kernel(const lrnn_mimo_params p, fl
   /* staging: row lm = tid % 128 of the tile for tokens tid / 128 + 2 l; column n = e % BN */
   const int lm = tid % BM, lk = tid / BM;
   const int64_t mm = mtile * BM + lm, g = mm / H1, i = mm % H1;
-  if (tid < BK) {
+  /* tokens (b, t) of chunks c and c + 1 in kb / kt[c & 1] and [(c + 1) & 1]: during chunk c,
+   * threads < 16 write those of chunk c + 2 over chunk c's, read (by the register prefetch of
+   * chunk c) before the previous barrier */
+  if (tid < 2 * BK) {
     const int64_t k = k0 + tid;
-    kb[0][tid] = k / L;
-    kt[0][tid] = k % L;
+    kb[tid / BK][tid % BK] = k / L;
+    kt[tid / BK][tid % BK] = k % L;
   }
   __syncthreads();
-  float acc[C::Q] = {};
-  int buf = 0;
-  for (int64_t kc = k0; kc < k1; kc += BK, buf ^= 1) {
+  float ra[8], rb[RN];
+  auto load = [&](int64_t kc, int buf) {
 #pragma unroll
     for (int l = 0; l < 8; ++l) {
       const int k = lk + 2 * l;
-      as[k][lm] = kc + k < k1 && mm < M ? f.F(kb[buf][k], kt[buf][k], g) * f.U(kb[buf][k], kt[buf][k], i) : 0.f;
+      ra[l] = kc + k < k1 && mm < M ? f.F(kb[buf][k], kt[buf][k], g) * f.U(kb[buf][k], kt[buf][k], i) : 0.f;
     }
 #pragma unroll
     for (int l = 0; l < RN; ++l) {
       const int e = tid + NT * l, n = e % BN, k = e / BN;
       const int64_t a = ntile * BN + n;
-      C::put_b(bs, bl.v, k, n, kc + k < k1 && a < A ? f.X(kb[buf][k], kt[buf][k], a) : 0.f);
+      rb[l] = kc + k < k1 && a < A ? f.X(kb[buf][k], kt[buf][k], a) : 0.f;
     }
-    if (tid < BK) {   /* the next chunk's tokens; that buffer was last read before the previous sync */
-      const int64_t k = kc + BK + tid;
-      kb[buf ^ 1][tid] = k / L;
-      kt[buf ^ 1][tid] = k % L;
+  };
+  float acc[C::Q] = {};
+  load(k0, 0);
+  int buf = 0;
+  for (int64_t kc = k0; kc < k1; kc += BK, buf ^= 1) {
+#pragma unroll
+    for (int l = 0; l < 8; ++l) as[lk + 2 * l][lm] = ra[l];
+#pragma unroll
+    for (int l = 0; l < RN; ++l) {
+      const int e = tid + NT * l;
+      C::put_b(bs, bl.v, e / BN, e % BN, rb[l]);
     }
     __syncthreads();
+    if (kc + BK < k1) load(kc + BK, buf ^ 1);
+    if (tid < BK) {
+      const int64_t k = kc + 2 * BK + tid;
+      kb[buf][tid] = k / L;
+      kt[buf][tid] = k % L;
+    }
     C::mac(acc, as, bs, bl.v);
     __syncthreads();
   }
