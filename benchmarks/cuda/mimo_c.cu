@@ -5,7 +5,7 @@
  *
  * Build and run on a GPU machine from the repository root (tests/gpu/s7cuda.sh does this):
  *   nvcc -O3 -arch=sm_90 --use_fast_math -std=c++17 -Icsrc/include benchmarks/cuda/mimo_c.cu \
- *        csrc/cuda/mimo_selective_scan.cu -o build/mimo_c && build/mimo_c [check|f32]
+ *        csrc/cuda/mimo_selective_scan.cu -o build/mimo_c && build/mimo_c [check|f32|prof]
  * (-DLRNN_MIMO_V1 builds it with the first version of the kernels.)
  * Timing: median of 15 CUDA-event timings after 3 warm-up calls. The percentage after each stage
  * is the cost model's MAC count (forming B_t or C_t: 2*P*H*H resp. 2*O*P*H real MACs per token,
@@ -271,7 +271,8 @@ double median_ms(F f) {
   return ms[ms.size() / 2];
 }
 
-void bench(lrnn_dtype t, int64_t B, int64_t L, int64_t P, int64_t H, double base_fwd, double base_all) {
+void bench(lrnn_dtype t, int64_t B, int64_t L, int64_t P, int64_t H, double base_fwd, double base_all,
+           bool once = false) {
   const int64_t O = H, N = B * L;
   HostVec u = random_vec(t, N * H, -1, 1), dy = random_vec(t, N * O, -1, 1);
   HostVec wb = random_vec(LRNN_F32, P * H * 2 * H, -0.1, 0.1), bb = random_vec(LRNN_F32, P * H * 2, -0.1, 0.1);
@@ -299,7 +300,19 @@ void bench(lrnn_dtype t, int64_t B, int64_t L, int64_t P, int64_t H, double base
   void *ws0, *ws1;
   CK(cudaMalloc(&ws0, b0));
   CK(cudaMalloc(&ws1, b1));
+  if (once) {   /* one call of each stage, for a profiler */
+    ST(lrnn_mimo_in_fwd_cuda(&p, nullptr));
+    ST(lrnn_mimo_out_bwd_cuda(&q, ws0, nullptr));
+    ST(lrnn_mimo_in_bwd_cuda(&r, ws1, nullptr));
+    CK(cudaDeviceSynchronize());
+  }
   const double in_mac = (double)N * 2 * P * H * H, out_mac = (double)N * 2 * O * P * H;
+  if (once) {
+    for (void* d : {(void*)p.u, (void*)p.wb, (void*)p.bb, (void*)p.wc, (void*)p.bc, p.v, p.h, p.y, q.y, q.h, q.du, q.dw,
+                    q.db, r.dw, r.db, ws0, ws1})
+      CK(cudaFree(d));
+    return;
+  }
   struct Stage { const char* name; double mac, ms; } st[4] = {
       {"in_fwd", in_mac, median_ms([&] { ST(lrnn_mimo_in_fwd_cuda(&p, nullptr)); })},
       {"out_fwd", out_mac, median_ms([&] { ST(lrnn_mimo_out_fwd_cuda(&p, nullptr)); })},
@@ -318,12 +331,14 @@ void bench(lrnn_dtype t, int64_t B, int64_t L, int64_t P, int64_t H, double base
 }  // namespace
 
 int main(int argc, char** argv) {
-  /* no argument: checks and all timings; "check": checks only; "f32": float32 timings only */
+  /* no argument: checks and all timings; "check": checks only; "f32": float32 timings only;
+   * "prof": one in_fwd, out_bwd, in_bwd at the second shape, for ncu */
   const char* what = argc > 1 ? argv[1] : "all";
   const bool all = strcmp(what, "all") == 0;
   bool ok = true;
   if (all || strcmp(what, "check") == 0)
     for (lrnn_dtype t : {LRNN_F32, LRNN_BF16, LRNN_F16}) ok = check(t) && ok;
+  if (strcmp(what, "prof") == 0) bench(LRNN_F32, 8, 4096, 64, 128, 0, 0, true);
   if (all || strcmp(what, "f32") == 0) {
     bench(LRNN_F32, 8, 16384, 16, 64, 3.76, 9.08);
     bench(LRNN_F32, 8, 4096, 64, 128, 8.40, 18.56);

@@ -8,7 +8,9 @@
 #   3. mimo_c: every launcher vs double loops at a small odd size for f32 / bf16 / f16 (and a
 #      bitwise repeat of the backward), then the time of each stage at the S7 shapes
 #      (8, 16384, 16, 64) and (8, 4096, 64, 128), f32 and bf16; the other builds: f32 times only
-#   4. the op lrnn::mimo_selective_scan and its backward op (event scan included), f32, per call
+#   4. ncu (SOL, occupancy) of the forward, token-side backward and weight-gradient kernels at
+#      the second shape, f32
+#   5. the op lrnn::mimo_selective_scan and its backward op (event scan included), f32, per call
 #      at the same shapes, against the materialized baseline (fwd 3.76 / fwd+bwd 9.08 ms and
 #      8.40 / 18.56 ms), when the op has a CUDA kernel
 # Logs go to $OUT/; a compact summary is printed last.
@@ -49,6 +51,13 @@ V1_RC="not run"
 if [ -x build/mimo_c_v1 ]; then
   timeout 15 ./build/mimo_c_v1 f32 > "$OUT/s7cuda_mimo_c_v1.log" 2>&1
   V1_RC=$?
+fi
+
+NCU_RC="not run (no ncu)"
+if [ "$NVCC_RC" = 0 ] && command -v ncu > /dev/null; then
+  timeout 25 ncu --clock-control none --section SpeedOfLight --section Occupancy --section LaunchStats \
+    -k regex:"fwd2_kernel|twoway_kernel|wgrad2_kernel" --launch-count 3 ./build/mimo_c prof > "$OUT/s7cuda_ncu.log" 2>&1
+  NCU_RC="rc=$?"
 fi
 
 timeout 25 python3 - > "$OUT/s7cuda_op.log" 2>&1 <<'PYEOF'
@@ -105,5 +114,8 @@ echo "=== s7cuda: mimo_c_simt f32, v2 kernels on SIMT FMAs (rc=$SIMT_RC)"
 [ -f "$OUT/s7cuda_mimo_c_simt.log" ] && head -n 6 "$OUT/s7cuda_mimo_c_simt.log"
 echo "=== s7cuda: mimo_c_v1 f32, first-version kernels (rc=$V1_RC)"
 [ -f "$OUT/s7cuda_mimo_c_v1.log" ] && head -n 6 "$OUT/s7cuda_mimo_c_v1.log"
+echo "=== s7cuda: ncu, f32 (8, 4096, 64, 128): in fwd2, out twoway, out wgrad2 ($NCU_RC)"
+[ -f "$OUT/s7cuda_ncu.log" ] && grep -E "(fwd2|twoway|wgrad2)_kernel<|^ +Duration|Compute \(SM\) Throughput|Memory Throughput|Registers Per Thread|Achieved Occupancy" \
+  "$OUT/s7cuda_ncu.log" | sed -e 's/  */ /g' -e 's/(lrnn_mimo_params.*//' -e 's/void (anonymous namespace)::v2:://' | cut -c1-110 | head -n 18
 echo "=== s7cuda: op per call (rc=$OP_RC)"
 tail -n 3 "$OUT/s7cuda_op.log"
