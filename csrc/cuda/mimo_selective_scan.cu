@@ -23,7 +23,6 @@
 #include <stdint.h>
 
 #include "lrnn/mimo_selective_scan.h"
-#include "lti_common.cuh"
 
 namespace {
 
@@ -366,17 +365,15 @@ bool grid_limit_ok(int64_t blocks) { return blocks > 0 && blocks < 2147483647LL;
  * stage costs one GEMM of the model's size (2 in the backward), with no atomics.
  * Tiles: 128 x (16 RN) outputs on 256 threads, each 8 x RN (rows ty*4 + {0..3} and 64 + ty*4 +
  * {0..3}, columns tx*RN + {0..RN-1}), K staged through shared memory 16 at a time, read back as
- * float4 (two for the rows, RN / 4 or one float2 for the columns). */
+ * float4 (two for the rows, RN / 4 or one float2 for the columns). RN <= 4 and at most 128
+ * registers, so that two blocks (16 warps) share an SM: the H200 measured the first version of
+ * these kernels latency-bound at one block (8 warps) per SM, 13-30% of the FMA peak. Staging
+ * reads through per-token base offsets kept in shared memory, and the next chunk is read into
+ * registers before the current one is multiplied, its values combined only when stored. */
 namespace v2 {
 
 constexpr int BM = 128, BK = 16, LDA = BM + 4;
-/* tensor cores (3xTF32) or SIMT FMAs for every product; LRNN_MIMO_SIMT selects SIMT (kept while
- * the H200 compares them) */
-#ifdef LRNN_MIMO_SIMT
-constexpr bool kTC = false;
-#else
-constexpr bool kTC = true;
-#endif
+
 
 template <typename T, bool kIn>
 struct Form {
@@ -405,26 +402,39 @@ struct Form {
     A = kIn ? 2 * p.state_dim : p.out_dim;
     G = kIn ? p.in_dim : 2 * p.state_dim;
   }
-  __device__ __forceinline__ float U(int64_t b, int64_t t, int64_t i) const {
-    return i < H ? to_f(u[b * us[0] + t * us[1] + i * us[2]]) : 1.f;
-  }
-  __device__ __forceinline__ float F(int64_t b, int64_t t, int64_t g) const {
-    if (kIn) return to_f(u[b * us[0] + t * us[1] + g * us[2]]);
-    return hh(hsrc[b * hst[0] + t * hst[1] + (g >> 1) * hst[2]], static_cast<int>(g & 1));
-  }
-  __device__ __forceinline__ float X(int64_t b, int64_t t, int64_t a) const {
-    if (kIn) {
-      const float2 v = static_cast<const float2*>(x)[b * xs[0] + t * xs[1] + (a >> 1) * xs[2]];
-      return a & 1 ? v.y : v.x;
-    }
-    return to_f(static_cast<const T*>(x)[b * xs[0] + t * xs[1] + a * xs[2]]);
-  }
   /* W[a, g, i]; the bias at i = H (zero without one) */
   __device__ __forceinline__ float W(int64_t a, int64_t g, int64_t i) const {
     const int64_t pa = kIn ? a >> 1 : a, pb = kIn ? g : g >> 1, c = kIn ? a & 1 : g & 1;
     if (i < H) return w[pa * ws[0] + pb * ws[1] + c * ws[2] + i * ws[3]];
     return bias ? bias[pa * bst[0] + pb * bst[1] + c * bst[2]] : 0.f;
   }
+  /* Per-token base offsets, so that staging costs one multiply-add per element: ou into u,
+   * of into F's source (in: u; out: h as floats), ox into X's source (in: v as floats; out: y). */
+  __device__ __forceinline__ int64_t ou(int64_t b, int64_t t) const { return b * us[0] + t * us[1]; }
+  __device__ __forceinline__ int64_t of(int64_t b, int64_t t) const {
+    return kIn ? ou(b, t) : 2 * (b * hst[0] + t * hst[1]);
+  }
+  __device__ __forceinline__ int64_t ox(int64_t b, int64_t t) const {
+    return kIn ? 2 * (b * xs[0] + t * xs[1]) : b * xs[0] + t * xs[1];
+  }
+  /* U (i < H), F without its sign (out: hh's is fsign(g)), X from those offsets */
+  __device__ __forceinline__ float Uo(int64_t o, int64_t i) const { return to_f(u[o + i * us[2]]); }
+  __device__ __forceinline__ float Fo(int64_t o, int64_t g) const {
+    if (kIn) return to_f(u[o + g * us[2]]);
+    return reinterpret_cast<const float*>(hsrc)[o + 2 * (g >> 1) * hst[2] + (g & 1)];
+  }
+  __device__ __forceinline__ float fsign(int64_t g) const { return !kIn && (g & 1) ? -1.f : 1.f; }
+  __device__ __forceinline__ float Xo(int64_t o, int64_t a) const {
+    if (kIn) return static_cast<const float*>(x)[o + 2 * (a >> 1) * xs[2] + (a & 1)];
+    return to_f(static_cast<const T*>(x)[o + a * xs[2]]);
+  }
+  /* W[a, g, i] as (an a part) + (a g, i part), the bias likewise with i = H */
+  __device__ __forceinline__ int64_t wa(int64_t a) const { return kIn ? (a >> 1) * ws[0] + (a & 1) * ws[2] : a * ws[0]; }
+  __device__ __forceinline__ int64_t wgi(int64_t g, int64_t i) const {
+    return (kIn ? g * ws[1] : (g >> 1) * ws[1] + (g & 1) * ws[2]) + i * ws[3];
+  }
+  __device__ __forceinline__ int64_t ba(int64_t a) const { return kIn ? (a >> 1) * bst[0] + (a & 1) * bst[2] : a * bst[0]; }
+  __device__ __forceinline__ int64_t bg(int64_t g) const { return kIn ? g * bst[1] : (g >> 1) * bst[1] + (g & 1) * bst[2]; }
   /* the row of (a, g) in the contiguous weight gradient (P, H, 2, H) / (O, P, 2, H) */
   __host__ __device__ static int64_t row(int64_t a, int64_t g, int64_t H_, int64_t G_) {
     return kIn ? ((a >> 1) * H_ + g) * 2 + (a & 1) : a * G_ + g;
@@ -433,161 +443,56 @@ struct Form {
 
 __device__ __forceinline__ int row_of(int r, int ty) { return (r >> 2) * 64 + ty * 4 + (r & 3); }
 
-/* acc (NI m16n8 fragments of one warp, 4 values each) += A B for a 16 x 8 slice of k in 3xTF32:
- * a_lo b_hi + a_hi b_lo + a_hi b_hi, the A fragment (hi, lo) shared by the NI column tiles whose
- * B fragments are bh / bl (fragment layouts as lrnn_cuda::mma_tf32). The CPU emulation exchanges
- * all fragments of the strip once (two warp barriers instead of two per product) and sums the
- * same TF32 products in double. */
-template <int NI>
-__device__ __forceinline__ void mma3_strip(float (&acc)[4 * NI], const uint32_t (&ah)[4], const uint32_t (&al)[4],
-                                           const uint32_t (&bh)[NI][2], const uint32_t (&bl)[NI][2]) {
-#ifdef __CUDA_ARCH__
-#pragma unroll
-  for (int ni = 0; ni < NI; ++ni) {
-    float d[4] = {acc[4 * ni], acc[4 * ni + 1], acc[4 * ni + 2], acc[4 * ni + 3]};
-    lrnn_cuda::mma_tf32(d, al, bh[ni][0], bh[ni][1]);
-    lrnn_cuda::mma_tf32(d, ah, bl[ni][0], bl[ni][1]);
-    lrnn_cuda::mma_tf32(d, ah, bh[ni][0], bh[ni][1]);
-#pragma unroll
-    for (int j = 0; j < 4; ++j) acc[4 * ni + j] = d[j];
-  }
-#else
-  static uint32_t tab[1024][8 + 4 * NI];
-  const int tid = threadIdx.x, base = tid & ~31, lane = tid & 31, g = lane >> 2, t = lane & 3;
-  for (int j = 0; j < 4; ++j) {
-    tab[tid][j] = ah[j];
-    tab[tid][4 + j] = al[j];
-  }
-  for (int ni = 0; ni < NI; ++ni)
-    for (int j = 0; j < 2; ++j) {
-      tab[tid][8 + 2 * ni + j] = bh[ni][j];
-      tab[tid][8 + 2 * NI + 2 * ni + j] = bl[ni][j];
-    }
-  __syncwarp();
-  auto tf = [](uint32_t x) { return static_cast<double>(lrnn_cuda::u2f(x & 0xffffe000u)); };
-  for (int ni = 0; ni < NI; ++ni)
-    for (int e = 0; e < 4; ++e) {
-      const int row = g + 8 * (e >> 1), col = 2 * t + (e & 1);
-      double sum = 0;
-      for (int k = 0; k < 8; ++k) {
-        const uint32_t* la = tab[base + (row % 8) * 4 + k % 4];
-        const uint32_t* lb = tab[base + col * 4 + k % 4];
-        const int ai = (row >= 8) + 2 * (k >= 4), bi = k >= 4;
-        const double a_hi = tf(la[ai]), a_lo = tf(la[4 + ai]);
-        const double b_hi = tf(lb[8 + 2 * ni + bi]), b_lo = tf(lb[8 + 2 * NI + 2 * ni + bi]);
-        sum += a_lo * b_hi + a_hi * b_lo + a_hi * b_hi;
-      }
-      acc[4 * ni + e] = static_cast<float>(acc[4 * ni + e] + sum);
-    }
-  __syncwarp();
-#endif
-}
-
-/* A thread's share of a 128 x 16RN tile: Q = 8 RN values acc[q].
- * SIMT (kTC false): thread (ty, tx) = (tid / 16, tid % 16) holds rows row_of(q / RN) and columns
- *   tx RN + q % RN: per k, two float4 of a and RN / 4 float4 (or a float2) of b for 8 RN FMAs.
- * Tensor cores (kTC true): warp w holds rows 16 w .. 16 w + 15 and all columns as 2 RN m16n8
- *   fragments, q = 4 ni + e -> row 16 w + gq + 8 (e >> 1), column 8 ni + 2 tq + (e & 1) (lane =
- *   4 gq + tq); each product in 3xTF32 (a_lo b_hi + a_hi b_lo + a_hi b_hi: float accuracy), b
- *   split into hi / lo once when staged (bs / bl), a at use (each a value serves one warp).
- * The fragment loads a[k][m] (k = tq, tq + 4; m = gq, gq + 8) and b[k][n] hit 32 distinct banks:
- * row strides are 4 mod 32 words. */
-template <int RN, bool kTC>
+/* A thread's share of a 128 x 16RN tile: Q = 8 RN values acc[q]; thread (ty, tx) = (tid / 16,
+ * tid % 16) holds rows row_of(q / RN) and columns tx RN + q % RN: per k, two float4 of a and
+ * RN / 4 float4 (or a float2) of b for 8 RN FMAs. The 16 lanes tx of a half-warp share its rows.
+ * (A tensor-core variant, 3xTF32 mma.sync on the same staged tiles, measured no faster on the
+ * H200 at the S7 shapes, where staging, not the products, limits; it also needed its
+ * accumulation split to stay float-accurate.) */
+template <int RN>
 struct Core {
   static constexpr int Q = 8 * RN, BN = 16 * RN;
-  __device__ static int row(int q) {
-    const int tid = threadIdx.x;
-    return kTC ? 16 * (tid / 32) + (tid % 32) / 4 + 8 * ((q & 3) >> 1) : row_of(q / RN, tid / 16);
-  }
-  __device__ static int col(int q) {
-    const int tid = threadIdx.x;
-    return kTC ? 8 * (q >> 2) + 2 * (tid % 4) + (q & 1) : (tid % 16) * RN + q % RN;
-  }
-  /* the rows of a thread, numbered 0 .. slots() - 1; the lanes holding a row's other columns */
-  __host__ __device__ static constexpr int slots() { return kTC ? 2 : 8; }
-  __device__ static int slot(int q) { return kTC ? (q & 3) >> 1 : q / RN; }
-  __device__ static int slot_row(int sl) { return row(kTC ? 2 * sl : sl * RN); }
+  __device__ static int row(int q) { return row_of(q / RN, threadIdx.x / 16); }
+  __device__ static int col(int q) { return (threadIdx.x % 16) * RN + q % RN; }
+  __device__ static int slot(int q) { return q / RN; }
+  __device__ static int slot_row(int sl) { return row_of(sl, threadIdx.x / 16); }
   __device__ static float row_sum(float x) {
     x += __shfl_xor_sync(0xffffffffu, x, 1);
     x += __shfl_xor_sync(0xffffffffu, x, 2);
-    if (!kTC) {
-      x += __shfl_xor_sync(0xffffffffu, x, 4);
-      x += __shfl_xor_sync(0xffffffffu, x, 8);
-    }
+    x += __shfl_xor_sync(0xffffffffu, x, 4);
+    x += __shfl_xor_sync(0xffffffffu, x, 8);
     return x;
   }
-  __device__ static bool row_owner() { return kTC ? threadIdx.x % 4 == 0 : threadIdx.x % 16 == 0; }
-  /* b[k][n] = v at staging (and its low TF32 part in bl) */
-  __device__ static void put_b(float (*b)[BN + 4], float (*bl)[BN + 4], int k, int n, float v) {
-    if (kTC) {
-      const lrnn_cuda::Tf32 s = lrnn_cuda::split_tf32(v);
-      b[k][n] = lrnn_cuda::u2f(s.hi);
-      bl[k][n] = lrnn_cuda::u2f(s.lo);
-    } else {
-      b[k][n] = v;
-    }
-  }
+  __device__ static bool row_owner() { return threadIdx.x % 16 == 0; }
   /* acc += a^T b over one staged chunk of BK */
-  __device__ static void mac(float (&acc)[Q], const float (*a)[LDA], const float (*b)[BN + 4], const float (*bl)[BN + 4]) {
-    const int tid = threadIdx.x;
-    if (kTC) {
-      const int w = tid / 32, gq = (tid % 32) / 4, tq = tid % 4, m0 = 16 * w + gq;
+  __device__ static void mac(float (&acc)[Q], const float (*a)[LDA], const float (*b)[BN + 4]) {
+    const int ty = threadIdx.x / 16, tx = threadIdx.x % 16;
 #pragma unroll
-      for (int kb = 0; kb < BK; kb += 8) {
-        uint32_t ah[4], al[4];
-        const float av[4] = {a[kb + tq][m0], a[kb + tq][m0 + 8], a[kb + tq + 4][m0], a[kb + tq + 4][m0 + 8]};
+    for (int k = 0; k < BK; ++k) {
+      const float4 x0 = *reinterpret_cast<const float4*>(&a[k][ty * 4]);
+      const float4 x1 = *reinterpret_cast<const float4*>(&a[k][64 + ty * 4]);
+      const float x[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
+      float y[RN];
+      if (RN == 2) {
+        const float2 v = *reinterpret_cast<const float2*>(&b[k][tx * RN]);
+        y[0] = v.x;
+        y[RN - 1] = v.y;
+      } else {
 #pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          const lrnn_cuda::Tf32 s = lrnn_cuda::split_tf32(av[j]);
-          ah[j] = s.hi;
-          al[j] = s.lo;
+        for (int q = 0; q < RN / 4; ++q) {
+          const float4 v = *reinterpret_cast<const float4*>(&b[k][tx * RN + 4 * q]);
+          y[4 * q] = v.x;
+          y[(4 * q + 1) % RN] = v.y;
+          y[(4 * q + 2) % RN] = v.z;
+          y[(4 * q + 3) % RN] = v.w;
         }
-        uint32_t bh[2 * RN][2], blo[2 * RN][2];
-#pragma unroll
-        for (int ni = 0; ni < 2 * RN; ++ni) {
-          const int n = 8 * ni + gq;
-          bh[ni][0] = lrnn_cuda::f2u(b[kb + tq][n]);
-          bh[ni][1] = lrnn_cuda::f2u(b[kb + tq + 4][n]);
-          blo[ni][0] = lrnn_cuda::f2u(bl[kb + tq][n]);
-          blo[ni][1] = lrnn_cuda::f2u(bl[kb + tq + 4][n]);
-        }
-        mma3_strip<2 * RN>(acc, ah, al, bh, blo);
       }
-    } else {
-      const int ty = tid / 16, tx = tid % 16;
 #pragma unroll
-      for (int k = 0; k < BK; ++k) {
-        const float4 x0 = *reinterpret_cast<const float4*>(&a[k][ty * 4]);
-        const float4 x1 = *reinterpret_cast<const float4*>(&a[k][64 + ty * 4]);
-        const float x[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
-        float y[RN];
-        if (RN == 2) {
-          const float2 v = *reinterpret_cast<const float2*>(&b[k][tx * RN]);
-          y[0] = v.x;
-          y[RN - 1] = v.y;
-        } else {
+      for (int r = 0; r < 8; ++r)
 #pragma unroll
-          for (int q = 0; q < RN / 4; ++q) {
-            const float4 v = *reinterpret_cast<const float4*>(&b[k][tx * RN + 4 * q]);
-            y[4 * q] = v.x;
-            y[(4 * q + 1) % RN] = v.y;
-            y[(4 * q + 2) % RN] = v.z;
-            y[(4 * q + 3) % RN] = v.w;
-          }
-        }
-#pragma unroll
-        for (int r = 0; r < 8; ++r)
-#pragma unroll
-          for (int s = 0; s < RN; ++s) acc[r * RN + s] = fmaf(x[r], y[s], acc[r * RN + s]);
-      }
+        for (int s = 0; s < RN; ++s) acc[r * RN + s] = fmaf(x[r], y[s], acc[r * RN + s]);
     }
   }
-};
-
-/* the low TF32 parts of b: only the tensor-core core has them (a 1-column stub otherwise) */
-template <int RN, bool kTC>
-struct BLow {
-  float v[kTC ? BK : 1][16 * RN + 4];
 };
 
 /* the tokens of tile `tile` (b, t; b = -1 past the end) into shared memory, by threads < BM */
@@ -601,45 +506,51 @@ __device__ __forceinline__ void tile_tokens(int64_t* tb, int64_t* tt, int64_t ti
 }
 
 /* forward: X[t, a] for a token tile and the columns [n0, n0 + 16 RN) */
-template <typename T, bool kIn, int RN, bool kTC>
-__global__ void __launch_bounds__(NT) fwd2_kernel(const lrnn_mimo_params p) {
-  using C = Core<RN, kTC>;
+template <typename T, bool kIn, int RN>
+__global__ void __launch_bounds__(NT, 2) fwd2_kernel(const lrnn_mimo_params p) {
+  using C = Core<RN>;
   constexpr int BN = C::BN;
   __shared__ __align__(16) float as[BK][LDA];
   __shared__ __align__(16) float bs[BK][BN + 4];
-  __shared__ __align__(16) BLow<RN, kTC> bl;
-  __shared__ int64_t tb[BM], tt[BM];
+  __shared__ int64_t tb[BM], tt[BM], tu[BM], tf[BM];
   const Form<T, kIn> f(p, false);
   const int64_t N = p.batch * p.length, mt = (N + BM - 1) / BM, H1 = f.H + 1, K = f.G * H1;
   const int64_t tile = blockIdx.x % mt, n0 = (blockIdx.x / mt) * BN;
   const int tid = threadIdx.x, kk = tid % 16, lr = tid / 16;
   tile_tokens(tb, tt, tile, N, p.length);
+  if (tid < BM) {
+    tu[tid] = f.ou(tb[tid], tt[tid]);
+    tf[tid] = f.of(tb[tid], tt[tid]);
+  }
   __syncthreads();
-  /* this thread stages column kk of each chunk: k = k0 + kk = (g, i), advanced without division;
-   * F of its 8 tokens changes only with g. The next chunk is read into registers while the tensor
-   * cores / FMAs work on this one. */
+  /* this thread stages column kk of each chunk: k = k0 + kk = (g, i), advanced without division,
+   * for the tokens lr + 16 l and the columns a = n0 + lr + 16 l. The next chunk is read into
+   * registers while this one is multiplied; values are combined only when stored, so no load is
+   * waited for before the products. F of the 8 tokens changes only with g. */
+  const int64_t a0 = n0 + lr, astep = kIn ? 8 * f.ws[0] : 16 * f.ws[0], bstep = kIn ? 8 * f.bst[0] : 16 * f.bst[0];
+  const int64_t aw0 = f.wa(a0), ab0 = f.bias ? f.ba(a0) : 0;
   int64_t g = kk / H1, i = kk % H1, fg = -1;
-  float fv[8], ra[8], rb[RN];
+  float fv[8], ru[8], rb[RN], sg = 1.f;
   auto load = [&]() {
-    const bool kv = g < f.G;
+    const bool kv = g < f.G, iu = i < f.H;
     if (kv && g != fg) {
 #pragma unroll
       for (int l = 0; l < 8; ++l) {
         const int m = lr + 16 * l;
-        fv[l] = tb[m] >= 0 ? f.F(tb[m], tt[m], g) : 0.f;
+        fv[l] = tb[m] >= 0 ? f.Fo(tf[m], g) : 0.f;
       }
+      sg = f.fsign(g);
       fg = g;
     }
 #pragma unroll
     for (int l = 0; l < 8; ++l) {
       const int m = lr + 16 * l;
-      ra[l] = kv && tb[m] >= 0 ? fv[l] * f.U(tb[m], tt[m], i) : 0.f;
+      ru[l] = kv && iu && tb[m] >= 0 ? f.Uo(tu[m], i) : kv ? 1.f : 0.f;
     }
+    const float* src = iu ? f.w + f.wgi(g, i) : f.bias + (f.bias ? f.bg(g) : 0);
+    const int64_t off0 = iu ? aw0 : ab0, step = iu ? astep : bstep;
 #pragma unroll
-    for (int l = 0; l < RN; ++l) {
-      const int64_t a = n0 + lr + 16 * l;
-      rb[l] = kv && a < f.A ? f.W(a, g, i) : 0.f;
-    }
+    for (int l = 0; l < RN; ++l) rb[l] = kv && a0 + 16 * l < f.A && (iu || f.bias) ? src[off0 + l * step] : 0.f;
     i += BK;
     while (i >= H1) {
       i -= H1;
@@ -650,12 +561,12 @@ __global__ void __launch_bounds__(NT) fwd2_kernel(const lrnn_mimo_params p) {
   load();
   for (int64_t k0 = 0; k0 < K; k0 += BK) {
 #pragma unroll
-    for (int l = 0; l < 8; ++l) as[kk][lr + 16 * l] = ra[l];
+    for (int l = 0; l < 8; ++l) as[kk][lr + 16 * l] = sg * fv[l] * ru[l];
 #pragma unroll
-    for (int l = 0; l < RN; ++l) C::put_b(bs, bl.v, kk, lr + 16 * l, rb[l]);
+    for (int l = 0; l < RN; ++l) bs[kk][lr + 16 * l] = rb[l];
     __syncthreads();
     if (k0 + BK < K) load();
-    C::mac(acc, as, bs, bl.v);
+    C::mac(acc, as, bs);
     __syncthreads();
   }
 #pragma unroll
@@ -680,19 +591,23 @@ __global__ void __launch_bounds__(NT) fwd2_kernel(const lrnn_mimo_params p) {
  * only feeds dF, as a first pass over the groups. dF lands in gh (out, conjugated: the
  * imaginary part negated) or in the f32 workspace du1 (in); dU in du (out) or du1 (in), and
  * in finally writes du = du + du1. */
-template <typename T, bool kIn, bool kTC>
-__global__ void __launch_bounds__(NT) twoway_kernel(const lrnn_mimo_params p, float* du1) {
+template <typename T, bool kIn>
+__global__ void __launch_bounds__(NT, 2) twoway_kernel(const lrnn_mimo_params p, float* du1) {
   constexpr int RN = 4;
-  using C = Core<RN, kTC>;
+  using C = Core<RN>;
   constexpr int BN = C::BN;
   __shared__ __align__(16) float as[BK][LDA];
   __shared__ __align__(16) float bs[BK][BN + 4];
-  __shared__ __align__(16) BLow<RN, kTC> bl;
-  __shared__ int64_t tb[BM], tt[BM];
+  __shared__ int64_t tb[BM], tt[BM], tu[BM], tf[BM], tx[BM];
   const Form<T, kIn> f(p, true);
   const int64_t N = p.batch * p.length, H = f.H, A = f.A, G = f.G, tile = blockIdx.x;
   const int tid = threadIdx.x, kk = tid % 16, lr = tid / 16;
   tile_tokens(tb, tt, tile, N, p.length);
+  if (tid < BM) {
+    tu[tid] = f.ou(tb[tid], tt[tid]);
+    tf[tid] = f.of(tb[tid], tt[tid]);
+    tx[tid] = f.ox(tb[tid], tt[tid]);
+  }
   __syncthreads();
   float2* gh = static_cast<float2*>(p.h);
   /* dF[t, g] += val (init: =) */
@@ -712,7 +627,7 @@ __global__ void __launch_bounds__(NT) twoway_kernel(const lrnn_mimo_params p, fl
 #pragma unroll
     for (int l = 0; l < 8; ++l) {
       const int m = lr + 16 * l;
-      as[kk][m] = a0 + kk < A && tb[m] >= 0 ? f.X(tb[m], tt[m], a0 + kk) : 0.f;
+      as[kk][m] = a0 + kk < A && tb[m] >= 0 ? f.Xo(tx[m], a0 + kk) : 0.f;
     }
   };
   const bool has_bias = kIn ? p.bb != nullptr : p.bc != nullptr;
@@ -724,10 +639,10 @@ __global__ void __launch_bounds__(NT) twoway_kernel(const lrnn_mimo_params p, fl
 #pragma unroll
         for (int l = 0; l < RN; ++l) {
           const int n = lr + 16 * l;
-          C::put_b(bs, bl.v, kk, n, a0 + kk < A && g0 + n < G ? f.W(a0 + kk, g0 + n, H) : 0.f);
+          bs[kk][n] = a0 + kk < A && g0 + n < G ? f.W(a0 + kk, g0 + n, H) : 0.f;
         }
         __syncthreads();
-        C::mac(acc, as, bs, bl.v);
+        C::mac(acc, as, bs);
         __syncthreads();
       }
     }
@@ -745,7 +660,7 @@ __global__ void __launch_bounds__(NT) twoway_kernel(const lrnn_mimo_params p, fl
     for (int q = 0; q < C::Q; ++q) {
       const int m = C::row(q);
       const int64_t i = i0 + C::col(q);
-      uv[q] = tb[m] >= 0 && i < H ? f.U(tb[m], tt[m], i) : 0.f;
+      uv[q] = tb[m] >= 0 && i < H ? f.Uo(tu[m], i) : 0.f;
       col[q] = 0.f;
     }
     /* the chunks (g, a0) in order, the next one read into registers while this one is multiplied */
@@ -754,12 +669,16 @@ __global__ void __launch_bounds__(NT) twoway_kernel(const lrnn_mimo_params p, fl
 #pragma unroll
       for (int l = 0; l < 8; ++l) {
         const int m = lr + 16 * l;
-        rx[l] = a0 + kk < A && tb[m] >= 0 ? f.X(tb[m], tt[m], a0 + kk) : 0.f;
+        rx[l] = a0 + kk < A && tb[m] >= 0 ? f.Xo(tx[m], a0 + kk) : 0.f;
       }
+      /* consecutive threads along i: column n = tid % 64 of rows a0 + tid / 64 + 4 l */
+      const int n = tid % BN;
+      const bool iv = i0 + n < H;
+      const float* wr = f.w + f.wgi(g, iv ? i0 + n : 0);
 #pragma unroll
-      for (int l = 0; l < 4; ++l) {   /* consecutive threads along i */
-        const int e = tid + NT * l, n = e % BN, k = e / BN;
-        rw[l] = a0 + k < A && i0 + n < H ? f.W(a0 + k, g, i0 + n) : 0.f;
+      for (int l = 0; l < 4; ++l) {
+        const int64_t a = a0 + tid / BN + 4 * l;
+        rw[l] = a < A && iv ? wr[f.wa(a)] : 0.f;
       }
     };
     float acc[C::Q] = {};
@@ -771,7 +690,7 @@ __global__ void __launch_bounds__(NT) twoway_kernel(const lrnn_mimo_params p, fl
 #pragma unroll
       for (int l = 0; l < 4; ++l) {
         const int e = tid + NT * l;
-        C::put_b(bs, bl.v, e / BN, e % BN, rw[l]);
+        bs[e / BN][e % BN] = rw[l];
       }
       __syncthreads();
       int64_t ng = g, na0 = a0 + BK;
@@ -780,17 +699,17 @@ __global__ void __launch_bounds__(NT) twoway_kernel(const lrnn_mimo_params p, fl
         ++ng;
       }
       if (ng < G) load(ng, na0);
-      C::mac(acc, as, bs, bl.v);
+      C::mac(acc, as, bs);
       __syncthreads();
       if (na0 == 0) {   /* group g complete: its two contractions */
-        float rows[C::slots()] = {}, fv[C::slots()];
+        float rows[8] = {}, fv[8];   /* per row of the thread */
 #pragma unroll
         for (int q = 0; q < C::Q; ++q) rows[C::slot(q)] = fmaf(acc[q], uv[q], rows[C::slot(q)]);
 #pragma unroll
-        for (int sl = 0; sl < C::slots(); ++sl) {
+        for (int sl = 0; sl < 8; ++sl) {
           const int m = C::slot_row(sl);
           const float rv = C::row_sum(rows[sl]);
-          fv[sl] = tb[m] >= 0 ? f.F(tb[m], tt[m], g) : 0.f;
+          fv[sl] = tb[m] >= 0 ? f.fsign(g) * f.Fo(tf[m], g) : 0.f;
           if (tb[m] >= 0 && C::row_owner()) df_add(m, g, rv, false);
         }
 #pragma unroll
@@ -829,14 +748,13 @@ __global__ void __launch_bounds__(NT) twoway_kernel(const lrnn_mimo_params p, fl
 
 /* backward, weights: partial dW[(g, i), a] = sum over the slice's tokens of (F U)[t, (g, i)] X[t, a]
  * for a tile of 128 rows (g, i) and 16 RN columns a, into part[slice][(g, i)][a]. */
-template <typename T, bool kIn, int RN, bool kTC>
-__global__ void __launch_bounds__(NT) wgrad2_kernel(const lrnn_mimo_params p, float* part, int64_t slice_tokens) {
-  using C = Core<RN, kTC>;
+template <typename T, bool kIn, int RN>
+__global__ void __launch_bounds__(NT, 2) wgrad2_kernel(const lrnn_mimo_params p, float* part, int64_t slice_tokens) {
+  using C = Core<RN>;
   constexpr int BN = C::BN;
   __shared__ __align__(16) float as[BK][LDA];
   __shared__ __align__(16) float bs[BK][BN + 4];
-  __shared__ __align__(16) BLow<RN, kTC> bl;
-  __shared__ int64_t kb[2][BK], kt[2][BK];
+  __shared__ int64_t ku[2][BK], kf[2][BK], kx[2][BK];
   const Form<T, kIn> f(p, true);
   const int64_t N = p.batch * p.length, L = p.length, H1 = f.H + 1, M = f.G * H1, A = f.A;
   const int64_t mt = (M + BM - 1) / BM, nt = (A + BN - 1) / BN;
@@ -846,27 +764,34 @@ __global__ void __launch_bounds__(NT) wgrad2_kernel(const lrnn_mimo_params p, fl
   /* staging: row lm = tid % 128 of the tile for tokens tid / 128 + 2 l; column n = e % BN */
   const int lm = tid % BM, lk = tid / BM;
   const int64_t mm = mtile * BM + lm, g = mm / H1, i = mm % H1;
-  /* tokens (b, t) of chunks c and c + 1 in kb / kt[c & 1] and [(c + 1) & 1]: during chunk c,
+  const bool iu = i < f.H;
+  const float sg = f.fsign(g);
+  /* token offsets of chunks c and c + 1 in k*[c & 1] and [(c + 1) & 1]: during chunk c,
    * threads < 16 write those of chunk c + 2 over chunk c's, read (by the register prefetch of
    * chunk c) before the previous barrier */
-  if (tid < 2 * BK) {
-    const int64_t k = k0 + tid;
-    kb[tid / BK][tid % BK] = k / L;
-    kt[tid / BK][tid % BK] = k % L;
-  }
+  auto offsets = [&](int64_t k, int slot, int j) {
+    const int64_t b = k / L, t = k % L;
+    ku[slot][j] = f.ou(b, t);
+    kf[slot][j] = f.of(b, t);
+    kx[slot][j] = f.ox(b, t);
+  };
+  if (tid < 2 * BK) offsets(k0 + tid, tid / BK, tid % BK);
   __syncthreads();
-  float ra[8], rb[RN];
+  /* raw values, combined when stored (no load waited for before the products) */
+  float rf[8], ru[8], rb[RN];
   auto load = [&](int64_t kc, int buf) {
 #pragma unroll
     for (int l = 0; l < 8; ++l) {
       const int k = lk + 2 * l;
-      ra[l] = kc + k < k1 && mm < M ? f.F(kb[buf][k], kt[buf][k], g) * f.U(kb[buf][k], kt[buf][k], i) : 0.f;
+      const bool ok = kc + k < k1 && mm < M;
+      rf[l] = ok ? f.Fo(kf[buf][k], g) : 0.f;
+      ru[l] = ok && iu ? f.Uo(ku[buf][k], i) : 1.f;
     }
 #pragma unroll
     for (int l = 0; l < RN; ++l) {
       const int e = tid + NT * l, n = e % BN, k = e / BN;
       const int64_t a = ntile * BN + n;
-      rb[l] = kc + k < k1 && a < A ? f.X(kb[buf][k], kt[buf][k], a) : 0.f;
+      rb[l] = kc + k < k1 && a < A ? f.Xo(kx[buf][k], a) : 0.f;
     }
   };
   float acc[C::Q] = {};
@@ -874,20 +799,16 @@ __global__ void __launch_bounds__(NT) wgrad2_kernel(const lrnn_mimo_params p, fl
   int buf = 0;
   for (int64_t kc = k0; kc < k1; kc += BK, buf ^= 1) {
 #pragma unroll
-    for (int l = 0; l < 8; ++l) as[lk + 2 * l][lm] = ra[l];
+    for (int l = 0; l < 8; ++l) as[lk + 2 * l][lm] = sg * rf[l] * ru[l];
 #pragma unroll
     for (int l = 0; l < RN; ++l) {
       const int e = tid + NT * l;
-      C::put_b(bs, bl.v, e / BN, e % BN, rb[l]);
+      bs[e / BN][e % BN] = rb[l];
     }
     __syncthreads();
     if (kc + BK < k1) load(kc + BK, buf ^ 1);
-    if (tid < BK) {
-      const int64_t k = kc + 2 * BK + tid;
-      kb[buf][tid] = k / L;
-      kt[buf][tid] = k % L;
-    }
-    C::mac(acc, as, bs, bl.v);
+    if (tid < BK) offsets(kc + 2 * BK + tid, buf, tid);
+    C::mac(acc, as, bs);
     __syncthreads();
   }
   float* o = part + slice * M * A;
@@ -918,7 +839,8 @@ struct Plan {
   int64_t part, du1, bytes;   // byte offsets, total
 };
 
-int rn_for(int64_t cols) { return cols <= 32 ? 2 : cols <= 64 ? 4 : 8; }
+/* 64 columns at most: wider tiles need more than the 128 registers of two blocks per SM */
+int rn_for(int64_t cols) { return cols <= 32 ? 2 : 4; }
 
 Plan plan_of(const lrnn_mimo_params* p, bool in) {
   Plan o{};
@@ -948,7 +870,7 @@ lrnn_status launch_fwd_rn(const lrnn_mimo_params& p, cudaStream_t s) {
   const int64_t N = p.batch * p.length, A = kIn ? 2 * p.state_dim : p.out_dim;
   const int64_t blocks = ((N + BM - 1) / BM) * ((A + 16 * RN - 1) / (16 * RN));
   if (!grid_limit_ok(blocks)) return LRNN_ERR_SHAPE;
-  auto k = fwd2_kernel<T, kIn, RN, kTC>;
+  auto k = fwd2_kernel<T, kIn, RN>;
   k<<<static_cast<unsigned>(blocks), NT, 0, s>>>(p);
   return cudaGetLastError() == cudaSuccess ? LRNN_OK : LRNN_ERR_CUDA;
 }
@@ -956,13 +878,13 @@ lrnn_status launch_fwd_rn(const lrnn_mimo_params& p, cudaStream_t s) {
 template <typename T, bool kIn>
 lrnn_status launch_fwd(const lrnn_mimo_params& p, cudaStream_t s) {
   const int rn = rn_for(kIn ? 2 * p.state_dim : p.out_dim);
-  return rn == 2 ? launch_fwd_rn<T, kIn, 2>(p, s) : rn == 4 ? launch_fwd_rn<T, kIn, 4>(p, s) : launch_fwd_rn<T, kIn, 8>(p, s);
+  return rn == 2 ? launch_fwd_rn<T, kIn, 2>(p, s) : launch_fwd_rn<T, kIn, 4>(p, s);
 }
 
 template <typename T, bool kIn, int RN>
 void launch_wgrad(const lrnn_mimo_params& p, const Plan& o, float* part, cudaStream_t s) {
   const int64_t blocks = ((o.M + BM - 1) / BM) * ((o.A + 16 * RN - 1) / (16 * RN)) * o.slices;
-  auto k = wgrad2_kernel<T, kIn, RN, kTC>;
+  auto k = wgrad2_kernel<T, kIn, RN>;
   k<<<static_cast<unsigned>(blocks), NT, 0, s>>>(p, part, o.slice_tokens);
 }
 
@@ -981,11 +903,10 @@ lrnn_status launch_bwd(const lrnn_mimo_params& p, void* workspace, cudaStream_t 
   const int64_t tiles = (N + BM - 1) / BM;
   const int64_t wblocks = ((o.M + BM - 1) / BM) * ((o.A + 16 * o.rn - 1) / (16 * o.rn)) * o.slices;
   if (!grid_limit_ok(tiles) || !grid_limit_ok(wblocks)) return LRNN_ERR_SHAPE;
-  auto kt = twoway_kernel<T, kIn, kTC>;
+  auto kt = twoway_kernel<T, kIn>;
   kt<<<static_cast<unsigned>(tiles), NT, 0, s>>>(p, du1);
   if (o.rn == 2) launch_wgrad<T, kIn, 2>(p, o, part, s);
-  else if (o.rn == 4) launch_wgrad<T, kIn, 4>(p, o, part, s);
-  else launch_wgrad<T, kIn, 8>(p, o, part, s);
+  else launch_wgrad<T, kIn, 4>(p, o, part, s);
   const int64_t n = o.M * o.A, rblocks = (n + NT - 1) / NT < 4096 ? (n + NT - 1) / NT : 4096;
   auto kr = reduce2_kernel<kIn>;
   kr<<<static_cast<unsigned>(rblocks), NT, 0, s>>>(static_cast<float*>(p.dw), static_cast<float*>(p.db), part, o.slices, H,

@@ -2,7 +2,7 @@
 // (csrc/cuda/mimo_selective_scan.cu, on the CPU through the emulation in this folder) against
 // naive double loops written here from the formulas of lrnn/mimo_selective_scan.h: in_fwd (v),
 // out_fwd (y), out_bwd (gh, du, dwc, dbc), in_bwd (du +=, dwb, dbb). Random inputs; f32 / bf16 /
-// f16; odd sizes around the 128-row and 32 / 64 / 128-column tiles and the 16-wide chunks, L = 1,
+// f16; odd sizes around the 128-row and 32 / 64-column tiles and the 16-wide chunks, L = 1,
 // several token slices of the weight gradients, with and without biases; every tensor strided
 // (time-major, spaced last axes, permuted weights). Outputs are poisoned with NaN first; in the
 // case with several token slices the backward runs twice and must give bitwise equal results.
@@ -333,7 +333,7 @@ int main(int argc, char **argv) {
       {F, 2, 260, 2, 1, 2, true, 2, true, true},     // 520 tokens: two slices of the weight gradients
       {F, 1, 40, 66, 1, 2, false, 2, false},         // H > 64: two passes over i, five K chunks; no bias
       {BF, 2, 9, 3, 17, 1, true, 0, true},           // 2P = 34: 64-wide column tiles
-      {HF, 1, 5, 5, 1, 129, false, 2, true},         // O = 129: two 128-wide column tiles
+      {HF, 1, 5, 5, 1, 129, false, 2, true},         // O = 129: three 64-wide column tiles
       {F, 3, 1, 8, 8, 8, true, 1, false},            // powers of two, L = 1
   };
   for (int k = 0; k < extra; ++k) {
