@@ -3,8 +3,8 @@
 # repo root after `pip install --no-build-isolation -e .`; <= 60 s, each step under `timeout`,
 # each section printed as soon as it is done):
 #   1. nvcc builds benchmarks/cuda/mimo_c.cu with csrc/cuda/mimo_selective_scan.cu, and again with
-#      -DLRNN_MIMO_TC (the products on tensor cores) and -DLRNN_MIMO_V1 (the first-version
-#      kernels), for the comparison, in the background
+#      -DLRNN_MIMO_TC (the products on tensor cores), for the comparison, in the background
+#      (the first-version kernels, -DLRNN_MIMO_V1, were timed in round 1)
 #   2. pytest -m cuda of tests/python/test_mimo_selective_scan.py, when the file exists
 #   3. mimo_c: every launcher vs double loops at a small odd size for f32 / bf16 / f16 (and a
 #      bitwise repeat of the backward), then the time of each stage at the S7 shapes
@@ -12,7 +12,7 @@
 #   4. the op lrnn::mimo_selective_scan and its backward op (event scan included), f32, per call
 #      at the same shapes, against the materialized baseline (fwd 3.76 / fwd+bwd 9.08 ms and
 #      8.40 / 18.56 ms), when the op has a CUDA kernel
-#   5. mimo_c_tc and mimo_c_v1: f32 stage times
+#   5. mimo_c_tc: f32 stage times
 #   6. ncu (SOL, occupancy) of the forward, token-side backward and weight-gradient kernels at
 #      the second shape, f32
 # Logs go to $OUT/.
@@ -25,8 +25,6 @@ NVFLAGS=(-O3 -arch=sm_90 --use_fast_math -lineinfo -std=c++17 -Icsrc/include -Xp
 SRCS=(benchmarks/cuda/mimo_c.cu csrc/cuda/mimo_selective_scan.cu)
 timeout 40 nvcc "${NVFLAGS[@]}" "${SRCS[@]}" -o build/mimo_c > "$OUT/s7cuda_nvcc.log" 2>&1 &
 NVCC_PID=$!
-timeout 40 nvcc "${NVFLAGS[@]}" -DLRNN_MIMO_V1 "${SRCS[@]}" -o build/mimo_c_v1 > "$OUT/s7cuda_nvcc_v1.log" 2>&1 &
-V1_PID=$!
 timeout 40 nvcc "${NVFLAGS[@]}" -DLRNN_MIMO_TC "${SRCS[@]}" -o build/mimo_c_tc > "$OUT/s7cuda_nvcc_tc.log" 2>&1 &
 TC_PID=$!
 echo "=== s7cuda: GPU $(nvidia-smi --query-gpu=name --format=csv,noheader 2>&1 | head -n 1)"
@@ -98,13 +96,6 @@ if [ -x build/mimo_c_tc ]; then
   echo "=== s7cuda: mimo_c_tc f32, v2 kernels on tensor cores, 3xTF32 (rc=$?)"
   head -n 4 "$OUT/s7cuda_mimo_c_tc.log"
 fi
-wait "$V1_PID"
-if [ -x build/mimo_c_v1 ]; then
-  timeout 8 ./build/mimo_c_v1 f32 > "$OUT/s7cuda_mimo_c_v1.log" 2>&1
-  echo "=== s7cuda: mimo_c_v1 f32, first-version kernels (rc=$?)"
-  head -n 4 "$OUT/s7cuda_mimo_c_v1.log"
-fi
-
 if [ "$NVCC_RC" = 0 ] && command -v ncu > /dev/null; then
   timeout 14 ncu --clock-control none --section SpeedOfLight --section Occupancy \
     -k regex:"fwd2_kernel|twoway_kernel|wgrad2_kernel" --launch-count 3 ./build/mimo_c prof > "$OUT/s7cuda_ncu.log" 2>&1
