@@ -1,38 +1,36 @@
 /* mimo_selective_scan.cu: the CUDA stages "in" and "out" of S7's MIMO selective scan
  * (lrnn/mimo_selective_scan.h); the middle stage is the event scan (event_scan.cu).
  *
- * Every product here is a GEMM over the token axis with a cheap epilogue or a cheap operand:
- *   contract: a token tile times the weight rows of one group g, K = H (the input), i.e. a tile
- *     of the per-token matrix B_t or C_t held in registers and never stored; the epilogue
- *     multiplies each entry by a per-token factor and sums a group's columns:
- *       in_fwd  v[p]    = sum_{j,c} (W u + bb)[p, j, c] u[j]           (group p, by c)
- *       out_fwd y[o]    = sum_{p,c} (W u + bc)[o, p, c] hh[p, c]       hh = (Re h, -Im h)
- *       out_bwd gh[p]   = sum_{o,c} (W u + bc)[o, p, c] dy[o]          (group p, by c; conj)
- *       in_bwd  du1[j]  = sum_{p,c} (W u + bb)[p, j, c] dv[p, c]       (group j)
- *   du: du[i] = sum_r A[r] W[r, i] with A formed while loading: dy[o] hh[p, c] (out) or
- *     dv[p, c] u[j] (in), r the weight row; in_bwd adds du1 and the du out_bwd wrote.
- *   wgrad: dW[r, i] = sum_t A_t[r] u_t[i] and db[r] = sum_t A_t[r], split over S token slices
- *     into a workspace and summed slice by slice in a fixed order (no atomics: reproducible).
- * All tiles are 64 x 64 on 256 threads (16 x 16, each 4 x 4 outputs, rows ty + 16 r and
- * columns tx + 16 s, so a thread's columns share the parity c = tx & 1 of the (re, im) axis),
- * with K staged through shared memory in chunks of 16. Grids are 1-D (group major, token tile
- * minor: consecutive blocks read the same weights from L2). */
+ * Every stage is one form of the trilinear sum  sum over (t, a, g, i) of X[t, a] F[t, g] U[t, i] W[a, g, i]
+ * with U = (u, 1) (i = H is the bias column):
+ *   in:  a = (p, c) (A = 2P), g = j (G = H),      X = v / dv, F = u[j],           W = wb[p, j, c, i], bb at i = H
+ *   out: a = o (A = O),       g = (p, c) (G = 2P), X = y / dy, F = (Re h, -Im h), W = wc[o, p, c, i], bc at i = H
+ * The forward computes X[t, a] = sum_{g,i} (F U)[t, (g, i)] W[(g, i), a]: a GEMM of K = G (H + 1)
+ * whose left operand is formed while staging (fwd2_kernel); B_t and C_t are never stored. The
+ * backward's token-side gradients come from Y[t, (g, i)] = sum_a X[t, a] W[a, g, i] (K = A)
+ * contracted two ways in the epilogue: dF[t, g] = sum_i Y U (gh, or the du of F = u) and
+ * dU[t, i] = sum_g Y F (du) (twoway_kernel); the weight gradient dW[a, g, i] = sum_t X F U is a
+ * GEMM over the tokens with the formed operand on the other side, split into token slices whose
+ * partials are summed slice by slice in a fixed order (wgrad2_kernel, reduce2_kernel: no atomics,
+ * bitwise reproducible). So each stage costs one GEMM of the cost model's size (two in the
+ * backward).
+ * Tiles: 128 x (16 RN) outputs on 256 threads, each 8 x RN (rows ty*4 + {0..3} and 64 + ty*4 +
+ * {0..3}, columns tx*RN + {0..RN-1}), K staged through shared memory 16 at a time, read back as
+ * float4 (two for the rows, RN / 4 or one float2 for the columns). RN <= 4 and at most 128
+ * registers, so that two blocks (16 warps) share an SM: the H200 measured these kernels
+ * latency-bound at one block (8 warps) per SM. Staging reads through per-token base offsets kept
+ * in shared memory, and the next chunk is read into registers before the current one is
+ * multiplied, its values combined only when stored. */
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
 
 #include "lrnn/mimo_selective_scan.h"
-#include "lti_common.cuh"
 
 namespace {
 
-constexpr int NT = 256;      // threads per block, a 16 x 16 grid
-constexpr int TM = 64;       // tile rows
-constexpr int TN = 64;       // tile columns
-constexpr int KC = 16;       // reduction chunk staged in shared memory
-constexpr int LD = TM + 1;   // padded shared rows: the transposing stores hit distinct banks
-static_assert(TM == TN && NT == 16 * 16 && TM == 4 * 16 && NT * 4 == TM * KC, "index maps below");
+constexpr int NT = 256;   // threads per block, a 16 x 16 grid
 
 __device__ __forceinline__ float to_f(float x) { return x; }
 __device__ __forceinline__ float to_f(__nv_bfloat16 x) { return __bfloat162float(x); }
@@ -46,342 +44,18 @@ __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float x) { return
 template <>
 __device__ __forceinline__ __half from_f<__half>(float x) { return __float2half(x); }
 
-enum Contract { kInFwd, kOutFwd, kOutGh, kInDu1 };
-
-/* The (re, im)-split factor of the conjugated state: Re(C h) = C_re h_re - C_im h_im. */
-__device__ __forceinline__ float hh(float2 h, int c) { return c ? -h.y : h.x; }
-
-/* acc[r][s] += sum_k a[k][ty + 16 r] * b[k][tx + 16 s] over one staged chunk. */
-__device__ __forceinline__ void mac_chunk(float (&acc)[4][4], const float (*a)[LD], const float (*b)[LD], int ty,
-                                          int tx) {
-#pragma unroll
-  for (int k = 0; k < KC; ++k) {
-    float x[4], y[4];
-#pragma unroll
-    for (int r = 0; r < 4; ++r) x[r] = a[k][ty + 16 * r];
-#pragma unroll
-    for (int s = 0; s < 4; ++s) y[s] = b[k][tx + 16 * s];
-#pragma unroll
-    for (int r = 0; r < 4; ++r)
-#pragma unroll
-      for (int s = 0; s < 4; ++s) acc[r][s] = fmaf(x[r], y[s], acc[r][s]);
-  }
-}
-
-/* One block: token tile `tile` x all Q columns of group g (in chunks of TN). Column q of group g
- * is the weight row (a, b, c) = (g, q >> 1, q & 1) (in_fwd, out_fwd) or (q >> 1, g, q & 1). */
-template <typename T, int M>
-__global__ void __launch_bounds__(NT) contract_kernel(const lrnn_mimo_params p, float* du1) {
-  __shared__ float as[KC][LD], ws[KC][LD];
-  __shared__ int64_t tb[TM], tt[TM];
-  constexpr bool kIn = M == kInFwd || M == kInDu1, kGroupFirst = M == kInFwd || M == kOutFwd;
-  const int64_t H = p.in_dim, P = p.state_dim, O = p.out_dim, N = p.batch * p.length;
-  const int64_t tiles = (N + TM - 1) / TM;
-  const int64_t Q = M == kInFwd ? 2 * H : M == kOutGh ? 2 * O : 2 * P;
-  const int64_t tile = blockIdx.x % tiles, g = blockIdx.x / tiles;
-  const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
-  if (tid < TM) {
-    const int64_t k = tile * TM + tid;
-    tb[tid] = k < N ? k / p.length : -1;
-    tt[tid] = k < N ? k % p.length : 0;
-  }
-  const T* u = static_cast<const T*>(p.u);
-  const float* w = static_cast<const float*>(kIn ? p.wb : p.wc);
-  const float* bias = static_cast<const float*>(kIn ? p.bb : p.bc);
-  const int64_t* wst = kIn ? p.wb_stride : p.wc_stride;
-  const int64_t* bst = kIn ? p.bb_stride : p.bc_stride;
-  const int64_t wg = g * (kGroupFirst ? wst[0] : wst[1]), wq = kGroupFirst ? wst[1] : wst[0];
-  const int64_t bg = g * (kGroupFirst ? bst[0] : bst[1]), bq = kGroupFirst ? bst[1] : bst[0];
-  __syncthreads();
-
-  float part[4] = {0.f, 0.f, 0.f, 0.f};
-  for (int64_t n0 = 0; n0 < Q; n0 += TN) {
-    float acc[4][4];
-#pragma unroll
-    for (int s = 0; s < 4; ++s) {
-      const int64_t q = n0 + tx + 16 * s;
-      const float b0 = bias && q < Q ? bias[bg + (q >> 1) * bq + (q & 1) * bst[2]] : 0.f;
-#pragma unroll
-      for (int r = 0; r < 4; ++r) acc[r][s] = b0;
-    }
-    for (int64_t i0 = 0; i0 < H; i0 += KC) {
-#pragma unroll
-      for (int l = 0; l < 4; ++l) {
-        const int e = tid + NT * l, m = e / KC, kk = e % KC;
-        const int64_t i = i0 + kk, q = n0 + m;
-        as[kk][m] = tb[m] >= 0 && i < H ? to_f(u[tb[m] * p.u_stride[0] + tt[m] * p.u_stride[1] + i * p.u_stride[2]]) : 0.f;
-        ws[kk][m] = q < Q && i < H ? w[wg + (q >> 1) * wq + (q & 1) * wst[2] + i * wst[3]] : 0.f;
-      }
-      __syncthreads();
-      mac_chunk(acc, as, ws, ty, tx);
-      __syncthreads();
-    }
-#pragma unroll
-    for (int r = 0; r < 4; ++r) {
-      const int m = ty + 16 * r;
-      if (tb[m] < 0) continue;
-      const int64_t b = tb[m], t = tt[m];
-#pragma unroll
-      for (int s = 0; s < 4; ++s) {
-        const int64_t q = n0 + tx + 16 * s, idx = q >> 1;
-        const int c = static_cast<int>(q & 1);
-        if (q >= Q) continue;
-        float f;
-        if (M == kInFwd) {
-          f = to_f(u[b * p.u_stride[0] + t * p.u_stride[1] + idx * p.u_stride[2]]);
-        } else if (M == kOutFwd) {
-          f = hh(static_cast<const float2*>(p.h)[b * p.h_stride[0] + t * p.h_stride[1] + idx * p.h_stride[2]], c);
-        } else if (M == kOutGh) {
-          f = to_f(static_cast<const T*>(p.y)[b * p.y_stride[0] + t * p.y_stride[1] + idx * p.y_stride[2]]);
-        } else {
-          const float2 dv = static_cast<const float2*>(p.v)[b * p.v_stride[0] + t * p.v_stride[1] + idx * p.v_stride[2]];
-          f = c ? dv.y : dv.x;
-        }
-        part[r] = fmaf(acc[r][s], f, part[r]);
-      }
-    }
-  }
-  /* sum over the 16 column lanes tx of a half-warp: by parity (re / im apart) or all */
-  constexpr bool kByParity = M == kInFwd || M == kOutGh;
-#pragma unroll
-  for (int r = 0; r < 4; ++r) {
-    if (!kByParity) part[r] += __shfl_xor_sync(0xffffffffu, part[r], 1);
-    part[r] += __shfl_xor_sync(0xffffffffu, part[r], 2);
-    part[r] += __shfl_xor_sync(0xffffffffu, part[r], 4);
-    part[r] += __shfl_xor_sync(0xffffffffu, part[r], 8);
-    const float odd = __shfl_down_sync(0xffffffffu, part[r], 1);
-    const int m = ty + 16 * r;
-    if (tx != 0 || tb[m] < 0) continue;
-    const int64_t b = tb[m], t = tt[m];
-    if (M == kInFwd)
-      static_cast<float2*>(p.v)[b * p.v_stride[0] + t * p.v_stride[1] + g * p.v_stride[2]] = make_float2(part[r], odd);
-    else if (M == kOutGh)
-      static_cast<float2*>(p.h)[b * p.h_stride[0] + t * p.h_stride[1] + g * p.h_stride[2]] = make_float2(part[r], -odd);
-    else if (M == kOutFwd)
-      static_cast<T*>(p.y)[b * p.y_stride[0] + t * p.y_stride[1] + g * p.y_stride[2]] = from_f<T>(part[r]);
-    else
-      du1[(tile * TM + m) * H + g] = part[r];
-  }
-}
-
-/* The operand A[token][r] of the backward products, r = (a, b, c) a weight row:
- * out: dy[a] hh(h[b], c) (= gC); in: dv[a]_c u[b] (= gB). */
-template <typename T, bool kIn>
-__device__ __forceinline__ float grad_operand(const lrnn_mimo_params& p, int64_t b, int64_t t, int64_t ra, int64_t rb,
-                                              int c) {
-  if (kIn) {
-    const float2 dv = static_cast<const float2*>(p.v)[b * p.v_stride[0] + t * p.v_stride[1] + ra * p.v_stride[2]];
-    const T* u = static_cast<const T*>(p.u);
-    return (c ? dv.y : dv.x) * to_f(u[b * p.u_stride[0] + t * p.u_stride[1] + rb * p.u_stride[2]]);
-  }
-  const T* dy = static_cast<const T*>(p.y);
-  const float2 h = static_cast<const float2*>(p.hs)[b * p.hs_stride[0] + t * p.hs_stride[1] + rb * p.hs_stride[2]];
-  return to_f(dy[b * p.y_stride[0] + t * p.y_stride[1] + ra * p.y_stride[2]]) * hh(h, c);
-}
-
-/* du[token][i] = sum_r A[token][r] W[r][i] (+ du1 + the du already there, for in); one block
- * per (token tile, 64 columns of i), K = all R weight rows. */
-template <typename T, bool kIn>
-__global__ void __launch_bounds__(NT) du_kernel(const lrnn_mimo_params p, const float* du1) {
-  __shared__ float as[KC][LD], ws[KC][LD];
-  __shared__ int64_t tb[TM], tt[TM];
-  const int64_t H = p.in_dim, N = p.batch * p.length;
-  const int mid = static_cast<int>(kIn ? H : p.state_dim);   // the extent of b in a row (a, b, c)
-  const int R = static_cast<int>((kIn ? p.state_dim : p.out_dim) * mid * 2);
-  const int64_t tiles = (N + TM - 1) / TM;
-  const int64_t tile = blockIdx.x % tiles, i0 = (blockIdx.x / tiles) * TN;
-  const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
-  if (tid < TM) {
-    const int64_t k = tile * TM + tid;
-    tb[tid] = k < N ? k / p.length : -1;
-    tt[tid] = k < N ? k % p.length : 0;
-  }
-  const float* w = static_cast<const float*>(kIn ? p.wb : p.wc);
-  const int64_t* wst = kIn ? p.wb_stride : p.wc_stride;
-  __syncthreads();
-  float acc[4][4] = {};
-  for (int r0 = 0; r0 < R; r0 += KC) {
-#pragma unroll
-    for (int l = 0; l < 4; ++l) {
-      const int e = tid + NT * l;
-      {  // A: (token m, row r0 + kk), consecutive threads along r
-        const int m = e / KC, kk = e % KC, r = r0 + kk;
-        as[kk][m] = tb[m] >= 0 && r < R ? grad_operand<T, kIn>(p, tb[m], tt[m], r / (2 * mid), (r >> 1) % mid, r & 1) : 0.f;
-      }
-      {  // W: (row r0 + kk, column i0 + n), consecutive threads along i
-        const int kk = e / TN, n = e % TN, r = r0 + kk;
-        const int64_t i = i0 + n;
-        ws[kk][n] = r < R && i < H ? w[(r / (2 * mid)) * wst[0] + ((r >> 1) % mid) * wst[1] + (r & 1) * wst[2] + i * wst[3]]
-                                   : 0.f;
-      }
-    }
-    __syncthreads();
-    mac_chunk(acc, as, ws, ty, tx);
-    __syncthreads();
-  }
-  T* du = static_cast<T*>(p.du);
-#pragma unroll
-  for (int r = 0; r < 4; ++r) {
-    const int m = ty + 16 * r;
-    if (tb[m] < 0) continue;
-#pragma unroll
-    for (int s = 0; s < 4; ++s) {
-      const int64_t i = i0 + tx + 16 * s;
-      if (i >= H) continue;
-      T* d = du + tb[m] * p.du_stride[0] + tt[m] * p.du_stride[1] + i * p.du_stride[2];
-      *d = from_f<T>(kIn ? to_f(*d) + du1[(tile * TM + m) * H + i] + acc[r][s] : acc[r][s]);
-    }
-  }
-}
-
-/* How the weight gradient of a stage is split over token slices, and where things lie in the
- * workspace (a function of the sizes only, so the summation order never changes). */
-struct Plan {
-  int64_t rows, tokens, slices, slice_tokens, tiles;
-  int64_t wpart, bpart, du1, bytes;   // byte offsets, total
-};
-
-Plan plan_of(const lrnn_mimo_params* p, bool in) {
-  Plan o{};
-  const int64_t H = p->in_dim;
-  o.rows = (in ? p->state_dim * H : p->out_dim * p->state_dim) * 2;
-  o.tokens = p->batch * p->length;
-  o.tiles = ((o.rows + TM - 1) / TM) * ((H + TN - 1) / TN);
-  /* about 8 blocks of 256 threads per SM of a 132-SM device, slices of at least 256 tokens */
-  const int64_t want = (1056 + o.tiles - 1) / o.tiles, most = (o.tokens + 255) / 256;
-  o.slices = want < most ? want : most;
-  if (o.slices < 1) o.slices = 1;
-  o.slice_tokens = ((o.tokens + o.slices - 1) / o.slices + KC - 1) / KC * KC;
-  if (o.slice_tokens < KC) o.slice_tokens = KC;
-  o.slices = (o.tokens + o.slice_tokens - 1) / o.slice_tokens;
-  if (o.slices < 1) o.slices = 1;
-  auto up = [](int64_t x) { return (x + 255) / 256 * 256; };
-  o.wpart = 0;
-  o.bpart = up(o.slices * o.rows * H * 4);
-  o.du1 = o.bpart + up(o.slices * o.rows * 4);
-  o.bytes = o.du1 + (in ? up(o.tokens * H * 4) : 0);
-  return o;
-}
-
-/* Partial dW / db of slice `slice` over tokens [slice * slice_tokens, +slice_tokens): block =
- * (row tile, column tile of i, slice); thread rows ty + 16 r, columns tx + 16 s. */
-template <typename T, bool kIn>
-__global__ void __launch_bounds__(NT) wgrad_kernel(const lrnn_mimo_params p, float* wpart, float* bpart,
-                                                   int64_t slice_tokens) {
-  __shared__ float as[KC][LD], us[KC][LD];
-  const int64_t H = p.in_dim, N = p.batch * p.length;
-  const int64_t mid = kIn ? H : p.state_dim;
-  const int64_t R = (kIn ? p.state_dim : p.out_dim) * mid * 2;
-  const int64_t rtiles = (R + TM - 1) / TM, ctiles = (H + TN - 1) / TN;
-  const int64_t rt = blockIdx.x % rtiles, ct = (blockIdx.x / rtiles) % ctiles, slice = blockIdx.x / (rtiles * ctiles);
-  const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
-  const int64_t k0 = slice * slice_tokens, k1 = k0 + slice_tokens < N ? k0 + slice_tokens : N;
-  /* this thread loads row rt*TM + (tid % 64) and column ct*TN + (tid % 64) of tokens
-   * k0 + tid / 64 + 4 l, l < 4, stepping by KC per chunk: (b, t) advanced without division */
-  const int lm = tid % TM, lk = tid / TM;
-  const int64_t r = rt * TM + lm, i = ct * TN + lm;
-  const int64_t ra = r / (2 * mid), rb = (r >> 1) % mid;
-  const int c = static_cast<int>(r & 1);
-  int64_t bb[4], tt[4];
-#pragma unroll
-  for (int l = 0; l < 4; ++l) {
-    const int64_t k = k0 + lk + 4 * l;
-    bb[l] = k / (p.length > 0 ? p.length : 1);
-    tt[l] = k - bb[l] * p.length;
-  }
-  const T* u = static_cast<const T*>(p.u);
-  const bool bias = bpart != nullptr && ct == 0;
-  float acc[4][4] = {}, bsum[4] = {0.f, 0.f, 0.f, 0.f};
-  for (int64_t kc = k0; kc < k1; kc += KC) {
-#pragma unroll
-    for (int l = 0; l < 4; ++l) {
-      const int kk = lk + 4 * l;
-      const bool ok = kc + kk < k1;
-      as[kk][lm] = ok && r < R ? grad_operand<T, kIn>(p, bb[l], tt[l], ra, rb, c) : 0.f;
-      us[kk][lm] = ok && i < H ? to_f(u[bb[l] * p.u_stride[0] + tt[l] * p.u_stride[1] + i * p.u_stride[2]]) : 0.f;
-      tt[l] += KC;
-      while (tt[l] >= p.length && p.length > 0) {
-        tt[l] -= p.length;
-        ++bb[l];
-      }
-    }
-    __syncthreads();
-    mac_chunk(acc, as, us, ty, tx);
-    if (bias) {
-#pragma unroll
-      for (int k = 0; k < KC; ++k)
-#pragma unroll
-        for (int q = 0; q < 4; ++q) bsum[q] += as[k][ty + 16 * q];
-    }
-    __syncthreads();
-  }
-  float* wo = wpart + slice * R * H;
-#pragma unroll
-  for (int q = 0; q < 4; ++q) {
-    const int64_t row = rt * TM + ty + 16 * q;
-    if (row >= R) continue;
-#pragma unroll
-    for (int s = 0; s < 4; ++s) {
-      const int64_t col = ct * TN + tx + 16 * s;
-      if (col < H) wo[row * H + col] = acc[q][s];
-    }
-    if (bias && tx == 0) bpart[slice * R + row] = bsum[q];
-  }
-}
-
-/* out[x] = sum over slices s = 0, 1, ... of part[s * n + x]. */
-__global__ void __launch_bounds__(NT) reduce_kernel(float* out, const float* part, int64_t slices, int64_t n) {
-  for (int64_t x = blockIdx.x * static_cast<int64_t>(NT) + threadIdx.x; x < n; x += static_cast<int64_t>(gridDim.x) * NT) {
-    float s = 0.f;
-    for (int64_t k = 0; k < slices; ++k) s += part[k * n + x];
-    out[x] = s;
-  }
-}
-
 lrnn_status check(const lrnn_mimo_params* p, bool need_out) {
   if (!p) return LRNN_ERR_ARGUMENT;
   if (p->batch < 0 || p->length < 0 || p->in_dim <= 0 || p->state_dim <= 0 || (need_out && p->out_dim <= 0))
     return LRNN_ERR_SHAPE;
   if (p->state_dtype != LRNN_C64 || (p->dtype != LRNN_F32 && p->dtype != LRNN_BF16 && p->dtype != LRNN_F16))
     return LRNN_ERR_DTYPE;
-  /* 32-bit row indices in du_kernel; 1-D grids */
-  const int64_t R = 2 * p->state_dim * (need_out ? p->out_dim : p->in_dim);
-  if (R > (1LL << 30) || 2 * p->state_dim * p->in_dim > (1LL << 30)) return LRNN_ERR_SHAPE;
   return LRNN_OK;
 }
 
 bool grid_limit_ok(int64_t blocks) { return blocks > 0 && blocks < 2147483647LL; }
 
-/* ---- v2: the three forms of one trilinear sum -------------------------------------------------
- * Every stage is a product of the form  sum over (t, a, g, i) of X[t, a] F[t, g] U[t, i] W[a, g, i]
- * with U = (u, 1) (i = H is the bias column):
- *   in:  a = (p, c) (A = 2P), g = j (G = H),      X = v / dv, F = u[j],         W = wb[p, j, c, i], bb at i = H
- *   out: a = o (A = O),       g = (p, c) (G = 2P), X = y / dy, F = hh(h[p], c), W = wc[o, p, c, i], bc at i = H
- * The forward computes X[t, a] = sum_{g,i} (F U)[t, (g, i)] W[(g, i), a]: a GEMM of K = G (H + 1)
- * whose left operand is formed while staging (fwd2_kernel). The backward's token-side gradients
- * come from Y[t, (g, i)] = sum_a X[t, a] W[a, g, i] (K = A) contracted two ways in the epilogue:
- * dF[t, g] = sum_i Y U (gh, or the du of F = u) and dU[t, i] = sum_g Y F (du) (twoway_kernel);
- * the weight gradient dW[a, g, i] = sum_t X F U is a GEMM over the tokens with the formed
- * operand on the other side, split into token slices (wgrad2_kernel, reduce2_kernel). So each
- * stage costs one GEMM of the model's size (2 in the backward), with no atomics.
- * Tiles: 128 x (16 RN) outputs on 256 threads, each 8 x RN (rows ty*4 + {0..3} and 64 + ty*4 +
- * {0..3}, columns tx*RN + {0..RN-1}), K staged through shared memory 16 at a time, read back as
- * float4 (two for the rows, RN / 4 or one float2 for the columns). RN <= 4 and at most 128
- * registers, so that two blocks (16 warps) share an SM: the H200 measured the first version of
- * these kernels latency-bound at one block (8 warps) per SM, 13-30% of the FMA peak. Staging
- * reads through per-token base offsets kept in shared memory, and the next chunk is read into
- * registers before the current one is multiplied, its values combined only when stored. */
-namespace v2 {
-
 constexpr int BM = 128, BK = 16, LDA = BM + 4;
-/* SIMT FMAs for every product, or tensor cores (3xTF32) with LRNN_MIMO_TC (kept while the H200
- * compares them; in round 1 both were limited by the staging, not the products) */
-#ifdef LRNN_MIMO_TC
-constexpr bool kTC = true;
-#else
-constexpr bool kTC = false;
-#endif
-
 
 template <typename T, bool kIn>
 struct Form {
@@ -451,163 +125,56 @@ struct Form {
 
 __device__ __forceinline__ int row_of(int r, int ty) { return (r >> 2) * 64 + ty * 4 + (r & 3); }
 
-/* acc (NI m16n8 fragments of one warp, 4 values each) += A B for a 16 x 8 slice of k in 3xTF32:
- * a_lo b_hi + a_hi b_lo + a_hi b_hi, the A fragment (hi, lo) shared by the NI column tiles whose
- * B fragments are bh / bl (fragment layouts as lrnn_cuda::mma_tf32). The CPU emulation exchanges
- * all fragments of the strip once (two warp barriers instead of two per product) and sums the
- * same TF32 products in double. */
-template <int NI>
-__device__ __forceinline__ void mma3_strip(float (&acc)[4 * NI], const uint32_t (&ah)[4], const uint32_t (&al)[4],
-                                           const uint32_t (&bh)[NI][2], const uint32_t (&bl)[NI][2]) {
-#ifdef __CUDA_ARCH__
-#pragma unroll
-  for (int ni = 0; ni < NI; ++ni) {
-    /* a fresh fragment per strip, added in FP32: the tensor cores' own accumulation truncates,
-     * which over thousands of steps biases long sums (2e-4 relative measured on the H200) */
-    float d[4] = {0.f, 0.f, 0.f, 0.f};
-    lrnn_cuda::mma_tf32(d, al, bh[ni][0], bh[ni][1]);
-    lrnn_cuda::mma_tf32(d, ah, bl[ni][0], bl[ni][1]);
-    lrnn_cuda::mma_tf32(d, ah, bh[ni][0], bh[ni][1]);
-#pragma unroll
-    for (int j = 0; j < 4; ++j) acc[4 * ni + j] += d[j];
-  }
-#else
-  static uint32_t tab[1024][8 + 4 * NI];
-  const int tid = threadIdx.x, base = tid & ~31, lane = tid & 31, g = lane >> 2, t = lane & 3;
-  for (int j = 0; j < 4; ++j) {
-    tab[tid][j] = ah[j];
-    tab[tid][4 + j] = al[j];
-  }
-  for (int ni = 0; ni < NI; ++ni)
-    for (int j = 0; j < 2; ++j) {
-      tab[tid][8 + 2 * ni + j] = bh[ni][j];
-      tab[tid][8 + 2 * NI + 2 * ni + j] = bl[ni][j];
-    }
-  __syncwarp();
-  auto tf = [](uint32_t x) { return static_cast<double>(lrnn_cuda::u2f(x & 0xffffe000u)); };
-  for (int ni = 0; ni < NI; ++ni)
-    for (int e = 0; e < 4; ++e) {
-      const int row = g + 8 * (e >> 1), col = 2 * t + (e & 1);
-      double sum = 0;
-      for (int k = 0; k < 8; ++k) {
-        const uint32_t* la = tab[base + (row % 8) * 4 + k % 4];
-        const uint32_t* lb = tab[base + col * 4 + k % 4];
-        const int ai = (row >= 8) + 2 * (k >= 4), bi = k >= 4;
-        const double a_hi = tf(la[ai]), a_lo = tf(la[4 + ai]);
-        const double b_hi = tf(lb[8 + 2 * ni + bi]), b_lo = tf(lb[8 + 2 * NI + 2 * ni + bi]);
-        sum += a_lo * b_hi + a_hi * b_lo + a_hi * b_hi;
-      }
-      acc[4 * ni + e] += static_cast<float>(sum);
-    }
-  __syncwarp();
-#endif
-}
-
-/* A thread's share of a 128 x 16RN tile: Q = 8 RN values acc[q].
- * SIMT (kTC false): thread (ty, tx) = (tid / 16, tid % 16) holds rows row_of(q / RN) and columns
- *   tx RN + q % RN: per k, two float4 of a and RN / 4 float4 (or a float2) of b for 8 RN FMAs.
- * Tensor cores (kTC true): warp w holds rows 16 w .. 16 w + 15 and all columns as 2 RN m16n8
- *   fragments, q = 4 ni + e -> row 16 w + gq + 8 (e >> 1), column 8 ni + 2 tq + (e & 1) (lane =
- *   4 gq + tq); each product in 3xTF32 (a_lo b_hi + a_hi b_lo + a_hi b_hi: float accuracy), b
- *   split into hi / lo once when staged (bs / bl), a at use (each a value serves one warp).
- * The fragment loads a[k][m] (k = tq, tq + 4; m = gq, gq + 8) and b[k][n] hit 32 distinct banks:
- * row strides are 4 mod 32 words. */
-template <int RN, bool kTC>
+/* A thread's share of a 128 x 16RN tile: Q = 8 RN values acc[q]; thread (ty, tx) = (tid / 16,
+ * tid % 16) holds rows row_of(q / RN) and columns tx RN + q % RN: per k, two float4 of a and
+ * RN / 4 float4 (or a float2) of b for 8 RN FMAs. The 16 lanes tx of a half-warp share its rows.
+ * (A tensor-core variant, 3xTF32 mma.sync on the same staged tiles, measured no faster on the
+ * H200 at the S7 shapes, where staging, not the products, limits; it also needed its
+ * accumulation split to stay float-accurate.) */
+template <int RN>
 struct Core {
   static constexpr int Q = 8 * RN, BN = 16 * RN;
-  __device__ static int row(int q) {
-    const int tid = threadIdx.x;
-    return kTC ? 16 * (tid / 32) + (tid % 32) / 4 + 8 * ((q & 3) >> 1) : row_of(q / RN, tid / 16);
-  }
-  __device__ static int col(int q) {
-    const int tid = threadIdx.x;
-    return kTC ? 8 * (q >> 2) + 2 * (tid % 4) + (q & 1) : (tid % 16) * RN + q % RN;
-  }
-  /* the rows of a thread, numbered 0 .. slots() - 1; the lanes holding a row's other columns */
-  __host__ __device__ static constexpr int slots() { return kTC ? 2 : 8; }
-  __device__ static int slot(int q) { return kTC ? (q & 3) >> 1 : q / RN; }
-  __device__ static int slot_row(int sl) { return row(kTC ? 2 * sl : sl * RN); }
+  __device__ static int row(int q) { return row_of(q / RN, threadIdx.x / 16); }
+  __device__ static int col(int q) { return (threadIdx.x % 16) * RN + q % RN; }
+  __device__ static int slot(int q) { return q / RN; }
+  __device__ static int slot_row(int sl) { return row_of(sl, threadIdx.x / 16); }
   __device__ static float row_sum(float x) {
     x += __shfl_xor_sync(0xffffffffu, x, 1);
     x += __shfl_xor_sync(0xffffffffu, x, 2);
-    if (!kTC) {
-      x += __shfl_xor_sync(0xffffffffu, x, 4);
-      x += __shfl_xor_sync(0xffffffffu, x, 8);
-    }
+    x += __shfl_xor_sync(0xffffffffu, x, 4);
+    x += __shfl_xor_sync(0xffffffffu, x, 8);
     return x;
   }
-  __device__ static bool row_owner() { return kTC ? threadIdx.x % 4 == 0 : threadIdx.x % 16 == 0; }
-  /* b[k][n] = v at staging (and its low TF32 part in bl) */
-  __device__ static void put_b(float (*b)[BN + 4], float (*bl)[BN + 4], int k, int n, float v) {
-    if (kTC) {
-      const lrnn_cuda::Tf32 s = lrnn_cuda::split_tf32(v);
-      b[k][n] = lrnn_cuda::u2f(s.hi);
-      bl[k][n] = lrnn_cuda::u2f(s.lo);
-    } else {
-      b[k][n] = v;
-    }
-  }
+  __device__ static bool row_owner() { return threadIdx.x % 16 == 0; }
   /* acc += a^T b over one staged chunk of BK */
-  __device__ static void mac(float (&acc)[Q], const float (*a)[LDA], const float (*b)[BN + 4], const float (*bl)[BN + 4]) {
-    const int tid = threadIdx.x;
-    if (kTC) {
-      const int w = tid / 32, gq = (tid % 32) / 4, tq = tid % 4, m0 = 16 * w + gq;
+  __device__ static void mac(float (&acc)[Q], const float (*a)[LDA], const float (*b)[BN + 4]) {
+    const int ty = threadIdx.x / 16, tx = threadIdx.x % 16;
 #pragma unroll
-      for (int kb = 0; kb < BK; kb += 8) {
-        uint32_t ah[4], al[4];
-        const float av[4] = {a[kb + tq][m0], a[kb + tq][m0 + 8], a[kb + tq + 4][m0], a[kb + tq + 4][m0 + 8]};
+    for (int k = 0; k < BK; ++k) {
+      const float4 x0 = *reinterpret_cast<const float4*>(&a[k][ty * 4]);
+      const float4 x1 = *reinterpret_cast<const float4*>(&a[k][64 + ty * 4]);
+      const float x[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
+      float y[RN];
+      if (RN == 2) {
+        const float2 v = *reinterpret_cast<const float2*>(&b[k][tx * RN]);
+        y[0] = v.x;
+        y[RN - 1] = v.y;
+      } else {
 #pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          const lrnn_cuda::Tf32 s = lrnn_cuda::split_tf32(av[j]);
-          ah[j] = s.hi;
-          al[j] = s.lo;
+        for (int q = 0; q < RN / 4; ++q) {
+          const float4 v = *reinterpret_cast<const float4*>(&b[k][tx * RN + 4 * q]);
+          y[4 * q] = v.x;
+          y[(4 * q + 1) % RN] = v.y;
+          y[(4 * q + 2) % RN] = v.z;
+          y[(4 * q + 3) % RN] = v.w;
         }
-        uint32_t bh[2 * RN][2], blo[2 * RN][2];
-#pragma unroll
-        for (int ni = 0; ni < 2 * RN; ++ni) {
-          const int n = 8 * ni + gq;
-          bh[ni][0] = lrnn_cuda::f2u(b[kb + tq][n]);
-          bh[ni][1] = lrnn_cuda::f2u(b[kb + tq + 4][n]);
-          blo[ni][0] = lrnn_cuda::f2u(bl[kb + tq][n]);
-          blo[ni][1] = lrnn_cuda::f2u(bl[kb + tq + 4][n]);
-        }
-        mma3_strip<2 * RN>(acc, ah, al, bh, blo);
       }
-    } else {
-      const int ty = tid / 16, tx = tid % 16;
 #pragma unroll
-      for (int k = 0; k < BK; ++k) {
-        const float4 x0 = *reinterpret_cast<const float4*>(&a[k][ty * 4]);
-        const float4 x1 = *reinterpret_cast<const float4*>(&a[k][64 + ty * 4]);
-        const float x[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
-        float y[RN];
-        if (RN == 2) {
-          const float2 v = *reinterpret_cast<const float2*>(&b[k][tx * RN]);
-          y[0] = v.x;
-          y[RN - 1] = v.y;
-        } else {
+      for (int r = 0; r < 8; ++r)
 #pragma unroll
-          for (int q = 0; q < RN / 4; ++q) {
-            const float4 v = *reinterpret_cast<const float4*>(&b[k][tx * RN + 4 * q]);
-            y[4 * q] = v.x;
-            y[(4 * q + 1) % RN] = v.y;
-            y[(4 * q + 2) % RN] = v.z;
-            y[(4 * q + 3) % RN] = v.w;
-          }
-        }
-#pragma unroll
-        for (int r = 0; r < 8; ++r)
-#pragma unroll
-          for (int s = 0; s < RN; ++s) acc[r * RN + s] = fmaf(x[r], y[s], acc[r * RN + s]);
-      }
+        for (int s = 0; s < RN; ++s) acc[r * RN + s] = fmaf(x[r], y[s], acc[r * RN + s]);
     }
   }
-};
-
-/* the low TF32 parts of b: only the tensor-core core has them (a 1-column stub otherwise) */
-template <int RN, bool kTC>
-struct BLow {
-  float v[kTC ? BK : 1][16 * RN + 4];
 };
 
 /* the tokens of tile `tile` (b, t; b = -1 past the end) into shared memory, by threads < BM */
@@ -621,13 +188,12 @@ __device__ __forceinline__ void tile_tokens(int64_t* tb, int64_t* tt, int64_t ti
 }
 
 /* forward: X[t, a] for a token tile and the columns [n0, n0 + 16 RN) */
-template <typename T, bool kIn, int RN, bool kTC>
+template <typename T, bool kIn, int RN>
 __global__ void __launch_bounds__(NT, 2) fwd2_kernel(const lrnn_mimo_params p) {
-  using C = Core<RN, kTC>;
+  using C = Core<RN>;
   constexpr int BN = C::BN;
   __shared__ __align__(16) float as[BK][LDA];
   __shared__ __align__(16) float bs[BK][BN + 4];
-  __shared__ __align__(16) BLow<RN, kTC> bl;
   __shared__ int64_t tb[BM], tt[BM], tu[BM], tf[BM];
   const Form<T, kIn> f(p, false);
   const int64_t N = p.batch * p.length, mt = (N + BM - 1) / BM, H1 = f.H + 1, K = f.G * H1;
@@ -679,10 +245,10 @@ __global__ void __launch_bounds__(NT, 2) fwd2_kernel(const lrnn_mimo_params p) {
 #pragma unroll
     for (int l = 0; l < 8; ++l) as[kk][lr + 16 * l] = sg * fv[l] * ru[l];
 #pragma unroll
-    for (int l = 0; l < RN; ++l) C::put_b(bs, bl.v, kk, lr + 16 * l, rb[l]);
+    for (int l = 0; l < RN; ++l) bs[kk][lr + 16 * l] = rb[l];
     __syncthreads();
     if (k0 + BK < K) load();
-    C::mac(acc, as, bs, bl.v);
+    C::mac(acc, as, bs);
     __syncthreads();
   }
 #pragma unroll
@@ -707,14 +273,13 @@ __global__ void __launch_bounds__(NT, 2) fwd2_kernel(const lrnn_mimo_params p) {
  * only feeds dF, as a first pass over the groups. dF lands in gh (out, conjugated: the
  * imaginary part negated) or in the f32 workspace du1 (in); dU in du (out) or du1 (in), and
  * in finally writes du = du + du1. */
-template <typename T, bool kIn, bool kTC>
+template <typename T, bool kIn>
 __global__ void __launch_bounds__(NT, 2) twoway_kernel(const lrnn_mimo_params p, float* du1) {
   constexpr int RN = 4;
-  using C = Core<RN, kTC>;
+  using C = Core<RN>;
   constexpr int BN = C::BN;
   __shared__ __align__(16) float as[BK][LDA];
   __shared__ __align__(16) float bs[BK][BN + 4];
-  __shared__ __align__(16) BLow<RN, kTC> bl;
   __shared__ int64_t tb[BM], tt[BM], tu[BM], tf[BM], tx[BM];
   const Form<T, kIn> f(p, true);
   const int64_t N = p.batch * p.length, H = f.H, A = f.A, G = f.G, tile = blockIdx.x;
@@ -756,10 +321,10 @@ __global__ void __launch_bounds__(NT, 2) twoway_kernel(const lrnn_mimo_params p,
 #pragma unroll
         for (int l = 0; l < RN; ++l) {
           const int n = lr + 16 * l;
-          C::put_b(bs, bl.v, kk, n, a0 + kk < A && g0 + n < G ? f.W(a0 + kk, g0 + n, H) : 0.f);
+          bs[kk][n] = a0 + kk < A && g0 + n < G ? f.W(a0 + kk, g0 + n, H) : 0.f;
         }
         __syncthreads();
-        C::mac(acc, as, bs, bl.v);
+        C::mac(acc, as, bs);
         __syncthreads();
       }
     }
@@ -807,7 +372,7 @@ __global__ void __launch_bounds__(NT, 2) twoway_kernel(const lrnn_mimo_params p,
 #pragma unroll
       for (int l = 0; l < 4; ++l) {
         const int e = tid + NT * l;
-        C::put_b(bs, bl.v, e / BN, e % BN, rw[l]);
+        bs[e / BN][e % BN] = rw[l];
       }
       __syncthreads();
       int64_t ng = g, na0 = a0 + BK;
@@ -816,14 +381,14 @@ __global__ void __launch_bounds__(NT, 2) twoway_kernel(const lrnn_mimo_params p,
         ++ng;
       }
       if (ng < G) load(ng, na0);
-      C::mac(acc, as, bs, bl.v);
+      C::mac(acc, as, bs);
       __syncthreads();
       if (na0 == 0) {   /* group g complete: its two contractions */
-        float rows[C::slots()] = {}, fv[C::slots()];   /* per row of the thread */
+        float rows[8] = {}, fv[8];   /* per row of the thread */
 #pragma unroll
         for (int q = 0; q < C::Q; ++q) rows[C::slot(q)] = fmaf(acc[q], uv[q], rows[C::slot(q)]);
 #pragma unroll
-        for (int sl = 0; sl < C::slots(); ++sl) {
+        for (int sl = 0; sl < 8; ++sl) {
           const int m = C::slot_row(sl);
           const float rv = C::row_sum(rows[sl]);
           fv[sl] = tb[m] >= 0 ? f.fsign(g) * f.Fo(tf[m], g) : 0.f;
@@ -865,13 +430,12 @@ __global__ void __launch_bounds__(NT, 2) twoway_kernel(const lrnn_mimo_params p,
 
 /* backward, weights: partial dW[(g, i), a] = sum over the slice's tokens of (F U)[t, (g, i)] X[t, a]
  * for a tile of 128 rows (g, i) and 16 RN columns a, into part[slice][(g, i)][a]. */
-template <typename T, bool kIn, int RN, bool kTC>
+template <typename T, bool kIn, int RN>
 __global__ void __launch_bounds__(NT, 2) wgrad2_kernel(const lrnn_mimo_params p, float* part, int64_t slice_tokens) {
-  using C = Core<RN, kTC>;
+  using C = Core<RN>;
   constexpr int BN = C::BN;
   __shared__ __align__(16) float as[BK][LDA];
   __shared__ __align__(16) float bs[BK][BN + 4];
-  __shared__ __align__(16) BLow<RN, kTC> bl;
   __shared__ int64_t ku[2][BK], kf[2][BK], kx[2][BK];
   const Form<T, kIn> f(p, true);
   const int64_t N = p.batch * p.length, L = p.length, H1 = f.H + 1, M = f.G * H1, A = f.A;
@@ -921,12 +485,12 @@ __global__ void __launch_bounds__(NT, 2) wgrad2_kernel(const lrnn_mimo_params p,
 #pragma unroll
     for (int l = 0; l < RN; ++l) {
       const int e = tid + NT * l;
-      C::put_b(bs, bl.v, e / BN, e % BN, rb[l]);
+      bs[e / BN][e % BN] = rb[l];
     }
     __syncthreads();
     if (kc + BK < k1) load(kc + BK, buf ^ 1);
     if (tid < BK) offsets(kc + 2 * BK + tid, buf, tid);
-    C::mac(acc, as, bs, bl.v);
+    C::mac(acc, as, bs);
     __syncthreads();
   }
   float* o = part + slice * M * A;
@@ -988,7 +552,7 @@ lrnn_status launch_fwd_rn(const lrnn_mimo_params& p, cudaStream_t s) {
   const int64_t N = p.batch * p.length, A = kIn ? 2 * p.state_dim : p.out_dim;
   const int64_t blocks = ((N + BM - 1) / BM) * ((A + 16 * RN - 1) / (16 * RN));
   if (!grid_limit_ok(blocks)) return LRNN_ERR_SHAPE;
-  auto k = fwd2_kernel<T, kIn, RN, kTC>;
+  auto k = fwd2_kernel<T, kIn, RN>;
   k<<<static_cast<unsigned>(blocks), NT, 0, s>>>(p);
   return cudaGetLastError() == cudaSuccess ? LRNN_OK : LRNN_ERR_CUDA;
 }
@@ -1002,7 +566,7 @@ lrnn_status launch_fwd(const lrnn_mimo_params& p, cudaStream_t s) {
 template <typename T, bool kIn, int RN>
 void launch_wgrad(const lrnn_mimo_params& p, const Plan& o, float* part, cudaStream_t s) {
   const int64_t blocks = ((o.M + BM - 1) / BM) * ((o.A + 16 * RN - 1) / (16 * RN)) * o.slices;
-  auto k = wgrad2_kernel<T, kIn, RN, kTC>;
+  auto k = wgrad2_kernel<T, kIn, RN>;
   k<<<static_cast<unsigned>(blocks), NT, 0, s>>>(p, part, o.slice_tokens);
 }
 
@@ -1021,7 +585,7 @@ lrnn_status launch_bwd(const lrnn_mimo_params& p, void* workspace, cudaStream_t 
   const int64_t tiles = (N + BM - 1) / BM;
   const int64_t wblocks = ((o.M + BM - 1) / BM) * ((o.A + 16 * o.rn - 1) / (16 * o.rn)) * o.slices;
   if (!grid_limit_ok(tiles) || !grid_limit_ok(wblocks)) return LRNN_ERR_SHAPE;
-  auto kt = twoway_kernel<T, kIn, kTC>;
+  auto kt = twoway_kernel<T, kIn>;
   kt<<<static_cast<unsigned>(tiles), NT, 0, s>>>(p, du1);
   if (o.rn == 2) launch_wgrad<T, kIn, 2>(p, o, part, s);
   else launch_wgrad<T, kIn, 4>(p, o, part, s);
@@ -1032,75 +596,14 @@ lrnn_status launch_bwd(const lrnn_mimo_params& p, void* workspace, cudaStream_t 
   return cudaGetLastError() == cudaSuccess ? LRNN_OK : LRNN_ERR_CUDA;
 }
 
-}  // namespace v2
-
-template <typename T, int M>
-lrnn_status launch_contract(const lrnn_mimo_params& p, float* du1, cudaStream_t s) {
-  const int64_t N = p.batch * p.length, tiles = (N + TM - 1) / TM;
-  const int64_t G = M == kInFwd || M == kOutGh ? p.state_dim : M == kOutFwd ? p.out_dim : p.in_dim;
-  if (!grid_limit_ok(tiles * G)) return LRNN_ERR_SHAPE;
-  auto k = contract_kernel<T, M>;
-  k<<<static_cast<unsigned>(tiles * G), NT, 0, s>>>(p, du1);
-  return cudaGetLastError() == cudaSuccess ? LRNN_OK : LRNN_ERR_CUDA;
-}
-
-template <int M>
-lrnn_status contract_any(const lrnn_mimo_params& p, float* du1, cudaStream_t s) {
-  switch (p.dtype) {
-    case LRNN_F32: return launch_contract<float, M>(p, du1, s);
-    case LRNN_BF16: return launch_contract<__nv_bfloat16, M>(p, du1, s);
-    case LRNN_F16: return launch_contract<__half, M>(p, du1, s);
-    default: return LRNN_ERR_DTYPE;
-  }
-}
-
-template <typename T, bool kIn>
-lrnn_status launch_bwd(const lrnn_mimo_params& p, void* workspace, cudaStream_t s) {
-  const Plan o = plan_of(&p, kIn);
-  const int64_t H = p.in_dim, N = o.tokens;
-  char* ws = static_cast<char*>(workspace);
-  float* wpart = reinterpret_cast<float*>(ws + o.wpart);
-  float* bpart = p.db ? reinterpret_cast<float*>(ws + o.bpart) : nullptr;
-  float* du1 = reinterpret_cast<float*>(ws + o.du1);
-  if (N > 0) {
-    lrnn_status st = kIn ? launch_contract<T, kInDu1>(p, du1, s) : launch_contract<T, kOutGh>(p, nullptr, s);
-    if (st != LRNN_OK) return st;
-    const int64_t tiles = (N + TM - 1) / TM, ctiles = (H + TN - 1) / TN;
-    if (!grid_limit_ok(tiles * ctiles) || !grid_limit_ok(o.tiles * o.slices)) return LRNN_ERR_SHAPE;
-    auto kd = du_kernel<T, kIn>;
-    kd<<<static_cast<unsigned>(tiles * ctiles), NT, 0, s>>>(p, du1);
-    auto kw = wgrad_kernel<T, kIn>;
-    kw<<<static_cast<unsigned>(o.tiles * o.slices), NT, 0, s>>>(p, wpart, bpart, o.slice_tokens);
-    const int64_t n = o.rows * H;
-    reduce_kernel<<<static_cast<unsigned>((n + NT - 1) / NT < 4096 ? (n + NT - 1) / NT : 4096), NT, 0, s>>>(
-        static_cast<float*>(p.dw), wpart, o.slices, n);
-    if (bpart)
-      reduce_kernel<<<static_cast<unsigned>((o.rows + NT - 1) / NT), NT, 0, s>>>(static_cast<float*>(p.db), bpart,
-                                                                                 o.slices, o.rows);
-  } else {
-    /* no tokens: zero gradients (du, gh have no elements) */
-    if (cudaMemsetAsync(p.dw, 0, static_cast<size_t>(o.rows * H) * 4, s) != cudaSuccess) return LRNN_ERR_CUDA;
-    if (p.db && cudaMemsetAsync(p.db, 0, static_cast<size_t>(o.rows) * 4, s) != cudaSuccess) return LRNN_ERR_CUDA;
-  }
-  return cudaGetLastError() == cudaSuccess ? LRNN_OK : LRNN_ERR_CUDA;
-}
-
-/* Which kernels serve the stages: v2 by default; LRNN_MIMO_V1 selects the first version (kept
- * while the H200 compares them, benchmarks/cuda/mimo_c.cu built both ways). */
-#ifdef LRNN_MIMO_V1
-constexpr bool kV1 = true;
-#else
-constexpr bool kV1 = false;
-#endif
 
 template <bool kIn>
 lrnn_status fwd_any(const lrnn_mimo_params* p, void* stream) {
   cudaStream_t s = static_cast<cudaStream_t>(stream);
-  if (kV1) return contract_any < kIn ? kInFwd : kOutFwd > (*p, nullptr, s);
   switch (p->dtype) {
-    case LRNN_F32: return v2::launch_fwd<float, kIn>(*p, s);
-    case LRNN_BF16: return v2::launch_fwd<__nv_bfloat16, kIn>(*p, s);
-    case LRNN_F16: return v2::launch_fwd<__half, kIn>(*p, s);
+    case LRNN_F32: return launch_fwd<float, kIn>(*p, s);
+    case LRNN_BF16: return launch_fwd<__nv_bfloat16, kIn>(*p, s);
+    case LRNN_F16: return launch_fwd<__half, kIn>(*p, s);
     default: return LRNN_ERR_DTYPE;
   }
 }
@@ -1113,10 +616,9 @@ lrnn_status bwd_any(const lrnn_mimo_params* p, void* workspace, void* stream) {
     return LRNN_ERR_ARGUMENT;
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   switch (p->dtype) {
-    case LRNN_F32: return kV1 ? launch_bwd<float, kIn>(*p, workspace, s) : v2::launch_bwd<float, kIn>(*p, workspace, s);
-    case LRNN_BF16:
-      return kV1 ? launch_bwd<__nv_bfloat16, kIn>(*p, workspace, s) : v2::launch_bwd<__nv_bfloat16, kIn>(*p, workspace, s);
-    case LRNN_F16: return kV1 ? launch_bwd<__half, kIn>(*p, workspace, s) : v2::launch_bwd<__half, kIn>(*p, workspace, s);
+    case LRNN_F32: return launch_bwd<float, kIn>(*p, workspace, s);
+    case LRNN_BF16: return launch_bwd<__nv_bfloat16, kIn>(*p, workspace, s);
+    case LRNN_F16: return launch_bwd<__half, kIn>(*p, workspace, s);
     default: return LRNN_ERR_DTYPE;
   }
 }
@@ -1125,7 +627,7 @@ lrnn_status bwd_any(const lrnn_mimo_params* p, void* workspace, void* stream) {
 
 extern "C" int64_t lrnn_mimo_bwd_workspace_bytes_cuda(const lrnn_mimo_params* p, int stage_in) {
   if (!p || check(p, !stage_in) != LRNN_OK) return 0;
-  return kV1 ? plan_of(p, stage_in != 0).bytes : v2::plan_of(p, stage_in != 0).bytes;
+  return plan_of(p, stage_in != 0).bytes;
 }
 
 extern "C" lrnn_status lrnn_mimo_in_fwd_cuda(const lrnn_mimo_params* p, void* stream) {

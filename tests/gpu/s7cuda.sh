@@ -2,9 +2,9 @@
 # tests/gpu/s7cuda.sh: the CUDA stages of S7's MIMO selective scan on the GPU machine (run from the
 # repo root after `pip install --no-build-isolation -e .`; <= 60 s, each step under `timeout`,
 # each section printed as soon as it is done):
-#   1. nvcc builds benchmarks/cuda/mimo_c.cu with csrc/cuda/mimo_selective_scan.cu, and again with
-#      -DLRNN_MIMO_TC (the products on tensor cores), for the comparison, in the background
-#      (the first-version kernels, -DLRNN_MIMO_V1, were timed in round 1)
+#   1. nvcc builds benchmarks/cuda/mimo_c.cu with csrc/cuda/mimo_selective_scan.cu, and with the
+#      candidate wip/mimo_selective_scan_tc.cu -DLRNN_MIMO_TC (the products on tensor cores), in
+#      the background
 #   2. pytest -m cuda of tests/python/test_mimo_selective_scan.py, when the file exists
 #   3. mimo_c: every launcher vs double loops at a small odd size for f32 / bf16 / f16 (and a
 #      bitwise repeat of the backward), then the time of each stage at the S7 shapes
@@ -25,7 +25,8 @@ NVFLAGS=(-O3 -arch=sm_90 --use_fast_math -lineinfo -std=c++17 -Icsrc/include -Xp
 SRCS=(benchmarks/cuda/mimo_c.cu csrc/cuda/mimo_selective_scan.cu)
 timeout 40 nvcc "${NVFLAGS[@]}" "${SRCS[@]}" -o build/mimo_c > "$OUT/s7cuda_nvcc.log" 2>&1 &
 NVCC_PID=$!
-timeout 40 nvcc "${NVFLAGS[@]}" -DLRNN_MIMO_TC "${SRCS[@]}" -o build/mimo_c_tc > "$OUT/s7cuda_nvcc_tc.log" 2>&1 &
+timeout 40 nvcc "${NVFLAGS[@]}" -DLRNN_MIMO_TC benchmarks/cuda/mimo_c.cu wip/mimo_selective_scan_tc.cu -o build/mimo_c_tc \
+  > "$OUT/s7cuda_nvcc_tc.log" 2>&1 &
 TC_PID=$!
 echo "=== s7cuda: GPU $(nvidia-smi --query-gpu=name --format=csv,noheader 2>&1 | head -n 1)"
 
