@@ -6,7 +6,6 @@
  * Build and run on a GPU machine from the repository root (tests/gpu/s7cuda.sh does this):
  *   nvcc -O3 -arch=sm_90 --use_fast_math -std=c++17 -Icsrc/include benchmarks/cuda/mimo_c.cu \
  *        csrc/cuda/mimo_selective_scan.cu -o build/mimo_c && build/mimo_c [check|f32|prof]
- * (With wip/mimo_selective_scan_tc.cu -DLRNN_MIMO_TC instead: the tensor-core candidate.)
  * Timing: median of 15 CUDA-event timings after 3 warm-up calls. The percentage after each stage
  * is the cost model's MAC count (forming B_t or C_t: 2*P*H*H resp. 2*O*P*H real MACs per token,
  * times 2 in the backward stages for the du and weight-gradient products) over the time and the

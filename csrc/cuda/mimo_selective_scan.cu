@@ -14,19 +14,24 @@
  * partials are summed slice by slice in a fixed order (wgrad2_kernel, reduce2_kernel: no atomics,
  * bitwise reproducible). So each stage costs one GEMM of the cost model's size (two in the
  * backward).
- * Tiles: 128 x (16 RN) outputs on 256 threads, each 8 x RN (rows ty*4 + {0..3} and 64 + ty*4 +
- * {0..3}, columns tx*RN + {0..RN-1}), K staged through shared memory 16 at a time, read back as
- * float4 (two for the rows, RN / 4 or one float2 for the columns). RN <= 4 and at most 128
- * registers, so that two blocks (16 warps) share an SM: the H200 measured these kernels
- * latency-bound at one block (8 warps) per SM. Staging reads through per-token base offsets kept
- * in shared memory, and the next chunk is read into registers before the current one is
- * multiplied, its values combined only when stored. */
+ * Tiles: 128 x (16 RN) outputs on 256 threads, K staged through shared memory 16 at a time;
+ * RN <= 4 and at most 128 registers, so that two blocks (16 warps) share an SM (the H200 measured
+ * these kernels latency-bound at one block per SM). Staging reads through per-token base offsets
+ * kept in shared memory, and the next chunk is read into registers before the current one is
+ * multiplied, its values combined only when stored. The products: in the forward on SIMT FMAs
+ * (Core: each thread 8 x RN outputs, rows ty*4 + {0..3} and 64 + ty*4 + {0..3}, columns
+ * tx*RN + {0..RN-1}, read back as float4), in the backward on tensor cores in 3xTF32 (TcCore:
+ * m16n8k8 fragments per warp strip, float-accurate) - per stage whichever measured faster on the
+ * H200 (2026-11-29, f32, (8, 16384, 16, 64) / (8, 4096, 64, 128): in_fwd 1.99 / 5.06 ms SIMT vs
+ * 2.06 / 5.42 tensor cores, out_fwd 1.37 / 5.17 vs 1.41 / 5.31, out_bwd 3.95 / 12.64 vs
+ * 3.51 / 11.28, in_bwd 3.79 / 11.96 vs 3.57 / 11.19). */
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
 
 #include "lrnn/mimo_selective_scan.h"
+#include "lti_common.cuh"
 
 namespace {
 
@@ -125,12 +130,9 @@ struct Form {
 
 __device__ __forceinline__ int row_of(int r, int ty) { return (r >> 2) * 64 + ty * 4 + (r & 3); }
 
-/* A thread's share of a 128 x 16RN tile: Q = 8 RN values acc[q]; thread (ty, tx) = (tid / 16,
- * tid % 16) holds rows row_of(q / RN) and columns tx RN + q % RN: per k, two float4 of a and
- * RN / 4 float4 (or a float2) of b for 8 RN FMAs. The 16 lanes tx of a half-warp share its rows.
- * (A tensor-core variant, 3xTF32 mma.sync on the same staged tiles, measured no faster on the
- * H200 at the S7 shapes, where staging, not the products, limits; it also needed its
- * accumulation split to stay float-accurate.) */
+/* The forward's share of a 128 x 16RN tile on SIMT FMAs: Q = 8 RN values acc[q]; thread
+ * (ty, tx) = (tid / 16, tid % 16) holds rows row_of(q / RN) and columns tx RN + q % RN: per k, two
+ * float4 of a and RN / 4 float4 (or a float2) of b for 8 RN FMAs. */
 template <int RN>
 struct Core {
   static constexpr int Q = 8 * RN, BN = 16 * RN;
@@ -175,6 +177,127 @@ struct Core {
         for (int s = 0; s < RN; ++s) acc[r * RN + s] = fmaf(x[r], y[s], acc[r * RN + s]);
     }
   }
+};
+
+/* acc (NI m16n8 fragments of one warp, 4 values each) += A B for a 16 x 8 slice of k in 3xTF32:
+ * a_lo b_hi + a_hi b_lo + a_hi b_hi, the A fragment (hi, lo) shared by the NI column tiles whose
+ * B fragments are bh / bl (fragment layouts as lrnn_cuda::mma_tf32). The CPU emulation exchanges
+ * all fragments of the strip once (two warp barriers instead of two per product) and sums the
+ * same TF32 products in double. */
+template <int NI>
+__device__ __forceinline__ void mma3_strip(float (&acc)[4 * NI], const uint32_t (&ah)[4], const uint32_t (&al)[4],
+                                           const uint32_t (&bh)[NI][2], const uint32_t (&bl)[NI][2]) {
+#ifdef __CUDA_ARCH__
+#pragma unroll
+  for (int ni = 0; ni < NI; ++ni) {
+    /* a fresh fragment per strip, added in FP32: the tensor cores' own accumulation truncates,
+     * which over thousands of steps biases long sums (2e-4 relative measured on the H200) */
+    float d[4] = {0.f, 0.f, 0.f, 0.f};
+    lrnn_cuda::mma_tf32(d, al, bh[ni][0], bh[ni][1]);
+    lrnn_cuda::mma_tf32(d, ah, bl[ni][0], bl[ni][1]);
+    lrnn_cuda::mma_tf32(d, ah, bh[ni][0], bh[ni][1]);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) acc[4 * ni + j] += d[j];
+  }
+#else
+  static uint32_t tab[1024][8 + 4 * NI];
+  const int tid = threadIdx.x, base = tid & ~31, lane = tid & 31, g = lane >> 2, t = lane & 3;
+  for (int j = 0; j < 4; ++j) {
+    tab[tid][j] = ah[j];
+    tab[tid][4 + j] = al[j];
+  }
+  for (int ni = 0; ni < NI; ++ni)
+    for (int j = 0; j < 2; ++j) {
+      tab[tid][8 + 2 * ni + j] = bh[ni][j];
+      tab[tid][8 + 2 * NI + 2 * ni + j] = bl[ni][j];
+    }
+  __syncwarp();
+  auto tf = [](uint32_t x) { return static_cast<double>(lrnn_cuda::u2f(x & 0xffffe000u)); };
+  for (int ni = 0; ni < NI; ++ni)
+    for (int e = 0; e < 4; ++e) {
+      const int row = g + 8 * (e >> 1), col = 2 * t + (e & 1);
+      double sum = 0;
+      for (int k = 0; k < 8; ++k) {
+        const uint32_t* la = tab[base + (row % 8) * 4 + k % 4];
+        const uint32_t* lb = tab[base + col * 4 + k % 4];
+        const int ai = (row >= 8) + 2 * (k >= 4), bi = k >= 4;
+        const double a_hi = tf(la[ai]), a_lo = tf(la[4 + ai]);
+        const double b_hi = tf(lb[8 + 2 * ni + bi]), b_lo = tf(lb[8 + 2 * NI + 2 * ni + bi]);
+        sum += a_lo * b_hi + a_hi * b_lo + a_hi * b_hi;
+      }
+      acc[4 * ni + e] += static_cast<float>(sum);
+    }
+  __syncwarp();
+#endif
+}
+
+/* The backward kernels' share of a 128 x 16RN tile on tensor cores (Q = 8 RN values acc[q]):
+ *   warp w holds rows 16 w .. 16 w + 15 and all columns as 2 RN m16n8
+ *   fragments, q = 4 ni + e -> row 16 w + gq + 8 (e >> 1), column 8 ni + 2 tq + (e & 1) (lane =
+ *   4 gq + tq); each product in 3xTF32 (a_lo b_hi + a_hi b_lo + a_hi b_hi: float accuracy), b
+ *   split into hi / lo once when staged (bs / bl), a at use (each a value serves one warp).
+ * The fragment loads a[k][m] (k = tq, tq + 4; m = gq, gq + 8) and b[k][n] hit 32 distinct banks:
+ * row strides are 4 mod 32 words. */
+template <int RN>
+struct TcCore {
+  static constexpr int Q = 8 * RN, BN = 16 * RN;
+  __device__ static int row(int q) {
+    const int tid = threadIdx.x;
+    return 16 * (tid / 32) + (tid % 32) / 4 + 8 * ((q & 3) >> 1);
+  }
+  __device__ static int col(int q) {
+    const int tid = threadIdx.x;
+    return 8 * (q >> 2) + 2 * (tid % 4) + (q & 1);
+  }
+  /* the rows of a thread, numbered 0 .. slots() - 1; the lanes holding a row's other columns */
+  __host__ __device__ static constexpr int slots() { return 2; }
+  __device__ static int slot(int q) { return (q & 3) >> 1; }
+  __device__ static int slot_row(int sl) { return row(2 * sl); }
+  __device__ static float row_sum(float x) {
+    x += __shfl_xor_sync(0xffffffffu, x, 1);
+    x += __shfl_xor_sync(0xffffffffu, x, 2);
+    return x;
+  }
+  __device__ static bool row_owner() { return threadIdx.x % 4 == 0; }
+  /* b[k][n] = v at staging (and its low TF32 part in bl) */
+  __device__ static void put_b(float (*b)[BN + 4], float (*bl)[BN + 4], int k, int n, float v) {
+    const lrnn_cuda::Tf32 s = lrnn_cuda::split_tf32(v);
+    b[k][n] = lrnn_cuda::u2f(s.hi);
+    bl[k][n] = lrnn_cuda::u2f(s.lo);
+  }
+  /* acc += a^T b over one staged chunk of BK */
+  __device__ static void mac(float (&acc)[Q], const float (*a)[LDA], const float (*b)[BN + 4], const float (*bl)[BN + 4]) {
+    const int tid = threadIdx.x, w = tid / 32, gq = (tid % 32) / 4, tq = tid % 4, m0 = 16 * w + gq;
+    {
+#pragma unroll
+      for (int kb = 0; kb < BK; kb += 8) {
+        uint32_t ah[4], al[4];
+        const float av[4] = {a[kb + tq][m0], a[kb + tq][m0 + 8], a[kb + tq + 4][m0], a[kb + tq + 4][m0 + 8]};
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          const lrnn_cuda::Tf32 s = lrnn_cuda::split_tf32(av[j]);
+          ah[j] = s.hi;
+          al[j] = s.lo;
+        }
+        uint32_t bh[2 * RN][2], blo[2 * RN][2];
+#pragma unroll
+        for (int ni = 0; ni < 2 * RN; ++ni) {
+          const int n = 8 * ni + gq;
+          bh[ni][0] = lrnn_cuda::f2u(b[kb + tq][n]);
+          bh[ni][1] = lrnn_cuda::f2u(b[kb + tq + 4][n]);
+          blo[ni][0] = lrnn_cuda::f2u(bl[kb + tq][n]);
+          blo[ni][1] = lrnn_cuda::f2u(bl[kb + tq + 4][n]);
+        }
+        mma3_strip<2 * RN>(acc, ah, al, bh, blo);
+      }
+    }
+  }
+};
+
+/* the low TF32 parts of the staged b */
+template <int RN>
+struct BLow {
+  float v[BK][16 * RN + 4];
 };
 
 /* the tokens of tile `tile` (b, t; b = -1 past the end) into shared memory, by threads < BM */
@@ -276,10 +399,11 @@ __global__ void __launch_bounds__(NT, 2) fwd2_kernel(const lrnn_mimo_params p) {
 template <typename T, bool kIn>
 __global__ void __launch_bounds__(NT, 2) twoway_kernel(const lrnn_mimo_params p, float* du1) {
   constexpr int RN = 4;
-  using C = Core<RN>;
+  using C = TcCore<RN>;
   constexpr int BN = C::BN;
   __shared__ __align__(16) float as[BK][LDA];
   __shared__ __align__(16) float bs[BK][BN + 4];
+  __shared__ __align__(16) BLow<RN> bl;
   __shared__ int64_t tb[BM], tt[BM], tu[BM], tf[BM], tx[BM];
   const Form<T, kIn> f(p, true);
   const int64_t N = p.batch * p.length, H = f.H, A = f.A, G = f.G, tile = blockIdx.x;
@@ -321,10 +445,10 @@ __global__ void __launch_bounds__(NT, 2) twoway_kernel(const lrnn_mimo_params p,
 #pragma unroll
         for (int l = 0; l < RN; ++l) {
           const int n = lr + 16 * l;
-          bs[kk][n] = a0 + kk < A && g0 + n < G ? f.W(a0 + kk, g0 + n, H) : 0.f;
+          C::put_b(bs, bl.v, kk, n, a0 + kk < A && g0 + n < G ? f.W(a0 + kk, g0 + n, H) : 0.f);
         }
         __syncthreads();
-        C::mac(acc, as, bs);
+        C::mac(acc, as, bs, bl.v);
         __syncthreads();
       }
     }
@@ -372,7 +496,7 @@ __global__ void __launch_bounds__(NT, 2) twoway_kernel(const lrnn_mimo_params p,
 #pragma unroll
       for (int l = 0; l < 4; ++l) {
         const int e = tid + NT * l;
-        bs[e / BN][e % BN] = rw[l];
+        C::put_b(bs, bl.v, e / BN, e % BN, rw[l]);
       }
       __syncthreads();
       int64_t ng = g, na0 = a0 + BK;
@@ -381,14 +505,14 @@ __global__ void __launch_bounds__(NT, 2) twoway_kernel(const lrnn_mimo_params p,
         ++ng;
       }
       if (ng < G) load(ng, na0);
-      C::mac(acc, as, bs);
+      C::mac(acc, as, bs, bl.v);
       __syncthreads();
       if (na0 == 0) {   /* group g complete: its two contractions */
-        float rows[8] = {}, fv[8];   /* per row of the thread */
+        float rows[C::slots()] = {}, fv[C::slots()];   /* per row of the thread */
 #pragma unroll
         for (int q = 0; q < C::Q; ++q) rows[C::slot(q)] = fmaf(acc[q], uv[q], rows[C::slot(q)]);
 #pragma unroll
-        for (int sl = 0; sl < 8; ++sl) {
+        for (int sl = 0; sl < C::slots(); ++sl) {
           const int m = C::slot_row(sl);
           const float rv = C::row_sum(rows[sl]);
           fv[sl] = tb[m] >= 0 ? f.fsign(g) * f.Fo(tf[m], g) : 0.f;
@@ -432,10 +556,11 @@ __global__ void __launch_bounds__(NT, 2) twoway_kernel(const lrnn_mimo_params p,
  * for a tile of 128 rows (g, i) and 16 RN columns a, into part[slice][(g, i)][a]. */
 template <typename T, bool kIn, int RN>
 __global__ void __launch_bounds__(NT, 2) wgrad2_kernel(const lrnn_mimo_params p, float* part, int64_t slice_tokens) {
-  using C = Core<RN>;
+  using C = TcCore<RN>;
   constexpr int BN = C::BN;
   __shared__ __align__(16) float as[BK][LDA];
   __shared__ __align__(16) float bs[BK][BN + 4];
+  __shared__ __align__(16) BLow<RN> bl;
   __shared__ int64_t ku[2][BK], kf[2][BK], kx[2][BK];
   const Form<T, kIn> f(p, true);
   const int64_t N = p.batch * p.length, L = p.length, H1 = f.H + 1, M = f.G * H1, A = f.A;
@@ -485,12 +610,12 @@ __global__ void __launch_bounds__(NT, 2) wgrad2_kernel(const lrnn_mimo_params p,
 #pragma unroll
     for (int l = 0; l < RN; ++l) {
       const int e = tid + NT * l;
-      bs[e / BN][e % BN] = rb[l];
+      C::put_b(bs, bl.v, e / BN, e % BN, rb[l]);
     }
     __syncthreads();
     if (kc + BK < k1) load(kc + BK, buf ^ 1);
     if (tid < BK) offsets(kc + 2 * BK + tid, buf, tid);
-    C::mac(acc, as, bs);
+    C::mac(acc, as, bs, bl.v);
     __syncthreads();
   }
   float* o = part + slice * M * A;

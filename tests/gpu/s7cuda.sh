@@ -2,9 +2,7 @@
 # tests/gpu/s7cuda.sh: the CUDA stages of S7's MIMO selective scan on the GPU machine (run from the
 # repo root after `pip install --no-build-isolation -e .`; <= 60 s, each step under `timeout`,
 # each section printed as soon as it is done):
-#   1. nvcc builds benchmarks/cuda/mimo_c.cu with csrc/cuda/mimo_selective_scan.cu, and with the
-#      candidate wip/mimo_selective_scan_tc.cu -DLRNN_MIMO_TC (the products on tensor cores), in
-#      the background
+#   1. nvcc builds benchmarks/cuda/mimo_c.cu with csrc/cuda/mimo_selective_scan.cu in the background
 #   2. pytest -m cuda of tests/python/test_mimo_selective_scan.py, when the file exists
 #   3. mimo_c: every launcher vs double loops at a small odd size for f32 / bf16 / f16 (and a
 #      bitwise repeat of the backward), then the time of each stage at the S7 shapes
@@ -12,8 +10,7 @@
 #   4. the op lrnn::mimo_selective_scan and its backward op (event scan included), f32, per call
 #      at the same shapes, against the materialized baseline (fwd 3.76 / fwd+bwd 9.08 ms and
 #      8.40 / 18.56 ms), when the op has a CUDA kernel
-#   5. mimo_c_tc: f32 stage times
-#   6. ncu (SOL, occupancy) of the forward, token-side backward and weight-gradient kernels at
+#   5. ncu (SOL, occupancy) of the forward, token-side backward and weight-gradient kernels at
 #      the second shape, f32
 # Logs go to $OUT/.
 set -u
@@ -25,9 +22,6 @@ NVFLAGS=(-O3 -arch=sm_90 --use_fast_math -lineinfo -std=c++17 -Icsrc/include -Xp
 SRCS=(benchmarks/cuda/mimo_c.cu csrc/cuda/mimo_selective_scan.cu)
 timeout 40 nvcc "${NVFLAGS[@]}" "${SRCS[@]}" -o build/mimo_c > "$OUT/s7cuda_nvcc.log" 2>&1 &
 NVCC_PID=$!
-timeout 40 nvcc "${NVFLAGS[@]}" -DLRNN_MIMO_TC benchmarks/cuda/mimo_c.cu wip/mimo_selective_scan_tc.cu -o build/mimo_c_tc \
-  > "$OUT/s7cuda_nvcc_tc.log" 2>&1 &
-TC_PID=$!
 echo "=== s7cuda: GPU $(nvidia-smi --query-gpu=name --format=csv,noheader 2>&1 | head -n 1)"
 
 if [ -f tests/python/test_mimo_selective_scan.py ]; then
@@ -91,12 +85,6 @@ PYEOF
 echo "=== s7cuda: op per call (rc=$?)"
 tail -n 2 "$OUT/s7cuda_op.log"
 
-wait "$TC_PID"
-if [ -x build/mimo_c_tc ]; then
-  timeout 8 ./build/mimo_c_tc f32 > "$OUT/s7cuda_mimo_c_tc.log" 2>&1
-  echo "=== s7cuda: mimo_c_tc f32, v2 kernels on tensor cores, 3xTF32 (rc=$?)"
-  head -n 4 "$OUT/s7cuda_mimo_c_tc.log"
-fi
 if [ "$NVCC_RC" = 0 ] && command -v ncu > /dev/null; then
   timeout 14 ncu --clock-control none --section SpeedOfLight --section Occupancy \
     -k regex:"fwd2_kernel|twoway_kernel|wgrad2_kernel" --launch-count 3 ./build/mimo_c prof > "$OUT/s7cuda_ncu.log" 2>&1
