@@ -2,8 +2,9 @@
 # run.sh: builds CUDA kernels for the CPU through the emulation headers in this folder (the <<<>>>
 # launches rewritten as emu::launch calls) and runs their tests against the CPU kernels under
 # AddressSanitizer + UBSan: test_emu_linear_scan (csrc/cuda/linear_scan.cu) and
-# test_emu_lti_kernels (ssm_kernel.cu, cauchy.cu) and test_emu_selective_scan (selective_scan*.cu).
-# Usage: tests/cuda_emu/run.sh [number of random cases] [linear_scan|lti|selective_scan|all]
+# test_emu_lti_kernels (ssm_kernel.cu, cauchy.cu), test_emu_selective_scan (selective_scan*.cu) and
+# test_emu_mimo_selective_scan (mimo_selective_scan.cu, against double loops of its own).
+# Usage: tests/cuda_emu/run.sh [number of random cases] [linear_scan|lti|selective_scan|mimo|all]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -59,4 +60,10 @@ if [[ $what == all || $what == selective_scan ]]; then
   g++ "${flags[@]}" "$here/test_emu_selective_scan.cpp" "${objs[@]}" "$out/cpu_ss.o" "$out/cpu_common.o" \
     -o "$out/test_emu_selective_scan"
   "$out/test_emu_selective_scan" "${1:-60}"
+fi
+if [[ $what == all || $what == mimo ]]; then
+  emulate csrc/cuda/mimo_selective_scan.cu
+  g++ "${flags[@]}" "$here/test_emu_mimo_selective_scan.cpp" "$out/mimo_selective_scan_emu.o" \
+    -o "$out/test_emu_mimo_selective_scan"
+  "$out/test_emu_mimo_selective_scan" "${1:-4}"
 fi
