@@ -6,8 +6,9 @@
 // warp, lane l holding the NS states n = l + k*LPC, and h = exp2(dtA * A*log2e) * h + dt*u*B is one
 // MUFU ex2 and ~4 FP32 ops per (t, n) with no synchronization inside a time tile.
 //  * A block owns RPB = threads / LPC channels of one (batch, B/C group) and walks time in tiles of
-//    V steps. Per tile, its threads load the group's B and C tile (N x V values, coalesced along
-//    time) once into shared memory as fp32, shared by all RPB channels, and each lane loads its
+//    V steps. Per tile, its threads load the group's B and C tile (N x V values; each thread E
+//    consecutive steps of one state row as one vector) once into shared memory as fp32, shared
+//    by all RPB channels, and each lane loads its
 //    own M = V / LPC consecutive steps of u, delta (dt_A, z) as one vector; dt = softplus(delta +
 //    bias) and dt*u are computed once per (row, step) and broadcast to the row's lanes through a
 //    per-row shared slot. All of it is staged in registers one tile ahead (raw bf16/f16 bits, so
@@ -49,10 +50,13 @@
 //    a = exp2(dtA * A*log2e) into registers (2 MUFU per (b,d,t,n) in all, as mamba), and the
 //    adjoint lam = gyo*C + a[t+1]*lam[t+1] walks them back: dA += lam*a*h[t-1]*dtA in registers;
 //    the per-step sums over a channel's states (sum lam*B for du/ddelta, sum lam*a*h*A for the dtA
-//    gradient) go through per-lane partial rows added in lane order; dB = lam*dt*u and
-//    dC = gyo*h of the tile go to a padded per-channel scratch (float4 per 4 steps; channel rows
-//    4 floats apart so the two channels of a quarter warp hit other banks) and are summed over
-//    the block's channels in channel order, then written once per block.
+//    gradient) go through per-lane partial rows, added by the channel's lanes in runs of 4 rows
+//    (LDS.128) and a butterfly over the runs; dB = lam*dt*u and dC = gyo*h of the tile go to a
+//    padded per-channel scratch (float4 per 4 steps; channel rows 4 floats apart so the two
+//    channels of a quarter warp hit other banks) and are summed over the block's channels: one
+//    item (array, state, 4-step run) per thread pair at N = 16, each thread adding 8 channels with
+//    LDS.128 and a shuffle adding the two halves, one float4 store per item (both sums in a fixed
+//    order: deterministic).
 //  * after the chunk's tiles, each lane turns its 64/LPC steps' sums into du, ddelta (dz, ddt_A)
 //    and stores them as vectors (inputs re-read from L1/L2).
 // Configurations (NS, LPC, V, threads, blocks/SM) by N: (2,4,8,128,2) N<=8, (2,8,8,128,3) N<=16,

@@ -7,6 +7,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "lrnn/selective_scan.h"
 #include "selective_scan_launch.h"
@@ -166,7 +167,9 @@ struct FwdCfg {
   static constexpr int e = np * V_ / THREADS_;     // B (and C) tile values staged per thread
   // resident blocks per SM asked of ptxas (bounds the registers: 3 x 128 threads -> <= 168)
   static constexpr int min_blocks = MINB_;
-  static_assert(V_ % LPC_ == 0 && kChunk % V_ == 0 && (np * V_) % THREADS_ == 0 && V_ % 4 == 0, "tile shape");
+  static_assert(V_ % LPC_ == 0 && kChunk % V_ == 0 && (np * V_) % THREADS_ == 0 && V_ % 4 == 0 && V_ % e == 0 &&
+                    (2 * rpb * srow) % 4 == 0,
+                "tile shape (whole B/C runs per thread; 16-byte aligned B/C tile rows)");
   // Pad after each row's LPC partial rows: at LPC = 4 the y sums read (LDS.128) 2 rows x 4 lanes
   // per quarter warp, which fall on the same banks unless the second row is shifted by 4 mod 8.
   static constexpr int gpad = LPC_ == 4 ? 4 : 0;
@@ -221,8 +224,21 @@ __device__ __forceinline__ void store_run(const Row<T>& r, int64_t t, int64_t L,
 }
 
 struct FwdVec {
-  bool u, delta, dt_A, z, y;
+  bool u, delta, dt_A, z, y, B, C;
 };
+
+// E staged values of a run into shared memory as fp32 (dst 16-byte aligned when E % 4 == 0).
+template <int E, typename R>
+__device__ __forceinline__ void put_run(float* dst, const R& r) {
+  if constexpr (E % 4 == 0) {
+#pragma unroll
+    for (int i = 0; i < E; i += 4)
+      *reinterpret_cast<float4*>(dst + i) = make_float4(r.get(i), r.get(i + 1), r.get(i + 2), r.get(i + 3));
+  } else {
+#pragma unroll
+    for (int i = 0; i < E; ++i) dst[i] = r.get(i);
+  }
+}
 
 // Time split of the forward (see selective_scan.cu): segments of seg_len steps (a multiple of
 // 2 * kChunk), nseg of them; nseg = 1 (seg_len >= L) is the unsplit scan.
@@ -285,24 +301,23 @@ __global__ void __launch_bounds__(Cfg::threads, Cfg::min_blocks)
   const Row<T> ur(p.u, p.u_stride, b, d), dr(p.delta, p.delta_stride, b, d), ar(p.dt_A, p.dt_A_stride, b, d),
       zr(p.z, p.z_stride, b, d), yr(p.y, p.y_stride, b, d);
 
-  // registers staged one tile ahead: this lane's M steps of u/delta/dt_A/z, this thread's share
-  // of the block's B/C tile (element i = threadIdx.x + r * TH is state i / V, step i % V)
+  // registers staged one tile ahead: this lane's M steps of u/delta/dt_A/z, and this thread's
+  // share of the block's B/C tile: E consecutive steps bj0.. of state row bn (one vector load when
+  // aligned; rows bn >= N read as zeros: length 0)
   Run<T, M> su, sd, sa, sz;
-  T sB[E], sC[E];
+  const int bn = threadIdx.x / (V / E), bj0 = (threadIdx.x % (V / E)) * E;
+  const int64_t blen = bn < N ? L : 0;
+  const Row<T> brow(Bsrc + (varB && bn < N ? bn * p.B_stride[2] : 0), p.B_stride[3]),
+      crow(Csrc + (varC && bn < N ? bn * p.C_stride[2] : 0), p.C_stride[3]);
+  Run<T, E> sB, sC;
   auto stage = [&](int64_t t0) {
     const int64_t t = t0 + lane * M;
     su.load(ur, t, L, vec.u);
     sd.load(dr, t, L, vec.delta);
     if (p.dt_A) sa.load(ar, t, L, vec.dt_A);
     if (p.z) sz.load(zr, t, L, vec.z);
-#pragma unroll
-    for (int r = 0; r < E; ++r) {
-      const int i = threadIdx.x + r * TH, n = i / V;
-      const int64_t tt = t0 + i % V;
-      const bool in = n < N && tt < L;
-      sB[r] = (varB && in) ? Bsrc[n * p.B_stride[2] + tt * p.B_stride[3]] : from_f<T>(0.f);
-      sC[r] = (varC && in && !kLocal) ? Csrc[n * p.C_stride[2] + tt * p.C_stride[3]] : from_f<T>(0.f);
-    }
+    if (varB) sB.load(brow, t0 + bj0, blen, vec.B);
+    if (varC && !kLocal) sC.load(crow, t0 + bj0, blen, vec.C);
   };
   if (t_begin < t_end) stage(t_begin);
   for (int64_t t0 = t_begin; t0 < t_end; t0 += V) {
@@ -321,12 +336,8 @@ __global__ void __launch_bounds__(Cfg::threads, Cfg::min_blocks)
     __syncthreads();  // every thread is done reading the previous tile
 #pragma unroll
     for (int i = 0; i < M; ++i) s_step[grp * SROW + lane * M + i] = make_float2(dta[i], dtu[i]);
-#pragma unroll
-    for (int r = 0; r < E; ++r) {
-      const int i = threadIdx.x + r * TH;
-      tB[(i / V) * VP + i % V] = to_f(sB[r]);
-      if (!kLocal) tC[(i / V) * VP + i % V] = to_f(sC[r]);
-    }
+    if (varB) put_run<E>(tB + bn * VP + bj0, sB);
+    if (varC && !kLocal) put_run<E>(tC + bn * VP + bj0, sC);
     if (t0 + V < t_end) stage(t0 + V);  // next tile's loads in flight during this tile's compute
     __syncthreads();
     // 4 steps per iteration, not unrolled: unrolled over the tile, ptxas hoists every exp2 and
@@ -671,31 +682,16 @@ struct BwdCfg {
   static constexpr int kp = kChunk + 4;             // padded B/C row (a group's lanes read rows kp apart)
   static constexpr int cs = np * V_ + 4;            // dB/dC scratch per channel (+4: two channels per quarter warp)
   static constexpr int pv = V_ + 4;                 // per-lane partial row (STS.128 of 8 lanes on distinct banks)
-  // Padding after each channel's LPC partial rows: the per-step sums read, per warp instruction,
-  // min(V, LPC) consecutive steps of every channel of the warp; the pad puts the channels on
-  // disjoint banks (without it, LPC * pv = 0 mod 32 at LPC = 8 and 16: 4- and 2-way conflicts).
-  static constexpr int gpad_for() {
-    const int w = 32 / LPC_ < 1 ? 1 : 32 / LPC_, span = V_ < LPC_ ? V_ : LPC_;
-    for (int g = 0; g < 32; ++g) {
-      bool ok = true;
-      for (int a = 0; a < w && ok; ++a)
-        for (int c = a + 1; c < w && ok; ++c) {
-          const int da = (a * (LPC_ * pv + g)) % 32, dc = (c * (LPC_ * pv + g)) % 32;
-          const int diff = ((dc - da) % 32 + 32) % 32;
-          ok = diff >= span && diff <= 32 - span;
-        }
-      if (ok) return g;
-    }
-    return 0;
-  }
-  static constexpr int gpad = gpad_for();
-  __host__ __device__ static constexpr int prow(int r) { return r * pv + (r / LPC_) * gpad; }  // offset of partial row r
+  // The second array of partial rows starts 8 floats (mod 32) after the first: the per-step sums
+  // (sum_rows) read 4-step runs of both arrays in one warp instruction, on distinct banks.
+  static constexpr int pa = THREADS_ * pv + 8;
+  __host__ __device__ static constexpr int prow(int r) { return r * pv; }  // offset of partial row r
   static constexpr int e = np * kChunk / THREADS_;  // B (and C) chunk values staged per thread
   static constexpr bool atomic_bc = np > 32;        // see selective_scan.cu: partials would be D / rpb slices
   static_assert(V_ % 4 == 0 && kChunk % V_ == 0 && (np * kChunk) % THREADS_ == 0 && mk >= 1 && e % 4 == 0 && e <= kChunk,
                 "tile shape");
   static size_t smem_bytes(bool variable) {
-    return sizeof(float) * (4 * size_t(rpb) * srow + 2 * size_t(np) * kp + 2 * size_t(prow(THREADS_)) +
+    return sizeof(float) * (4 * size_t(rpb) * srow + 2 * size_t(np) * kp + 2 * size_t(pa) +
                             size_t(tiles) * NS_ * THREADS_ + (variable ? 2 * size_t(rpb) * cs : 0));
   }
 };
@@ -703,6 +699,41 @@ struct BwdCfg {
 struct BwdVec {
   bool u, delta, dt_A, z, gy, du, ddelta, dz, ddt_A, B, C;
 };
+
+// The per-step sums over a channel's states. Lane l of the channel's LPC-lane group wrote its
+// partial sums of the tile's V steps to partial row l of each of NARR arrays (Cfg::pa floats
+// apart); the sum of array a at step j goes to component c0 + a of step slot j, times `scale` for
+// a = 1. Each lane adds ROWS consecutive rows of one (array, 4-step run) with LDS.128, in row order,
+// and a butterfly over the R lanes sharing that run adds the row ranges: a fixed order
+// (deterministic), ~1.3 instructions per summed value instead of ~3.5 with scalar loads.
+template <typename Cfg, int NARR>
+__device__ __forceinline__ void sum_rows(const float* rows, int lane, float4* slots, int c0, float scale) {
+  constexpr int LPC = Cfg::lpc, QV = Cfg::v / 4, COMBOS = NARR * QV, R = LPC / COMBOS, ROWS = LPC / R;
+  static_assert(Cfg::v % 4 == 0 && LPC % COMBOS == 0, "sum_rows: a lane per (array, run, row range)");
+  const int combo = lane / R, range = lane % R, arr = combo / QV, j0 = (combo % QV) * 4;
+  const float* src = rows + arr * Cfg::pa + Cfg::prow(range * ROWS) + j0;
+  float4 acc = *reinterpret_cast<const float4*>(src);
+#pragma unroll
+  for (int r = 1; r < ROWS; ++r) {
+    const float4 v = *reinterpret_cast<const float4*>(src + Cfg::prow(r));
+    acc.x += v.x; acc.y += v.y; acc.z += v.z; acc.w += v.w;
+  }
+#pragma unroll
+  for (int m = 1; m < R; m <<= 1) {  // partners differ in the low bits of `range`: same group
+    acc.x += __shfl_xor_sync(0xffffffffu, acc.x, m);
+    acc.y += __shfl_xor_sync(0xffffffffu, acc.y, m);
+    acc.z += __shfl_xor_sync(0xffffffffu, acc.z, m);
+    acc.w += __shfl_xor_sync(0xffffffffu, acc.w, m);
+  }
+  if (range == 0) {
+    const float sc = arr ? scale : 1.f;
+    float* out = reinterpret_cast<float*>(slots + j0) + c0 + arr;
+    out[0] = acc.x * sc;
+    out[4] = acc.y * sc;
+    out[8] = acc.z * sc;
+    out[12] = acc.w * sc;
+  }
+}
 
 template <typename T, typename Cfg, bool kVar>  // kVar: B and C both variable (no per-use selects)
 __global__ void __launch_bounds__(Cfg::threads, Cfg::min_blocks)
@@ -714,8 +745,8 @@ __global__ void __launch_bounds__(Cfg::threads, Cfg::min_blocks)
   float4* s_step = reinterpret_cast<float4*>(smem);        // [RPB][SROW]: (dtA, dt*u, gyo, y) per step
   float* tB = reinterpret_cast<float*>(s_step + RPB * SROW);  // [NP][KP]: the chunk's B rows, fp32
   float* tC = tB + NP * KP;                                 // [NP][KP]
-  float* s_part = tC + NP * KP;                             // [2][TH][PV] + pads: per-lane per-step partial sums
-  float* s_bnd = s_part + 2 * Cfg::prow(TH);                // [tiles][NS][TH]: states at tile starts
+  float* s_part = tC + NP * KP;                             // [2][PA]: per-lane per-step partial sums
+  float* s_bnd = s_part + 2 * Cfg::pa;                      // [tiles][NS][TH]: states at tile starts
   float* redB = s_bnd + Cfg::tiles * NS * TH;               // [RPB][CS]: per-channel dB of a tile
   float* redC = redB + RPB * CS;
   const int tid = threadIdx.x, grp = tid / LPC, lane = tid % LPC;
@@ -746,6 +777,26 @@ __global__ void __launch_bounds__(Cfg::threads, Cfg::min_blocks)
       lam[k] = (valid && n < N) ? static_cast<const float*>(q.seg_state)[((sg * p.batch * p.dim + row) * 2) * N + n] : 0.f;
     dA[k] = dBti[k] = dCti[k] = 0.f;
   }
+  // dB/dC channel sums (variable B/C): thread tid owns item (array, state n, 4-step run j0) of every
+  // tile, with BC_SPLIT adjacent threads per item each adding BC_CPS consecutive channels of the
+  // per-channel scratch (LDS.128; idle channels hold zeros, so no per-channel test), then a
+  // butterfly adding the BC_SPLIT ranges: a fixed order (deterministic). Every thread has an item
+  // (N <= 16: 64 items x 2 ranges of 8 channels). bc_dst: this item's row of the block's dB/dC
+  // workspace slice (or of dB/dC itself with atomics); null for padding states.
+  constexpr int BC_QV = V / 4, BC_HALF = NP * BC_QV, BC_ITEMS = 2 * BC_HALF,
+                BC_SPLIT = BC_ITEMS >= TH ? 1 : TH / BC_ITEMS, BC_CPS = RPB / BC_SPLIT;
+  static_assert(BC_ITEMS * BC_SPLIT == TH && RPB % BC_SPLIT == 0 && BC_SPLIT <= 32 && (BC_HALF * BC_SPLIT) % 32 == 0,
+                "channel sums: one item per thread, whole warps per array");
+  const int bc_item = tid / BC_SPLIT, bc_rg = tid % BC_SPLIT, bc_n = (bc_item % BC_HALF) / BC_QV, bc_j0 = (bc_item % BC_QV) * 4;
+  const bool bc_isC = bc_item >= BC_HALF;
+  const bool bc_on = bc_isC ? varC : varB;  // warp-uniform: an array's items fill whole warps
+  const int bc_off = bc_rg * BC_CPS * CS + bc_n * V + bc_j0;
+  float* bc_dst = nullptr;
+  if (bc_on && bc_rg == 0 && bc_n < N) {
+    const int64_t slice = Cfg::atomic_bc ? (b * p.groups + s) * N * L : ((part * p.batch + b) * p.groups + s) * N * L;
+    bc_dst = static_cast<float*>(Cfg::atomic_bc ? (bc_isC ? q.dC : q.dB) : (bc_isC ? q.dC_part : q.dB_part)) + slice + bc_n * L;
+  }
+  const bool bc_vec = (reinterpret_cast<uintptr_t>(bc_dst) & 15) == 0 && L % 4 == 0;  // float4 stores at 4-step runs
   float dD_acc = 0.f, ddb_acc = 0.f;
   // the row pointers are rebuilt where used (chunk loads and stores) instead of being kept live
   // through the tile loops, where registers are scarce
@@ -805,7 +856,7 @@ __global__ void __launch_bounds__(Cfg::threads, Cfg::min_blocks)
                    : 0.f;
     }
     float* partB = s_part + Cfg::prow(tid);                // this lane's partial row (y in pass 1, sum lam*B after)
-    float* partA = s_part + Cfg::prow(TH) + Cfg::prow(tid);  // sum lam*a*h*A
+    float* partA = s_part + Cfg::pa + Cfg::prow(tid);       // sum lam*a*h*A
 #pragma unroll 1
     for (int tt = 0; tt < ntiles; ++tt) {
 #pragma unroll
@@ -837,12 +888,7 @@ __global__ void __launch_bounds__(Cfg::threads, Cfg::min_blocks)
       }
       if (p.z) {  // y of the tile's steps (before D*u and the gate): the group's partials in lane order
         __syncwarp();
-        for (int j = lane; j < V; j += LPC) {
-          float y = 0.f;
-#pragma unroll
-          for (int l = 0; l < LPC; ++l) y += s_part[Cfg::prow(grp * LPC + l) + j];
-          reinterpret_cast<float*>(my_step + tt * V + j)[3] = y;
-        }
+        sum_rows<Cfg, 1>(s_part + Cfg::prow(grp * LPC), lane, my_step + tt * V, 3, 1.f);
         __syncwarp();
       }
     }
@@ -900,52 +946,41 @@ __global__ void __launch_bounds__(Cfg::threads, Cfg::min_blocks)
         *reinterpret_cast<float4*>(partA + j4) = make_float4(accA[0], accA[1], accA[2], accA[3]);
       }
       __syncwarp();
-      // per step: the sums over the channel's states, partials added in lane order; they replace
-      // (dtA, dt*u) in the step slot, which no earlier tile reads
-      for (int j = lane; j < V; j += LPC) {
-        float sb = 0.f, sa = 0.f;
-#pragma unroll
-        for (int l = 0; l < LPC; ++l) {
-          sb += s_part[Cfg::prow(grp * LPC + l) + j];
-          sa += s_part[Cfg::prow(TH) + Cfg::prow(grp * LPC + l) + j];
-        }
-        float* slot = reinterpret_cast<float*>(my_step + tt * V + j);
-        slot[0] = sb;
-        slot[1] = sa * (1.f / kLog2e);
-      }
+      // per step: the sums over the channel's states; they replace (dtA, dt*u) in the step slot,
+      // which no earlier tile reads
+      sum_rows<Cfg, 2>(s_part + Cfg::prow(grp * LPC), lane, my_step + tt * V, 0, 1.f / kLog2e);
       __syncwarp();  // partial rows are rewritten by the next tile
       if (variable) {
-        // dB/dC of the tile: sum over the block's channels in channel order, written once per block
-        // into its own workspace slice (N <= 32) or added into dB/dC (N > 32)
+        // dB/dC of the tile: sum over the block's channels (see bc_item above), written once per
+        // block into its own workspace slice (N <= 32) or added into dB/dC (N > 32)
         __syncthreads();
-        const int64_t slice = Cfg::atomic_bc ? (b * p.groups + s) * N * L : ((part * p.batch + b) * p.groups + s) * N * L;
-        // items of G consecutive steps of one state: G = 4 (LDS.128) unless that leaves threads
-        // idle (N <= 16: 64 items of 4 for 128 threads), then G = 2
-        constexpr int G = 2 * NP * V / 4 >= TH ? 4 : 2, Q = V / G, OUT = NP * Q;
-        for (int idx = tid; idx < 2 * OUT; idx += TH) {
-          const bool isC = idx >= OUT;
-          if (isC ? !varC : !varB) continue;
-          const int n = (idx % OUT) / Q, j0 = (idx % Q) * G;
-          if (n >= N) continue;
-          const float* red = (isC ? redC : redB) + n * V + j0;
-          float acc[G];
+        if (bc_on) {
+          const float* red = (bc_isC ? redC : redB) + bc_off;
+          float4 acc = *reinterpret_cast<const float4*>(red);
 #pragma unroll
-          for (int i = 0; i < G; ++i) acc[i] = 0.f;
-          for (int g2 = 0; g2 < nch; ++g2) {  // channel order: deterministic
-            if constexpr (G == 4) {
-              const float4 v = *reinterpret_cast<const float4*>(red + g2 * CS);
-              acc[0] += v.x; acc[1] += v.y; acc[2] += v.z; acc[3] += v.w;
-            } else {
-              const float2 v = *reinterpret_cast<const float2*>(red + g2 * CS);
-              acc[0] += v.x; acc[1] += v.y;
-            }
+          for (int c = 1; c < BC_CPS; ++c) {
+            const float4 v = *reinterpret_cast<const float4*>(red + c * CS);
+            acc.x += v.x; acc.y += v.y; acc.z += v.z; acc.w += v.w;
           }
-          float* dst = static_cast<float*>(Cfg::atomic_bc ? (isC ? q.dC : q.dB) : (isC ? q.dC_part : q.dB_part)) + slice + n * L;
 #pragma unroll
-          for (int i = 0; i < G; ++i) {
-            const int64_t t = tc + tt * V + j0 + i;
-            if (t >= L) break;
-            if (Cfg::atomic_bc) atomicAdd(dst + t, acc[i]); else dst[t] = acc[i];
+          for (int m = 1; m < BC_SPLIT; m <<= 1) {
+            acc.x += __shfl_xor_sync(0xffffffffu, acc.x, m);
+            acc.y += __shfl_xor_sync(0xffffffffu, acc.y, m);
+            acc.z += __shfl_xor_sync(0xffffffffu, acc.z, m);
+            acc.w += __shfl_xor_sync(0xffffffffu, acc.w, m);
+          }
+          const int64_t t = tc + tt * V + bc_j0;
+          if (bc_dst) {
+            if (!Cfg::atomic_bc && bc_vec && t + 4 <= L) {
+              *reinterpret_cast<float4*>(bc_dst + t) = acc;
+            } else {
+              const float v[4] = {acc.x, acc.y, acc.z, acc.w};
+#pragma unroll
+              for (int i = 0; i < 4; ++i) {
+                if (t + i >= L) break;
+                if (Cfg::atomic_bc) atomicAdd(bc_dst + t + i, v[i]); else bc_dst[t + i] = v[i];
+              }
+            }
           }
         }
         __syncthreads();
@@ -1190,6 +1225,16 @@ bool aligned_runs(const void* ptr, const int64_t (&st)[3], int per, size_t elem)
 // keeps the decay in the slot before a segment's end), or 0: no split.
 constexpr int64_t kSplitRows = 12288, kMinSegment = 512;
 
+// Round-1 measurement hook (session 4; removed once the H200 picked a value): LRNN_SS_SPLIT_ROWS
+// overrides kSplitRows.
+int64_t split_rows() {
+  static const int64_t v = [] {
+    const char* e = getenv("LRNN_SS_SPLIT_ROWS");
+    return e && atoll(e) > 0 ? static_cast<int64_t>(atoll(e)) : kSplitRows;
+  }();
+  return v;
+}
+
 int64_t fwd_segment(const lrnn_selective_scan_params* p, int64_t rows) {
   const int64_t L = p->length, unit = 2 * kChunk;
   if (!p->chunk_states || L <= unit) return 0;
@@ -1197,13 +1242,19 @@ int64_t fwd_segment(const lrnn_selective_scan_params* p, int64_t rows) {
   if (p->time_segment > 0) {
     want = p->time_segment;
   } else {
-    if (rows * 2 > kSplitRows) return 0;
-    const int64_t nseg = (kSplitRows + rows - 1) / rows;
+    if (rows * 2 > split_rows()) return 0;
+    const int64_t nseg = (split_rows() + rows - 1) / rows;
     want = (L + nseg - 1) / nseg;
     if (want < kMinSegment) want = kMinSegment;
   }
   const int64_t seg = (want + unit - 1) / unit * unit;
   return seg < L ? seg : 0;
+}
+
+// A variable (b, g, n, t) B/C tensor can be read in aligned runs of `per` steps.
+bool aligned_bc(const void* ptr, const int64_t* st, int variable, int per, size_t elem) {
+  if (!variable || st[3] != 1) return false;
+  return st[0] % per == 0 && st[1] % per == 0 && st[2] % per == 0 && reinterpret_cast<uintptr_t>(ptr) % (per * elem) == 0;
 }
 
 template <typename T>
@@ -1215,9 +1266,11 @@ lrnn_status fwd_launch(const lrnn_selective_scan_params* p, cudaStream_t s) {
   return with_fwd_config(p->dstate, rows * sp.nseg, [&](auto cfg) {
     using C = decltype(cfg);
     constexpr int per = Run<T, C::m>::kPer;
+    constexpr int eper = Run<T, C::e>::kPer;
     const FwdVec vec{aligned_runs(p->u, p->u_stride, per, sizeof(T)), aligned_runs(p->delta, p->delta_stride, per, sizeof(T)),
                      aligned_runs(p->dt_A, p->dt_A_stride, per, sizeof(T)), aligned_runs(p->z, p->z_stride, per, sizeof(T)),
-                     aligned_runs(p->y, p->y_stride, per, sizeof(T))};
+                     aligned_runs(p->y, p->y_stride, per, sizeof(T)), aligned_bc(p->Bm, p->B_stride, p->B_variable, eper, sizeof(T)),
+                     aligned_bc(p->Cm, p->C_stride, p->C_variable, eper, sizeof(T))};
     const int64_t S = (p->B_variable || p->C_variable) ? p->groups : 1, seg = p->dim / S;
     const int64_t per_seg = p->batch * S * ((seg + C::rpb - 1) / C::rpb);
     const size_t smem = C::smem_bytes();
@@ -1240,11 +1293,6 @@ lrnn_status fwd_launch(const lrnn_selective_scan_params* p, cudaStream_t s) {
   });
 }
 
-// A variable (b, g, n, t) B/C tensor can be read in aligned runs of `per` steps.
-bool aligned_bc(const void* ptr, const int64_t* st, int variable, int per, size_t elem) {
-  if (!variable || st[3] != 1) return false;
-  return st[0] % per == 0 && st[1] % per == 0 && st[2] % per == 0 && reinterpret_cast<uintptr_t>(ptr) % (per * elem) == 0;
-}
 
 template <typename T>
 lrnn_status bwd_launch(const lrnn_selective_scan_bwd_params* q, int64_t items, cudaStream_t s) {
