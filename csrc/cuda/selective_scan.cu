@@ -60,9 +60,10 @@
 //  * after the chunk's tiles, each lane turns its 64/LPC steps' sums into du, ddelta (dz, ddt_A)
 //    and stores them as vectors (inputs re-read from L1/L2).
 // Configurations (NS, LPC, V, threads, blocks/SM) by N: (2,4,8,128,2) N<=8, (2,8,8,128,3) N<=16,
-// (4,8,8,128,2) N<=32, (4,16,8,256,1) N<=64; shared memory (variable B/C) 73.8 / 61.3 / 93.8 /
-// 170.8 KiB per block; registers from nvcc -Xptxas -v (f32; general / B and C both
-// variable): 216 / 203, 167 (64 B spill loads) / 168 (8 B), 255 (20 B) / 243, 255 (20 B) / 243.
+// (4,8,8,128,2) N<=32, (4,16,8,256,1) N<=64; shared memory (variable B/C) 68.8 / 55.8 / 87.3 /
+// 158.3 KiB per block (unpadded, XOR-swizzled scratch: see BwdCfg); registers from nvcc -Xptxas -v
+// (f32; general / B and C both variable, session 4): 251 / 229, 168 (48 B spill stores) / 168
+// (20 B, outside the tile loops), 255 (40 B) / 255, 255 (44 B) / 253.
 // Cost model, (8, 1536, 2048, 16) f32, config (2,8,8,128,3), per (b,d,t,n) element (402.7M):
 // issue slots ~27: pass 1 ~4.75 (FMUL, MUFU ex2, FMUL, FFMA, 1/2 LDS.128 slot, 1/4 LDS.128 B),
 // pass 2 ~4.75, adjoint ~10 (9 FP32 + B/C LDS.128 1/2 + dB/dC STS.128 1/2), channel sums of dB/dC
@@ -122,9 +123,27 @@
 //   (2, 1536, 16384, 64)  fwd 3.92 / 4.46 -> 3.10 / 3.45       bwd 14.3 / 14.0 -> 11.7 / 11.9
 // Measured and dropped: the N <= 16 backward with 4 lanes x 4 states and 4-step tiles (2.34 / 2.47
 // and 4.68 / 4.97 ms bwd: 2 blocks per SM at 238 registers and twice the barriers per step).
-// Since (not measured on the H200 at the time of writing): the backward tile kernel specialized for
-// B and C both variable (no per-use selects: 8 instead of 64 bytes of spills at N = 16), and the
-// dB/dC channel sums in items of 2 steps where items of 4 left half the threads idle (N <= 16).
+// Then (a471742, measured at the end of session 3): the backward tile kernel specialized for B and C
+// both variable, dB/dC channel sums in items of 2 steps: fwd 0.286 / 0.264, bwd 1.545 / 1.652
+// (short N = 16); fwd 0.885 / 0.843, bwd 3.31 / 3.29 (long N = 16); N = 64 short fwd 1.059 / 1.157,
+// bwd 5.08 / 5.05; long fwd 2.99 / 3.34, bwd 11.27 / 11.43.
+// Session 4 (this code; H200 rounds of 07:57 and 08:44 UTC, same benchmark):
+//  * forward: B/C tile staged as one run per thread (vector load, STS.128) instead of element-wise;
+//    time split at 24576 rows x segments: short N = 16 0.279 / 0.288, long N = 16 0.798 / 0.825,
+//    N = 64 short 0.836 / 0.847, long 2.51 / 2.75. Same-run A/B at N = 16 (round 2): element-wise
+//    staging 0.306 / 0.322 vs runs 0.294 / 0.293. 4 blocks per SM (<= 128 registers) measured slower:
+//    0.325 / 0.339.
+//  * backward: the channel sums of dB/dC one item (state, 4-step run) per thread pair with LDS.128
+//    and a shuffle, the per-step state sums in 4-row LDS.128 runs (round 1: 459M instead of ~700M
+//    issued instructions, but shared-memory bound: ncu L1 91%, short_scoreboard 3.6 cycles per
+//    issue, 4.4 load / 6.3 store wavefronts per shared instruction: 1.33 ms kernel); then the bank
+//    conflicts removed (XOR swizzles of the dB/dC scratch, step slots and partial rows: load
+//    wavefronts 158M -> 111M, store 97M -> 50M; kernel 1.33 -> 1.11 ms, short_scoreboard 1.4).
+//    Bench (round 2): short 1.59 (1.37 in a second run of the same code) / 1.43 (1.38); long 3.13 /
+//    2.98; N = 64 short 4.60 / 4.72, long 10.3 / 10.4. 4 blocks per SM (56 KiB of shared memory
+//    each fit; 128 registers spill 150-390 bytes) measured slower: short 1.90 / 1.65, long 3.79.
+//  * the benchmark's run-to-run spread on the backward is ~15% (1.59 vs 1.37 ms, identical code):
+//    compare kernel durations (ncu) where it matters.
 #include <cuda_runtime.h>
 #include <stdint.h>
 

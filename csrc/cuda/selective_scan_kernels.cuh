@@ -7,7 +7,6 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
-#include <stdlib.h>
 
 #include "lrnn/selective_scan.h"
 #include "selective_scan_launch.h"
@@ -225,7 +224,6 @@ __device__ __forceinline__ void store_run(const Row<T>& r, int64_t t, int64_t L,
 
 struct FwdVec {
   bool u, delta, dt_A, z, y, B, C;
-  bool bc_runs;  // round-2 A/B (LRNN_SS_FWD_BCRUNS=0: false): B/C tile staged as runs, else element-wise
 };
 
 // E staged values of a run into shared memory as fp32 (dst 16-byte aligned when E % 4 == 0).
@@ -317,19 +315,8 @@ __global__ void __launch_bounds__(Cfg::threads, Cfg::min_blocks)
     sd.load(dr, t, L, vec.delta);
     if (p.dt_A) sa.load(ar, t, L, vec.dt_A);
     if (p.z) sz.load(zr, t, L, vec.z);
-    if (vec.bc_runs) {
-      if (varB) sB.load(brow, t0 + bj0, blen, vec.B);
-      if (varC && !kLocal) sC.load(crow, t0 + bj0, blen, vec.C);
-    } else {  // element r: tile element threadIdx.x + r * TH (state i / V, step i % V)
-#pragma unroll
-      for (int r = 0; r < E; ++r) {
-        const int i = threadIdx.x + r * Cfg::threads, n = i / V;
-        const int64_t tt = t0 + i % V;
-        const bool in = n < N && tt < L;
-        reinterpret_cast<T*>(sB.raw)[r] = (varB && in) ? Bsrc[n * p.B_stride[2] + tt * p.B_stride[3]] : from_f<T>(0.f);
-        reinterpret_cast<T*>(sC.raw)[r] = (varC && in && !kLocal) ? Csrc[n * p.C_stride[2] + tt * p.C_stride[3]] : from_f<T>(0.f);
-      }
-    }
+    if (varB) sB.load(brow, t0 + bj0, blen, vec.B);
+    if (varC && !kLocal) sC.load(crow, t0 + bj0, blen, vec.C);
   };
   if (t_begin < t_end) stage(t_begin);
   for (int64_t t0 = t_begin; t0 < t_end; t0 += V) {
@@ -348,17 +335,8 @@ __global__ void __launch_bounds__(Cfg::threads, Cfg::min_blocks)
     __syncthreads();  // every thread is done reading the previous tile
 #pragma unroll
     for (int i = 0; i < M; ++i) s_step[grp * SROW + lane * M + i] = make_float2(dta[i], dtu[i]);
-    if (vec.bc_runs) {
-      if (varB) put_run<E>(tB + bn * VP + bj0, sB);
-      if (varC && !kLocal) put_run<E>(tC + bn * VP + bj0, sC);
-    } else {
-#pragma unroll
-      for (int r = 0; r < E; ++r) {
-        const int i = threadIdx.x + r * Cfg::threads;
-        tB[(i / V) * VP + i % V] = sB.get(r);
-        if (!kLocal) tC[(i / V) * VP + i % V] = sC.get(r);
-      }
-    }
+    if (varB) put_run<E>(tB + bn * VP + bj0, sB);
+    if (varC && !kLocal) put_run<E>(tC + bn * VP + bj0, sC);
     if (t0 + V < t_end) stage(t0 + V);  // next tile's loads in flight during this tile's compute
     __syncthreads();
     // 4 steps per iteration, not unrolled: unrolled over the tile, ptxas hoists every exp2 and
@@ -701,9 +679,11 @@ struct BwdCfg {
   static constexpr int tiles = kChunk / V_;
   static constexpr int qv = V_ / 4;                 // 4-step runs per tile
   static constexpr int cpw = LPC_ < 32 ? 32 / LPC_ : 1;  // channels per warp
-  // Shared-memory layouts (N = 16: 55.75 KiB per block, so that 4 blocks fit in an SM's 228 KiB):
-  // paddings where the index varies inside the tile loops (addresses stay base + immediate), XOR
-  // swizzles where it is fixed per thread.
+  // Shared-memory layouts (N = 16: 55.75 KiB per block; 4 blocks would fit in an SM's 228 KiB, but
+  // 128 registers spill and measured slower on the H200, so 3 run): paddings where the index varies
+  // inside the tile loops (addresses stay base + immediate), XOR swizzles where it is fixed per
+  // thread. Bank-conflict-free, these cut the kernel's shared-memory wavefronts by 37% (H200 ncu,
+  // (8, 1536, 2048, 16) f32: 1.33 -> 1.11 ms).
   // Step slot j of channel g (float4: dtA, dt*u, gyo, y): rows of kChunk + 1 slots, so that the
   // channels of a warp reading one step hit other banks, and j's low 3 bits XOR bits 3..5: the
   // lanes staging (and finishing) their runs of mk consecutive steps write (read) slots on
@@ -1236,20 +1216,10 @@ struct Cfg {
 
 // Backward configuration by N: (states per lane, lanes per channel, tile steps, threads, blocks
 // per SM), shared-memory sizes in selective_scan.cu.
-// Round-2 measurement hook (session 4; removed once the H200 picked one): LRNN_SS_BWD_MINB=4 runs
-// the N <= 16 backward at 4 blocks per SM (<= 128 registers; 56 KiB of shared memory each).
-bool bwd_minb4() {
-  static const bool v = [] {
-    const char* e = getenv("LRNN_SS_BWD_MINB");
-    return e && atoi(e) == 4;
-  }();
-  return v;
-}
-
 template <typename Fn>
 lrnn_status with_config(int64_t N, Fn fn) {
   if (N <= 8) return fn(BwdCfg<2, 4, 8, 128, 2>{});
-  if (N <= 16) return bwd_minb4() ? fn(BwdCfg<2, 8, 8, 128, 4>{}) : fn(BwdCfg<2, 8, 8, 128, 3>{});
+  if (N <= 16) return fn(BwdCfg<2, 8, 8, 128, 3>{});
   if (N <= 32) return fn(BwdCfg<4, 8, 8, 128, 2>{});
   if (N <= 64) return fn(BwdCfg<4, 16, 8, 256, 1>{});
   if (N <= 128) return fn(Cfg<32, 4>{});
@@ -1263,32 +1233,10 @@ lrnn_status last_error() { return cudaGetLastError() == cudaSuccess ? LRNN_OK : 
 // states (twice the lanes for long sequences with few rows, e.g. (2, 1536, *, 16)).
 constexpr int64_t kFwdManyThreads = 132 * 256;
 
-// Round-2 measurement hook (session 4; removed once the H200 picked one): LRNN_SS_FWD_MINB=4 runs
-// the N <= 16 4-lane forward at 4 blocks per SM (<= 128 registers) instead of 3.
-bool fwd_minb4() {
-  static const bool v = [] {
-    const char* e = getenv("LRNN_SS_FWD_MINB");
-    return e && atoi(e) == 4;
-  }();
-  return v;
-}
-
-// Round-2 measurement hook (session 4; removed with the loser): LRNN_SS_FWD_BCRUNS=0 stages the
-// forward's B/C tile element-wise (main's mapping) instead of as one run per thread.
-bool fwd_bc_runs() {
-  static const bool v = [] {
-    const char* e = getenv("LRNN_SS_FWD_BCRUNS");
-    return !(e && atoi(e) == 0);
-  }();
-  return v;
-}
-
 template <typename Fn>
 lrnn_status with_fwd_config(int64_t N, int64_t rows, Fn fn) {
   if (N <= 8) return fn(FwdCfg<2, 4, 32, 128, 4>{});
-  if (N <= 16 && rows * 4 >= kFwdManyThreads)
-    return fwd_minb4() ? fn(FwdCfg<4, 4, 32, 128, 4>{}) : fn(FwdCfg<4, 4, 32, 128, 3>{});
-  if (N <= 16) return fn(FwdCfg<2, 8, 32, 128, 4>{});
+  if (N <= 16) return rows * 4 >= kFwdManyThreads ? fn(FwdCfg<4, 4, 32, 128, 3>{}) : fn(FwdCfg<2, 8, 32, 128, 4>{});
   if (N <= 32) return fn(FwdCfg<4, 8, 32, 128, 3>{});
   if (N <= 64) return fn(FwdCfg<8, 8, 16, 128, 3>{});
   if (N <= 128) return fn(FwdCfg<8, 16, 16, 256, 1>{});
@@ -1346,7 +1294,7 @@ lrnn_status fwd_launch(const lrnn_selective_scan_params* p, cudaStream_t s) {
     const FwdVec vec{aligned_runs(p->u, p->u_stride, per, sizeof(T)), aligned_runs(p->delta, p->delta_stride, per, sizeof(T)),
                      aligned_runs(p->dt_A, p->dt_A_stride, per, sizeof(T)), aligned_runs(p->z, p->z_stride, per, sizeof(T)),
                      aligned_runs(p->y, p->y_stride, per, sizeof(T)), aligned_bc(p->Bm, p->B_stride, p->B_variable, eper, sizeof(T)),
-                     aligned_bc(p->Cm, p->C_stride, p->C_variable, eper, sizeof(T)), fwd_bc_runs()};
+                     aligned_bc(p->Cm, p->C_stride, p->C_variable, eper, sizeof(T))};
     const int64_t S = (p->B_variable || p->C_variable) ? p->groups : 1, seg = p->dim / S;
     const int64_t per_seg = p->batch * S * ((seg + C::rpb - 1) / C::rpb);
     const size_t smem = C::smem_bytes();
@@ -1392,7 +1340,8 @@ lrnn_status bwd_launch(const lrnn_selective_scan_bwd_params* q, int64_t items, c
       if (smem > 48 * 1024 &&
           cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)) != cudaSuccess)
         return LRNN_ERR_CUDA;
-      // the largest shared-memory carveout: C::min_blocks blocks of up to 56 KiB (N = 16: 4 of them)
+      // the largest shared-memory carveout (as measured on the H200; N = 16 runs 3 blocks per SM, limited
+      // by registers)
       if (cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared) != cudaSuccess)
         return LRNN_ERR_CUDA;
       const int64_t rows = p->batch * p->dim, seg_len = fwd_segment(p, rows, kSplitRows);

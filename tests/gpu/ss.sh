@@ -4,9 +4,7 @@
 # printed as it goes (a timeout still leaves numbers):
 #   1. the CUDA pytest of tests/python/test_selective_scan*.py
 #   2. benchmarks/bench_selective_scan.py --device cuda (fwd / bwd ms at N = 16 and 64)
-#   3. the round-2 A/B at N = 16: LRNN_SS_BWD_MINB=4 + LRNN_SS_FWD_MINB=4 (4 blocks per SM), and
-#      LRNN_SS_FWD_BCRUNS=0 (the forward's B/C tile staged element-wise, as main)
-#   4. ncu of the backward tile kernel (f32, (8, 1536, 2048, 16)): duration, issue, stall reasons,
+#   3. ncu of the backward tile kernel (f32, (8, 1536, 2048, 16)): duration, issue, stall reasons,
 #      shared-memory wavefronts per instruction
 set -uo pipefail
 OUT=${OUT:-$PWD/gpu_out}
@@ -16,7 +14,7 @@ S="$OUT/ss_summary.txt"
 say() { echo "$@" | tee -a "$S"; }
 say "$(python3 -c "import torch, lrnn; print(torch.cuda.get_device_name(), torch.__version__, lrnn.build_info().get('git_revision'))" 2>&1)"
 
-timeout 15 python3 -m pytest -q -m cuda -p no:cacheprovider --maxfail=20 tests/python/test_selective_scan_cuda.py \
+timeout 25 python3 -m pytest -q -m cuda -p no:cacheprovider --maxfail=20 tests/python/test_selective_scan_cuda.py \
   tests/python/test_selective_scan.py > "$OUT/ss_pytest.log" 2>&1
 say "== CUDA pytest rc=$?: $(tail -n 1 "$OUT/ss_pytest.log")"
 grep -E "^(FAILED|ERROR)" "$OUT/ss_pytest.log" | head -n 8 | tee -a "$S"
@@ -24,16 +22,6 @@ grep -E "^(FAILED|ERROR)" "$OUT/ss_pytest.log" | head -n 8 | tee -a "$S"
 timeout 16 python3 benchmarks/bench_selective_scan.py --device cuda --reps 10 > "$OUT/ss_bench.txt" 2>&1
 say "== bench rc=$?"
 grep -v "^#" "$OUT/ss_bench.txt" | tee -a "$S"
-
-ab() {  # $1: label, rest: environment assignments
-  local label=$1; shift
-  env "$@" timeout 9 python3 benchmarks/bench_selective_scan.py --device cuda --reps 10 --only-n 16 \
-    > "$OUT/ss_bench_$label.txt" 2>&1
-  say "== $label ($*) rc=$?"
-  grep -v "^#\|^shape" "$OUT/ss_bench_$label.txt" | tee -a "$S"
-}
-ab minb4 LRNN_SS_BWD_MINB=4 LRNN_SS_FWD_MINB=4
-ab bcelem LRNN_SS_FWD_BCRUNS=0
 
 if command -v ncu > /dev/null; then
   ST=""
