@@ -95,6 +95,7 @@ def main():
     ap.add_argument("--json", default="")
     ap.add_argument("--with-ref", action="store_true", help="also time the slow pure-PyTorch references")
     ap.add_argument("--only-n", type=int, default=0, help="only the shapes with this state size N")
+    ap.add_argument("--only-l", type=int, default=0, help="only the shapes with this sequence length L")
     args = ap.parse_args()
     device = args.device
     reps = args.reps or (20 if device == "cuda" else 3)
@@ -116,6 +117,8 @@ def main():
     shapes = CUDA_SHAPES if device == "cuda" else CPU_SHAPES
     if args.only_n:
         shapes = [s for s in shapes if s[3] == args.only_n]
+    if args.only_l:
+        shapes = [s for s in shapes if s[2] == args.only_l]
     dtypes = [torch.float32, torch.bfloat16]
     machine = torch.cuda.get_device_name() if device == "cuda" else f"cpu x{torch.get_num_threads()} threads"
     print(f"# {machine}, torch {torch.__version__}, lrnn {lrnn.build_info().get('git_revision', '?')}")

@@ -6,8 +6,9 @@
 // warp, lane l holding the NS states n = l + k*LPC, and h = exp2(dtA * A*log2e) * h + dt*u*B is one
 // MUFU ex2 and ~4 FP32 ops per (t, n) with no synchronization inside a time tile.
 //  * A block owns RPB = threads / LPC channels of one (batch, B/C group) and walks time in tiles of
-//    V steps. Per tile, its threads load the group's B and C tile (N x V values, coalesced along
-//    time) once into shared memory as fp32, shared by all RPB channels, and each lane loads its
+//    V steps. Per tile, its threads load the group's B and C tile (N x V values; each thread E
+//    consecutive steps of one state row as one vector) once into shared memory as fp32, shared
+//    by all RPB channels, and each lane loads its
 //    own M = V / LPC consecutive steps of u, delta (dt_A, z) as one vector; dt = softplus(delta +
 //    bias) and dt*u are computed once per (row, step) and broadcast to the row's lanes through a
 //    per-row shared slot. All of it is staged in registers one tile ahead (raw bf16/f16 bits, so
@@ -49,16 +50,20 @@
 //    a = exp2(dtA * A*log2e) into registers (2 MUFU per (b,d,t,n) in all, as mamba), and the
 //    adjoint lam = gyo*C + a[t+1]*lam[t+1] walks them back: dA += lam*a*h[t-1]*dtA in registers;
 //    the per-step sums over a channel's states (sum lam*B for du/ddelta, sum lam*a*h*A for the dtA
-//    gradient) go through per-lane partial rows added in lane order; dB = lam*dt*u and
-//    dC = gyo*h of the tile go to a padded per-channel scratch (float4 per 4 steps; channel rows
-//    4 floats apart so the two channels of a quarter warp hit other banks) and are summed over
-//    the block's channels in channel order, then written once per block.
+//    gradient) go through per-lane partial rows, added by the channel's lanes in runs of 4 rows
+//    (LDS.128) and a butterfly over the runs; dB = lam*dt*u and dC = gyo*h of the tile go to a
+//    padded per-channel scratch (float4 per 4 steps; channel rows 4 floats apart so the two
+//    channels of a quarter warp hit other banks) and are summed over the block's channels: one
+//    item (array, state, 4-step run) per thread pair at N = 16, each thread adding 8 channels with
+//    LDS.128 and a shuffle adding the two halves, one float4 store per item (both sums in a fixed
+//    order: deterministic).
 //  * after the chunk's tiles, each lane turns its 64/LPC steps' sums into du, ddelta (dz, ddt_A)
 //    and stores them as vectors (inputs re-read from L1/L2).
 // Configurations (NS, LPC, V, threads, blocks/SM) by N: (2,4,8,128,2) N<=8, (2,8,8,128,3) N<=16,
-// (4,8,8,128,2) N<=32, (4,16,8,256,1) N<=64; shared memory (variable B/C) 73.8 / 61.3 / 93.8 /
-// 170.8 KiB per block; registers from nvcc -Xptxas -v (f32; general / B and C both
-// variable): 216 / 203, 167 (64 B spill loads) / 168 (8 B), 255 (20 B) / 243, 255 (20 B) / 243.
+// (4,8,8,128,2) N<=32, (4,16,8,256,1) N<=64; shared memory (variable B/C) 68.8 / 55.8 / 87.3 /
+// 158.3 KiB per block (unpadded, XOR-swizzled scratch: see BwdCfg); registers from nvcc -Xptxas -v
+// (f32; general / B and C both variable, session 4): 251 / 229, 168 (48 B spill stores) / 168
+// (20 B, outside the tile loops), 255 (40 B) / 255, 255 (44 B) / 253.
 // Cost model, (8, 1536, 2048, 16) f32, config (2,8,8,128,3), per (b,d,t,n) element (402.7M):
 // issue slots ~27: pass 1 ~4.75 (FMUL, MUFU ex2, FMUL, FFMA, 1/2 LDS.128 slot, 1/4 LDS.128 B),
 // pass 2 ~4.75, adjoint ~10 (9 FP32 + B/C LDS.128 1/2 + dB/dC STS.128 1/2), channel sums of dB/dC
@@ -96,7 +101,8 @@
 // at N = 128-256 with enough channels per block to amortize them.
 // Time split (long sequences with few rows, e.g. (2, 1536, 16384, 16): 3072 rows give 192 blocks
 // of the layouts above, 9% occupancy). When B*D * 2 <= kSplitRows (12288) and chunk_states exists,
-// time is cut into segments of seg_len steps (a multiple of 128, >= 512, ~12288 / (B*D) of them);
+// time is cut into segments of seg_len steps (a multiple of 128, >= 512, ~12288 / (B*D) of them in
+// the backward, ~24576 / (B*D) in the forward: measured fastest of 6144 / 12288 / 24576 each);
 // the transition of a segment is diagonal, exp(A_n * sum of its dtA), so:
 //  * forward: (1) segments 0..S-2 run from a zero state without C / y (kLocal: ~5 instructions and
 //    one MUFU per element) and leave their end state and decay in chunk_states slots end/64 and
@@ -117,9 +123,27 @@
 //   (2, 1536, 16384, 64)  fwd 3.92 / 4.46 -> 3.10 / 3.45       bwd 14.3 / 14.0 -> 11.7 / 11.9
 // Measured and dropped: the N <= 16 backward with 4 lanes x 4 states and 4-step tiles (2.34 / 2.47
 // and 4.68 / 4.97 ms bwd: 2 blocks per SM at 238 registers and twice the barriers per step).
-// Since (not measured on the H200 at the time of writing): the backward tile kernel specialized for
-// B and C both variable (no per-use selects: 8 instead of 64 bytes of spills at N = 16), and the
-// dB/dC channel sums in items of 2 steps where items of 4 left half the threads idle (N <= 16).
+// Then (a471742, measured at the end of session 3): the backward tile kernel specialized for B and C
+// both variable, dB/dC channel sums in items of 2 steps: fwd 0.286 / 0.264, bwd 1.545 / 1.652
+// (short N = 16); fwd 0.885 / 0.843, bwd 3.31 / 3.29 (long N = 16); N = 64 short fwd 1.059 / 1.157,
+// bwd 5.08 / 5.05; long fwd 2.99 / 3.34, bwd 11.27 / 11.43.
+// Session 4 (this code; H200 rounds of 07:57 and 08:44 UTC, same benchmark):
+//  * forward: B/C tile staged as one run per thread (vector load, STS.128) instead of element-wise;
+//    time split at 24576 rows x segments: short N = 16 0.279 / 0.288, long N = 16 0.798 / 0.825,
+//    N = 64 short 0.836 / 0.847, long 2.51 / 2.75. Same-run A/B at N = 16 (round 2): element-wise
+//    staging 0.306 / 0.322 vs runs 0.294 / 0.293. 4 blocks per SM (<= 128 registers) measured slower:
+//    0.325 / 0.339.
+//  * backward: the channel sums of dB/dC one item (state, 4-step run) per thread pair with LDS.128
+//    and a shuffle, the per-step state sums in 4-row LDS.128 runs (round 1: 459M instead of ~700M
+//    issued instructions, but shared-memory bound: ncu L1 91%, short_scoreboard 3.6 cycles per
+//    issue, 4.4 load / 6.3 store wavefronts per shared instruction: 1.33 ms kernel); then the bank
+//    conflicts removed (XOR swizzles of the dB/dC scratch, step slots and partial rows: load
+//    wavefronts 158M -> 111M, store 97M -> 50M; kernel 1.33 -> 1.11 ms, short_scoreboard 1.4).
+//    Bench (round 2): short 1.59 (1.37 in a second run of the same code) / 1.43 (1.38); long 3.13 /
+//    2.98; N = 64 short 4.60 / 4.72, long 10.3 / 10.4. 4 blocks per SM (56 KiB of shared memory
+//    each fit; 128 registers spill 150-390 bytes) measured slower: short 1.90 / 1.65, long 3.79.
+//  * the benchmark's run-to-run spread on the backward is ~15% (1.59 vs 1.37 ms, identical code):
+//    compare kernel durations (ncu) where it matters.
 #include <cuda_runtime.h>
 #include <stdint.h>
 

@@ -28,7 +28,7 @@ int64_t bwd_segments(const lrnn_selective_scan_params* p) {
   int64_t nseg = 1;
   with_config(p->dstate, [&](auto cfg) {
     if constexpr (decltype(cfg)::tiled) {
-      const int64_t seg_len = fwd_segment(p, p->batch * p->dim);
+      const int64_t seg_len = fwd_segment(p, p->batch * p->dim, kSplitRows);
       if (seg_len > 0) nseg = (p->length + seg_len - 1) / seg_len;
     }
     return LRNN_OK;

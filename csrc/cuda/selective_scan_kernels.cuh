@@ -166,7 +166,9 @@ struct FwdCfg {
   static constexpr int e = np * V_ / THREADS_;     // B (and C) tile values staged per thread
   // resident blocks per SM asked of ptxas (bounds the registers: 3 x 128 threads -> <= 168)
   static constexpr int min_blocks = MINB_;
-  static_assert(V_ % LPC_ == 0 && kChunk % V_ == 0 && (np * V_) % THREADS_ == 0 && V_ % 4 == 0, "tile shape");
+  static_assert(V_ % LPC_ == 0 && kChunk % V_ == 0 && (np * V_) % THREADS_ == 0 && V_ % 4 == 0 && V_ % e == 0 &&
+                    (2 * rpb * srow) % 4 == 0,
+                "tile shape (whole B/C runs per thread; 16-byte aligned B/C tile rows)");
   // Pad after each row's LPC partial rows: at LPC = 4 the y sums read (LDS.128) 2 rows x 4 lanes
   // per quarter warp, which fall on the same banks unless the second row is shifted by 4 mod 8.
   static constexpr int gpad = LPC_ == 4 ? 4 : 0;
@@ -221,8 +223,21 @@ __device__ __forceinline__ void store_run(const Row<T>& r, int64_t t, int64_t L,
 }
 
 struct FwdVec {
-  bool u, delta, dt_A, z, y;
+  bool u, delta, dt_A, z, y, B, C;
 };
+
+// E staged values of a run into shared memory as fp32 (dst 16-byte aligned when E % 4 == 0).
+template <int E, typename R>
+__device__ __forceinline__ void put_run(float* dst, const R& r) {
+  if constexpr (E % 4 == 0) {
+#pragma unroll
+    for (int i = 0; i < E; i += 4)
+      *reinterpret_cast<float4*>(dst + i) = make_float4(r.get(i), r.get(i + 1), r.get(i + 2), r.get(i + 3));
+  } else {
+#pragma unroll
+    for (int i = 0; i < E; ++i) dst[i] = r.get(i);
+  }
+}
 
 // Time split of the forward (see selective_scan.cu): segments of seg_len steps (a multiple of
 // 2 * kChunk), nseg of them; nseg = 1 (seg_len >= L) is the unsplit scan.
@@ -239,7 +254,7 @@ template <typename T, typename Cfg, bool kVar, bool kLocal>
 __global__ void __launch_bounds__(Cfg::threads, Cfg::min_blocks)
     selective_scan_fwd_kernel(const lrnn_selective_scan_params p, FwdVec vec, FwdSplit sp) {
   constexpr int NS = Cfg::ns, LPC = Cfg::lpc, V = Cfg::v, M = Cfg::m, RPB = Cfg::rpb, VP = Cfg::vp, NP = Cfg::np,
-                E = Cfg::e, TH = Cfg::threads, SROW = Cfg::srow;
+                E = Cfg::e, SROW = Cfg::srow;
   extern __shared__ __align__(16) unsigned char smem[];
   float2* s_step = reinterpret_cast<float2*>(smem);                    // [RPB][SROW]: (dtA, dt*u) per step
   float* tB = reinterpret_cast<float*>(smem) + 2 * RPB * SROW;          // [NP][VP]: B tile, fp32
@@ -285,24 +300,23 @@ __global__ void __launch_bounds__(Cfg::threads, Cfg::min_blocks)
   const Row<T> ur(p.u, p.u_stride, b, d), dr(p.delta, p.delta_stride, b, d), ar(p.dt_A, p.dt_A_stride, b, d),
       zr(p.z, p.z_stride, b, d), yr(p.y, p.y_stride, b, d);
 
-  // registers staged one tile ahead: this lane's M steps of u/delta/dt_A/z, this thread's share
-  // of the block's B/C tile (element i = threadIdx.x + r * TH is state i / V, step i % V)
+  // registers staged one tile ahead: this lane's M steps of u/delta/dt_A/z, and this thread's
+  // share of the block's B/C tile: E consecutive steps bj0.. of state row bn (one vector load when
+  // aligned; rows bn >= N read as zeros: length 0)
   Run<T, M> su, sd, sa, sz;
-  T sB[E], sC[E];
+  const int bn = threadIdx.x / (V / E), bj0 = (threadIdx.x % (V / E)) * E;
+  const int64_t blen = bn < N ? L : 0;
+  const Row<T> brow(Bsrc + (varB && bn < N ? bn * p.B_stride[2] : 0), p.B_stride[3]),
+      crow(Csrc + (varC && bn < N ? bn * p.C_stride[2] : 0), p.C_stride[3]);
+  Run<T, E> sB, sC;
   auto stage = [&](int64_t t0) {
     const int64_t t = t0 + lane * M;
     su.load(ur, t, L, vec.u);
     sd.load(dr, t, L, vec.delta);
     if (p.dt_A) sa.load(ar, t, L, vec.dt_A);
     if (p.z) sz.load(zr, t, L, vec.z);
-#pragma unroll
-    for (int r = 0; r < E; ++r) {
-      const int i = threadIdx.x + r * TH, n = i / V;
-      const int64_t tt = t0 + i % V;
-      const bool in = n < N && tt < L;
-      sB[r] = (varB && in) ? Bsrc[n * p.B_stride[2] + tt * p.B_stride[3]] : from_f<T>(0.f);
-      sC[r] = (varC && in && !kLocal) ? Csrc[n * p.C_stride[2] + tt * p.C_stride[3]] : from_f<T>(0.f);
-    }
+    if (varB) sB.load(brow, t0 + bj0, blen, vec.B);
+    if (varC && !kLocal) sC.load(crow, t0 + bj0, blen, vec.C);
   };
   if (t_begin < t_end) stage(t_begin);
   for (int64_t t0 = t_begin; t0 < t_end; t0 += V) {
@@ -321,12 +335,8 @@ __global__ void __launch_bounds__(Cfg::threads, Cfg::min_blocks)
     __syncthreads();  // every thread is done reading the previous tile
 #pragma unroll
     for (int i = 0; i < M; ++i) s_step[grp * SROW + lane * M + i] = make_float2(dta[i], dtu[i]);
-#pragma unroll
-    for (int r = 0; r < E; ++r) {
-      const int i = threadIdx.x + r * TH;
-      tB[(i / V) * VP + i % V] = to_f(sB[r]);
-      if (!kLocal) tC[(i / V) * VP + i % V] = to_f(sC[r]);
-    }
+    if (varB) put_run<E>(tB + bn * VP + bj0, sB);
+    if (varC && !kLocal) put_run<E>(tC + bn * VP + bj0, sC);
     if (t0 + V < t_end) stage(t0 + V);  // next tile's loads in flight during this tile's compute
     __syncthreads();
     // 4 steps per iteration, not unrolled: unrolled over the tile, ptxas hoists every exp2 and
@@ -667,36 +677,52 @@ struct BwdCfg {
   static constexpr int rpb = THREADS_ / LPC_;       // channels per block
   static constexpr int mk = kChunk / LPC_;          // steps per lane in the chunk's loads and stores
   static constexpr int tiles = kChunk / V_;
-  static constexpr int srow = kChunk + 1;           // float4 step slots per channel (+1: groups on other banks)
-  static constexpr int kp = kChunk + 4;             // padded B/C row (a group's lanes read rows kp apart)
-  static constexpr int cs = np * V_ + 4;            // dB/dC scratch per channel (+4: two channels per quarter warp)
-  static constexpr int pv = V_ + 4;                 // per-lane partial row (STS.128 of 8 lanes on distinct banks)
-  // Padding after each channel's LPC partial rows: the per-step sums read, per warp instruction,
-  // min(V, LPC) consecutive steps of every channel of the warp; the pad puts the channels on
-  // disjoint banks (without it, LPC * pv = 0 mod 32 at LPC = 8 and 16: 4- and 2-way conflicts).
-  static constexpr int gpad_for() {
-    const int w = 32 / LPC_ < 1 ? 1 : 32 / LPC_, span = V_ < LPC_ ? V_ : LPC_;
-    for (int g = 0; g < 32; ++g) {
-      bool ok = true;
-      for (int a = 0; a < w && ok; ++a)
-        for (int c = a + 1; c < w && ok; ++c) {
-          const int da = (a * (LPC_ * pv + g)) % 32, dc = (c * (LPC_ * pv + g)) % 32;
-          const int diff = ((dc - da) % 32 + 32) % 32;
-          ok = diff >= span && diff <= 32 - span;
-        }
-      if (ok) return g;
-    }
-    return 0;
+  static constexpr int qv = V_ / 4;                 // 4-step runs per tile
+  static constexpr int cpw = LPC_ < 32 ? 32 / LPC_ : 1;  // channels per warp
+  // Shared-memory layouts (N = 16: 55.75 KiB per block; 4 blocks would fit in an SM's 228 KiB, but
+  // 128 registers spill and measured slower on the H200, so 3 run): paddings where the index varies
+  // inside the tile loops (addresses stay base + immediate), XOR swizzles where it is fixed per
+  // thread. Bank-conflict-free, these cut the kernel's shared-memory wavefronts by 37% (H200 ncu,
+  // (8, 1536, 2048, 16) f32: 1.33 -> 1.11 ms).
+  // Step slot j of channel g (float4: dtA, dt*u, gyo, y): rows of kChunk + 1 slots, so that the
+  // channels of a warp reading one step hit other banks, and j's low 3 bits XOR bits 3..5: the
+  // lanes staging (and finishing) their runs of mk consecutive steps write (read) slots on
+  // distinct banks (8 lanes, slots 8 apart: 8-way conflicts without it; measured: ~20% of the
+  // kernel's shared-memory wavefronts), while a tile's 8 slots stay a permutation of one group.
+  static constexpr int srow = kChunk + 1;
+  __host__ __device__ static constexpr int slot(int g, int j) { return g * srow + (j ^ ((j >> 3) & 7)); }
+  // The chunk's B/C row n, step j: rows kChunk + 4 floats apart, so that the 8 rows that 8 lanes
+  // read at one step fall on distinct banks.
+  static constexpr int kp = kChunk + 4;
+  __host__ __device__ static constexpr int bcx(int n, int j) { return n * kp + j; }
+  // Partial row r of array a (0: y or sum lam*B; 1: sum lam*a*h*A), run j..j+3: the run index XOR
+  // bit 2 of the row (8 consecutive rows written at one run: distinct banks), and array 1 keeps
+  // row r at r ^ 2 (sum_rows reads both arrays in one instruction: other banks).
+  static constexpr int pa = THREADS_ * V_;
+  __host__ __device__ static constexpr int pidx(int a, int r, int j) {
+    return a * pa + (a ? r ^ 2 : r) * V_ + ((((j >> 2) ^ ((a ? r ^ 2 : r) >> 2)) & (qv - 1)) << 2);
   }
-  static constexpr int gpad = gpad_for();
-  __host__ __device__ static constexpr int prow(int r) { return r * pv + (r / LPC_) * gpad; }  // offset of partial row r
+  // dB/dC channel sums: items (array, state, run), bc_split threads per item each adding bc_cps
+  // consecutive channels (every thread has an item; N = 16: 64 items x 2 ranges of 8 channels).
+  static constexpr int bc_items = 2 * np * qv, bc_split = bc_items >= THREADS_ ? 1 : THREADS_ / bc_items,
+                       bc_cps = rpb / bc_split;
+  // dB/dC scratch of channel g, state n, run j: the run index XOR bit 2 of n (a channel's 8 lanes
+  // write 8 states on distinct banks), the offset XOR a multiple of 32 / bc_split by the channel's
+  // range (the ranges of one item are read in parallel: other banks); +4 floats per channel when
+  // two channels share a quarter warp (LPC = 4).
+  static constexpr int cs = np * V_ + (LPC_ < 8 ? 4 : 0);
+  __host__ __device__ static constexpr int ridx(int g, int n, int j) {
+    return g * cs + ((n * V_ + ((((j >> 2) ^ (n >> 2)) & (qv - 1)) << 2)) ^ (((g / bc_cps) % bc_split) * (32 / bc_split)));
+  }
   static constexpr int e = np * kChunk / THREADS_;  // B (and C) chunk values staged per thread
   static constexpr bool atomic_bc = np > 32;        // see selective_scan.cu: partials would be D / rpb slices
-  static_assert(V_ % 4 == 0 && kChunk % V_ == 0 && (np * kChunk) % THREADS_ == 0 && mk >= 1 && e % 4 == 0 && e <= kChunk,
-                "tile shape");
+  static_assert(V_ % 4 == 0 && kChunk % V_ == 0 && (np * kChunk) % THREADS_ == 0 && mk >= 1 && e % 4 == 0 && e <= kChunk &&
+                    np * V_ >= 32 && bc_items * bc_split == THREADS_ && rpb % bc_split == 0 && bc_split <= 32 &&
+                    (np * qv * bc_split) % 32 == 0 && LPC_ >= 4,
+                "tile shape; channel sums: one item per thread, whole warps per array");
   static size_t smem_bytes(bool variable) {
-    return sizeof(float) * (4 * size_t(rpb) * srow + 2 * size_t(np) * kp + 2 * size_t(prow(THREADS_)) +
-                            size_t(tiles) * NS_ * THREADS_ + (variable ? 2 * size_t(rpb) * cs : 0));
+    return sizeof(float) * (4 * size_t(rpb) * srow + 2 * size_t(np) * kp + 2 * size_t(pa) +
+                            size_t(tiles - 1) * NS_ * THREADS_ + (variable ? 2 * size_t(rpb) * cs : 0));
   }
 };
 
@@ -704,19 +730,52 @@ struct BwdVec {
   bool u, delta, dt_A, z, gy, du, ddelta, dz, ddt_A, B, C;
 };
 
+// The per-step sums over a channel's states. Lane l of channel grp's LPC-lane group wrote its
+// partial sums of the tile's V steps (tile start jt) to partial row grp * LPC + l of each of NARR
+// arrays (Cfg::pidx); the sum of array a at step j goes to component c0 + a of step slot j, times
+// `scale` for a = 1. Each lane adds ROWS rows (range, range + R, ...) of one (array, 4-step run)
+// with LDS.128, in that order, and a butterfly over the R lanes sharing the run adds the ranges:
+// a fixed order (deterministic), ~1.3 instructions per summed value instead of ~3.5 with scalar loads.
+template <typename Cfg, int NARR>
+__device__ __forceinline__ void sum_rows(const float* part, int grp, int lane, float4* steps, int jt, int c0, float scale) {
+  constexpr int LPC = Cfg::lpc, QV = Cfg::qv, COMBOS = NARR * QV, R = LPC / COMBOS, ROWS = LPC / R;
+  static_assert(Cfg::v % 4 == 0 && LPC % COMBOS == 0, "sum_rows: a lane per (array, run, row range)");
+  const int combo = lane / R, range = lane % R, arr = combo / QV, j0 = (combo % QV) * 4, r0 = grp * LPC + range;
+  float4 acc = *reinterpret_cast<const float4*>(part + Cfg::pidx(arr, r0, j0));
+#pragma unroll
+  for (int i = 1; i < ROWS; ++i) {
+    const float4 v = *reinterpret_cast<const float4*>(part + Cfg::pidx(arr, r0 + i * R, j0));
+    acc.x += v.x; acc.y += v.y; acc.z += v.z; acc.w += v.w;
+  }
+#pragma unroll
+  for (int m = 1; m < R; m <<= 1) {  // partners differ in the low bits of `range`: same group
+    acc.x += __shfl_xor_sync(0xffffffffu, acc.x, m);
+    acc.y += __shfl_xor_sync(0xffffffffu, acc.y, m);
+    acc.z += __shfl_xor_sync(0xffffffffu, acc.z, m);
+    acc.w += __shfl_xor_sync(0xffffffffu, acc.w, m);
+  }
+  if (range == 0) {
+    const float sc = arr ? scale : 1.f;
+    reinterpret_cast<float*>(steps + Cfg::slot(grp, jt + j0))[c0 + arr] = acc.x * sc;
+    reinterpret_cast<float*>(steps + Cfg::slot(grp, jt + j0 + 1))[c0 + arr] = acc.y * sc;
+    reinterpret_cast<float*>(steps + Cfg::slot(grp, jt + j0 + 2))[c0 + arr] = acc.z * sc;
+    reinterpret_cast<float*>(steps + Cfg::slot(grp, jt + j0 + 3))[c0 + arr] = acc.w * sc;
+  }
+}
+
 template <typename T, typename Cfg, bool kVar>  // kVar: B and C both variable (no per-use selects)
 __global__ void __launch_bounds__(Cfg::threads, Cfg::min_blocks)
     selective_scan_bwd_tile_kernel(const lrnn_selective_scan_bwd_params q, BwdVec vec, FwdSplit sp) {
   constexpr int NS = Cfg::ns, LPC = Cfg::lpc, V = Cfg::v, TH = Cfg::threads, RPB = Cfg::rpb, NP = Cfg::np,
-                MK = Cfg::mk, SROW = Cfg::srow, KP = Cfg::kp, CS = Cfg::cs, E = Cfg::e, K = kChunk;
+                MK = Cfg::mk, CS = Cfg::cs, E = Cfg::e, K = kChunk;
   const lrnn_selective_scan_params& p = q.fwd;
   extern __shared__ __align__(16) unsigned char smem[];
-  float4* s_step = reinterpret_cast<float4*>(smem);        // [RPB][SROW]: (dtA, dt*u, gyo, y) per step
-  float* tB = reinterpret_cast<float*>(s_step + RPB * SROW);  // [NP][KP]: the chunk's B rows, fp32
-  float* tC = tB + NP * KP;                                 // [NP][KP]
-  float* s_part = tC + NP * KP;                             // [2][TH][PV] + pads: per-lane per-step partial sums
-  float* s_bnd = s_part + 2 * Cfg::prow(TH);                // [tiles][NS][TH]: states at tile starts
-  float* redB = s_bnd + Cfg::tiles * NS * TH;               // [RPB][CS]: per-channel dB of a tile
+  float4* s_step = reinterpret_cast<float4*>(smem);        // [RPB][srow] (Cfg::slot): (dtA, dt*u, gyo, y) per step
+  float* tB = reinterpret_cast<float*>(s_step + RPB * Cfg::srow);  // [NP][kp] (Cfg::bcx): the chunk's B rows, fp32
+  float* tC = tB + NP * Cfg::kp;                            // [NP][kp]
+  float* s_part = tC + NP * Cfg::kp;                        // [2][TH][V] (Cfg::pidx): per-lane per-step partial sums
+  float* s_bnd = s_part + 2 * Cfg::pa;                      // [tiles - 1][NS][TH]: states at the starts of tiles 1..
+  float* redB = s_bnd + (Cfg::tiles - 1) * NS * TH;         // [RPB][CS] (Cfg::ridx): per-channel dB of a tile
   float* redC = redB + RPB * CS;
   const int tid = threadIdx.x, grp = tid / LPC, lane = tid % LPC;
   const bool varB = kVar || p.B_variable, varC = kVar || p.C_variable, variable = varB || varC;
@@ -746,10 +805,26 @@ __global__ void __launch_bounds__(Cfg::threads, Cfg::min_blocks)
       lam[k] = (valid && n < N) ? static_cast<const float*>(q.seg_state)[((sg * p.batch * p.dim + row) * 2) * N + n] : 0.f;
     dA[k] = dBti[k] = dCti[k] = 0.f;
   }
+  // dB/dC channel sums (variable B/C): thread tid owns item (array, state n, 4-step run j0) of every
+  // tile, with BC_SPLIT adjacent threads per item each adding BC_CPS consecutive channels of the
+  // per-channel scratch (LDS.128; idle channels hold zeros, so no per-channel test), then a
+  // butterfly adding the BC_SPLIT ranges: a fixed order (deterministic). Every thread has an item
+  // (N <= 16: 64 items x 2 ranges of 8 channels). bc_dst: this item's row of the block's dB/dC
+  // workspace slice (or of dB/dC itself with atomics); null for padding states.
+  constexpr int BC_QV = Cfg::qv, BC_HALF = NP * BC_QV, BC_SPLIT = Cfg::bc_split, BC_CPS = Cfg::bc_cps;
+  const int bc_item = tid / BC_SPLIT, bc_rg = tid % BC_SPLIT, bc_n = (bc_item % BC_HALF) / BC_QV, bc_j0 = (bc_item % BC_QV) * 4;
+  const bool bc_isC = bc_item >= BC_HALF;
+  const bool bc_on = bc_isC ? varC : varB;  // warp-uniform: an array's items fill whole warps
+  const int bc_off = Cfg::ridx(bc_rg * BC_CPS, bc_n, bc_j0);  // channel bc_rg * BC_CPS + c: + c * CS
+  float* bc_dst = nullptr;
+  if (bc_on && bc_rg == 0 && bc_n < N) {
+    const int64_t slice = Cfg::atomic_bc ? (b * p.groups + s) * N * L : ((part * p.batch + b) * p.groups + s) * N * L;
+    bc_dst = static_cast<float*>(Cfg::atomic_bc ? (bc_isC ? q.dC : q.dB) : (bc_isC ? q.dC_part : q.dB_part)) + slice + bc_n * L;
+  }
+  const bool bc_vec = (reinterpret_cast<uintptr_t>(bc_dst) & 15) == 0 && L % 4 == 0;  // float4 stores at 4-step runs
   float dD_acc = 0.f, ddb_acc = 0.f;
   // the row pointers are rebuilt where used (chunk loads and stores) instead of being kept live
   // through the tile loops, where registers are scarce
-  float4* my_step = s_step + grp * SROW;
   for (int64_t c = (t_end + K - 1) / K - 1; c >= t_begin / K; --c) {
     const int64_t tc = c * K;
     const int Tc = static_cast<int>(t_end - tc < K ? t_end - tc : K);
@@ -785,44 +860,45 @@ __global__ void __launch_bounds__(Cfg::threads, Cfg::min_blocks)
           const float zz = sz.get(i);
           gyo *= zz * sigmoid(zz);
         }
-        my_step[lane * MK + i] =
+        s_step[Cfg::slot(grp, lane * MK + i)] =
             in ? make_float4(p.dt_A ? sa.get(i) : dt, dt * su.get(i), gyo, 0.f) : make_float4(0.f, 0.f, 0.f, 0.f);
       }
 #pragma unroll
       for (int i = 0; i < E; i += 4) {
-        if (varB) *reinterpret_cast<float4*>(tB + n * KP + j0 + i) = make_float4(sb.get(i), sb.get(i + 1), sb.get(i + 2), sb.get(i + 3));
-        if (varC) *reinterpret_cast<float4*>(tC + n * KP + j0 + i) = make_float4(sc.get(i), sc.get(i + 1), sc.get(i + 2), sc.get(i + 3));
+        if (varB) *reinterpret_cast<float4*>(tB + Cfg::bcx(n, j0 + i)) = make_float4(sb.get(i), sb.get(i + 1), sb.get(i + 2), sb.get(i + 3));
+        if (varC) *reinterpret_cast<float4*>(tC + Cfg::bcx(n, j0 + i)) = make_float4(sc.get(i), sc.get(i + 1), sc.get(i + 2), sc.get(i + 3));
       }
     }
     __syncthreads();
     // pass 1: forward through the chunk from its saved state; the state at each tile start is kept
+    // (tiles 1.. in s_bnd; tile 0's is re-read from chunk_states, an L1/L2 hit, once per chunk)
+    const float* cst = static_cast<const float*>(p.chunk_states) + b * p.chunk_states_stride[0] +
+                       d * p.chunk_states_stride[1] + c * p.chunk_states_stride[2];
     float h[NS];
 #pragma unroll
     for (int k = 0; k < NS; ++k) {
       const int n = lane + k * LPC;
-      h[k] = n < N ? static_cast<const float*>(p.chunk_states)[b * p.chunk_states_stride[0] + d * p.chunk_states_stride[1] +
-                                                               c * p.chunk_states_stride[2] + n * p.chunk_states_stride[3]]
-                   : 0.f;
+      h[k] = n < N ? cst[n * p.chunk_states_stride[3]] : 0.f;
     }
-    float* partB = s_part + Cfg::prow(tid);                // this lane's partial row (y in pass 1, sum lam*B after)
-    float* partA = s_part + Cfg::prow(TH) + Cfg::prow(tid);  // sum lam*a*h*A
 #pragma unroll 1
     for (int tt = 0; tt < ntiles; ++tt) {
+      if (tt > 0) {
 #pragma unroll
-      for (int k = 0; k < NS; ++k) s_bnd[(tt * NS + k) * TH + tid] = h[k];
+        for (int k = 0; k < NS; ++k) s_bnd[((tt - 1) * NS + k) * TH + tid] = h[k];
+      }
 #pragma unroll
       for (int j4 = 0; j4 < V; j4 += 4) {
         const int j0 = tt * V + j4;
         float4 st[4];
 #pragma unroll
-        for (int jj = 0; jj < 4; ++jj) st[jj] = my_step[j0 + jj];
+        for (int jj = 0; jj < 4; ++jj) st[jj] = s_step[Cfg::slot(grp, j0 + jj)];
         float acc[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
         for (int k = 0; k < NS; ++k) {
           const int n = lane + k * LPC;
-          const float4 Bv = varB ? *reinterpret_cast<const float4*>(tB + n * KP + j0) : make_float4(rc.Bti[k], rc.Bti[k], rc.Bti[k], rc.Bti[k]);
+          const float4 Bv = varB ? *reinterpret_cast<const float4*>(tB + Cfg::bcx(n, j0)) : make_float4(rc.Bti[k], rc.Bti[k], rc.Bti[k], rc.Bti[k]);
           if (p.z) {
-            const float4 Cv = varC ? *reinterpret_cast<const float4*>(tC + n * KP + j0) : make_float4(rc.Cti[k], rc.Cti[k], rc.Cti[k], rc.Cti[k]);
+            const float4 Cv = varC ? *reinterpret_cast<const float4*>(tC + Cfg::bcx(n, j0)) : make_float4(rc.Cti[k], rc.Cti[k], rc.Cti[k], rc.Cti[k]);
 #pragma unroll
             for (int jj = 0; jj < 4; ++jj) {
               h[k] = fmaf(exp2f(st[jj].x * rc.A2[k]), h[k], st[jj].y * comp(Bv, jj));
@@ -833,16 +909,11 @@ __global__ void __launch_bounds__(Cfg::threads, Cfg::min_blocks)
             for (int jj = 0; jj < 4; ++jj) h[k] = fmaf(exp2f(st[jj].x * rc.A2[k]), h[k], st[jj].y * comp(Bv, jj));
           }
         }
-        if (p.z) *reinterpret_cast<float4*>(partB + j4) = make_float4(acc[0], acc[1], acc[2], acc[3]);
+        if (p.z) *reinterpret_cast<float4*>(s_part + Cfg::pidx(0, tid, j4)) = make_float4(acc[0], acc[1], acc[2], acc[3]);
       }
       if (p.z) {  // y of the tile's steps (before D*u and the gate): the group's partials in lane order
         __syncwarp();
-        for (int j = lane; j < V; j += LPC) {
-          float y = 0.f;
-#pragma unroll
-          for (int l = 0; l < LPC; ++l) y += s_part[Cfg::prow(grp * LPC + l) + j];
-          reinterpret_cast<float*>(my_step + tt * V + j)[3] = y;
-        }
+        sum_rows<Cfg, 1>(s_part, grp, lane, s_step, tt * V, 3, 1.f);
         __syncwarp();
       }
     }
@@ -852,16 +923,22 @@ __global__ void __launch_bounds__(Cfg::threads, Cfg::min_blocks)
       float hb[NS], hv[V][NS], av[V][NS];
       float4 st[V];
 #pragma unroll
-      for (int j = 0; j < V; ++j) st[j] = my_step[tt * V + j];
+      for (int j = 0; j < V; ++j) st[j] = s_step[Cfg::slot(grp, tt * V + j)];
 #pragma unroll
-      for (int k = 0; k < NS; ++k) hb[k] = s_bnd[(tt * NS + k) * TH + tid];
+      for (int k = 0; k < NS; ++k) {
+        const int n = lane + k * LPC;
+        hb[k] = tt > 0 ? s_bnd[((tt - 1) * NS + k) * TH + tid]
+                       : (n < N ? static_cast<const float*>(p.chunk_states)[b * p.chunk_states_stride[0] + d * p.chunk_states_stride[1] +
+                                                                            c * p.chunk_states_stride[2] + n * p.chunk_states_stride[3]]
+                                : 0.f);
+      }
       // pass 2: the tile's states and decay factors, in registers
 #pragma unroll
       for (int j4 = 0; j4 < V; j4 += 4) {
 #pragma unroll
         for (int k = 0; k < NS; ++k) {
           const int n = lane + k * LPC;
-          const float4 Bv = varB ? *reinterpret_cast<const float4*>(tB + n * KP + tt * V + j4) : make_float4(rc.Bti[k], rc.Bti[k], rc.Bti[k], rc.Bti[k]);
+          const float4 Bv = varB ? *reinterpret_cast<const float4*>(tB + Cfg::bcx(n, tt * V + j4)) : make_float4(rc.Bti[k], rc.Bti[k], rc.Bti[k], rc.Bti[k]);
 #pragma unroll
           for (int jj = 0; jj < 4; ++jj) {
             const int j = j4 + jj;
@@ -876,8 +953,8 @@ __global__ void __launch_bounds__(Cfg::threads, Cfg::min_blocks)
 #pragma unroll
         for (int k = 0; k < NS; ++k) {
           const int n = lane + k * LPC;
-          const float4 Bv = varB ? *reinterpret_cast<const float4*>(tB + n * KP + tt * V + j4) : make_float4(rc.Bti[k], rc.Bti[k], rc.Bti[k], rc.Bti[k]);
-          const float4 Cv = varC ? *reinterpret_cast<const float4*>(tC + n * KP + tt * V + j4) : make_float4(rc.Cti[k], rc.Cti[k], rc.Cti[k], rc.Cti[k]);
+          const float4 Bv = varB ? *reinterpret_cast<const float4*>(tB + Cfg::bcx(n, tt * V + j4)) : make_float4(rc.Bti[k], rc.Bti[k], rc.Bti[k], rc.Bti[k]);
+          const float4 Cv = varC ? *reinterpret_cast<const float4*>(tC + Cfg::bcx(n, tt * V + j4)) : make_float4(rc.Cti[k], rc.Cti[k], rc.Cti[k], rc.Cti[k]);
           float gB[4], gC[4];
 #pragma unroll
           for (int jj = 3; jj >= 0; --jj) {
@@ -891,61 +968,50 @@ __global__ void __launch_bounds__(Cfg::threads, Cfg::min_blocks)
             dA[k] = fmaf(lah, st[j].x, dA[k]);
             lam[k] = av[j][k] * l;
           }
-          if (varB) *reinterpret_cast<float4*>(redB + grp * CS + n * V + j4) = make_float4(gB[0], gB[1], gB[2], gB[3]);
+          if (varB) *reinterpret_cast<float4*>(redB + Cfg::ridx(grp, n, j4)) = make_float4(gB[0], gB[1], gB[2], gB[3]);
           else dBti[k] += (gB[3] + gB[2]) + (gB[1] + gB[0]);
-          if (varC) *reinterpret_cast<float4*>(redC + grp * CS + n * V + j4) = make_float4(gC[0], gC[1], gC[2], gC[3]);
+          if (varC) *reinterpret_cast<float4*>(redC + Cfg::ridx(grp, n, j4)) = make_float4(gC[0], gC[1], gC[2], gC[3]);
           else dCti[k] += (gC[3] + gC[2]) + (gC[1] + gC[0]);
         }
-        *reinterpret_cast<float4*>(partB + j4) = make_float4(accB[0], accB[1], accB[2], accB[3]);
-        *reinterpret_cast<float4*>(partA + j4) = make_float4(accA[0], accA[1], accA[2], accA[3]);
+        *reinterpret_cast<float4*>(s_part + Cfg::pidx(0, tid, j4)) = make_float4(accB[0], accB[1], accB[2], accB[3]);
+        *reinterpret_cast<float4*>(s_part + Cfg::pidx(1, tid, j4)) = make_float4(accA[0], accA[1], accA[2], accA[3]);
       }
       __syncwarp();
-      // per step: the sums over the channel's states, partials added in lane order; they replace
-      // (dtA, dt*u) in the step slot, which no earlier tile reads
-      for (int j = lane; j < V; j += LPC) {
-        float sb = 0.f, sa = 0.f;
-#pragma unroll
-        for (int l = 0; l < LPC; ++l) {
-          sb += s_part[Cfg::prow(grp * LPC + l) + j];
-          sa += s_part[Cfg::prow(TH) + Cfg::prow(grp * LPC + l) + j];
-        }
-        float* slot = reinterpret_cast<float*>(my_step + tt * V + j);
-        slot[0] = sb;
-        slot[1] = sa * (1.f / kLog2e);
-      }
+      // per step: the sums over the channel's states; they replace (dtA, dt*u) in the step slot,
+      // which no earlier tile reads
+      sum_rows<Cfg, 2>(s_part, grp, lane, s_step, tt * V, 0, 1.f / kLog2e);
       __syncwarp();  // partial rows are rewritten by the next tile
       if (variable) {
-        // dB/dC of the tile: sum over the block's channels in channel order, written once per block
-        // into its own workspace slice (N <= 32) or added into dB/dC (N > 32)
+        // dB/dC of the tile: sum over the block's channels (see bc_item above), written once per
+        // block into its own workspace slice (N <= 32) or added into dB/dC (N > 32)
         __syncthreads();
-        const int64_t slice = Cfg::atomic_bc ? (b * p.groups + s) * N * L : ((part * p.batch + b) * p.groups + s) * N * L;
-        // items of G consecutive steps of one state: G = 4 (LDS.128) unless that leaves threads
-        // idle (N <= 16: 64 items of 4 for 128 threads), then G = 2
-        constexpr int G = 2 * NP * V / 4 >= TH ? 4 : 2, Q = V / G, OUT = NP * Q;
-        for (int idx = tid; idx < 2 * OUT; idx += TH) {
-          const bool isC = idx >= OUT;
-          if (isC ? !varC : !varB) continue;
-          const int n = (idx % OUT) / Q, j0 = (idx % Q) * G;
-          if (n >= N) continue;
-          const float* red = (isC ? redC : redB) + n * V + j0;
-          float acc[G];
+        if (bc_on) {
+          const float* red = (bc_isC ? redC : redB) + bc_off;
+          float4 acc = *reinterpret_cast<const float4*>(red);
 #pragma unroll
-          for (int i = 0; i < G; ++i) acc[i] = 0.f;
-          for (int g2 = 0; g2 < nch; ++g2) {  // channel order: deterministic
-            if constexpr (G == 4) {
-              const float4 v = *reinterpret_cast<const float4*>(red + g2 * CS);
-              acc[0] += v.x; acc[1] += v.y; acc[2] += v.z; acc[3] += v.w;
-            } else {
-              const float2 v = *reinterpret_cast<const float2*>(red + g2 * CS);
-              acc[0] += v.x; acc[1] += v.y;
-            }
+          for (int c = 1; c < BC_CPS; ++c) {
+            const float4 v = *reinterpret_cast<const float4*>(red + c * CS);
+            acc.x += v.x; acc.y += v.y; acc.z += v.z; acc.w += v.w;
           }
-          float* dst = static_cast<float*>(Cfg::atomic_bc ? (isC ? q.dC : q.dB) : (isC ? q.dC_part : q.dB_part)) + slice + n * L;
 #pragma unroll
-          for (int i = 0; i < G; ++i) {
-            const int64_t t = tc + tt * V + j0 + i;
-            if (t >= L) break;
-            if (Cfg::atomic_bc) atomicAdd(dst + t, acc[i]); else dst[t] = acc[i];
+          for (int m = 1; m < BC_SPLIT; m <<= 1) {
+            acc.x += __shfl_xor_sync(0xffffffffu, acc.x, m);
+            acc.y += __shfl_xor_sync(0xffffffffu, acc.y, m);
+            acc.z += __shfl_xor_sync(0xffffffffu, acc.z, m);
+            acc.w += __shfl_xor_sync(0xffffffffu, acc.w, m);
+          }
+          const int64_t t = tc + tt * V + bc_j0;
+          if (bc_dst) {
+            if (!Cfg::atomic_bc && bc_vec && t + 4 <= L) {
+              *reinterpret_cast<float4*>(bc_dst + t) = acc;
+            } else {
+              const float v[4] = {acc.x, acc.y, acc.z, acc.w};
+#pragma unroll
+              for (int i = 0; i < 4; ++i) {
+                if (t + i >= L) break;
+                if (Cfg::atomic_bc) atomicAdd(bc_dst + t + i, v[i]); else bc_dst[t + i] = v[i];
+              }
+            }
           }
         }
         __syncthreads();
@@ -970,7 +1036,7 @@ __global__ void __launch_bounds__(Cfg::threads, Cfg::min_blocks)
         float du[G4], dd[G4], dz[G4], dta[G4];
 #pragma unroll
         for (int i = 0; i < G4; ++i) {
-          const float4 sl = my_step[lane * MK + i0 + i];  // (sum lam*B, dtA gradient, -, y)
+          const float4 sl = s_step[Cfg::slot(grp, lane * MK + i0 + i)];  // (sum lam*B, dtA gradient, -, y)
           const float u = su.get(i), raw = sd.get(i) + rc.bias, dt = p.delta_softplus ? softplus(raw) : raw;
           const float gy = sg.get(i);
           float gyo = gy;
@@ -1183,14 +1249,17 @@ bool aligned_runs(const void* ptr, const int64_t (&st)[3], int per, size_t elem)
   return st[0] % per == 0 && st[1] % per == 0 && reinterpret_cast<uintptr_t>(ptr) % (per * elem) == 0;
 }
 
-// Forward time split: segments when the rows alone give too few threads (long sequences, small
-// B*D) and chunk_states (the workspace of the split) is written. Automatic: about kSplitRows rows x
-// segments (the parallelism of (8, 1536, *, 16), which fills the H200 at N = 16); forced by
-// p->time_segment (tests). Returns the segment length, a multiple of 2 * kChunk (the first pass
-// keeps the decay in the slot before a segment's end), or 0: no split.
-constexpr int64_t kSplitRows = 12288, kMinSegment = 512;
+// Time split: segments when the rows alone give too few threads (long sequences, small B*D: at
+// most kSplitRows / 2 rows) and chunk_states (the workspace of the split) is written. Automatic:
+// about `target` rows x segments, kSplitRows (12288, the parallelism of (8, 1536, *, 16), which
+// fills the H200 at N = 16) for the backward and twice that for the forward (H200, (2, 1536,
+// 16384, 16): forward 0.822 / 0.839 ms f32 / bf16 with 12288, 0.798 / 0.825 with 24576, 0.926 /
+// 0.894 with 6144; backward 3.51 / 3.50 with 12288, 3.59 / 3.55 with 24576, 3.53 / 3.61 with
+// 6144); forced by p->time_segment (tests). Returns the segment length, a multiple of 2 * kChunk
+// (the first pass keeps the decay in the slot before a segment's end), or 0: no split.
+constexpr int64_t kSplitRows = 12288, kSplitRowsFwd = 2 * kSplitRows, kMinSegment = 512;
 
-int64_t fwd_segment(const lrnn_selective_scan_params* p, int64_t rows) {
+int64_t fwd_segment(const lrnn_selective_scan_params* p, int64_t rows, int64_t target) {
   const int64_t L = p->length, unit = 2 * kChunk;
   if (!p->chunk_states || L <= unit) return 0;
   int64_t want;
@@ -1198,7 +1267,7 @@ int64_t fwd_segment(const lrnn_selective_scan_params* p, int64_t rows) {
     want = p->time_segment;
   } else {
     if (rows * 2 > kSplitRows) return 0;
-    const int64_t nseg = (kSplitRows + rows - 1) / rows;
+    const int64_t nseg = (target + rows - 1) / rows;
     want = (L + nseg - 1) / nseg;
     if (want < kMinSegment) want = kMinSegment;
   }
@@ -1206,18 +1275,26 @@ int64_t fwd_segment(const lrnn_selective_scan_params* p, int64_t rows) {
   return seg < L ? seg : 0;
 }
 
+// A variable (b, g, n, t) B/C tensor can be read in aligned runs of `per` steps.
+bool aligned_bc(const void* ptr, const int64_t* st, int variable, int per, size_t elem) {
+  if (!variable || st[3] != 1) return false;
+  return st[0] % per == 0 && st[1] % per == 0 && st[2] % per == 0 && reinterpret_cast<uintptr_t>(ptr) % (per * elem) == 0;
+}
+
 template <typename T>
 lrnn_status fwd_launch(const lrnn_selective_scan_params* p, cudaStream_t s) {
   const int64_t rows = p->batch * p->dim;
-  const int64_t seg_len = fwd_segment(p, rows);
+  const int64_t seg_len = fwd_segment(p, rows, kSplitRowsFwd);
   const FwdSplit sp{seg_len > 0 ? seg_len : (p->length > 0 ? p->length : 1),
                     seg_len > 0 ? (p->length + seg_len - 1) / seg_len : 1};
   return with_fwd_config(p->dstate, rows * sp.nseg, [&](auto cfg) {
     using C = decltype(cfg);
     constexpr int per = Run<T, C::m>::kPer;
+    constexpr int eper = Run<T, C::e>::kPer;
     const FwdVec vec{aligned_runs(p->u, p->u_stride, per, sizeof(T)), aligned_runs(p->delta, p->delta_stride, per, sizeof(T)),
                      aligned_runs(p->dt_A, p->dt_A_stride, per, sizeof(T)), aligned_runs(p->z, p->z_stride, per, sizeof(T)),
-                     aligned_runs(p->y, p->y_stride, per, sizeof(T))};
+                     aligned_runs(p->y, p->y_stride, per, sizeof(T)), aligned_bc(p->Bm, p->B_stride, p->B_variable, eper, sizeof(T)),
+                     aligned_bc(p->Cm, p->C_stride, p->C_variable, eper, sizeof(T))};
     const int64_t S = (p->B_variable || p->C_variable) ? p->groups : 1, seg = p->dim / S;
     const int64_t per_seg = p->batch * S * ((seg + C::rpb - 1) / C::rpb);
     const size_t smem = C::smem_bytes();
@@ -1240,11 +1317,6 @@ lrnn_status fwd_launch(const lrnn_selective_scan_params* p, cudaStream_t s) {
   });
 }
 
-// A variable (b, g, n, t) B/C tensor can be read in aligned runs of `per` steps.
-bool aligned_bc(const void* ptr, const int64_t* st, int variable, int per, size_t elem) {
-  if (!variable || st[3] != 1) return false;
-  return st[0] % per == 0 && st[1] % per == 0 && st[2] % per == 0 && reinterpret_cast<uintptr_t>(ptr) % (per * elem) == 0;
-}
 
 template <typename T>
 lrnn_status bwd_launch(const lrnn_selective_scan_bwd_params* q, int64_t items, cudaStream_t s) {
@@ -1268,7 +1340,11 @@ lrnn_status bwd_launch(const lrnn_selective_scan_bwd_params* q, int64_t items, c
       if (smem > 48 * 1024 &&
           cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)) != cudaSuccess)
         return LRNN_ERR_CUDA;
-      const int64_t rows = p->batch * p->dim, seg_len = fwd_segment(p, rows);
+      // the largest shared-memory carveout (as measured on the H200; N = 16 runs 3 blocks per SM, limited
+      // by registers)
+      if (cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared) != cudaSuccess)
+        return LRNN_ERR_CUDA;
+      const int64_t rows = p->batch * p->dim, seg_len = fwd_segment(p, rows, kSplitRows);
       const FwdSplit sp{seg_len > 0 ? seg_len : (p->length > 0 ? p->length : 1),
                         seg_len > 0 ? (p->length + seg_len - 1) / seg_len : 1};
       if (sp.nseg > 1) {
