@@ -5,7 +5,12 @@
  * and, on the device, relaxed GPU-scope loads and stores and cp.async (inline PTX, with plain
  * fallbacks that the emulation compiles).
  *
- * One pass over memory. The B*P independent channels are cut into chains of CW = 32 channels of
+ * Two designs live here. The three-pass scan at the end of the file (reduce, carry, apply; see
+ * its section) is what the launcher runs: no tile waits for another, the scan input is read
+ * twice. The look-back scan below reads every input once but serializes the tiles of a chain
+ * through L2 round trips; LRNN_EVENT_IMPL=lookback selects it for measurement.
+ *
+ * Look-back scan: one pass over memory. The B*P independent channels are cut into chains of CW = 32 channels of
  * one batch row (a warp reads 32 adjacent complex values per time step: 256 contiguous bytes),
  * and each chain's time axis into tiles of T = NL*S steps. A block of NL*CW threads owns one
  * tile at a time: thread (lane q, channel c) holds S consecutive steps of channel c in
@@ -792,6 +797,431 @@ __global__ void __launch_bounds__(CW * RL) event_bwd_reduce_kernel(lrnn_event_sc
 #pragma unroll 4
   for (int64_t tt = q; tt < o.ntt; tt += RL) {
     const int64_t j = (tt * o.chains + chain) * CW + c;
+    tl = add(tl, pl[j]);
+    td += pd[j];
+  }
+  sl[q][c] = tl;
+  sd[q][c] = td;
+  __syncthreads();
+  if (q == 0 && d < p.dim) {
+    tl = mk(R(0), R(0));
+    td = 0;
+    for (int l = 0; l < RL; ++l) {
+      tl = add(tl, sl[l][c]);
+      td += sd[l][c];
+    }
+    static_cast<cx<R>*>(p.dlambda)[b * p.dlambda_stride[0] + d * p.dlambda_stride[1]] = tl;
+    if (p.delta_stride[1] == 0) static_cast<R*>(p.ddelta)[b * p.ddelta_stride[0] + d * p.ddelta_stride[2]] = td;
+  }
+}
+
+// ---------------- reduce-then-scan kernels ----------------
+// No tile ever waits for another. A warp owns one tile of one chain (its 32 lanes are the
+// chain's 32 channels; it walks the tile's T steps in order, one step per iteration, so no
+// intra-tile scan exists), and the scan runs in three launches:
+//   1. reduce: every tile's affine map (A, X) from the zero state (A the product of its
+//      transitions, X its end state), reading the scan input once;
+//   2. carry: one block per chain composes the maps of its tiles in order, from the chain's start
+//      state, and stores the state entering every tile (a few KB per chain);
+//   3. apply: every tile re-walks its steps from that state and writes the outputs.
+// The scan input is read twice (1.5x the forward's bytes, 1.25x the backward's), against a
+// latency chain through every tile of the look-back kernels above. The apply pass takes tiles
+// in the opposite order of the reduce pass, so its first tiles' inputs are the last ones read
+// and may still sit in L2. Loads are issued a group of steps ahead into registers (two groups
+// rotate), so every warp keeps one group of steps (2 KB per array) in flight while it computes.
+
+constexpr int RW = 8;          // warps (tiles) per block of the reduce and apply kernels
+constexpr int RNT = RW * CW;
+constexpr int RG = 8;          // steps per load group: forward, and the backward's reduce
+constexpr int RG3 = 4;         // steps per load group of the backward's apply (three arrays)
+constexpr int CSW = 32;        // warps of a carry block
+constexpr int CSN = 8;         // tiles per warp and round of the carry block (registers)
+
+// Workspace of the three-pass scan: per tile and channel the map (A, X), the entering state,
+// and (backward) the gradient partials; every word is written before it is read (no fill).
+struct RsLayout {
+  int64_t groups, chains, T, ntt, tiles;
+  int64_t agg_off, car_off, pl_off, pd_off, bytes;
+};
+template <typename R>
+__host__ __device__ inline RsLayout rs_layout(int64_t B, int64_t L, int64_t P, int64_t T, bool bwd) {
+  RsLayout o;
+  o.groups = (P + CW - 1) / CW;
+  o.chains = B * o.groups;
+  o.T = T;
+  o.ntt = L > 0 ? (L + T - 1) / T : 1;   // L = 0: one empty tile still writes h_last / dh0
+  o.tiles = o.chains * o.ntt;
+  const int64_t per = o.tiles * CW * static_cast<int64_t>(sizeof(cx<R>));
+  o.agg_off = 0;
+  o.car_off = 2 * per;
+  o.pl_off = 3 * per;
+  o.pd_off = o.pl_off + (bwd ? per : 0);
+  o.bytes = o.pd_off + (bwd ? o.tiles * CW * static_cast<int64_t>(sizeof(R)) : 0);
+  return o;
+}
+
+// Tile k = chain * ntt + tt of this thread's warp; its n steps are scan steps r0 .. r0+n-1.
+struct RsPos {
+  TilePos t;
+  int64_t chain, r0;
+  int n;
+};
+__device__ __forceinline__ RsPos rs_pos(const RsLayout& o, int64_t k, int64_t P, int64_t L) {
+  RsPos s;
+  s.chain = k / o.ntt;
+  s.t.tt = static_cast<int>(k - s.chain * o.ntt);
+  s.t.b = static_cast<int>(s.chain / o.groups);
+  s.t.d = static_cast<int>(s.chain % o.groups) * CW + static_cast<int>(threadIdx.x) % CW;
+  s.t.active = s.t.d < P;
+  s.r0 = static_cast<int64_t>(s.t.tt) * o.T;
+  const int64_t left = L - s.r0;
+  s.n = static_cast<int>(left < o.T ? (left > 0 ? left : 0) : o.T);
+  return s;
+}
+
+// The tile of this warp: k counts up with the block (reduce) or down (apply); -1 past the end.
+__device__ __forceinline__ int64_t rs_tile(const RsLayout& o, bool down) {
+  const int64_t k = static_cast<int64_t>(blockIdx.x) * RW + static_cast<int64_t>(threadIdx.x) / CW;
+  if (k >= o.tiles) return -1;
+  return down ? o.tiles - 1 - k : k;
+}
+
+// One group of G steps: up to NV complex arrays, dt and (PE) delta; steps past the tile's end
+// (or of an inactive channel) hold dt = 0 and zeros: identity steps.
+template <typename R, bool PE, int G, int NV>
+struct RsGrp {
+  cx<R> x[NV][G];
+  R tau[G], del[PE ? G : 1];
+};
+
+// Pointers at step 0 of the tile and per-step strides (signed: the scan may walk time down).
+template <typename R, typename TR, int NV>
+struct RsSrc {
+  const TR* dt;
+  const TR* del;
+  const cx<R>* x[NV];
+  int64_t ddt, ddel, dx[NV];
+};
+
+// Steps j0 .. j0+G-1 of n, the last array only below nlast (the backward's h[t-1] does not
+// exist at the scan's first step). Groups are loaded in order: the pointers advance one step
+// at a time (a 64-bit add, where offsets j*stride would each hold a register pair).
+template <typename R, typename TR, bool PE, int G, int NV>
+__device__ __forceinline__ void rs_load(RsGrp<R, PE, G, NV>& g, RsSrc<R, TR, NV>& s, int j0, int n, int nlast,
+                                        bool active) {
+#pragma unroll
+  for (int j = 0; j < G; ++j) {
+    const bool on = active && j0 + j < n;
+    g.tau[j] = on ? load_real<R>(s.dt, 0) : R(0);
+    s.dt += s.ddt;
+    if (PE) {
+      g.del[PE ? j : 0] = on ? load_real<R>(s.del, 0) : R(0);
+      s.del += s.ddel;
+    }
+#pragma unroll
+    for (int i = 0; i < NV; ++i) {
+      const bool oni = i == NV - 1 ? active && j0 + j < nlast : on;
+      g.x[i][j] = oni ? *s.x[i] : mk(R(0), R(0));
+      s.x[i] += s.dx[i];
+    }
+  }
+}
+
+// Walks a tile's n steps in groups of G: the next group's loads are issued before the current
+// group's math (two register buffers, named statically: an indexed pair would live in local
+// memory). load(group, j0) fills a group, body(group, j0) consumes it.
+template <typename Grp, int G, typename Load, typename Body>
+__device__ __forceinline__ void rs_walk(int n, Load load, Body body) {
+  Grp g0, g1;
+  load(g0, 0);
+  for (int j0 = 0; j0 < n; j0 += 2 * G) {
+    if (j0 + G < n) load(g1, j0 + G);
+    body(g0, j0);
+    if (j0 + G >= n) break;
+    if (j0 + 2 * G < n) load(g0, j0 + 2 * G);
+    body(g1, j0 + G);
+  }
+}
+
+// The time index of the tile's first step and the direction of time along the scan.
+struct RsTime {
+  int64_t t0;
+  int dir;
+};
+__device__ __forceinline__ RsTime rs_time(int64_t r0, int64_t L, bool flip) {
+  RsTime s;
+  s.t0 = flip ? L - 1 - r0 : r0;
+  s.dir = flip ? -1 : 1;
+  return s;
+}
+
+template <typename R, typename TR, int NV, typename Prm>
+__device__ __forceinline__ RsSrc<R, TR, NV> rs_src(const Prm& p, const RsPos& s, const RsTime& tm) {
+  RsSrc<R, TR, NV> src;
+  src.dt = static_cast<const TR*>(p.dt) + s.t.b * p.dt_stride[0] + tm.t0 * p.dt_stride[1];
+  src.del = static_cast<const TR*>(p.delta) + s.t.b * p.delta_stride[0] + tm.t0 * p.delta_stride[1] +
+            s.t.d * p.delta_stride[2];
+  src.ddt = tm.dir * p.dt_stride[1];
+  src.ddel = tm.dir * p.delta_stride[1];
+  return src;
+}
+
+// ---- forward ----
+
+// Pass 1: the map of every tile from the zero state. GC: the input scale is the same for
+// every step (shared delta, not ZOH) and multiplies the end state once.
+template <typename R, typename TR, bool PE, bool GC>
+__global__ void __launch_bounds__(RNT, 3) event_rs_fwd_reduce(lrnn_event_scan_params p, int64_t T, void* wsv) {
+  static_assert(!(PE && GC), "a per-event delta has no constant input scale");
+  const RsLayout o = rs_layout<R>(p.batch, p.length, p.dim, T, false);
+  const int64_t k = rs_tile(o, false);
+  if (k < 0) return;
+  const RsPos s = rs_pos(o, k, p.dim, p.length);
+  const Chan<R> ch = chan<R, TR, PE>(p, s.t, false);
+  const RsTime tm = rs_time(s.r0, p.length, p.reverse != 0);
+  RsSrc<R, TR, 1> src = rs_src<R, TR, 1>(p, s, tm);
+  src.x[0] = static_cast<const cx<R>*>(p.v) + s.t.b * p.v_stride[0] + tm.t0 * p.v_stride[1] + s.t.d * p.v_stride[2];
+  src.dx[0] = tm.dir * p.v_stride[1];
+  cx<R> A = mk(R(1), R(0)), X = mk(R(0), R(0));
+  using Grp = RsGrp<R, PE, RG, 1>;
+  auto load = [&](Grp& gr, int j0) { rs_load(gr, src, j0, s.n, s.n, s.t.active); };
+  rs_walk<Grp, RG>(s.n, load, [&](const Grp& gr, int j0) {
+#pragma unroll
+    for (int j = 0; j < RG; ++j) {
+      const R del = PE ? gr.del[PE ? j : 0] : ch.delc;
+      const cx<R> a = cexp_(scale(del * gr.tau[j], ch.lam));
+      cx<R> gv = gr.x[0][j];
+      if (!GC) {
+        cx<R> gs;
+        input_scale<R>(p.disc, ch.lam, del, gr.tau[j], a, false, &gs, nullptr, nullptr);
+        gv = mul(gs, gv);
+      }
+      X = add(mul(a, X), gv);
+      A = mul(a, A);
+    }
+  });
+  if (GC) X = mul(ch.gc, X);
+  cx<R>* agg = reinterpret_cast<cx<R>*>(static_cast<unsigned char*>(wsv) + o.agg_off) + 2 * (k * CW + threadIdx.x % CW);
+  agg[0] = A;
+  agg[1] = X;
+}
+
+// Pass 2 (forward and backward): one block of CSW warps per chain; start is the chain's state
+// before its first tile (h0 or grad_h_last, NULL for zero). In rounds of CSW*CSN tiles, warp w
+// loads the maps of tiles w*CSN .. w*CSN+CSN-1 of the round (all loads in flight together),
+// composes them, and after one barrier composes the carry and the maps of the warps before it
+// into the state entering its first tile; it stores the state entering each of its tiles.
+// Fixed order throughout: reproducible.
+template <typename R>
+__global__ void __launch_bounds__(CSW * CW) event_rs_carry(int64_t B, int64_t L, int64_t P, int64_t T, bool bwd,
+                                                            const void* start, int64_t start_s0, int64_t start_s1,
+                                                            void* wsv) {
+  __shared__ cx<R> sA[CSW][CW], sX[CSW][CW];
+  const RsLayout o = rs_layout<R>(B, L, P, T, bwd);
+  const int c = static_cast<int>(threadIdx.x) % CW, w = static_cast<int>(threadIdx.x) / CW;
+  const int64_t chain = blockIdx.x, b = chain / o.groups, d = (chain % o.groups) * CW + c;
+  unsigned char* ws = static_cast<unsigned char*>(wsv);
+  const cx<R>* agg = reinterpret_cast<const cx<R>*>(ws + o.agg_off);
+  cx<R>* car = reinterpret_cast<cx<R>*>(ws + o.car_off);
+  cx<R> carry = mk(R(0), R(0));
+  if (start && d < P) carry = static_cast<const cx<R>*>(start)[b * start_s0 + d * start_s1];
+  for (int64_t base = 0; base < o.ntt; base += CSW * CSN) {
+    cx<R> A[CSN], X[CSN];
+    cx<R> Aw = mk(R(1), R(0)), Xw = mk(R(0), R(0));
+#pragma unroll
+    for (int i = 0; i < CSN; ++i) {
+      const int64_t tt = base + w * CSN + i;
+      const bool on = tt < o.ntt;
+      const int64_t j = ((chain * o.ntt + (on ? tt : 0)) * CW + c) * 2;
+      A[i] = on ? agg[j] : mk(R(1), R(0));
+      X[i] = on ? agg[j + 1] : mk(R(0), R(0));
+    }
+#pragma unroll
+    for (int i = 0; i < CSN; ++i) {
+      Xw = add(mul(A[i], Xw), X[i]);
+      Aw = mul(A[i], Aw);
+    }
+    sA[w][c] = Aw;
+    sX[w][c] = Xw;
+    __syncthreads();
+    cx<R> x = carry;
+    for (int l = 0; l < w; ++l) x = add(mul(sA[l][c], x), sX[l][c]);
+#pragma unroll
+    for (int i = 0; i < CSN; ++i) {
+      const int64_t tt = base + w * CSN + i;
+      if (tt < o.ntt) car[(chain * o.ntt + tt) * CW + c] = x;
+      x = add(mul(A[i], x), X[i]);
+    }
+    for (int l = 0; l < CSW; ++l) carry = add(mul(sA[l][c], carry), sX[l][c]);
+    __syncthreads();   // sA/sX are rewritten by the next round
+  }
+}
+
+// Pass 3: every tile from its entering state, writing h (and h_last from the chain's last
+// tile: bitwise the last h).
+template <typename R, typename TR, bool PE, bool GC>
+__global__ void __launch_bounds__(RNT, 3) event_rs_fwd_apply(lrnn_event_scan_params p, int64_t T, const void* wsv) {
+  static_assert(!(PE && GC), "a per-event delta has no constant input scale");
+  const RsLayout o = rs_layout<R>(p.batch, p.length, p.dim, T, false);
+  const int64_t k = rs_tile(o, true);
+  if (k < 0) return;
+  const RsPos s = rs_pos(o, k, p.dim, p.length);
+  const Chan<R> ch = chan<R, TR, PE>(p, s.t, false);
+  const RsTime tm = rs_time(s.r0, p.length, p.reverse != 0);
+  RsSrc<R, TR, 1> src = rs_src<R, TR, 1>(p, s, tm);
+  src.x[0] = static_cast<const cx<R>*>(p.v) + s.t.b * p.v_stride[0] + tm.t0 * p.v_stride[1] + s.t.d * p.v_stride[2];
+  src.dx[0] = tm.dir * p.v_stride[1];
+  const unsigned char* ws = static_cast<const unsigned char*>(wsv);
+  cx<R> x = reinterpret_cast<const cx<R>*>(ws + o.car_off)[k * CW + threadIdx.x % CW];
+  cx<R>* h = static_cast<cx<R>*>(p.h) + s.t.b * p.h_stride[0] + tm.t0 * p.h_stride[1] + s.t.d * p.h_stride[2];
+  const int64_t dh = tm.dir * p.h_stride[1];
+  using Grp = RsGrp<R, PE, RG, 1>;
+  auto load = [&](Grp& gr, int j0) { rs_load(gr, src, j0, s.n, s.n, s.t.active); };
+  rs_walk<Grp, RG>(s.n, load, [&](const Grp& gr, int j0) {
+#pragma unroll
+    for (int j = 0; j < RG; ++j) {
+      const R del = PE ? gr.del[PE ? j : 0] : ch.delc;
+      const cx<R> a = cexp_(scale(del * gr.tau[j], ch.lam));
+      cx<R> gs = ch.gc;
+      if (!GC) input_scale<R>(p.disc, ch.lam, del, gr.tau[j], a, false, &gs, nullptr, nullptr);
+      x = add(mul(a, x), mul(gs, gr.x[0][j]));
+      if (s.t.active && j0 + j < s.n) *h = x;
+      h += dh;
+    }
+  });
+  if (s.t.active && s.t.tt == o.ntt - 1)
+    static_cast<cx<R>*>(p.h_last)[s.t.b * p.h_last_stride[0] + s.t.d * p.h_last_stride[1]] = x;
+}
+
+// ---- backward ----
+// The adjoint c -> conj(a) * (grad_h + c) in reverse step order, tiles as in the forward.
+
+// Pass 1: the adjoint map of every tile from zero (reads grad_h and dt only).
+template <typename R, typename TR, bool PE>
+__global__ void __launch_bounds__(RNT, 3) event_rs_bwd_reduce(lrnn_event_scan_bwd_params p, int64_t T, void* wsv) {
+  const RsLayout o = rs_layout<R>(p.batch, p.length, p.dim, T, true);
+  const int64_t k = rs_tile(o, false);
+  if (k < 0) return;
+  const RsPos s = rs_pos(o, k, p.dim, p.length);
+  const Chan<R> ch = chan<R, TR, PE>(p, s.t, false);
+  const RsTime tm = rs_time(s.r0, p.length, p.reverse == 0);
+  RsSrc<R, TR, 1> src = rs_src<R, TR, 1>(p, s, tm);
+  src.x[0] = static_cast<const cx<R>*>(p.grad_h) + s.t.b * p.grad_h_stride[0] + tm.t0 * p.grad_h_stride[1] +
+             s.t.d * p.grad_h_stride[2];
+  src.dx[0] = tm.dir * p.grad_h_stride[1];
+  cx<R> A = mk(R(1), R(0)), X = mk(R(0), R(0));
+  using Grp = RsGrp<R, PE, RG, 1>;
+  auto load = [&](Grp& gr, int j0) { rs_load(gr, src, j0, s.n, s.n, s.t.active); };
+  rs_walk<Grp, RG>(s.n, load, [&](const Grp& gr, int j0) {
+#pragma unroll
+    for (int j = 0; j < RG; ++j) {
+      const R del = PE ? gr.del[PE ? j : 0] : ch.delc;
+      const cx<R> a = cexp_(scale(del * gr.tau[j], ch.lam));
+      X = mulc(a, add(X, gr.x[0][j]));
+      A = mulc(a, A);
+    }
+  });
+  cx<R>* agg = reinterpret_cast<cx<R>*>(static_cast<unsigned char*>(wsv) + o.agg_off) + 2 * (k * CW + threadIdx.x % CW);
+  agg[0] = A;
+  agg[1] = X;
+}
+
+// Pass 3: every tile from its entering adjoint state: dv (and ddelta per event) per step, the
+// tile's dLambda (and shared-delta ddelta) partials to the workspace, dh0 from the chain's last
+// tile. Arrays per step: grad_h, v, and h at the time before the step in scan order (h0 at the
+// scan's first step).
+template <typename R, typename TR, bool PE, bool GC>
+__global__ void __launch_bounds__(RNT, 2) event_rs_bwd_apply(lrnn_event_scan_bwd_params p, int64_t T, void* wsv) {
+  static_assert(!(PE && GC), "a per-event delta has no constant input scale");
+  const RsLayout o = rs_layout<R>(p.batch, p.length, p.dim, T, true);
+  const int64_t k = rs_tile(o, true);
+  if (k < 0) return;
+  const int64_t L = p.length;
+  const RsPos s = rs_pos(o, k, p.dim, L);
+  const Chan<R> ch = chan<R, TR, PE>(p, s.t, true);
+  const RsTime tm = rs_time(s.r0, L, p.reverse == 0);
+  const cx<R> zero = mk(R(0), R(0));
+  RsSrc<R, TR, 3> src = rs_src<R, TR, 3>(p, s, tm);
+  src.x[0] = static_cast<const cx<R>*>(p.grad_h) + s.t.b * p.grad_h_stride[0] + tm.t0 * p.grad_h_stride[1] +
+             s.t.d * p.grad_h_stride[2];
+  src.dx[0] = tm.dir * p.grad_h_stride[1];
+  src.x[1] = static_cast<const cx<R>*>(p.v) + s.t.b * p.v_stride[0] + tm.t0 * p.v_stride[1] + s.t.d * p.v_stride[2];
+  src.dx[1] = tm.dir * p.v_stride[1];
+  // h one time index against the scan direction; the scan's first step (r = L-1) is not loaded
+  // from h but takes h0: the tile that holds it walks one step less of h.
+  src.x[2] = static_cast<const cx<R>*>(p.h) + s.t.b * p.h_stride[0] + (tm.t0 + tm.dir) * p.h_stride[1] +
+             s.t.d * p.h_stride[2];
+  src.dx[2] = tm.dir * p.h_stride[1];
+  const int nh = s.r0 + s.n >= L ? s.n - 1 : s.n;   // steps whose h[t-1] is in h
+  const cx<R> h0 = s.t.active && p.h0 ? static_cast<const cx<R>*>(p.h0)[s.t.b * p.h0_stride[0] + s.t.d * p.h0_stride[1]] : zero;
+  unsigned char* ws = static_cast<unsigned char*>(wsv);
+  cx<R> carry = reinterpret_cast<const cx<R>*>(ws + o.car_off)[k * CW + threadIdx.x % CW];
+  cx<R>* dv = static_cast<cx<R>*>(p.dv) + s.t.b * p.dv_stride[0] + tm.t0 * p.dv_stride[1] + s.t.d * p.dv_stride[2];
+  const int64_t dd_t = PE ? p.ddelta_stride[1] : 0, ddv = tm.dir * p.dv_stride[1], ddd = tm.dir * dd_t;
+  R* ddelta = static_cast<R*>(p.ddelta) + s.t.b * p.ddelta_stride[0] + tm.t0 * dd_t + s.t.d * p.ddelta_stride[2];
+  cx<R> dl = zero, gsum = zero;
+  R dd_sum = 0;
+  using Grp = RsGrp<R, PE, RG3, 3>;
+  auto load = [&](Grp& gr, int j0) { rs_load(gr, src, j0, s.n, nh, s.t.active); };
+  rs_walk<Grp, RG3>(s.n, load, [&](const Grp& gr, int j0) {
+#pragma unroll
+    for (int j = 0; j < RG3; ++j) {
+      const int jj = j0 + j;
+      const R del = PE ? gr.del[PE ? j : 0] : ch.delc, tau = gr.tau[j], sdt = del * tau;
+      const cx<R> a = cexp_(scale(sdt, ch.lam));
+      const cx<R> lt = add(gr.x[0][j], carry);
+      // the scan's first step takes h0 (the loader left it zero)
+      const cx<R> hj = jj < nh ? gr.x[2][j] : (s.t.active && jj < s.n ? h0 : zero);
+      const cx<R> ga = mulc(hj, lt), gv = mulc(gr.x[1][j], lt);
+      dl = add(dl, scale(sdt, mulc(a, ga)));
+      R dd = tau * dotr(mul(ch.lam, a), ga);
+      cx<R> gs = ch.gc;
+      if (GC) {
+        gsum = add(gsum, gv);
+      } else {
+        cx<R> dgl, dgd;
+        input_scale<R>(p.disc, ch.lam, del, tau, a, true, &gs, &dgl, &dgd);
+        dl = add(dl, mulc(dgl, gv));
+        dd += dotr(dgd, gv);
+      }
+      if (s.t.active && jj < s.n) {
+        *dv = mulc(gs, lt);
+        if (PE) *ddelta = dd;
+      }
+      dv += ddv;
+      ddelta += ddd;
+      dd_sum += dd;
+      carry = mulc(a, lt);
+    }
+  });
+  if (GC) {
+    dl = add(dl, mulc(ch.dglc, gsum));
+    dd_sum += dotr(ch.dgdc, gsum);
+  }
+  const int c = static_cast<int>(threadIdx.x) % CW;
+  reinterpret_cast<cx<R>*>(ws + o.pl_off)[k * CW + c] = dl;
+  reinterpret_cast<R*>(ws + o.pd_off)[k * CW + c] = dd_sum;
+  if (s.t.active && s.t.tt == o.ntt - 1)
+    static_cast<cx<R>*>(p.dh0)[s.t.b * p.dh0_stride[0] + s.t.d * p.dh0_stride[1]] = carry;
+}
+
+// dLambda (B, P) and, with a shared delta, ddelta (B, P) from the apply pass's tile partials:
+// as event_bwd_reduce_kernel, over the tiles of the three-pass layout.
+template <typename R>
+__global__ void __launch_bounds__(CW * RL) event_rs_bwd_sum(lrnn_event_scan_bwd_params p, int64_t T, const void* wsv) {
+  __shared__ cx<R> sl[RL][CW];
+  __shared__ R sd[RL][CW];
+  const unsigned char* ws = static_cast<const unsigned char*>(wsv);
+  const RsLayout o = rs_layout<R>(p.batch, p.length, p.dim, T, true);
+  const int c = static_cast<int>(threadIdx.x) % CW, q = static_cast<int>(threadIdx.x) / CW;
+  const int64_t chain = blockIdx.x, b = chain / o.groups, d = (chain % o.groups) * CW + c;
+  const cx<R>* pl = reinterpret_cast<const cx<R>*>(ws + o.pl_off);
+  const R* pd = reinterpret_cast<const R*>(ws + o.pd_off);
+  cx<R> tl = mk(R(0), R(0));
+  R td = 0;
+#pragma unroll 4
+  for (int64_t tt = q; tt < o.ntt; tt += RL) {
+    const int64_t j = (chain * o.ntt + tt) * CW + c;
     tl = add(tl, pl[j]);
     td += pd[j];
   }

@@ -15,6 +15,7 @@
 #include <complex>
 #include <condition_variable>
 #include <cstdint>
+#include <algorithm>
 #include <cstring>
 #include <mutex>
 #include <random>
@@ -105,6 +106,19 @@ void launch(unsigned blocks, F kernel, int NT = lrnn_event_cuda::NT) {
   }
 }
 
+// The same for kernels without barriers (the three-pass reduce and apply kernels: a warp never
+// reads what another thread wrote): the threads of a block run one after the other on this
+// thread, which makes large grids cheap to emulate.
+template <typename F>
+void launch_seq(unsigned blocks, F kernel, int NT) {
+  for (unsigned bx = 0; bx < blocks; ++bx)
+    for (unsigned tx = 0; tx < static_cast<unsigned>(NT); ++tx) {
+      emu::thread_idx = dim3(tx);
+      emu::block_idx = dim3(bx);
+      kernel();
+    }
+}
+
 // A workspace as the launcher prepares it: garbage except the counter and publication area,
 // filled with ones ("not yet published").
 std::vector<uint64_t> workspace(const lrnn_event_cuda::Layout& o) {
@@ -168,6 +182,41 @@ double max_rel(const Bytes& a, const Bytes& b, size_t n, bool cplx, bool single)
   return err / scale;
 }
 
+// The three-pass forward (reduce, carry, apply) and backward (+ the partial sums) as the
+// launcher runs them: RW tiles per block, one carry block per chain.
+template <typename R, typename TR>
+void rs_forward(const Case& c, const lrnn_event_scan_params& p, int64_t T, const lrnn_event_cuda::RsLayout& o,
+                void* ws) {
+  using namespace lrnn_event_cuda;
+  const unsigned blocks = static_cast<unsigned>((o.tiles + RW - 1) / RW);
+  if (c.per_event) launch_seq(blocks, [&] { event_rs_fwd_reduce<R, TR, true, false>(p, T, ws); }, RNT);
+  else if (c.disc != LRNN_DISC_ZOH) launch_seq(blocks, [&] { event_rs_fwd_reduce<R, TR, false, true>(p, T, ws); }, RNT);
+  else launch_seq(blocks, [&] { event_rs_fwd_reduce<R, TR, false, false>(p, T, ws); }, RNT);
+  launch(static_cast<unsigned>(o.chains), [&] {
+    event_rs_carry<R>(p.batch, p.length, p.dim, T, false, p.h0, p.h0_stride[0], p.h0_stride[1], ws);
+  }, CSW * CW);
+  if (c.per_event) launch_seq(blocks, [&] { event_rs_fwd_apply<R, TR, true, false>(p, T, ws); }, RNT);
+  else if (c.disc != LRNN_DISC_ZOH) launch_seq(blocks, [&] { event_rs_fwd_apply<R, TR, false, true>(p, T, ws); }, RNT);
+  else launch_seq(blocks, [&] { event_rs_fwd_apply<R, TR, false, false>(p, T, ws); }, RNT);
+}
+
+template <typename R, typename TR>
+void rs_backward(const Case& c, const lrnn_event_scan_bwd_params& p, int64_t T, const lrnn_event_cuda::RsLayout& o,
+                 void* ws) {
+  using namespace lrnn_event_cuda;
+  const unsigned blocks = static_cast<unsigned>((o.tiles + RW - 1) / RW);
+  if (c.per_event) launch_seq(blocks, [&] { event_rs_bwd_reduce<R, TR, true>(p, T, ws); }, RNT);
+  else launch_seq(blocks, [&] { event_rs_bwd_reduce<R, TR, false>(p, T, ws); }, RNT);
+  launch(static_cast<unsigned>(o.chains), [&] {
+    event_rs_carry<R>(p.batch, p.length, p.dim, T, true, p.grad_h_last, p.grad_h_last_stride[0],
+                      p.grad_h_last_stride[1], ws);
+  }, CSW * CW);
+  if (c.per_event) launch_seq(blocks, [&] { event_rs_bwd_apply<R, TR, true, false>(p, T, ws); }, RNT);
+  else if (c.disc != LRNN_DISC_ZOH) launch_seq(blocks, [&] { event_rs_bwd_apply<R, TR, false, true>(p, T, ws); }, RNT);
+  else launch_seq(blocks, [&] { event_rs_bwd_apply<R, TR, false, false>(p, T, ws); }, RNT);
+  launch(static_cast<unsigned>(o.chains), [&] { event_rs_bwd_sum<R>(p, T, ws); }, CW * RL);
+}
+
 template <typename R, typename TR>
 void run_case(const Case& c) {
   std::mt19937 rng(11);
@@ -199,6 +248,8 @@ void run_case(const Case& c) {
   pc.h = h_cpu.data(); pc.h_last = last_cpu.data();
   pg.h = h_gpu.data(); pg.h_last = last_gpu.data();
   ASSERT_EQ(lrnn_event_scan_fwd_cpu(&pc, 0, c.B * c.P), LRNN_OK);
+  const bool single = c.dtype == LRNN_C64;
+  const double tol = single ? 2e-5 : 1e-12;
   {
     const lrnn_event_cuda::Layout o = lrnn_event_cuda::layout<R>(c.B, c.L, c.P, false);
     std::vector<uint64_t> ws = workspace(o);
@@ -207,10 +258,21 @@ void run_case(const Case& c) {
     else if (c.disc != LRNN_DISC_ZOH) launch(3, [&] { event_fwd_kernel<R, TR, false, true>(pg, ws.data()); });
     else launch(3, [&] { event_fwd_kernel<R, TR, false, false>(pg, ws.data()); });
   }
-  const bool single = c.dtype == LRNN_C64;
-  const double tol = single ? 2e-5 : 1e-12;
-  EXPECT_LE(max_rel(h_gpu, h_cpu, BLP, true, single), tol) << "h";
-  EXPECT_LE(max_rel(last_gpu, last_cpu, BP, true, single), tol) << "h_last";
+  EXPECT_LE(max_rel(h_gpu, h_cpu, BLP, true, single), tol) << "h (look-back)";
+  EXPECT_LE(max_rel(last_gpu, last_cpu, BP, true, single), tol) << "h_last (look-back)";
+  // the three-pass kernels, with tiles of T steps (the carry pass runs more than one round of
+  // CSW*CSN tiles when L > 2048 at T = 8)
+  for (int64_t T : {int64_t(8), int64_t(24), int64_t(64)}) {
+    SCOPED_TRACE(testing::Message() << "three-pass, T " << T);
+    for (Bytes* b : {&h_gpu, &last_gpu}) std::fill(b->b.begin(), b->b.end(), 0xA5);
+    const lrnn_event_cuda::RsLayout o = lrnn_event_cuda::rs_layout<R>(c.B, c.L, c.P, T, false);
+    std::vector<uint64_t> ws(static_cast<size_t>((o.bytes + 7) / 8), 0xA5A5A5A5A5A5A5A5ull);
+    rs_forward<R, TR>(c, pg, T, o, ws.data());
+    EXPECT_LE(max_rel(h_gpu, h_cpu, BLP, true, single), tol) << "h";
+    EXPECT_LE(max_rel(last_gpu, last_cpu, BP, true, single), tol) << "h_last";
+    if (c.L > 0) EXPECT_EQ(0, memcmp(&h_gpu.b[(c.reverse ? 0 : (c.L - 1) * c.P) * csize(c.dtype)], last_gpu.data(),
+                                     c.P * csize(c.dtype))) << "h_last is the last h (batch row 0)";
+  }
 
   lrnn_event_scan_bwd_params g{};
   g.grad_h = gh.data(); g.grad_h_last = ghl.data();
@@ -248,10 +310,21 @@ void run_case(const Case& c) {
            lrnn_event_cuda::CW * lrnn_event_cuda::RL);
   }
   const double btol = single ? 1e-4 : 1e-11;   // sums in another order
-  EXPECT_LE(max_rel(dl[1], dl[0], BP, true, single), btol) << "dLambda";
-  EXPECT_LE(max_rel(dd[1], dd[0], nd, false, single), btol) << "ddelta";
-  EXPECT_LE(max_rel(dv[1], dv[0], BLP, true, single), btol) << "dv";
-  EXPECT_LE(max_rel(dh[1], dh[0], BP, true, single), btol) << "dh0";
+  EXPECT_LE(max_rel(dl[1], dl[0], BP, true, single), btol) << "dLambda (look-back)";
+  EXPECT_LE(max_rel(dd[1], dd[0], nd, false, single), btol) << "ddelta (look-back)";
+  EXPECT_LE(max_rel(dv[1], dv[0], BLP, true, single), btol) << "dv (look-back)";
+  EXPECT_LE(max_rel(dh[1], dh[0], BP, true, single), btol) << "dh0 (look-back)";
+  for (int64_t T : {int64_t(8), int64_t(24), int64_t(64)}) {
+    SCOPED_TRACE(testing::Message() << "three-pass, T " << T);
+    for (Bytes* b : {&dl[1], &dd[1], &dv[1], &dh[1]}) std::fill(b->b.begin(), b->b.end(), 0xA5);
+    const lrnn_event_cuda::RsLayout o = lrnn_event_cuda::rs_layout<R>(c.B, c.L, c.P, T, true);
+    std::vector<uint64_t> ws(static_cast<size_t>((o.bytes + 7) / 8), 0xA5A5A5A5A5A5A5A5ull);
+    rs_backward<R, TR>(c, gg, T, o, ws.data());
+    EXPECT_LE(max_rel(dl[1], dl[0], BP, true, single), btol) << "dLambda";
+    EXPECT_LE(max_rel(dd[1], dd[0], nd, false, single), btol) << "ddelta";
+    EXPECT_LE(max_rel(dv[1], dv[0], BLP, true, single), btol) << "dv";
+    EXPECT_LE(max_rel(dh[1], dh[0], BP, true, single), btol) << "dh0";
+  }
 }
 
 }  // namespace

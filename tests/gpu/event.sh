@@ -4,15 +4,16 @@
 #   1. pytest -m cuda of test_event_scan.py and test_event_scan_cuda.py: CUDA vs CPU values and
 #      gradients, the long multi-chain cases vs float64, bitwise reproducibility, non-contiguous
 #      inputs (the deployment and layer tests run in the full CUDA pytest)
-#   2. compute-sanitizer memcheck on a small multi-tile forward + backward (the tile chain's
-#      workspace indexing, the cp.async staging), when compute-sanitizer is on the PATH
-#   3. device time per call of the forward and backward ops (CUDA events over 20 back-to-back
-#      calls, so host overheads overlap) at (8, 65536, 128): async with a shared delta (the
-#      benchmark) and ZOH with a per-event delta (the S7 path)
-#   4. the fused worker of benchmarks/bench_event_scan.py at (8, 65536, 128), complex64, async
+#   2. compute-sanitizer memcheck on a small multi-tile forward + backward (tile indexing, the
+#      backward's h[t-1] at the scan's first step), when compute-sanitizer is on the PATH
+#   3. device time per call of the forward and backward ops (CUDA events over back-to-back calls,
+#      so host overheads overlap) at (8, 65536, 128): async with a shared delta (the benchmark)
+#      and ZOH with a per-event delta (the S7 path), for the three-pass kernels (default) and
+#      the look-back kernels (LRNN_EVENT_IMPL=lookback), with checksums of both
+#   4. ncu of the three-pass kernels of one forward + backward (EVENT_NCU=0 skips it, ~15 s)
+#   5. the fused worker of benchmarks/bench_event_scan.py at (8, 65536, 128), complex64, async
 #      (wall time per call as the benchmark table reports it; unfused and JAX were measured on
 #      main: 1.52 / 5.61 and 2.18 / 5.78 ms)
-#   EVENT_NCU=1 adds ncu of one forward and one backward kernel (~25 s).
 # Logs go to $OUT/; a compact summary is printed last. About 60 s.
 set -u
 OUT=${OUT:-/tmp/lrnn-gpu-event}
@@ -20,13 +21,13 @@ mkdir -p "$OUT"
 export PYTHONPATH=${PYTHONPATH:-}:$PWD/python PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader > "$OUT/event_gpu.txt" 2>&1
 
-timeout 35 python3 -m pytest -q -m cuda -rs tests/python/test_event_scan.py tests/python/test_event_scan_cuda.py \
+timeout 28 python3 -m pytest -q -m cuda -rs tests/python/test_event_scan.py tests/python/test_event_scan_cuda.py \
   > "$OUT/event_pytest.log" 2>&1
 PYTEST_RC=$?
 
 SAN="not run (no compute-sanitizer)"
 if command -v compute-sanitizer > /dev/null; then
-  timeout 20 compute-sanitizer --tool memcheck --error-exitcode 3 python3 -c '
+  timeout 14 compute-sanitizer --tool memcheck --error-exitcode 3 python3 -c '
 import torch, lrnn
 for per_event, disc in ((False, "async"), (True, "zoh")):
     B, L, P = 2, 3000, 40   # 47 tiles of 64 steps per chain
@@ -40,7 +41,8 @@ print("ok")' > "$OUT/event_memcheck.log" 2>&1
   SAN="rc=$? $(grep -E 'ERROR SUMMARY' "$OUT/event_memcheck.log" | tail -n 1)"
 fi
 
-timeout 30 python3 - > "$OUT/event_devtime.log" 2>&1 <<'PYEOF'
+cat > "$OUT/event_devtime.py" <<'PYEOF'
+import os
 import torch
 import lrnn  # noqa: F401  (loads the ops)
 B, L, P = 8, 65536, 128
@@ -51,7 +53,7 @@ v = torch.randn(B, L, P, dtype=torch.complex64, generator=g).cuda()
 ev, evb = torch.ops.lrnn.event_scan, torch.ops.lrnn.event_scan_backward
 
 
-def per_call(fn, n=20):
+def per_call(fn, n=10):
     fn()
     torch.cuda.synchronize()
     s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -63,19 +65,25 @@ def per_call(fn, n=20):
     return s.elapsed_time(e) / n
 
 
-for name, delta, disc in (("async, shared delta", (0.01 + torch.rand(P, generator=g)).cuda(), 2),
-                          ("zoh, per-event delta", (0.01 + torch.rand(B, L, P, generator=g)).cuda(), 0)):
-    h, _ = ev(Lam, delta, dt, v, None, disc, False)
+impl = os.environ.get("LRNN_EVENT_IMPL", "three-pass")
+for name, delta, disc in (("async shared", (0.01 + torch.rand(P, generator=g)).cuda(), 2),
+                          ("zoh per-event", (0.01 + torch.rand(B, L, P, generator=g)).cuda(), 0)):
+    h, last = ev(Lam, delta, dt, v, None, disc, False)
     gh = torch.randn_like(h)
     f = per_call(lambda: ev(Lam, delta, dt, v, None, disc, False))
     b = per_call(lambda: evb(gh, None, Lam, delta, dt, v, h, None, disc, False))
-    print(f"device ms per call, {name}: fwd {f:.3f}, bwd op {b:.3f}")
-print("floor (async): fwd 0.254, bwd 0.507; H200 2026-11-29: fwd 0.656 / 1.107, bwd 1.099 / 3.515")
+    dl, dd, dv, dh0 = evb(gh, None, Lam, delta, dt, v, h, None, disc, False)
+    chk = (f"h_last {last.abs().sum().item():.6e} dLam {dl.abs().sum().item():.6e} "
+           f"dv {dv[:, ::4096].abs().sum().item():.6e}")
+    print(f"{impl:>10} {name}: fwd {f:.3f} ms, bwd op {b:.3f} ms | {chk}")
 PYEOF
+timeout 14 python3 "$OUT/event_devtime.py" > "$OUT/event_devtime.log" 2>&1
 DEV_RC=$?
+LRNN_EVENT_IMPL=lookback timeout 14 python3 "$OUT/event_devtime.py" >> "$OUT/event_devtime.log" 2>&1
+DEV_RC="$DEV_RC/$?"
 
-NCU_RC="not run (EVENT_NCU=1 runs it, ~25 s)"
-if [ "${EVENT_NCU:-0}" = 1 ] && command -v ncu > /dev/null; then
+NCU_RC="not run (EVENT_NCU=0)"
+if [ "${EVENT_NCU:-1}" = 1 ] && command -v ncu > /dev/null; then
   cat > "$OUT/event_probe.py" <<'PYEOF'
 import torch
 import lrnn
@@ -90,14 +98,16 @@ for _ in range(2):
     torch.autograd.grad(h, (Lam, delta, v), torch.ones_like(h))
 torch.cuda.synchronize()
 PYEOF
-  timeout 45 ncu --clock-control none --section SpeedOfLight --section WarpStateStats --section LaunchStats \
-    --section Occupancy -k regex:"event_(fwd|bwd)_kernel" --launch-skip 2 --launch-count 2 \
+  # the second iteration's kernels: forward reduce, carry, apply; backward reduce, carry, apply, sum
+  timeout 25 ncu --clock-control none --section SpeedOfLight --section LaunchStats --section Occupancy \
+    --metrics smsp__warp_issue_stalled_long_scoreboard_per_warp_active.pct,smsp__issue_active.avg.pct_of_peak_sustained_active,dram__bytes.sum \
+    -k regex:"event_rs_" --launch-skip 7 --launch-count 7 \
     python3 "$OUT/event_probe.py" > "$OUT/event_ncu.log" 2>&1
   NCU_RC="rc=$?"
 fi
 
 # the benchmark's fused worker alone (main measured: unfused 1.52 / 5.61 ms, JAX 2.18 / 5.78 ms)
-timeout 25 python3 -u benchmarks/bench_event_scan.py --worker fused --device cuda --B 8 --L 65536 --P 128 \
+timeout 15 python3 -u benchmarks/bench_event_scan.py --worker fused --device cuda --B 8 --L 65536 --P 128 \
   --H 64 --chunk 0 --iters 10 > "$OUT/event_bench.log" 2>&1
 BENCH_RC=$?
 
@@ -105,10 +115,11 @@ echo "=== event: GPU $(cat "$OUT/event_gpu.txt")"
 echo "=== event: pytest -m cuda (rc=$PYTEST_RC): $(tail -n 1 "$OUT/event_pytest.log")"
 grep -E "^(FAILED|ERROR)" "$OUT/event_pytest.log" | head -n 10
 echo "=== event: memcheck: $SAN"
-echo "=== event: device time per call (rc=$DEV_RC)"
-tail -n 3 "$OUT/event_devtime.log"
-echo "=== event: ncu of one forward and one backward kernel ($NCU_RC)"
-[ -f "$OUT/event_ncu.log" ] && grep -E "event_(fwd|bwd)_kernel<|^ +Duration|DRAM Throughput|Compute \(SM\) Throughput|Registers Per Thread|Achieved Occupancy|Warp Cycles Per Issued|spends" \
-  "$OUT/event_ncu.log" | sed -e 's/  */ /g' -e 's/(lrnn_event_scan.*) (/ (/' | cut -c1-140 | head -n 18
+echo "=== event: device time per op call, three-pass (default) and look-back (rc=$DEV_RC)"
+grep -E "ms|Error|error" "$OUT/event_devtime.log" | cut -c1-200 | head -n 8
+echo "floor (async): fwd 0.254, bwd 0.507; H200 main (look-back): fwd 0.656 / 1.107, bwd 1.099 / 3.515 (zoh pe)"
+echo "=== event: ncu of the three-pass kernels, async shared delta ($NCU_RC)"
+[ -f "$OUT/event_ncu.log" ] && grep -E "event_rs_[a-z_]*<|^ +Duration|DRAM Throughput|Compute \(SM\) Throughput|Registers Per Thread|Achieved Occupancy|dram__bytes.sum|long_scoreboard|issue_active" \
+  "$OUT/event_ncu.log" | sed -e 's/  */ /g' -e 's/(lrnn_event_scan.*) (/ (/' | cut -c1-120 | head -n 64
 echo "=== event: bench_event_scan.py fused (rc=$BENCH_RC); targets fwd <= 0.44, fwd+bwd <= 1.16 ms"
 cat "$OUT/event_bench.log"
