@@ -23,12 +23,17 @@ using lrnn_event_cuda::RsLayout;
 using lrnn_event_cuda::layout;
 using lrnn_event_cuda::rs_layout;
 
-bool use_lookback() {
-  static const bool on = [] {
-    const char* e = getenv("LRNN_EVENT_IMPL");
-    return e && strcmp(e, "lookback") == 0;
-  }();
-  return on;
+/* Measurement switches, read at every call (a process can time several variants):
+ * LRNN_EVENT_IMPL=lookback, LRNN_EVENT_RS=staged, LRNN_EVENT_RS_WAVES=<tiles per resident warp>. */
+bool env_is(const char* name, const char* value) {
+  const char* e = getenv(name);
+  return e && strcmp(e, value) == 0;
+}
+bool use_lookback() { return env_is("LRNN_EVENT_IMPL", "lookback"); }
+int64_t rs_waves() {
+  const char* e = getenv("LRNN_EVENT_RS_WAVES");
+  const long w = e ? strtol(e, nullptr, 10) : 0;
+  return w >= 1 && w <= 64 ? w : 4;
 }
 
 /* Streaming multiprocessors of the current device, cached per device (a driver query). */
@@ -51,7 +56,7 @@ int64_t device_sms() {
  * multiple of the load groups (8 and 4 steps). */
 int64_t rs_steps(int64_t B, int64_t L, int64_t P, bool bwd) {
   const int64_t chains = B * ((P + lrnn_event_cuda::CW - 1) / lrnn_event_cuda::CW);
-  const int64_t want = 4 * device_sms() * (bwd ? 2 : 3) * lrnn_event_cuda::RW;
+  const int64_t want = rs_waves() * device_sms() * (bwd ? 2 : 3) * lrnn_event_cuda::RW;
   int64_t T = (chains * (L > 0 ? L : 1) + want - 1) / want;
   if (T < 64) T = 64;
   return (T + 7) / 8 * 8;
@@ -64,27 +69,46 @@ RsLayout rs_layout_of(const Params* p, bool bwd) {
                                : rs_layout<float>(p->batch, p->length, p->dim, T, bwd);
 }
 
-template <typename R, typename TR, bool PE, bool GC>
+/* LRNN_EVENT_RS=staged: the staged (cp.async ring) variant of the three-pass kernels where it
+ * exists (complex64, float dt, shared delta, not ZOH), for measuring it against the register
+ * variant. */
+bool use_staged() { return env_is("LRNN_EVENT_RS", "staged"); }
+
+/* Sets a kernel's dynamic shared memory limit once (per process: the attribute is per function). */
+template <typename Kernel>
+bool allow_smem(Kernel kernel, int bytes) {
+  return bytes == 0 || cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes) == cudaSuccess;
+}
+
+template <typename R, typename TR, bool PE, bool GC, bool ST = false>
 lrnn_status rs_fwd(const lrnn_event_scan_params& p, void* ws, cudaStream_t s) {
   using namespace lrnn_event_cuda;
   const RsLayout o = rs_layout_of(&p, false);
   const unsigned blocks = static_cast<unsigned>((o.tiles + RW - 1) / RW);
-  event_rs_fwd_reduce<R, TR, PE, GC><<<blocks, RNT, 0, s>>>(p, o.T, ws);
+  const int smem = ST ? rs_stage_bytes<R, RG, 1>(RNS) : 0;
+  static const bool ok = allow_smem(event_rs_fwd_reduce<R, TR, PE, GC, ST>, smem) &&
+                         allow_smem(event_rs_fwd_apply<R, TR, PE, GC, ST>, smem);
+  if (!ok) return LRNN_ERR_CUDA;
+  event_rs_fwd_reduce<R, TR, PE, GC, ST><<<blocks, RNT, smem, s>>>(p, o.T, ws);
   event_rs_carry<R><<<static_cast<unsigned>(o.chains), CSW * CW, 0, s>>>(p.batch, p.length, p.dim, o.T, false, p.h0,
                                                                           p.h0_stride[0], p.h0_stride[1], ws);
-  event_rs_fwd_apply<R, TR, PE, GC><<<blocks, RNT, 0, s>>>(p, o.T, ws);
+  event_rs_fwd_apply<R, TR, PE, GC, ST><<<blocks, RNT, smem, s>>>(p, o.T, ws);
   return cudaGetLastError() == cudaSuccess ? LRNN_OK : LRNN_ERR_CUDA;
 }
 
-template <typename R, typename TR, bool PE, bool GC>
+template <typename R, typename TR, bool PE, bool GC, bool ST = false>
 lrnn_status rs_bwd(const lrnn_event_scan_bwd_params& p, void* ws, cudaStream_t s) {
   using namespace lrnn_event_cuda;
   const RsLayout o = rs_layout_of(&p, true);
   const unsigned blocks = static_cast<unsigned>((o.tiles + RW - 1) / RW);
-  event_rs_bwd_reduce<R, TR, PE><<<blocks, RNT, 0, s>>>(p, o.T, ws);
+  const int smem1 = ST ? rs_stage_bytes<R, RG, 1>(RNS) : 0, smem3 = ST ? rs_stage_bytes<R, RG3, 3>(RNS3) : 0;
+  static const bool ok = allow_smem(event_rs_bwd_reduce<R, TR, PE, ST>, smem1) &&
+                         allow_smem(event_rs_bwd_apply<R, TR, PE, GC, ST>, smem3);
+  if (!ok) return LRNN_ERR_CUDA;
+  event_rs_bwd_reduce<R, TR, PE, ST><<<blocks, RNT, smem1, s>>>(p, o.T, ws);
   event_rs_carry<R><<<static_cast<unsigned>(o.chains), CSW * CW, 0, s>>>(
       p.batch, p.length, p.dim, o.T, true, p.grad_h_last, p.grad_h_last_stride[0], p.grad_h_last_stride[1], ws);
-  event_rs_bwd_apply<R, TR, PE, GC><<<blocks, RNT, 0, s>>>(p, o.T, ws);
+  event_rs_bwd_apply<R, TR, PE, GC, ST><<<blocks, RNT, smem3, s>>>(p, o.T, ws);
   event_rs_bwd_sum<R><<<static_cast<unsigned>(o.chains), CW * RL, 0, s>>>(p, o.T, ws);
   return cudaGetLastError() == cudaSuccess ? LRNN_OK : LRNN_ERR_CUDA;
 }
@@ -147,7 +171,8 @@ extern "C" lrnn_status lrnn_event_scan_fwd_cuda(const lrnn_event_scan_params* p,
     const int mode = delta_mode(p);
     if (p->dtype == LRNN_C64 && p->real_dtype == LRNN_F32)
       return mode == 0   ? rs_fwd<float, float, true, false>(*p, workspace, s)
-             : mode == 1 ? rs_fwd<float, float, false, true>(*p, workspace, s)
+             : mode == 1 ? (use_staged() ? rs_fwd<float, float, false, true, true>(*p, workspace, s)
+                                         : rs_fwd<float, float, false, true>(*p, workspace, s))
                          : rs_fwd<float, float, false, false>(*p, workspace, s);
     if (p->dtype == LRNN_C64 && p->real_dtype == LRNN_BF16)
       return mode == 0   ? rs_fwd<float, uint16_t, true, false>(*p, workspace, s)
@@ -190,7 +215,8 @@ extern "C" lrnn_status lrnn_event_scan_bwd_cuda(const lrnn_event_scan_bwd_params
     const int mode = delta_mode(p);
     if (p->dtype == LRNN_C64 && p->real_dtype == LRNN_F32)
       return mode == 0   ? rs_bwd<float, float, true, false>(*p, workspace, s)
-             : mode == 1 ? rs_bwd<float, float, false, true>(*p, workspace, s)
+             : mode == 1 ? (use_staged() ? rs_bwd<float, float, false, true, true>(*p, workspace, s)
+                                         : rs_bwd<float, float, false, true>(*p, workspace, s))
                          : rs_bwd<float, float, false, false>(*p, workspace, s);
     if (p->dtype == LRNN_C64 && p->real_dtype == LRNN_BF16)
       return mode == 0   ? rs_bwd<float, uint16_t, true, false>(*p, workspace, s)

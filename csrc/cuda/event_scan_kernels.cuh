@@ -943,6 +943,91 @@ __device__ __forceinline__ void rs_walk(int n, Load load, Body body) {
   }
 }
 
+// The staged variant (ST): groups go to a ring of NS stages per warp in dynamic shared memory by
+// cp.async, NS-1 groups ahead (no registers held by loads in flight), each lane copying and
+// reading only its own slots (dt too: one copy per lane), so no warp barrier is needed.
+template <typename R, int G, int NV>
+struct RsStage {
+  cx<R> x[NV][G][CW];
+  R tau[G][CW];
+};
+template <typename R>
+__device__ __forceinline__ void copy_async_real(R* dst, const R* src) {
+#ifdef __CUDA_ARCH__
+  const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+  if (sizeof(R) == 4) asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" ::"r"(d), "l"(src) : "memory");
+  else asm volatile("cp.async.ca.shared.global [%0], [%1], 8;" ::"r"(d), "l"(src) : "memory");
+#else
+  *dst = *src;
+#endif
+}
+// all but the N most recently committed groups are complete
+template <int N>
+__device__ __forceinline__ void copy_async_wait_n() {
+#ifdef __CUDA_ARCH__
+  asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
+#endif
+}
+template <typename R, typename TR, int G, int NV>
+__device__ __forceinline__ void rs_stage_load(RsStage<R, G, NV>& st, RsSrc<R, TR, NV>& s, int j0, int n, int nlast,
+                                              bool active) {
+  const int c = static_cast<int>(threadIdx.x) % CW;
+#pragma unroll
+  for (int j = 0; j < G; ++j) {
+    const bool on = active && j0 + j < n;
+    if (on) copy_async_real<R>(&st.tau[j][c], reinterpret_cast<const R*>(s.dt));
+    else st.tau[j][c] = R(0);
+    s.dt += s.ddt;
+#pragma unroll
+    for (int i = 0; i < NV; ++i) {
+      const bool oni = i == NV - 1 ? active && j0 + j < nlast : on;
+      if (oni) copy_async(&st.x[i][j][c], s.x[i]);
+      else st.x[i][j][c] = mk(R(0), R(0));
+      s.x[i] += s.dx[i];
+    }
+  }
+}
+template <typename R, int G, int NV>
+__host__ __device__ constexpr int rs_stage_bytes(int ns) { return RW * ns * static_cast<int>(sizeof(RsStage<R, G, NV>)); }
+
+// A tile's walk, register (rs_walk) or staged: body(group, j0) sees the group in registers.
+template <typename R, typename TR, bool PE, int G, int NV, int NS, bool ST, typename Body>
+__device__ __forceinline__ void rs_run(int n, int nlast, bool active, RsSrc<R, TR, NV>& src, Body body) {
+  using Grp = RsGrp<R, PE, G, NV>;
+  if constexpr (ST) {
+    static_assert(!PE && sizeof(TR) == sizeof(R), "staged groups: delta shared, dt of the state's real type");
+    using Stage = RsStage<R, G, NV>;
+    Stage* ring = reinterpret_cast<Stage*>(LRNN_EVENT_DYN_SMEM) + (threadIdx.x / CW) * NS;
+    const int c = static_cast<int>(threadIdx.x) % CW;
+#pragma unroll
+    for (int q = 0; q < NS - 1; ++q) {
+      if (q * G < n) rs_stage_load(ring[q], src, q * G, n, nlast, active);
+      copy_async_commit();
+    }
+    int slot = 0;
+    for (int j0 = 0; j0 < n; j0 += G) {
+      const int fill = slot == 0 ? NS - 1 : slot - 1;   // the stage the previous group used
+      if (j0 + (NS - 1) * G < n) rs_stage_load(ring[fill], src, j0 + (NS - 1) * G, n, nlast, active);
+      copy_async_commit();
+      copy_async_wait_n<NS - 1>();
+      Grp gr;
+#pragma unroll
+      for (int j = 0; j < G; ++j) {
+        gr.tau[j] = ring[slot].tau[j][c];
+#pragma unroll
+        for (int i = 0; i < NV; ++i) gr.x[i][j] = ring[slot].x[i][j][c];
+      }
+      body(gr, j0);
+      slot = slot == NS - 1 ? 0 : slot + 1;
+    }
+    copy_async_wait();
+  } else {
+    rs_walk<Grp, G>(n, [&](Grp& gr, int j0) { rs_load(gr, src, j0, n, nlast, active); }, body);
+  }
+}
+constexpr int RNS = 3;    // stages of the staged forward and backward reduce (three blocks per SM)
+constexpr int RNS3 = 4;   // stages of the staged backward apply (two blocks per SM)
+
 // The time index of the tile's first step and the direction of time along the scan.
 struct RsTime {
   int64_t t0;
@@ -970,7 +1055,7 @@ __device__ __forceinline__ RsSrc<R, TR, NV> rs_src(const Prm& p, const RsPos& s,
 
 // Pass 1: the map of every tile from the zero state. GC: the input scale is the same for
 // every step (shared delta, not ZOH) and multiplies the end state once.
-template <typename R, typename TR, bool PE, bool GC>
+template <typename R, typename TR, bool PE, bool GC, bool ST = false>
 __global__ void __launch_bounds__(RNT, 3) event_rs_fwd_reduce(lrnn_event_scan_params p, int64_t T, void* wsv) {
   static_assert(!(PE && GC), "a per-event delta has no constant input scale");
   const RsLayout o = rs_layout<R>(p.batch, p.length, p.dim, T, false);
@@ -984,8 +1069,7 @@ __global__ void __launch_bounds__(RNT, 3) event_rs_fwd_reduce(lrnn_event_scan_pa
   src.dx[0] = tm.dir * p.v_stride[1];
   cx<R> A = mk(R(1), R(0)), X = mk(R(0), R(0));
   using Grp = RsGrp<R, PE, RG, 1>;
-  auto load = [&](Grp& gr, int j0) { rs_load(gr, src, j0, s.n, s.n, s.t.active); };
-  rs_walk<Grp, RG>(s.n, load, [&](const Grp& gr, int j0) {
+  rs_run<R, TR, PE, RG, 1, RNS, ST>(s.n, s.n, s.t.active, src, [&](const Grp& gr, int j0) {
 #pragma unroll
     for (int j = 0; j < RG; ++j) {
       const R del = PE ? gr.del[PE ? j : 0] : ch.delc;
@@ -1059,7 +1143,7 @@ __global__ void __launch_bounds__(CSW * CW) event_rs_carry(int64_t B, int64_t L,
 
 // Pass 3: every tile from its entering state, writing h (and h_last from the chain's last
 // tile: bitwise the last h).
-template <typename R, typename TR, bool PE, bool GC>
+template <typename R, typename TR, bool PE, bool GC, bool ST = false>
 __global__ void __launch_bounds__(RNT, 3) event_rs_fwd_apply(lrnn_event_scan_params p, int64_t T, const void* wsv) {
   static_assert(!(PE && GC), "a per-event delta has no constant input scale");
   const RsLayout o = rs_layout<R>(p.batch, p.length, p.dim, T, false);
@@ -1076,8 +1160,7 @@ __global__ void __launch_bounds__(RNT, 3) event_rs_fwd_apply(lrnn_event_scan_par
   cx<R>* h = static_cast<cx<R>*>(p.h) + s.t.b * p.h_stride[0] + tm.t0 * p.h_stride[1] + s.t.d * p.h_stride[2];
   const int64_t dh = tm.dir * p.h_stride[1];
   using Grp = RsGrp<R, PE, RG, 1>;
-  auto load = [&](Grp& gr, int j0) { rs_load(gr, src, j0, s.n, s.n, s.t.active); };
-  rs_walk<Grp, RG>(s.n, load, [&](const Grp& gr, int j0) {
+  rs_run<R, TR, PE, RG, 1, RNS, ST>(s.n, s.n, s.t.active, src, [&](const Grp& gr, int j0) {
 #pragma unroll
     for (int j = 0; j < RG; ++j) {
       const R del = PE ? gr.del[PE ? j : 0] : ch.delc;
@@ -1097,7 +1180,7 @@ __global__ void __launch_bounds__(RNT, 3) event_rs_fwd_apply(lrnn_event_scan_par
 // The adjoint c -> conj(a) * (grad_h + c) in reverse step order, tiles as in the forward.
 
 // Pass 1: the adjoint map of every tile from zero (reads grad_h and dt only).
-template <typename R, typename TR, bool PE>
+template <typename R, typename TR, bool PE, bool ST = false>
 __global__ void __launch_bounds__(RNT, 3) event_rs_bwd_reduce(lrnn_event_scan_bwd_params p, int64_t T, void* wsv) {
   const RsLayout o = rs_layout<R>(p.batch, p.length, p.dim, T, true);
   const int64_t k = rs_tile(o, false);
@@ -1111,8 +1194,7 @@ __global__ void __launch_bounds__(RNT, 3) event_rs_bwd_reduce(lrnn_event_scan_bw
   src.dx[0] = tm.dir * p.grad_h_stride[1];
   cx<R> A = mk(R(1), R(0)), X = mk(R(0), R(0));
   using Grp = RsGrp<R, PE, RG, 1>;
-  auto load = [&](Grp& gr, int j0) { rs_load(gr, src, j0, s.n, s.n, s.t.active); };
-  rs_walk<Grp, RG>(s.n, load, [&](const Grp& gr, int j0) {
+  rs_run<R, TR, PE, RG, 1, RNS, ST>(s.n, s.n, s.t.active, src, [&](const Grp& gr, int j0) {
 #pragma unroll
     for (int j = 0; j < RG; ++j) {
       const R del = PE ? gr.del[PE ? j : 0] : ch.delc;
@@ -1130,7 +1212,7 @@ __global__ void __launch_bounds__(RNT, 3) event_rs_bwd_reduce(lrnn_event_scan_bw
 // tile's dLambda (and shared-delta ddelta) partials to the workspace, dh0 from the chain's last
 // tile. Arrays per step: grad_h, v, and h at the time before the step in scan order (h0 at the
 // scan's first step).
-template <typename R, typename TR, bool PE, bool GC>
+template <typename R, typename TR, bool PE, bool GC, bool ST = false>
 __global__ void __launch_bounds__(RNT, 2) event_rs_bwd_apply(lrnn_event_scan_bwd_params p, int64_t T, void* wsv) {
   static_assert(!(PE && GC), "a per-event delta has no constant input scale");
   const RsLayout o = rs_layout<R>(p.batch, p.length, p.dim, T, true);
@@ -1162,8 +1244,7 @@ __global__ void __launch_bounds__(RNT, 2) event_rs_bwd_apply(lrnn_event_scan_bwd
   cx<R> dl = zero, gsum = zero;
   R dd_sum = 0;
   using Grp = RsGrp<R, PE, RG3, 3>;
-  auto load = [&](Grp& gr, int j0) { rs_load(gr, src, j0, s.n, nh, s.t.active); };
-  rs_walk<Grp, RG3>(s.n, load, [&](const Grp& gr, int j0) {
+  rs_run<R, TR, PE, RG3, 3, RNS3, ST>(s.n, nh, s.t.active, src, [&](const Grp& gr, int j0) {
 #pragma unroll
     for (int j = 0; j < RG3; ++j) {
       const int jj = j0 + j;

@@ -20,6 +20,7 @@
 #include <mutex>
 #include <random>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "lrnn/event_scan.h"
@@ -184,11 +185,22 @@ double max_rel(const Bytes& a, const Bytes& b, size_t n, bool cplx, bool single)
 
 // The three-pass forward (reduce, carry, apply) and backward (+ the partial sums) as the
 // launcher runs them: RW tiles per block, one carry block per chain.
+// staged: the cp.async-ring variant (shared delta, not ZOH, dt of the state's real type).
 template <typename R, typename TR>
 void rs_forward(const Case& c, const lrnn_event_scan_params& p, int64_t T, const lrnn_event_cuda::RsLayout& o,
-                void* ws) {
+                void* ws, bool staged) {
   using namespace lrnn_event_cuda;
   const unsigned blocks = static_cast<unsigned>((o.tiles + RW - 1) / RW);
+  if constexpr (std::is_same_v<R, TR>) {
+    if (staged) {
+      launch_seq(blocks, [&] { event_rs_fwd_reduce<R, TR, false, true, true>(p, T, ws); }, RNT);
+      launch(static_cast<unsigned>(o.chains), [&] {
+        event_rs_carry<R>(p.batch, p.length, p.dim, T, false, p.h0, p.h0_stride[0], p.h0_stride[1], ws);
+      }, CSW * CW);
+      launch_seq(blocks, [&] { event_rs_fwd_apply<R, TR, false, true, true>(p, T, ws); }, RNT);
+      return;
+    }
+  }
   if (c.per_event) launch_seq(blocks, [&] { event_rs_fwd_reduce<R, TR, true, false>(p, T, ws); }, RNT);
   else if (c.disc != LRNN_DISC_ZOH) launch_seq(blocks, [&] { event_rs_fwd_reduce<R, TR, false, true>(p, T, ws); }, RNT);
   else launch_seq(blocks, [&] { event_rs_fwd_reduce<R, TR, false, false>(p, T, ws); }, RNT);
@@ -202,15 +214,25 @@ void rs_forward(const Case& c, const lrnn_event_scan_params& p, int64_t T, const
 
 template <typename R, typename TR>
 void rs_backward(const Case& c, const lrnn_event_scan_bwd_params& p, int64_t T, const lrnn_event_cuda::RsLayout& o,
-                 void* ws) {
+                 void* ws, bool staged) {
   using namespace lrnn_event_cuda;
   const unsigned blocks = static_cast<unsigned>((o.tiles + RW - 1) / RW);
+  bool st = false;
+  if constexpr (std::is_same_v<R, TR>) st = staged;
   if (c.per_event) launch_seq(blocks, [&] { event_rs_bwd_reduce<R, TR, true>(p, T, ws); }, RNT);
+  else if (st) launch_seq(blocks, [&] { event_rs_bwd_reduce<R, R, false, true>(p, T, ws); }, RNT);
   else launch_seq(blocks, [&] { event_rs_bwd_reduce<R, TR, false>(p, T, ws); }, RNT);
   launch(static_cast<unsigned>(o.chains), [&] {
     event_rs_carry<R>(p.batch, p.length, p.dim, T, true, p.grad_h_last, p.grad_h_last_stride[0],
                       p.grad_h_last_stride[1], ws);
   }, CSW * CW);
+  if constexpr (std::is_same_v<R, TR>) {
+    if (st) {
+      launch_seq(blocks, [&] { event_rs_bwd_apply<R, TR, false, true, true>(p, T, ws); }, RNT);
+      launch(static_cast<unsigned>(o.chains), [&] { event_rs_bwd_sum<R>(p, T, ws); }, CW * RL);
+      return;
+    }
+  }
   if (c.per_event) launch_seq(blocks, [&] { event_rs_bwd_apply<R, TR, true, false>(p, T, ws); }, RNT);
   else if (c.disc != LRNN_DISC_ZOH) launch_seq(blocks, [&] { event_rs_bwd_apply<R, TR, false, true>(p, T, ws); }, RNT);
   else launch_seq(blocks, [&] { event_rs_bwd_apply<R, TR, false, false>(p, T, ws); }, RNT);
@@ -262,12 +284,15 @@ void run_case(const Case& c) {
   EXPECT_LE(max_rel(last_gpu, last_cpu, BP, true, single), tol) << "h_last (look-back)";
   // the three-pass kernels, with tiles of T steps (the carry pass runs more than one round of
   // CSW*CSN tiles when L > 2048 at T = 8)
-  for (int64_t T : {int64_t(8), int64_t(24), int64_t(64)}) {
-    SCOPED_TRACE(testing::Message() << "three-pass, T " << T);
+  const bool can_stage = !c.per_event && c.disc != LRNN_DISC_ZOH && std::is_same_v<R, TR>;
+  for (int variant = 0; variant < (can_stage ? 6 : 3); ++variant) {
+    const int64_t T = variant % 3 == 0 ? 8 : variant % 3 == 1 ? 24 : 64;
+    const bool staged = variant >= 3;
+    SCOPED_TRACE(testing::Message() << "three-pass, T " << T << (staged ? ", staged" : ""));
     for (Bytes* b : {&h_gpu, &last_gpu}) std::fill(b->b.begin(), b->b.end(), 0xA5);
     const lrnn_event_cuda::RsLayout o = lrnn_event_cuda::rs_layout<R>(c.B, c.L, c.P, T, false);
     std::vector<uint64_t> ws(static_cast<size_t>((o.bytes + 7) / 8), 0xA5A5A5A5A5A5A5A5ull);
-    rs_forward<R, TR>(c, pg, T, o, ws.data());
+    rs_forward<R, TR>(c, pg, T, o, ws.data(), staged);
     EXPECT_LE(max_rel(h_gpu, h_cpu, BLP, true, single), tol) << "h";
     EXPECT_LE(max_rel(last_gpu, last_cpu, BP, true, single), tol) << "h_last";
     if (c.L > 0) EXPECT_EQ(0, memcmp(&h_gpu.b[(c.reverse ? 0 : (c.L - 1) * c.P) * csize(c.dtype)], last_gpu.data(),
@@ -314,12 +339,14 @@ void run_case(const Case& c) {
   EXPECT_LE(max_rel(dd[1], dd[0], nd, false, single), btol) << "ddelta (look-back)";
   EXPECT_LE(max_rel(dv[1], dv[0], BLP, true, single), btol) << "dv (look-back)";
   EXPECT_LE(max_rel(dh[1], dh[0], BP, true, single), btol) << "dh0 (look-back)";
-  for (int64_t T : {int64_t(8), int64_t(24), int64_t(64)}) {
-    SCOPED_TRACE(testing::Message() << "three-pass, T " << T);
+  for (int variant = 0; variant < (can_stage ? 6 : 3); ++variant) {
+    const int64_t T = variant % 3 == 0 ? 8 : variant % 3 == 1 ? 24 : 64;
+    const bool staged = variant >= 3;
+    SCOPED_TRACE(testing::Message() << "three-pass, T " << T << (staged ? ", staged" : ""));
     for (Bytes* b : {&dl[1], &dd[1], &dv[1], &dh[1]}) std::fill(b->b.begin(), b->b.end(), 0xA5);
     const lrnn_event_cuda::RsLayout o = lrnn_event_cuda::rs_layout<R>(c.B, c.L, c.P, T, true);
     std::vector<uint64_t> ws(static_cast<size_t>((o.bytes + 7) / 8), 0xA5A5A5A5A5A5A5A5ull);
-    rs_backward<R, TR>(c, gg, T, o, ws.data());
+    rs_backward<R, TR>(c, gg, T, o, ws.data(), staged);
     EXPECT_LE(max_rel(dl[1], dl[0], BP, true, single), btol) << "dLambda";
     EXPECT_LE(max_rel(dd[1], dd[0], nd, false, single), btol) << "ddelta";
     EXPECT_LE(max_rel(dv[1], dv[0], BLP, true, single), btol) << "dv";

@@ -8,8 +8,9 @@
 #      backward's h[t-1] at the scan's first step), when compute-sanitizer is on the PATH
 #   3. device time per call of the forward and backward ops (CUDA events over back-to-back calls,
 #      so host overheads overlap) at (8, 65536, 128): async with a shared delta (the benchmark)
-#      and ZOH with a per-event delta (the S7 path), for the three-pass kernels (default) and
-#      the look-back kernels (LRNN_EVENT_IMPL=lookback), with checksums of both
+#      and ZOH with a per-event delta (the S7 path), for the three-pass kernels (default), their
+#      variants (LRNN_EVENT_RS=staged, LRNN_EVENT_RS_WAVES) and the look-back kernels
+#      (LRNN_EVENT_IMPL=lookback), with the largest difference of all outputs to the first
 #   4. ncu of the three-pass kernels of one forward + backward (EVENT_NCU=0 skips it, ~15 s)
 #   5. the fused worker of benchmarks/bench_event_scan.py at (8, 65536, 128), complex64, async
 #      (wall time per call as the benchmark table reports it; unfused and JAX were measured on
@@ -27,9 +28,10 @@ PYTEST_RC=$?
 
 SAN="not run (no compute-sanitizer)"
 if command -v compute-sanitizer > /dev/null; then
-  timeout 14 compute-sanitizer --tool memcheck --error-exitcode 3 python3 -c '
-import torch, lrnn
-for per_event, disc in ((False, "async"), (True, "zoh")):
+  timeout 18 compute-sanitizer --tool memcheck --error-exitcode 3 python3 -c '
+import os, torch, lrnn
+for per_event, disc, staged in ((False, "async", False), (False, "async", True), (True, "zoh", False)):
+    os.environ["LRNN_EVENT_RS"] = "staged" if staged else "registers"
     B, L, P = 2, 3000, 40   # 47 tiles of 64 steps per chain
     Lam = torch.complex(-0.1 - torch.rand(P), torch.randn(P)).cuda().requires_grad_()
     delta = (0.05 + torch.rand((B, L, P) if per_event else (P,))).cuda().requires_grad_()
@@ -46,11 +48,12 @@ import os
 import torch
 import lrnn  # noqa: F401  (loads the ops)
 B, L, P = 8, 65536, 128
-g = torch.Generator(device="cpu").manual_seed(0)
-Lam = torch.complex(-0.05 - torch.rand(P, generator=g), torch.randn(P, generator=g)).cuda()
-dt = torch.rand(B, L, generator=g).cuda()
-v = torch.randn(B, L, P, dtype=torch.complex64, generator=g).cuda()
+g = torch.Generator(device="cuda").manual_seed(0)
+Lam = torch.complex(-0.05 - torch.rand(P, generator=g, device="cuda"), torch.randn(P, generator=g, device="cuda"))
+dt = torch.rand(B, L, generator=g, device="cuda")
+v = torch.randn(B, L, P, dtype=torch.complex64, generator=g, device="cuda")
 ev, evb = torch.ops.lrnn.event_scan, torch.ops.lrnn.event_scan_backward
+KNOBS = ("LRNN_EVENT_IMPL", "LRNN_EVENT_RS", "LRNN_EVENT_RS_WAVES")
 
 
 def per_call(fn, n=10):
@@ -65,22 +68,33 @@ def per_call(fn, n=10):
     return s.elapsed_time(e) / n
 
 
-impl = os.environ.get("LRNN_EVENT_IMPL", "three-pass")
-for name, delta, disc in (("async shared", (0.01 + torch.rand(P, generator=g)).cuda(), 2),
-                          ("zoh per-event", (0.01 + torch.rand(B, L, P, generator=g)).cuda(), 0)):
-    h, last = ev(Lam, delta, dt, v, None, disc, False)
-    gh = torch.randn_like(h)
-    f = per_call(lambda: ev(Lam, delta, dt, v, None, disc, False))
-    b = per_call(lambda: evb(gh, None, Lam, delta, dt, v, h, None, disc, False))
-    dl, dd, dv, dh0 = evb(gh, None, Lam, delta, dt, v, h, None, disc, False)
-    chk = (f"h_last {last.abs().sum().item():.6e} dLam {dl.abs().sum().item():.6e} "
-           f"dv {dv[:, ::4096].abs().sum().item():.6e}")
-    print(f"{impl:>10} {name}: fwd {f:.3f} ms, bwd op {b:.3f} ms | {chk}")
+# the launchers read the knobs at every call
+VARIANTS = {"three-pass": {}, "staged": {"LRNN_EVENT_RS": "staged"}, "waves1": {"LRNN_EVENT_RS_WAVES": "1"},
+            "waves2": {"LRNN_EVENT_RS_WAVES": "2"}, "waves8": {"LRNN_EVENT_RS_WAVES": "8"},
+            "st-waves2": {"LRNN_EVENT_RS": "staged", "LRNN_EVENT_RS_WAVES": "2"},
+            "lookback": {"LRNN_EVENT_IMPL": "lookback"}}
+for name, delta, disc, variants in (
+        ("async shared", 0.01 + torch.rand(P, generator=g, device="cuda"), 2, list(VARIANTS)),
+        ("zoh per-event", 0.01 + torch.rand(B, L, P, generator=g, device="cuda"), 0, ["three-pass", "waves2", "lookback"])):
+    gh = torch.randn(B, L, P, dtype=torch.complex64, generator=g, device="cuda")
+    ref = None
+    for var in variants:
+        for k in KNOBS:
+            os.environ.pop(k, None)
+        os.environ.update(VARIANTS[var])
+        h, last = ev(Lam, delta, dt, v, None, disc, False)
+        f = per_call(lambda: ev(Lam, delta, dt, v, None, disc, False))
+        b = per_call(lambda: evb(gh, None, Lam, delta, dt, v, h, None, disc, False))
+        dl, dd, dv, dh0 = evb(gh, None, Lam, delta, dt, v, h, None, disc, False)
+        out = [h, last, dl, dd, dv, dh0]
+        if ref is None:
+            ref = out
+        d = max(((a - r).abs().max() / r.abs().max().clamp(min=1e-30)).item() for a, r in zip(out, ref))
+        print(f"{name:>13} {var:>10}: fwd {f:.3f} ms, bwd op {b:.3f} ms (max rel d vs first {d:.1e})")
+        del h, last, dl, dd, dv, dh0, out
 PYEOF
-timeout 14 python3 "$OUT/event_devtime.py" > "$OUT/event_devtime.log" 2>&1
+timeout 30 python3 "$OUT/event_devtime.py" > "$OUT/event_devtime.log" 2>&1
 DEV_RC=$?
-LRNN_EVENT_IMPL=lookback timeout 14 python3 "$OUT/event_devtime.py" >> "$OUT/event_devtime.log" 2>&1
-DEV_RC="$DEV_RC/$?"
 
 NCU_RC="not run (EVENT_NCU=0)"
 if [ "${EVENT_NCU:-1}" = 1 ] && command -v ncu > /dev/null; then
@@ -115,8 +129,8 @@ echo "=== event: GPU $(cat "$OUT/event_gpu.txt")"
 echo "=== event: pytest -m cuda (rc=$PYTEST_RC): $(tail -n 1 "$OUT/event_pytest.log")"
 grep -E "^(FAILED|ERROR)" "$OUT/event_pytest.log" | head -n 10
 echo "=== event: memcheck: $SAN"
-echo "=== event: device time per op call, three-pass (default) and look-back (rc=$DEV_RC)"
-grep -E "ms|Error|error" "$OUT/event_devtime.log" | cut -c1-200 | head -n 8
+echo "=== event: device time per op call: three-pass (default: registers, 4 tiles per resident warp), variants, look-back (rc=$DEV_RC)"
+grep -E "ms|Error|error" "$OUT/event_devtime.log" | cut -c1-200 | head -n 14
 echo "floor (async): fwd 0.254, bwd 0.507; H200 main (look-back): fwd 0.656 / 1.107, bwd 1.099 / 3.515 (zoh pe)"
 echo "=== event: ncu of the three-pass kernels, async shared delta ($NCU_RC)"
 [ -f "$OUT/event_ncu.log" ] && grep -E "event_rs_[a-z_]*<|^ +Duration|DRAM Throughput|Compute \(SM\) Throughput|Registers Per Thread|Achieved Occupancy|dram__bytes.sum|long_scoreboard|issue_active" \
