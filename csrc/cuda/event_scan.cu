@@ -70,8 +70,7 @@ RsLayout rs_layout_of(const Params* p, bool bwd) {
 }
 
 /* LRNN_EVENT_RS=staged: the staged (cp.async ring) variant of the three-pass kernels where it
- * exists (complex64, float dt, shared delta, not ZOH), for measuring it against the register
- * variant. */
+ * exists (complex64 with float dt and delta), for measuring it against the register variant. */
 bool use_staged() { return env_is("LRNN_EVENT_RS", "staged"); }
 
 /* Sets a kernel's dynamic shared memory limit once (per process: the attribute is per function). */
@@ -85,7 +84,7 @@ lrnn_status rs_fwd(const lrnn_event_scan_params& p, void* ws, cudaStream_t s) {
   using namespace lrnn_event_cuda;
   const RsLayout o = rs_layout_of(&p, false);
   const unsigned blocks = static_cast<unsigned>((o.tiles + RW - 1) / RW);
-  const int smem = ST ? rs_stage_bytes<R, RG, 1>(RNS) : 0;
+  const int smem = ST ? rs_stage_bytes<R, PE, RG, 1>(RNS) : 0;
   static const bool ok = allow_smem(event_rs_fwd_reduce<R, TR, PE, GC, ST>, smem) &&
                          allow_smem(event_rs_fwd_apply<R, TR, PE, GC, ST>, smem);
   if (!ok) return LRNN_ERR_CUDA;
@@ -101,7 +100,7 @@ lrnn_status rs_bwd(const lrnn_event_scan_bwd_params& p, void* ws, cudaStream_t s
   using namespace lrnn_event_cuda;
   const RsLayout o = rs_layout_of(&p, true);
   const unsigned blocks = static_cast<unsigned>((o.tiles + RW - 1) / RW);
-  const int smem1 = ST ? rs_stage_bytes<R, RG, 1>(RNS) : 0, smem3 = ST ? rs_stage_bytes<R, RG3, 3>(RNS3) : 0;
+  const int smem1 = ST ? rs_stage_bytes<R, PE, RG, 1>(RNS) : 0, smem3 = ST ? rs_stage_bytes<R, PE, RG3, 3>(rs_ns3(PE)) : 0;
   static const bool ok = allow_smem(event_rs_bwd_reduce<R, TR, PE, ST>, smem1) &&
                          allow_smem(event_rs_bwd_apply<R, TR, PE, GC, ST>, smem3);
   if (!ok) return LRNN_ERR_CUDA;
@@ -170,10 +169,12 @@ extern "C" lrnn_status lrnn_event_scan_fwd_cuda(const lrnn_event_scan_params* p,
     if (rs_layout_of(p, false).tiles >= 2147483647LL) return LRNN_ERR_SHAPE;   // 32-bit grids
     const int mode = delta_mode(p);
     if (p->dtype == LRNN_C64 && p->real_dtype == LRNN_F32)
-      return mode == 0   ? rs_fwd<float, float, true, false>(*p, workspace, s)
+      return mode == 0   ? (use_staged() ? rs_fwd<float, float, true, false, true>(*p, workspace, s)
+                                         : rs_fwd<float, float, true, false>(*p, workspace, s))
              : mode == 1 ? (use_staged() ? rs_fwd<float, float, false, true, true>(*p, workspace, s)
                                          : rs_fwd<float, float, false, true>(*p, workspace, s))
-                         : rs_fwd<float, float, false, false>(*p, workspace, s);
+                         : (use_staged() ? rs_fwd<float, float, false, false, true>(*p, workspace, s)
+                                         : rs_fwd<float, float, false, false>(*p, workspace, s));
     if (p->dtype == LRNN_C64 && p->real_dtype == LRNN_BF16)
       return mode == 0   ? rs_fwd<float, uint16_t, true, false>(*p, workspace, s)
              : mode == 1 ? rs_fwd<float, uint16_t, false, true>(*p, workspace, s)
@@ -214,10 +215,12 @@ extern "C" lrnn_status lrnn_event_scan_bwd_cuda(const lrnn_event_scan_bwd_params
     if (rs_layout_of(p, true).tiles >= 2147483647LL) return LRNN_ERR_SHAPE;
     const int mode = delta_mode(p);
     if (p->dtype == LRNN_C64 && p->real_dtype == LRNN_F32)
-      return mode == 0   ? rs_bwd<float, float, true, false>(*p, workspace, s)
+      return mode == 0   ? (use_staged() ? rs_bwd<float, float, true, false, true>(*p, workspace, s)
+                                         : rs_bwd<float, float, true, false>(*p, workspace, s))
              : mode == 1 ? (use_staged() ? rs_bwd<float, float, false, true, true>(*p, workspace, s)
                                          : rs_bwd<float, float, false, true>(*p, workspace, s))
-                         : rs_bwd<float, float, false, false>(*p, workspace, s);
+                         : (use_staged() ? rs_bwd<float, float, false, false, true>(*p, workspace, s)
+                                         : rs_bwd<float, float, false, false>(*p, workspace, s));
     if (p->dtype == LRNN_C64 && p->real_dtype == LRNN_BF16)
       return mode == 0   ? rs_bwd<float, uint16_t, true, false>(*p, workspace, s)
              : mode == 1 ? rs_bwd<float, uint16_t, false, true>(*p, workspace, s)

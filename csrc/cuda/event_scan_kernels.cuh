@@ -946,8 +946,13 @@ __device__ __forceinline__ void rs_walk(int n, Load load, Body body) {
 // The staged variant (ST): groups go to a ring of NS stages per warp in dynamic shared memory by
 // cp.async, NS-1 groups ahead (no registers held by loads in flight), each lane copying and
 // reading only its own slots (dt too: one copy per lane), so no warp barrier is needed.
-template <typename R, int G, int NV>
+template <typename R, bool PE, int G, int NV>
 struct RsStage {
+  cx<R> x[NV][G][CW];
+  R tau[G][CW], del[G][CW];
+};
+template <typename R, int G, int NV>
+struct RsStage<R, false, G, NV> {   // no delta slots: the sizes decide how many blocks fit on an SM
   cx<R> x[NV][G][CW];
   R tau[G][CW];
 };
@@ -968,8 +973,8 @@ __device__ __forceinline__ void copy_async_wait_n() {
   asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
 #endif
 }
-template <typename R, typename TR, int G, int NV>
-__device__ __forceinline__ void rs_stage_load(RsStage<R, G, NV>& st, RsSrc<R, TR, NV>& s, int j0, int n, int nlast,
+template <typename R, typename TR, bool PE, int G, int NV>
+__device__ __forceinline__ void rs_stage_load(RsStage<R, PE, G, NV>& st, RsSrc<R, TR, NV>& s, int j0, int n, int nlast,
                                               bool active) {
   const int c = static_cast<int>(threadIdx.x) % CW;
 #pragma unroll
@@ -978,6 +983,11 @@ __device__ __forceinline__ void rs_stage_load(RsStage<R, G, NV>& st, RsSrc<R, TR
     if (on) copy_async_real<R>(&st.tau[j][c], reinterpret_cast<const R*>(s.dt));
     else st.tau[j][c] = R(0);
     s.dt += s.ddt;
+    if constexpr (PE) {
+      if (on) copy_async_real<R>(&st.del[j][c], reinterpret_cast<const R*>(s.del));
+      else st.del[j][c] = R(0);
+      s.del += s.ddel;
+    }
 #pragma unroll
     for (int i = 0; i < NV; ++i) {
       const bool oni = i == NV - 1 ? active && j0 + j < nlast : on;
@@ -987,16 +997,16 @@ __device__ __forceinline__ void rs_stage_load(RsStage<R, G, NV>& st, RsSrc<R, TR
     }
   }
 }
-template <typename R, int G, int NV>
-__host__ __device__ constexpr int rs_stage_bytes(int ns) { return RW * ns * static_cast<int>(sizeof(RsStage<R, G, NV>)); }
+template <typename R, bool PE, int G, int NV>
+__host__ __device__ constexpr int rs_stage_bytes(int ns) { return RW * ns * static_cast<int>(sizeof(RsStage<R, PE, G, NV>)); }
 
 // A tile's walk, register (rs_walk) or staged: body(group, j0) sees the group in registers.
 template <typename R, typename TR, bool PE, int G, int NV, int NS, bool ST, typename Body>
 __device__ __forceinline__ void rs_run(int n, int nlast, bool active, RsSrc<R, TR, NV>& src, Body body) {
   using Grp = RsGrp<R, PE, G, NV>;
   if constexpr (ST) {
-    static_assert(!PE && sizeof(TR) == sizeof(R), "staged groups: delta shared, dt of the state's real type");
-    using Stage = RsStage<R, G, NV>;
+    static_assert(sizeof(TR) == sizeof(R), "staged groups: dt and delta of the state's real type");
+    using Stage = RsStage<R, PE, G, NV>;
     Stage* ring = reinterpret_cast<Stage*>(LRNN_EVENT_DYN_SMEM) + (threadIdx.x / CW) * NS;
     const int c = static_cast<int>(threadIdx.x) % CW;
 #pragma unroll
@@ -1014,6 +1024,7 @@ __device__ __forceinline__ void rs_run(int n, int nlast, bool active, RsSrc<R, T
 #pragma unroll
       for (int j = 0; j < G; ++j) {
         gr.tau[j] = ring[slot].tau[j][c];
+        if constexpr (PE) gr.del[j] = ring[slot].del[j][c];
 #pragma unroll
         for (int i = 0; i < NV; ++i) gr.x[i][j] = ring[slot].x[i][j][c];
       }
@@ -1026,7 +1037,8 @@ __device__ __forceinline__ void rs_run(int n, int nlast, bool active, RsSrc<R, T
   }
 }
 constexpr int RNS = 3;    // stages of the staged forward and backward reduce (three blocks per SM)
-constexpr int RNS3 = 4;   // stages of the staged backward apply (two blocks per SM)
+// stages of the staged backward apply: two blocks per SM (112 KB, or 96 KB with delta per event)
+__host__ __device__ constexpr int rs_ns3(bool pe) { return pe ? 3 : 4; }
 
 // The time index of the tile's first step and the direction of time along the scan.
 struct RsTime {
@@ -1244,7 +1256,7 @@ __global__ void __launch_bounds__(RNT, 2) event_rs_bwd_apply(lrnn_event_scan_bwd
   cx<R> dl = zero, gsum = zero;
   R dd_sum = 0;
   using Grp = RsGrp<R, PE, RG3, 3>;
-  rs_run<R, TR, PE, RG3, 3, RNS3, ST>(s.n, nh, s.t.active, src, [&](const Grp& gr, int j0) {
+  rs_run<R, TR, PE, RG3, 3, rs_ns3(PE), ST>(s.n, nh, s.t.active, src, [&](const Grp& gr, int j0) {
 #pragma unroll
     for (int j = 0; j < RG3; ++j) {
       const int jj = j0 + j;

@@ -75,7 +75,7 @@ VARIANTS = {"three-pass": {}, "staged": {"LRNN_EVENT_RS": "staged"}, "waves1": {
             "lookback": {"LRNN_EVENT_IMPL": "lookback"}}
 for name, delta, disc, variants in (
         ("async shared", 0.01 + torch.rand(P, generator=g, device="cuda"), 2, list(VARIANTS)),
-        ("zoh per-event", 0.01 + torch.rand(B, L, P, generator=g, device="cuda"), 0, ["three-pass", "waves2", "lookback"])):
+        ("zoh per-event", 0.01 + torch.rand(B, L, P, generator=g, device="cuda"), 0, ["three-pass", "staged", "waves2", "lookback"])):
     gh = torch.randn(B, L, P, dtype=torch.complex64, generator=g, device="cuda")
     ref = None
     for var in variants:
