@@ -23,7 +23,12 @@ bool valid_disc(int disc) { return disc == LRNN_DISC_ZOH || disc == LRNN_DISC_DI
 
 /* Measurement switches, read at every call (one process can time several settings):
  * LRNN_EVENT_PDL=0 launches without PDL; LRNN_EVENT_RS_WAVES=<n> sets the tiles per resident
- * warp of both directions. */
+ * warp of both directions; LRNN_EVENT_PF=1 adds L2 prefetches to the single-input kernels
+ * (complex64, float dt, shared delta, not ZOH). */
+bool use_pf() {
+  const char* e = getenv("LRNN_EVENT_PF");
+  return e && strcmp(e, "1") == 0;
+}
 bool use_pdl() {
   const char* e = getenv("LRNN_EVENT_PDL");
   return !(e && strcmp(e, "0") == 0);
@@ -87,24 +92,24 @@ bool launch(bool dependent, void (*kernel)(KArgs...), unsigned grid, unsigned bl
   return cudaLaunchKernelEx(&cfg, kernel, static_cast<KArgs>(args)...) == cudaSuccess;
 }
 
-template <typename R, typename TR, bool PE, bool GC>
+template <typename R, typename TR, bool PE, bool GC, bool PF = false>
 lrnn_status rs_fwd(const lrnn_event_scan_params& p, void* ws, cudaStream_t s) {
   using namespace lrnn_event_cuda;
   const RsLayout o = rs_layout_of(&p, false);
   const unsigned blocks = static_cast<unsigned>((o.tiles + RW - 1) / RW), chains = static_cast<unsigned>(o.chains);
-  const bool ok = launch(false, event_rs_fwd_reduce<R, TR, PE, GC>, blocks, RNT, s, p, o.T, ws) &&
+  const bool ok = launch(false, event_rs_fwd_reduce<R, TR, PE, GC, PF>, blocks, RNT, s, p, o.T, ws) &&
                   launch(true, event_rs_carry<R>, chains, CSW * CW, s, p.batch, p.length, p.dim, o.T, false, p.h0,
                          p.h0_stride[0], p.h0_stride[1], ws) &&
-                  launch(true, event_rs_fwd_apply<R, TR, PE, GC>, blocks, RNT, s, p, o.T, ws);
+                  launch(true, event_rs_fwd_apply<R, TR, PE, GC, PF>, blocks, RNT, s, p, o.T, ws);
   return ok ? LRNN_OK : LRNN_ERR_CUDA;
 }
 
-template <typename R, typename TR, bool PE, bool GC>
+template <typename R, typename TR, bool PE, bool GC, bool PF = false>
 lrnn_status rs_bwd(const lrnn_event_scan_bwd_params& p, void* ws, cudaStream_t s) {
   using namespace lrnn_event_cuda;
   const RsLayout o = rs_layout_of(&p, true);
   const unsigned blocks = static_cast<unsigned>((o.tiles + RW - 1) / RW), chains = static_cast<unsigned>(o.chains);
-  const bool ok = launch(false, event_rs_bwd_reduce<R, TR, PE>, blocks, RNT, s, p, o.T, ws) &&
+  const bool ok = launch(false, event_rs_bwd_reduce<R, TR, PE, PF>, blocks, RNT, s, p, o.T, ws) &&
                   launch(true, event_rs_carry<R>, chains, CSW * CW, s, p.batch, p.length, p.dim, o.T, true,
                          p.grad_h_last, p.grad_h_last_stride[0], p.grad_h_last_stride[1], ws) &&
                   launch(true, event_rs_bwd_apply<R, TR, PE, GC>, blocks, RNT, s, p, o.T, ws) &&
@@ -140,7 +145,8 @@ extern "C" lrnn_status lrnn_event_scan_fwd_cuda(const lrnn_event_scan_params* p,
   const int mode = delta_mode(p);
   if (p->dtype == LRNN_C64 && p->real_dtype == LRNN_F32)
     return mode == 0   ? rs_fwd<float, float, true, false>(*p, workspace, s)
-           : mode == 1 ? rs_fwd<float, float, false, true>(*p, workspace, s)
+           : mode == 1 ? (use_pf() ? rs_fwd<float, float, false, true, true>(*p, workspace, s)
+                                   : rs_fwd<float, float, false, true>(*p, workspace, s))
                        : rs_fwd<float, float, false, false>(*p, workspace, s);
   if (p->dtype == LRNN_C64 && p->real_dtype == LRNN_BF16)
     return mode == 0   ? rs_fwd<float, uint16_t, true, false>(*p, workspace, s)
@@ -163,7 +169,8 @@ extern "C" lrnn_status lrnn_event_scan_bwd_cuda(const lrnn_event_scan_bwd_params
   const int mode = delta_mode(p);
   if (p->dtype == LRNN_C64 && p->real_dtype == LRNN_F32)
     return mode == 0   ? rs_bwd<float, float, true, false>(*p, workspace, s)
-           : mode == 1 ? rs_bwd<float, float, false, true>(*p, workspace, s)
+           : mode == 1 ? (use_pf() ? rs_bwd<float, float, false, true, true>(*p, workspace, s)
+                                   : rs_bwd<float, float, false, true>(*p, workspace, s))
                        : rs_bwd<float, float, false, false>(*p, workspace, s);
   if (p->dtype == LRNN_C64 && p->real_dtype == LRNN_BF16)
     return mode == 0   ? rs_bwd<float, uint16_t, true, false>(*p, workspace, s)

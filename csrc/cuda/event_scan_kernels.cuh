@@ -328,13 +328,27 @@ __device__ __forceinline__ void rs_load(RsGrp<R, PE, G, NV>& g, RsSrc<R, TR, NV>
   }
 }
 
+// L2 prefetch of the complex input of steps j0+PFD*G .. j0+PFD*G+G-1 (PF: a measured switch),
+// so that more of the tile is on its way than the registers hold.
+constexpr int PFD = 2;
+__device__ __forceinline__ void prefetch_l2(const void* p) {
+#ifdef __CUDA_ARCH__
+  asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
+#endif
+}
+
 // Walks a tile's n steps in groups of G: the next group's loads are issued before the current
 // group's math (two register buffers, named statically: an indexed pair would live in local
 // memory). body(group, j0) consumes a group.
-template <typename R, typename TR, bool PE, int G, int NV, typename Body>
+template <typename R, typename TR, bool PE, int G, int NV, bool PF = false, typename Body>
 __device__ __forceinline__ void rs_walk(int n, int nlast, bool active, RsSrc<R, TR, NV>& src, Body body) {
   using Grp = RsGrp<R, PE, G, NV>;
   auto load = [&](Grp& gr, int j0) {
+    if (PF && active && j0 + (PFD + 1) * G <= n) {
+      const cx<R>* q = src.x[0] + PFD * G * src.dx[0];
+#pragma unroll
+      for (int j = 0; j < G; ++j) prefetch_l2(q + j * src.dx[0]);
+    }
     if (active && j0 + G <= nlast) rs_load<true>(gr, src, j0, n, nlast, active);
     else rs_load<false>(gr, src, j0, n, nlast, active);
   };
@@ -378,7 +392,7 @@ __device__ __forceinline__ RsSrc<R, TR, NV> rs_src(const Prm& p, const RsPos& s,
 // exp(z * (sum of the steps' s)): one exponential per tile instead of a product per step. GC:
 // the input scale is the same for every step (shared delta, not ZOH) and multiplies the end
 // state once.
-template <typename R, typename TR, bool PE, bool GC>
+template <typename R, typename TR, bool PE, bool GC, bool PF = false>
 __global__ void __launch_bounds__(RNT, 3) event_rs_fwd_reduce(lrnn_event_scan_params p, int64_t T, void* wsv) {
   static_assert(!(PE && GC), "a per-event delta has no constant input scale");
   wait_prior_grid();
@@ -395,7 +409,7 @@ __global__ void __launch_bounds__(RNT, 3) event_rs_fwd_reduce(lrnn_event_scan_pa
   cx<R> X = mk(R(0), R(0));
   R S = 0;
   using Grp = RsGrp<R, PE, RG, 1>;
-  rs_walk<R, TR, PE, RG, 1>(s.n, s.n, s.t.active, src, [&](const Grp& gr, int j0) {
+  rs_walk<R, TR, PE, RG, 1, PF>(s.n, s.n, s.t.active, src, [&](const Grp& gr, int j0) {
 #pragma unroll
     for (int j = 0; j < RG; ++j) {
       const R del = PE ? gr.del[PE ? j : 0] : ch.delc, sj = PE ? del * gr.tau[j] : gr.tau[j];
@@ -470,7 +484,7 @@ __global__ void __launch_bounds__(CSW * CW) event_rs_carry(int64_t B, int64_t L,
 
 // Pass 3: every tile from its entering state, writing h (and h_last from the chain's last
 // tile: bitwise the last h).
-template <typename R, typename TR, bool PE, bool GC>
+template <typename R, typename TR, bool PE, bool GC, bool PF = false>
 __global__ void __launch_bounds__(RNT, 3) event_rs_fwd_apply(lrnn_event_scan_params p, int64_t T, const void* wsv) {
   static_assert(!(PE && GC), "a per-event delta has no constant input scale");
   wait_prior_grid();
@@ -489,7 +503,7 @@ __global__ void __launch_bounds__(RNT, 3) event_rs_fwd_apply(lrnn_event_scan_par
   cx<R>* h = static_cast<cx<R>*>(p.h) + s.t.b * p.h_stride[0] + tm.t0 * p.h_stride[1] + s.t.d * p.h_stride[2];
   const int64_t dh = tm.dir * p.h_stride[1];
   using Grp = RsGrp<R, PE, RG, 1>;
-  rs_walk<R, TR, PE, RG, 1>(s.n, s.n, s.t.active, src, [&](const Grp& gr, int j0) {
+  rs_walk<R, TR, PE, RG, 1, PF>(s.n, s.n, s.t.active, src, [&](const Grp& gr, int j0) {
 #pragma unroll
     for (int j = 0; j < RG; ++j) {
       const R del = PE ? gr.del[PE ? j : 0] : ch.delc;
@@ -510,7 +524,7 @@ __global__ void __launch_bounds__(RNT, 3) event_rs_fwd_apply(lrnn_event_scan_par
 
 // Pass 1: the adjoint map of every tile from zero (reads grad_h and dt only); A as in the
 // forward, conjugated.
-template <typename R, typename TR, bool PE>
+template <typename R, typename TR, bool PE, bool PF = false>
 __global__ void __launch_bounds__(RNT, 3) event_rs_bwd_reduce(lrnn_event_scan_bwd_params p, int64_t T, void* wsv) {
   wait_prior_grid();
   const RsLayout o = rs_layout<R>(p.batch, p.length, p.dim, T, true);
@@ -527,7 +541,7 @@ __global__ void __launch_bounds__(RNT, 3) event_rs_bwd_reduce(lrnn_event_scan_bw
   cx<R> X = mk(R(0), R(0));
   R S = 0;
   using Grp = RsGrp<R, PE, RG, 1>;
-  rs_walk<R, TR, PE, RG, 1>(s.n, s.n, s.t.active, src, [&](const Grp& gr, int j0) {
+  rs_walk<R, TR, PE, RG, 1, PF>(s.n, s.n, s.t.active, src, [&](const Grp& gr, int j0) {
 #pragma unroll
     for (int j = 0; j < RG; ++j) {
       const R sj = PE ? gr.del[PE ? j : 0] * gr.tau[j] : gr.tau[j];

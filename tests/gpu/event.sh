@@ -5,13 +5,13 @@
 #   1. device time per call of the forward and backward ops (CUDA events over back-to-back
 #      calls, so host overheads overlap) at (8, 65536, 128): async with a shared delta (the
 #      benchmark) and ZOH with a per-event delta (the S7 path), for the default settings and the
-#      measurement switches (LRNN_EVENT_PDL=0, LRNN_EVENT_RS_WAVES), with the largest difference
-#      of all outputs to the first setting
+#      measurement switches (LRNN_EVENT_PDL=0, LRNN_EVENT_RS_WAVES, LRNN_EVENT_PF=1), with the
+#      largest difference of all outputs to the first setting
 #   2. benchmarks/bench_event_scan.py without the S7 rows: fused, unfused and JAX at
 #      (8, 65536, 128), complex64, async (wall time per call), written to
 #      $OUT/event_scan_cuda_bench.txt for benchmarks/results/event_scan_cuda.txt
 #   3. compute-sanitizer memcheck on a small multi-tile forward + backward (tile indexing, the
-#      backward's h[t-1] at the scan's first step, the programmatic launches)
+#      backward's h[t-1] at the scan's first step, the programmatic launches, the prefetches)
 #   EVENT_NCU=1 adds ncu of the kernels of one forward + backward (~15 s).
 set -u
 OUT=${OUT:-/tmp/lrnn-gpu-event}
@@ -29,7 +29,7 @@ Lam = torch.complex(-0.05 - torch.rand(P, generator=g, device="cuda"), torch.ran
 dt = torch.rand(B, L, generator=g, device="cuda")
 v = torch.randn(B, L, P, dtype=torch.complex64, generator=g, device="cuda")
 ev, evb = torch.ops.lrnn.event_scan, torch.ops.lrnn.event_scan_backward
-KNOBS = ("LRNN_EVENT_PDL", "LRNN_EVENT_RS_WAVES")
+KNOBS = ("LRNN_EVENT_PDL", "LRNN_EVENT_RS_WAVES", "LRNN_EVENT_PF")
 
 
 def per_call(fn, n=10):
@@ -46,7 +46,8 @@ def per_call(fn, n=10):
 
 # the launchers read the switches at every call
 VARIANTS = {"default": {}, "no-pdl": {"LRNN_EVENT_PDL": "0"}, "waves2": {"LRNN_EVENT_RS_WAVES": "2"},
-            "waves4": {"LRNN_EVENT_RS_WAVES": "4"}}
+            "waves4": {"LRNN_EVENT_RS_WAVES": "4"}, "pf": {"LRNN_EVENT_PF": "1"},
+            "pf-w2": {"LRNN_EVENT_PF": "1", "LRNN_EVENT_RS_WAVES": "2"}}
 for name, delta, disc, variants in (
         ("async shared", 0.01 + torch.rand(P, generator=g, device="cuda"), 2, list(VARIANTS)),
         ("zoh per-event", 0.01 + torch.rand(B, L, P, generator=g, device="cuda"), 0, ["default", "no-pdl"])):
@@ -79,8 +80,9 @@ echo "=== event: bench rc=${PIPESTATUS[0]}"
 
 if command -v compute-sanitizer > /dev/null; then
   timeout 14 compute-sanitizer --tool memcheck --error-exitcode 3 python3 -c '
-import torch, lrnn
-for per_event, disc in ((False, "async"), (True, "zoh")):
+import os, torch, lrnn
+for per_event, disc, pf in ((False, "async", "0"), (False, "async", "1"), (True, "zoh", "0")):
+    os.environ["LRNN_EVENT_PF"] = pf
     B, L, P = 2, 3000, 40   # 47 tiles of 64 steps per chain, a partial channel group
     Lam = torch.complex(-0.1 - torch.rand(P), torch.randn(P)).cuda().requires_grad_()
     delta = (0.05 + torch.rand((B, L, P) if per_event else (P,))).cuda().requires_grad_()
