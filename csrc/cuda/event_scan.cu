@@ -1,14 +1,11 @@
 /* event_scan.cu: the CUDA launchers of the event scan (lrnn/event_scan.h). The kernels and
  * their design are in event_scan_kernels.cuh: per direction three launches (reduce, carry,
  * apply), and for the backward a fourth that sums the per-tile gradient partials in a fixed
- * order. The launches after the first are programmatic dependents (PDL: their blocks are
- * scheduled while the previous grid drains and wait for it in the kernel), which hides the gaps
- * between the launches. */
+ * order. The launches after the first are programmatic dependents (PDL: their blocks may be
+ * scheduled while the previous grid drains and wait for it in the kernel); on the H200 this
+ * measured the same as plain launches (0.436 / 0.685 ms against 0.433 / 0.683). */
 #include <cuda_runtime.h>
 #include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
-
 #include <mutex>
 
 #include "event_scan_kernels.cuh"
@@ -21,26 +18,11 @@ using lrnn_event_cuda::rs_layout;
 
 bool valid_disc(int disc) { return disc == LRNN_DISC_ZOH || disc == LRNN_DISC_DIRAC || disc == LRNN_DISC_ASYNC; }
 
-/* Measurement switches, read at every call (one process can time several settings):
- * LRNN_EVENT_PDL=0 launches without PDL; LRNN_EVENT_RS_WAVES=<n> sets the tiles per resident
- * warp of both directions; LRNN_EVENT_PF=1 adds L2 prefetches to the single-input kernels
- * (complex64, float dt, shared delta, not ZOH). */
-bool use_pf() {
-  const char* e = getenv("LRNN_EVENT_PF");
-  return e && strcmp(e, "1") == 0;
-}
-bool use_pdl() {
-  const char* e = getenv("LRNN_EVENT_PDL");
-  return !(e && strcmp(e, "0") == 0);
-}
-int64_t rs_waves(bool bwd) {
-  const char* e = getenv("LRNN_EVENT_RS_WAVES");
-  const long w = e ? strtol(e, nullptr, 10) : 0;
-  if (w >= 1 && w <= 64) return w;
-  // H200, (8, 65536, 128), async: forward 0.440 ms with one tile per resident warp against
-  // 0.442 / 0.452 / 0.452 with 2 / 4 / 8; backward 0.695 with four against 0.700 / 0.720 / 0.700
-  return bwd ? 4 : 1;
-}
+/* Tiles per resident warp of the apply kernel (H200, (8, 65536, 128), async, device time per
+ * call): forward 0.431 ms with two against 0.436 / 0.436 with one / four (0.440 / 0.442 / 0.452
+ * with one / two / four in an earlier run); backward 0.679-0.685 ms with four against 0.705 with
+ * two (0.700 / 0.720 / 0.700 with one / two / eight earlier). */
+int64_t rs_waves(bool bwd) { return bwd ? 4 : 2; }
 
 /* Streaming multiprocessors of the current device, cached per device (a driver query). */
 int64_t device_sms() {
@@ -88,28 +70,28 @@ bool launch(bool dependent, void (*kernel)(KArgs...), unsigned grid, unsigned bl
   attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
   attr[0].val.programmaticStreamSerializationAllowed = 1;
   cfg.attrs = attr;
-  cfg.numAttrs = dependent && use_pdl() ? 1 : 0;
+  cfg.numAttrs = dependent ? 1 : 0;
   return cudaLaunchKernelEx(&cfg, kernel, static_cast<KArgs>(args)...) == cudaSuccess;
 }
 
-template <typename R, typename TR, bool PE, bool GC, bool PF = false>
+template <typename R, typename TR, bool PE, bool GC>
 lrnn_status rs_fwd(const lrnn_event_scan_params& p, void* ws, cudaStream_t s) {
   using namespace lrnn_event_cuda;
   const RsLayout o = rs_layout_of(&p, false);
   const unsigned blocks = static_cast<unsigned>((o.tiles + RW - 1) / RW), chains = static_cast<unsigned>(o.chains);
-  const bool ok = launch(false, event_rs_fwd_reduce<R, TR, PE, GC, PF>, blocks, RNT, s, p, o.T, ws) &&
+  const bool ok = launch(false, event_rs_fwd_reduce<R, TR, PE, GC>, blocks, RNT, s, p, o.T, ws) &&
                   launch(true, event_rs_carry<R>, chains, CSW * CW, s, p.batch, p.length, p.dim, o.T, false, p.h0,
                          p.h0_stride[0], p.h0_stride[1], ws) &&
-                  launch(true, event_rs_fwd_apply<R, TR, PE, GC, PF>, blocks, RNT, s, p, o.T, ws);
+                  launch(true, event_rs_fwd_apply<R, TR, PE, GC>, blocks, RNT, s, p, o.T, ws);
   return ok ? LRNN_OK : LRNN_ERR_CUDA;
 }
 
-template <typename R, typename TR, bool PE, bool GC, bool PF = false>
+template <typename R, typename TR, bool PE, bool GC>
 lrnn_status rs_bwd(const lrnn_event_scan_bwd_params& p, void* ws, cudaStream_t s) {
   using namespace lrnn_event_cuda;
   const RsLayout o = rs_layout_of(&p, true);
   const unsigned blocks = static_cast<unsigned>((o.tiles + RW - 1) / RW), chains = static_cast<unsigned>(o.chains);
-  const bool ok = launch(false, event_rs_bwd_reduce<R, TR, PE, PF>, blocks, RNT, s, p, o.T, ws) &&
+  const bool ok = launch(false, event_rs_bwd_reduce<R, TR, PE>, blocks, RNT, s, p, o.T, ws) &&
                   launch(true, event_rs_carry<R>, chains, CSW * CW, s, p.batch, p.length, p.dim, o.T, true,
                          p.grad_h_last, p.grad_h_last_stride[0], p.grad_h_last_stride[1], ws) &&
                   launch(true, event_rs_bwd_apply<R, TR, PE, GC>, blocks, RNT, s, p, o.T, ws) &&
@@ -145,8 +127,7 @@ extern "C" lrnn_status lrnn_event_scan_fwd_cuda(const lrnn_event_scan_params* p,
   const int mode = delta_mode(p);
   if (p->dtype == LRNN_C64 && p->real_dtype == LRNN_F32)
     return mode == 0   ? rs_fwd<float, float, true, false>(*p, workspace, s)
-           : mode == 1 ? (use_pf() ? rs_fwd<float, float, false, true, true>(*p, workspace, s)
-                                   : rs_fwd<float, float, false, true>(*p, workspace, s))
+           : mode == 1 ? rs_fwd<float, float, false, true>(*p, workspace, s)
                        : rs_fwd<float, float, false, false>(*p, workspace, s);
   if (p->dtype == LRNN_C64 && p->real_dtype == LRNN_BF16)
     return mode == 0   ? rs_fwd<float, uint16_t, true, false>(*p, workspace, s)
@@ -169,8 +150,7 @@ extern "C" lrnn_status lrnn_event_scan_bwd_cuda(const lrnn_event_scan_bwd_params
   const int mode = delta_mode(p);
   if (p->dtype == LRNN_C64 && p->real_dtype == LRNN_F32)
     return mode == 0   ? rs_bwd<float, float, true, false>(*p, workspace, s)
-           : mode == 1 ? (use_pf() ? rs_bwd<float, float, false, true, true>(*p, workspace, s)
-                                   : rs_bwd<float, float, false, true>(*p, workspace, s))
+           : mode == 1 ? rs_bwd<float, float, false, true>(*p, workspace, s)
                        : rs_bwd<float, float, false, false>(*p, workspace, s);
   if (p->dtype == LRNN_C64 && p->real_dtype == LRNN_BF16)
     return mode == 0   ? rs_bwd<float, uint16_t, true, false>(*p, workspace, s)

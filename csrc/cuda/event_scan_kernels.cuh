@@ -7,12 +7,13 @@
  * The B*P independent channels are cut into chains of CW = 32 channels of one batch row (a warp
  * reads 32 adjacent complex values per time step: 256 contiguous bytes), and each chain's time
  * axis into tiles of T steps. The scan runs in three launches (reduce, carry, apply; see the
- * section below), so that no tile ever waits for another: on the H200 at (8, 65536, 128) this
- * took the forward from 0.656 ms (a one-pass decoupled look-back over tiles, which reads every
- * input once but was bound by its chain of L2 round trips) to 0.452 ms, and the backward from
- * 1.10 to 0.70 ms; with a per-event delta and ZOH from 1.11 / 3.50 to 0.92 / 1.26 ms. A staged
- * variant (groups copied into a shared-memory ring by cp.async) measured 0.85 / 1.06 ms and was
- * dropped.
+ * section below), so that no tile ever waits for another. On the H200 at (8, 65536, 128), async
+ * with a shared delta, this took the forward from 0.656 ms (a one-pass decoupled look-back over
+ * tiles, which reads every input once but was bound by its chain of L2 round trips) to 0.431 ms
+ * and the backward from 1.10 to 0.68 ms; with a per-event delta and ZOH from 1.11 / 3.50 to
+ * 0.90 / 1.21 ms (device time per call). Variants that measured slower and were dropped: groups
+ * staged in a shared-memory ring by cp.async (0.85 / 1.06 ms), L2 prefetches two groups ahead
+ * (0.50 / 0.69 ms).
  *
  * Transitions exp(Lambda*delta*dt) and input scales are computed in registers, never stored.
  * The backward runs the adjoint c -> conj(a)*(grad_h + c) the same way in reverse step order;
@@ -328,27 +329,13 @@ __device__ __forceinline__ void rs_load(RsGrp<R, PE, G, NV>& g, RsSrc<R, TR, NV>
   }
 }
 
-// L2 prefetch of the complex input of steps j0+PFD*G .. j0+PFD*G+G-1 (PF: a measured switch),
-// so that more of the tile is on its way than the registers hold.
-constexpr int PFD = 2;
-__device__ __forceinline__ void prefetch_l2(const void* p) {
-#ifdef __CUDA_ARCH__
-  asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
-#endif
-}
-
 // Walks a tile's n steps in groups of G: the next group's loads are issued before the current
 // group's math (two register buffers, named statically: an indexed pair would live in local
 // memory). body(group, j0) consumes a group.
-template <typename R, typename TR, bool PE, int G, int NV, bool PF = false, typename Body>
+template <typename R, typename TR, bool PE, int G, int NV, typename Body>
 __device__ __forceinline__ void rs_walk(int n, int nlast, bool active, RsSrc<R, TR, NV>& src, Body body) {
   using Grp = RsGrp<R, PE, G, NV>;
   auto load = [&](Grp& gr, int j0) {
-    if (PF && active && j0 + (PFD + 1) * G <= n) {
-      const cx<R>* q = src.x[0] + PFD * G * src.dx[0];
-#pragma unroll
-      for (int j = 0; j < G; ++j) prefetch_l2(q + j * src.dx[0]);
-    }
     if (active && j0 + G <= nlast) rs_load<true>(gr, src, j0, n, nlast, active);
     else rs_load<false>(gr, src, j0, n, nlast, active);
   };
@@ -392,7 +379,7 @@ __device__ __forceinline__ RsSrc<R, TR, NV> rs_src(const Prm& p, const RsPos& s,
 // exp(z * (sum of the steps' s)): one exponential per tile instead of a product per step. GC:
 // the input scale is the same for every step (shared delta, not ZOH) and multiplies the end
 // state once.
-template <typename R, typename TR, bool PE, bool GC, bool PF = false>
+template <typename R, typename TR, bool PE, bool GC>
 __global__ void __launch_bounds__(RNT, 3) event_rs_fwd_reduce(lrnn_event_scan_params p, int64_t T, void* wsv) {
   static_assert(!(PE && GC), "a per-event delta has no constant input scale");
   wait_prior_grid();
@@ -409,7 +396,7 @@ __global__ void __launch_bounds__(RNT, 3) event_rs_fwd_reduce(lrnn_event_scan_pa
   cx<R> X = mk(R(0), R(0));
   R S = 0;
   using Grp = RsGrp<R, PE, RG, 1>;
-  rs_walk<R, TR, PE, RG, 1, PF>(s.n, s.n, s.t.active, src, [&](const Grp& gr, int j0) {
+  rs_walk<R, TR, PE, RG, 1>(s.n, s.n, s.t.active, src, [&](const Grp& gr, int j0) {
 #pragma unroll
     for (int j = 0; j < RG; ++j) {
       const R del = PE ? gr.del[PE ? j : 0] : ch.delc, sj = PE ? del * gr.tau[j] : gr.tau[j];
@@ -484,7 +471,7 @@ __global__ void __launch_bounds__(CSW * CW) event_rs_carry(int64_t B, int64_t L,
 
 // Pass 3: every tile from its entering state, writing h (and h_last from the chain's last
 // tile: bitwise the last h).
-template <typename R, typename TR, bool PE, bool GC, bool PF = false>
+template <typename R, typename TR, bool PE, bool GC>
 __global__ void __launch_bounds__(RNT, 3) event_rs_fwd_apply(lrnn_event_scan_params p, int64_t T, const void* wsv) {
   static_assert(!(PE && GC), "a per-event delta has no constant input scale");
   wait_prior_grid();
@@ -503,7 +490,7 @@ __global__ void __launch_bounds__(RNT, 3) event_rs_fwd_apply(lrnn_event_scan_par
   cx<R>* h = static_cast<cx<R>*>(p.h) + s.t.b * p.h_stride[0] + tm.t0 * p.h_stride[1] + s.t.d * p.h_stride[2];
   const int64_t dh = tm.dir * p.h_stride[1];
   using Grp = RsGrp<R, PE, RG, 1>;
-  rs_walk<R, TR, PE, RG, 1, PF>(s.n, s.n, s.t.active, src, [&](const Grp& gr, int j0) {
+  rs_walk<R, TR, PE, RG, 1>(s.n, s.n, s.t.active, src, [&](const Grp& gr, int j0) {
 #pragma unroll
     for (int j = 0; j < RG; ++j) {
       const R del = PE ? gr.del[PE ? j : 0] : ch.delc;
@@ -524,7 +511,7 @@ __global__ void __launch_bounds__(RNT, 3) event_rs_fwd_apply(lrnn_event_scan_par
 
 // Pass 1: the adjoint map of every tile from zero (reads grad_h and dt only); A as in the
 // forward, conjugated.
-template <typename R, typename TR, bool PE, bool PF = false>
+template <typename R, typename TR, bool PE>
 __global__ void __launch_bounds__(RNT, 3) event_rs_bwd_reduce(lrnn_event_scan_bwd_params p, int64_t T, void* wsv) {
   wait_prior_grid();
   const RsLayout o = rs_layout<R>(p.batch, p.length, p.dim, T, true);
@@ -541,7 +528,7 @@ __global__ void __launch_bounds__(RNT, 3) event_rs_bwd_reduce(lrnn_event_scan_bw
   cx<R> X = mk(R(0), R(0));
   R S = 0;
   using Grp = RsGrp<R, PE, RG, 1>;
-  rs_walk<R, TR, PE, RG, 1, PF>(s.n, s.n, s.t.active, src, [&](const Grp& gr, int j0) {
+  rs_walk<R, TR, PE, RG, 1>(s.n, s.n, s.t.active, src, [&](const Grp& gr, int j0) {
 #pragma unroll
     for (int j = 0; j < RG; ++j) {
       const R sj = PE ? gr.del[PE ? j : 0] * gr.tau[j] : gr.tau[j];

@@ -173,18 +173,13 @@ void rs_forward(const Case& c, const lrnn_event_scan_params& p, int64_t T, const
                 void* ws) {
   using namespace lrnn_event_cuda;
   const unsigned blocks = static_cast<unsigned>((o.tiles + RW - 1) / RW);
-  // with T = 24 the prefetching variant (a no-op here, but its guarded address walk runs)
   if (c.per_event) launch_seq(blocks, [&] { event_rs_fwd_reduce<R, TR, true, false>(p, T, ws); }, RNT);
-  else if (c.disc != LRNN_DISC_ZOH && T == 24)
-    launch_seq(blocks, [&] { event_rs_fwd_reduce<R, TR, false, true, true>(p, T, ws); }, RNT);
   else if (c.disc != LRNN_DISC_ZOH) launch_seq(blocks, [&] { event_rs_fwd_reduce<R, TR, false, true>(p, T, ws); }, RNT);
   else launch_seq(blocks, [&] { event_rs_fwd_reduce<R, TR, false, false>(p, T, ws); }, RNT);
   launch(static_cast<unsigned>(o.chains), [&] {
     event_rs_carry<R>(p.batch, p.length, p.dim, T, false, p.h0, p.h0_stride[0], p.h0_stride[1], ws);
   }, CSW * CW);
   if (c.per_event) launch_seq(blocks, [&] { event_rs_fwd_apply<R, TR, true, false>(p, T, ws); }, RNT);
-  else if (c.disc != LRNN_DISC_ZOH && T == 24)
-    launch_seq(blocks, [&] { event_rs_fwd_apply<R, TR, false, true, true>(p, T, ws); }, RNT);
   else if (c.disc != LRNN_DISC_ZOH) launch_seq(blocks, [&] { event_rs_fwd_apply<R, TR, false, true>(p, T, ws); }, RNT);
   else launch_seq(blocks, [&] { event_rs_fwd_apply<R, TR, false, false>(p, T, ws); }, RNT);
 }
@@ -195,7 +190,6 @@ void rs_backward(const Case& c, const lrnn_event_scan_bwd_params& p, int64_t T, 
   using namespace lrnn_event_cuda;
   const unsigned blocks = static_cast<unsigned>((o.tiles + RW - 1) / RW);
   if (c.per_event) launch_seq(blocks, [&] { event_rs_bwd_reduce<R, TR, true>(p, T, ws); }, RNT);
-  else if (T == 24) launch_seq(blocks, [&] { event_rs_bwd_reduce<R, TR, false, true>(p, T, ws); }, RNT);
   else launch_seq(blocks, [&] { event_rs_bwd_reduce<R, TR, false>(p, T, ws); }, RNT);
   launch(static_cast<unsigned>(o.chains), [&] {
     event_rs_carry<R>(p.batch, p.length, p.dim, T, true, p.grad_h_last, p.grad_h_last_stride[0],
