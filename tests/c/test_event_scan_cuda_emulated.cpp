@@ -1,24 +1,27 @@
 // test_event_scan_cuda_emulated.cpp: runs the CUDA event-scan kernels (csrc/cuda/
-// event_scan_kernels.cuh, the exact device code event_scan.cu launches) on CPU threads — one
-// std::thread per CUDA thread, a real barrier for __syncthreads, blocks one at a
-// time so that function-static arrays behave as __shared__ memory — and compares every output
-// with the CPU kernels (themselves checked against naive loops in test_event_scan.cpp). Blocks
-// run in launch order, each taking tile numbers from the workspace counter like on the GPU; the
-// first block thus takes every tile in order, which is a valid schedule of the tile chain (each
-// tile's predecessors have published), and the later blocks find no tile left. This tests the
-// tile scan, the windowed look-back, the two-tile prefetch rotation and the partial reduction on
-// machines without a GPU; GPU-only effects (fast-math intrinsics, concurrency of blocks, the
-// launch itself) are covered by the CUDA pytest on the GPU machine.
+// event_scan_kernels.cuh, the exact device code event_scan.cu launches) on CPU threads and
+// compares every output with the CPU kernels (themselves checked against naive loops in
+// test_event_scan.cpp). Blocks run one at a time so that function-static arrays behave as
+// __shared__ memory; kernels with barriers (carry, partial sums) run one std::thread per CUDA
+// thread with a real barrier for __syncthreads, the reduce and apply kernels (no barriers, no
+// thread reads another's writes) run their threads one after the other. Launches run in stream
+// order, so griddepcontrol.wait has nothing to wait for. This tests the tiling (several tile
+// lengths: tiles of one step group up to several rounds of the carry block), the carry
+// composition, the backward's h[t-1] at the scan's first step and the partial sums on machines
+// without a GPU; GPU-only effects (fast-math intrinsics, concurrency, the launch itself) are
+// covered by the CUDA pytest on the GPU machine.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <complex>
 #include <condition_variable>
 #include <cstdint>
+#include <algorithm>
 #include <cstring>
 #include <mutex>
 #include <random>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "lrnn/event_scan.h"
@@ -60,18 +63,6 @@ Barrier* barrier = nullptr;
 #define __forceinline__ inline
 #define __launch_bounds__(...)
 #define __shared__ static
-// the forward's dynamic shared memory (its staging buffers): one block runs at a time
-namespace emu {
-alignas(16) unsigned char dyn_smem[1 << 17];
-}
-#define LRNN_EVENT_DYN_SMEM emu::dyn_smem
-// Only thread 0 of the one running block takes tile numbers: a plain add is atomic enough
-// (unsigned: the counter starts at 2^32-1 and wraps, as on the GPU).
-inline unsigned atomicAdd(unsigned* p, unsigned v) {
-  const unsigned old = *p;
-  *p = old + v;
-  return old;
-}
 inline float __uint_as_float(uint32_t u) {
   float f;
   memcpy(&f, &u, sizeof f);
@@ -90,7 +81,7 @@ using cd = std::complex<double>;
 
 // Runs kernel() as a grid of `blocks` blocks of NT threads, one block at a time.
 template <typename F>
-void launch(unsigned blocks, F kernel, int NT = lrnn_event_cuda::NT) {
+void launch(unsigned blocks, F kernel, int NT) {
   for (unsigned bx = 0; bx < blocks; ++bx) {
     emu::Barrier bar(NT);
     emu::barrier = &bar;
@@ -105,12 +96,17 @@ void launch(unsigned blocks, F kernel, int NT = lrnn_event_cuda::NT) {
   }
 }
 
-// A workspace as the launcher prepares it: garbage except the counter and publication area,
-// filled with ones ("not yet published").
-std::vector<uint64_t> workspace(const lrnn_event_cuda::Layout& o) {
-  std::vector<uint64_t> ws(static_cast<size_t>((o.bytes + 7) / 8), 0xA5A5A5A5A5A5A5A5ull);
-  memset(ws.data(), 0xFF, static_cast<size_t>(o.fill_bytes));
-  return ws;
+// The same for kernels without barriers (the three-pass reduce and apply kernels: a warp never
+// reads what another thread wrote): the threads of a block run one after the other on this
+// thread, which makes large grids cheap to emulate.
+template <typename F>
+void launch_seq(unsigned blocks, F kernel, int NT) {
+  for (unsigned bx = 0; bx < blocks; ++bx)
+    for (unsigned tx = 0; tx < static_cast<unsigned>(NT); ++tx) {
+      emu::thread_idx = dim3(tx);
+      emu::block_idx = dim3(bx);
+      kernel();
+    }
 }
 
 struct Case {
@@ -168,6 +164,43 @@ double max_rel(const Bytes& a, const Bytes& b, size_t n, bool cplx, bool single)
   return err / scale;
 }
 
+// The three-pass forward (reduce, carry, apply) and backward (+ the partial sums) as the
+// launcher runs them: RW tiles per block, one carry block per chain.
+// The forward (reduce, carry, apply) and backward (+ the partial sums) as the launcher runs
+// them: RW tiles per block, one carry block per chain.
+template <typename R, typename TR>
+void rs_forward(const Case& c, const lrnn_event_scan_params& p, int64_t T, const lrnn_event_cuda::RsLayout& o,
+                void* ws) {
+  using namespace lrnn_event_cuda;
+  const unsigned blocks = static_cast<unsigned>((o.tiles + RW - 1) / RW);
+  if (c.per_event) launch_seq(blocks, [&] { event_rs_fwd_reduce<R, TR, true, false>(p, T, ws); }, RNT);
+  else if (c.disc != LRNN_DISC_ZOH) launch_seq(blocks, [&] { event_rs_fwd_reduce<R, TR, false, true>(p, T, ws); }, RNT);
+  else launch_seq(blocks, [&] { event_rs_fwd_reduce<R, TR, false, false>(p, T, ws); }, RNT);
+  launch(static_cast<unsigned>(o.chains), [&] {
+    event_rs_carry<R>(p.batch, p.length, p.dim, T, false, p.h0, p.h0_stride[0], p.h0_stride[1], ws);
+  }, CSW * CW);
+  if (c.per_event) launch_seq(blocks, [&] { event_rs_fwd_apply<R, TR, true, false>(p, T, ws); }, RNT);
+  else if (c.disc != LRNN_DISC_ZOH) launch_seq(blocks, [&] { event_rs_fwd_apply<R, TR, false, true>(p, T, ws); }, RNT);
+  else launch_seq(blocks, [&] { event_rs_fwd_apply<R, TR, false, false>(p, T, ws); }, RNT);
+}
+
+template <typename R, typename TR>
+void rs_backward(const Case& c, const lrnn_event_scan_bwd_params& p, int64_t T, const lrnn_event_cuda::RsLayout& o,
+                 void* ws) {
+  using namespace lrnn_event_cuda;
+  const unsigned blocks = static_cast<unsigned>((o.tiles + RW - 1) / RW);
+  if (c.per_event) launch_seq(blocks, [&] { event_rs_bwd_reduce<R, TR, true>(p, T, ws); }, RNT);
+  else launch_seq(blocks, [&] { event_rs_bwd_reduce<R, TR, false>(p, T, ws); }, RNT);
+  launch(static_cast<unsigned>(o.chains), [&] {
+    event_rs_carry<R>(p.batch, p.length, p.dim, T, true, p.grad_h_last, p.grad_h_last_stride[0],
+                      p.grad_h_last_stride[1], ws);
+  }, CSW * CW);
+  if (c.per_event) launch_seq(blocks, [&] { event_rs_bwd_apply<R, TR, true, false>(p, T, ws); }, RNT);
+  else if (c.disc != LRNN_DISC_ZOH) launch_seq(blocks, [&] { event_rs_bwd_apply<R, TR, false, true>(p, T, ws); }, RNT);
+  else launch_seq(blocks, [&] { event_rs_bwd_apply<R, TR, false, false>(p, T, ws); }, RNT);
+  launch(static_cast<unsigned>(o.chains), [&] { event_rs_bwd_sum<R>(p, T, ws); }, CW * RL);
+}
+
 template <typename R, typename TR>
 void run_case(const Case& c) {
   std::mt19937 rng(11);
@@ -199,18 +232,21 @@ void run_case(const Case& c) {
   pc.h = h_cpu.data(); pc.h_last = last_cpu.data();
   pg.h = h_gpu.data(); pg.h_last = last_gpu.data();
   ASSERT_EQ(lrnn_event_scan_fwd_cpu(&pc, 0, c.B * c.P), LRNN_OK);
-  {
-    const lrnn_event_cuda::Layout o = lrnn_event_cuda::layout<R>(c.B, c.L, c.P, false);
-    std::vector<uint64_t> ws = workspace(o);
-    using lrnn_event_cuda::event_fwd_kernel;
-    if (c.per_event) launch(3, [&] { event_fwd_kernel<R, TR, true, false>(pg, ws.data()); });
-    else if (c.disc != LRNN_DISC_ZOH) launch(3, [&] { event_fwd_kernel<R, TR, false, true>(pg, ws.data()); });
-    else launch(3, [&] { event_fwd_kernel<R, TR, false, false>(pg, ws.data()); });
-  }
   const bool single = c.dtype == LRNN_C64;
   const double tol = single ? 2e-5 : 1e-12;
-  EXPECT_LE(max_rel(h_gpu, h_cpu, BLP, true, single), tol) << "h";
-  EXPECT_LE(max_rel(last_gpu, last_cpu, BP, true, single), tol) << "h_last";
+  // tiles of T steps (the carry pass runs more than one round of CSW*CSN tiles when L > 2048 at
+  // T = 8)
+  for (int64_t T : {int64_t(8), int64_t(24), int64_t(64)}) {
+    SCOPED_TRACE(testing::Message() << "T " << T);
+    for (Bytes* b : {&h_gpu, &last_gpu}) std::fill(b->b.begin(), b->b.end(), 0xA5);
+    const lrnn_event_cuda::RsLayout o = lrnn_event_cuda::rs_layout<R>(c.B, c.L, c.P, T, false);
+    std::vector<uint64_t> ws(static_cast<size_t>((o.bytes + 7) / 8), 0xA5A5A5A5A5A5A5A5ull);
+    rs_forward<R, TR>(c, pg, T, o, ws.data());
+    EXPECT_LE(max_rel(h_gpu, h_cpu, BLP, true, single), tol) << "h";
+    EXPECT_LE(max_rel(last_gpu, last_cpu, BP, true, single), tol) << "h_last";
+    if (c.L > 0) EXPECT_EQ(0, memcmp(&h_gpu.b[(c.reverse ? 0 : (c.L - 1) * c.P) * csize(c.dtype)], last_gpu.data(),
+                                     c.P * csize(c.dtype))) << "h_last is the last h (batch row 0)";
+  }
 
   lrnn_event_scan_bwd_params g{};
   g.grad_h = gh.data(); g.grad_h_last = ghl.data();
@@ -235,30 +271,25 @@ void run_case(const Case& c) {
   gc.dlambda = dl[0].data(); gc.ddelta = dd[0].data(); gc.dv = dv[0].data(); gc.dh0 = dh[0].data();
   gg.dlambda = dl[1].data(); gg.ddelta = dd[1].data(); gg.dv = dv[1].data(); gg.dh0 = dh[1].data();
   ASSERT_EQ(lrnn_event_scan_bwd_cpu(&gc, 0, c.B * c.P), LRNN_OK);
-  {
-    const lrnn_event_cuda::Layout o = lrnn_event_cuda::layout<R>(c.B, c.L, c.P, true);
-    std::vector<uint64_t> ws = workspace(o);
-    if (c.per_event)
-      launch(2, [&] { lrnn_event_cuda::event_bwd_kernel<R, TR, true, false>(gg, ws.data()); });
-    else if (c.disc != LRNN_DISC_ZOH)
-      launch(2, [&] { lrnn_event_cuda::event_bwd_kernel<R, TR, false, true>(gg, ws.data()); });
-    else
-      launch(2, [&] { lrnn_event_cuda::event_bwd_kernel<R, TR, false, false>(gg, ws.data()); });
-    launch(static_cast<unsigned>(o.chains), [&] { lrnn_event_cuda::event_bwd_reduce_kernel<R>(gg, ws.data()); },
-           lrnn_event_cuda::CW * lrnn_event_cuda::RL);
-  }
   const double btol = single ? 1e-4 : 1e-11;   // sums in another order
-  EXPECT_LE(max_rel(dl[1], dl[0], BP, true, single), btol) << "dLambda";
-  EXPECT_LE(max_rel(dd[1], dd[0], nd, false, single), btol) << "ddelta";
-  EXPECT_LE(max_rel(dv[1], dv[0], BLP, true, single), btol) << "dv";
-  EXPECT_LE(max_rel(dh[1], dh[0], BP, true, single), btol) << "dh0";
+  for (int64_t T : {int64_t(8), int64_t(24), int64_t(64)}) {
+    SCOPED_TRACE(testing::Message() << "T " << T);
+    for (Bytes* b : {&dl[1], &dd[1], &dv[1], &dh[1]}) std::fill(b->b.begin(), b->b.end(), 0xA5);
+    const lrnn_event_cuda::RsLayout o = lrnn_event_cuda::rs_layout<R>(c.B, c.L, c.P, T, true);
+    std::vector<uint64_t> ws(static_cast<size_t>((o.bytes + 7) / 8), 0xA5A5A5A5A5A5A5A5ull);
+    rs_backward<R, TR>(c, gg, T, o, ws.data());
+    EXPECT_LE(max_rel(dl[1], dl[0], BP, true, single), btol) << "dLambda";
+    EXPECT_LE(max_rel(dd[1], dd[0], nd, false, single), btol) << "ddelta";
+    EXPECT_LE(max_rel(dv[1], dv[0], BLP, true, single), btol) << "dv";
+    EXPECT_LE(max_rel(dh[1], dh[0], BP, true, single), btol) << "dh0";
+  }
 }
 
 }  // namespace
 
 TEST(EventScanCudaEmulated, MatchesCpuKernels) {
   for (int disc : {LRNN_DISC_ZOH, LRNN_DISC_DIRAC, LRNN_DISC_ASYNC})
-    for (int64_t L : {1, 5, 1100})   // 1100: 18 tiles (35 in the complex128 backward), past the window (16)
+    for (int64_t L : {1, 5, 1100})   // 1100: 138 / 46 / 18 tiles of 8 / 24 / 64 steps
       for (bool per_event : {false, true})
         for (bool rev : {false, true}) {
           SCOPED_TRACE(testing::Message() << "disc " << disc << " L " << L << " per_event " << per_event
@@ -269,9 +300,8 @@ TEST(EventScanCudaEmulated, MatchesCpuKernels) {
   run_case<double, double>({3, 1100, 6, LRNN_C128, LRNN_F64, LRNN_DISC_ASYNC, true, true});
   run_case<float, uint16_t>({2, 70, 9, LRNN_C64, LRNN_BF16, LRNN_DISC_ZOH, true, false});
   run_case<float, uint16_t>({1, 33, 5, LRNN_C64, LRNN_BF16, LRNN_DISC_ASYNC, false, true});
-  // several chains (2 batch rows x 2 channel groups, the second partial) interleaved in the tile
-  // order, long enough for many look-back hops (47 tiles of 64 steps); and
-  // L = 0 (one padding tile writes h_last, dh0)
+  // several chains (2 batch rows x 2 channel groups, the second partial), 375 tiles of 8 steps
+  // per chain (two rounds of the carry block); and L = 0 (one empty tile writes h_last, dh0)
   run_case<float, float>({2, 3000, 40, LRNN_C64, LRNN_F32, LRNN_DISC_ZOH, false, false});
   run_case<float, float>({1, 2500, 6, LRNN_C64, LRNN_F32, LRNN_DISC_ASYNC, false, true});
   run_case<double, double>({2, 300, 33, LRNN_C128, LRNN_F64, LRNN_DISC_ASYNC, true, true});

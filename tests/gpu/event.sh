@@ -1,57 +1,34 @@
 #!/usr/bin/env bash
 # tests/gpu/event.sh: the event-scan area on the GPU machine (run from the repo root after
-# `pip install --no-build-isolation -e .`; tests/gpu/run_all.sh calls it):
-#   1. pytest -m cuda of test_event_scan.py and test_event_scan_cuda.py: CUDA vs CPU values and
-#      gradients, the long multi-chain cases vs float64, bitwise reproducibility, non-contiguous
-#      inputs (the deployment and layer tests run in the full CUDA pytest)
-#   2. compute-sanitizer memcheck on a small multi-tile forward + backward (the tile chain's
-#      workspace indexing, the cp.async staging), when compute-sanitizer is on the PATH
-#   3. device time per call of the forward and backward ops (CUDA events over 20 back-to-back
+# `pip install --no-build-isolation -e .`; the full CUDA pytest, which covers the event-scan
+# tests, runs separately). Prints its summary as it goes, within about 60 s:
+#   1. device time per call of the forward and backward ops (CUDA events over back-to-back
 #      calls, so host overheads overlap) at (8, 65536, 128): async with a shared delta (the
 #      benchmark) and ZOH with a per-event delta (the S7 path)
-#   4. the fused worker of benchmarks/bench_event_scan.py at (8, 65536, 128), complex64, async
-#      (wall time per call as the benchmark table reports it; unfused and JAX were measured on
-#      main: 1.52 / 5.61 and 2.18 / 5.78 ms)
-#   EVENT_NCU=1 adds ncu of one forward and one backward kernel (~25 s).
-# Logs go to $OUT/; a compact summary is printed last. About 60 s.
+#   2. benchmarks/bench_event_scan.py without the S7 rows: fused, unfused and JAX at
+#      (8, 65536, 128), complex64, async (wall time per call), written to
+#      $OUT/event_scan_cuda_bench.txt for benchmarks/results/event_scan_cuda.txt
+#   3. compute-sanitizer memcheck on a small multi-tile forward + backward (tile indexing, the
+#      backward's h[t-1] at the scan's first step, the programmatic launches)
+#   EVENT_NCU=1 adds ncu of the kernels of one forward + backward (~15 s).
 set -u
 OUT=${OUT:-/tmp/lrnn-gpu-event}
 mkdir -p "$OUT"
 export PYTHONPATH=${PYTHONPATH:-}:$PWD/python PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader > "$OUT/event_gpu.txt" 2>&1
+echo "=== event: GPU $(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>&1)"
 
-timeout 35 python3 -m pytest -q -m cuda -rs tests/python/test_event_scan.py tests/python/test_event_scan_cuda.py \
-  > "$OUT/event_pytest.log" 2>&1
-PYTEST_RC=$?
-
-SAN="not run (no compute-sanitizer)"
-if command -v compute-sanitizer > /dev/null; then
-  timeout 20 compute-sanitizer --tool memcheck --error-exitcode 3 python3 -c '
-import torch, lrnn
-for per_event, disc in ((False, "async"), (True, "zoh")):
-    B, L, P = 2, 3000, 40   # 47 tiles of 64 steps per chain
-    Lam = torch.complex(-0.1 - torch.rand(P), torch.randn(P)).cuda().requires_grad_()
-    delta = (0.05 + torch.rand((B, L, P) if per_event else (P,))).cuda().requires_grad_()
-    v = torch.randn(B, L, P, dtype=torch.complex64, device="cuda", requires_grad=True)
-    h, last = lrnn.event_scan(Lam, delta, torch.rand(B, L, device="cuda"), v, None, disc)
-    torch.autograd.grad((h.abs() ** 2).sum() + last.abs().sum(), (Lam, delta, v))
-torch.cuda.synchronize()
-print("ok")' > "$OUT/event_memcheck.log" 2>&1
-  SAN="rc=$? $(grep -E 'ERROR SUMMARY' "$OUT/event_memcheck.log" | tail -n 1)"
-fi
-
-timeout 30 python3 - > "$OUT/event_devtime.log" 2>&1 <<'PYEOF'
+cat > "$OUT/event_devtime.py" <<'PYEOF'
 import torch
 import lrnn  # noqa: F401  (loads the ops)
 B, L, P = 8, 65536, 128
-g = torch.Generator(device="cpu").manual_seed(0)
-Lam = torch.complex(-0.05 - torch.rand(P, generator=g), torch.randn(P, generator=g)).cuda()
-dt = torch.rand(B, L, generator=g).cuda()
-v = torch.randn(B, L, P, dtype=torch.complex64, generator=g).cuda()
+g = torch.Generator(device="cuda").manual_seed(0)
+Lam = torch.complex(-0.05 - torch.rand(P, generator=g, device="cuda"), torch.randn(P, generator=g, device="cuda"))
+dt = torch.rand(B, L, generator=g, device="cuda")
+v = torch.randn(B, L, P, dtype=torch.complex64, generator=g, device="cuda")
 ev, evb = torch.ops.lrnn.event_scan, torch.ops.lrnn.event_scan_backward
 
 
-def per_call(fn, n=20):
+def per_call(fn, n=10):
     fn()
     torch.cuda.synchronize()
     s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -63,52 +40,57 @@ def per_call(fn, n=20):
     return s.elapsed_time(e) / n
 
 
-for name, delta, disc in (("async, shared delta", (0.01 + torch.rand(P, generator=g)).cuda(), 2),
-                          ("zoh, per-event delta", (0.01 + torch.rand(B, L, P, generator=g)).cuda(), 0)):
-    h, _ = ev(Lam, delta, dt, v, None, disc, False)
-    gh = torch.randn_like(h)
+for name, delta, disc in (("async shared", 0.01 + torch.rand(P, generator=g, device="cuda"), 2),
+                          ("zoh per-event", 0.01 + torch.rand(B, L, P, generator=g, device="cuda"), 0)):
+    gh = torch.randn(B, L, P, dtype=torch.complex64, generator=g, device="cuda")
+    h, last = ev(Lam, delta, dt, v, None, disc, False)
     f = per_call(lambda: ev(Lam, delta, dt, v, None, disc, False))
     b = per_call(lambda: evb(gh, None, Lam, delta, dt, v, h, None, disc, False))
-    print(f"device ms per call, {name}: fwd {f:.3f}, bwd op {b:.3f}")
-print("floor (async): fwd 0.254, bwd 0.507; H200 2026-11-29: fwd 0.656 / 1.107, bwd 1.099 / 3.515")
+    print(f"{name:>13}: fwd {f:.3f} ms, bwd op {b:.3f} ms", flush=True)
 PYEOF
-DEV_RC=$?
+echo "=== event: device ms per op call (H200 2026-11-29: async fwd 0.431 / bwd 0.679-0.685, zoh per-event 0.897 / 1.212; floor async 0.254 / 0.507)"
+timeout 16 python3 "$OUT/event_devtime.py" 2>&1 | tee "$OUT/event_devtime.log" | grep -E "ms|Error|error" | cut -c1-160
+echo "=== event: devtime rc=${PIPESTATUS[0]}"
 
-NCU_RC="not run (EVENT_NCU=1 runs it, ~25 s)"
+echo "=== event: bench_event_scan.py (targets: fused fwd <= 0.44 ms, fwd+bwd <= 1.16 ms; H200 2026-11-29: fused 0.49 / 1.24, JAX 2.02 / 5.69)"
+timeout 36 python3 -u benchmarks/bench_event_scan.py --device cuda --s7 "" --iters 10 --timeout 30 \
+  --json "$OUT/event_bench.json" 2>&1 | tee "$OUT/event_scan_cuda_bench.txt"
+echo "=== event: bench rc=${PIPESTATUS[0]}"
+
+if command -v compute-sanitizer > /dev/null; then
+  timeout 14 compute-sanitizer --tool memcheck --error-exitcode 3 python3 -c '
+import torch, lrnn
+for per_event, disc in ((False, "async"), (True, "zoh")):
+    B, L, P = 2, 3000, 40   # 47 tiles of 64 steps per chain, a partial channel group
+    Lam = torch.complex(-0.1 - torch.rand(P), torch.randn(P)).cuda().requires_grad_()
+    delta = (0.05 + torch.rand((B, L, P) if per_event else (P,))).cuda().requires_grad_()
+    v = torch.randn(B, L, P, dtype=torch.complex64, device="cuda", requires_grad=True)
+    h, last = lrnn.event_scan(Lam, delta, torch.rand(B, L, device="cuda"), v, None, disc)
+    torch.autograd.grad((h.abs() ** 2).sum() + last.abs().sum(), (Lam, delta, v))
+torch.cuda.synchronize()
+print("ok")' > "$OUT/event_memcheck.log" 2>&1
+  echo "=== event: memcheck rc=$? $(grep -E 'ERROR SUMMARY' "$OUT/event_memcheck.log" | tail -n 1)"
+fi
+
 if [ "${EVENT_NCU:-0}" = 1 ] && command -v ncu > /dev/null; then
   cat > "$OUT/event_probe.py" <<'PYEOF'
 import torch
 import lrnn
 B, L, P = 8, 65536, 128
-g = torch.Generator(device="cpu").manual_seed(0)
-Lam = torch.complex(-0.05 - torch.rand(P, generator=g), torch.randn(P, generator=g)).cuda().requires_grad_()
-delta = (0.01 + torch.rand(P, generator=g)).cuda().requires_grad_()
-dt = torch.rand(B, L, generator=g).cuda()
-v = torch.randn(B, L, P, dtype=torch.complex64, generator=g).cuda().requires_grad_()
+g = torch.Generator(device="cuda").manual_seed(0)
+Lam = torch.complex(-0.05 - torch.rand(P, generator=g, device="cuda"), torch.randn(P, generator=g, device="cuda")).requires_grad_()
+delta = (0.01 + torch.rand(P, generator=g, device="cuda")).requires_grad_()
+dt = torch.rand(B, L, generator=g, device="cuda")
+v = torch.randn(B, L, P, dtype=torch.complex64, generator=g, device="cuda").requires_grad_()
 for _ in range(2):
     h, _ = lrnn.event_scan(Lam, delta, dt, v, None, "async")
     torch.autograd.grad(h, (Lam, delta, v), torch.ones_like(h))
 torch.cuda.synchronize()
 PYEOF
-  timeout 45 ncu --clock-control none --section SpeedOfLight --section WarpStateStats --section LaunchStats \
-    --section Occupancy -k regex:"event_(fwd|bwd)_kernel" --launch-skip 2 --launch-count 2 \
-    python3 "$OUT/event_probe.py" > "$OUT/event_ncu.log" 2>&1
-  NCU_RC="rc=$?"
+  timeout 25 ncu --clock-control none --section SpeedOfLight \
+    --metrics smsp__issue_active.avg.pct_of_peak_sustained_active,dram__bytes.sum \
+    -k regex:"event_rs_" --launch-skip 7 --launch-count 7 python3 "$OUT/event_probe.py" > "$OUT/event_ncu.log" 2>&1
+  echo "=== event: ncu rc=$?"
+  grep -E "event_rs_[a-z_]*<|^ +Duration|DRAM Throughput|dram__bytes.sum|issue_active" "$OUT/event_ncu.log" \
+    | sed -e 's/  */ /g' -e 's/(lrnn_event_scan.*) (/ (/' | cut -c1-110 | head -n 35
 fi
-
-# the benchmark's fused worker alone (main measured: unfused 1.52 / 5.61 ms, JAX 2.18 / 5.78 ms)
-timeout 25 python3 -u benchmarks/bench_event_scan.py --worker fused --device cuda --B 8 --L 65536 --P 128 \
-  --H 64 --chunk 0 --iters 10 > "$OUT/event_bench.log" 2>&1
-BENCH_RC=$?
-
-echo "=== event: GPU $(cat "$OUT/event_gpu.txt")"
-echo "=== event: pytest -m cuda (rc=$PYTEST_RC): $(tail -n 1 "$OUT/event_pytest.log")"
-grep -E "^(FAILED|ERROR)" "$OUT/event_pytest.log" | head -n 10
-echo "=== event: memcheck: $SAN"
-echo "=== event: device time per call (rc=$DEV_RC)"
-tail -n 3 "$OUT/event_devtime.log"
-echo "=== event: ncu of one forward and one backward kernel ($NCU_RC)"
-[ -f "$OUT/event_ncu.log" ] && grep -E "event_(fwd|bwd)_kernel<|^ +Duration|DRAM Throughput|Compute \(SM\) Throughput|Registers Per Thread|Achieved Occupancy|Warp Cycles Per Issued|spends" \
-  "$OUT/event_ncu.log" | sed -e 's/  */ /g' -e 's/(lrnn_event_scan.*) (/ (/' | cut -c1-140 | head -n 18
-echo "=== event: bench_event_scan.py fused (rc=$BENCH_RC); targets fwd <= 0.44, fwd+bwd <= 1.16 ms"
-cat "$OUT/event_bench.log"

@@ -1,7 +1,7 @@
-"""CUDA-only checks of lrnn::event_scan's tile-chain kernels beyond test_event_scan.py's CUDA vs CPU
-comparison: sizes where many persistent blocks run the look-back chain concurrently (many tiles
-per chain, several chains, a partial channel group), bitwise reproducibility of forward and
-backward across runs, and non-contiguous inputs. All marked cuda."""
+"""CUDA-only checks of lrnn::event_scan's tiled kernels beyond test_event_scan.py's CUDA vs CPU
+comparison: sizes with many tiles per chain and several chains (a partial channel group), run
+concurrently by many blocks, bitwise reproducibility of forward and backward across runs, and
+non-contiguous inputs. All marked cuda."""
 import pytest
 import torch
 

@@ -104,8 +104,8 @@ lrnn_status lrnn_event_scan_bwd_cpu(const lrnn_event_scan_bwd_params *p, int64_t
 
 /* CUDA launchers: the whole problem on `stream` (a cudaStream_t), asynchronously.
  * Supported on CUDA: C64 with F32 or BF16, and C128 with F64. Each needs a device workspace of
- * the given number of bytes (any initial contents, used only by this launch; the launcher
- * zeroes the part it needs zeroed on `stream`). The results are bitwise reproducible. */
+ * the given number of bytes (any initial contents: the kernels write every word before reading
+ * it; used only by this launch). The results are bitwise reproducible. */
 int64_t lrnn_event_scan_fwd_workspace_bytes(const lrnn_event_scan_params *p);
 int64_t lrnn_event_scan_bwd_workspace_bytes(const lrnn_event_scan_bwd_params *p);
 lrnn_status lrnn_event_scan_fwd_cuda(const lrnn_event_scan_params *p, void *workspace, void *stream);
