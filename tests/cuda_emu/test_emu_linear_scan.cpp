@@ -276,7 +276,7 @@ int main(int argc, char **argv) {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
   const int ncases = argc > 1 ? std::atoi(argv[1]) : 200;
   const int64_t lengths[] = {0, 1, 2, 3, 7, 16, 17, 127, 128, 129, 1000, 2049, 4500};
-  // 32 and 40 channels (aligned rows) can take the pipelined time-major kernels, the rest the generic ones
+  // 32 and 40 channels (with aligned rows) take the pipelined time-major kernels, the rest the generic ones
   const int64_t dims[] = {1, 3, 5, 8, 33, 32, 40};
   // fixed cases first: every dtype in both fast layouts at a multi-tile length
   int n = 0;
@@ -285,9 +285,9 @@ int main(int argc, char **argv) {
       for (int rev = 0; rev < 2; ++rev) {
         run_case(dt, lay, A_FULL, 2, 4500, 3, true, true, rev, lay);
         run_case(dt, lay, A_TIME_INVARIANT, 2, 1000, 5, rev == 0, rev == 1, rev, lay);
-        // pipelined time-major kernels (taken with at least one row group per SM, hence one SM
-        // here): a partial last row group, a partial last round, several blocks per SM
-        emu::sms = 1;
+        // pipelined time-major kernels: a partial last row group, a partial last round, deep and
+        // shallow pipelines (one SM: many blocks per SM)
+        emu::sms = rev ? 1 : 132;
         run_case(dt, lay, A_FULL, 2, 1000, 40, true, true, rev, lay);
         run_case(dt, lay, A_TIME_INVARIANT, 1, 1025, 64, rev == 0, rev == 1, rev, lay);
         run_case(dt, lay, A_BATCH_BROADCAST, 2, 129, 32, true, false, rev, lay);

@@ -1,0 +1,1418 @@
+/* linear_scan_base.cu: main's csrc/cuda/linear_scan.cu (commit f1d28ff), the baseline that tests/gpu/tm.sh
+ * compiles with renamed entry points and times side by side with the current kernels. */
+/* linear_scan.cu: CUDA forward and backward of the diagonal linear scan (lrnn/linear_scan.h).
+ *
+ * Every step is the affine map x -> a*x + b, and maps compose associatively, so a block can scan
+ * many steps in parallel and carry one state between tiles. Three kernel shapes, picked by the
+ * launchers from the strides and sizes (see "launch shapes" below):
+ *
+ *  - channel-major ("cm"; time is the contiguous dimension, e.g. a (B, D, L) tensor viewed as
+ *    (B, L, D)): one block per row (b, d) walks the sequence in tiles. Each warp owns a contiguous
+ *    part of the tile as segments of 32 runs of V steps (one 16-byte vector per lane, so every
+ *    warp instruction reads or writes 512 contiguous bytes); a thread composes its runs in
+ *    registers, each segment is scanned across the warp with shuffles, the warps combine through
+ *    shared memory, the state entering the tile comes from the previous tile, and each thread
+ *    re-runs its steps from its exact entering state to write h. A time-invariant a gets a
+ *    variant that holds it in a register and carries twice the steps.
+ *  - time-major, pipelined ("tp"; channels contiguous, rows aligned to 16 bytes, D >= 32): a
+ *    block owns 32 adjacent channels (a lane per channel) and walks the sequence in rounds;
+ *    cp.async copies the inputs of the next rounds into shared memory while the current one is
+ *    scanned. Used where it measured faster on the H200 (see tp_forward): the backward of f32,
+ *    bf16/f16 and time-invariant c64, and the forward with a time-invariant f32/c64 a.
+ *  - time-major, generic ("tm"; any strides, and the time-major cases the above does not take):
+ *    a block owns QW*V channels and the time lanes of its threads. Each thread loads S steps of V adjacent
+ *    channels (a 16-byte vector when aligned), the time lanes of a channel combine by shuffles
+ *    inside a warp and through shared memory across warps, and the state is carried from round
+ *    to round. The channel group narrows to one 32-byte sector per row when B*D alone would leave
+ *    the GPU idle.
+ *
+ * All make one pass over memory: the forward reads a and b once and writes h once; the backward
+ * reads grad_h, a and h once (the pipelined one re-reads one row of h per round of 64 steps) and
+ * writes da and db once. The backward is the same machinery run in the opposite direction on the
+ * adjoint map c -> conj(a)*(g + c) (see lrnn/linear_scan.h), where
+ * c is the carried conj(a[next])*lam[next].
+ *
+ * Deterministic: every combination, including the time-invariant da reduction, happens in an
+ * order fixed by the launch shape; no atomics. Not here: allocation, argument checks beyond the
+ * ones the launchers need to stay in bounds (the ops layer checks shapes and dtypes). */
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <stdint.h>
+#include <string.h>
+
+#include <type_traits>
+
+#include "lrnn/linear_scan.h"
+
+namespace {
+
+/* ---------------- element types and their arithmetic ---------------- */
+
+struct __align__(8) cfloat { float re, im; };     /* complex64, interleaved like torch */
+struct __align__(16) cdouble { double re, im; };  /* complex128 */
+
+/* Arithmetic type of a storage type: f16/bf16 compute in f32. */
+template <typename T> struct acc_of { using type = T; };
+template <> struct acc_of<__half> { using type = float; };
+template <> struct acc_of<__nv_bfloat16> { using type = float; };
+template <typename T> using acc_t = typename acc_of<T>::type;
+
+__device__ __forceinline__ float to_acc(float x) { return x; }
+__device__ __forceinline__ double to_acc(double x) { return x; }
+__device__ __forceinline__ float to_acc(__half x) { return __half2float(x); }
+__device__ __forceinline__ float to_acc(__nv_bfloat16 x) { return __bfloat162float(x); }
+__device__ __forceinline__ cfloat to_acc(cfloat x) { return x; }
+__device__ __forceinline__ cdouble to_acc(cdouble x) { return x; }
+
+template <typename T> __device__ __forceinline__ T from_acc(acc_t<T> v) { return v; }
+template <> __device__ __forceinline__ __half from_acc<__half>(float v) { return __float2half_rn(v); }
+template <> __device__ __forceinline__ __nv_bfloat16 from_acc<__nv_bfloat16>(float v) {
+  return __float2bfloat16_rn(v);
+}
+
+template <typename T> struct num;
+template <> struct num<float> {
+  static __device__ __forceinline__ float zero() { return 0.0f; }
+  static __device__ __forceinline__ float one() { return 1.0f; }
+};
+template <> struct num<double> {
+  static __device__ __forceinline__ double zero() { return 0.0; }
+  static __device__ __forceinline__ double one() { return 1.0; }
+};
+template <> struct num<cfloat> {
+  static __device__ __forceinline__ cfloat zero() { return {0.0f, 0.0f}; }
+  static __device__ __forceinline__ cfloat one() { return {1.0f, 0.0f}; }
+};
+template <> struct num<cdouble> {
+  static __device__ __forceinline__ cdouble zero() { return {0.0, 0.0}; }
+  static __device__ __forceinline__ cdouble one() { return {1.0, 0.0}; }
+};
+
+__device__ __forceinline__ float mul(float a, float x) { return a * x; }
+__device__ __forceinline__ double mul(double a, double x) { return a * x; }
+__device__ __forceinline__ cfloat mul(float a, cfloat x) { return {a * x.re, a * x.im}; }
+__device__ __forceinline__ cdouble mul(double a, cdouble x) { return {a * x.re, a * x.im}; }
+__device__ __forceinline__ cfloat mul(cfloat a, cfloat x) {
+  return {a.re * x.re - a.im * x.im, a.re * x.im + a.im * x.re};
+}
+__device__ __forceinline__ cdouble mul(cdouble a, cdouble x) {
+  return {a.re * x.re - a.im * x.im, a.re * x.im + a.im * x.re};
+}
+__device__ __forceinline__ float add(float x, float y) { return x + y; }
+__device__ __forceinline__ double add(double x, double y) { return x + y; }
+__device__ __forceinline__ cfloat add(cfloat x, cfloat y) { return {x.re + y.re, x.im + y.im}; }
+__device__ __forceinline__ cdouble add(cdouble x, cdouble y) { return {x.re + y.re, x.im + y.im}; }
+__device__ __forceinline__ float conj_(float x) { return x; }
+__device__ __forceinline__ double conj_(double x) { return x; }
+__device__ __forceinline__ cfloat conj_(cfloat x) { return {x.re, -x.im}; }
+__device__ __forceinline__ cdouble conj_(cdouble x) { return {x.re, -x.im}; }
+
+/* da[t] = lam[t] * conj(h[t-1]); its real part when a is real and the state complex. */
+template <typename A, typename X> __device__ __forceinline__ A da_term(X lam, X h) {
+  if constexpr (std::is_same<A, X>::value) {
+    return mul(lam, conj_(h));
+  } else {
+    return lam.re * h.re + lam.im * h.im;
+  }
+}
+
+/* Shuffles that move a value `d` lanes along the scan direction: from lower lanes for a
+ * forward scan, from higher lanes for a reverse one. */
+template <bool REV> __device__ __forceinline__ float shfl_along(float v, int d) {
+  return REV ? __shfl_down_sync(0xffffffffu, v, d) : __shfl_up_sync(0xffffffffu, v, d);
+}
+template <bool REV> __device__ __forceinline__ double shfl_along(double v, int d) {
+  return REV ? __shfl_down_sync(0xffffffffu, v, d) : __shfl_up_sync(0xffffffffu, v, d);
+}
+template <bool REV> __device__ __forceinline__ cfloat shfl_along(cfloat v, int d) {
+  return {shfl_along<REV>(v.re, d), shfl_along<REV>(v.im, d)};
+}
+template <bool REV> __device__ __forceinline__ cdouble shfl_along(cdouble v, int d) {
+  return {shfl_along<REV>(v.re, d), shfl_along<REV>(v.im, d)};
+}
+__device__ __forceinline__ float shfl_xor(float v, int m) { return __shfl_xor_sync(0xffffffffu, v, m); }
+__device__ __forceinline__ double shfl_xor(double v, int m) { return __shfl_xor_sync(0xffffffffu, v, m); }
+__device__ __forceinline__ cfloat shfl_xor(cfloat v, int m) { return {shfl_xor(v.re, m), shfl_xor(v.im, m)}; }
+__device__ __forceinline__ cdouble shfl_xor(cdouble v, int m) { return {shfl_xor(v.re, m), shfl_xor(v.im, m)}; }
+
+__device__ __forceinline__ float shfl_idx(float v, int l) { return __shfl_sync(0xffffffffu, v, l); }
+__device__ __forceinline__ double shfl_idx(double v, int l) { return __shfl_sync(0xffffffffu, v, l); }
+__device__ __forceinline__ cfloat shfl_idx(cfloat v, int l) { return {shfl_idx(v.re, l), shfl_idx(v.im, l)}; }
+__device__ __forceinline__ cdouble shfl_idx(cdouble v, int l) { return {shfl_idx(v.re, l), shfl_idx(v.im, l)}; }
+
+/* ---------------- the scan element: x -> a*x + b ---------------- */
+
+template <typename A, typename X> struct Affine {
+  A a;
+  X b;
+};
+
+template <typename A, typename X> __device__ __forceinline__ Affine<A, X> identity() {
+  return {num<A>::one(), num<X>::zero()};
+}
+
+/* `first` then `then`: x -> then.a*(first.a*x + first.b) + then.b */
+template <typename A, typename X>
+__device__ __forceinline__ Affine<A, X> compose(Affine<A, X> first, Affine<A, X> then) {
+  return {mul(then.a, first.a), add(mul(then.a, first.b), then.b)};
+}
+
+template <typename A, typename X> __device__ __forceinline__ X apply(Affine<A, X> f, X x) {
+  return add(mul(f.a, x), f.b);
+}
+
+template <bool REV, typename A, typename X>
+__device__ __forceinline__ Affine<A, X> shfl_along(Affine<A, X> v, int d) {
+  return {shfl_along<REV>(v.a, d), shfl_along<REV>(v.b, d)};
+}
+
+template <typename A, typename X> __device__ __forceinline__ Affine<A, X> shfl_idx(Affine<A, X> v, int l) {
+  return {shfl_idx(v.a, l), shfl_idx(v.b, l)};
+}
+
+/* Inclusive scan across the warp in scan order (lane 0 first, or lane 31 first when REV). */
+template <bool REV, typename A, typename X>
+__device__ __forceinline__ Affine<A, X> warp_scan(Affine<A, X> v, int lane) {
+#pragma unroll
+  for (int d = 1; d < 32; d <<= 1) {
+    const Affine<A, X> o = shfl_along<REV>(v, d);
+    if (REV ? lane + d < 32 : lane >= d) v = compose(o, v);
+  }
+  return v;
+}
+
+template <typename T> __device__ __forceinline__ T warp_sum(T v) {
+#pragma unroll
+  for (int m = 16; m > 0; m >>= 1) v = add(v, shfl_xor(v, m));
+  return v;
+}
+
+/* Position of the s-th element in scan order among n (reverse scans walk backwards). */
+template <bool REV> __device__ __forceinline__ int ord(int s, int n) { return REV ? n - 1 - s : s; }
+
+/* ---------------- runs of V consecutive elements ---------------- */
+
+/* Elements per 16-byte vector of the state type: the unit a thread loads (c128: one element). */
+template <typename TX> __host__ __device__ constexpr int vec_width() { return sizeof(TX) >= 16 ? 1 : 16 / (int)sizeof(TX); }
+
+/* Valid elements of the run of V starting at t0 in a sequence of len. */
+template <int V> __device__ __forceinline__ int run_len(int64_t t0, int64_t len) {
+  return t0 >= len ? 0 : (len - t0 >= V ? V : (int)(len - t0));
+}
+
+/* r[j] = x[j * s] for j < n, else pad. With vec (s == 1 and x aligned to the run's byte size), a
+ * whole run is read with 16- or 8-byte transactions. */
+template <int V, typename T>
+__device__ __forceinline__ void load_run(T (&r)[V], const T *x, int64_t s, int n, bool vec, T pad) {
+  constexpr int bytes = V * (int)sizeof(T);
+  if constexpr (bytes % 16 == 0 || bytes == 8) {
+    if (vec && n == V) {
+      if constexpr (bytes % 16 == 0) {
+#pragma unroll
+        for (int i = 0; i < bytes / 16; ++i) {
+          const int4 v = reinterpret_cast<const int4 *>(x)[i];
+          memcpy(reinterpret_cast<char *>(r) + 16 * i, &v, 16);
+        }
+      } else {
+        const int2 v = *reinterpret_cast<const int2 *>(x);
+        memcpy(r, &v, 8);
+      }
+      return;
+    }
+  }
+#pragma unroll
+  for (int j = 0; j < V; ++j) r[j] = j < n ? x[j * s] : pad;
+}
+
+template <int V, typename T> __device__ __forceinline__ void store_run(const T (&r)[V], T *x, int64_t s, int n, bool vec) {
+  constexpr int bytes = V * (int)sizeof(T);
+  if constexpr (bytes % 16 == 0 || bytes == 8) {
+    if (vec && n == V) {
+      if constexpr (bytes % 16 == 0) {
+#pragma unroll
+        for (int i = 0; i < bytes / 16; ++i) {
+          int4 v;
+          memcpy(&v, reinterpret_cast<const char *>(r) + 16 * i, 16);
+          reinterpret_cast<int4 *>(x)[i] = v;
+        }
+      } else {
+        int2 v;
+        memcpy(&v, r, 8);
+        *reinterpret_cast<int2 *>(x) = v;
+      }
+      return;
+    }
+  }
+#pragma unroll
+  for (int j = 0; j < V; ++j)
+    if (j < n) x[j * s] = r[j];
+}
+
+
+/* ---------------- channel-major kernels ----------------
+ * A tile of the row is blockDim * NV * V steps. Warp w owns the contiguous steps
+ * [w * 32 * NV * V, (w + 1) * 32 * NV * V) of the tile as NV segments of 32 * V steps; in segment v
+ * lane l holds the run of V steps at (v * 32 + l) * V, so each load and store instruction of a
+ * warp covers 32 * 16 contiguous bytes (full 128-byte lines; a thread-contiguous layout made
+ * the L2 serve every line several times). Each segment is scanned across the warp with
+ * shuffles, the warp's segments are chained in registers, and the warps of the block through
+ * shared memory. */
+
+/* 16-byte vectors per thread and tile: 64 bytes per array and thread; 32 in the backward and the
+ * time-invariant variant of 2-byte types, whose conversions to f32 would spill (measured bf16
+ * forward at (8, 4096, 1536): 82% of the copy bandwidth with 2 vectors, 91% with 4; the same
+ * change cost the backward 30 points). */
+template <typename TX, bool INV, bool BWD> __host__ __device__ constexpr int cm_vectors() {
+  return sizeof(TX) == 2 && (INV || BWD) ? 2 : 4;
+}
+
+/* Channel-major blocks: at most 256 threads, with registers capped so that this many blocks fit
+ * on an SM and keep enough loads in flight while others scan. Measured on the H200 at
+ * (8, 4096, 1536), forward: f32 88% of the copy bandwidth with 2 blocks, 98% with 3; bf16 58% /
+ * 73% / 82% with 2 / 3 / 4 at two vectors per thread, 91% with 3 at four; a time-invariant f32
+ * a (twice the steps per thread) 88% with 2, 68% with 3 (the tighter cap spills). The backward
+ * holds three arrays: two blocks (three for 2-byte types) keep it from spilling; it measured 97%
+ * (f32) and 96% (c64) of the bandwidth so. */
+constexpr int kCmThreads = 256;
+template <typename TX, bool INV, bool BWD> __host__ __device__ constexpr int cm_min_blocks() {
+  return BWD || INV ? (sizeof(TX) == 2 ? 3 : 2) : 3;
+}
+
+/* a at step j of run v: loaded, or with INV (a constant in time, the kernels' second loads-free
+ * variant) the row's value, and the identity past the sequence end. */
+template <bool INV, int R, int V, typename TA, typename A = acc_t<TA>>
+__device__ __forceinline__ A a_at(const TA (&ra)[R][V], A a_inv, int v, int j, bool in_range) {
+  if constexpr (INV) {
+    return in_range ? a_inv : num<A>::one();
+  } else {
+    return to_acc(ra[v][j]);
+  }
+}
+
+/* The run of `a` at t0: a time-invariant a (time stride 0) is one value per row, held in a register. */
+template <int V, typename T>
+__device__ __forceinline__ void load_a_run(T (&r)[V], const T *a, int64_t ts, int64_t t0, int n, bool vec, T pad, T row) {
+  if (ts == 0) {
+#pragma unroll
+    for (int j = 0; j < V; ++j) r[j] = j < n ? row : pad;
+  } else {
+    load_run<V>(r, a + (n > 0 ? t0 * ts : 0), ts, n, vec, pad);
+  }
+}
+
+/* Scans each thread's segment totals across the warp: excl[v] is the composition of the runs
+ * before this lane's in segment v, tot[v] the whole segment's. */
+template <bool REV, int NV, typename A, typename X>
+__device__ __forceinline__ void warp_segments(const Affine<A, X> (&f)[NV], Affine<A, X> (&excl)[NV],
+                                              Affine<A, X> (&tot)[NV], int lane) {
+#pragma unroll
+  for (int v = 0; v < NV; ++v) {
+    const Affine<A, X> incl = warp_scan<REV>(f[v], lane);
+    excl[v] = shfl_along<REV>(incl, 1);
+    if (lane == (REV ? 31 : 0)) excl[v] = identity<A, X>();
+    tot[v] = shfl_idx(incl, REV ? 0 : 31);
+  }
+}
+
+/* The state entering this warp's part of the tile, from the carry entering the tile; advances
+ * carry past the whole tile. `wt` are the warps' totals, written before the barrier. */
+template <bool REV, typename A, typename X>
+__device__ __forceinline__ X enter_warp(const Affine<A, X> *wt, X &carry, int warp, int nw) {
+  X state = carry, entering = carry;
+  for (int s = 0; s < nw; ++s) {
+    const int w = REV ? nw - 1 - s : s;
+    if (w == warp) entering = state;
+    state = apply(wt[w], state);
+  }
+  carry = state;
+  return entering;
+}
+
+template <typename TX, typename TA, bool VEC, bool REV, bool INV>
+__global__ void __launch_bounds__(kCmThreads, (cm_min_blocks<TX, INV, false>())) scan_fwd_cm(const lrnn_linear_scan_params p) {
+  using X = acc_t<TX>;
+  using A = acc_t<TA>;
+  using Op = Affine<A, X>;
+  constexpr int V = vec_width<TX>(), NV = cm_vectors<TX, INV, false>() * (INV ? 2 : 1);
+  __shared__ Op warp_total[2][32];
+
+  const int64_t row = blockIdx.x, bi = row / p.dim, d = row % p.dim, L = p.length;
+  const TA *a = (const TA *)p.a + bi * p.a_stride[0] + d * p.a_stride[2];
+  const TX *x = (const TX *)p.b + bi * p.b_stride[0] + d * p.b_stride[2];
+  TX *h = (TX *)p.h + bi * p.h_stride[0] + d * p.h_stride[2];
+  const int64_t as = p.a_stride[1], bs = p.b_stride[1], hs = p.h_stride[1];
+  const TA a_pad = from_acc<TA>(num<A>::one()), a_row = as == 0 && L > 0 ? a[0] : a_pad;
+  const A a_inv = to_acc(a_row);
+  const TX x_pad = from_acc<TX>(num<X>::zero());
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+  const int64_t tile = (int64_t)blockDim.x * V * NV, ntiles = (L + tile - 1) / tile;
+
+  X carry = p.h0 ? to_acc(((const TX *)p.h0)[bi * p.h0_stride[0] + d * p.h0_stride[1]]) : num<X>::zero();
+  for (int64_t k = 0; k < ntiles; ++k) {
+    const int64_t wbase = (REV ? ntiles - 1 - k : k) * tile + (int64_t)warp * (32 * NV * V);
+    /* offsets inside the tile are 32-bit: fewer registers than 64-bit positions */
+    const int rem = (int)(L - wbase < 32 * NV * V ? L - wbase : 32 * NV * V);  /* steps of this warp */
+    const TA *aw = as == 0 ? a : a + wbase * as;
+    const TX *xw = x + wbase * bs;
+    TX *hw = h + wbase * hs;
+    TA ra[INV ? 1 : NV][V];
+    TX rx[NV][V];
+    Op f[NV];
+#pragma unroll
+    for (int v = 0; v < NV; ++v) {
+      const int t0 = (v * 32 + lane) * V, n = run_len<V>(t0, rem);
+      if constexpr (!INV) load_a_run<V>(ra[v], aw, as, t0, n, VEC, a_pad, a_row);
+      load_run<V>(rx[v], xw + (n > 0 ? t0 * bs : 0), bs, n, VEC, x_pad);
+    }
+#pragma unroll
+    for (int v = 0; v < NV; ++v) {  /* this thread's runs composed (padding steps are the identity) */
+      f[v] = identity<A, X>();
+#pragma unroll
+      for (int s = 0; s < V; ++s) {
+        const int j = ord<REV>(s, V);
+        f[v] = compose(f[v], Op{a_at<INV>(ra, a_inv, v, j, (v * 32 + lane) * V + j < rem), to_acc(rx[v][j])});
+      }
+    }
+    Op excl[NV], tot[NV];
+    warp_segments<REV>(f, excl, tot, lane);
+    if (lane == 0) {
+      Op wt = identity<A, X>();
+#pragma unroll
+      for (int s = 0; s < NV; ++s) wt = compose(wt, tot[ord<REV>(s, NV)]);
+      warp_total[k & 1][warp] = wt;
+    }
+    /* double-buffered by tile parity: one barrier per tile suffices */
+    __syncthreads();
+    X state = enter_warp<REV>(warp_total[k & 1], carry, warp, nw);
+#pragma unroll
+    for (int s = 0; s < NV; ++s) {
+      const int v = ord<REV>(s, NV);
+      const int t0 = (v * 32 + lane) * V;
+      X y = apply(excl[v], state);
+#pragma unroll
+      for (int sj = 0; sj < V; ++sj) {
+        const int j = ord<REV>(sj, V);
+        y = add(mul(a_at<INV>(ra, a_inv, v, j, t0 + j < rem), y), to_acc(rx[v][j]));  /* h[t] = a[t]*h[t-1] + b[t] */
+        rx[v][j] = from_acc<TX>(y);
+      }
+      state = apply(tot[v], state);
+      const int n = run_len<V>(t0, rem);
+      if (n > 0) store_run<V>(rx[v], hw + t0 * hs, hs, n, VEC);
+    }
+  }
+  if (threadIdx.x == 0) ((TX *)p.h_last)[bi * p.h_last_stride[0] + d * p.h_last_stride[1]] = from_acc<TX>(carry);
+}
+
+/* ---------------- backward ----------------
+ * REV is the direction of the forward scan; the backward walks the other way (BREV). With c the
+ * adjoint carried from the later steps (grad_h_last before the first backward step):
+ *     lam[t] = g[t] + c,  db[t] = lam[t],  da[t] = lam[t] * conj(h_prev(t)),  c <- conj(a[t]) * lam[t]
+ * i.e. the affine step c -> conj(a)*c + conj(a)*g, whose final c is dh0. h_prev(t) is the state
+ * before the forward step at t: h[t-1] (h[t+1] when REV), or h0 before the first step. */
+
+/* da (B, D) summed over time: the block's per-thread partial sums added in a fixed order. */
+template <typename A>
+__device__ __forceinline__ A block_sum(A v, A *scratch) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+  v = warp_sum(v);
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  A total = num<A>::zero();
+  for (int w = 0; w < nw; ++w) total = add(total, scratch[w]);
+  return total;
+}
+
+template <typename TX, typename TA, bool VEC, bool REV, bool INV>
+__global__ void __launch_bounds__(kCmThreads, (cm_min_blocks<TX, INV, true>())) scan_bwd_cm(const lrnn_linear_scan_bwd_params p) {
+  using X = acc_t<TX>;
+  using A = acc_t<TA>;
+  using Op = Affine<A, X>;
+  constexpr bool BREV = !REV;
+  constexpr int V = vec_width<TX>(), NV = cm_vectors<TX, INV, true>() * (INV ? 2 : 1);
+  __shared__ Op warp_total[2][32];
+  __shared__ A partial[32];
+
+  const int64_t row = blockIdx.x, bi = row / p.dim, d = row % p.dim, L = p.length;
+  const TA *a = (const TA *)p.a + bi * p.a_stride[0] + d * p.a_stride[2];
+  const TX *g = (const TX *)p.grad_h + bi * p.grad_h_stride[0] + d * p.grad_h_stride[2];
+  const TX *h = (const TX *)p.h + bi * p.h_stride[0] + d * p.h_stride[2];
+  TX *db = (TX *)p.db + bi * p.db_stride[0] + d * p.db_stride[2];
+  TA *da = p.da_sum_time ? nullptr : (TA *)p.da + bi * p.da_stride[0] + d * p.da_stride[2];
+  const int64_t as = p.a_stride[1], gs = p.grad_h_stride[1], hs = p.h_stride[1], dbs = p.db_stride[1],
+                das = p.da_stride[1];
+  const TA a_pad = from_acc<TA>(num<A>::one()), a_row = as == 0 && L > 0 ? a[0] : a_pad;
+  const A a_inv = to_acc(a_row);
+  const TX x_pad = from_acc<TX>(num<X>::zero());
+  const X h0 = p.h0 ? to_acc(((const TX *)p.h0)[bi * p.h0_stride[0] + d * p.h0_stride[1]]) : num<X>::zero();
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+  const int64_t tile = (int64_t)blockDim.x * V * NV, ntiles = (L + tile - 1) / tile;
+
+  X carry = p.grad_h_last
+                ? to_acc(((const TX *)p.grad_h_last)[bi * p.grad_h_last_stride[0] + d * p.grad_h_last_stride[1]])
+                : num<X>::zero();
+  A da_sum = num<A>::zero();
+  for (int64_t k = 0; k < ntiles; ++k) {
+    const int64_t wbase = (BREV ? ntiles - 1 - k : k) * tile + (int64_t)warp * (32 * NV * V);
+    const int rem = (int)(L - wbase < 32 * NV * V ? L - wbase : 32 * NV * V);  /* steps of this warp */
+    const TA *aw = as == 0 ? a : a + wbase * as;
+    const TX *gw = g + wbase * gs, *hw = h + wbase * hs;
+    TX *dbw = db + wbase * dbs;
+    TA *daw = p.da_sum_time ? nullptr : da + wbase * das;
+    TA ra[INV ? 1 : NV][V];
+    TX rg[NV][V], rh[NV][V];
+    Op f[NV];
+#pragma unroll
+    for (int v = 0; v < NV; ++v) {
+      const int t0 = (v * 32 + lane) * V, n = run_len<V>(t0, rem);
+      if constexpr (!INV) load_a_run<V>(ra[v], aw, as, t0, n, VEC, a_pad, a_row);
+      load_run<V>(rg[v], gw + (n > 0 ? t0 * gs : 0), gs, n, VEC, x_pad);
+      load_run<V>(rh[v], hw + (n > 0 ? t0 * hs : 0), hs, n, VEC, x_pad);
+    }
+#pragma unroll
+    for (int v = 0; v < NV; ++v) {
+      f[v] = identity<A, X>();
+#pragma unroll
+      for (int s = 0; s < V; ++s) {
+        const int j = ord<BREV>(s, V);
+        const A ca = conj_(a_at<INV>(ra, a_inv, v, j, (v * 32 + lane) * V + j < rem));
+        f[v] = compose(f[v], Op{ca, mul(ca, to_acc(rg[v][j]))});
+      }
+    }
+    Op excl[NV], tot[NV];
+    warp_segments<BREV>(f, excl, tot, lane);
+    if (lane == 0) {
+      Op wt = identity<A, X>();
+#pragma unroll
+      for (int s = 0; s < NV; ++s) wt = compose(wt, tot[ord<BREV>(s, NV)]);
+      warp_total[k & 1][warp] = wt;
+    }
+    /* The state before each run's first forward step lives in the neighbouring lane (or the
+     * neighbouring segment's edge lane); only the warp's own edge is read from memory. */
+    X edge[NV];
+#pragma unroll
+    for (int v = 0; v < NV; ++v) {
+      const int64_t t0 = wbase + (v * 32 + lane) * V;
+      if (REV) {
+        X nb = shfl_along<true>(to_acc(rh[v][0]), 1);
+        const X next_seg = shfl_idx(to_acc(rh[v + 1 < NV ? v + 1 : v][0]), 0);
+        if (lane == 31) nb = v + 1 < NV ? next_seg : (t0 + V < L ? to_acc(h[(t0 + V) * hs]) : h0);
+        edge[v] = nb;
+      } else {
+        X nb = shfl_along<false>(to_acc(rh[v][V - 1]), 1);
+        const X prev_seg = shfl_idx(to_acc(rh[v > 0 ? v - 1 : v][V - 1]), 31);
+        if (lane == 0) nb = v > 0 ? prev_seg : (t0 >= 1 && t0 - 1 < L ? to_acc(h[(t0 - 1) * hs]) : h0);
+        edge[v] = nb;
+      }
+    }
+    __syncthreads();
+    X state = enter_warp<BREV>(warp_total[k & 1], carry, warp, nw);
+#pragma unroll
+    for (int s = 0; s < NV; ++s) {
+      const int v = ord<BREV>(s, NV);
+      const int t0 = (v * 32 + lane) * V;
+      X c = apply(excl[v], state);
+      TA rda[V];
+#pragma unroll
+      for (int sj = 0; sj < V; ++sj) {
+        const int j = ord<BREV>(sj, V);
+        X hp = REV ? (j + 1 < V ? to_acc(rh[v][j + 1]) : edge[v]) : (j > 0 ? to_acc(rh[v][j - 1]) : edge[v]);
+        if (REV && wbase + t0 + j + 1 >= L) hp = h0;
+        const X lam = add(to_acc(rg[v][j]), c);
+        const A dat = da_term<A>(lam, hp);
+        c = mul(conj_(a_at<INV>(ra, a_inv, v, j, t0 + j < rem)), lam);
+        rg[v][j] = from_acc<TX>(lam);
+        if (p.da_sum_time) {
+          if (t0 + j < rem) da_sum = add(da_sum, dat);
+        } else {
+          rda[j] = from_acc<TA>(dat);
+        }
+      }
+      state = apply(tot[v], state);
+      const int n = run_len<V>(t0, rem);
+      if (n > 0) {
+        store_run<V>(rg[v], dbw + t0 * dbs, dbs, n, VEC);
+        if (!p.da_sum_time) store_run<V>(rda, daw + t0 * das, das, n, VEC);
+      }
+    }
+  }
+  if (threadIdx.x == 0) ((TX *)p.dh0)[bi * p.dh0_stride[0] + d * p.dh0_stride[1]] = from_acc<TX>(carry);
+  if (p.da_sum_time) {
+    const A total = block_sum(da_sum, partial);
+    if (threadIdx.x == 0) ((A *)p.da)[bi * p.da_stride[0] + d * p.da_stride[2]] = total;
+  }
+}
+
+/* ---------------- time-major (and generic-stride) kernels ----------------
+ * A block owns QW * V adjacent channels of one batch element: thread (c, q) = (threadIdx % QW,
+ * threadIdx / QW) holds channels c*V .. c*V+V-1 (one 16-byte vector when the channel stride is
+ * 1) for S consecutive steps of time lane q, so a warp reads 32/QW rows of QW*16 contiguous
+ * bytes per instruction. The time lanes of a channel are combined by shuffles inside a warp
+ * and through shared memory across warps; the state is carried from round to round (a round is
+ * all lanes' S steps). QW shrinks (down to one 32-byte sector per row) when B*D alone would not
+ * give every SM blocks. */
+
+/* Steps per thread and round: four 16-byte vectors per array (two in the backward of 2-byte
+ * types, which widens three arrays to f32). */
+/* Channels per thread: one 16-byte vector, at most 4 (more would hold too many states). */
+template <typename TX> __host__ __device__ constexpr int tm_width() { return vec_width<TX>() < 4 ? vec_width<TX>() : 4; }
+
+template <typename TX, bool BWD> __host__ __device__ constexpr int tm_steps() {
+  return BWD && sizeof(TX) == 2 ? 2 : 4;
+}
+
+/* Time-major blocks: at most 256 threads, registers for three of them per SM in the forward
+ * (measured f32 at (8, 4096, 1536): 70% of the copy bandwidth with 2, 85% with 3, 72% with 4),
+ * two in the backward, whose three arrays would spill under the tighter cap. */
+constexpr int kTmThreads = 256, kTmMinBlocksFwd = 3, kTmMinBlocksBwd = 2;
+
+/* Load flags of the time-major kernels: which arrays are read as whole vectors. */
+enum { kVecA = 1, kVecX = 2, kVecH = 4, kVecG = 8, kVecDa = 16 };
+
+/* Scans the time lanes of each channel inside the warp (lanes c, c+QW, c+2QW, ...). */
+template <bool REV, int V, typename A, typename X>
+__device__ __forceinline__ void lane_scan(Affine<A, X> (&f)[V], Affine<A, X> (&excl)[V], int lane, int qw) {
+#pragma unroll
+  for (int i = 0; i < V; ++i) {
+    for (int dist = qw; dist < 32; dist <<= 1) {
+      const Affine<A, X> o = shfl_along<REV>(f[i], dist);
+      if (REV ? lane + dist < 32 : lane >= dist) f[i] = compose(o, f[i]);
+    }
+    excl[i] = shfl_along<REV>(f[i], qw);
+    if (REV ? lane + qw >= 32 : lane < qw) excl[i] = identity<A, X>();
+  }
+}
+
+/* The states entering this thread's lane, from carry; advances carry past the round. tot holds
+ * [warp][channel] warp totals. */
+template <bool REV, int V, typename A, typename X>
+__device__ __forceinline__ void enter_lane(const Affine<A, X> *tot, X (&carry)[V], X (&entering)[V], int warp, int nw,
+                                           int cv) {
+#pragma unroll
+  for (int i = 0; i < V; ++i) {
+    X state = carry[i];
+    entering[i] = state;
+    for (int s = 0; s < nw; ++s) {
+      const int w = REV ? nw - 1 - s : s;
+      if (w == warp) entering[i] = state;
+      state = apply(tot[w * cv + i], state);
+    }
+    carry[i] = state;
+  }
+}
+
+struct TmIndex {
+  int c, q, lane, warp, nw, nd;  /* channel vector, time lane, ..., channels owned (0..V) */
+  int64_t bi, d0;
+};
+
+template <int V> __device__ __forceinline__ TmIndex tm_index(int64_t D, int qw) {
+  TmIndex ix;
+  ix.c = threadIdx.x % qw;
+  ix.q = threadIdx.x / qw;
+  ix.lane = threadIdx.x & 31;
+  ix.warp = threadIdx.x >> 5;
+  ix.nw = blockDim.x >> 5;
+  const int64_t gw = (int64_t)qw * V, groups = (D + gw - 1) / gw;
+  ix.bi = blockIdx.x / groups;
+  ix.d0 = (blockIdx.x % groups) * gw + (int64_t)ix.c * V;
+  ix.nd = ix.d0 >= D ? 0 : (D - ix.d0 >= V ? V : (int)(D - ix.d0));
+  if (ix.nd == 0) ix.d0 = 0;
+  return ix;
+}
+
+template <typename TX, typename TA, bool REV>
+__global__ void __launch_bounds__(kTmThreads, kTmMinBlocksFwd) scan_fwd_tm(const lrnn_linear_scan_params p, int qw, int vec) {
+  using X = acc_t<TX>;
+  using A = acc_t<TA>;
+  using Op = Affine<A, X>;
+  constexpr int V = tm_width<TX>(), S = tm_steps<TX, false>();
+  extern __shared__ __align__(16) unsigned char smem[];
+  const TmIndex ix = tm_index<V>(p.dim, qw);
+  const int cv = qw * V;
+  Op *tot = reinterpret_cast<Op *>(smem); /* [2][nw][qw * V] */
+
+  const int64_t L = p.length, len = ix.nd > 0 ? L : 0;
+  const TA *a = (const TA *)p.a + ix.bi * p.a_stride[0] + ix.d0 * p.a_stride[2];
+  const TX *x = (const TX *)p.b + ix.bi * p.b_stride[0] + ix.d0 * p.b_stride[2];
+  TX *h = (TX *)p.h + ix.bi * p.h_stride[0] + ix.d0 * p.h_stride[2];
+  const int64_t as = p.a_stride[1], bs = p.b_stride[1], hs = p.h_stride[1];
+  const int64_t acs = p.a_stride[2], bcs = p.b_stride[2], hcs = p.h_stride[2];
+  const TA a_pad = from_acc<TA>(num<A>::one());
+  const TX x_pad = from_acc<TX>(num<X>::zero());
+  TA a_row[V]; /* a time-invariant a: read once */
+  load_run<V>(a_row, a, acs, as == 0 && len > 0 ? ix.nd : 0, vec & kVecA, a_pad);
+
+  X carry[V];
+#pragma unroll
+  for (int i = 0; i < V; ++i)
+    carry[i] = p.h0 && i < ix.nd ? to_acc(((const TX *)p.h0)[ix.bi * p.h0_stride[0] + (ix.d0 + i) * p.h0_stride[1]])
+                                 : num<X>::zero();
+  const int64_t round = (int64_t)(blockDim.x / qw) * S, nrounds = (L + round - 1) / round;
+  for (int64_t k = 0; k < nrounds; ++k) {
+    const int64_t t0 = (REV ? nrounds - 1 - k : k) * round + (int64_t)ix.q * S;
+    TA ra[S][V];
+    TX rx[S][V];
+#pragma unroll
+    for (int s = 0; s < S; ++s) {
+      const int n = t0 + s < len ? ix.nd : 0;
+      if (as == 0) {
+#pragma unroll
+        for (int i = 0; i < V; ++i) ra[s][i] = i < n ? a_row[i] : a_pad;
+      } else {
+        load_run<V>(ra[s], a + (n > 0 ? (t0 + s) * as : 0), acs, n, vec & kVecA, a_pad);
+      }
+      load_run<V>(rx[s], x + (n > 0 ? (t0 + s) * bs : 0), bcs, n, vec & kVecX, x_pad);
+    }
+    Op f[V], excl[V];
+#pragma unroll
+    for (int i = 0; i < V; ++i) {
+      f[i] = identity<A, X>();
+#pragma unroll
+      for (int s = 0; s < S; ++s) {
+        const int j = ord<REV>(s, S);
+        f[i] = compose(f[i], Op{to_acc(ra[j][i]), to_acc(rx[j][i])});
+      }
+    }
+    lane_scan<REV>(f, excl, ix.lane, qw);
+    Op *t = tot + (k & 1) * ix.nw * cv;
+    if (REV ? ix.lane < qw : ix.lane >= 32 - qw) {
+#pragma unroll
+      for (int i = 0; i < V; ++i) t[ix.warp * cv + ix.c * V + i] = f[i];
+    }
+    __syncthreads();
+    X entering[V];
+    enter_lane<REV>(t + ix.c * V, carry, entering, ix.warp, ix.nw, cv);
+#pragma unroll
+    for (int i = 0; i < V; ++i) {
+      X y = apply(excl[i], entering[i]);
+#pragma unroll
+      for (int s = 0; s < S; ++s) {
+        const int j = ord<REV>(s, S);
+        y = add(mul(to_acc(ra[j][i]), y), to_acc(rx[j][i]));
+        rx[j][i] = from_acc<TX>(y);
+      }
+    }
+#pragma unroll
+    for (int s = 0; s < S; ++s) {
+      const int n = t0 + s < len ? ix.nd : 0;
+      if (n > 0) store_run<V>(rx[s], h + (t0 + s) * hs, hcs, n, vec & kVecH);
+    }
+  }
+  if (ix.q == 0) {
+#pragma unroll
+    for (int i = 0; i < V; ++i)
+      if (i < ix.nd) ((TX *)p.h_last)[ix.bi * p.h_last_stride[0] + (ix.d0 + i) * p.h_last_stride[1]] = from_acc<TX>(carry[i]);
+  }
+}
+
+template <typename TX, typename TA, bool REV>
+__global__ void __launch_bounds__(kTmThreads, kTmMinBlocksBwd) scan_bwd_tm(const lrnn_linear_scan_bwd_params p, int qw, int vec) {
+  using X = acc_t<TX>;
+  using A = acc_t<TA>;
+  using Op = Affine<A, X>;
+  constexpr bool BREV = !REV;
+  constexpr int V = tm_width<TX>(), S = tm_steps<TX, true>();
+  extern __shared__ __align__(16) unsigned char smem[];
+  const TmIndex ix = tm_index<V>(p.dim, qw);
+  const int cv = qw * V;
+  Op *tot = reinterpret_cast<Op *>(smem); /* [2][nw][qw * V] */
+
+  const int64_t L = p.length, len = ix.nd > 0 ? L : 0;
+  const TA *a = (const TA *)p.a + ix.bi * p.a_stride[0] + ix.d0 * p.a_stride[2];
+  const TX *g = (const TX *)p.grad_h + ix.bi * p.grad_h_stride[0] + ix.d0 * p.grad_h_stride[2];
+  const TX *h = (const TX *)p.h + ix.bi * p.h_stride[0] + ix.d0 * p.h_stride[2];
+  TX *db = (TX *)p.db + ix.bi * p.db_stride[0] + ix.d0 * p.db_stride[2];
+  TA *da = p.da_sum_time ? nullptr : (TA *)p.da + ix.bi * p.da_stride[0] + ix.d0 * p.da_stride[2];
+  const int64_t as = p.a_stride[1], gs = p.grad_h_stride[1], hs = p.h_stride[1], dbs = p.db_stride[1],
+                das = p.da_stride[1];
+  const int64_t acs = p.a_stride[2], gcs = p.grad_h_stride[2], hcs = p.h_stride[2], dbcs = p.db_stride[2],
+                dacs = p.da_stride[2];
+  const TA a_pad = from_acc<TA>(num<A>::one());
+  const TX x_pad = from_acc<TX>(num<X>::zero());
+  TA a_row[V];
+  load_run<V>(a_row, a, acs, as == 0 && len > 0 ? ix.nd : 0, vec & kVecA, a_pad);
+
+  X carry[V], h0[V];
+  A da_sum[V];
+#pragma unroll
+  for (int i = 0; i < V; ++i) {
+    const bool ok = i < ix.nd;
+    h0[i] = ok && p.h0 ? to_acc(((const TX *)p.h0)[ix.bi * p.h0_stride[0] + (ix.d0 + i) * p.h0_stride[1]]) : num<X>::zero();
+    carry[i] = ok && p.grad_h_last ? to_acc(((const TX *)p.grad_h_last)[ix.bi * p.grad_h_last_stride[0] +
+                                                                      (ix.d0 + i) * p.grad_h_last_stride[1]])
+                                   : num<X>::zero();
+    da_sum[i] = num<A>::zero();
+  }
+  const int64_t round = (int64_t)(blockDim.x / qw) * S, nrounds = (L + round - 1) / round;
+  for (int64_t k = 0; k < nrounds; ++k) {
+    const int64_t t0 = (BREV ? nrounds - 1 - k : k) * round + (int64_t)ix.q * S;
+    TA ra[S][V];
+    TX rg[S][V], rh[S][V];
+#pragma unroll
+    for (int s = 0; s < S; ++s) {
+      const int n = t0 + s < len ? ix.nd : 0;
+      if (as == 0) {
+#pragma unroll
+        for (int i = 0; i < V; ++i) ra[s][i] = i < n ? a_row[i] : a_pad;
+      } else {
+        load_run<V>(ra[s], a + (n > 0 ? (t0 + s) * as : 0), acs, n, vec & kVecA, a_pad);
+      }
+      load_run<V>(rg[s], g + (n > 0 ? (t0 + s) * gs : 0), gcs, n, vec & kVecG, x_pad);
+      load_run<V>(rh[s], h + (n > 0 ? (t0 + s) * hs : 0), hcs, n, vec & kVecH, x_pad);
+    }
+    Op f[V], excl[V];
+#pragma unroll
+    for (int i = 0; i < V; ++i) {
+      f[i] = identity<A, X>();
+#pragma unroll
+      for (int s = 0; s < S; ++s) {
+        const int j = ord<BREV>(s, S);
+        const A ca = conj_(to_acc(ra[j][i]));
+        f[i] = compose(f[i], Op{ca, mul(ca, to_acc(rg[j][i]))});
+      }
+    }
+    lane_scan<BREV>(f, excl, ix.lane, qw);
+    Op *t = tot + (k & 1) * ix.nw * cv;
+    if (BREV ? ix.lane < qw : ix.lane >= 32 - qw) {
+#pragma unroll
+      for (int i = 0; i < V; ++i) t[ix.warp * cv + ix.c * V + i] = f[i];
+    }
+    /* the state before this lane's first forward step: the neighbouring lane's edge step, read
+     * from memory only at the warp's edge */
+    X edge[V];
+    {
+      const bool warp_edge = REV ? ix.lane + qw >= 32 : ix.lane < qw;
+      const int64_t te = REV ? t0 + S : t0 - 1;
+      TX ring[V];
+      const int n = warp_edge && te >= 0 && te < len ? ix.nd : 0;
+      load_run<V>(ring, h + (n > 0 ? te * hs : 0), hcs, n, vec & kVecH, x_pad);
+#pragma unroll
+      for (int i = 0; i < V; ++i) {
+        const X nb = shfl_along<REV>(to_acc(rh[REV ? 0 : S - 1][i]), qw);
+        edge[i] = warp_edge ? (te >= 0 && te < len ? to_acc(ring[i]) : h0[i]) : nb;
+      }
+    }
+    __syncthreads();
+    X entering[V];
+    enter_lane<BREV>(t + ix.c * V, carry, entering, ix.warp, ix.nw, cv);
+    TA rda[S][V];
+#pragma unroll
+    for (int i = 0; i < V; ++i) {
+      X c = apply(excl[i], entering[i]);
+#pragma unroll
+      for (int s = 0; s < S; ++s) {
+        const int j = ord<BREV>(s, S);
+        X hp = REV ? (j + 1 < S ? to_acc(rh[j + 1][i]) : edge[i]) : (j > 0 ? to_acc(rh[j - 1][i]) : edge[i]);
+        if (REV && t0 + j + 1 >= L) hp = h0[i];
+        const X lam = add(to_acc(rg[j][i]), c);
+        const A dat = da_term<A>(lam, hp);
+        c = mul(conj_(to_acc(ra[j][i])), lam);
+        rg[j][i] = from_acc<TX>(lam);
+        if (p.da_sum_time) {
+          if (t0 + j < len) da_sum[i] = add(da_sum[i], dat);
+        } else {
+          rda[j][i] = from_acc<TA>(dat);
+        }
+      }
+    }
+#pragma unroll
+    for (int s = 0; s < S; ++s) {
+      const int n = t0 + s < len ? ix.nd : 0;
+      if (n > 0) {
+        store_run<V>(rg[s], db + (t0 + s) * dbs, dbcs, n, vec & kVecX);
+        if (!p.da_sum_time) store_run<V>(rda[s], da + (t0 + s) * das, dacs, n, vec & kVecDa);
+      }
+    }
+  }
+  if (ix.q == 0) {
+#pragma unroll
+    for (int i = 0; i < V; ++i)
+      if (i < ix.nd) ((TX *)p.dh0)[ix.bi * p.dh0_stride[0] + (ix.d0 + i) * p.dh0_stride[1]] = from_acc<TX>(carry[i]);
+  }
+  if (p.da_sum_time) {
+    /* the time lanes of a channel add their partial sums: in the warp by shuffles, then the
+     * warps in order; a fixed order either way */
+    __syncthreads();  /* every thread is done reading tot */
+    A *part = reinterpret_cast<A *>(smem); /* [nw][qw * V] */
+#pragma unroll
+    for (int i = 0; i < V; ++i) {
+      A v = da_sum[i];
+      for (int m = qw; m < 32; m <<= 1) v = add(v, shfl_xor(v, m));
+      if (ix.lane < qw) part[ix.warp * cv + ix.c * V + i] = v;
+    }
+    __syncthreads();
+    if (ix.q == 0) {
+#pragma unroll
+      for (int i = 0; i < V; ++i) {
+        A total = num<A>::zero();
+        for (int w = 0; w < ix.nw; ++w) total = add(total, part[w * cv + ix.c * V + i]);
+        if (i < ix.nd) ((A *)p.da)[ix.bi * p.da_stride[0] + (ix.d0 + i) * p.da_stride[2]] = total;
+      }
+    }
+  }
+}
+
+/* ---------------- time-major, pipelined (aligned, channels contiguous) ----------------
+ * A block owns one row group of 32 adjacent channels of one batch element (lane l holds channel
+ * d0 + l, one element: 64 to 256 contiguous bytes per row) and walks the whole sequence in rounds
+ * of kTpRound steps; warp w owns the kTpSteps consecutive steps w*kTpSteps.. of a round. The
+ * inputs of a round are copied to shared memory with cp.async, nstage rounds deep, by all threads
+ * in 16-byte pieces, so the copies of the next rounds are in flight while this one is scanned.
+ * A lane composes its steps sequentially (no shuffles), the warps' maps meet in
+ * shared memory, every lane applies them in scan order to the carried state, then re-runs its
+ * steps from its exact entering state and stores the outputs straight from registers (a warp
+ * writes whole rows). */
+
+constexpr int kTpWarps = 8, kTpThreads = 32 * kTpWarps, kTpSteps = 8, kTpRound = kTpWarps * kTpSteps;
+
+/* 16-byte asynchronous global -> shared copies (the CPU emulation copies at once). */
+__device__ __forceinline__ void cp_async16(void *dst, const void *src) {
+#ifdef __CUDACC__
+  const unsigned s = (unsigned)__cvta_generic_to_shared(dst);
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(src) : "memory");
+#else
+  memcpy(dst, src, 16);
+#endif
+}
+__device__ __forceinline__ void cp_async_commit() {
+#ifdef __CUDACC__
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+#endif
+}
+template <int N> __device__ __forceinline__ void cp_async_wait_n() {
+#ifdef __CUDACC__
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+#endif
+}
+/* Waits until at most n of this thread's copy groups are pending (n is the runtime pipeline
+ * depth; the instruction takes an immediate). */
+__device__ __forceinline__ void cp_async_wait(int n) {
+  switch (n) {
+    case 0: cp_async_wait_n<0>(); break;
+    case 1: cp_async_wait_n<1>(); break;
+    case 2: cp_async_wait_n<2>(); break;
+    case 3: cp_async_wait_n<3>(); break;
+    case 4: cp_async_wait_n<4>(); break;
+    case 5: cp_async_wait_n<5>(); break;
+    case 6: cp_async_wait_n<6>(); break;
+    case 7: cp_async_wait_n<7>(); break;
+    case 8: cp_async_wait_n<8>(); break;
+    case 9: cp_async_wait_n<9>(); break;
+    case 10: cp_async_wait_n<10>(); break;
+    case 11: cp_async_wait_n<11>(); break;
+    case 12: cp_async_wait_n<12>(); break;
+    case 13: cp_async_wait_n<13>(); break;
+    default: cp_async_wait_n<14>(); break;
+  }
+}
+
+/* Copies `rows` rows of one row group (`row_bytes` per row in shared memory, the first `valid`
+ * of them inside the tensor) starting at time t0 (rows outside [0, L) are skipped: the scans
+ * treat them as padding). */
+template <int ROW_BYTES>
+__device__ __forceinline__ void tp_copy(unsigned char *dst, const unsigned char *src, int64_t tstride_bytes, int64_t t0,
+                                        int rows, int64_t L, int valid) {
+  constexpr int per_row = ROW_BYTES / 16;
+  for (int c = threadIdx.x; c < rows * per_row; c += kTpThreads) {
+    const int r = c / per_row, off = (c % per_row) * 16;
+    const int64_t t = t0 + r;
+    if (t >= 0 && t < L && off < valid) cp_async16(dst + r * ROW_BYTES + off, src + t * tstride_bytes + off);
+  }
+}
+
+/* Shared memory of the pipelined kernels: the warps' maps (and partial sums), then the stages. */
+template <typename Op> __host__ __device__ constexpr size_t tp_head_bytes() {
+  return ((kTpWarps * 32 * sizeof(Op) + 15) / 16) * 16;
+}
+template <typename TX, typename TA, bool INV, bool BWD> __host__ __device__ constexpr size_t tp_stage_bytes() {
+  return BWD ? (size_t)(2 * kTpRound + 1) * 32 * sizeof(TX) + (INV ? 0 : (size_t)kTpRound * 32 * sizeof(TA))
+             : (size_t)kTpRound * 32 * sizeof(TX) + (INV ? 0 : (size_t)kTpRound * 32 * sizeof(TA));
+}
+
+/* Registers for three blocks per SM (two for 8-byte states), the residency the launcher plans for. */
+template <typename TX> __host__ __device__ constexpr int tp_min_blocks() { return sizeof(TX) >= 8 ? 2 : 3; }
+
+/* Forward, for a time-invariant a (held in a register: only b is staged). */
+template <typename TX, typename TA, bool REV>
+__global__ void __launch_bounds__(kTpThreads, (tp_min_blocks<TX>())) scan_fwd_tp(const lrnn_linear_scan_params p, int nstage) {
+  using X = acc_t<TX>;
+  using A = acc_t<TA>;
+  using Op = Affine<A, X>;
+  constexpr int S = kTpSteps, R = kTpRound, RBX = 32 * (int)sizeof(TX);
+  constexpr size_t stage_bytes = tp_stage_bytes<TX, TA, true, false>();
+  extern __shared__ __align__(16) unsigned char smem[];
+  Op *tot = reinterpret_cast<Op *>(smem); /* [warp][lane] */
+  unsigned char *stages = smem + tp_head_bytes<Op>();
+
+  const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+  const int64_t groups = (p.dim + 31) / 32, bi = blockIdx.x / groups, d0 = (blockIdx.x % groups) * 32, d = d0 + lane;
+  const bool live = d < p.dim;
+  const int64_t L = p.length, nrounds = (L + R - 1) / R;
+  const unsigned char *gx = reinterpret_cast<const unsigned char *>((const TX *)p.b + bi * p.b_stride[0] + d0);
+  const int64_t xsb = p.b_stride[1] * (int64_t)sizeof(TX);
+  const int xvalid = (int)((p.dim - d0) * (int64_t)sizeof(TX) < RBX ? (p.dim - d0) * (int64_t)sizeof(TX) : RBX);
+  TX *h = (TX *)p.h + bi * p.h_stride[0] + (live ? d : 0) * p.h_stride[2];
+  const int64_t hs = p.h_stride[1];
+  const A one = num<A>::one();
+  const A a_inv = live && L > 0 ? to_acc(((const TA *)p.a)[bi * p.a_stride[0] + d * p.a_stride[2]]) : one;
+  X carry = p.h0 && live ? to_acc(((const TX *)p.h0)[bi * p.h0_stride[0] + d * p.h0_stride[1]]) : num<X>::zero();
+
+  /* round k (in scan order) goes to stage k % nstage; one commit per round, empty past the end,
+   * so that the group count stays uniform */
+  auto issue = [&](int64_t k) {
+    if (k < nrounds) {
+      const int64_t t0 = (REV ? nrounds - 1 - k : k) * R;
+      unsigned char *st = stages + (size_t)(k % nstage) * stage_bytes;
+      tp_copy<RBX>(st, gx, xsb, t0, R, L, xvalid);
+    }
+    cp_async_commit();
+  };
+  for (int s = 0; s + 1 < nstage; ++s) issue(s);
+  for (int64_t k = 0; k < nrounds; ++k) {
+    cp_async_wait(nstage - 2);
+    /* round k is visible to all, and every thread is done with round k-1 (its stage and tot) */
+    __syncthreads();
+    issue(k + nstage - 1);
+    const unsigned char *st = stages + (size_t)(k % nstage) * stage_bytes;
+    const int64_t t0 = (REV ? nrounds - 1 - k : k) * R + w * S;
+    X xb[S];
+    A xa[S];
+#pragma unroll
+    for (int j = 0; j < S; ++j) {
+      const bool in = t0 + j < L;
+      const int r = w * S + j;
+      xb[j] = in ? to_acc(reinterpret_cast<const TX *>(st + r * RBX)[lane]) : num<X>::zero();
+      xa[j] = in ? a_inv : one;
+    }
+    Op f = identity<A, X>();
+#pragma unroll
+    for (int s = 0; s < S; ++s) {
+      const int j = ord<REV>(s, S);
+      f = compose(f, Op{xa[j], xb[j]});
+    }
+    tot[w * 32 + lane] = f;
+    __syncthreads();
+    X state = carry, y = carry;
+#pragma unroll
+    for (int s = 0; s < kTpWarps; ++s) {
+      const int ww = ord<REV>(s, kTpWarps);
+      if (ww == w) y = state;
+      state = apply(tot[ww * 32 + lane], state);
+    }
+    carry = state;
+#pragma unroll
+    for (int s = 0; s < S; ++s) {
+      const int j = ord<REV>(s, S);
+      y = add(mul(xa[j], y), xb[j]);  /* h[t] = a[t]*h[t-1] + b[t] */
+      if (live && t0 + j < L) h[(t0 + j) * hs] = from_acc<TX>(y);
+    }
+  }
+  cp_async_wait_n<0>();
+  if (w == 0 && live) ((TX *)p.h_last)[bi * p.h_last_stride[0] + d * p.h_last_stride[1]] = from_acc<TX>(carry);
+}
+
+/* Backward: the adjoint scan (see "backward" above) in the opposite direction, staging grad_h, a
+ * and h; the h tile has one extra row, the state before the round's first forward step. */
+template <typename TX, typename TA, bool REV, bool INV>
+__global__ void __launch_bounds__(kTpThreads, (tp_min_blocks<TX>())) scan_bwd_tp(const lrnn_linear_scan_bwd_params p, int nstage) {
+  using X = acc_t<TX>;
+  using A = acc_t<TA>;
+  using Op = Affine<A, X>;
+  constexpr bool BREV = !REV;
+  constexpr int S = kTpSteps, R = kTpRound, RBX = 32 * (int)sizeof(TX), RBA = 32 * (int)sizeof(TA);
+  constexpr size_t stage_bytes = tp_stage_bytes<TX, TA, INV, true>();
+  extern __shared__ __align__(16) unsigned char smem[];
+  Op *tot = reinterpret_cast<Op *>(smem); /* [warp][lane]; at the end the partial sums of da */
+  unsigned char *stages = smem + tp_head_bytes<Op>();
+
+  const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+  const int64_t groups = (p.dim + 31) / 32, bi = blockIdx.x / groups, d0 = (blockIdx.x % groups) * 32, d = d0 + lane;
+  const bool live = d < p.dim;
+  const int64_t L = p.length, nrounds = (L + R - 1) / R;
+  const unsigned char *gg = reinterpret_cast<const unsigned char *>((const TX *)p.grad_h + bi * p.grad_h_stride[0] + d0);
+  const unsigned char *gh = reinterpret_cast<const unsigned char *>((const TX *)p.h + bi * p.h_stride[0] + d0);
+  const unsigned char *ga = reinterpret_cast<const unsigned char *>((const TA *)p.a + bi * p.a_stride[0] + d0);
+  const int64_t gsb = p.grad_h_stride[1] * (int64_t)sizeof(TX), hsb = p.h_stride[1] * (int64_t)sizeof(TX),
+                asb = p.a_stride[1] * (int64_t)sizeof(TA);
+  const int xvalid = (int)((p.dim - d0) * (int64_t)sizeof(TX) < RBX ? (p.dim - d0) * (int64_t)sizeof(TX) : RBX);
+  const int avalid = (int)((p.dim - d0) * (int64_t)sizeof(TA) < RBA ? (p.dim - d0) * (int64_t)sizeof(TA) : RBA);
+  const int64_t dl = live ? d : 0;
+  TX *db = (TX *)p.db + bi * p.db_stride[0] + dl * p.db_stride[2];
+  TA *da = p.da_sum_time ? nullptr : (TA *)p.da + bi * p.da_stride[0] + dl * p.da_stride[2];
+  const int64_t dbs = p.db_stride[1], das = p.da_stride[1];
+  const A one = num<A>::one();
+  const A a_inv = INV && live && L > 0 ? to_acc(((const TA *)p.a)[bi * p.a_stride[0] + d * p.a_stride[2]]) : one;
+  const X h0 = p.h0 && live ? to_acc(((const TX *)p.h0)[bi * p.h0_stride[0] + d * p.h0_stride[1]]) : num<X>::zero();
+  X carry = p.grad_h_last && live
+                ? to_acc(((const TX *)p.grad_h_last)[bi * p.grad_h_last_stride[0] + d * p.grad_h_last_stride[1]])
+                : num<X>::zero();
+  A da_sum = num<A>::zero();
+
+  /* h row r of a round starting at t0 is h[t0 - 1 + r] (h[t0 + r] for a reverse forward): row j
+   * (row j + 1) is then the state before the forward step at t0 + j */
+  constexpr int hoff = REV ? 0 : -1;
+  auto issue = [&](int64_t k) {
+    if (k < nrounds) {
+      const int64_t t0 = (BREV ? nrounds - 1 - k : k) * R;
+      unsigned char *st = stages + (size_t)(k % nstage) * stage_bytes;
+      tp_copy<RBX>(st, gg, gsb, t0, R, L, xvalid);
+      tp_copy<RBX>(st + R * RBX, gh, hsb, t0 + hoff, R + 1, L, xvalid);
+      if (!INV) tp_copy<RBA>(st + (2 * R + 1) * RBX, ga, asb, t0, R, L, avalid);
+    }
+    cp_async_commit();
+  };
+  for (int s = 0; s + 1 < nstage; ++s) issue(s);
+  for (int64_t k = 0; k < nrounds; ++k) {
+    cp_async_wait(nstage - 2);
+    __syncthreads();
+    issue(k + nstage - 1);
+    const unsigned char *st = stages + (size_t)(k % nstage) * stage_bytes;
+    const int64_t t0 = (BREV ? nrounds - 1 - k : k) * R + w * S;
+    X xg[S], xh[S];
+    A xa[S];
+#pragma unroll
+    for (int j = 0; j < S; ++j) {
+      const bool in = t0 + j < L;
+      const int r = w * S + j;
+      const int64_t tp = t0 + j + (REV ? 1 : -1); /* the step before, in forward order */
+      xg[j] = in ? to_acc(reinterpret_cast<const TX *>(st + r * RBX)[lane]) : num<X>::zero();
+      xh[j] = tp >= 0 && tp < L ? to_acc(reinterpret_cast<const TX *>(st + (R + r + (REV ? 1 : 0)) * RBX)[lane]) : h0;
+      if constexpr (INV) {
+        xa[j] = in ? a_inv : one;
+      } else {
+        xa[j] = in ? to_acc(reinterpret_cast<const TA *>(st + (2 * R + 1) * RBX + r * RBA)[lane]) : one;
+      }
+    }
+    Op f = identity<A, X>();
+#pragma unroll
+    for (int s = 0; s < S; ++s) {
+      const int j = ord<BREV>(s, S);
+      const A ca = conj_(xa[j]);
+      f = compose(f, Op{ca, mul(ca, xg[j])});
+    }
+    tot[w * 32 + lane] = f;
+    __syncthreads();
+    X state = carry, c = carry;
+#pragma unroll
+    for (int s = 0; s < kTpWarps; ++s) {
+      const int ww = ord<BREV>(s, kTpWarps);
+      if (ww == w) c = state;
+      state = apply(tot[ww * 32 + lane], state);
+    }
+    carry = state;
+#pragma unroll
+    for (int s = 0; s < S; ++s) {
+      const int j = ord<BREV>(s, S);
+      const bool in = live && t0 + j < L;
+      const X lam = add(xg[j], c);
+      const A dat = da_term<A>(lam, xh[j]);
+      c = mul(conj_(xa[j]), lam);
+      if (in) {
+        db[(t0 + j) * dbs] = from_acc<TX>(lam);
+        if (p.da_sum_time) {
+          da_sum = add(da_sum, dat);
+        } else {
+          da[(t0 + j) * das] = from_acc<TA>(dat);
+        }
+      }
+    }
+  }
+  cp_async_wait_n<0>();
+  if (w == 0 && live) ((TX *)p.dh0)[bi * p.dh0_stride[0] + d * p.dh0_stride[1]] = from_acc<TX>(carry);
+  if (p.da_sum_time) {
+    /* the warps' partial sums of a channel, added in warp order */
+    A *part = reinterpret_cast<A *>(smem);
+    __syncthreads(); /* every thread is done reading tot */
+    part[w * 32 + lane] = da_sum;
+    __syncthreads();
+    if (w == 0 && live) {
+      A total = num<A>::zero();
+      for (int ww = 0; ww < kTpWarps; ++ww) total = add(total, part[ww * 32 + lane]);
+      ((A *)p.da)[bi * p.da_stride[0] + d * p.da_stride[2]] = total;
+    }
+  }
+}
+
+/* ---------------- launch shapes ---------------- */
+
+int sm_count() {
+  int dev = 0, sms = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+    return 132;
+  return sms > 0 ? sms : 132;
+}
+
+/* Blocks of `kernel` that fit on one SM at `threads` threads and `smem` bytes of dynamic shared
+ * memory (registers included), at least 1. */
+template <typename Kernel> int resident_blocks(Kernel kernel, int threads, size_t smem) {
+  int n = 0;
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, threads, smem) != cudaSuccess || n < 1) n = 1;
+  return n;
+}
+
+/* Channel-major: the smallest block (from one warp, up to 256 threads) whose tile covers the row,
+ * so short rows take one pass; bigger blocks (more steps in flight per row) while all rows still
+ * fit on the GPU at once, i.e. while it would otherwise idle with fewer rows than resident blocks. */
+template <typename Kernel> int cm_threads(Kernel kernel, int64_t rows, int64_t L, int steps, int sms) {
+  int nt = 32;
+  while (nt < kCmThreads && (int64_t)nt * steps < L) nt *= 2;
+  while (nt * 2 <= kCmThreads && L >= (int64_t)nt * 2 * steps &&
+         rows <= (int64_t)sms * resident_blocks(kernel, nt * 2, 0))
+    nt *= 2;
+  return nt;
+}
+
+struct TmShape {
+  int qw, threads;
+  int64_t blocks;
+  size_t smem;
+};
+
+/* Time-major: QW threads of V channels per row (a 128-byte line; down to a 32-byte sector while
+ * B*D would not give every SM two blocks; fewer only when D itself is smaller) and as many
+ * time lanes as keep every block resident in one wave (each block walks the whole sequence, so a
+ * second wave would double the time). Shared memory holds two rounds of warp totals. */
+template <typename Kernel>
+TmShape tm_shape(Kernel kernel, int64_t B, int64_t L, int64_t D, int V, int S, size_t elem, size_t op_bytes, int sms) {
+  const int line = (int)(128 / (V * elem)), sector = (int)(32 / (V * elem));
+  int qw = line > 1 ? line : 1;
+  while (qw > 1 && (int64_t)(qw / 2) * V >= D) qw /= 2;
+  auto blocks_of = [&](int w) { return B * ((D + (int64_t)w * V - 1) / ((int64_t)w * V)); };
+  while (qw > sector && qw > 1 && blocks_of(qw) < 2 * (int64_t)sms) qw /= 2;
+  const int64_t blocks = blocks_of(qw);
+  auto smem_of = [&](int threads) { return (size_t)2 * (threads / 32) * qw * V * op_bytes; };
+  int threads = 32;
+  while (threads * 2 <= kTmThreads && (int64_t)(threads * 2 / qw) * S <= L &&
+         blocks <= (int64_t)sms * resident_blocks(kernel, threads * 2, smem_of(threads * 2)))
+    threads *= 2;
+  return TmShape{qw, threads, blocks, smem_of(threads)};
+}
+
+bool aligned(const void *ptr, size_t bytes) { return ((uintptr_t)ptr % bytes) == 0; }
+
+/* Channel-major vector loads: time steps contiguous and every row's start aligned to 16 bytes
+ * (the stride of a size-1 dimension never moves the row). */
+bool vec_ok(const void *ptr, const int64_t *stride, size_t elem, int64_t B, int64_t D) {
+  const int64_t v = 16 / (int64_t)elem;
+  return aligned(ptr, 16) && stride[1] == 1 && (B == 1 || stride[0] % v == 0) && (D == 1 || stride[2] % v == 0);
+}
+
+/* `a` in a vectorized channel-major kernel: constant in time, or a vectorizable sequence. */
+bool a_vec_ok(const void *ptr, const int64_t *stride, size_t elem, int64_t B, int64_t D) {
+  return stride[1] == 0 || vec_ok(ptr, stride, elem, B, D);
+}
+
+/* Time-major vector loads of V channels: channels contiguous and every run of V channels, at
+ * every (batch, time), aligned to its byte size. */
+bool tm_vec_ok(const void *ptr, const int64_t *stride, size_t elem, int V, int64_t B, int64_t L) {
+  const size_t bytes = elem * V;
+  if (V == 1 || (bytes != 8 && bytes % 16 != 0)) return false;
+  return aligned(ptr, bytes > 16 ? 16 : bytes) && stride[2] == 1 && (B == 1 || stride[0] % V == 0) &&
+         (L == 1 || stride[1] % V == 0);
+}
+
+lrnn_status launched() { return cudaGetLastError() == cudaSuccess ? LRNN_OK : LRNN_ERR_CUDA; }
+
+/* The pipelined time-major kernels read an array in 16-byte pieces of whole row groups: channels
+ * contiguous, and every row (batch, time) starting on 16 bytes and holding whole pieces. */
+bool tp_ok(const void *ptr, const int64_t *stride, size_t elem, int64_t B, int64_t L, int64_t D) {
+  return aligned(ptr, 16) && stride[2] == 1 && (B == 1 || (stride[0] * (int64_t)elem) % 16 == 0) &&
+         (L == 1 || (stride[1] * (int64_t)elem) % 16 == 0) && (D * (int64_t)elem) % 16 == 0;
+}
+
+/* Pipeline depth: enough stages that the blocks of one SM keep about kTpInflight bytes of loads
+ * in flight (the DRAM latency times an SM's share of the bandwidth, with margin), no more than the
+ * rounds need, and within the SM's shared memory at the residency the grid asks for. */
+constexpr int64_t kTpInflight = 64 * 1024, kTpSmemPerSm = 220 * 1024;
+int tp_stages(int64_t blocks, int64_t nrounds, size_t head, size_t stage, int sms) {
+  const int64_t per_sm = (blocks + sms - 1) / sms;
+  int64_t n = 1 + (kTpInflight / per_sm + (int64_t)stage - 1) / (int64_t)stage;
+  if (n > 16) n = 16;
+  if (n > nrounds + 1) n = nrounds + 1;
+  if (n < 2) n = 2;
+  while (n > 2 && per_sm * (int64_t)(head + n * stage + 1024) > kTpSmemPerSm) --n;
+  return (int)n;
+}
+
+template <typename Kernel, typename Params>
+lrnn_status tp_launch(Kernel kernel, const Params &p, size_t head, size_t stage, int sms, cudaStream_t st) {
+  const int64_t blocks = p.batch * ((p.dim + 31) / 32), nrounds = (p.length + kTpRound - 1) / kTpRound;
+  const int nstage = tp_stages(blocks, nrounds, head, stage, sms);
+  const size_t smem = head + (size_t)nstage * stage;
+  if (smem > 48 * 1024 &&
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) != cudaSuccess)
+    return LRNN_ERR_CUDA;
+  kernel<<<dim3((unsigned)blocks), kTpThreads, smem, st>>>(p, nstage);
+  return launched();
+}
+
+/* Where the pipelined kernels measured faster than the generic time-major ones on the H200
+ * (benchmarks/cuda/linear_scan_c.cu, % of the copy-bandwidth floor, generic -> pipelined):
+ *   (8, 4096, 1536) backward: f32 72 -> 86, bf16 28 -> 60, time-invariant a: f32 39 -> 74,
+ *     bf16 18 -> 42, c64 (real a) 48 -> 79; complex full a 84.5 -> 82 (kept generic);
+ *   forward with a time-invariant a: f32 46 -> 57, c64 (real a) 59 -> 77; but full a f32 86 -> 80,
+ *     bf16 48 -> 44, c64 92 -> 81, and time-invariant bf16 34 -> 30 (kept generic);
+ *   (2, 65536, 1536), 96 row groups for 132 SMs: f32 backward 42 -> 51, forward 43 -> 39.
+ * A block walks its row group's whole sequence with a fixed cost per round, so with fewer row
+ * groups than SMs it loses where the generic kernel's time lanes spread further; it is used with
+ * at least one row group per SM (the shapes measured) except for the f32 full-a backward. f64 was
+ * not measured and stays generic; f16 runs bf16's code and follows it. */
+template <typename TX> constexpr bool tp_forward() {
+  return std::is_same<TX, float>::value || std::is_same<TX, cfloat>::value;
+}
+template <typename TX> constexpr bool tp_backward() {
+  return std::is_same<TX, float>::value || std::is_same<TX, cfloat>::value || sizeof(TX) == 2;
+}
+bool tp_many_rows(int64_t B, int64_t D, int sms) { return B * ((D + 31) / 32) >= (int64_t)sms; }
+
+template <typename TX, typename TA>
+lrnn_status launch_fwd(const lrnn_linear_scan_params &p, cudaStream_t st) {
+  using Op = Affine<acc_t<TA>, acc_t<TX>>;
+  const int sms = sm_count();
+  const int64_t rows = p.batch * p.dim;
+  /* channel-major when time is contiguous in b and h (a is read with its own strides) */
+  if (p.length > 1 && p.b_stride[1] == 1 && p.h_stride[1] == 1) {
+    const bool vec = vec_ok(p.b, p.b_stride, sizeof(TX), p.batch, p.dim) &&
+                     vec_ok(p.h, p.h_stride, sizeof(TX), p.batch, p.dim) &&
+                     a_vec_ok(p.a, p.a_stride, sizeof(TA), p.batch, p.dim);
+    /* a constant in time gets the variant that holds it in a register and carries twice the steps */
+    const bool inv = vec && p.a_stride[1] == 0;
+    void (*kernel)(const lrnn_linear_scan_params) =
+        inv   ? (p.reverse ? scan_fwd_cm<TX, TA, true, true, true> : scan_fwd_cm<TX, TA, true, false, true>)
+        : vec ? (p.reverse ? scan_fwd_cm<TX, TA, true, true, false> : scan_fwd_cm<TX, TA, true, false, false>)
+              : (p.reverse ? scan_fwd_cm<TX, TA, false, true, false> : scan_fwd_cm<TX, TA, false, false, false>);
+    const int steps = vec_width<TX>() * (inv ? 2 * cm_vectors<TX, true, false>() : cm_vectors<TX, false, false>());
+    const int nt = cm_threads(kernel, rows, p.length, steps, sms);
+    kernel<<<dim3((unsigned)rows), nt, 0, st>>>(p);
+    return launched();
+  }
+  if constexpr (tp_forward<TX>()) {
+    if (p.a_stride[1] == 0 && p.dim >= 32 && tp_many_rows(p.batch, p.dim, sms) &&
+        tp_ok(p.b, p.b_stride, sizeof(TX), p.batch, p.length, p.dim)) {
+      void (*kernel)(const lrnn_linear_scan_params, int) = p.reverse ? scan_fwd_tp<TX, TA, true> : scan_fwd_tp<TX, TA, false>;
+      return tp_launch(kernel, p, tp_head_bytes<Op>(), tp_stage_bytes<TX, TA, true, false>(), sms, st);
+    }
+  }
+  constexpr int V = tm_width<TX>();
+  const int vec = (tm_vec_ok(p.a, p.a_stride, sizeof(TA), V, p.batch, p.length) ? kVecA : 0) |
+                  (tm_vec_ok(p.b, p.b_stride, sizeof(TX), V, p.batch, p.length) ? kVecX : 0) |
+                  (tm_vec_ok(p.h, p.h_stride, sizeof(TX), V, p.batch, p.length) ? kVecH : 0);
+  void (*kernel)(const lrnn_linear_scan_params, int, int) =
+      p.reverse ? scan_fwd_tm<TX, TA, true> : scan_fwd_tm<TX, TA, false>;
+  const TmShape s = tm_shape(kernel, p.batch, p.length, p.dim, V, tm_steps<TX, false>(), sizeof(TX), sizeof(Op), sms);
+  kernel<<<dim3((unsigned)s.blocks), s.threads, s.smem, st>>>(p, s.qw, vec);
+  return launched();
+}
+
+template <typename TX, typename TA>
+lrnn_status launch_bwd(const lrnn_linear_scan_bwd_params &p, cudaStream_t st) {
+  using Op = Affine<acc_t<TA>, acc_t<TX>>;
+  const int sms = sm_count();
+  const int64_t rows = p.batch * p.dim;
+  if (p.length > 1 && p.h_stride[1] == 1 && p.db_stride[1] == 1) {
+    const bool vec = vec_ok(p.grad_h, p.grad_h_stride, sizeof(TX), p.batch, p.dim) &&
+                     vec_ok(p.h, p.h_stride, sizeof(TX), p.batch, p.dim) &&
+                     vec_ok(p.db, p.db_stride, sizeof(TX), p.batch, p.dim) &&
+                     a_vec_ok(p.a, p.a_stride, sizeof(TA), p.batch, p.dim) &&
+                     (p.da_sum_time || vec_ok(p.da, p.da_stride, sizeof(TA), p.batch, p.dim));
+    const bool inv = vec && p.a_stride[1] == 0;
+    void (*kernel)(const lrnn_linear_scan_bwd_params) =
+        inv   ? (p.reverse ? scan_bwd_cm<TX, TA, true, true, true> : scan_bwd_cm<TX, TA, true, false, true>)
+        : vec ? (p.reverse ? scan_bwd_cm<TX, TA, true, true, false> : scan_bwd_cm<TX, TA, true, false, false>)
+              : (p.reverse ? scan_bwd_cm<TX, TA, false, true, false> : scan_bwd_cm<TX, TA, false, false, false>);
+    const int steps = vec_width<TX>() * cm_vectors<TX, false, true>() * (inv ? 2 : 1);
+    const int nt = cm_threads(kernel, rows, p.length, steps, sms);
+    kernel<<<dim3((unsigned)rows), nt, 0, st>>>(p);
+    return launched();
+  }
+  if constexpr (tp_backward<TX>()) {
+    const bool a_inv = p.a_stride[1] == 0;
+    /* the full-a f32 backward wins with fewer row groups than SMs too: (2, 65536, 1536) 1.86 ms
+     * against 2.29; a complex full a stays on the generic kernel (0.576 ms against 0.564) */
+    constexpr bool full_ok = !std::is_same<TX, cfloat>::value;
+    const bool wins = a_inv ? tp_many_rows(p.batch, p.dim, sms)
+                            : full_ok && (tp_many_rows(p.batch, p.dim, sms) || std::is_same<TX, float>::value);
+    if (wins && p.dim >= 32 && tp_ok(p.grad_h, p.grad_h_stride, sizeof(TX), p.batch, p.length, p.dim) &&
+        tp_ok(p.h, p.h_stride, sizeof(TX), p.batch, p.length, p.dim) &&
+        (a_inv || tp_ok(p.a, p.a_stride, sizeof(TA), p.batch, p.length, p.dim))) {
+      if (a_inv) {
+        void (*kernel)(const lrnn_linear_scan_bwd_params, int) =
+            p.reverse ? scan_bwd_tp<TX, TA, true, true> : scan_bwd_tp<TX, TA, false, true>;
+        return tp_launch(kernel, p, tp_head_bytes<Op>(), tp_stage_bytes<TX, TA, true, true>(), sms, st);
+      }
+      if constexpr (full_ok) {
+        void (*kernel)(const lrnn_linear_scan_bwd_params, int) =
+            p.reverse ? scan_bwd_tp<TX, TA, true, false> : scan_bwd_tp<TX, TA, false, false>;
+        return tp_launch(kernel, p, tp_head_bytes<Op>(), tp_stage_bytes<TX, TA, false, true>(), sms, st);
+      }
+    }
+  }
+  constexpr int V = tm_width<TX>();
+  const int vec = (tm_vec_ok(p.a, p.a_stride, sizeof(TA), V, p.batch, p.length) ? kVecA : 0) |
+                  (tm_vec_ok(p.db, p.db_stride, sizeof(TX), V, p.batch, p.length) ? kVecX : 0) |
+                  (tm_vec_ok(p.h, p.h_stride, sizeof(TX), V, p.batch, p.length) ? kVecH : 0) |
+                  (tm_vec_ok(p.grad_h, p.grad_h_stride, sizeof(TX), V, p.batch, p.length) ? kVecG : 0) |
+                  (!p.da_sum_time && tm_vec_ok(p.da, p.da_stride, sizeof(TA), V, p.batch, p.length) ? kVecDa : 0);
+  void (*kernel)(const lrnn_linear_scan_bwd_params, int, int) =
+      p.reverse ? scan_bwd_tm<TX, TA, true> : scan_bwd_tm<TX, TA, false>;
+  const TmShape s = tm_shape(kernel, p.batch, p.length, p.dim, V, tm_steps<TX, true>(), sizeof(TX), sizeof(Op), sms);
+  kernel<<<dim3((unsigned)s.blocks), s.threads, s.smem, st>>>(p, s.qw, vec);
+  return launched();
+}
+
+bool sizes_ok(int64_t B, int64_t L, int64_t D) {
+  return B >= 0 && L >= 0 && D >= 0 && (D == 0 || B <= INT32_MAX / D);
+}
+
+}  // namespace
+
+extern "C" lrnn_status lrnn_linear_scan_fwd_cuda(const lrnn_linear_scan_params *p, void *stream) {
+  if (!p) return LRNN_ERR_ARGUMENT;
+  if (!sizes_ok(p->batch, p->length, p->dim)) return LRNN_ERR_SHAPE;
+  if (p->batch * p->dim == 0) return LRNN_OK;
+  if (!p->h_last || (p->length > 0 && (!p->a || !p->b || !p->h))) return LRNN_ERR_ARGUMENT;
+  cudaStream_t st = (cudaStream_t)stream;
+  switch (p->dtype) {
+    case LRNN_F32: return p->a_dtype == LRNN_F32 ? launch_fwd<float, float>(*p, st) : LRNN_ERR_DTYPE;
+    case LRNN_F64: return p->a_dtype == LRNN_F64 ? launch_fwd<double, double>(*p, st) : LRNN_ERR_DTYPE;
+    case LRNN_BF16:
+      return p->a_dtype == LRNN_BF16 ? launch_fwd<__nv_bfloat16, __nv_bfloat16>(*p, st) : LRNN_ERR_DTYPE;
+    case LRNN_F16: return p->a_dtype == LRNN_F16 ? launch_fwd<__half, __half>(*p, st) : LRNN_ERR_DTYPE;
+    case LRNN_C64:
+      if (p->a_dtype == LRNN_C64) return launch_fwd<cfloat, cfloat>(*p, st);
+      if (p->a_dtype == LRNN_F32) return launch_fwd<cfloat, float>(*p, st);
+      return LRNN_ERR_DTYPE;
+    case LRNN_C128:
+      if (p->a_dtype == LRNN_C128) return launch_fwd<cdouble, cdouble>(*p, st);
+      if (p->a_dtype == LRNN_F64) return launch_fwd<cdouble, double>(*p, st);
+      return LRNN_ERR_DTYPE;
+  }
+  return LRNN_ERR_DTYPE;
+}
+
+extern "C" lrnn_status lrnn_linear_scan_bwd_cuda(const lrnn_linear_scan_bwd_params *p, void *stream) {
+  if (!p) return LRNN_ERR_ARGUMENT;
+  if (!sizes_ok(p->batch, p->length, p->dim)) return LRNN_ERR_SHAPE;
+  if (p->batch * p->dim == 0) return LRNN_OK;
+  if (!p->dh0 || ((p->length > 0 || p->da_sum_time) && !p->da)) return LRNN_ERR_ARGUMENT;
+  if (p->length > 0 && (!p->a || !p->grad_h || !p->h || !p->db)) return LRNN_ERR_ARGUMENT;
+  cudaStream_t st = (cudaStream_t)stream;
+  switch (p->dtype) {
+    case LRNN_F32: return p->a_dtype == LRNN_F32 ? launch_bwd<float, float>(*p, st) : LRNN_ERR_DTYPE;
+    case LRNN_F64: return p->a_dtype == LRNN_F64 ? launch_bwd<double, double>(*p, st) : LRNN_ERR_DTYPE;
+    case LRNN_BF16:
+      return p->a_dtype == LRNN_BF16 ? launch_bwd<__nv_bfloat16, __nv_bfloat16>(*p, st) : LRNN_ERR_DTYPE;
+    case LRNN_F16: return p->a_dtype == LRNN_F16 ? launch_bwd<__half, __half>(*p, st) : LRNN_ERR_DTYPE;
+    case LRNN_C64:
+      if (p->a_dtype == LRNN_C64) return launch_bwd<cfloat, cfloat>(*p, st);
+      if (p->a_dtype == LRNN_F32) return launch_bwd<cfloat, float>(*p, st);
+      return LRNN_ERR_DTYPE;
+    case LRNN_C128:
+      if (p->a_dtype == LRNN_C128) return launch_bwd<cdouble, cdouble>(*p, st);
+      if (p->a_dtype == LRNN_F64) return launch_bwd<cdouble, double>(*p, st);
+      return LRNN_ERR_DTYPE;
+  }
+  return LRNN_ERR_DTYPE;
+}
