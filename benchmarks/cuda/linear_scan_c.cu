@@ -10,11 +10,12 @@
  * floor, where the floor is the minimal bytes over the device-to-device copy bandwidth measured
  * in the same run. Inputs are filled on the device; the check copies the sampled rows back.
  *
- * Built with -DLSC_COMPARE and linked with a second copy of the kernels whose two entry points
- * are renamed lrnn_base_linear_scan_{fwd,bwd}_cuda (tests/gpu/tm.sh builds main's that way), it
- * times both in the same run and prints one line per case: base and current, fwd, bwd, fwd+bwd.
- * Environment: ONLY (substring of the case label), REPS (timed runs, median), SIDE=cur (compare
- * build: run only the current kernels, e.g. under ncu). */
+ * Linked with other builds of the kernels whose two entry points are renamed
+ * lrnn_{base,v1,v2,v3}_linear_scan_{fwd,bwd}_cuda (tests/gpu/tm.sh builds main's as "base"), it
+ * times all of them in the same run and adds one line per case starting with "=": the % of the
+ * floor of each build, fwd, bwd and fwd+bwd. Environment: ONLY (substring of the case label),
+ * REPS (timed runs, median), VARIANTS (display names of v1..v3, comma-separated), SIDE=cur (run
+ * only the current kernels, e.g. under ncu). */
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -29,10 +30,18 @@
 
 #include "lrnn/linear_scan.h"
 
-#ifdef LSC_COMPARE
-extern "C" lrnn_status lrnn_base_linear_scan_fwd_cuda(const lrnn_linear_scan_params *p, void *stream);
-extern "C" lrnn_status lrnn_base_linear_scan_bwd_cuda(const lrnn_linear_scan_bwd_params *p, void *stream);
-#endif
+/* Other builds of the kernels, linked in when present (weak: absent ones are null): "base" is
+ * main's (tests/gpu/tm.sh), v1..v3 variants compiled with other -D flags; each has its two entry
+ * points renamed lrnn_<name>_linear_scan_{fwd,bwd}_cuda. */
+#define LSC_SIDE(name)                                                                                         \
+  extern "C" __attribute__((weak)) lrnn_status lrnn_##name##_linear_scan_fwd_cuda(const lrnn_linear_scan_params *, \
+                                                                                  void *);                     \
+  extern "C" __attribute__((weak)) lrnn_status lrnn_##name##_linear_scan_bwd_cuda(                              \
+      const lrnn_linear_scan_bwd_params *, void *);
+LSC_SIDE(base)
+LSC_SIDE(v1)
+LSC_SIDE(v2)
+LSC_SIDE(v3)
 
 #define CK(x)                                                                         \
   do {                                                                                \
@@ -180,15 +189,33 @@ int main(int argc, char **argv) {
   CK(cudaFree(c0));
   CK(cudaFree(c1));
   printf("# %s, copy bandwidth %.0f GB/s (read+write)\n", prop.name, bw * 1e-9);
-#ifdef LSC_COMPARE
   const char *side = getenv("SIDE");
-  if (!(side && !strcmp(side, "cur")))
-    printf("%-15s %-9s %-2s %-4s %7s %7s %6s %6s | %7s %7s %6s %6s | %6s %6s %8s %8s\n", "(B,L,D)", "dtype", "ly", "a",
-           "fwd:base", "cur", "%base", "%cur", "bwd:base", "cur", "%base", "%cur", "f+b:%b", "%cur", "rel:base", "cur");
-  else
-#endif
-  printf("%-22s %-10s %-4s %-5s %-7s %9s %8s %7s %10s\n", "shape (B,L,D)", "dtype", "lay", "a", "pass", "ms", "GB/s",
-         "%floor", "max rel");
+  struct Side {
+    std::string name;
+    Fwd fwd;
+    Bwd bwd;
+    double rel, fwd_ms, bwd_ms;
+  };
+  std::vector<Side> others = {{"base", lrnn_base_linear_scan_fwd_cuda, lrnn_base_linear_scan_bwd_cuda, 0, 0, 0},
+                              {"v1", lrnn_v1_linear_scan_fwd_cuda, lrnn_v1_linear_scan_bwd_cuda, 0, 0, 0},
+                              {"v2", lrnn_v2_linear_scan_fwd_cuda, lrnn_v2_linear_scan_bwd_cuda, 0, 0, 0},
+                              {"v3", lrnn_v3_linear_scan_fwd_cuda, lrnn_v3_linear_scan_bwd_cuda, 0, 0, 0}};
+  if (const char *names = getenv("VARIANTS")) {  /* display names of v1..v3 */
+    std::string all = names;
+    for (size_t k = 1, pos = 0; k < others.size() && pos <= all.size(); ++k) {
+      const size_t e = std::min(all.find(',', pos), all.size());
+      if (e > pos) others[k].name = all.substr(pos, e - pos);
+      pos = e + 1;
+    }
+  }
+  {
+    std::string hdr = "= builds:";
+    for (const Side &v : others)
+      if (v.fwd && v.bwd && !(side && !strcmp(side, "cur"))) hdr += " " + v.name;
+    printf("%s cur (%% of the floor: fwd | bwd | fwd+bwd; worst max rel)\n", hdr.c_str());
+  }
+  printf("%-22s %-10s %-4s %-5s %-7s %9s %8s %7s %10s %s\n", "shape (B,L,D)", "dtype", "lay", "a", "pass", "ms", "GB/s",
+         "%floor", "max rel", "build");
 
   const Case cases[] = {
       {LRNN_F32, LRNN_F32, false, false}, {LRNN_F32, LRNN_F32, true, false},
@@ -245,16 +272,11 @@ int main(int argc, char **argv) {
       q.h0_stride[0] = D; q.h0_stride[1] = 1; q.dh0_stride[0] = D; q.dh0_stride[1] = 1;
       q.dtype = c.dtype; q.a_dtype = c.a_dtype; q.da_sum_time = c.a_invariant;
 
-      struct Side {
-        Fwd fwd;
-        Bwd bwd;
-        double rel, fwd_ms, bwd_ms;
-      };
       std::vector<Side> sides;
-#ifdef LSC_COMPARE
-      if (!(side && !strcmp(side, "cur"))) sides.push_back({lrnn_base_linear_scan_fwd_cuda, lrnn_base_linear_scan_bwd_cuda, 0, 0, 0});
-#endif
-      sides.push_back({lrnn_linear_scan_fwd_cuda, lrnn_linear_scan_bwd_cuda, 0, 0, 0});
+      if (!(side && !strcmp(side, "cur")))
+        for (const Side &v : others)
+          if (v.fwd && v.bwd) sides.push_back(v);
+      sides.push_back({"cur", lrnn_linear_scan_fwd_cuda, lrnn_linear_scan_bwd_cuda, 0, 0, 0});
       for (Side &sd : sides) {
         /* correctness: the CPU kernel on a sample of rows (every output is poisoned first) */
         CK(cudaMemset(dh, 0xff, n * es));
@@ -312,21 +334,30 @@ int main(int argc, char **argv) {
       char shape[48];
       snprintf(shape, sizeof shape, "(%lld,%lld,%lld)", (long long)B, (long long)L, (long long)D);
       auto pct = [&](double bytes, double ms) { return 100.0 * bytes / bw / (ms * 1e-3); };
-      if (sides.size() == 2) {
-        const Side &b0 = sides[0], &b1 = sides[1];
-        printf("%-15s %-9s %-2s %-4s %7.4f %7.4f %5.1f%% %5.1f%% | %7.4f %7.4f %5.1f%% %5.1f%% | %5.1f%% %5.1f%% %8.1e %8.1e\n",
-               shape, dtype_name(c.dtype), lay, ak, b0.fwd_ms, b1.fwd_ms, pct(fwd_bytes, b0.fwd_ms),
-               pct(fwd_bytes, b1.fwd_ms), b0.bwd_ms, b1.bwd_ms, pct(bwd_bytes, b0.bwd_ms), pct(bwd_bytes, b1.bwd_ms),
-               pct(fb_bytes, b0.fwd_ms + b0.bwd_ms), pct(fb_bytes, b1.fwd_ms + b1.bwd_ms), b0.rel, b1.rel);
-      } else {
-        const Side &sd = sides[0];
+      for (const Side &sd : sides) {
         const double fb_ms = sd.fwd_ms + sd.bwd_ms;
-        printf("%-22s %-10s %-4s %-5s %-7s %9.4f %8.0f %6.1f%% %10.2e\n", shape, dtype_name(c.dtype), lay, ak, "fwd",
-               sd.fwd_ms, fwd_bytes / sd.fwd_ms * 1e-6, pct(fwd_bytes, sd.fwd_ms), sd.rel);
-        printf("%-22s %-10s %-4s %-5s %-7s %9.4f %8.0f %6.1f%%\n", shape, dtype_name(c.dtype), lay, ak, "bwd", sd.bwd_ms,
-               bwd_bytes / sd.bwd_ms * 1e-6, pct(bwd_bytes, sd.bwd_ms));
-        printf("%-22s %-10s %-4s %-5s %-7s %9.4f %8.0f %6.1f%%\n", shape, dtype_name(c.dtype), lay, ak, "fwd+bwd", fb_ms,
-               fb_bytes / fb_ms * 1e-6, pct(fb_bytes, fb_ms));
+        printf("%-22s %-10s %-4s %-5s %-7s %9.4f %8.0f %6.1f%% %10.2e %s\n", shape, dtype_name(c.dtype), lay, ak, "fwd",
+               sd.fwd_ms, fwd_bytes / sd.fwd_ms * 1e-6, pct(fwd_bytes, sd.fwd_ms), sd.rel, sd.name.c_str());
+        printf("%-22s %-10s %-4s %-5s %-7s %9.4f %8.0f %6.1f%% %10s %s\n", shape, dtype_name(c.dtype), lay, ak, "bwd",
+               sd.bwd_ms, bwd_bytes / sd.bwd_ms * 1e-6, pct(bwd_bytes, sd.bwd_ms), "", sd.name.c_str());
+        printf("%-22s %-10s %-4s %-5s %-7s %9.4f %8.0f %6.1f%% %10s %s\n", shape, dtype_name(c.dtype), lay, ak, "fwd+bwd",
+               fb_ms, fb_bytes / fb_ms * 1e-6, pct(fb_bytes, fb_ms), "", sd.name.c_str());
+      }
+      if (sides.size() > 1) {  /* the compact line: fwd, bwd, fwd+bwd % of the floor per build, worst rel */
+        std::string line = "= " + std::string(shape) + " " + std::string(dtype_name(c.dtype)).substr(0, 4) + " " + lay + " " + ak;
+        char buf[32];
+        double worst = 0;
+        for (int k = 0; k < 3; ++k) {
+          line += " |";
+          for (const Side &sd : sides) {
+            const double ms = k == 0 ? sd.fwd_ms : k == 1 ? sd.bwd_ms : sd.fwd_ms + sd.bwd_ms;
+            snprintf(buf, sizeof buf, " %5.1f", pct(k == 0 ? fwd_bytes : k == 1 ? bwd_bytes : fb_bytes, ms));
+            line += buf;
+            worst = std::max(worst, sd.rel);
+          }
+        }
+        snprintf(buf, sizeof buf, " | %.1e", worst);
+        printf("%s%s\n", line.c_str(), buf);
       }
       fflush(stdout);
       for (void *ptr : {da_, db_, dh, dhl, dg, dda, ddb, ddh0}) CK(cudaFree(ptr));

@@ -2,27 +2,36 @@
 # tests/gpu/tm.sh: the time-major CUDA linear-scan kernels on the H200 in <= 60 s, from the repo
 # root after `pip install --no-build-isolation -e .` (which leaves build/liblrnn_cuda_kernels.a).
 #  1. links the C-level benchmark (benchmarks/cuda/linear_scan_c.cu) against the kernels of that
-#     build, while nvcc compiles main's kernels (benchmarks/cuda/linear_scan_base.cu) with renamed
-#     entry points in the background;
+#     build ("cur"), while nvcc compiles, with renamed entry points, main's kernels
+#     (benchmarks/cuda/linear_scan_base.cu, "base") and variants of the current ones built with
+#     other -D flags (see `builds` below) in the background;
 #  2. ncu of the pipelined forward (scan_fwd_tp) at (8, 4096, 1536) bf16 time-major: stall
 #     reasons of the whole kernel and the SASS lines with the most stall samples;
-#  3. base (main) and current side by side in one run on every time-major case of (8, 4096, 1536)
-#     and (2, 65536, 1536) plus the bf16 time-invariant channel-major ones (each checked against
-#     the CPU kernel on 7 rows: the rel columns).
+#  3. all builds side by side in one run on every time-major case of (8, 4096, 1536) and
+#     (2, 65536, 1536) plus the bf16 time-invariant channel-major ones (each checked against the
+#     CPU kernel on 7 rows: the worst max rel), one "=" line per case.
 # Logs in $OUT.
 set -uo pipefail
 OUT=${OUT:-/tmp/lrnn_gpu_out}
 mkdir -p "$OUT" build
 T0=$SECONDS
 NV="nvcc -O3 -arch=sm_90 --use_fast_math -lineinfo -std=c++17 -Icsrc/include"
-(timeout 50 $NV -Dlrnn_linear_scan_fwd_cuda=lrnn_base_linear_scan_fwd_cuda \
-   -Dlrnn_linear_scan_bwd_cuda=lrnn_base_linear_scan_bwd_cuda -c benchmarks/cuda/linear_scan_base.cu \
-   -o build/lsc_base.o > "$OUT/build_base.log" 2>&1; echo $? > "$OUT/build_base.rc") &
+# builds of the kernels linked next to the current ones: name, source, nvcc flags
+VARIANTS="nocl,s16,deep"
+builds=("base benchmarks/cuda/linear_scan_base.cu"
+        "v1 csrc/cuda/linear_scan.cu -DLRNN_TP_MAXCL=1"
+        "v2 csrc/cuda/linear_scan.cu -DLRNN_TP_STEPS=16"
+        "v3 csrc/cuda/linear_scan.cu -DLRNN_TP_INFLIGHT_KB=128")
+for b in "${builds[@]}"; do
+  set -- $b; name=$1; src=$2; shift 2
+  (timeout 52 $NV -Xptxas -v "$@" -Dlrnn_linear_scan_fwd_cuda=lrnn_${name}_linear_scan_fwd_cuda \
+     -Dlrnn_linear_scan_bwd_cuda=lrnn_${name}_linear_scan_bwd_cuda -c $src -o build/lsc_$name.o \
+     > "$OUT/build_$name.log" 2>&1; echo $? > "$OUT/build_$name.rc") &
+done
 CPU="csrc/cpu/linear_scan.c csrc/cpu/common.c"
 if [ -f build/liblrnn_cuda_kernels.a ]; then CUR="build/liblrnn_cuda_kernels.a"; else CUR="csrc/cuda/linear_scan.cu"; fi
-$NV -c benchmarks/cuda/linear_scan_c.cu -o build/lsc_cur_main.o > "$OUT/build_cur.log" 2>&1 &&
-  $NV -DLSC_COMPARE -c benchmarks/cuda/linear_scan_c.cu -o build/lsc_cmp_main.o >> "$OUT/build_cur.log" 2>&1 &&
-  $NV build/lsc_cur_main.o $CUR $CPU -o build/lsc_cur >> "$OUT/build_cur.log" 2>&1
+$NV -c benchmarks/cuda/linear_scan_c.cu -o build/lsc_main.o > "$OUT/build_cur.log" 2>&1 &&
+  $NV build/lsc_main.o $CUR $CPU -o build/lsc_cur >> "$OUT/build_cur.log" 2>&1
 echo "build cur rc=$? from $CUR ($((SECONDS - T0)) s)"
 
 # 2. ncu: one launch of the bf16 time-major forward
@@ -78,20 +87,24 @@ except Exception as e:
 EOF
 fi
 
-# 3. base vs current, one run
+# 3. every build side by side, one run
 wait
-echo "build base rc=$(cat "$OUT/build_base.rc") ($((SECONDS - T0)) s)"
-if [ "$(cat "$OUT/build_base.rc")" = 0 ] && $NV build/lsc_cmp_main.o build/lsc_base.o $CUR $CPU -o build/lsc_cmp \
-     >> "$OUT/build_cur.log" 2>&1; then
-  BIN=./build/lsc_cmp
-else
-  BIN=./build/lsc_cur; echo "no base: current kernels only"
-fi
+objs=""
+for b in "${builds[@]}"; do
+  set -- $b
+  rc=$(cat "$OUT/build_$1.rc" 2> /dev/null || echo none)
+  sp=$(grep -A2 -E "Compiling entry function '.*scan_(fwd|bwd)_tp" "$OUT/build_$1.log" | grep -cE " [1-9][0-9]* bytes spill stores")
+  echo "build $1 rc=$rc, tp kernels with spills: $sp"
+  [ "$rc" = 0 ] && objs="$objs build/lsc_$1.o"
+done
+echo "builds done ($((SECONDS - T0)) s)"
+$NV build/lsc_main.o $objs $CUR $CPU -o build/lsc_all >> "$OUT/build_cur.log" 2>&1 && BIN=./build/lsc_all || BIN=./build/lsc_cur
+export VARIANTS
 s=$SECONDS
 left() { local l=$(( 58 - (SECONDS - T0) )); echo $(( l < 8 ? 8 : l )); }
 ONLY=" tm " REPS=${REPS:-5} timeout $(left) $BIN 8 4096 1536 2 65536 1536 > "$OUT/tm_bench.log" 2>&1
 echo "bench rc=$? ($((SECONDS - s)) s)"
-ONLY="bfloat16 cm inv" REPS=${REPS:-5} timeout $(left) $BIN 8 4096 1536 2 65536 1536 2>&1 | grep -v "^#\|^(B" \
-  >> "$OUT/tm_bench.log"
-grep -v "^# benchmarks" "$OUT/tm_bench.log"
+ONLY="bfloat16 cm inv" REPS=${REPS:-5} timeout $(left) $BIN 8 4096 1536 2 65536 1536 >> "$OUT/tm_bench.log" 2>&1
+grep -E "^#|^= b" "$OUT/tm_bench.log" | sort -u
+grep -E "^= \(|rror|failed" "$OUT/tm_bench.log"
 echo "total $((SECONDS - T0)) s"
