@@ -8,7 +8,8 @@
  * It is the fast loop for kernel work (seconds to build instead of the whole extension) and the
  * C level's benchmark: time (median of CUDA-event timings, L2 flushed), GB/s and fraction of the
  * floor, where the floor is the minimal bytes over the device-to-device copy bandwidth measured
- * in the same run. Inputs are filled on the device; the check copies the sampled rows back.
+ * in the same run. Inputs are filled on the device; the check gathers the sampled rows on the
+ * device and copies them back.
  *
  * Linked with other builds of the kernels whose two entry points are renamed
  * lrnn_{base,v1,v2,v3}_linear_scan_{fwd,bwd}_cuda (tests/gpu/tm.sh builds main's as "base"), it
@@ -109,12 +110,21 @@ void fill(void *p, lrnn_dtype t, size_t n, float lo, float hi, uint32_t seed) {
   CK(cudaGetLastError());
 }
 
-/* Copies the L elements of row (bi, d) of an array with strides s (elements of es bytes) to host. */
+/* Gathers the L elements of es bytes that lie `stride` bytes apart into dst. */
+__global__ void gather_kernel(unsigned char *dst, const unsigned char *src, size_t es, int64_t stride, int64_t L) {
+  for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < L; t += (int64_t)gridDim.x * blockDim.x)
+    for (size_t k = 0; k < es; ++k) dst[t * es + k] = src[t * stride + k];
+}
+
+/* Copies the L elements of row (bi, d) of an array with strides s (elements of es bytes) to the
+ * host, through `scratch` (a device buffer of at least L * es bytes). */
 std::vector<unsigned char> row_to_host(const void *dev, size_t es, const int64_t s[3], int64_t bi, int64_t d,
-                                       int64_t L) {
+                                       int64_t L, void *scratch) {
   std::vector<unsigned char> out((size_t)L * es);
   const unsigned char *src = (const unsigned char *)dev + (bi * s[0] + d * s[2]) * (int64_t)es;
-  CK(cudaMemcpy2D(out.data(), es, src, (size_t)(s[1] * (int64_t)es), es, (size_t)L, cudaMemcpyDeviceToHost));
+  gather_kernel<<<256, 256>>>((unsigned char *)scratch, src, es, s[1] * (int64_t)es, L);
+  CK(cudaGetLastError());
+  CK(cudaMemcpy(out.data(), scratch, (size_t)L * es, cudaMemcpyDeviceToHost));
   return out;
 }
 float value(lrnn_dtype t, const unsigned char *p, size_t i) {
@@ -228,6 +238,8 @@ int main(int argc, char **argv) {
   uint32_t seed = 1234;
   for (const auto &sh : shapes) {
     const int64_t B = sh[0], L = sh[1], D = sh[2], n = B * L * D;
+    void *scratch;
+    CK(cudaMalloc(&scratch, (size_t)L * 16));
     for (const Case &c : cases) {
       char label[128];
       snprintf(label, sizeof label, "(%lld,%lld,%lld) %s %s %s", (long long)B, (long long)L, (long long)D,
@@ -291,9 +303,12 @@ int main(int argc, char **argv) {
         for (int64_t r = 0; r < rows; r += step) {
           const int64_t bi = r / D, d = r % D;
           /* the row alone, as a (1, L, 1) problem on the CPU */
-          auto ha = c.a_invariant ? row_to_host(da_, as, inv_s, 0, d, 1) : row_to_host(da_, as, p.a_stride, bi, d, L);
-          auto hb = row_to_host(db_, es, p.b_stride, bi, d, L), hg = row_to_host(dg, es, p.b_stride, bi, d, L);
-          auto gh = row_to_host(dh, es, p.h_stride, bi, d, L), gdb = row_to_host(ddb, es, p.b_stride, bi, d, L);
+          auto ha = c.a_invariant ? row_to_host(da_, as, inv_s, 0, d, 1, scratch)
+                                  : row_to_host(da_, as, p.a_stride, bi, d, L, scratch);
+          auto hb = row_to_host(db_, es, p.b_stride, bi, d, L, scratch);
+          auto hg = row_to_host(dg, es, p.b_stride, bi, d, L, scratch);
+          auto gh = row_to_host(dh, es, p.h_stride, bi, d, L, scratch);
+          auto gdb = row_to_host(ddb, es, p.b_stride, bi, d, L, scratch);
           std::vector<unsigned char> ch(L * es), chl(es), cdb(L * es), cda(c.a_invariant ? 16 : L * as), cdh0(es);
           lrnn_linear_scan_params pc = p;
           pc.h = ch.data(); pc.h_last = chl.data(); pc.a = ha.data(); pc.b = hb.data();
@@ -362,6 +377,7 @@ int main(int argc, char **argv) {
       fflush(stdout);
       for (void *ptr : {da_, db_, dh, dhl, dg, dda, ddb, ddh0}) CK(cudaFree(ptr));
     }
+    CK(cudaFree(scratch));
   }
   CK(cudaFree(flush));
   return 0;

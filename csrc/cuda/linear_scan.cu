@@ -1204,6 +1204,187 @@ __global__ void __launch_bounds__(kTpThreads, kTpMinBlocks) scan_bwd_tp(const lr
   }
 }
 
+/* ---------------- time-major, one warp per row group, sequential in time ----------------
+ * A warp owns one row group of 32 adjacent channels of one batch element (lane l holds channel
+ * d0 + l) and walks the whole sequence by itself: no other warp takes part, so there is no
+ * combine step and no block barrier, only warp-level ones. Its inputs are copied to its own part
+ * of shared memory with cp.async in stages of kTwSteps rows, nstage stages deep, so that the
+ * copies of the next stages are in flight while a lane runs the recurrence through the current
+ * one, one step after the other (a chain of one fused multiply-add per step in f32). The outputs
+ * are stored straight from registers (a warp writes whole rows). Blocks are one warp, so that
+ * the warps spread over all SMs. */
+constexpr int kTwSteps = 32;
+
+/* Copies `rows` rows of one row group (as tp_copy) with the 32 lanes of one warp. */
+template <int ROW_BYTES>
+__device__ __forceinline__ void tw_copy(unsigned char *dst, const unsigned char *src, int64_t tstride_bytes, int64_t t0,
+                                        int rows, int64_t L, int valid, int lane) {
+  constexpr int per_row = ROW_BYTES / 16;
+  for (int c = lane; c < rows * per_row; c += 32) {
+    const int r = c / per_row, off = (c % per_row) * 16;
+    const int64_t t = t0 + r;
+    if (t >= 0 && t < L && off < valid) cp_async16(dst + r * ROW_BYTES + off, src + t * tstride_bytes + off);
+  }
+}
+
+template <typename TX, typename TA, bool INV, bool BWD> __host__ __device__ constexpr size_t tw_stage_bytes() {
+  constexpr size_t T = kTwSteps;
+  return BWD ? (2 * T + 1) * 32 * sizeof(TX) + (INV ? 0 : T * 32 * sizeof(TA))
+             : T * 32 * sizeof(TX) + (INV ? 0 : T * 32 * sizeof(TA));
+}
+
+template <typename TX, typename TA, bool REV, bool INV>
+__global__ void __launch_bounds__(32) scan_fwd_tw(const lrnn_linear_scan_params p, int nstage) {
+  using X = acc_t<TX>;
+  using A = acc_t<TA>;
+  constexpr int T = kTwSteps, RBX = 32 * (int)sizeof(TX), RBA = 32 * (int)sizeof(TA);
+  constexpr size_t stage_bytes = tw_stage_bytes<TX, TA, INV, false>();
+  extern __shared__ __align__(16) unsigned char smem[];
+
+  const int lane = threadIdx.x;
+  const int64_t groups = (p.dim + 31) / 32, bi = blockIdx.x / groups, d0 = (blockIdx.x % groups) * 32, d = d0 + lane;
+  const bool live = d < p.dim;
+  const int64_t L = p.length, nst = (L + T - 1) / T;
+  const unsigned char *gx = reinterpret_cast<const unsigned char *>((const TX *)p.b + bi * p.b_stride[0] + d0);
+  const unsigned char *ga = reinterpret_cast<const unsigned char *>((const TA *)p.a + bi * p.a_stride[0] + d0);
+  const int64_t xsb = p.b_stride[1] * (int64_t)sizeof(TX), asb = p.a_stride[1] * (int64_t)sizeof(TA);
+  const int xvalid = (int)((p.dim - d0) * (int64_t)sizeof(TX) < RBX ? (p.dim - d0) * (int64_t)sizeof(TX) : RBX);
+  const int avalid = (int)((p.dim - d0) * (int64_t)sizeof(TA) < RBA ? (p.dim - d0) * (int64_t)sizeof(TA) : RBA);
+  TX *h = (TX *)p.h + bi * p.h_stride[0] + (live ? d : 0) * p.h_stride[2];
+  const int64_t hs = p.h_stride[1];
+  const A one = num<A>::one();
+  const A a_inv = INV && live && L > 0 ? to_acc(((const TA *)p.a)[bi * p.a_stride[0] + d * p.a_stride[2]]) : one;
+  X y = p.h0 && live ? to_acc(((const TX *)p.h0)[bi * p.h0_stride[0] + d * p.h0_stride[1]]) : num<X>::zero();
+
+  /* stage k (in scan order) holds the rows from time tw_time(k), in stage k % nstage; one commit
+   * per stage, empty past the end, so that the group count stays uniform */
+  auto tw_time = [&](int64_t k) { return (REV ? nst - 1 - k : k) * T; };
+  auto issue = [&](int64_t k) {
+    if (k < nst) {
+      unsigned char *st = smem + (size_t)(k % nstage) * stage_bytes;
+      tw_copy<RBX>(st, gx, xsb, tw_time(k), T, L, xvalid, lane);
+      if (!INV) tw_copy<RBA>(st + T * RBX, ga, asb, tw_time(k), T, L, avalid, lane);
+    }
+    cp_async_commit();
+  };
+  for (int s = 0; s + 1 < nstage; ++s) issue(s);
+  for (int64_t k = 0; k < nst; ++k) {
+    cp_async_wait(nstage - 2);
+    /* stage k is visible to the whole warp, and every lane is done with stage k-1 */
+    __syncwarp();
+    issue(k + nstage - 1);
+    const unsigned char *st = smem + (size_t)(k % nstage) * stage_bytes;
+    const int64_t t0 = tw_time(k);
+    const int n = L - t0 < T ? (int)(L - t0) : T;
+#pragma unroll
+    for (int s = 0; s < T; ++s) {
+      const int i = ord<REV>(s, T);
+      if (i < n) {
+        const X xb = to_acc(reinterpret_cast<const TX *>(st + i * RBX)[lane]);
+        A xa;
+        if constexpr (INV) {
+          xa = a_inv;
+        } else {
+          xa = to_acc(reinterpret_cast<const TA *>(st + T * RBX + i * RBA)[lane]);
+        }
+        y = add(mul(xa, y), xb); /* h[t] = a[t]*h[t-1] + b[t] */
+        if (live) h[(t0 + i) * hs] = from_acc<TX>(y);
+      }
+    }
+  }
+  cp_async_wait_n<0>();
+  if (live) ((TX *)p.h_last)[bi * p.h_last_stride[0] + d * p.h_last_stride[1]] = from_acc<TX>(y);
+}
+
+/* Backward: the adjoint recurrence in the opposite direction (as scan_bwd_tp), staging grad_h, a
+ * and h; the h tile has one extra row, the state before the stage's first forward step. */
+template <typename TX, typename TA, bool REV, bool INV>
+__global__ void __launch_bounds__(32) scan_bwd_tw(const lrnn_linear_scan_bwd_params p, int nstage) {
+  using X = acc_t<TX>;
+  using A = acc_t<TA>;
+  constexpr bool BREV = !REV;
+  constexpr int T = kTwSteps, RBX = 32 * (int)sizeof(TX), RBA = 32 * (int)sizeof(TA);
+  constexpr size_t stage_bytes = tw_stage_bytes<TX, TA, INV, true>();
+  extern __shared__ __align__(16) unsigned char smem[];
+
+  const int lane = threadIdx.x;
+  const int64_t groups = (p.dim + 31) / 32, bi = blockIdx.x / groups, d0 = (blockIdx.x % groups) * 32, d = d0 + lane;
+  const bool live = d < p.dim;
+  const int64_t L = p.length, nst = (L + T - 1) / T;
+  const unsigned char *gg = reinterpret_cast<const unsigned char *>((const TX *)p.grad_h + bi * p.grad_h_stride[0] + d0);
+  const unsigned char *gh = reinterpret_cast<const unsigned char *>((const TX *)p.h + bi * p.h_stride[0] + d0);
+  const unsigned char *ga = reinterpret_cast<const unsigned char *>((const TA *)p.a + bi * p.a_stride[0] + d0);
+  const int64_t gsb = p.grad_h_stride[1] * (int64_t)sizeof(TX), hsb = p.h_stride[1] * (int64_t)sizeof(TX),
+                asb = p.a_stride[1] * (int64_t)sizeof(TA);
+  const int xvalid = (int)((p.dim - d0) * (int64_t)sizeof(TX) < RBX ? (p.dim - d0) * (int64_t)sizeof(TX) : RBX);
+  const int avalid = (int)((p.dim - d0) * (int64_t)sizeof(TA) < RBA ? (p.dim - d0) * (int64_t)sizeof(TA) : RBA);
+  const int64_t dl = live ? d : 0;
+  TX *db = (TX *)p.db + bi * p.db_stride[0] + dl * p.db_stride[2];
+  TA *da = p.da_sum_time ? nullptr : (TA *)p.da + bi * p.da_stride[0] + dl * p.da_stride[2];
+  const int64_t dbs = p.db_stride[1], das = p.da_stride[1];
+  const A one = num<A>::one();
+  const A a_inv = INV && live && L > 0 ? to_acc(((const TA *)p.a)[bi * p.a_stride[0] + d * p.a_stride[2]]) : one;
+  const X h0 = p.h0 && live ? to_acc(((const TX *)p.h0)[bi * p.h0_stride[0] + d * p.h0_stride[1]]) : num<X>::zero();
+  X c = p.grad_h_last && live
+            ? to_acc(((const TX *)p.grad_h_last)[bi * p.grad_h_last_stride[0] + d * p.grad_h_last_stride[1]])
+            : num<X>::zero();
+  A da_sum = num<A>::zero();
+
+  /* h row r of a stage starting at t0 is h[t0 - 1 + r] (h[t0 + r] for a reverse forward): row i
+   * (row i + 1) is then the state before the forward step at t0 + i */
+  constexpr int hoff = REV ? 0 : -1;
+  auto tw_time = [&](int64_t k) { return (BREV ? nst - 1 - k : k) * T; };
+  auto issue = [&](int64_t k) {
+    if (k < nst) {
+      unsigned char *st = smem + (size_t)(k % nstage) * stage_bytes;
+      tw_copy<RBX>(st, gg, gsb, tw_time(k), T, L, xvalid, lane);
+      tw_copy<RBX>(st + T * RBX, gh, hsb, tw_time(k) + hoff, T + 1, L, xvalid, lane);
+      if (!INV) tw_copy<RBA>(st + (2 * T + 1) * RBX, ga, asb, tw_time(k), T, L, avalid, lane);
+    }
+    cp_async_commit();
+  };
+  for (int s = 0; s + 1 < nstage; ++s) issue(s);
+  for (int64_t k = 0; k < nst; ++k) {
+    cp_async_wait(nstage - 2);
+    __syncwarp();
+    issue(k + nstage - 1);
+    const unsigned char *st = smem + (size_t)(k % nstage) * stage_bytes;
+    const int64_t t0 = tw_time(k);
+    const int n = L - t0 < T ? (int)(L - t0) : T;
+#pragma unroll
+    for (int s = 0; s < T; ++s) {
+      const int i = ord<BREV>(s, T);
+      if (i < n) {
+        const int64_t tp = t0 + i + (REV ? 1 : -1); /* the step before, in forward order */
+        const X xg = to_acc(reinterpret_cast<const TX *>(st + i * RBX)[lane]);
+        const X xh = tp >= 0 && tp < L ? to_acc(reinterpret_cast<const TX *>(st + (T + i + (REV ? 1 : 0)) * RBX)[lane]) : h0;
+        A xa;
+        if constexpr (INV) {
+          xa = a_inv;
+        } else {
+          xa = to_acc(reinterpret_cast<const TA *>(st + (2 * T + 1) * RBX + i * RBA)[lane]);
+        }
+        const X lam = add(xg, c);
+        const A dat = da_term<A>(lam, xh);
+        c = mul(conj_(xa), lam);
+        if (live) {
+          db[(t0 + i) * dbs] = from_acc<TX>(lam);
+          if (p.da_sum_time) {
+            da_sum = add(da_sum, dat);
+          } else {
+            da[(t0 + i) * das] = from_acc<TA>(dat);
+          }
+        }
+      }
+    }
+  }
+  cp_async_wait_n<0>();
+  if (live) {
+    ((TX *)p.dh0)[bi * p.dh0_stride[0] + d * p.dh0_stride[1]] = from_acc<TX>(c);
+    if (p.da_sum_time) ((A *)p.da)[bi * p.da_stride[0] + d * p.da_stride[2]] = da_sum;
+  }
+}
+
 /* ---------------- launch shapes ---------------- */
 
 int sm_count() {
@@ -1348,6 +1529,19 @@ lrnn_status tp_launch(Kernel kernel, const Params &p, int round, size_t head, si
   }
 }
 
+/* The warp-sequential kernels: a block (one warp) per row group, its pipeline as deep as
+ * tp_stages makes it for that many blocks. */
+template <typename Kernel, typename Params>
+lrnn_status tw_launch(Kernel kernel, const Params &p, size_t stage, int sms, cudaStream_t st) {
+  const int64_t units = p.batch * ((p.dim + 31) / 32), nst = (p.length + kTwSteps - 1) / kTwSteps;
+  const int nstage = tp_stages(units, nst, 0, stage, sms);
+  const size_t smem = (size_t)nstage * stage;
+  if (smem > 48 * 1024 && cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) != cudaSuccess)
+    return LRNN_ERR_CUDA;
+  kernel<<<dim3((unsigned)units), 32, smem, st>>>(p, nstage);
+  return launched();
+}
+
 template <typename TX, typename TA>
 lrnn_status launch_fwd(const lrnn_linear_scan_params &p, cudaStream_t st) {
   using Op = Affine<acc_t<TA>, acc_t<TX>>;
@@ -1369,6 +1563,19 @@ lrnn_status launch_fwd(const lrnn_linear_scan_params &p, cudaStream_t st) {
     kernel<<<dim3((unsigned)rows), nt, 0, st>>>(p);
     return launched();
   }
+#ifdef LRNN_TW
+  if constexpr (sizeof(TX) <= 8) {
+    const bool a_inv = p.a_stride[1] == 0;
+    if (p.dim >= 32 && tp_ok(p.b, p.b_stride, sizeof(TX), p.batch, p.length, p.dim) &&
+        (a_inv || tp_ok(p.a, p.a_stride, sizeof(TA), p.batch, p.length, p.dim))) {
+      void (*kernel)(const lrnn_linear_scan_params, int) =
+          a_inv ? (p.reverse ? scan_fwd_tw<TX, TA, true, true> : scan_fwd_tw<TX, TA, false, true>)
+                : (p.reverse ? scan_fwd_tw<TX, TA, true, false> : scan_fwd_tw<TX, TA, false, false>);
+      return tw_launch(kernel, p, a_inv ? tw_stage_bytes<TX, TA, true, false>() : tw_stage_bytes<TX, TA, false, false>(),
+                       sms, st);
+    }
+  }
+#endif
   /* the pipelined kernel for aligned inputs with channels contiguous: states of at most 8 bytes
    * (a round of c128 would leave no room for a pipeline) and at least one full row group
    * (narrower problems keep the generic kernel's lanes busy with time instead) */
@@ -1415,6 +1622,20 @@ lrnn_status launch_bwd(const lrnn_linear_scan_bwd_params &p, cudaStream_t st) {
     kernel<<<dim3((unsigned)rows), nt, 0, st>>>(p);
     return launched();
   }
+#ifdef LRNN_TW
+  if constexpr (sizeof(TX) <= 8) {
+    const bool a_inv = p.a_stride[1] == 0;
+    if (p.dim >= 32 && tp_ok(p.grad_h, p.grad_h_stride, sizeof(TX), p.batch, p.length, p.dim) &&
+        tp_ok(p.h, p.h_stride, sizeof(TX), p.batch, p.length, p.dim) &&
+        (a_inv || tp_ok(p.a, p.a_stride, sizeof(TA), p.batch, p.length, p.dim))) {
+      void (*kernel)(const lrnn_linear_scan_bwd_params, int) =
+          a_inv ? (p.reverse ? scan_bwd_tw<TX, TA, true, true> : scan_bwd_tw<TX, TA, false, true>)
+                : (p.reverse ? scan_bwd_tw<TX, TA, true, false> : scan_bwd_tw<TX, TA, false, false>);
+      return tw_launch(kernel, p, a_inv ? tw_stage_bytes<TX, TA, true, true>() : tw_stage_bytes<TX, TA, false, true>(),
+                       sms, st);
+    }
+  }
+#endif
   if constexpr (sizeof(TX) <= 8) {  /* as in the forward */
     const bool a_inv = p.a_stride[1] == 0;
     if (p.dim >= 32 && tp_ok(p.grad_h, p.grad_h_stride, sizeof(TX), p.batch, p.length, p.dim) &&

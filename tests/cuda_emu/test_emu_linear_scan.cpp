@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <random>
 #include <string>
@@ -275,6 +276,8 @@ namespace emu { extern int sms; }
 int main(int argc, char **argv) {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
   const int ncases = argc > 1 ? std::atoi(argv[1]) : 200;
+  // optional second argument "tm": only the time-major fixed cases (for iterating on those kernels)
+  const bool tm_only = argc > 2 && std::strcmp(argv[2], "tm") == 0;
   const int64_t lengths[] = {0, 1, 2, 3, 7, 16, 17, 127, 128, 129, 1000, 2049, 4500};
   // 32 and 40 channels (with aligned rows) take the pipelined time-major kernels, the rest the generic ones
   const int64_t dims[] = {1, 3, 5, 8, 33, 32, 40};
@@ -282,7 +285,7 @@ int main(int argc, char **argv) {
   int n = 0;
   for (const DType &dt : kTypes)
     for (Layout lay : {TM, CM})
-      for (int rev = 0; rev < 2; ++rev) {
+      for (int rev = 0; rev < 2 && !(tm_only && lay != TM); ++rev) {
         run_case(dt, lay, A_FULL, 2, 4500, 3, true, true, rev, lay);
         run_case(dt, lay, A_TIME_INVARIANT, 2, 1000, 5, rev == 0, rev == 1, rev, lay);
         // pipelined time-major kernels: a partial last row group, a partial last round, deep and

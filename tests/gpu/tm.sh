@@ -8,8 +8,9 @@
 #  2. ncu of the pipelined forward (scan_fwd_tp) at (8, 4096, 1536) bf16 time-major: stall
 #     reasons of the whole kernel and the SASS lines with the most stall samples;
 #  3. all builds side by side in one run on every time-major case of (8, 4096, 1536) and
-#     (2, 65536, 1536) plus the bf16 time-invariant channel-major ones (each checked against the
-#     CPU kernel on 7 rows: the worst max rel), one "=" line per case.
+#     (2, 65536, 1536) (each checked against the CPU kernel on 7 rows: the worst max rel), one
+#     "=" line per case; then the same for main's
+#     kernels against the warp-sequential time-major ones (scan_{fwd,bwd}_tw, -DLRNN_TW).
 # Logs in $OUT.
 set -uo pipefail
 OUT=${OUT:-/tmp/lrnn_gpu_out}
@@ -28,6 +29,10 @@ for b in "${builds[@]}"; do
      -Dlrnn_linear_scan_bwd_cuda=lrnn_${name}_linear_scan_bwd_cuda -c $src -o build/lsc_$name.o \
      > "$OUT/build_$name.log" 2>&1; echo $? > "$OUT/build_$name.rc") &
 done
+# the warp-sequential time-major kernels (-DLRNN_TW) as the current ones of a second binary, run
+# last and alone with base (a fault there cannot cost the other numbers)
+(timeout 52 $NV -Xptxas -v -DLRNN_TW -c csrc/cuda/linear_scan.cu -o build/lsc_tw.o > "$OUT/build_tw.log" 2>&1
+ echo $? > "$OUT/build_tw.rc") &
 CPU="csrc/cpu/linear_scan.c csrc/cpu/common.c"
 if [ -f build/liblrnn_cuda_kernels.a ]; then CUR="build/liblrnn_cuda_kernels.a"; else CUR="csrc/cuda/linear_scan.cu"; fi
 $NV -c benchmarks/cuda/linear_scan_c.cu -o build/lsc_main.o > "$OUT/build_cur.log" 2>&1 &&
@@ -101,10 +106,18 @@ echo "builds done ($((SECONDS - T0)) s)"
 $NV build/lsc_main.o $objs $CUR $CPU -o build/lsc_all >> "$OUT/build_cur.log" 2>&1 && BIN=./build/lsc_all || BIN=./build/lsc_cur
 export VARIANTS
 s=$SECONDS
-left() { local l=$(( 58 - (SECONDS - T0) )); echo $(( l < 8 ? 8 : l )); }
-ONLY=" tm " REPS=${REPS:-5} timeout $(left) $BIN 8 4096 1536 2 65536 1536 > "$OUT/tm_bench.log" 2>&1
+left() { local l=$(( $1 - (SECONDS - T0) )); echo $(( l < 6 ? 6 : l )); }  # seconds until T0 + $1
+ONLY=" tm " REPS=${REPS:-5} timeout $(left 48) $BIN 8 4096 1536 2 65536 1536 > "$OUT/tm_bench.log" 2>&1
 echo "bench rc=$? ($((SECONDS - s)) s)"
-ONLY="bfloat16 cm inv" REPS=${REPS:-5} timeout $(left) $BIN 8 4096 1536 2 65536 1536 >> "$OUT/tm_bench.log" 2>&1
 grep -E "^#|^= b" "$OUT/tm_bench.log" | sort -u
 grep -E "^= \(|rror|failed" "$OUT/tm_bench.log"
+sp=$(grep -A2 -E "Compiling entry function '.*scan_(fwd|bwd)_tw" "$OUT/build_tw.log" | grep -cE " [1-9][0-9]* bytes spill stores")
+echo "build tw rc=$(cat "$OUT/build_tw.rc"), tw kernels with spills: $sp"
+if [ "$(cat "$OUT/build_tw.rc")" = 0 ] && $NV build/lsc_main.o build/lsc_base.o build/lsc_tw.o $CPU -o build/lsc_tw \
+     >> "$OUT/build_cur.log" 2>&1; then
+  s=$SECONDS
+  ONLY=" tm " REPS=${REPS:-5} VARIANTS= timeout $(left 58) ./build/lsc_tw 8 4096 1536 2 65536 1536 > "$OUT/tw_bench.log" 2>&1
+  echo "tw bench rc=$? ($((SECONDS - s)) s): base, tw"
+  grep -E "^= \(|rror|failed" "$OUT/tw_bench.log"
+fi
 echo "total $((SECONDS - T0)) s"
