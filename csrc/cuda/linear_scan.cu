@@ -262,8 +262,16 @@ template <int V, typename T> __device__ __forceinline__ void store_run(const T (
  * time-invariant variant of 2-byte types, whose conversions to f32 would spill (measured bf16
  * forward at (8, 4096, 1536): 82% of the copy bandwidth with 2 vectors, 91% with 4; the same
  * change cost the backward 30 points). */
+/* round-1 knobs for the 2-byte time-invariant variant (67-74% of the floor on the H200), folded
+ * into constants once measured */
+#ifndef LRNN_CM_INV16_VECTORS
+#define LRNN_CM_INV16_VECTORS 2
+#endif
+#ifndef LRNN_CM_INV16_BLOCKS
+#define LRNN_CM_INV16_BLOCKS 3
+#endif
 template <typename TX, bool INV, bool BWD> __host__ __device__ constexpr int cm_vectors() {
-  return sizeof(TX) == 2 && (INV || BWD) ? 2 : 4;
+  return sizeof(TX) == 2 && INV ? LRNN_CM_INV16_VECTORS : sizeof(TX) == 2 && BWD ? 2 : 4;
 }
 
 /* Channel-major blocks: at most 256 threads, with registers capped so that this many blocks fit
@@ -275,7 +283,7 @@ template <typename TX, bool INV, bool BWD> __host__ __device__ constexpr int cm_
  * (f32) and 96% (c64) of the bandwidth so. */
 constexpr int kCmThreads = 256;
 template <typename TX, bool INV, bool BWD> __host__ __device__ constexpr int cm_min_blocks() {
-  return BWD || INV ? (sizeof(TX) == 2 ? 3 : 2) : 3;
+  return sizeof(TX) == 2 && INV ? LRNN_CM_INV16_BLOCKS : BWD || INV ? (sizeof(TX) == 2 ? 3 : 2) : 3;
 }
 
 /* a at step j of run v: loaded, or with INV (a constant in time, the kernels' second loads-free

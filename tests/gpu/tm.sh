@@ -8,8 +8,8 @@
 #  2. ncu of the pipelined forward (scan_fwd_tp) at (8, 4096, 1536) bf16 time-major: stall
 #     reasons of the whole kernel and the SASS lines with the most stall samples;
 #  3. all builds side by side in one run on every time-major case of (8, 4096, 1536) and
-#     (2, 65536, 1536) (each checked against the CPU kernel on 7 rows: the worst max rel), one
-#     "=" line per case; then the same for main's
+#     (2, 65536, 1536) and the bf16 channel-major time-invariant ones (each checked against the
+#     CPU kernel on 7 rows: the worst max rel), one "=" line per case; then the same for main's
 #     kernels against the warp-sequential time-major ones (scan_{fwd,bwd}_tw, -DLRNN_TW).
 # Logs in $OUT.
 set -uo pipefail
@@ -18,11 +18,12 @@ mkdir -p "$OUT" build
 T0=$SECONDS
 NV="nvcc -O3 -arch=sm_90 --use_fast_math -lineinfo -std=c++17 -Icsrc/include"
 # builds of the kernels linked next to the current ones: name, source, nvcc flags
-VARIANTS="nocl,s16,deep"
+# (knobs of disjoint cases share a build: the LRNN_CM_* ones only touch bf16 channel-major inv)
+VARIANTS="nocl,s16+cmv4,deep+cmb4"
 builds=("base benchmarks/cuda/linear_scan_base.cu"
         "v1 csrc/cuda/linear_scan.cu -DLRNN_TP_MAXCL=1"
-        "v2 csrc/cuda/linear_scan.cu -DLRNN_TP_STEPS=16"
-        "v3 csrc/cuda/linear_scan.cu -DLRNN_TP_INFLIGHT_KB=128")
+        "v2 csrc/cuda/linear_scan.cu -DLRNN_TP_STEPS=16 -DLRNN_CM_INV16_VECTORS=4"
+        "v3 csrc/cuda/linear_scan.cu -DLRNN_TP_INFLIGHT_KB=128 -DLRNN_CM_INV16_BLOCKS=4")
 for b in "${builds[@]}"; do
   set -- $b; name=$1; src=$2; shift 2
   (timeout 52 $NV -Xptxas -v "$@" -Dlrnn_linear_scan_fwd_cuda=lrnn_${name}_linear_scan_fwd_cuda \
@@ -93,13 +94,20 @@ EOF
 fi
 
 # 3. every build side by side, one run
+spills() {  # ptxas log, kernel kinds: per kind, the f32/bf16/c64 kernels that spill
+  local log=$1 k out=""; shift
+  for k in "$@"; do
+    out="$out $k=$(grep -A2 -E "Compiling entry function '.*scan_(fwd|bwd)_${k}I(f|13__nv_bfloat16|NS_6cfloat)" "$log" |
+      grep -cE " [1-9][0-9]* bytes spill stores")"
+  done
+  echo "$out"
+}
 wait
 objs=""
 for b in "${builds[@]}"; do
   set -- $b
   rc=$(cat "$OUT/build_$1.rc" 2> /dev/null || echo none)
-  sp=$(grep -A2 -E "Compiling entry function '.*scan_(fwd|bwd)_tp" "$OUT/build_$1.log" | grep -cE " [1-9][0-9]* bytes spill stores")
-  echo "build $1 rc=$rc, tp kernels with spills: $sp"
+  echo "build $1 rc=$rc, kernels with spills (f32/bf16/c64):$(spills "$OUT/build_$1.log" tp cm)"
   [ "$rc" = 0 ] && objs="$objs build/lsc_$1.o"
 done
 echo "builds done ($((SECONDS - T0)) s)"
@@ -107,12 +115,12 @@ $NV build/lsc_main.o $objs $CUR $CPU -o build/lsc_all >> "$OUT/build_cur.log" 2>
 export VARIANTS
 s=$SECONDS
 left() { local l=$(( $1 - (SECONDS - T0) )); echo $(( l < 6 ? 6 : l )); }  # seconds until T0 + $1
-ONLY=" tm " REPS=${REPS:-5} timeout $(left 48) $BIN 8 4096 1536 2 65536 1536 > "$OUT/tm_bench.log" 2>&1
+ONLY=" tm " REPS=${REPS:-5} timeout $(left 44) $BIN 8 4096 1536 2 65536 1536 > "$OUT/tm_bench.log" 2>&1
+ONLY="bfloat16 cm inv" REPS=${REPS:-5} timeout $(left 48) $BIN 8 4096 1536 2 65536 1536 >> "$OUT/tm_bench.log" 2>&1
 echo "bench rc=$? ($((SECONDS - s)) s)"
 grep -E "^#|^= b" "$OUT/tm_bench.log" | sort -u
 grep -E "^= \(|rror|failed" "$OUT/tm_bench.log"
-sp=$(grep -A2 -E "Compiling entry function '.*scan_(fwd|bwd)_tw" "$OUT/build_tw.log" | grep -cE " [1-9][0-9]* bytes spill stores")
-echo "build tw rc=$(cat "$OUT/build_tw.rc"), tw kernels with spills: $sp"
+echo "build tw rc=$(cat "$OUT/build_tw.rc"), kernels with spills (f32/bf16/c64):$(spills "$OUT/build_tw.log" tw)"
 if [ "$(cat "$OUT/build_tw.rc")" = 0 ] && $NV build/lsc_main.o build/lsc_base.o build/lsc_tw.o $CPU -o build/lsc_tw \
      >> "$OUT/build_cur.log" 2>&1; then
   s=$SECONDS
