@@ -9,7 +9,8 @@ writes a markdown table, a JSON file and a PNG plot into the results folder.
 - Timing: on CUDA the median of CUDA-event timings after warm-up, `triton.testing.do_bench`
   (which also flushes L2 between repetitions) when Triton is importable, else
   `torch.utils.benchmark.Timer`; on the CPU `torch.utils.benchmark.Timer` (blocked_autorange).
-  Inputs are prepared outside the timed callable.
+  Inputs are prepared outside the timed callable. LRNN_BENCH_REP_MS (default 100) sets
+  do_bench's timed window, for runs with a time budget.
 - Floor: bytes / copy bandwidth, where the copy bandwidth is measured in the same run with a
   large device-to-device (or host memory) copy, counted as bytes read + bytes written.
 - Peak extra memory: the CUDA allocator's peak during one call minus what was allocated before
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import platform
 import time
 from dataclasses import asdict, dataclass, field
@@ -87,7 +89,9 @@ def time_ms(fn: Callable[[], object], device: str, min_run_s: float = 0.3) -> fl
     """Median time of fn() in milliseconds, after warm-up."""
     do_bench = _do_bench() if device.startswith("cuda") else None
     if do_bench is not None:
-        return float(do_bench(fn, warmup=25, rep=100, return_mode="median"))
+        # LRNN_BENCH_REP_MS shortens the timed window (default 100 ms) where a run has a time budget
+        rep = float(os.environ.get("LRNN_BENCH_REP_MS", "100"))
+        return float(do_bench(fn, warmup=min(25.0, rep / 4), rep=rep, return_mode="median"))
     from torch.utils.benchmark import Timer
     fn()  # warm-up (lazy init, compilation, allocator)
     _sync(device)
