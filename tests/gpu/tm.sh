@@ -10,7 +10,8 @@
 #  3. all builds side by side in one run on every time-major case of (8, 4096, 1536) and
 #     (2, 65536, 1536) and the bf16 channel-major time-invariant ones (each checked against the
 #     CPU kernel on 7 rows: the worst max rel), one "=" line per case; then the same for main's
-#     kernels against the warp-sequential time-major ones (scan_{fwd,bwd}_tw, -DLRNN_TW).
+#     kernels against the warp-sequential time-major ones (scan_{fwd,bwd}_tw, -DLRNN_TW), with 64
+#     and 128 KB of loads in flight per SM.
 # Logs in $OUT.
 set -uo pipefail
 OUT=${OUT:-/tmp/lrnn_gpu_out}
@@ -34,6 +35,9 @@ done
 # last and alone with base (a fault there cannot cost the other numbers)
 (timeout 52 $NV -Xptxas -v -DLRNN_TW -c csrc/cuda/linear_scan.cu -o build/lsc_tw.o > "$OUT/build_tw.log" 2>&1
  echo $? > "$OUT/build_tw.rc") &
+(timeout 52 $NV -DLRNN_TW -DLRNN_TP_INFLIGHT_KB=128 -Dlrnn_linear_scan_fwd_cuda=lrnn_v1_linear_scan_fwd_cuda \
+   -Dlrnn_linear_scan_bwd_cuda=lrnn_v1_linear_scan_bwd_cuda -c csrc/cuda/linear_scan.cu -o build/lsc_twdeep.o \
+   > "$OUT/build_twdeep.log" 2>&1; echo $? > "$OUT/build_twdeep.rc") &
 CPU="csrc/cpu/linear_scan.c csrc/cpu/common.c"
 if [ -f build/liblrnn_cuda_kernels.a ]; then CUR="build/liblrnn_cuda_kernels.a"; else CUR="csrc/cuda/linear_scan.cu"; fi
 $NV -c benchmarks/cuda/linear_scan_c.cu -o build/lsc_main.o > "$OUT/build_cur.log" 2>&1 &&
@@ -121,11 +125,13 @@ echo "bench rc=$? ($((SECONDS - s)) s)"
 grep -E "^#|^= b" "$OUT/tm_bench.log" | sort -u
 grep -E "^= \(|rror|failed" "$OUT/tm_bench.log"
 echo "build tw rc=$(cat "$OUT/build_tw.rc"), kernels with spills (f32/bf16/c64):$(spills "$OUT/build_tw.log" tw)"
-if [ "$(cat "$OUT/build_tw.rc")" = 0 ] && $NV build/lsc_main.o build/lsc_base.o build/lsc_tw.o $CPU -o build/lsc_tw \
-     >> "$OUT/build_cur.log" 2>&1; then
+twobjs="build/lsc_base.o build/lsc_tw.o"
+[ "$(cat "$OUT/build_twdeep.rc")" = 0 ] && twobjs="$twobjs build/lsc_twdeep.o"
+if [ "$(cat "$OUT/build_tw.rc")" = 0 ] && $NV build/lsc_main.o $twobjs $CPU -o build/lsc_tw >> "$OUT/build_cur.log" 2>&1; then
   s=$SECONDS
-  ONLY=" tm " REPS=${REPS:-5} VARIANTS= timeout $(left 58) ./build/lsc_tw 8 4096 1536 2 65536 1536 > "$OUT/tw_bench.log" 2>&1
-  echo "tw bench rc=$? ($((SECONDS - s)) s): base, tw"
+  ONLY=" tm " REPS=${REPS:-5} VARIANTS=twdeep timeout $(left 58) ./build/lsc_tw 8 4096 1536 2 65536 1536 \
+    > "$OUT/tw_bench.log" 2>&1
+  echo "tw bench rc=$? ($((SECONDS - s)) s): $(grep "^= b" "$OUT/tw_bench.log" | sed 's/cur/tw/')"
   grep -E "^= \(|rror|failed" "$OUT/tw_bench.log"
 fi
 echo "total $((SECONDS - T0)) s"
