@@ -18,6 +18,7 @@ OUT=${OUT:-/tmp/lrnn_gpu_out}
 mkdir -p "$OUT" build
 T0=$SECONDS
 NV="nvcc -O3 -arch=sm_90 --use_fast_math -lineinfo -std=c++17 -Icsrc/include"
+NVP="$NV -split-compile 3"  # the background builds: cicc and ptxas on 3 threads each
 # builds of the kernels linked next to the current ones: name, source, nvcc flags
 # (knobs of disjoint cases share a build: the LRNN_CM_* ones only touch bf16 channel-major inv)
 VARIANTS="nocl,s16+cmv4,deep+cmb4"
@@ -27,15 +28,15 @@ builds=("base benchmarks/cuda/linear_scan_base.cu"
         "v3 csrc/cuda/linear_scan.cu -DLRNN_TP_INFLIGHT_KB=128 -DLRNN_CM_INV16_BLOCKS=4")
 for b in "${builds[@]}"; do
   set -- $b; name=$1; src=$2; shift 2
-  (timeout 52 $NV -Xptxas -v "$@" -Dlrnn_linear_scan_fwd_cuda=lrnn_${name}_linear_scan_fwd_cuda \
+  (timeout 52 $NVP -Xptxas -v "$@" -Dlrnn_linear_scan_fwd_cuda=lrnn_${name}_linear_scan_fwd_cuda \
      -Dlrnn_linear_scan_bwd_cuda=lrnn_${name}_linear_scan_bwd_cuda -c $src -o build/lsc_$name.o \
      > "$OUT/build_$name.log" 2>&1; echo $? > "$OUT/build_$name.rc") &
 done
 # the warp-sequential time-major kernels (-DLRNN_TW) as the current ones of a second binary, run
 # last and alone with base (a fault there cannot cost the other numbers)
-(timeout 52 $NV -Xptxas -v -DLRNN_TW -c csrc/cuda/linear_scan.cu -o build/lsc_tw.o > "$OUT/build_tw.log" 2>&1
+(timeout 52 $NVP -Xptxas -v -DLRNN_TW -c csrc/cuda/linear_scan.cu -o build/lsc_tw.o > "$OUT/build_tw.log" 2>&1
  echo $? > "$OUT/build_tw.rc") &
-(timeout 52 $NV -DLRNN_TW -DLRNN_TP_INFLIGHT_KB=128 -Dlrnn_linear_scan_fwd_cuda=lrnn_v1_linear_scan_fwd_cuda \
+(timeout 52 $NVP -DLRNN_TW -DLRNN_TP_INFLIGHT_KB=128 -Dlrnn_linear_scan_fwd_cuda=lrnn_v1_linear_scan_fwd_cuda \
    -Dlrnn_linear_scan_bwd_cuda=lrnn_v1_linear_scan_bwd_cuda -c csrc/cuda/linear_scan.cu -o build/lsc_twdeep.o \
    > "$OUT/build_twdeep.log" 2>&1; echo $? > "$OUT/build_twdeep.rc") &
 CPU="csrc/cpu/linear_scan.c csrc/cpu/common.c"
