@@ -42,7 +42,7 @@ done
 CPU="csrc/cpu/linear_scan.c csrc/cpu/common.c"
 if [ -f build/liblrnn_cuda_kernels.a ]; then CUR="build/liblrnn_cuda_kernels.a"; else CUR="csrc/cuda/linear_scan.cu"; fi
 $NV -c benchmarks/cuda/linear_scan_c.cu -o build/lsc_main.o > "$OUT/build_cur.log" 2>&1 &&
-  $NV build/lsc_main.o $CUR $CPU -o build/lsc_cur >> "$OUT/build_cur.log" 2>&1
+  $NVP build/lsc_main.o $CUR $CPU -o build/lsc_cur >> "$OUT/build_cur.log" 2>&1
 echo "build cur rc=$? from $CUR ($((SECONDS - T0)) s)"
 
 # 2. ncu: one launch of the bf16 time-major forward
