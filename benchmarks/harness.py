@@ -151,34 +151,36 @@ def run(title: str, cells: list[Cell], providers: list[Provider], device: str, o
     # provider by provider (lrnn first), so that a slow anchor (JIT build, autotuning) cut off by
     # a time limit costs its own rows only; the table is ordered by cell
     order = {(id(c), p.name): (i, j) for i, c in enumerate(cells) for j, p in enumerate(providers)}
-    for prov in providers:
-        for cell in cells:
-            r = Result(cell, prov.name)
-            try:
-                fn = prov.setup(cell, device)
-                note = getattr(fn, "note", "")
-                r.ms = time_ms(fn, device)
-                r.gbps = cell.bytes / (r.ms * 1e-3) / 1e9
-                r.floor_fraction = (cell.bytes / bw) / (r.ms * 1e-3)
-                r.peak_extra_mb = peak_extra_mb(fn, device)
-                r.note = note
-                del fn
-            except Skip as s:
-                r.note = f"skipped: {s}"
-            except Exception as e:  # an anchor failing on a cell is a result, not a crash
-                r.note = f"error: {type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}"
-            if device.startswith("cuda"):
-                torch.cuda.empty_cache()
-            results.append(r)
-            results.sort(key=lambda x: order[(id(x.cell), x.provider)])
-            log(format_row(r))
-            # written after every cell, so an interrupted run still leaves its table
-            (out_dir / f"{basename}.md").write_text(markdown(results, meta))
-            (out_dir / f"{basename}.json").write_text(json.dumps(
-                {"meta": meta, "results": [dict(asdict(x), cell=asdict(x.cell)) for x in results]}, indent=1))
-    plot_note = plot(results, meta, out_dir / f"{basename}.png")
-    if plot_note:
-        log(plot_note)
+    try:  # an interrupted run (SIGINT, e.g. `timeout -s INT`) still gets its plot
+        for prov in providers:
+            for cell in cells:
+                r = Result(cell, prov.name)
+                try:
+                    fn = prov.setup(cell, device)
+                    note = getattr(fn, "note", "")
+                    r.ms = time_ms(fn, device)
+                    r.gbps = cell.bytes / (r.ms * 1e-3) / 1e9
+                    r.floor_fraction = (cell.bytes / bw) / (r.ms * 1e-3)
+                    r.peak_extra_mb = peak_extra_mb(fn, device)
+                    r.note = note
+                    del fn
+                except Skip as s:
+                    r.note = f"skipped: {s}"
+                except Exception as e:  # an anchor failing on a cell is a result, not a crash
+                    r.note = f"error: {type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}"
+                if device.startswith("cuda"):
+                    torch.cuda.empty_cache()
+                results.append(r)
+                results.sort(key=lambda x: order[(id(x.cell), x.provider)])
+                log(format_row(r))
+                # written after every cell, so an interrupted run still leaves its table
+                (out_dir / f"{basename}.md").write_text(markdown(results, meta))
+                (out_dir / f"{basename}.json").write_text(json.dumps(
+                    {"meta": meta, "results": [dict(asdict(x), cell=asdict(x.cell)) for x in results]}, indent=1))
+    finally:
+        plot_note = plot(results, meta, out_dir / f"{basename}.png")
+        if plot_note:
+            log(plot_note)
     return results
 
 
