@@ -16,7 +16,8 @@
  * times all of them in the same run and adds one line per case starting with "=": the % of the
  * floor of each build, fwd, bwd and fwd+bwd. Environment: ONLY (substring of the case label),
  * REPS (timed runs, median), VARIANTS (display names of v1..v3, comma-separated), SIDE=cur (run
- * only the current kernels, e.g. under ncu). */
+ * only the current kernels, e.g. under ncu), SWEEP_ENV and SWEEP (the current kernels once per
+ * value of an environment variable, see below). */
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -205,11 +206,24 @@ int main(int argc, char **argv) {
     Fwd fwd;
     Bwd bwd;
     double rel, fwd_ms, bwd_ms;
+    std::string env;  /* the value of SWEEP_ENV for this side ("auto": unset) */
   };
-  std::vector<Side> others = {{"base", lrnn_base_linear_scan_fwd_cuda, lrnn_base_linear_scan_bwd_cuda, 0, 0, 0},
-                              {"v1", lrnn_v1_linear_scan_fwd_cuda, lrnn_v1_linear_scan_bwd_cuda, 0, 0, 0},
-                              {"v2", lrnn_v2_linear_scan_fwd_cuda, lrnn_v2_linear_scan_bwd_cuda, 0, 0, 0},
-                              {"v3", lrnn_v3_linear_scan_fwd_cuda, lrnn_v3_linear_scan_bwd_cuda, 0, 0, 0}};
+  std::vector<Side> others = {{"base", lrnn_base_linear_scan_fwd_cuda, lrnn_base_linear_scan_bwd_cuda, 0, 0, 0, ""},
+                              {"v1", lrnn_v1_linear_scan_fwd_cuda, lrnn_v1_linear_scan_bwd_cuda, 0, 0, 0, ""},
+                              {"v2", lrnn_v2_linear_scan_fwd_cuda, lrnn_v2_linear_scan_bwd_cuda, 0, 0, 0, ""},
+                              {"v3", lrnn_v3_linear_scan_fwd_cuda, lrnn_v3_linear_scan_bwd_cuda, 0, 0, 0, ""}};
+  /* SWEEP_ENV=NAME SWEEP=v1,v2,...: the current kernels once per value of the environment
+   * variable NAME (e.g. LRNN_LINEAR_SCAN_TM, which picks the time-major kernel) */
+  const char *sweep_env = getenv("SWEEP_ENV");
+  std::vector<std::string> sweep;
+  if (sweep_env && getenv("SWEEP")) {
+    std::string all = getenv("SWEEP");
+    for (size_t pos = 0; pos <= all.size();) {
+      const size_t e = std::min(all.find(',', pos), all.size());
+      if (e > pos) sweep.push_back(all.substr(pos, e - pos));
+      pos = e + 1;
+    }
+  }
   if (const char *names = getenv("VARIANTS")) {  /* display names of v1..v3 */
     std::string all = names;
     for (size_t k = 1, pos = 0; k < others.size() && pos <= all.size(); ++k) {
@@ -222,7 +236,9 @@ int main(int argc, char **argv) {
     std::string hdr = "= builds:";
     for (const Side &v : others)
       if (v.fwd && v.bwd && !(side && !strcmp(side, "cur"))) hdr += " " + v.name;
-    printf("%s cur (%% of the floor: fwd | bwd | fwd+bwd; worst max rel)\n", hdr.c_str());
+    if (sweep.empty()) hdr += " cur";
+    for (const std::string &v : sweep) hdr += " " + v;
+    printf("%s (%% of the floor: fwd | bwd | fwd+bwd; worst max rel)\n", hdr.c_str());
   }
   printf("%-22s %-10s %-4s %-5s %-7s %9s %8s %7s %10s %s\n", "shape (B,L,D)", "dtype", "lay", "a", "pass", "ms", "GB/s",
          "%floor", "max rel", "build");
@@ -288,8 +304,13 @@ int main(int argc, char **argv) {
       if (!(side && !strcmp(side, "cur")))
         for (const Side &v : others)
           if (v.fwd && v.bwd) sides.push_back(v);
-      sides.push_back({"cur", lrnn_linear_scan_fwd_cuda, lrnn_linear_scan_bwd_cuda, 0, 0, 0});
+      if (sweep.empty()) sides.push_back({"cur", lrnn_linear_scan_fwd_cuda, lrnn_linear_scan_bwd_cuda, 0, 0, 0, ""});
+      for (const std::string &v : sweep) sides.push_back({v, lrnn_linear_scan_fwd_cuda, lrnn_linear_scan_bwd_cuda, 0, 0, 0, v});
       for (Side &sd : sides) {
+        if (!sd.env.empty()) {
+          if (sd.env == "auto") unsetenv(sweep_env);
+          else setenv(sweep_env, sd.env.c_str(), 1);
+        }
         /* correctness: the CPU kernel on a sample of rows (every output is poisoned first) */
         CK(cudaMemset(dh, 0xff, n * es));
         CK(cudaMemset(ddb, 0xff, n * es));

@@ -38,6 +38,7 @@
 #include <cuda_runtime.h>
 
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <type_traits>
@@ -928,19 +929,26 @@ __device__ __forceinline__ void cp_async_wait(int n) {
   }
 }
 
-/* Copies `rows` rows of one row group (`row_bytes` per row in shared memory, the first `valid`
- * of them inside the tensor) starting at time t0 (rows outside [0, L) are skipped: the scans
- * treat them as padding). */
-template <int ROW_BYTES>
-__device__ __forceinline__ void tp_copy(unsigned char *dst, const unsigned char *src, int64_t tstride_bytes, int64_t t0,
-                                        int rows, int64_t L, int valid) {
-  constexpr int per_row = ROW_BYTES / 16;
-  for (int c = threadIdx.x; c < rows * per_row; c += kTpThreads) {
-    const int r = c / per_row, off = (c % per_row) * 16;
+/* Copies ROWS rows of one row group (ROW_BYTES per row in shared memory, the first `valid` of
+ * them inside the tensor) starting at time t0, with the NT threads whose index is `tid` (rows
+ * outside [0, L) are skipped: the scans treat them as padding). The trip count is a constant, so
+ * the loop unrolls into straight-line copies. */
+template <int ROW_BYTES, int ROWS, int NT>
+__device__ __forceinline__ void tile_copy(unsigned char *dst, const unsigned char *src, int64_t tstride_bytes, int64_t t0,
+                                          int64_t L, int valid, int tid) {
+  constexpr int per_row = ROW_BYTES / 16, pieces = ROWS * per_row;
+  const unsigned char *s0 = src + t0 * tstride_bytes;
+#pragma unroll
+  for (int c0 = 0; c0 < pieces; c0 += NT) {
+    const int c = c0 + tid, r = c / per_row, off = (c % per_row) * 16;
     const int64_t t = t0 + r;
-    if (t >= 0 && t < L && off < valid) cp_async16(dst + r * ROW_BYTES + off, src + t * tstride_bytes + off);
+    if ((pieces % NT == 0 || c < pieces) && t >= 0 && t < L && off < valid)
+      cp_async16(dst + r * ROW_BYTES + off, s0 + r * tstride_bytes + off);
   }
 }
+
+/* The next slot of a ring of n pipeline stages (no division in the loop). */
+__device__ __forceinline__ int next_slot(int s, int n) { return s + 1 == n ? 0 : s + 1; }
 
 /* Shared memory of the pipelined kernels: the warps' maps (and partial sums), then the stages. */
 template <typename Op> __host__ __device__ constexpr size_t tp_head_bytes() {
@@ -1004,22 +1012,25 @@ __global__ void __launch_bounds__(kTpThreads, kTpMinBlocks) scan_fwd_tp(const lr
    * tp_time; it goes to stage j % nstage. One commit per round, empty past the end, so that the
    * group count stays uniform. */
   auto tp_time = [&](int64_t k) { return (REV ? nrounds - 1 - k : k) * R; };
-  auto issue = [&](int64_t j) {
+  auto issue = [&](int64_t j, int slot) {
     const int64_t k = j * ncl + rank;
     if (k < nrounds) {
-      unsigned char *st = stages + (size_t)(j % nstage) * stage_bytes;
-      tp_copy<RBX>(st, gx, xsb, tp_time(k), R, L, xvalid);
-      if (!INV) tp_copy<RBA>(st + R * RBX, ga, asb, tp_time(k), R, L, avalid);
+      unsigned char *st = stages + (size_t)slot * stage_bytes;
+      tile_copy<RBX, R, kTpThreads>(st, gx, xsb, tp_time(k), L, xvalid, threadIdx.x);
+      if (!INV) tile_copy<RBA, R, kTpThreads>(st + R * RBX, ga, asb, tp_time(k), L, avalid, threadIdx.x);
     }
     cp_async_commit();
   };
-  for (int s = 0; s + 1 < nstage; ++s) issue(s);
+  for (int s = 0; s + 1 < nstage; ++s) issue(s, s);
+  int use = 0, put = nstage - 1; /* the stage slots of rounds j and j + nstage - 1 */
   for (int64_t j = 0; j < nsuper; ++j) {
     cp_async_wait(nstage - 2);
     /* round j is visible to all, and every thread is done with round j-1 (its stage and tot) */
     __syncthreads();
-    issue(j + nstage - 1);
-    const unsigned char *st = stages + (size_t)(j % nstage) * stage_bytes;
+    issue(j + nstage - 1, put);
+    put = next_slot(put, nstage);
+    const unsigned char *st = stages + (size_t)use * stage_bytes;
+    use = next_slot(use, nstage);
     const int64_t k = j * ncl + rank, t0 = tp_time(k) + w * S;
     X xb[S];
     A xa[S];
@@ -1113,22 +1124,25 @@ __global__ void __launch_bounds__(kTpThreads, kTpMinBlocks) scan_bwd_tp(const lr
    * (row i + 1) is then the state before the forward step at t0 + i */
   constexpr int hoff = REV ? 0 : -1;
   auto tp_time = [&](int64_t k) { return (BREV ? nrounds - 1 - k : k) * R; };
-  auto issue = [&](int64_t j) {
+  auto issue = [&](int64_t j, int slot) {
     const int64_t k = j * ncl + rank;
     if (k < nrounds) {
-      unsigned char *st = stages + (size_t)(j % nstage) * stage_bytes;
-      tp_copy<RBX>(st, gg, gsb, tp_time(k), R, L, xvalid);
-      tp_copy<RBX>(st + R * RBX, gh, hsb, tp_time(k) + hoff, R + 1, L, xvalid);
-      if (!INV) tp_copy<RBA>(st + (2 * R + 1) * RBX, ga, asb, tp_time(k), R, L, avalid);
+      unsigned char *st = stages + (size_t)slot * stage_bytes;
+      tile_copy<RBX, R, kTpThreads>(st, gg, gsb, tp_time(k), L, xvalid, threadIdx.x);
+      tile_copy<RBX, R + 1, kTpThreads>(st + R * RBX, gh, hsb, tp_time(k) + hoff, L, xvalid, threadIdx.x);
+      if (!INV) tile_copy<RBA, R, kTpThreads>(st + (2 * R + 1) * RBX, ga, asb, tp_time(k), L, avalid, threadIdx.x);
     }
     cp_async_commit();
   };
-  for (int s = 0; s + 1 < nstage; ++s) issue(s);
+  for (int s = 0; s + 1 < nstage; ++s) issue(s, s);
+  int use = 0, put = nstage - 1;
   for (int64_t j = 0; j < nsuper; ++j) {
     cp_async_wait(nstage - 2);
     __syncthreads();
-    issue(j + nstage - 1);
-    const unsigned char *st = stages + (size_t)(j % nstage) * stage_bytes;
+    issue(j + nstage - 1, put);
+    put = next_slot(put, nstage);
+    const unsigned char *st = stages + (size_t)use * stage_bytes;
+    use = next_slot(use, nstage);
     const int64_t k = j * ncl + rank, t0 = tp_time(k) + w * S;
     X xg[S], xh[S];
     A xa[S];
@@ -1223,18 +1237,6 @@ __global__ void __launch_bounds__(kTpThreads, kTpMinBlocks) scan_bwd_tp(const lr
  * the warps spread over all SMs. */
 constexpr int kTwSteps = 32;
 
-/* Copies `rows` rows of one row group (as tp_copy) with the 32 lanes of one warp. */
-template <int ROW_BYTES>
-__device__ __forceinline__ void tw_copy(unsigned char *dst, const unsigned char *src, int64_t tstride_bytes, int64_t t0,
-                                        int rows, int64_t L, int valid, int lane) {
-  constexpr int per_row = ROW_BYTES / 16;
-  for (int c = lane; c < rows * per_row; c += 32) {
-    const int r = c / per_row, off = (c % per_row) * 16;
-    const int64_t t = t0 + r;
-    if (t >= 0 && t < L && off < valid) cp_async16(dst + r * ROW_BYTES + off, src + t * tstride_bytes + off);
-  }
-}
-
 template <typename TX, typename TA, bool INV, bool BWD> __host__ __device__ constexpr size_t tw_stage_bytes() {
   constexpr size_t T = kTwSteps;
   return BWD ? (2 * T + 1) * 32 * sizeof(TX) + (INV ? 0 : T * 32 * sizeof(TA))
@@ -1267,37 +1269,45 @@ __global__ void __launch_bounds__(32) scan_fwd_tw(const lrnn_linear_scan_params 
   /* stage k (in scan order) holds the rows from time tw_time(k), in stage k % nstage; one commit
    * per stage, empty past the end, so that the group count stays uniform */
   auto tw_time = [&](int64_t k) { return (REV ? nst - 1 - k : k) * T; };
-  auto issue = [&](int64_t k) {
+  auto issue = [&](int64_t k, int slot) {
     if (k < nst) {
-      unsigned char *st = smem + (size_t)(k % nstage) * stage_bytes;
-      tw_copy<RBX>(st, gx, xsb, tw_time(k), T, L, xvalid, lane);
-      if (!INV) tw_copy<RBA>(st + T * RBX, ga, asb, tw_time(k), T, L, avalid, lane);
+      unsigned char *st = smem + (size_t)slot * stage_bytes;
+      tile_copy<RBX, T, 32>(st, gx, xsb, tw_time(k), L, xvalid, lane);
+      if (!INV) tile_copy<RBA, T, 32>(st + T * RBX, ga, asb, tw_time(k), L, avalid, lane);
     }
     cp_async_commit();
   };
-  for (int s = 0; s + 1 < nstage; ++s) issue(s);
+  for (int s = 0; s + 1 < nstage; ++s) issue(s, s);
+  int use = 0, put = nstage - 1; /* the slots of stages k and k + nstage - 1 */
   for (int64_t k = 0; k < nst; ++k) {
     cp_async_wait(nstage - 2);
     /* stage k is visible to the whole warp, and every lane is done with stage k-1 */
     __syncwarp();
-    issue(k + nstage - 1);
-    const unsigned char *st = smem + (size_t)(k % nstage) * stage_bytes;
+    issue(k + nstage - 1, put);
+    put = next_slot(put, nstage);
+    const unsigned char *st = smem + (size_t)use * stage_bytes;
+    use = next_slot(use, nstage);
     const int64_t t0 = tw_time(k);
-    const int n = L - t0 < T ? (int)(L - t0) : T;
-#pragma unroll
-    for (int s = 0; s < T; ++s) {
-      const int i = ord<REV>(s, T);
-      if (i < n) {
-        const X xb = to_acc(reinterpret_cast<const TX *>(st + i * RBX)[lane]);
-        A xa;
-        if constexpr (INV) {
-          xa = a_inv;
-        } else {
-          xa = to_acc(reinterpret_cast<const TA *>(st + T * RBX + i * RBA)[lane]);
-        }
-        y = add(mul(xa, y), xb); /* h[t] = a[t]*h[t-1] + b[t] */
-        if (live) h[(t0 + i) * hs] = from_acc<TX>(y);
+    TX *ht = h + t0 * hs;
+    auto step = [&](int i) {
+      const X xb = to_acc(reinterpret_cast<const TX *>(st + i * RBX)[lane]);
+      A xa;
+      if constexpr (INV) {
+        xa = a_inv;
+      } else {
+        xa = to_acc(reinterpret_cast<const TA *>(st + T * RBX + i * RBA)[lane]);
       }
+      y = add(mul(xa, y), xb); /* h[t] = a[t]*h[t-1] + b[t] */
+      if (live) ht[i * hs] = from_acc<TX>(y);
+    };
+    if (L - t0 >= T) { /* a full stage: no bounds in the unrolled steps */
+#pragma unroll
+      for (int s = 0; s < T; ++s) step(ord<REV>(s, T));
+    } else {
+      const int n = (int)(L - t0);
+#pragma unroll
+      for (int s = 0; s < T; ++s)
+        if (ord<REV>(s, T) < n) step(ord<REV>(s, T));
     }
   }
   cp_async_wait_n<0>();
@@ -1342,47 +1352,60 @@ __global__ void __launch_bounds__(32) scan_bwd_tw(const lrnn_linear_scan_bwd_par
    * (row i + 1) is then the state before the forward step at t0 + i */
   constexpr int hoff = REV ? 0 : -1;
   auto tw_time = [&](int64_t k) { return (BREV ? nst - 1 - k : k) * T; };
-  auto issue = [&](int64_t k) {
+  auto issue = [&](int64_t k, int slot) {
     if (k < nst) {
-      unsigned char *st = smem + (size_t)(k % nstage) * stage_bytes;
-      tw_copy<RBX>(st, gg, gsb, tw_time(k), T, L, xvalid, lane);
-      tw_copy<RBX>(st + T * RBX, gh, hsb, tw_time(k) + hoff, T + 1, L, xvalid, lane);
-      if (!INV) tw_copy<RBA>(st + (2 * T + 1) * RBX, ga, asb, tw_time(k), T, L, avalid, lane);
+      unsigned char *st = smem + (size_t)slot * stage_bytes;
+      tile_copy<RBX, T, 32>(st, gg, gsb, tw_time(k), L, xvalid, lane);
+      tile_copy<RBX, T + 1, 32>(st + T * RBX, gh, hsb, tw_time(k) + hoff, L, xvalid, lane);
+      if (!INV) tile_copy<RBA, T, 32>(st + (2 * T + 1) * RBX, ga, asb, tw_time(k), L, avalid, lane);
     }
     cp_async_commit();
   };
-  for (int s = 0; s + 1 < nstage; ++s) issue(s);
+  for (int s = 0; s + 1 < nstage; ++s) issue(s, s);
+  int use = 0, put = nstage - 1;
   for (int64_t k = 0; k < nst; ++k) {
     cp_async_wait(nstage - 2);
     __syncwarp();
-    issue(k + nstage - 1);
-    const unsigned char *st = smem + (size_t)(k % nstage) * stage_bytes;
+    issue(k + nstage - 1, put);
+    put = next_slot(put, nstage);
+    const unsigned char *st = smem + (size_t)use * stage_bytes;
+    use = next_slot(use, nstage);
     const int64_t t0 = tw_time(k);
-    const int n = L - t0 < T ? (int)(L - t0) : T;
-#pragma unroll
-    for (int s = 0; s < T; ++s) {
-      const int i = ord<BREV>(s, T);
-      if (i < n) {
-        const int64_t tp = t0 + i + (REV ? 1 : -1); /* the step before, in forward order */
-        const X xg = to_acc(reinterpret_cast<const TX *>(st + i * RBX)[lane]);
-        const X xh = tp >= 0 && tp < L ? to_acc(reinterpret_cast<const TX *>(st + (T + i + (REV ? 1 : 0)) * RBX)[lane]) : h0;
-        A xa;
-        if constexpr (INV) {
-          xa = a_inv;
+    TX *dbt = db + t0 * dbs;
+    TA *dat_ = p.da_sum_time ? nullptr : da + t0 * das;
+    /* the stage's first row of h in forward order is h0 when the stage starts the sequence */
+    const bool edge = REV ? t0 + T >= L : t0 == 0;
+    auto step = [&](int i, bool first) {
+      const X xg = to_acc(reinterpret_cast<const TX *>(st + i * RBX)[lane]);
+      const X xh = first ? h0 : to_acc(reinterpret_cast<const TX *>(st + (T + i + (REV ? 1 : 0)) * RBX)[lane]);
+      A xa;
+      if constexpr (INV) {
+        xa = a_inv;
+      } else {
+        xa = to_acc(reinterpret_cast<const TA *>(st + (2 * T + 1) * RBX + i * RBA)[lane]);
+      }
+      const X lam = add(xg, c);
+      const A dat = da_term<A>(lam, xh);
+      c = mul(conj_(xa), lam);
+      if (live) {
+        dbt[i * dbs] = from_acc<TX>(lam);
+        if (p.da_sum_time) {
+          da_sum = add(da_sum, dat);
         } else {
-          xa = to_acc(reinterpret_cast<const TA *>(st + (2 * T + 1) * RBX + i * RBA)[lane]);
+          dat_[i * das] = from_acc<TA>(dat);
         }
-        const X lam = add(xg, c);
-        const A dat = da_term<A>(lam, xh);
-        c = mul(conj_(xa), lam);
-        if (live) {
-          db[(t0 + i) * dbs] = from_acc<TX>(lam);
-          if (p.da_sum_time) {
-            da_sum = add(da_sum, dat);
-          } else {
-            da[(t0 + i) * das] = from_acc<TA>(dat);
-          }
-        }
+      }
+    };
+    if (L - t0 >= T && !edge) { /* a full stage inside the sequence: no bounds in the unrolled steps */
+#pragma unroll
+      for (int s = 0; s < T; ++s) step(ord<BREV>(s, T), false);
+    } else {
+      const int n = L - t0 < T ? (int)(L - t0) : T;
+#pragma unroll
+      for (int s = 0; s < T; ++s) {
+        const int i = ord<BREV>(s, T);
+        const int64_t tp = t0 + i + (REV ? 1 : -1); /* the step before, in forward order */
+        if (i < n) step(i, tp < 0 || tp >= L);
       }
     }
   }
@@ -1505,10 +1528,11 @@ int tp_stages(int64_t blocks, int64_t nrounds, size_t head, size_t stage, int sm
 constexpr double kTpFill = 2.5;
 
 template <typename Kernel, typename Params>
-lrnn_status tp_launch(Kernel kernel, const Params &p, int round, size_t head, size_t stage, int sms, cudaStream_t st) {
+lrnn_status tp_launch(Kernel kernel, const Params &p, int round, size_t head, size_t stage, int sms, bool clusters,
+                      cudaStream_t st) {
   const int64_t units = p.batch * ((p.dim + 31) / 32), nrounds = (p.length + round - 1) / round;
   int ncl = 1;
-  while (ncl < LRNN_TP_MAXCL && (double)(units * ncl) < kTpFill * sms) ncl *= 2;
+  while (clusters && ncl < LRNN_TP_MAXCL && (double)(units * ncl) < kTpFill * sms) ncl *= 2;
   cudaLaunchAttribute attr[1];
   attr[0].id = cudaLaunchAttributeClusterDimension;
   attr[0].val.clusterDim.y = 1;
@@ -1535,6 +1559,25 @@ lrnn_status tp_launch(Kernel kernel, const Params &p, int round, size_t head, si
     if (cudaLaunchKernelEx(&cfg, kernel, p, nstage, ncl) != cudaSuccess) return LRNN_ERR_CUDA;
     return launched();
   }
+}
+
+/* The kernel of an aligned time-major problem (channels contiguous, D >= 32, states of at most 8
+ * bytes): the warp-sequential one (tw), the pipelined one without (tp) or with clusters (tpcl), or
+ * the generic one (tm). The environment variable LRNN_LINEAR_SCAN_TM=tw|tp|tpcl|tm overrides the
+ * choice, so that a benchmark compares them in one build (read at every launch: the emulation
+ * tests switch it between cases). */
+enum class TmRoute { kTw, kTp, kTpCl, kGeneric };
+TmRoute tm_route(bool bwd, bool a_inv, size_t state_bytes) {
+  if (const char *e = getenv("LRNN_LINEAR_SCAN_TM")) {
+    if (!strcmp(e, "tw")) return TmRoute::kTw;
+    if (!strcmp(e, "tp")) return TmRoute::kTp;
+    if (!strcmp(e, "tpcl")) return TmRoute::kTpCl;
+    if (!strcmp(e, "tm")) return TmRoute::kGeneric;
+  }
+  (void)bwd;
+  (void)a_inv;
+  (void)state_bytes;
+  return TmRoute::kTw;
 }
 
 /* The warp-sequential kernels: a block (one warp) per row group, its pipeline as deep as
@@ -1571,31 +1614,29 @@ lrnn_status launch_fwd(const lrnn_linear_scan_params &p, cudaStream_t st) {
     kernel<<<dim3((unsigned)rows), nt, 0, st>>>(p);
     return launched();
   }
-#ifdef LRNN_TW
+  /* aligned time-major inputs: see tm_route (c128 states take the generic kernel: a round of them
+   * would leave no room for a pipeline) */
   if constexpr (sizeof(TX) <= 8) {
     const bool a_inv = p.a_stride[1] == 0;
     if (p.dim >= 32 && tp_ok(p.b, p.b_stride, sizeof(TX), p.batch, p.length, p.dim) &&
+        tp_ok(p.h, p.h_stride, sizeof(TX), p.batch, p.length, p.dim) &&
         (a_inv || tp_ok(p.a, p.a_stride, sizeof(TA), p.batch, p.length, p.dim))) {
-      void (*kernel)(const lrnn_linear_scan_params, int) =
-          a_inv ? (p.reverse ? scan_fwd_tw<TX, TA, true, true> : scan_fwd_tw<TX, TA, false, true>)
-                : (p.reverse ? scan_fwd_tw<TX, TA, true, false> : scan_fwd_tw<TX, TA, false, false>);
-      return tw_launch(kernel, p, a_inv ? tw_stage_bytes<TX, TA, true, false>() : tw_stage_bytes<TX, TA, false, false>(),
-                       sms, st);
-    }
-  }
-#endif
-  /* the pipelined kernel for aligned inputs with channels contiguous: states of at most 8 bytes
-   * (a round of c128 would leave no room for a pipeline) and at least one full row group
-   * (narrower problems keep the generic kernel's lanes busy with time instead) */
-  if constexpr (sizeof(TX) <= 8) {
-    const bool a_inv = p.a_stride[1] == 0;
-    if (p.dim >= 32 && tp_ok(p.b, p.b_stride, sizeof(TX), p.batch, p.length, p.dim) &&
-        (a_inv || tp_ok(p.a, p.a_stride, sizeof(TA), p.batch, p.length, p.dim))) {
-      void (*kernel)(const lrnn_linear_scan_params, int, int) =
-          a_inv ? (p.reverse ? scan_fwd_tp<TX, TA, true, true> : scan_fwd_tp<TX, TA, false, true>)
-                : (p.reverse ? scan_fwd_tp<TX, TA, true, false> : scan_fwd_tp<TX, TA, false, false>);
-      return tp_launch(kernel, p, tp_round<TX>(), tp_head_bytes<Op>(),
-                       a_inv ? tp_stage_bytes<TX, TA, true, false>() : tp_stage_bytes<TX, TA, false, false>(), sms, st);
+      const TmRoute r = tm_route(false, a_inv, sizeof(TX));
+      if (r == TmRoute::kTw) {
+        void (*kernel)(const lrnn_linear_scan_params, int) =
+            a_inv ? (p.reverse ? scan_fwd_tw<TX, TA, true, true> : scan_fwd_tw<TX, TA, false, true>)
+                  : (p.reverse ? scan_fwd_tw<TX, TA, true, false> : scan_fwd_tw<TX, TA, false, false>);
+        return tw_launch(kernel, p, a_inv ? tw_stage_bytes<TX, TA, true, false>() : tw_stage_bytes<TX, TA, false, false>(),
+                         sms, st);
+      }
+      if (r == TmRoute::kTp || r == TmRoute::kTpCl) {
+        void (*kernel)(const lrnn_linear_scan_params, int, int) =
+            a_inv ? (p.reverse ? scan_fwd_tp<TX, TA, true, true> : scan_fwd_tp<TX, TA, false, true>)
+                  : (p.reverse ? scan_fwd_tp<TX, TA, true, false> : scan_fwd_tp<TX, TA, false, false>);
+        return tp_launch(kernel, p, tp_round<TX>(), tp_head_bytes<Op>(),
+                         a_inv ? tp_stage_bytes<TX, TA, true, false>() : tp_stage_bytes<TX, TA, false, false>(), sms,
+                         r == TmRoute::kTpCl, st);
+      }
     }
   }
   constexpr int V = tm_width<TX>();
@@ -1630,30 +1671,27 @@ lrnn_status launch_bwd(const lrnn_linear_scan_bwd_params &p, cudaStream_t st) {
     kernel<<<dim3((unsigned)rows), nt, 0, st>>>(p);
     return launched();
   }
-#ifdef LRNN_TW
-  if constexpr (sizeof(TX) <= 8) {
-    const bool a_inv = p.a_stride[1] == 0;
-    if (p.dim >= 32 && tp_ok(p.grad_h, p.grad_h_stride, sizeof(TX), p.batch, p.length, p.dim) &&
-        tp_ok(p.h, p.h_stride, sizeof(TX), p.batch, p.length, p.dim) &&
-        (a_inv || tp_ok(p.a, p.a_stride, sizeof(TA), p.batch, p.length, p.dim))) {
-      void (*kernel)(const lrnn_linear_scan_bwd_params, int) =
-          a_inv ? (p.reverse ? scan_bwd_tw<TX, TA, true, true> : scan_bwd_tw<TX, TA, false, true>)
-                : (p.reverse ? scan_bwd_tw<TX, TA, true, false> : scan_bwd_tw<TX, TA, false, false>);
-      return tw_launch(kernel, p, a_inv ? tw_stage_bytes<TX, TA, true, true>() : tw_stage_bytes<TX, TA, false, true>(),
-                       sms, st);
-    }
-  }
-#endif
   if constexpr (sizeof(TX) <= 8) {  /* as in the forward */
     const bool a_inv = p.a_stride[1] == 0;
     if (p.dim >= 32 && tp_ok(p.grad_h, p.grad_h_stride, sizeof(TX), p.batch, p.length, p.dim) &&
         tp_ok(p.h, p.h_stride, sizeof(TX), p.batch, p.length, p.dim) &&
         (a_inv || tp_ok(p.a, p.a_stride, sizeof(TA), p.batch, p.length, p.dim))) {
-      void (*kernel)(const lrnn_linear_scan_bwd_params, int, int) =
-          a_inv ? (p.reverse ? scan_bwd_tp<TX, TA, true, true> : scan_bwd_tp<TX, TA, false, true>)
-                : (p.reverse ? scan_bwd_tp<TX, TA, true, false> : scan_bwd_tp<TX, TA, false, false>);
-      return tp_launch(kernel, p, tp_round<TX>(), tp_head_bytes<Op>(),
-                       a_inv ? tp_stage_bytes<TX, TA, true, true>() : tp_stage_bytes<TX, TA, false, true>(), sms, st);
+      const TmRoute r = tm_route(true, a_inv, sizeof(TX));
+      if (r == TmRoute::kTw) {
+        void (*kernel)(const lrnn_linear_scan_bwd_params, int) =
+            a_inv ? (p.reverse ? scan_bwd_tw<TX, TA, true, true> : scan_bwd_tw<TX, TA, false, true>)
+                  : (p.reverse ? scan_bwd_tw<TX, TA, true, false> : scan_bwd_tw<TX, TA, false, false>);
+        return tw_launch(kernel, p, a_inv ? tw_stage_bytes<TX, TA, true, true>() : tw_stage_bytes<TX, TA, false, true>(),
+                         sms, st);
+      }
+      if (r == TmRoute::kTp || r == TmRoute::kTpCl) {
+        void (*kernel)(const lrnn_linear_scan_bwd_params, int, int) =
+            a_inv ? (p.reverse ? scan_bwd_tp<TX, TA, true, true> : scan_bwd_tp<TX, TA, false, true>)
+                  : (p.reverse ? scan_bwd_tp<TX, TA, true, false> : scan_bwd_tp<TX, TA, false, false>);
+        return tp_launch(kernel, p, tp_round<TX>(), tp_head_bytes<Op>(),
+                         a_inv ? tp_stage_bytes<TX, TA, true, true>() : tp_stage_bytes<TX, TA, false, true>(), sms,
+                         r == TmRoute::kTpCl, st);
+      }
     }
   }
   constexpr int V = tm_width<TX>();

@@ -290,11 +290,17 @@ int main(int argc, char **argv) {
         run_case(dt, lay, A_TIME_INVARIANT, 2, 1000, 5, rev == 0, rev == 1, rev, lay);
         // pipelined time-major kernels: a partial last row group, a partial last round, deep and
         // shallow pipelines (one SM: many blocks per SM)
-        emu::sms = rev ? 1 : 132;
-        run_case(dt, lay, A_FULL, 2, 1000, 40, true, true, rev, lay);
-        run_case(dt, lay, A_TIME_INVARIANT, 1, 1025, 64, rev == 0, rev == 1, rev, lay);
-        run_case(dt, lay, A_BATCH_BROADCAST, 2, 129, 32, true, false, rev, lay);
-        emu::sms = 132;
+        // every kernel an aligned time-major problem can take (LRNN_LINEAR_SCAN_TM, see tm_route)
+        const char *routes[] = {"tw", "tp", "tpcl"};
+        for (int ri = 0; ri < (lay == TM ? 3 : 1); ++ri) {
+          setenv("LRNN_LINEAR_SCAN_TM", routes[ri], 1);
+          emu::sms = rev ? 1 : 132;
+          run_case(dt, lay, A_FULL, 2, 1000, 40, true, true, rev, lay);
+          run_case(dt, lay, A_TIME_INVARIANT, 1, 1025, 64, rev == 0, rev == 1, rev, lay);
+          run_case(dt, lay, A_BATCH_BROADCAST, 2, 129, 32, true, false, rev, lay);
+          emu::sms = 132;
+        }
+        unsetenv("LRNN_LINEAR_SCAN_TM");
         ++n;
       }
   for (int c = 0; c < ncases; ++c) {
@@ -304,8 +310,11 @@ int main(int argc, char **argv) {
     const int64_t L = lengths[rng() % 13], D = dims[rng() % 7], B = 1 + rng() % 3;
     const Layout glay = (Layout)(rng() % 5);
     emu::sms = (rng() % 2) ? 132 : 1;
+    const char *routes[] = {"tw", "tp", "tpcl", "tm"};
+    setenv("LRNN_LINEAR_SCAN_TM", routes[rng() % 4], 1);
     run_case(dt, lay, am, B, L, D, rng() % 2, rng() % 2, (int)(rng() % 2), glay);
   }
+  unsetenv("LRNN_LINEAR_SCAN_TM");
   std::printf("%d checks, %d failures\n", checks, failures);
   return failures ? 1 : 0;
 }
