@@ -263,16 +263,14 @@ template <int V, typename T> __device__ __forceinline__ void store_run(const T (
  * time-invariant variant of 2-byte types, whose conversions to f32 would spill (measured bf16
  * forward at (8, 4096, 1536): 82% of the copy bandwidth with 2 vectors, 91% with 4; the same
  * change cost the backward 30 points). */
-/* round-1 knobs for the 2-byte time-invariant variant (67-74% of the floor on the H200), folded
- * into constants once measured */
-#ifndef LRNN_CM_INV16_VECTORS
-#define LRNN_CM_INV16_VECTORS 2
-#endif
-#ifndef LRNN_CM_INV16_BLOCKS
-#define LRNN_CM_INV16_BLOCKS 3
-#endif
 template <typename TX, bool INV, bool BWD> __host__ __device__ constexpr int cm_vectors() {
-  return sizeof(TX) == 2 && INV ? LRNN_CM_INV16_VECTORS : sizeof(TX) == 2 && BWD ? 2 : 4;
+  return sizeof(TX) == 2 && (INV || BWD) ? 2 : 4;
+}
+/* The 2-byte time-invariant variant (67-74% of the floor on the H200 at 2 vectors) also exists
+ * with 4 vectors per thread (NVX = 4), picked with LRNN_LINEAR_SCAN_CM=wide for a comparison. */
+bool cm_wide() {
+  const char *e = getenv("LRNN_LINEAR_SCAN_CM");
+  return e && !strcmp(e, "wide");
 }
 
 /* Channel-major blocks: at most 256 threads, with registers capped so that this many blocks fit
@@ -284,7 +282,7 @@ template <typename TX, bool INV, bool BWD> __host__ __device__ constexpr int cm_
  * (f32) and 96% (c64) of the bandwidth so. */
 constexpr int kCmThreads = 256;
 template <typename TX, bool INV, bool BWD> __host__ __device__ constexpr int cm_min_blocks() {
-  return sizeof(TX) == 2 && INV ? LRNN_CM_INV16_BLOCKS : BWD || INV ? (sizeof(TX) == 2 ? 3 : 2) : 3;
+  return BWD || INV ? (sizeof(TX) == 2 ? 3 : 2) : 3;
 }
 
 /* a at step j of run v: loaded, or with INV (a constant in time, the kernels' second loads-free
@@ -337,12 +335,12 @@ __device__ __forceinline__ X enter_warp(const Affine<A, X> *wt, X &carry, int wa
   return entering;
 }
 
-template <typename TX, typename TA, bool VEC, bool REV, bool INV>
+template <typename TX, typename TA, bool VEC, bool REV, bool INV, int NVX = 0>
 __global__ void __launch_bounds__(kCmThreads, (cm_min_blocks<TX, INV, false>())) scan_fwd_cm(const lrnn_linear_scan_params p) {
   using X = acc_t<TX>;
   using A = acc_t<TA>;
   using Op = Affine<A, X>;
-  constexpr int V = vec_width<TX>(), NV = cm_vectors<TX, INV, false>() * (INV ? 2 : 1);
+  constexpr int V = vec_width<TX>(), NV = (NVX ? NVX : cm_vectors<TX, INV, false>()) * (INV ? 2 : 1);
   __shared__ Op warp_total[2][32];
 
   const int64_t row = blockIdx.x, bi = row / p.dim, d = row % p.dim, L = p.length;
@@ -431,13 +429,13 @@ __device__ __forceinline__ A block_sum(A v, A *scratch) {
   return total;
 }
 
-template <typename TX, typename TA, bool VEC, bool REV, bool INV>
+template <typename TX, typename TA, bool VEC, bool REV, bool INV, int NVX = 0>
 __global__ void __launch_bounds__(kCmThreads, (cm_min_blocks<TX, INV, true>())) scan_bwd_cm(const lrnn_linear_scan_bwd_params p) {
   using X = acc_t<TX>;
   using A = acc_t<TA>;
   using Op = Affine<A, X>;
   constexpr bool BREV = !REV;
-  constexpr int V = vec_width<TX>(), NV = cm_vectors<TX, INV, true>() * (INV ? 2 : 1);
+  constexpr int V = vec_width<TX>(), NV = (NVX ? NVX : cm_vectors<TX, INV, true>()) * (INV ? 2 : 1);
   __shared__ Op warp_total[2][32];
   __shared__ A partial[32];
 
@@ -1609,7 +1607,13 @@ lrnn_status launch_fwd(const lrnn_linear_scan_params &p, cudaStream_t st) {
         inv   ? (p.reverse ? scan_fwd_cm<TX, TA, true, true, true> : scan_fwd_cm<TX, TA, true, false, true>)
         : vec ? (p.reverse ? scan_fwd_cm<TX, TA, true, true, false> : scan_fwd_cm<TX, TA, true, false, false>)
               : (p.reverse ? scan_fwd_cm<TX, TA, false, true, false> : scan_fwd_cm<TX, TA, false, false, false>);
-    const int steps = vec_width<TX>() * (inv ? 2 * cm_vectors<TX, true, false>() : cm_vectors<TX, false, false>());
+    int steps = vec_width<TX>() * (inv ? 2 * cm_vectors<TX, true, false>() : cm_vectors<TX, false, false>());
+    if constexpr (sizeof(TX) == 2) {
+      if (inv && cm_wide()) {
+        kernel = p.reverse ? scan_fwd_cm<TX, TA, true, true, true, 4> : scan_fwd_cm<TX, TA, true, false, true, 4>;
+        steps = vec_width<TX>() * 8;
+      }
+    }
     const int nt = cm_threads(kernel, rows, p.length, steps, sms);
     kernel<<<dim3((unsigned)rows), nt, 0, st>>>(p);
     return launched();
@@ -1666,7 +1670,13 @@ lrnn_status launch_bwd(const lrnn_linear_scan_bwd_params &p, cudaStream_t st) {
         inv   ? (p.reverse ? scan_bwd_cm<TX, TA, true, true, true> : scan_bwd_cm<TX, TA, true, false, true>)
         : vec ? (p.reverse ? scan_bwd_cm<TX, TA, true, true, false> : scan_bwd_cm<TX, TA, true, false, false>)
               : (p.reverse ? scan_bwd_cm<TX, TA, false, true, false> : scan_bwd_cm<TX, TA, false, false, false>);
-    const int steps = vec_width<TX>() * cm_vectors<TX, false, true>() * (inv ? 2 : 1);
+    int steps = vec_width<TX>() * cm_vectors<TX, false, true>() * (inv ? 2 : 1);
+    if constexpr (sizeof(TX) == 2) {
+      if (inv && cm_wide()) {
+        kernel = p.reverse ? scan_bwd_cm<TX, TA, true, true, true, 4> : scan_bwd_cm<TX, TA, true, false, true, 4>;
+        steps = vec_width<TX>() * 8;
+      }
+    }
     const int nt = cm_threads(kernel, rows, p.length, steps, sms);
     kernel<<<dim3((unsigned)rows), nt, 0, st>>>(p);
     return launched();

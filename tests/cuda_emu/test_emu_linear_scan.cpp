@@ -288,12 +288,14 @@ int main(int argc, char **argv) {
       for (int rev = 0; rev < 2 && !(tm_only && lay != TM); ++rev) {
         run_case(dt, lay, A_FULL, 2, 4500, 3, true, true, rev, lay);
         run_case(dt, lay, A_TIME_INVARIANT, 2, 1000, 5, rev == 0, rev == 1, rev, lay);
-        // pipelined time-major kernels: a partial last row group, a partial last round, deep and
-        // shallow pipelines (one SM: many blocks per SM)
         // every kernel an aligned time-major problem can take (LRNN_LINEAR_SCAN_TM, see tm_route)
-        const char *routes[] = {"tw", "tp", "tpcl"};
-        for (int ri = 0; ri < (lay == TM ? 3 : 1); ++ri) {
+        // and both widths of the 2-byte time-invariant channel-major one (LRNN_LINEAR_SCAN_CM): a
+        // partial last row group, a partial last round, deep and shallow pipelines (one SM: many
+        // blocks per SM)
+        const char *routes[] = {"tw", "tp", "tpcl"}, *cm_routes[] = {"narrow", "wide"};
+        for (int ri = 0; ri < (lay == TM ? 3 : 2); ++ri) {
           setenv("LRNN_LINEAR_SCAN_TM", routes[ri], 1);
+          setenv("LRNN_LINEAR_SCAN_CM", cm_routes[ri % 2], 1);
           emu::sms = rev ? 1 : 132;
           run_case(dt, lay, A_FULL, 2, 1000, 40, true, true, rev, lay);
           run_case(dt, lay, A_TIME_INVARIANT, 1, 1025, 64, rev == 0, rev == 1, rev, lay);
@@ -301,6 +303,7 @@ int main(int argc, char **argv) {
           emu::sms = 132;
         }
         unsetenv("LRNN_LINEAR_SCAN_TM");
+        unsetenv("LRNN_LINEAR_SCAN_CM");
         ++n;
       }
   for (int c = 0; c < ncases; ++c) {
@@ -312,9 +315,11 @@ int main(int argc, char **argv) {
     emu::sms = (rng() % 2) ? 132 : 1;
     const char *routes[] = {"tw", "tp", "tpcl", "tm"};
     setenv("LRNN_LINEAR_SCAN_TM", routes[rng() % 4], 1);
+    setenv("LRNN_LINEAR_SCAN_CM", rng() % 2 ? "wide" : "narrow", 1);
     run_case(dt, lay, am, B, L, D, rng() % 2, rng() % 2, (int)(rng() % 2), glay);
   }
   unsetenv("LRNN_LINEAR_SCAN_TM");
+  unsetenv("LRNN_LINEAR_SCAN_CM");
   std::printf("%d checks, %d failures\n", checks, failures);
   return failures ? 1 : 0;
 }

@@ -8,6 +8,8 @@
 #  2. every time-major case of (8, 4096, 1536) and (2, 65536, 1536) with each time-major kernel
 #     (LRNN_LINEAR_SCAN_TM = auto, i.e. the launcher's choice, tw, tp, tpcl, tm), one line per case:
 #     % of the floor fwd | bwd | fwd+bwd per kernel, and the worst max rel against the CPU kernel;
+#     then the bf16 time-invariant channel-major cases with 2 and 4 vectors per thread
+#     (LRNN_LINEAR_SCAN_CM = auto, wide);
 #  3. the python harness (benchmarks/bench_linear_scan.py: lrnn, the PyTorch loop's forward, a
 #     torch.compile'd associative scan, accelerated-scan, fla) into $OUT/harness (md, json, png);
 #  4. main's kernels ("base") against the current ones on the same cases, when built in time;
@@ -34,6 +36,9 @@ ONLY=" tm " REPS=${REPS:-5} SWEEP_ENV=LRNN_LINEAR_SCAN_TM SWEEP=auto,tw,tp,tpcl,
   ./build/lsc_cur 8 4096 1536 2 65536 1536 > "$OUT/tm_sweep.log" 2>&1
 echo "sweep rc=$? ($((SECONDS - s)) s)"
 grep -E "^#|^= " "$OUT/tm_sweep.log"; grep -E "rror|failed" "$OUT/tm_sweep.log" | head -3
+ONLY="bfloat16 cm inv" REPS=${REPS:-5} SWEEP_ENV=LRNN_LINEAR_SCAN_CM SWEEP=auto,wide timeout $(left 26) \
+  ./build/lsc_cur 8 4096 1536 2 65536 1536 > "$OUT/cm_sweep.log" 2>&1
+echo "cm sweep rc=$?"; grep -E "^= " "$OUT/cm_sweep.log"; grep -E "rror|failed" "$OUT/cm_sweep.log" | head -3
 
 # 3. the python harness, interrupted (with its table and plot written) at T0 + 50 s
 if ls .whl/accelerated_scan*.whl .whl/fla*.whl > /dev/null 2>&1; then
