@@ -923,7 +923,23 @@ __device__ __forceinline__ void cp_async_wait(int n) {
     case 11: cp_async_wait_n<11>(); break;
     case 12: cp_async_wait_n<12>(); break;
     case 13: cp_async_wait_n<13>(); break;
-    default: cp_async_wait_n<14>(); break;
+    case 14: cp_async_wait_n<14>(); break;
+    case 15: cp_async_wait_n<15>(); break;
+    case 16: cp_async_wait_n<16>(); break;
+    case 17: cp_async_wait_n<17>(); break;
+    case 18: cp_async_wait_n<18>(); break;
+    case 19: cp_async_wait_n<19>(); break;
+    case 20: cp_async_wait_n<20>(); break;
+    case 21: cp_async_wait_n<21>(); break;
+    case 22: cp_async_wait_n<22>(); break;
+    case 23: cp_async_wait_n<23>(); break;
+    case 24: cp_async_wait_n<24>(); break;
+    case 25: cp_async_wait_n<25>(); break;
+    case 26: cp_async_wait_n<26>(); break;
+    case 27: cp_async_wait_n<27>(); break;
+    case 28: cp_async_wait_n<28>(); break;
+    case 29: cp_async_wait_n<29>(); break;
+    default: cp_async_wait_n<30>(); break;
   }
 }
 
@@ -1507,8 +1523,11 @@ bool tp_ok(const void *ptr, const int64_t *stride, size_t elem, int64_t B, int64
 constexpr int64_t kTpInflight = LRNN_TP_INFLIGHT_KB * 1024, kTpSmemPerSm = 220 * 1024;
 int tp_stages(int64_t blocks, int64_t nrounds, size_t head, size_t stage, int sms) {
   const int64_t per_sm = (blocks + sms - 1) / sms;
-  int64_t n = 1 + (kTpInflight / per_sm + (int64_t)stage - 1) / (int64_t)stage;
-  if (n > 16) n = 16;
+  /* LRNN_LINEAR_SCAN_INFLIGHT_KB overrides the target, for a comparison on the H200 */
+  const char *e = getenv("LRNN_LINEAR_SCAN_INFLIGHT_KB");
+  const int64_t inflight = e && atoi(e) > 0 ? (int64_t)atoi(e) * 1024 : kTpInflight;
+  int64_t n = 1 + (inflight / per_sm + (int64_t)stage - 1) / (int64_t)stage;
+  if (n > 32) n = 32;
   if (n > nrounds + 1) n = nrounds + 1;
   if (n < 2) n = 2;
   while (n > 2 && per_sm * (int64_t)(head + n * stage + 1024) > kTpSmemPerSm) --n;

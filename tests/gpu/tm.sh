@@ -8,7 +8,8 @@
 #  2. every time-major case of (8, 4096, 1536) and (2, 65536, 1536) with each time-major kernel
 #     (LRNN_LINEAR_SCAN_TM = auto, i.e. the launcher's choice, tw, tp, tpcl, tm), one line per case:
 #     % of the floor fwd | bwd | fwd+bwd per kernel, and the worst max rel against the CPU kernel;
-#     then the bf16 time-invariant channel-major cases with 2 and 4 vectors per thread
+#     then tw and tp with 128 KB of loads in flight per SM (LRNN_LINEAR_SCAN_INFLIGHT_KB; 64 by
+#     default), and the bf16 time-invariant channel-major cases with 2 and 4 vectors per thread
 #     (LRNN_LINEAR_SCAN_CM = auto, wide);
 #  3. the python harness (benchmarks/bench_linear_scan.py: lrnn, the PyTorch loop's forward, a
 #     torch.compile'd associative scan, accelerated-scan, fla) into $OUT/harness (md, json, png);
@@ -36,7 +37,12 @@ ONLY=" tm " REPS=${REPS:-5} SWEEP_ENV=LRNN_LINEAR_SCAN_TM SWEEP=auto,tw,tp,tpcl,
   ./build/lsc_cur 8 4096 1536 2 65536 1536 > "$OUT/tm_sweep.log" 2>&1
 echo "sweep rc=$? ($((SECONDS - s)) s)"
 grep -E "^#|^= " "$OUT/tm_sweep.log"; grep -E "rror|failed" "$OUT/tm_sweep.log" | head -3
-ONLY="bfloat16 cm inv" REPS=${REPS:-5} SWEEP_ENV=LRNN_LINEAR_SCAN_CM SWEEP=auto,wide timeout $(left 26) \
+s=$SECONDS
+ONLY=" tm " REPS=${REPS:-5} LRNN_LINEAR_SCAN_INFLIGHT_KB=128 SWEEP_ENV=LRNN_LINEAR_SCAN_TM SWEEP=tw,tp timeout $(left 27) \
+  ./build/lsc_cur 8 4096 1536 2 65536 1536 > "$OUT/tm_sweep128.log" 2>&1
+echo "sweep with 128 KB in flight rc=$? ($((SECONDS - s)) s), long shape (all in the log):"
+grep -E "^= \(2,65536" "$OUT/tm_sweep128.log"
+ONLY="bfloat16 cm inv" REPS=${REPS:-5} SWEEP_ENV=LRNN_LINEAR_SCAN_CM SWEEP=auto,wide timeout $(left 30) \
   ./build/lsc_cur 8 4096 1536 2 65536 1536 > "$OUT/cm_sweep.log" 2>&1
 echo "cm sweep rc=$?"; grep -E "^= " "$OUT/cm_sweep.log"; grep -E "rror|failed" "$OUT/cm_sweep.log" | head -3
 
@@ -50,9 +56,9 @@ s=$SECONDS
 PYTHONPATH=/tmp/tm_site:${PYTHONPATH:-} LRNN_BENCH_REP_MS=${REP_MS:-30} timeout -s INT -k 5 $(left 50) \
   python3 benchmarks/bench_linear_scan.py --loop-fwd-only --out "$OUT/harness" > "$OUT/harness.log" 2>&1
 echo "harness rc=$? ($((SECONDS - s)) s): $(grep -c " ms " "$OUT/harness.log") rows ($(grep -c " ms .*% floor  *$" \
-  "$OUT/harness.log") timed); lrnn time-major rows:"
+  "$OUT/harness.log") timed); first lrnn time-major rows (all in $OUT/harness):"
 grep "lrnn (CUDA)" "$OUT/harness.log" | grep time-major |
-  sed -E 's/ +/ /g; s/ lrnn \(CUDA\)//; s/ [0-9]+ GB\/s//; s/ % floor.*/%/' | head -n 16
+  sed -E 's/ +/ /g; s/ lrnn \(CUDA\)//; s/ [0-9]+ GB\/s//; s/ % floor.*/%/' | head -n 4
 
 # 4. main's kernels against the current ones
 wait
