@@ -293,7 +293,8 @@ int main(int argc, char **argv) {
         // partial last row group, a partial last round, deep and shallow pipelines (one SM: many
         // blocks per SM)
         const char *routes[] = {"tw", "tp", "tpcl"}, *cm_routes[] = {"narrow", "wide"};
-        for (int ri = 0; ri < (lay == TM ? 3 : 2); ++ri) {
+        const bool two_byte = dt.x == LRNN_BF16 || dt.x == LRNN_F16;  // the only ones with a wide variant
+        for (int ri = 0; ri < (lay == TM ? 3 : two_byte ? 2 : 1); ++ri) {
           setenv("LRNN_LINEAR_SCAN_TM", routes[ri], 1);
           setenv("LRNN_LINEAR_SCAN_CM", cm_routes[ri % 2], 1);
           emu::sms = rev ? 1 : 132;
