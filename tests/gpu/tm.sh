@@ -6,8 +6,9 @@
 #     build, while nvcc compiles main's kernels (benchmarks/cuda/linear_scan_base.cu, entry points
 #     renamed) in the background;
 #  2. every time-major case of (8, 4096, 1536) and (2, 65536, 1536) with each time-major kernel
-#     (LRNN_LINEAR_SCAN_TM = auto, i.e. the launcher's choice, tw, tp, tpcl, tm), one line per case:
-#     % of the floor fwd | bwd | fwd+bwd per kernel, and the worst max rel against the CPU kernel;
+#     (LRNN_LINEAR_SCAN_TM = tm, tp, tpcl, tw, auto i.e. the launcher's choice), one process each,
+#     merged into one line per case: % of the floor fwd | bwd | fwd+bwd per kernel, and the worst
+#     max rel against the CPU kernel;
 #     then tw and tp with 128 KB of loads in flight per SM (LRNN_LINEAR_SCAN_INFLIGHT_KB; 64 by
 #     default), and the bf16 time-invariant channel-major cases with 2 and 4 vectors per thread
 #     (LRNN_LINEAR_SCAN_CM = auto, wide);
@@ -31,20 +32,49 @@ $NV -c benchmarks/cuda/linear_scan_c.cu -o build/lsc_main.o > "$OUT/build_cur.lo
   $NV -split-compile 4 build/lsc_main.o $CUR $CPU -o build/lsc_cur >> "$OUT/build_cur.log" 2>&1
 echo "build cur rc=$? from $CUR ($(el) s)"
 
-# 2. the time-major kernels side by side
+# 2. the time-major kernels side by side: one process per kernel (a fault costs its own rows)
+merge() {  # logs of single-build runs -> one line per case: % of the floor fwd | bwd | fwd+bwd per log
+  python3 - "$@" <<'EOF'
+import sys
+names = [a.split("=", 1)[0] for a in sys.argv[1:]]
+table, rel = {}, {}
+for name, path in (a.split("=", 1) for a in sys.argv[1:]):
+    try:
+        lines = open(path, errors="replace").readlines()
+    except OSError:
+        continue
+    for line in lines:
+        f = line.split()
+        if len(f) >= 8 and f[0].startswith("(") and f[4] in ("fwd", "bwd", "fwd+bwd"):
+            key = " ".join([f[0], f[1][:4]] + f[2:4])
+            table.setdefault(key, {})[(name, f[4])] = f[7].rstrip("%")
+            if f[4] == "fwd" and len(f) > 8:
+                rel[key] = max(rel.get(key, 0.0), float(f[8]))
+print("= kernels:", " ".join(names), "(% of the floor: fwd | bwd | fwd+bwd; worst max rel)")
+for key, v in table.items():
+    cols = [" ".join(f"{v.get((n, p), '-'):>5}" for n in names) for p in ("fwd", "bwd", "fwd+bwd")]
+    print(f"= {key} | " + " | ".join(cols) + f" | {rel.get(key, 0):.1e}")
+EOF
+}
+s=$SECONDS; logs=""
+for r in tm tp tpcl tw auto; do
+  ONLY=" tm " REPS=${REPS:-5} LRNN_LINEAR_SCAN_TM=$([ $r = auto ] || echo $r) timeout $(left 24) \
+    ./build/lsc_cur 8 4096 1536 2 65536 1536 > "$OUT/tm_$r.log" 2>&1
+  echo "$r rc=$? ($((SECONDS - s)) s)"; logs="$logs $r=$OUT/tm_$r.log"
+done
+grep "^#" "$OUT/tm_tm.log"; merge $logs
 s=$SECONDS
-ONLY=" tm " REPS=${REPS:-5} SWEEP_ENV=LRNN_LINEAR_SCAN_TM SWEEP=auto,tw,tp,tpcl,tm timeout $(left 22) \
-  ./build/lsc_cur 8 4096 1536 2 65536 1536 > "$OUT/tm_sweep.log" 2>&1
-echo "sweep rc=$? ($((SECONDS - s)) s)"
-grep -E "^#|^= " "$OUT/tm_sweep.log"; grep -E "rror|failed" "$OUT/tm_sweep.log" | head -3
-s=$SECONDS
-ONLY=" tm " REPS=${REPS:-5} LRNN_LINEAR_SCAN_INFLIGHT_KB=128 SWEEP_ENV=LRNN_LINEAR_SCAN_TM SWEEP=tw,tp timeout $(left 27) \
-  ./build/lsc_cur 8 4096 1536 2 65536 1536 > "$OUT/tm_sweep128.log" 2>&1
-echo "sweep with 128 KB in flight rc=$? ($((SECONDS - s)) s), long shape (all in the log):"
-grep -E "^= \(2,65536" "$OUT/tm_sweep128.log"
-ONLY="bfloat16 cm inv" REPS=${REPS:-5} SWEEP_ENV=LRNN_LINEAR_SCAN_CM SWEEP=auto,wide timeout $(left 30) \
-  ./build/lsc_cur 8 4096 1536 2 65536 1536 > "$OUT/cm_sweep.log" 2>&1
-echo "cm sweep rc=$?"; grep -E "^= " "$OUT/cm_sweep.log"; grep -E "rror|failed" "$OUT/cm_sweep.log" | head -3
+for r in tw tp; do
+  ONLY=" tm " REPS=${REPS:-5} LRNN_LINEAR_SCAN_INFLIGHT_KB=128 LRNN_LINEAR_SCAN_TM=$r timeout $(left 28) \
+    ./build/lsc_cur 2 65536 1536 > "$OUT/tm128_$r.log" 2>&1
+done
+echo "long shape with 128 KB in flight ($((SECONDS - s)) s):"; merge tw=$OUT/tm128_tw.log tp=$OUT/tm128_tp.log | tail -n +2
+for r in auto wide; do
+  ONLY="bfloat16 cm inv" REPS=${REPS:-5} LRNN_LINEAR_SCAN_CM=$r timeout $(left 31) \
+    ./build/lsc_cur 8 4096 1536 2 65536 1536 > "$OUT/cm_$r.log" 2>&1
+done
+echo "bf16 cm inv, 2 and 4 vectors per thread:"; merge auto=$OUT/cm_auto.log wide=$OUT/cm_wide.log | tail -n +2
+grep -hE "rror|failed" "$OUT"/tm_*.log "$OUT"/tm128_*.log "$OUT"/cm_*.log | head -5
 
 # 3. the python harness, interrupted (with its table and plot written) at T0 + 50 s
 if ls .whl/accelerated_scan*.whl .whl/fla*.whl > /dev/null 2>&1; then
