@@ -1,8 +1,8 @@
 /* linear_scan.cu: CUDA forward and backward of the diagonal linear scan (lrnn/linear_scan.h).
  *
  * Every step is the affine map x -> a*x + b, and maps compose associatively, so a block can scan
- * many steps in parallel and carry one state between tiles. Two kernel shapes, picked by the
- * launchers from the strides and sizes (see "launch shapes" below):
+ * many steps in parallel and carry one state between tiles. The kernel shapes below are picked
+ * by the launchers from the strides and sizes (see "launch shapes" and tm_route):
  *
  *  - channel-major ("cm"; time is the contiguous dimension, e.g. a (B, D, L) tensor viewed as
  *    (B, L, D)): one block per row (b, d) walks the sequence in tiles. Each warp owns a contiguous
@@ -12,10 +12,14 @@
  *    shared memory, the state entering the tile comes from the previous tile, and each thread
  *    re-runs its steps from its exact entering state to write h. A time-invariant a gets a
  *    variant that holds it in a register and carries twice the steps.
- *  - time-major, pipelined ("tp"; channels contiguous, rows aligned to 16 bytes, D >= 32, states
- *    of at most 8 bytes): a block owns 32 adjacent channels (a lane per channel) and walks the
- *    sequence in rounds; cp.async copies the inputs of the next rounds into shared memory while
- *    the current one is scanned (see its section below).
+ *  - time-major, warp-sequential ("tw"; channels contiguous, rows aligned to 16 bytes, D >= 32,
+ *    states of at most 8 bytes): a one-warp block owns 32 adjacent channels (a lane per channel)
+ *    and runs the recurrence step after step through the whole sequence; cp.async copies the
+ *    next stages into shared memory meanwhile. No block barrier, no combine step.
+ *  - time-major, pipelined ("tp"; the same inputs): a block of 8 warps owns 32 adjacent channels
+ *    and walks the sequence in rounds, the warps splitting a round's steps and combining their
+ *    maps through shared memory; optionally clusters of 2-4 blocks split the rounds of a row
+ *    group through distributed shared memory ("tpcl"; see its section below).
  *  - time-major, generic ("tm"; any strides, and the narrow or c128 problems): a block owns
  *    QW*V channels and the time lanes of its threads. Each thread loads S steps of V adjacent
  *    channels (a 16-byte vector when aligned), the time lanes of a channel combine by shuffles
@@ -24,7 +28,7 @@
  *    the GPU idle.
  *
  * All make one pass over memory: the forward reads a and b once and writes h once; the backward
- * reads grad_h, a and h once (the pipelined one re-reads one row of h per round) and
+ * reads grad_h, a and h once (tw and tp re-read one row of h per stage or round) and
  * writes da and db once. The backward is the same machinery run in
  * the opposite direction on the adjoint map c -> conj(a)*(g + c) (see lrnn/linear_scan.h), where
  * c is the carried conj(a[next])*lam[next].
