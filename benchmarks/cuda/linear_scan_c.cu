@@ -12,7 +12,8 @@
  * device and copies them back.
  *
  * Linked with other builds of the kernels whose two entry points are renamed
- * lrnn_{base,v1,v2,v3}_linear_scan_{fwd,bwd}_cuda (tests/gpu/tm.sh builds main's as "base"), it
+ * lrnn_{base,v1,v2,v3}_linear_scan_{fwd,bwd}_cuda (e.g. an older version as "base", compiled with
+ * -Dlrnn_linear_scan_fwd_cuda=lrnn_base_linear_scan_fwd_cuda and the same for bwd), it
  * times all of them in the same run and adds one line per case starting with "=": the % of the
  * floor of each build, fwd, bwd and fwd+bwd. Environment: ONLY (substring of the case label),
  * REPS (timed runs, median), VARIANTS (display names of v1..v3, comma-separated), SIDE=cur (run
@@ -32,9 +33,9 @@
 
 #include "lrnn/linear_scan.h"
 
-/* Other builds of the kernels, linked in when present (weak: absent ones are null): "base" is
- * main's (tests/gpu/tm.sh), v1..v3 variants compiled with other -D flags; each has its two entry
- * points renamed lrnn_<name>_linear_scan_{fwd,bwd}_cuda. */
+/* Other builds of the kernels, linked in when present (weak: absent ones are null): "base" an
+ * older version, v1..v3 variants compiled with other -D flags; each has its two entry points
+ * renamed lrnn_<name>_linear_scan_{fwd,bwd}_cuda. */
 #define LSC_SIDE(name)                                                                                         \
   extern "C" __attribute__((weak)) lrnn_status lrnn_##name##_linear_scan_fwd_cuda(const lrnn_linear_scan_params *, \
                                                                                   void *);                     \

@@ -875,7 +875,7 @@ __global__ void __launch_bounds__(kTmThreads, kTmMinBlocksBwd) scan_bwd_tm(const
  * steps from its exact entering state and stores the outputs straight from registers (a warp
  * writes whole rows). */
 
-/* round-1 tuning knobs (H200 sweep), folded into constants once measured */
+/* build-time knobs of the pipelines (steps per warp and round; in-flight target, see tp_stages) */
 #ifndef LRNN_TP_STEPS
 #define LRNN_TP_STEPS 8
 #endif
@@ -1585,20 +1585,49 @@ lrnn_status tp_launch(Kernel kernel, const Params &p, int round, size_t head, si
 /* The kernel of an aligned time-major problem (channels contiguous, D >= 32, states of at most 8
  * bytes): the warp-sequential one (tw), the pipelined one without (tp) or with clusters (tpcl), or
  * the generic one (tm). The environment variable LRNN_LINEAR_SCAN_TM=tw|tp|tpcl|tm overrides the
- * choice, so that a benchmark compares them in one build (read at every launch: the emulation
- * tests switch it between cases). */
+ * choice, so that a benchmark compares them in one build (read at every launch: the tests switch
+ * it between cases).
+ *
+ * The choice is what measured fastest on the H200 (2026-11-29, round 2; % of the memory floor,
+ * benchmarks/cuda/linear_scan_c.cu), by the number of row groups of 32 channels ("units"):
+ *  - units >= SMs ((8, 4096, 1536): 384 units): the forward takes tw (f32 90% against 85-86% for
+ *    tm/tp, bf16 71% against 48-54%, c64 91%, time-invariant f32/bf16/c64 76/63/92% against
+ *    65/34/86%); the backward tp (f32 86%, bf16 66%, time-invariant 83/46/91% against tw's
+ *    66/37/60/30/89%), except c64 with a full a, where tw measured 94.8% against tp's 93.5%.
+ *  - 2/3 SMs <= units < SMs ((2, 65536, 1536): 96 units, one warp per SM is too little for tw):
+ *    the backward takes tp (f32 78%, bf16 41%, c64 88%, time-invariant 47/24/59% against 34-63%
+ *    for the others); the forward tp for f32 with a full a (55% against tm's 42%), tw for c64 with
+ *    a time-invariant a (61% against 48%), tm otherwise (bf16 32%, c64 63%, time-invariant f32
+ *    40%, bf16 23%: tp and tw measured slower).
+ *  - fewer units (e.g. (8, 65536, 128): 32) and f64 states were not measured: they keep the
+ *    routing of the previous version (tp for the backward of f32 with a full a; tm otherwise). */
 enum class TmRoute { kTw, kTp, kTpCl, kGeneric };
-TmRoute tm_route(bool bwd, bool a_inv, size_t state_bytes) {
+enum class TmKind { kF32, kHalf, kC64, kOther };
+template <typename TX> constexpr TmKind tm_kind() {
+  return std::is_same<TX, float>::value ? TmKind::kF32
+         : sizeof(TX) == 2             ? TmKind::kHalf
+         : std::is_same<TX, cfloat>::value ? TmKind::kC64
+                                           : TmKind::kOther;
+}
+TmRoute tm_route(bool bwd, bool a_inv, TmKind kind, int64_t units, int sms) {
   if (const char *e = getenv("LRNN_LINEAR_SCAN_TM")) {
     if (!strcmp(e, "tw")) return TmRoute::kTw;
     if (!strcmp(e, "tp")) return TmRoute::kTp;
     if (!strcmp(e, "tpcl")) return TmRoute::kTpCl;
     if (!strcmp(e, "tm")) return TmRoute::kGeneric;
   }
-  (void)bwd;
-  (void)a_inv;
-  (void)state_bytes;
-  return TmRoute::kTw;
+  if (kind == TmKind::kOther) return TmRoute::kGeneric;
+  if (units >= sms) {
+    if (!bwd) return TmRoute::kTw;
+    return kind == TmKind::kC64 && !a_inv ? TmRoute::kTw : TmRoute::kTp;
+  }
+  if (3 * units >= 2 * (int64_t)sms) {
+    if (bwd) return TmRoute::kTp;
+    if (kind == TmKind::kF32 && !a_inv) return TmRoute::kTp;
+    if (kind == TmKind::kC64 && a_inv) return TmRoute::kTw;
+    return TmRoute::kGeneric;
+  }
+  return bwd && kind == TmKind::kF32 && !a_inv ? TmRoute::kTp : TmRoute::kGeneric;
 }
 
 /* The warp-sequential kernels: a block (one warp) per row group, its pipeline as deep as
@@ -1648,7 +1677,7 @@ lrnn_status launch_fwd(const lrnn_linear_scan_params &p, cudaStream_t st) {
     if (p.dim >= 32 && tp_ok(p.b, p.b_stride, sizeof(TX), p.batch, p.length, p.dim) &&
         tp_ok(p.h, p.h_stride, sizeof(TX), p.batch, p.length, p.dim) &&
         (a_inv || tp_ok(p.a, p.a_stride, sizeof(TA), p.batch, p.length, p.dim))) {
-      const TmRoute r = tm_route(false, a_inv, sizeof(TX));
+      const TmRoute r = tm_route(false, a_inv, tm_kind<TX>(), p.batch * ((p.dim + 31) / 32), sms);
       if (r == TmRoute::kTw) {
         void (*kernel)(const lrnn_linear_scan_params, int) =
             a_inv ? (p.reverse ? scan_fwd_tw<TX, TA, true, true> : scan_fwd_tw<TX, TA, false, true>)
@@ -1709,7 +1738,7 @@ lrnn_status launch_bwd(const lrnn_linear_scan_bwd_params &p, cudaStream_t st) {
     if (p.dim >= 32 && tp_ok(p.grad_h, p.grad_h_stride, sizeof(TX), p.batch, p.length, p.dim) &&
         tp_ok(p.h, p.h_stride, sizeof(TX), p.batch, p.length, p.dim) &&
         (a_inv || tp_ok(p.a, p.a_stride, sizeof(TA), p.batch, p.length, p.dim))) {
-      const TmRoute r = tm_route(true, a_inv, sizeof(TX));
+      const TmRoute r = tm_route(true, a_inv, tm_kind<TX>(), p.batch * ((p.dim + 31) / 32), sms);
       if (r == TmRoute::kTw) {
         void (*kernel)(const lrnn_linear_scan_bwd_params, int) =
             a_inv ? (p.reverse ? scan_bwd_tw<TX, TA, true, true> : scan_bwd_tw<TX, TA, false, true>)

@@ -3,8 +3,8 @@
 # root after `pip install --no-build-isolation -e .` (which leaves build/liblrnn_cuda_kernels.a).
 # Prints as it goes (a timeout still leaves numbers); logs in $OUT.
 #  1. links the C-level benchmark (benchmarks/cuda/linear_scan_c.cu) against the kernels of that
-#     build, while nvcc compiles main's kernels (benchmarks/cuda/linear_scan_base.cu, entry points
-#     renamed) in the background;
+#     build (another build of the kernels, entry points renamed lrnn_base_..., can be linked next to
+#     them: see the benchmark's header);
 #  2. every time-major case of (8, 4096, 1536) and (2, 65536, 1536) with each time-major kernel
 #     (LRNN_LINEAR_SCAN_TM = tm, tp, tpcl, tw, auto i.e. the launcher's choice), one process each,
 #     merged into one line per case: % of the floor fwd | bwd | fwd+bwd per kernel, and the worst
@@ -14,8 +14,7 @@
 #     (LRNN_LINEAR_SCAN_CM = auto, wide);
 #  3. the python harness (benchmarks/bench_linear_scan.py: lrnn, the PyTorch loop's forward, a
 #     torch.compile'd associative scan, accelerated-scan, fla) into $OUT/harness (md, json, png);
-#  4. main's kernels ("base") against the current ones on the same cases, when built in time;
-#  5. ncu of the warp-sequential bf16 forward, when time is left.
+#  4. ncu of the warp-sequential bf16 forward, when time is left.
 set -uo pipefail
 OUT=${OUT:-/tmp/lrnn_gpu_out}
 mkdir -p "$OUT" build
@@ -23,9 +22,6 @@ T0=$SECONDS
 el() { echo $((SECONDS - T0)); }
 left() { local l=$(( $1 - (SECONDS - T0) )); echo $(( l < 3 ? 3 : l )); }  # seconds until T0 + $1
 NV="nvcc -O3 -arch=sm_90 --use_fast_math -lineinfo -std=c++17 -Icsrc/include"
-(timeout 45 $NV -split-compile 4 -Dlrnn_linear_scan_fwd_cuda=lrnn_base_linear_scan_fwd_cuda \
-   -Dlrnn_linear_scan_bwd_cuda=lrnn_base_linear_scan_bwd_cuda -c benchmarks/cuda/linear_scan_base.cu \
-   -o build/lsc_base.o > "$OUT/build_base.log" 2>&1; echo $? > "$OUT/build_base.rc") &
 CPU="csrc/cpu/linear_scan.c csrc/cpu/common.c"
 if [ -f build/liblrnn_cuda_kernels.a ]; then CUR="build/liblrnn_cuda_kernels.a"; else CUR="csrc/cuda/linear_scan.cu"; fi
 $NV -c benchmarks/cuda/linear_scan_c.cu -o build/lsc_main.o > "$OUT/build_cur.log" 2>&1 &&
@@ -76,32 +72,21 @@ done
 echo "bf16 cm inv, 2 and 4 vectors per thread:"; merge auto=$OUT/cm_auto.log wide=$OUT/cm_wide.log | tail -n +2
 grep -hE "rror|failed" "$OUT"/tm_*.log "$OUT"/tm128_*.log "$OUT"/cm_*.log | head -5
 
-# 3. the python harness, interrupted (with its table and plot written) at T0 + 50 s
+# 3. the python harness, interrupted (with its table and plot written) at T0 + 55 s
 if ls .whl/accelerated_scan*.whl .whl/fla*.whl > /dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/tm_site \
     .whl/accelerated_scan*.whl .whl/fla*.whl .whl/flash_linear_attention*.whl > "$OUT/whl.log" 2>&1
   echo "wheels rc=$? ($(el) s)"
 fi
 s=$SECONDS
-PYTHONPATH=/tmp/tm_site:${PYTHONPATH:-} LRNN_BENCH_REP_MS=${REP_MS:-30} timeout -s INT -k 5 $(left 50) \
+PYTHONPATH=/tmp/tm_site:${PYTHONPATH:-} LRNN_BENCH_REP_MS=${REP_MS:-30} timeout -s INT -k 4 $(left 55) \
   python3 benchmarks/bench_linear_scan.py --loop-fwd-only --out "$OUT/harness" > "$OUT/harness.log" 2>&1
 echo "harness rc=$? ($((SECONDS - s)) s): $(grep -c " ms " "$OUT/harness.log") rows ($(grep -c " ms .*% floor  *$" \
   "$OUT/harness.log") timed); first lrnn time-major rows (all in $OUT/harness):"
 grep "lrnn (CUDA)" "$OUT/harness.log" | grep time-major |
   sed -E 's/ +/ /g; s/ lrnn \(CUDA\)//; s/ [0-9]+ GB\/s//; s/ % floor.*/%/' | head -n 4
 
-# 4. main's kernels against the current ones
-wait
-if [ "$(cat "$OUT/build_base.rc")" = 0 ] && $NV build/lsc_main.o build/lsc_base.o $CUR $CPU -o build/lsc_all \
-     >> "$OUT/build_cur.log" 2>&1 && [ $(el) -lt 55 ]; then
-  s=$SECONDS
-  ONLY=" tm " REPS=3 timeout $(left 58) ./build/lsc_all 8 4096 1536 2 65536 1536 > "$OUT/tm_base.log" 2>&1
-  echo "base vs cur rc=$? ($((SECONDS - s)) s)"; grep -E "^= " "$OUT/tm_base.log"
-else
-  echo "base: build rc=$(cat "$OUT/build_base.rc"), skipped at $(el) s"
-fi
-
-# 5. ncu of the warp-sequential forward, bf16
+# 4. ncu of the warp-sequential forward, bf16
 if command -v ncu > /dev/null && [ $(el) -lt 52 ]; then
   ONLY="(8,4096,1536) bfloat16 tm full" REPS=1 LRNN_LINEAR_SCAN_TM=tw timeout $(left 60) ncu --clock-control none \
     -k regex:scan_fwd_tw --launch-count 1 --section SpeedOfLight --section WarpStateStats --section Occupancy \
