@@ -2,7 +2,8 @@
 
     python benchmarks/bench_linear_scan.py                 # CUDA: the target shapes
     python benchmarks/bench_linear_scan.py --device cpu    # CPU: (B, L, D) = (8, 4096, 256)
-    options: --out DIR (default benchmarks/results), --quick (fewer cells), --no-compile
+    options: --out DIR (default benchmarks/results), --quick (fewer cells), --no-compile,
+             --no-loop / --loop-fwd-only (the Python-loop reference on no / forward cells only)
 
 Providers: lrnn (the op on the device), the pure-PyTorch loop lrnn.reference.linear_scan_ref
 (only at short lengths: it launches a few kernels per time step), a torch.compile'd parallel
@@ -106,7 +107,9 @@ def _check_against_lrnn(h: torch.Tensor, a, b, cell: Cell) -> str:
     return "" if err <= limit else f"differs from lrnn: max err {err:.2g} x max|h|"
 
 
-def loop_setup(cell: Cell, device: str):
+def loop_setup(cell: Cell, device: str, fwd_only: bool = False):
+    if fwd_only and cell.mode != "fwd":
+        raise Skip("time budget: the loop's forward only (a fwd+bwd call takes seconds)")
     if cell.params["L"] > LOOP_MAX_L:
         raise Skip(f"Python loop too slow at L > {LOOP_MAX_L}")
     if cell.dtype != "float32" or cell.params["a_mode"] != "full":
@@ -254,13 +257,15 @@ def main() -> None:
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile provider")
     ap.add_argument("--no-loop", action="store_true",
                     help="skip the Python-loop reference (seconds per fwd+bwd call on the GPU cells)")
+    ap.add_argument("--loop-fwd-only", action="store_true", help="the Python-loop reference on forward cells only")
     args = ap.parse_args()
     cuda = args.device.startswith("cuda")
     # one compile per cell costs tens of seconds: the float32 channel-major forward only
     compile_cells = set() if args.no_compile else {("float32", "channel-major", "full", "fwd")}
     providers = [Provider(f"lrnn ({'CUDA' if cuda else 'CPU'})", lrnn_setup)]
     if not args.no_loop:
-        providers.append(Provider("PyTorch loop (reference)", loop_setup))
+        providers.append(Provider("PyTorch loop (reference)",
+                                  lambda cell, device: loop_setup(cell, device, args.loop_fwd_only)))
     providers.append(Provider("torch.compile associative_scan", compiled_setup(compile_cells)))
     if cuda:
         providers += [Provider("accelerated_scan.warp", accelerated_scan_setup("warp")),

@@ -9,7 +9,8 @@ writes a markdown table, a JSON file and a PNG plot into the results folder.
 - Timing: on CUDA the median of CUDA-event timings after warm-up, `triton.testing.do_bench`
   (which also flushes L2 between repetitions) when Triton is importable, else
   `torch.utils.benchmark.Timer`; on the CPU `torch.utils.benchmark.Timer` (blocked_autorange).
-  Inputs are prepared outside the timed callable.
+  Inputs are prepared outside the timed callable. LRNN_BENCH_REP_MS (default 100) sets
+  do_bench's timed window, for runs with a time budget.
 - Floor: bytes / copy bandwidth, where the copy bandwidth is measured in the same run with a
   large device-to-device (or host memory) copy, counted as bytes read + bytes written.
 - Peak extra memory: the CUDA allocator's peak during one call minus what was allocated before
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import platform
 import time
 from dataclasses import asdict, dataclass, field
@@ -87,7 +89,9 @@ def time_ms(fn: Callable[[], object], device: str, min_run_s: float = 0.3) -> fl
     """Median time of fn() in milliseconds, after warm-up."""
     do_bench = _do_bench() if device.startswith("cuda") else None
     if do_bench is not None:
-        return float(do_bench(fn, warmup=25, rep=100, return_mode="median"))
+        # LRNN_BENCH_REP_MS shortens the timed window (default 100 ms) where a run has a time budget
+        rep = float(os.environ.get("LRNN_BENCH_REP_MS", "100"))
+        return float(do_bench(fn, warmup=min(25.0, rep / 4), rep=rep, return_mode="median"))
     from torch.utils.benchmark import Timer
     fn()  # warm-up (lazy init, compilation, allocator)
     _sync(device)
@@ -147,34 +151,36 @@ def run(title: str, cells: list[Cell], providers: list[Provider], device: str, o
     # provider by provider (lrnn first), so that a slow anchor (JIT build, autotuning) cut off by
     # a time limit costs its own rows only; the table is ordered by cell
     order = {(id(c), p.name): (i, j) for i, c in enumerate(cells) for j, p in enumerate(providers)}
-    for prov in providers:
-        for cell in cells:
-            r = Result(cell, prov.name)
-            try:
-                fn = prov.setup(cell, device)
-                note = getattr(fn, "note", "")
-                r.ms = time_ms(fn, device)
-                r.gbps = cell.bytes / (r.ms * 1e-3) / 1e9
-                r.floor_fraction = (cell.bytes / bw) / (r.ms * 1e-3)
-                r.peak_extra_mb = peak_extra_mb(fn, device)
-                r.note = note
-                del fn
-            except Skip as s:
-                r.note = f"skipped: {s}"
-            except Exception as e:  # an anchor failing on a cell is a result, not a crash
-                r.note = f"error: {type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}"
-            if device.startswith("cuda"):
-                torch.cuda.empty_cache()
-            results.append(r)
-            results.sort(key=lambda x: order[(id(x.cell), x.provider)])
-            log(format_row(r))
-            # written after every cell, so an interrupted run still leaves its table
-            (out_dir / f"{basename}.md").write_text(markdown(results, meta))
-            (out_dir / f"{basename}.json").write_text(json.dumps(
-                {"meta": meta, "results": [dict(asdict(x), cell=asdict(x.cell)) for x in results]}, indent=1))
-    plot_note = plot(results, meta, out_dir / f"{basename}.png")
-    if plot_note:
-        log(plot_note)
+    try:  # an interrupted run (SIGINT, e.g. `timeout -s INT`) still gets its plot
+        for prov in providers:
+            for cell in cells:
+                r = Result(cell, prov.name)
+                try:
+                    fn = prov.setup(cell, device)
+                    note = getattr(fn, "note", "")
+                    r.ms = time_ms(fn, device)
+                    r.gbps = cell.bytes / (r.ms * 1e-3) / 1e9
+                    r.floor_fraction = (cell.bytes / bw) / (r.ms * 1e-3)
+                    r.peak_extra_mb = peak_extra_mb(fn, device)
+                    r.note = note
+                    del fn
+                except Skip as s:
+                    r.note = f"skipped: {s}"
+                except Exception as e:  # an anchor failing on a cell is a result, not a crash
+                    r.note = f"error: {type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}"
+                if device.startswith("cuda"):
+                    torch.cuda.empty_cache()
+                results.append(r)
+                results.sort(key=lambda x: order[(id(x.cell), x.provider)])
+                log(format_row(r))
+                # written after every cell, so an interrupted run still leaves its table
+                (out_dir / f"{basename}.md").write_text(markdown(results, meta))
+                (out_dir / f"{basename}.json").write_text(json.dumps(
+                    {"meta": meta, "results": [dict(asdict(x), cell=asdict(x.cell)) for x in results]}, indent=1))
+    finally:
+        plot_note = plot(results, meta, out_dir / f"{basename}.png")
+        if plot_note:
+            log(plot_note)
     return results
 
 

@@ -1,8 +1,8 @@
 /* linear_scan.cu: CUDA forward and backward of the diagonal linear scan (lrnn/linear_scan.h).
  *
  * Every step is the affine map x -> a*x + b, and maps compose associatively, so a block can scan
- * many steps in parallel and carry one state between tiles. Three kernel shapes, picked by the
- * launchers from the strides and sizes (see "launch shapes" below):
+ * many steps in parallel and carry one state between tiles. The kernel shapes below are picked
+ * by the launchers from the strides and sizes (see "launch shapes" and tm_route):
  *
  *  - channel-major ("cm"; time is the contiguous dimension, e.g. a (B, D, L) tensor viewed as
  *    (B, L, D)): one block per row (b, d) walks the sequence in tiles. Each warp owns a contiguous
@@ -12,22 +12,25 @@
  *    shared memory, the state entering the tile comes from the previous tile, and each thread
  *    re-runs its steps from its exact entering state to write h. A time-invariant a gets a
  *    variant that holds it in a register and carries twice the steps.
- *  - time-major, pipelined ("tp"; channels contiguous, rows aligned to 16 bytes, D >= 32): a
- *    block owns 32 adjacent channels (a lane per channel) and walks the sequence in rounds;
- *    cp.async copies the inputs of the next rounds into shared memory while the current one is
- *    scanned. Used where it measured faster on the H200 (see tp_forward): the backward of f32,
- *    bf16/f16 and time-invariant c64, and the forward with a time-invariant f32/c64 a.
- *  - time-major, generic ("tm"; any strides, and the time-major cases the above does not take):
- *    a block owns QW*V channels and the time lanes of its threads. Each thread loads S steps of V adjacent
+ *  - time-major, warp-sequential ("tw"; channels contiguous, rows aligned to 16 bytes, D >= 32,
+ *    states of at most 8 bytes): a one-warp block owns 32 adjacent channels (a lane per channel)
+ *    and runs the recurrence step after step through the whole sequence; cp.async copies the
+ *    next stages into shared memory meanwhile. No block barrier, no combine step.
+ *  - time-major, pipelined ("tp"; the same inputs): a block of 8 warps owns 32 adjacent channels
+ *    and walks the sequence in rounds, the warps splitting a round's steps and combining their
+ *    maps through shared memory; optionally clusters of 2-4 blocks split the rounds of a row
+ *    group through distributed shared memory ("tpcl"; see its section below).
+ *  - time-major, generic ("tm"; any strides, and the narrow or c128 problems): a block owns
+ *    QW*V channels and the time lanes of its threads. Each thread loads S steps of V adjacent
  *    channels (a 16-byte vector when aligned), the time lanes of a channel combine by shuffles
  *    inside a warp and through shared memory across warps, and the state is carried from round
  *    to round. The channel group narrows to one 32-byte sector per row when B*D alone would leave
  *    the GPU idle.
  *
  * All make one pass over memory: the forward reads a and b once and writes h once; the backward
- * reads grad_h, a and h once (the pipelined one re-reads one row of h per round of 64 steps) and
- * writes da and db once. The backward is the same machinery run in the opposite direction on the
- * adjoint map c -> conj(a)*(g + c) (see lrnn/linear_scan.h), where
+ * reads grad_h, a and h once (tw and tp re-read one row of h per stage or round) and
+ * writes da and db once. The backward is the same machinery run in
+ * the opposite direction on the adjoint map c -> conj(a)*(g + c) (see lrnn/linear_scan.h), where
  * c is the carried conj(a[next])*lam[next].
  *
  * Deterministic: every combination, including the time-invariant da reduction, happens in an
@@ -35,9 +38,11 @@
  * ones the launchers need to stay in bounds (the ops layer checks shapes and dtypes). */
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <cooperative_groups.h>
 #include <cuda_runtime.h>
 
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <type_traits>
@@ -265,6 +270,12 @@ template <int V, typename T> __device__ __forceinline__ void store_run(const T (
 template <typename TX, bool INV, bool BWD> __host__ __device__ constexpr int cm_vectors() {
   return sizeof(TX) == 2 && (INV || BWD) ? 2 : 4;
 }
+/* The 2-byte time-invariant variant (67-74% of the floor on the H200 at 2 vectors) also exists
+ * with 4 vectors per thread (NVX = 4), picked with LRNN_LINEAR_SCAN_CM=wide for a comparison. */
+bool cm_wide() {
+  const char *e = getenv("LRNN_LINEAR_SCAN_CM");
+  return e && !strcmp(e, "wide");
+}
 
 /* Channel-major blocks: at most 256 threads, with registers capped so that this many blocks fit
  * on an SM and keep enough loads in flight while others scan. Measured on the H200 at
@@ -328,12 +339,12 @@ __device__ __forceinline__ X enter_warp(const Affine<A, X> *wt, X &carry, int wa
   return entering;
 }
 
-template <typename TX, typename TA, bool VEC, bool REV, bool INV>
+template <typename TX, typename TA, bool VEC, bool REV, bool INV, int NVX = 0>
 __global__ void __launch_bounds__(kCmThreads, (cm_min_blocks<TX, INV, false>())) scan_fwd_cm(const lrnn_linear_scan_params p) {
   using X = acc_t<TX>;
   using A = acc_t<TA>;
   using Op = Affine<A, X>;
-  constexpr int V = vec_width<TX>(), NV = cm_vectors<TX, INV, false>() * (INV ? 2 : 1);
+  constexpr int V = vec_width<TX>(), NV = (NVX ? NVX : cm_vectors<TX, INV, false>()) * (INV ? 2 : 1);
   __shared__ Op warp_total[2][32];
 
   const int64_t row = blockIdx.x, bi = row / p.dim, d = row % p.dim, L = p.length;
@@ -422,13 +433,13 @@ __device__ __forceinline__ A block_sum(A v, A *scratch) {
   return total;
 }
 
-template <typename TX, typename TA, bool VEC, bool REV, bool INV>
+template <typename TX, typename TA, bool VEC, bool REV, bool INV, int NVX = 0>
 __global__ void __launch_bounds__(kCmThreads, (cm_min_blocks<TX, INV, true>())) scan_bwd_cm(const lrnn_linear_scan_bwd_params p) {
   using X = acc_t<TX>;
   using A = acc_t<TA>;
   using Op = Affine<A, X>;
   constexpr bool BREV = !REV;
-  constexpr int V = vec_width<TX>(), NV = cm_vectors<TX, INV, true>() * (INV ? 2 : 1);
+  constexpr int V = vec_width<TX>(), NV = (NVX ? NVX : cm_vectors<TX, INV, true>()) * (INV ? 2 : 1);
   __shared__ Op warp_total[2][32];
   __shared__ A partial[32];
 
@@ -855,15 +866,29 @@ __global__ void __launch_bounds__(kTmThreads, kTmMinBlocksBwd) scan_bwd_tm(const
 /* ---------------- time-major, pipelined (aligned, channels contiguous) ----------------
  * A block owns one row group of 32 adjacent channels of one batch element (lane l holds channel
  * d0 + l, one element: 64 to 256 contiguous bytes per row) and walks the whole sequence in rounds
- * of kTpRound steps; warp w owns the kTpSteps consecutive steps w*kTpSteps.. of a round. The
+ * of 8*S steps; warp w owns the S consecutive steps w*S.. of a round (S = tp_steps). The
  * inputs of a round are copied to shared memory with cp.async, nstage rounds deep, by all threads
- * in 16-byte pieces, so the copies of the next rounds are in flight while this one is scanned.
- * A lane composes its steps sequentially (no shuffles), the warps' maps meet in
+ * in 16-byte pieces, so the copies of the next rounds are in flight while this one is scanned:
+ * that is what keeps enough bytes in flight when only B*D/32 blocks exist (a (2, 65536, 1536)
+ * problem has 96). A lane composes its steps sequentially (no shuffles), the warps' maps meet in
  * shared memory, every lane applies them in scan order to the carried state, then re-runs its
  * steps from its exact entering state and stores the outputs straight from registers (a warp
  * writes whole rows). */
 
-constexpr int kTpWarps = 8, kTpThreads = 32 * kTpWarps, kTpSteps = 8, kTpRound = kTpWarps * kTpSteps;
+/* build-time knobs of the pipelines (steps per warp and round; in-flight target, see tp_stages) */
+#ifndef LRNN_TP_STEPS
+#define LRNN_TP_STEPS 8
+#endif
+#ifndef LRNN_TP_INFLIGHT_KB
+#define LRNN_TP_INFLIGHT_KB 64
+#endif
+constexpr int kTpWarps = 8, kTpThreads = 32 * kTpWarps;
+
+/* Steps per warp and round: 8 (a round of 64 steps); 4 for 8-byte states, whose twice wider
+ * registers would otherwise cap the residency below the three blocks per SM that a
+ * (8, 4096, 1536) problem needs to run in one wave. */
+template <typename TX> __host__ __device__ constexpr int tp_steps() { return sizeof(TX) >= 8 ? LRNN_TP_STEPS / 2 : LRNN_TP_STEPS; }
+template <typename TX> __host__ __device__ constexpr int tp_round() { return kTpWarps * tp_steps<TX>(); }
 
 /* 16-byte asynchronous global -> shared copies (the CPU emulation copies at once). */
 __device__ __forceinline__ void cp_async16(void *dst, const void *src) {
@@ -902,133 +927,198 @@ __device__ __forceinline__ void cp_async_wait(int n) {
     case 11: cp_async_wait_n<11>(); break;
     case 12: cp_async_wait_n<12>(); break;
     case 13: cp_async_wait_n<13>(); break;
-    default: cp_async_wait_n<14>(); break;
+    case 14: cp_async_wait_n<14>(); break;
+    case 15: cp_async_wait_n<15>(); break;
+    case 16: cp_async_wait_n<16>(); break;
+    case 17: cp_async_wait_n<17>(); break;
+    case 18: cp_async_wait_n<18>(); break;
+    case 19: cp_async_wait_n<19>(); break;
+    case 20: cp_async_wait_n<20>(); break;
+    case 21: cp_async_wait_n<21>(); break;
+    case 22: cp_async_wait_n<22>(); break;
+    case 23: cp_async_wait_n<23>(); break;
+    case 24: cp_async_wait_n<24>(); break;
+    case 25: cp_async_wait_n<25>(); break;
+    case 26: cp_async_wait_n<26>(); break;
+    case 27: cp_async_wait_n<27>(); break;
+    case 28: cp_async_wait_n<28>(); break;
+    case 29: cp_async_wait_n<29>(); break;
+    default: cp_async_wait_n<30>(); break;
   }
 }
 
-/* Copies `rows` rows of one row group (`row_bytes` per row in shared memory, the first `valid`
- * of them inside the tensor) starting at time t0 (rows outside [0, L) are skipped: the scans
- * treat them as padding). */
-template <int ROW_BYTES>
-__device__ __forceinline__ void tp_copy(unsigned char *dst, const unsigned char *src, int64_t tstride_bytes, int64_t t0,
-                                        int rows, int64_t L, int valid) {
-  constexpr int per_row = ROW_BYTES / 16;
-  for (int c = threadIdx.x; c < rows * per_row; c += kTpThreads) {
-    const int r = c / per_row, off = (c % per_row) * 16;
+/* Copies ROWS rows of one row group (ROW_BYTES per row in shared memory, the first `valid` of
+ * them inside the tensor) starting at time t0, with the NT threads whose index is `tid` (rows
+ * outside [0, L) are skipped: the scans treat them as padding). The trip count is a constant, so
+ * the loop unrolls into straight-line copies. */
+template <int ROW_BYTES, int ROWS, int NT>
+__device__ __forceinline__ void tile_copy(unsigned char *dst, const unsigned char *src, int64_t tstride_bytes, int64_t t0,
+                                          int64_t L, int valid, int tid) {
+  constexpr int per_row = ROW_BYTES / 16, pieces = ROWS * per_row;
+  const unsigned char *s0 = src + t0 * tstride_bytes;
+#pragma unroll
+  for (int c0 = 0; c0 < pieces; c0 += NT) {
+    const int c = c0 + tid, r = c / per_row, off = (c % per_row) * 16;
     const int64_t t = t0 + r;
-    if (t >= 0 && t < L && off < valid) cp_async16(dst + r * ROW_BYTES + off, src + t * tstride_bytes + off);
+    if ((pieces % NT == 0 || c < pieces) && t >= 0 && t < L && off < valid)
+      cp_async16(dst + r * ROW_BYTES + off, s0 + r * tstride_bytes + off);
   }
 }
+
+/* The next slot of a ring of n pipeline stages (no division in the loop). */
+__device__ __forceinline__ int next_slot(int s, int n) { return s + 1 == n ? 0 : s + 1; }
 
 /* Shared memory of the pipelined kernels: the warps' maps (and partial sums), then the stages. */
 template <typename Op> __host__ __device__ constexpr size_t tp_head_bytes() {
-  return ((kTpWarps * 32 * sizeof(Op) + 15) / 16) * 16;
+  return (((kTpWarps + 2) * 32 * sizeof(Op) + 15) / 16) * 16;
+}
+
+/* Composes the round maps of the blocks of a cluster (see tp_carry); `slot` is this block's
+ * [2][32] array for them. */
+template <typename A, typename X>
+__device__ __forceinline__ X tp_cluster_carry(const Affine<A, X> &round, Affine<A, X> *slot, int64_t k_super, int rank,
+                                              int ncl, X &carry) {
+  namespace cg = cooperative_groups;
+  const int lane = threadIdx.x & 31, par = (int)(k_super & 1);
+  if (threadIdx.x < 32) slot[par * 32 + lane] = round;
+  cg::this_cluster().sync();
+  X state = carry, entering = carry;
+  for (int r = 0; r < ncl; ++r) {
+    if (r == rank) entering = state;
+    state = apply(cg::this_cluster().map_shared_rank(slot, r)[par * 32 + lane], state);
+  }
+  carry = state;
+  return entering;
 }
 template <typename TX, typename TA, bool INV, bool BWD> __host__ __device__ constexpr size_t tp_stage_bytes() {
-  return BWD ? (size_t)(2 * kTpRound + 1) * 32 * sizeof(TX) + (INV ? 0 : (size_t)kTpRound * 32 * sizeof(TA))
-             : (size_t)kTpRound * 32 * sizeof(TX) + (INV ? 0 : (size_t)kTpRound * 32 * sizeof(TA));
+  constexpr size_t R = tp_round<TX>();
+  return BWD ? (2 * R + 1) * 32 * sizeof(TX) + (INV ? 0 : R * 32 * sizeof(TA))
+             : R * 32 * sizeof(TX) + (INV ? 0 : R * 32 * sizeof(TA));
 }
 
-/* Registers for three blocks per SM (two for 8-byte states), the residency the launcher plans for. */
-template <typename TX> __host__ __device__ constexpr int tp_min_blocks() { return sizeof(TX) >= 8 ? 2 : 3; }
+/* Registers for three blocks per SM, the residency the launcher plans for at (8, 4096, 1536). */
+constexpr int kTpMinBlocks = 3;
 
-/* Forward, for a time-invariant a (held in a register: only b is staged). */
-template <typename TX, typename TA, bool REV>
-__global__ void __launch_bounds__(kTpThreads, (tp_min_blocks<TX>())) scan_fwd_tp(const lrnn_linear_scan_params p, int nstage) {
+template <typename TX, typename TA, bool REV, bool INV>
+__global__ void __launch_bounds__(kTpThreads, kTpMinBlocks) scan_fwd_tp(const lrnn_linear_scan_params p, int nstage, int ncl) {
   using X = acc_t<TX>;
   using A = acc_t<TA>;
   using Op = Affine<A, X>;
-  constexpr int S = kTpSteps, R = kTpRound, RBX = 32 * (int)sizeof(TX);
-  constexpr size_t stage_bytes = tp_stage_bytes<TX, TA, true, false>();
+  constexpr int S = tp_steps<TX>(), R = tp_round<TX>(), RBX = 32 * (int)sizeof(TX), RBA = 32 * (int)sizeof(TA);
+  constexpr size_t stage_bytes = tp_stage_bytes<TX, TA, INV, false>();
   extern __shared__ __align__(16) unsigned char smem[];
-  Op *tot = reinterpret_cast<Op *>(smem); /* [warp][lane] */
+  Op *tot = reinterpret_cast<Op *>(smem); /* [warp][lane], then the cluster slots [2][lane] */
   unsigned char *stages = smem + tp_head_bytes<Op>();
 
-  const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
-  const int64_t groups = (p.dim + 31) / 32, bi = blockIdx.x / groups, d0 = (blockIdx.x % groups) * 32, d = d0 + lane;
+  const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, rank = (int)(blockIdx.x % ncl);
+  const int64_t unit = blockIdx.x / ncl, groups = (p.dim + 31) / 32, bi = unit / groups, d0 = (unit % groups) * 32,
+                d = d0 + lane;
   const bool live = d < p.dim;
-  const int64_t L = p.length, nrounds = (L + R - 1) / R;
+  const int64_t L = p.length, nrounds = (L + R - 1) / R, nsuper = (nrounds + ncl - 1) / ncl;
   const unsigned char *gx = reinterpret_cast<const unsigned char *>((const TX *)p.b + bi * p.b_stride[0] + d0);
-  const int64_t xsb = p.b_stride[1] * (int64_t)sizeof(TX);
+  const unsigned char *ga = reinterpret_cast<const unsigned char *>((const TA *)p.a + bi * p.a_stride[0] + d0);
+  const int64_t xsb = p.b_stride[1] * (int64_t)sizeof(TX), asb = p.a_stride[1] * (int64_t)sizeof(TA);
   const int xvalid = (int)((p.dim - d0) * (int64_t)sizeof(TX) < RBX ? (p.dim - d0) * (int64_t)sizeof(TX) : RBX);
+  const int avalid = (int)((p.dim - d0) * (int64_t)sizeof(TA) < RBA ? (p.dim - d0) * (int64_t)sizeof(TA) : RBA);
   TX *h = (TX *)p.h + bi * p.h_stride[0] + (live ? d : 0) * p.h_stride[2];
   const int64_t hs = p.h_stride[1];
   const A one = num<A>::one();
-  const A a_inv = live && L > 0 ? to_acc(((const TA *)p.a)[bi * p.a_stride[0] + d * p.a_stride[2]]) : one;
+  const A a_inv = INV && live && L > 0 ? to_acc(((const TA *)p.a)[bi * p.a_stride[0] + d * p.a_stride[2]]) : one;
   X carry = p.h0 && live ? to_acc(((const TX *)p.h0)[bi * p.h0_stride[0] + d * p.h0_stride[1]]) : num<X>::zero();
 
-  /* round k (in scan order) goes to stage k % nstage; one commit per round, empty past the end,
-   * so that the group count stays uniform */
-  auto issue = [&](int64_t k) {
+  /* This block's j-th round is round j*ncl + rank of the row group in scan order, at time
+   * tp_time; it goes to stage j % nstage. One commit per round, empty past the end, so that the
+   * group count stays uniform. */
+  auto tp_time = [&](int64_t k) { return (REV ? nrounds - 1 - k : k) * R; };
+  auto issue = [&](int64_t j, int slot) {
+    const int64_t k = j * ncl + rank;
     if (k < nrounds) {
-      const int64_t t0 = (REV ? nrounds - 1 - k : k) * R;
-      unsigned char *st = stages + (size_t)(k % nstage) * stage_bytes;
-      tp_copy<RBX>(st, gx, xsb, t0, R, L, xvalid);
+      unsigned char *st = stages + (size_t)slot * stage_bytes;
+      tile_copy<RBX, R, kTpThreads>(st, gx, xsb, tp_time(k), L, xvalid, threadIdx.x);
+      if (!INV) tile_copy<RBA, R, kTpThreads>(st + R * RBX, ga, asb, tp_time(k), L, avalid, threadIdx.x);
     }
     cp_async_commit();
   };
-  for (int s = 0; s + 1 < nstage; ++s) issue(s);
-  for (int64_t k = 0; k < nrounds; ++k) {
+  for (int s = 0; s + 1 < nstage; ++s) issue(s, s);
+  int use = 0, put = nstage - 1; /* the stage slots of rounds j and j + nstage - 1 */
+  for (int64_t j = 0; j < nsuper; ++j) {
     cp_async_wait(nstage - 2);
-    /* round k is visible to all, and every thread is done with round k-1 (its stage and tot) */
+    /* round j is visible to all, and every thread is done with round j-1 (its stage and tot) */
     __syncthreads();
-    issue(k + nstage - 1);
-    const unsigned char *st = stages + (size_t)(k % nstage) * stage_bytes;
-    const int64_t t0 = (REV ? nrounds - 1 - k : k) * R + w * S;
+    issue(j + nstage - 1, put);
+    put = next_slot(put, nstage);
+    const unsigned char *st = stages + (size_t)use * stage_bytes;
+    use = next_slot(use, nstage);
+    const int64_t k = j * ncl + rank, t0 = tp_time(k) + w * S;
     X xb[S];
     A xa[S];
 #pragma unroll
-    for (int j = 0; j < S; ++j) {
-      const bool in = t0 + j < L;
-      const int r = w * S + j;
-      xb[j] = in ? to_acc(reinterpret_cast<const TX *>(st + r * RBX)[lane]) : num<X>::zero();
-      xa[j] = in ? a_inv : one;
+    for (int i = 0; i < S; ++i) {
+      const bool in = k < nrounds && t0 + i < L;
+      const int r = w * S + i;
+      xb[i] = in ? to_acc(reinterpret_cast<const TX *>(st + r * RBX)[lane]) : num<X>::zero();
+      if constexpr (INV) {
+        xa[i] = in ? a_inv : one;
+      } else {
+        xa[i] = in ? to_acc(reinterpret_cast<const TA *>(st + R * RBX + r * RBA)[lane]) : one;
+      }
     }
     Op f = identity<A, X>();
 #pragma unroll
     for (int s = 0; s < S; ++s) {
-      const int j = ord<REV>(s, S);
-      f = compose(f, Op{xa[j], xb[j]});
+      const int i = ord<REV>(s, S);
+      f = compose(f, Op{xa[i], xb[i]});
     }
     tot[w * 32 + lane] = f;
     __syncthreads();
-    X state = carry, y = carry;
+    X round_in = carry;
+    if (ncl > 1) {  /* the round's map, then the rounds of the cluster in scan order */
+      Op g = identity<A, X>();
+#pragma unroll
+      for (int s = 0; s < kTpWarps; ++s) g = compose(g, tot[ord<REV>(s, kTpWarps) * 32 + lane]);
+      round_in = tp_cluster_carry(g, tot + kTpWarps * 32, j, rank, ncl, carry);
+    }
+    X state = round_in, y = round_in;
 #pragma unroll
     for (int s = 0; s < kTpWarps; ++s) {
       const int ww = ord<REV>(s, kTpWarps);
       if (ww == w) y = state;
       state = apply(tot[ww * 32 + lane], state);
     }
-    carry = state;
+    if (ncl == 1) carry = state;
 #pragma unroll
     for (int s = 0; s < S; ++s) {
-      const int j = ord<REV>(s, S);
-      y = add(mul(xa[j], y), xb[j]);  /* h[t] = a[t]*h[t-1] + b[t] */
-      if (live && t0 + j < L) h[(t0 + j) * hs] = from_acc<TX>(y);
+      const int i = ord<REV>(s, S);
+      y = add(mul(xa[i], y), xb[i]);  /* h[t] = a[t]*h[t-1] + b[t] */
+      if (live && k < nrounds && t0 + i < L) h[(t0 + i) * hs] = from_acc<TX>(y);
     }
   }
   cp_async_wait_n<0>();
-  if (w == 0 && live) ((TX *)p.h_last)[bi * p.h_last_stride[0] + d * p.h_last_stride[1]] = from_acc<TX>(carry);
+  /* the other blocks of the cluster may still read this block's slots */
+  if (ncl > 1) cooperative_groups::this_cluster().sync();
+  if (rank == 0 && w == 0 && live)
+    ((TX *)p.h_last)[bi * p.h_last_stride[0] + d * p.h_last_stride[1]] = from_acc<TX>(carry);
 }
 
 /* Backward: the adjoint scan (see "backward" above) in the opposite direction, staging grad_h, a
  * and h; the h tile has one extra row, the state before the round's first forward step. */
 template <typename TX, typename TA, bool REV, bool INV>
-__global__ void __launch_bounds__(kTpThreads, (tp_min_blocks<TX>())) scan_bwd_tp(const lrnn_linear_scan_bwd_params p, int nstage) {
+__global__ void __launch_bounds__(kTpThreads, kTpMinBlocks) scan_bwd_tp(const lrnn_linear_scan_bwd_params p, int nstage, int ncl) {
   using X = acc_t<TX>;
   using A = acc_t<TA>;
   using Op = Affine<A, X>;
   constexpr bool BREV = !REV;
-  constexpr int S = kTpSteps, R = kTpRound, RBX = 32 * (int)sizeof(TX), RBA = 32 * (int)sizeof(TA);
+  constexpr int S = tp_steps<TX>(), R = tp_round<TX>(), RBX = 32 * (int)sizeof(TX), RBA = 32 * (int)sizeof(TA);
   constexpr size_t stage_bytes = tp_stage_bytes<TX, TA, INV, true>();
   extern __shared__ __align__(16) unsigned char smem[];
-  Op *tot = reinterpret_cast<Op *>(smem); /* [warp][lane]; at the end the partial sums of da */
+  Op *tot = reinterpret_cast<Op *>(smem); /* [warp][lane], the cluster slots; at the end the partial sums of da */
   unsigned char *stages = smem + tp_head_bytes<Op>();
 
-  const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
-  const int64_t groups = (p.dim + 31) / 32, bi = blockIdx.x / groups, d0 = (blockIdx.x % groups) * 32, d = d0 + lane;
+  const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, rank = (int)(blockIdx.x % ncl);
+  const int64_t unit = blockIdx.x / ncl, groups = (p.dim + 31) / 32, bi = unit / groups, d0 = (unit % groups) * 32,
+                d = d0 + lane;
   const bool live = d < p.dim;
-  const int64_t L = p.length, nrounds = (L + R - 1) / R;
+  const int64_t L = p.length, nrounds = (L + R - 1) / R, nsuper = (nrounds + ncl - 1) / ncl;
   const unsigned char *gg = reinterpret_cast<const unsigned char *>((const TX *)p.grad_h + bi * p.grad_h_stride[0] + d0);
   const unsigned char *gh = reinterpret_cast<const unsigned char *>((const TX *)p.h + bi * p.h_stride[0] + d0);
   const unsigned char *ga = reinterpret_cast<const unsigned char *>((const TA *)p.a + bi * p.a_stride[0] + d0);
@@ -1048,88 +1138,299 @@ __global__ void __launch_bounds__(kTpThreads, (tp_min_blocks<TX>())) scan_bwd_tp
                 : num<X>::zero();
   A da_sum = num<A>::zero();
 
-  /* h row r of a round starting at t0 is h[t0 - 1 + r] (h[t0 + r] for a reverse forward): row j
-   * (row j + 1) is then the state before the forward step at t0 + j */
+  /* h row r of a round starting at t0 is h[t0 - 1 + r] (h[t0 + r] for a reverse forward): row i
+   * (row i + 1) is then the state before the forward step at t0 + i */
   constexpr int hoff = REV ? 0 : -1;
-  auto issue = [&](int64_t k) {
+  auto tp_time = [&](int64_t k) { return (BREV ? nrounds - 1 - k : k) * R; };
+  auto issue = [&](int64_t j, int slot) {
+    const int64_t k = j * ncl + rank;
     if (k < nrounds) {
-      const int64_t t0 = (BREV ? nrounds - 1 - k : k) * R;
-      unsigned char *st = stages + (size_t)(k % nstage) * stage_bytes;
-      tp_copy<RBX>(st, gg, gsb, t0, R, L, xvalid);
-      tp_copy<RBX>(st + R * RBX, gh, hsb, t0 + hoff, R + 1, L, xvalid);
-      if (!INV) tp_copy<RBA>(st + (2 * R + 1) * RBX, ga, asb, t0, R, L, avalid);
+      unsigned char *st = stages + (size_t)slot * stage_bytes;
+      tile_copy<RBX, R, kTpThreads>(st, gg, gsb, tp_time(k), L, xvalid, threadIdx.x);
+      tile_copy<RBX, R + 1, kTpThreads>(st + R * RBX, gh, hsb, tp_time(k) + hoff, L, xvalid, threadIdx.x);
+      if (!INV) tile_copy<RBA, R, kTpThreads>(st + (2 * R + 1) * RBX, ga, asb, tp_time(k), L, avalid, threadIdx.x);
     }
     cp_async_commit();
   };
-  for (int s = 0; s + 1 < nstage; ++s) issue(s);
-  for (int64_t k = 0; k < nrounds; ++k) {
+  for (int s = 0; s + 1 < nstage; ++s) issue(s, s);
+  int use = 0, put = nstage - 1;
+  for (int64_t j = 0; j < nsuper; ++j) {
     cp_async_wait(nstage - 2);
     __syncthreads();
-    issue(k + nstage - 1);
-    const unsigned char *st = stages + (size_t)(k % nstage) * stage_bytes;
-    const int64_t t0 = (BREV ? nrounds - 1 - k : k) * R + w * S;
+    issue(j + nstage - 1, put);
+    put = next_slot(put, nstage);
+    const unsigned char *st = stages + (size_t)use * stage_bytes;
+    use = next_slot(use, nstage);
+    const int64_t k = j * ncl + rank, t0 = tp_time(k) + w * S;
     X xg[S], xh[S];
     A xa[S];
 #pragma unroll
-    for (int j = 0; j < S; ++j) {
-      const bool in = t0 + j < L;
-      const int r = w * S + j;
-      const int64_t tp = t0 + j + (REV ? 1 : -1); /* the step before, in forward order */
-      xg[j] = in ? to_acc(reinterpret_cast<const TX *>(st + r * RBX)[lane]) : num<X>::zero();
-      xh[j] = tp >= 0 && tp < L ? to_acc(reinterpret_cast<const TX *>(st + (R + r + (REV ? 1 : 0)) * RBX)[lane]) : h0;
+    for (int i = 0; i < S; ++i) {
+      const bool in = k < nrounds && t0 + i < L;
+      const int r = w * S + i;
+      const int64_t tp = t0 + i + (REV ? 1 : -1); /* the step before, in forward order */
+      xg[i] = in ? to_acc(reinterpret_cast<const TX *>(st + r * RBX)[lane]) : num<X>::zero();
+      xh[i] = in && tp >= 0 && tp < L ? to_acc(reinterpret_cast<const TX *>(st + (R + r + (REV ? 1 : 0)) * RBX)[lane]) : h0;
       if constexpr (INV) {
-        xa[j] = in ? a_inv : one;
+        xa[i] = in ? a_inv : one;
       } else {
-        xa[j] = in ? to_acc(reinterpret_cast<const TA *>(st + (2 * R + 1) * RBX + r * RBA)[lane]) : one;
+        xa[i] = in ? to_acc(reinterpret_cast<const TA *>(st + (2 * R + 1) * RBX + r * RBA)[lane]) : one;
       }
     }
     Op f = identity<A, X>();
 #pragma unroll
     for (int s = 0; s < S; ++s) {
-      const int j = ord<BREV>(s, S);
-      const A ca = conj_(xa[j]);
-      f = compose(f, Op{ca, mul(ca, xg[j])});
+      const int i = ord<BREV>(s, S);
+      const A ca = conj_(xa[i]);
+      f = compose(f, Op{ca, mul(ca, xg[i])});
     }
     tot[w * 32 + lane] = f;
     __syncthreads();
-    X state = carry, c = carry;
+    X round_in = carry;
+    if (ncl > 1) {
+      Op g = identity<A, X>();
+#pragma unroll
+      for (int s = 0; s < kTpWarps; ++s) g = compose(g, tot[ord<BREV>(s, kTpWarps) * 32 + lane]);
+      round_in = tp_cluster_carry(g, tot + kTpWarps * 32, j, rank, ncl, carry);
+    }
+    X state = round_in, c = round_in;
 #pragma unroll
     for (int s = 0; s < kTpWarps; ++s) {
       const int ww = ord<BREV>(s, kTpWarps);
       if (ww == w) c = state;
       state = apply(tot[ww * 32 + lane], state);
     }
-    carry = state;
+    if (ncl == 1) carry = state;
 #pragma unroll
     for (int s = 0; s < S; ++s) {
-      const int j = ord<BREV>(s, S);
-      const bool in = live && t0 + j < L;
-      const X lam = add(xg[j], c);
-      const A dat = da_term<A>(lam, xh[j]);
-      c = mul(conj_(xa[j]), lam);
+      const int i = ord<BREV>(s, S);
+      const bool in = live && k < nrounds && t0 + i < L;
+      const X lam = add(xg[i], c);
+      const A dat = da_term<A>(lam, xh[i]);
+      c = mul(conj_(xa[i]), lam);
       if (in) {
-        db[(t0 + j) * dbs] = from_acc<TX>(lam);
+        db[(t0 + i) * dbs] = from_acc<TX>(lam);
         if (p.da_sum_time) {
           da_sum = add(da_sum, dat);
         } else {
-          da[(t0 + j) * das] = from_acc<TA>(dat);
+          da[(t0 + i) * das] = from_acc<TA>(dat);
         }
       }
     }
   }
   cp_async_wait_n<0>();
-  if (w == 0 && live) ((TX *)p.dh0)[bi * p.dh0_stride[0] + d * p.dh0_stride[1]] = from_acc<TX>(carry);
+  if (ncl > 1) cooperative_groups::this_cluster().sync();
+  if (rank == 0 && w == 0 && live) ((TX *)p.dh0)[bi * p.dh0_stride[0] + d * p.dh0_stride[1]] = from_acc<TX>(carry);
   if (p.da_sum_time) {
-    /* the warps' partial sums of a channel, added in warp order */
+    /* the partial sums of a channel: the warps' in warp order, then the cluster's blocks' in rank
+     * order (rank 0 adds them up) */
     A *part = reinterpret_cast<A *>(smem);
     __syncthreads(); /* every thread is done reading tot */
     part[w * 32 + lane] = da_sum;
     __syncthreads();
-    if (w == 0 && live) {
+    if (w == 0) {
       A total = num<A>::zero();
       for (int ww = 0; ww < kTpWarps; ++ww) total = add(total, part[ww * 32 + lane]);
+      part[kTpWarps * 32 + lane] = total;
+    }
+    if (ncl > 1) cooperative_groups::this_cluster().sync();
+    if (rank == 0 && w == 0 && live) {
+      A total = num<A>::zero();
+      for (int r = 0; r < ncl; ++r)
+        total = add(total, cooperative_groups::this_cluster().map_shared_rank(part, r)[kTpWarps * 32 + lane]);
       ((A *)p.da)[bi * p.da_stride[0] + d * p.da_stride[2]] = total;
     }
+    if (ncl > 1) cooperative_groups::this_cluster().sync();
+  }
+}
+
+/* ---------------- time-major, one warp per row group, sequential in time ----------------
+ * A warp owns one row group of 32 adjacent channels of one batch element (lane l holds channel
+ * d0 + l) and walks the whole sequence by itself: no other warp takes part, so there is no
+ * combine step and no block barrier, only warp-level ones. Its inputs are copied to its own part
+ * of shared memory with cp.async in stages of kTwSteps rows, nstage stages deep, so that the
+ * copies of the next stages are in flight while a lane runs the recurrence through the current
+ * one, one step after the other (a chain of one fused multiply-add per step in f32). The outputs
+ * are stored straight from registers (a warp writes whole rows). Blocks are one warp, so that
+ * the warps spread over all SMs. */
+constexpr int kTwSteps = 32;
+
+template <typename TX, typename TA, bool INV, bool BWD> __host__ __device__ constexpr size_t tw_stage_bytes() {
+  constexpr size_t T = kTwSteps;
+  return BWD ? (2 * T + 1) * 32 * sizeof(TX) + (INV ? 0 : T * 32 * sizeof(TA))
+             : T * 32 * sizeof(TX) + (INV ? 0 : T * 32 * sizeof(TA));
+}
+
+template <typename TX, typename TA, bool REV, bool INV>
+__global__ void __launch_bounds__(32) scan_fwd_tw(const lrnn_linear_scan_params p, int nstage) {
+  using X = acc_t<TX>;
+  using A = acc_t<TA>;
+  constexpr int T = kTwSteps, RBX = 32 * (int)sizeof(TX), RBA = 32 * (int)sizeof(TA);
+  constexpr size_t stage_bytes = tw_stage_bytes<TX, TA, INV, false>();
+  extern __shared__ __align__(16) unsigned char smem[];
+
+  const int lane = threadIdx.x;
+  const int64_t groups = (p.dim + 31) / 32, bi = blockIdx.x / groups, d0 = (blockIdx.x % groups) * 32, d = d0 + lane;
+  const bool live = d < p.dim;
+  const int64_t L = p.length, nst = (L + T - 1) / T;
+  const unsigned char *gx = reinterpret_cast<const unsigned char *>((const TX *)p.b + bi * p.b_stride[0] + d0);
+  const unsigned char *ga = reinterpret_cast<const unsigned char *>((const TA *)p.a + bi * p.a_stride[0] + d0);
+  const int64_t xsb = p.b_stride[1] * (int64_t)sizeof(TX), asb = p.a_stride[1] * (int64_t)sizeof(TA);
+  const int xvalid = (int)((p.dim - d0) * (int64_t)sizeof(TX) < RBX ? (p.dim - d0) * (int64_t)sizeof(TX) : RBX);
+  const int avalid = (int)((p.dim - d0) * (int64_t)sizeof(TA) < RBA ? (p.dim - d0) * (int64_t)sizeof(TA) : RBA);
+  TX *h = (TX *)p.h + bi * p.h_stride[0] + (live ? d : 0) * p.h_stride[2];
+  const int64_t hs = p.h_stride[1];
+  const A one = num<A>::one();
+  const A a_inv = INV && live && L > 0 ? to_acc(((const TA *)p.a)[bi * p.a_stride[0] + d * p.a_stride[2]]) : one;
+  X y = p.h0 && live ? to_acc(((const TX *)p.h0)[bi * p.h0_stride[0] + d * p.h0_stride[1]]) : num<X>::zero();
+
+  /* stage k (in scan order) holds the rows from time tw_time(k), in stage k % nstage; one commit
+   * per stage, empty past the end, so that the group count stays uniform */
+  auto tw_time = [&](int64_t k) { return (REV ? nst - 1 - k : k) * T; };
+  auto issue = [&](int64_t k, int slot) {
+    if (k < nst) {
+      unsigned char *st = smem + (size_t)slot * stage_bytes;
+      tile_copy<RBX, T, 32>(st, gx, xsb, tw_time(k), L, xvalid, lane);
+      if (!INV) tile_copy<RBA, T, 32>(st + T * RBX, ga, asb, tw_time(k), L, avalid, lane);
+    }
+    cp_async_commit();
+  };
+  for (int s = 0; s + 1 < nstage; ++s) issue(s, s);
+  int use = 0, put = nstage - 1; /* the slots of stages k and k + nstage - 1 */
+  for (int64_t k = 0; k < nst; ++k) {
+    cp_async_wait(nstage - 2);
+    /* stage k is visible to the whole warp, and every lane is done with stage k-1 */
+    __syncwarp();
+    issue(k + nstage - 1, put);
+    put = next_slot(put, nstage);
+    const unsigned char *st = smem + (size_t)use * stage_bytes;
+    use = next_slot(use, nstage);
+    const int64_t t0 = tw_time(k);
+    TX *ht = h + t0 * hs;
+    auto step = [&](int i) {
+      const X xb = to_acc(reinterpret_cast<const TX *>(st + i * RBX)[lane]);
+      A xa;
+      if constexpr (INV) {
+        xa = a_inv;
+      } else {
+        xa = to_acc(reinterpret_cast<const TA *>(st + T * RBX + i * RBA)[lane]);
+      }
+      y = add(mul(xa, y), xb); /* h[t] = a[t]*h[t-1] + b[t] */
+      if (live) ht[i * hs] = from_acc<TX>(y);
+    };
+    if (L - t0 >= T) { /* a full stage: no bounds in the unrolled steps */
+#pragma unroll
+      for (int s = 0; s < T; ++s) step(ord<REV>(s, T));
+    } else {
+      const int n = (int)(L - t0);
+#pragma unroll
+      for (int s = 0; s < T; ++s)
+        if (ord<REV>(s, T) < n) step(ord<REV>(s, T));
+    }
+  }
+  cp_async_wait_n<0>();
+  if (live) ((TX *)p.h_last)[bi * p.h_last_stride[0] + d * p.h_last_stride[1]] = from_acc<TX>(y);
+}
+
+/* Backward: the adjoint recurrence in the opposite direction (as scan_bwd_tp), staging grad_h, a
+ * and h; the h tile has one extra row, the state before the stage's first forward step. */
+template <typename TX, typename TA, bool REV, bool INV>
+__global__ void __launch_bounds__(32) scan_bwd_tw(const lrnn_linear_scan_bwd_params p, int nstage) {
+  using X = acc_t<TX>;
+  using A = acc_t<TA>;
+  constexpr bool BREV = !REV;
+  constexpr int T = kTwSteps, RBX = 32 * (int)sizeof(TX), RBA = 32 * (int)sizeof(TA);
+  constexpr size_t stage_bytes = tw_stage_bytes<TX, TA, INV, true>();
+  extern __shared__ __align__(16) unsigned char smem[];
+
+  const int lane = threadIdx.x;
+  const int64_t groups = (p.dim + 31) / 32, bi = blockIdx.x / groups, d0 = (blockIdx.x % groups) * 32, d = d0 + lane;
+  const bool live = d < p.dim;
+  const int64_t L = p.length, nst = (L + T - 1) / T;
+  const unsigned char *gg = reinterpret_cast<const unsigned char *>((const TX *)p.grad_h + bi * p.grad_h_stride[0] + d0);
+  const unsigned char *gh = reinterpret_cast<const unsigned char *>((const TX *)p.h + bi * p.h_stride[0] + d0);
+  const unsigned char *ga = reinterpret_cast<const unsigned char *>((const TA *)p.a + bi * p.a_stride[0] + d0);
+  const int64_t gsb = p.grad_h_stride[1] * (int64_t)sizeof(TX), hsb = p.h_stride[1] * (int64_t)sizeof(TX),
+                asb = p.a_stride[1] * (int64_t)sizeof(TA);
+  const int xvalid = (int)((p.dim - d0) * (int64_t)sizeof(TX) < RBX ? (p.dim - d0) * (int64_t)sizeof(TX) : RBX);
+  const int avalid = (int)((p.dim - d0) * (int64_t)sizeof(TA) < RBA ? (p.dim - d0) * (int64_t)sizeof(TA) : RBA);
+  const int64_t dl = live ? d : 0;
+  TX *db = (TX *)p.db + bi * p.db_stride[0] + dl * p.db_stride[2];
+  TA *da = p.da_sum_time ? nullptr : (TA *)p.da + bi * p.da_stride[0] + dl * p.da_stride[2];
+  const int64_t dbs = p.db_stride[1], das = p.da_stride[1];
+  const A one = num<A>::one();
+  const A a_inv = INV && live && L > 0 ? to_acc(((const TA *)p.a)[bi * p.a_stride[0] + d * p.a_stride[2]]) : one;
+  const X h0 = p.h0 && live ? to_acc(((const TX *)p.h0)[bi * p.h0_stride[0] + d * p.h0_stride[1]]) : num<X>::zero();
+  X c = p.grad_h_last && live
+            ? to_acc(((const TX *)p.grad_h_last)[bi * p.grad_h_last_stride[0] + d * p.grad_h_last_stride[1]])
+            : num<X>::zero();
+  A da_sum = num<A>::zero();
+
+  /* h row r of a stage starting at t0 is h[t0 - 1 + r] (h[t0 + r] for a reverse forward): row i
+   * (row i + 1) is then the state before the forward step at t0 + i */
+  constexpr int hoff = REV ? 0 : -1;
+  auto tw_time = [&](int64_t k) { return (BREV ? nst - 1 - k : k) * T; };
+  auto issue = [&](int64_t k, int slot) {
+    if (k < nst) {
+      unsigned char *st = smem + (size_t)slot * stage_bytes;
+      tile_copy<RBX, T, 32>(st, gg, gsb, tw_time(k), L, xvalid, lane);
+      tile_copy<RBX, T + 1, 32>(st + T * RBX, gh, hsb, tw_time(k) + hoff, L, xvalid, lane);
+      if (!INV) tile_copy<RBA, T, 32>(st + (2 * T + 1) * RBX, ga, asb, tw_time(k), L, avalid, lane);
+    }
+    cp_async_commit();
+  };
+  for (int s = 0; s + 1 < nstage; ++s) issue(s, s);
+  int use = 0, put = nstage - 1;
+  for (int64_t k = 0; k < nst; ++k) {
+    cp_async_wait(nstage - 2);
+    __syncwarp();
+    issue(k + nstage - 1, put);
+    put = next_slot(put, nstage);
+    const unsigned char *st = smem + (size_t)use * stage_bytes;
+    use = next_slot(use, nstage);
+    const int64_t t0 = tw_time(k);
+    TX *dbt = db + t0 * dbs;
+    TA *dat_ = p.da_sum_time ? nullptr : da + t0 * das;
+    /* the stage's first row of h in forward order is h0 when the stage starts the sequence */
+    const bool edge = REV ? t0 + T >= L : t0 == 0;
+    auto step = [&](int i, bool first) {
+      const X xg = to_acc(reinterpret_cast<const TX *>(st + i * RBX)[lane]);
+      const X xh = first ? h0 : to_acc(reinterpret_cast<const TX *>(st + (T + i + (REV ? 1 : 0)) * RBX)[lane]);
+      A xa;
+      if constexpr (INV) {
+        xa = a_inv;
+      } else {
+        xa = to_acc(reinterpret_cast<const TA *>(st + (2 * T + 1) * RBX + i * RBA)[lane]);
+      }
+      const X lam = add(xg, c);
+      const A dat = da_term<A>(lam, xh);
+      c = mul(conj_(xa), lam);
+      if (live) {
+        dbt[i * dbs] = from_acc<TX>(lam);
+        if (p.da_sum_time) {
+          da_sum = add(da_sum, dat);
+        } else {
+          dat_[i * das] = from_acc<TA>(dat);
+        }
+      }
+    };
+    if (L - t0 >= T && !edge) { /* a full stage inside the sequence: no bounds in the unrolled steps */
+#pragma unroll
+      for (int s = 0; s < T; ++s) step(ord<BREV>(s, T), false);
+    } else {
+      const int n = L - t0 < T ? (int)(L - t0) : T;
+#pragma unroll
+      for (int s = 0; s < T; ++s) {
+        const int i = ord<BREV>(s, T);
+        const int64_t tp = t0 + i + (REV ? 1 : -1); /* the step before, in forward order */
+        if (i < n) step(i, tp < 0 || tp >= L);
+      }
+    }
+  }
+  cp_async_wait_n<0>();
+  if (live) {
+    ((TX *)p.dh0)[bi * p.dh0_stride[0] + d * p.dh0_stride[1]] = from_acc<TX>(c);
+    if (p.da_sum_time) ((A *)p.da)[bi * p.da_stride[0] + d * p.da_stride[2]] = da_sum;
   }
 }
 
@@ -1223,47 +1524,124 @@ bool tp_ok(const void *ptr, const int64_t *stride, size_t elem, int64_t B, int64
 /* Pipeline depth: enough stages that the blocks of one SM keep about kTpInflight bytes of loads
  * in flight (the DRAM latency times an SM's share of the bandwidth, with margin), no more than the
  * rounds need, and within the SM's shared memory at the residency the grid asks for. */
-constexpr int64_t kTpInflight = 64 * 1024, kTpSmemPerSm = 220 * 1024;
+constexpr int64_t kTpInflight = LRNN_TP_INFLIGHT_KB * 1024, kTpSmemPerSm = 220 * 1024;
 int tp_stages(int64_t blocks, int64_t nrounds, size_t head, size_t stage, int sms) {
   const int64_t per_sm = (blocks + sms - 1) / sms;
-  int64_t n = 1 + (kTpInflight / per_sm + (int64_t)stage - 1) / (int64_t)stage;
-  if (n > 16) n = 16;
+  /* LRNN_LINEAR_SCAN_INFLIGHT_KB overrides the target, for a comparison on the H200 */
+  const char *e = getenv("LRNN_LINEAR_SCAN_INFLIGHT_KB");
+  const int64_t inflight = e && atoi(e) > 0 ? (int64_t)atoi(e) * 1024 : kTpInflight;
+  int64_t n = 1 + (inflight / per_sm + (int64_t)stage - 1) / (int64_t)stage;
+  if (n > 32) n = 32;
   if (n > nrounds + 1) n = nrounds + 1;
   if (n < 2) n = 2;
   while (n > 2 && per_sm * (int64_t)(head + n * stage + 1024) > kTpSmemPerSm) --n;
   return (int)n;
 }
 
+/* Blocks per row group: a cluster of 2 or 4 splits the rounds of a row group when the row groups
+ * alone would give fewer than kTpFill blocks per SM (a (2, 65536, 1536) problem has 96 row
+ * groups for 132 SMs); its blocks exchange round maps through distributed shared memory. Every
+ * block walks the whole sequence, so the grid must run in one wave: a cluster size whose clusters
+ * would not all be resident at once is halved. */
+#ifndef LRNN_TP_MAXCL
+#define LRNN_TP_MAXCL 4
+#endif
+constexpr double kTpFill = 2.5;
+
 template <typename Kernel, typename Params>
-lrnn_status tp_launch(Kernel kernel, const Params &p, size_t head, size_t stage, int sms, cudaStream_t st) {
-  const int64_t blocks = p.batch * ((p.dim + 31) / 32), nrounds = (p.length + kTpRound - 1) / kTpRound;
-  const int nstage = tp_stages(blocks, nrounds, head, stage, sms);
-  const size_t smem = head + (size_t)nstage * stage;
-  if (smem > 48 * 1024 &&
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) != cudaSuccess)
-    return LRNN_ERR_CUDA;
-  kernel<<<dim3((unsigned)blocks), kTpThreads, smem, st>>>(p, nstage);
-  return launched();
+lrnn_status tp_launch(Kernel kernel, const Params &p, int round, size_t head, size_t stage, int sms, bool clusters,
+                      cudaStream_t st) {
+  const int64_t units = p.batch * ((p.dim + 31) / 32), nrounds = (p.length + round - 1) / round;
+  int ncl = 1;
+  while (clusters && ncl < LRNN_TP_MAXCL && (double)(units * ncl) < kTpFill * sms) ncl *= 2;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeClusterDimension;
+  attr[0].val.clusterDim.y = 1;
+  attr[0].val.clusterDim.z = 1;
+  cudaLaunchConfig_t cfg = {};
+  cfg.blockDim = dim3(kTpThreads);
+  cfg.stream = st;
+  cfg.attrs = attr;
+  for (;; ncl /= 2) {
+    const int nstage = tp_stages(units * ncl, (nrounds + ncl - 1) / ncl, head, stage, sms);
+    const size_t smem = head + (size_t)nstage * stage;
+    if (smem > 48 * 1024 &&
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) != cudaSuccess)
+      return LRNN_ERR_CUDA;
+    cfg.gridDim = dim3((unsigned)(units * ncl));
+    cfg.dynamicSmemBytes = smem;
+    attr[0].val.clusterDim.x = (unsigned)ncl;
+    cfg.numAttrs = ncl > 1 ? 1 : 0;
+    int resident = 0;
+    if (ncl > 1 && (cudaOccupancyMaxActiveClusters(&resident, kernel, &cfg) != cudaSuccess || resident < units)) {
+      (void)cudaGetLastError();  /* a failed query only means: try smaller clusters */
+      continue;
+    }
+    if (cudaLaunchKernelEx(&cfg, kernel, p, nstage, ncl) != cudaSuccess) return LRNN_ERR_CUDA;
+    return launched();
+  }
 }
 
-/* Where the pipelined kernels measured faster than the generic time-major ones on the H200
- * (benchmarks/cuda/linear_scan_c.cu, % of the copy-bandwidth floor, generic -> pipelined):
- *   (8, 4096, 1536) backward: f32 72 -> 86, bf16 28 -> 60, time-invariant a: f32 39 -> 74,
- *     bf16 18 -> 42, c64 (real a) 48 -> 79; complex full a 84.5 -> 82 (kept generic);
- *   forward with a time-invariant a: f32 46 -> 57, c64 (real a) 59 -> 77; but full a f32 86 -> 80,
- *     bf16 48 -> 44, c64 92 -> 81, and time-invariant bf16 34 -> 30 (kept generic);
- *   (2, 65536, 1536), 96 row groups for 132 SMs: f32 backward 42 -> 51, forward 43 -> 39.
- * A block walks its row group's whole sequence with a fixed cost per round, so with fewer row
- * groups than SMs it loses where the generic kernel's time lanes spread further; it is used with
- * at least one row group per SM (the shapes measured) except for the f32 full-a backward. f64 was
- * not measured and stays generic; f16 runs bf16's code and follows it. */
-template <typename TX> constexpr bool tp_forward() {
-  return std::is_same<TX, float>::value || std::is_same<TX, cfloat>::value;
+/* The kernel of an aligned time-major problem (channels contiguous, D >= 32, states of at most 8
+ * bytes): the warp-sequential one (tw), the pipelined one without (tp) or with clusters (tpcl), or
+ * the generic one (tm). The environment variable LRNN_LINEAR_SCAN_TM=tw|tp|tpcl|tm overrides the
+ * choice, so that a benchmark compares them in one build (read at every launch: the tests switch
+ * it between cases).
+ *
+ * The choice is what measured fastest on the H200 (2026-11-29, round 2; % of the memory floor,
+ * benchmarks/cuda/linear_scan_c.cu), by the number of row groups of 32 channels ("units"):
+ *  - units >= SMs ((8, 4096, 1536): 384 units): the forward takes tw (f32 90% against 85-86% for
+ *    tm/tp, bf16 71% against 48-54%, c64 91%, time-invariant f32/bf16/c64 76/63/92% against
+ *    65/34/86%); the backward tp (f32 86%, bf16 66%, time-invariant 83/46/91% against tw's
+ *    66/37/60/30/89%), except c64 with a full a, where tw measured 94.8% against tp's 93.5%.
+ *  - 2/3 SMs <= units < SMs ((2, 65536, 1536): 96 units, one warp per SM is too little for tw):
+ *    the backward takes tp (f32 78%, bf16 41%, c64 88%, time-invariant 47/24/59% against 34-63%
+ *    for the others); the forward tp for f32 with a full a (55% against tm's 42%), tw for c64 with
+ *    a time-invariant a (61% against 48%), tm otherwise (bf16 32%, c64 63%, time-invariant f32
+ *    40%, bf16 23%: tp and tw measured slower).
+ *  - fewer units (e.g. (8, 65536, 128): 32) and f64 states were not measured: they keep the
+ *    routing of the previous version (tp for the backward of f32 with a full a; tm otherwise). */
+enum class TmRoute { kTw, kTp, kTpCl, kGeneric };
+enum class TmKind { kF32, kHalf, kC64, kOther };
+template <typename TX> constexpr TmKind tm_kind() {
+  return std::is_same<TX, float>::value ? TmKind::kF32
+         : sizeof(TX) == 2             ? TmKind::kHalf
+         : std::is_same<TX, cfloat>::value ? TmKind::kC64
+                                           : TmKind::kOther;
 }
-template <typename TX> constexpr bool tp_backward() {
-  return std::is_same<TX, float>::value || std::is_same<TX, cfloat>::value || sizeof(TX) == 2;
+TmRoute tm_route(bool bwd, bool a_inv, TmKind kind, int64_t units, int sms) {
+  if (const char *e = getenv("LRNN_LINEAR_SCAN_TM")) {
+    if (!strcmp(e, "tw")) return TmRoute::kTw;
+    if (!strcmp(e, "tp")) return TmRoute::kTp;
+    if (!strcmp(e, "tpcl")) return TmRoute::kTpCl;
+    if (!strcmp(e, "tm")) return TmRoute::kGeneric;
+  }
+  if (kind == TmKind::kOther) return TmRoute::kGeneric;
+  if (units >= sms) {
+    if (!bwd) return TmRoute::kTw;
+    return kind == TmKind::kC64 && !a_inv ? TmRoute::kTw : TmRoute::kTp;
+  }
+  if (3 * units >= 2 * (int64_t)sms) {
+    if (bwd) return TmRoute::kTp;
+    if (kind == TmKind::kF32 && !a_inv) return TmRoute::kTp;
+    if (kind == TmKind::kC64 && a_inv) return TmRoute::kTw;
+    return TmRoute::kGeneric;
+  }
+  return bwd && kind == TmKind::kF32 && !a_inv ? TmRoute::kTp : TmRoute::kGeneric;
 }
-bool tp_many_rows(int64_t B, int64_t D, int sms) { return B * ((D + 31) / 32) >= (int64_t)sms; }
+
+/* The warp-sequential kernels: a block (one warp) per row group, its pipeline as deep as
+ * tp_stages makes it for that many blocks. */
+template <typename Kernel, typename Params>
+lrnn_status tw_launch(Kernel kernel, const Params &p, size_t stage, int sms, cudaStream_t st) {
+  const int64_t units = p.batch * ((p.dim + 31) / 32), nst = (p.length + kTwSteps - 1) / kTwSteps;
+  const int nstage = tp_stages(units, nst, 0, stage, sms);
+  const size_t smem = (size_t)nstage * stage;
+  if (smem > 48 * 1024 && cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) != cudaSuccess)
+    return LRNN_ERR_CUDA;
+  kernel<<<dim3((unsigned)units), 32, smem, st>>>(p, nstage);
+  return launched();
+}
 
 template <typename TX, typename TA>
 lrnn_status launch_fwd(const lrnn_linear_scan_params &p, cudaStream_t st) {
@@ -1281,16 +1659,40 @@ lrnn_status launch_fwd(const lrnn_linear_scan_params &p, cudaStream_t st) {
         inv   ? (p.reverse ? scan_fwd_cm<TX, TA, true, true, true> : scan_fwd_cm<TX, TA, true, false, true>)
         : vec ? (p.reverse ? scan_fwd_cm<TX, TA, true, true, false> : scan_fwd_cm<TX, TA, true, false, false>)
               : (p.reverse ? scan_fwd_cm<TX, TA, false, true, false> : scan_fwd_cm<TX, TA, false, false, false>);
-    const int steps = vec_width<TX>() * (inv ? 2 * cm_vectors<TX, true, false>() : cm_vectors<TX, false, false>());
+    int steps = vec_width<TX>() * (inv ? 2 * cm_vectors<TX, true, false>() : cm_vectors<TX, false, false>());
+    if constexpr (sizeof(TX) == 2) {
+      if (inv && cm_wide()) {
+        kernel = p.reverse ? scan_fwd_cm<TX, TA, true, true, true, 4> : scan_fwd_cm<TX, TA, true, false, true, 4>;
+        steps = vec_width<TX>() * 8;
+      }
+    }
     const int nt = cm_threads(kernel, rows, p.length, steps, sms);
     kernel<<<dim3((unsigned)rows), nt, 0, st>>>(p);
     return launched();
   }
-  if constexpr (tp_forward<TX>()) {
-    if (p.a_stride[1] == 0 && p.dim >= 32 && tp_many_rows(p.batch, p.dim, sms) &&
-        tp_ok(p.b, p.b_stride, sizeof(TX), p.batch, p.length, p.dim)) {
-      void (*kernel)(const lrnn_linear_scan_params, int) = p.reverse ? scan_fwd_tp<TX, TA, true> : scan_fwd_tp<TX, TA, false>;
-      return tp_launch(kernel, p, tp_head_bytes<Op>(), tp_stage_bytes<TX, TA, true, false>(), sms, st);
+  /* aligned time-major inputs: see tm_route (c128 states take the generic kernel: a round of them
+   * would leave no room for a pipeline) */
+  if constexpr (sizeof(TX) <= 8) {
+    const bool a_inv = p.a_stride[1] == 0;
+    if (p.dim >= 32 && tp_ok(p.b, p.b_stride, sizeof(TX), p.batch, p.length, p.dim) &&
+        tp_ok(p.h, p.h_stride, sizeof(TX), p.batch, p.length, p.dim) &&
+        (a_inv || tp_ok(p.a, p.a_stride, sizeof(TA), p.batch, p.length, p.dim))) {
+      const TmRoute r = tm_route(false, a_inv, tm_kind<TX>(), p.batch * ((p.dim + 31) / 32), sms);
+      if (r == TmRoute::kTw) {
+        void (*kernel)(const lrnn_linear_scan_params, int) =
+            a_inv ? (p.reverse ? scan_fwd_tw<TX, TA, true, true> : scan_fwd_tw<TX, TA, false, true>)
+                  : (p.reverse ? scan_fwd_tw<TX, TA, true, false> : scan_fwd_tw<TX, TA, false, false>);
+        return tw_launch(kernel, p, a_inv ? tw_stage_bytes<TX, TA, true, false>() : tw_stage_bytes<TX, TA, false, false>(),
+                         sms, st);
+      }
+      if (r == TmRoute::kTp || r == TmRoute::kTpCl) {
+        void (*kernel)(const lrnn_linear_scan_params, int, int) =
+            a_inv ? (p.reverse ? scan_fwd_tp<TX, TA, true, true> : scan_fwd_tp<TX, TA, false, true>)
+                  : (p.reverse ? scan_fwd_tp<TX, TA, true, false> : scan_fwd_tp<TX, TA, false, false>);
+        return tp_launch(kernel, p, tp_round<TX>(), tp_head_bytes<Op>(),
+                         a_inv ? tp_stage_bytes<TX, TA, true, false>() : tp_stage_bytes<TX, TA, false, false>(), sms,
+                         r == TmRoute::kTpCl, st);
+      }
     }
   }
   constexpr int V = tm_width<TX>();
@@ -1320,30 +1722,37 @@ lrnn_status launch_bwd(const lrnn_linear_scan_bwd_params &p, cudaStream_t st) {
         inv   ? (p.reverse ? scan_bwd_cm<TX, TA, true, true, true> : scan_bwd_cm<TX, TA, true, false, true>)
         : vec ? (p.reverse ? scan_bwd_cm<TX, TA, true, true, false> : scan_bwd_cm<TX, TA, true, false, false>)
               : (p.reverse ? scan_bwd_cm<TX, TA, false, true, false> : scan_bwd_cm<TX, TA, false, false, false>);
-    const int steps = vec_width<TX>() * cm_vectors<TX, false, true>() * (inv ? 2 : 1);
+    int steps = vec_width<TX>() * cm_vectors<TX, false, true>() * (inv ? 2 : 1);
+    if constexpr (sizeof(TX) == 2) {
+      if (inv && cm_wide()) {
+        kernel = p.reverse ? scan_bwd_cm<TX, TA, true, true, true, 4> : scan_bwd_cm<TX, TA, true, false, true, 4>;
+        steps = vec_width<TX>() * 8;
+      }
+    }
     const int nt = cm_threads(kernel, rows, p.length, steps, sms);
     kernel<<<dim3((unsigned)rows), nt, 0, st>>>(p);
     return launched();
   }
-  if constexpr (tp_backward<TX>()) {
+  if constexpr (sizeof(TX) <= 8) {  /* as in the forward */
     const bool a_inv = p.a_stride[1] == 0;
-    /* the full-a f32 backward wins with fewer row groups than SMs too: (2, 65536, 1536) 1.86 ms
-     * against 2.29; a complex full a stays on the generic kernel (0.576 ms against 0.564) */
-    constexpr bool full_ok = !std::is_same<TX, cfloat>::value;
-    const bool wins = a_inv ? tp_many_rows(p.batch, p.dim, sms)
-                            : full_ok && (tp_many_rows(p.batch, p.dim, sms) || std::is_same<TX, float>::value);
-    if (wins && p.dim >= 32 && tp_ok(p.grad_h, p.grad_h_stride, sizeof(TX), p.batch, p.length, p.dim) &&
+    if (p.dim >= 32 && tp_ok(p.grad_h, p.grad_h_stride, sizeof(TX), p.batch, p.length, p.dim) &&
         tp_ok(p.h, p.h_stride, sizeof(TX), p.batch, p.length, p.dim) &&
         (a_inv || tp_ok(p.a, p.a_stride, sizeof(TA), p.batch, p.length, p.dim))) {
-      if (a_inv) {
+      const TmRoute r = tm_route(true, a_inv, tm_kind<TX>(), p.batch * ((p.dim + 31) / 32), sms);
+      if (r == TmRoute::kTw) {
         void (*kernel)(const lrnn_linear_scan_bwd_params, int) =
-            p.reverse ? scan_bwd_tp<TX, TA, true, true> : scan_bwd_tp<TX, TA, false, true>;
-        return tp_launch(kernel, p, tp_head_bytes<Op>(), tp_stage_bytes<TX, TA, true, true>(), sms, st);
+            a_inv ? (p.reverse ? scan_bwd_tw<TX, TA, true, true> : scan_bwd_tw<TX, TA, false, true>)
+                  : (p.reverse ? scan_bwd_tw<TX, TA, true, false> : scan_bwd_tw<TX, TA, false, false>);
+        return tw_launch(kernel, p, a_inv ? tw_stage_bytes<TX, TA, true, true>() : tw_stage_bytes<TX, TA, false, true>(),
+                         sms, st);
       }
-      if constexpr (full_ok) {
-        void (*kernel)(const lrnn_linear_scan_bwd_params, int) =
-            p.reverse ? scan_bwd_tp<TX, TA, true, false> : scan_bwd_tp<TX, TA, false, false>;
-        return tp_launch(kernel, p, tp_head_bytes<Op>(), tp_stage_bytes<TX, TA, false, true>(), sms, st);
+      if (r == TmRoute::kTp || r == TmRoute::kTpCl) {
+        void (*kernel)(const lrnn_linear_scan_bwd_params, int, int) =
+            a_inv ? (p.reverse ? scan_bwd_tp<TX, TA, true, true> : scan_bwd_tp<TX, TA, false, true>)
+                  : (p.reverse ? scan_bwd_tp<TX, TA, true, false> : scan_bwd_tp<TX, TA, false, false>);
+        return tp_launch(kernel, p, tp_round<TX>(), tp_head_bytes<Op>(),
+                         a_inv ? tp_stage_bytes<TX, TA, true, true>() : tp_stage_bytes<TX, TA, false, true>(), sms,
+                         r == TmRoute::kTpCl, st);
       }
     }
   }

@@ -1,8 +1,9 @@
 /* cuda_runtime.h (emulation): just enough of the CUDA runtime and device intrinsics to run the
  * lrnn CUDA C kernels on the CPU, one std::thread per CUDA thread, for checking their index
  * math, boundaries and synchronization without a GPU (see run.sh). Not a general emulator:
- * blocks run one after another, warps are the 32-thread groups of a block, shuffles and
- * __syncthreads are barriers. Built with AddressSanitizer and UBSan, it also catches
+ * blocks run one after another (the blocks of a thread-block cluster together, see
+ * cudaLaunchKernelEx and cooperative_groups.h), warps are the 32-thread groups of a block,
+ * shuffles and __syncthreads are barriers. Built with AddressSanitizer and UBSan, it also catches
  * out-of-bounds and misaligned (vector) accesses. */
 #pragma once
 
@@ -58,6 +59,23 @@ enum cudaError_t { cudaSuccess = 0, cudaErrorInvalidConfiguration = 9 };
 enum cudaDeviceAttr { cudaDevAttrMultiProcessorCount = 16 };
 enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8, cudaFuncAttributePreferredSharedMemoryCarveout = 9 };
 enum cudaSharedCarveout { cudaSharedmemCarveoutMaxShared = 100 };
+enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
+enum cudaLaunchAttributeID { cudaLaunchAttributeClusterDimension = 4 };
+struct cudaLaunchAttribute {
+  cudaLaunchAttributeID id;
+  struct {
+    struct {
+      unsigned x, y, z;
+    } clusterDim;
+  } val;
+};
+struct cudaLaunchConfig_t {
+  dim3 gridDim, blockDim;
+  size_t dynamicSmemBytes;
+  cudaStream_t stream;
+  cudaLaunchAttribute *attrs;
+  unsigned numAttrs;
+};
 
 inline thread_local dim3 threadIdx, blockIdx, blockDim, gridDim;
 
@@ -72,7 +90,15 @@ struct Block {
   std::vector<std::array<unsigned char, 16>> slots;
   std::vector<unsigned char> smem;
 };
-inline Block *block = nullptr;
+inline thread_local Block *block = nullptr;
+
+/* the cluster of the calling thread's block: its blocks (by rank) and a barrier of all their threads */
+struct Cluster {
+  std::vector<Block> *blocks = nullptr;
+  std::barrier<> *all = nullptr;
+  unsigned rank = 0;
+};
+inline thread_local Cluster cluster;
 
 inline unsigned char *dyn_smem() { return block->smem.data(); }
 
@@ -87,32 +113,43 @@ template <typename T, typename F> T shfl(T v, F src_lane) {
   return r;
 }
 
+/* Runs the grid in clusters of `ncl` consecutive blocks, the threads of a cluster's blocks all
+ * at once (a plain launch is ncl = 1). */
 template <typename K, typename... Args>
-void launch(dim3 grid, dim3 threads, size_t smem, cudaStream_t, K kernel, Args... args) {
-  if (threads.x == 0 || threads.x > 1024 || smem > max_dyn_smem) {
+void launch_clusters(dim3 grid, dim3 threads, size_t smem, unsigned ncl, K kernel, Args... args) {
+  if (threads.x == 0 || threads.x > 1024 || smem > max_dyn_smem || ncl == 0 || grid.x % ncl != 0) {
     last_error = cudaErrorInvalidConfiguration;
     return;
   }
-  for (unsigned b = 0; b < grid.x; ++b) {
-    Block blk;
-    blk.all = std::make_unique<std::barrier<>>(threads.x);
-    for (unsigned w = 0; w < (threads.x + 31) / 32; ++w)
-      blk.warps.push_back(std::make_unique<std::barrier<>>(std::min(32u, threads.x - 32 * w)));
-    blk.slots.resize(threads.x);
-    blk.smem.assign(smem, 0xff);
-    block = &blk;
+  for (unsigned b0 = 0; b0 < grid.x; b0 += ncl) {
+    std::vector<Block> blks(ncl);
+    for (Block &blk : blks) {
+      blk.all = std::make_unique<std::barrier<>>(threads.x);
+      for (unsigned w = 0; w < (threads.x + 31) / 32; ++w)
+        blk.warps.push_back(std::make_unique<std::barrier<>>(std::min(32u, threads.x - 32 * w)));
+      blk.slots.resize(threads.x);
+      blk.smem.assign(smem, 0xff);
+    }
+    std::barrier<> all((std::ptrdiff_t)(ncl * threads.x));
     std::vector<std::thread> pool;
-    for (unsigned t = 0; t < threads.x; ++t)
-      pool.emplace_back([&, t] {
-        threadIdx = dim3(t);
-        blockIdx = dim3(b);
-        blockDim = threads;
-        gridDim = grid;
-        kernel(args...);
-      });
+    for (unsigned r = 0; r < ncl; ++r)
+      for (unsigned t = 0; t < threads.x; ++t)
+        pool.emplace_back([&, r, t] {
+          block = &blks[r];
+          cluster = Cluster{&blks, &all, r};
+          threadIdx = dim3(t);
+          blockIdx = dim3(b0 + r);
+          blockDim = threads;
+          gridDim = grid;
+          kernel(args...);
+        });
     for (auto &th : pool) th.join();
-    block = nullptr;
   }
+}
+
+template <typename K, typename... Args>
+void launch(dim3 grid, dim3 threads, size_t smem, cudaStream_t, K kernel, Args... args) {
+  launch_clusters(grid, threads, smem, 1, kernel, args...);
 }
 }  // namespace emu
 
@@ -156,6 +193,25 @@ template <typename K> cudaError_t cudaFuncSetAttribute(K, cudaFuncAttribute attr
   if (bytes < 0 || bytes > 227 * 1024) return cudaErrorInvalidConfiguration;
   emu::max_dyn_smem = std::max(emu::max_dyn_smem, (size_t)bytes);
   return cudaSuccess;
+}
+/* clusters of the config that fit at once: every SM's 2048 threads, as in the occupancy query above */
+template <typename K> cudaError_t cudaOccupancyMaxActiveClusters(int *n, K, const cudaLaunchConfig_t *cfg) {
+  unsigned ncl = 1;
+  for (unsigned i = 0; i < cfg->numAttrs; ++i)
+    if (cfg->attrs[i].id == cudaLaunchAttributeClusterDimension) ncl = cfg->attrs[i].val.clusterDim.x;
+  *n = (int)(emu::sms * std::max(1u, 2048 / cfg->blockDim.x) / ncl);
+  return cudaSuccess;
+}
+template <typename... Params, typename... Args>
+cudaError_t cudaLaunchKernelEx(const cudaLaunchConfig_t *cfg, void (*kernel)(Params...), Args &&...args) {
+  unsigned ncl = 1;
+  for (unsigned i = 0; i < cfg->numAttrs; ++i)
+    if (cfg->attrs[i].id == cudaLaunchAttributeClusterDimension) ncl = cfg->attrs[i].val.clusterDim.x;
+  if (ncl > 8) return cudaErrorInvalidConfiguration;  /* the portable cluster size limit */
+  emu::launch_clusters(cfg->gridDim, cfg->blockDim, cfg->dynamicSmemBytes, ncl, kernel, (Params)args...);
+  const cudaError_t e = emu::last_error;
+  emu::last_error = cudaSuccess;
+  return e;
 }
 inline cudaError_t cudaMemsetAsync(void *p, int v, size_t n, cudaStream_t) {
   std::memset(p, v, n);

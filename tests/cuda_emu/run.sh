@@ -5,6 +5,9 @@
 # test_emu_lti_kernels (ssm_kernel.cu, cauchy.cu), test_emu_selective_scan (selective_scan*.cu) and
 # test_emu_mimo_selective_scan (mimo_selective_scan.cu, against double loops of its own).
 # Usage: tests/cuda_emu/run.sh [number of random cases] [linear_scan|lti|selective_scan|mimo|all]
+# test_emu_lti_kernels (ssm_kernel.cu, cauchy.cu) and test_emu_selective_scan (selective_scan*.cu).
+# Usage: tests/cuda_emu/run.sh [number of random cases] [linear_scan|lti|selective_scan|all] [test args]
+# EMU_FLAGS adds compiler flags (e.g. -DLRNN_TW for a variant of the linear-scan launchers).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -12,7 +15,7 @@ out=${EMU_BUILD:-$root/build/cuda_emu}
 what=${2:-all}
 mkdir -p "$out"
 flags=(-std=c++20 -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined -pthread
-       -I"$here" -I"$root/csrc/include" -I"$root/csrc/cuda" -I"$out")
+       -I"$here" -I"$root/csrc/include" -I"$root/csrc/cuda" -I"$out" ${EMU_FLAGS:-})
 cflags=(-std=c11 -O1 -g -fsanitize=address,undefined -I"$root/csrc/include")
 
 emulate() {  # $1: csrc/cuda/<name>.cu or .cuh -> $out/<name>_emu.<ext>; a .cu is compiled to .o
@@ -38,7 +41,7 @@ if [[ $what == all || $what == linear_scan ]]; then
   gcc "${cflags[@]}" -c "$root/csrc/cpu/linear_scan.c" -o "$out/cpu_scan.o"
   g++ "${flags[@]}" "$here/test_emu_linear_scan.cpp" "$out/linear_scan_emu.o" "$out/cpu_scan.o" "$out/cpu_common.o" \
     -o "$out/test_emu_linear_scan"
-  "$out/test_emu_linear_scan" "${1:-200}"
+  "$out/test_emu_linear_scan" "${1:-200}" ${3:-}
 fi
 if [[ $what == all || $what == lti ]]; then
   emulate csrc/cuda/ssm_kernel.cu

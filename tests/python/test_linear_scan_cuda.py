@@ -162,11 +162,11 @@ def test_forward_large_shape(dtype_id, layout):
 @pytest.mark.parametrize("L", [1, 2, 127, 129, 1000, 65537])
 @pytest.mark.parametrize("dtype_id", DTYPE_IDS)
 def test_time_major_pipelined(dtype_id, L):
-    """Aligned time-major inputs with at least one row group of 32 channels per SM take the
-    pipelined kernels where they are faster (the backward; the forward with a time-invariant a);
-    the f32 full-a backward takes them with fewer row groups too (the L = 65537 case here). A
-    partial last row group, a partial last round, both directions, every form of a, forward and
-    backward, and a repeatable time-invariant da."""
+    """Aligned time-major inputs (channels contiguous, at least 32 of them) take the
+    warp-sequential or the pipelined kernels (tm_route in csrc/cuda/linear_scan.cu), with one
+    row group per SM here and with few (the L = 65537 case). A partial last row group, a partial
+    last round, both directions, every form of a, forward and backward, and a repeatable
+    time-invariant da."""
     if L <= 1000:  # one row group per SM, plus a partial one of 8 channels
         sms = torch.cuda.get_device_properties(0).multi_processor_count
         B, D = 2, 32 * ((sms + 1) // 2) + 8
@@ -187,6 +187,19 @@ def test_time_major_pipelined(dtype_id, L):
     again = torch.ops.lrnn.linear_scan_backward(g, None, a, h, None, False)
     for x, y in zip(first, again):
         assert torch.equal(x, y)
+
+
+@pytest.mark.parametrize("route", ["tw", "tp", "tpcl", "tm"])
+@pytest.mark.parametrize("dtype_id", ["float32", "bfloat16", "complex64", "complex64-real-a"])
+def test_time_major_every_kernel(dtype_id, route, monkeypatch):
+    """Each kernel an aligned time-major problem can take, forced with LRNN_LINEAR_SCAN_TM (read
+    at every launch), and both widths of the 2-byte time-invariant channel-major kernel."""
+    monkeypatch.setenv("LRNN_LINEAR_SCAN_TM", route)
+    monkeypatch.setenv("LRNN_LINEAR_SCAN_CM", "wide" if route in ("tp", "tm") else "narrow")
+    for L, reverse, a_mode in ((1000, False, "full"), (129, True, "time-invariant"), (300, False, "batch-broadcast")):
+        for layout in ("time-major", "channel-major"):
+            check_forward(dtype_id, layout, 2, L, 40, reverse=reverse, a_mode=a_mode, seed=L)
+            check_backward(dtype_id, layout, 2, L, 40, reverse=reverse, a_mode=a_mode, seed=L + 1)
 
 
 def check_backward(dtype_id, layout, B, L, D, reverse=False, a_mode="full", with_h0=True, with_ghl=True,
