@@ -19,15 +19,18 @@ The counts (INSTR) are the fewest we know how to evaluate the formulas with:
     H200 the rate of the legacy mma.sync TF32 instruction makes that about as fast per FMA as the
     FP32 pipe (Nsight Compute: the forward is bound by the tensor pipe's throttle), so the floor
     stays the FP32 FMA count.
-  cauchy (symmetric, as benchmarked) forward 17: a conjugate pair v/(w - lam) + conj(v)/(w - conj lam)
-    = N / D with D = (w - lam)(w - conj lam) is 16 FP32 instructions and one reciprocal (an issue
-    slot too); backward 25: both terms of a pair over the same D with one reciprocal (csrc/cuda/
-    cauchy.cu, bwd_pair): D and 1/|D|^2 as in the forward (9), 1/D (2), p = conj(G)/D (4),
-    W = p/D (4), and the sums of Re(e p), Re p, Re W, Re(e W) (6) from which A and B follow per
-    state (A = 2 sum Re(e p) + 2 i b sum Re p, B = 2 sum Re p - 4 b^2 sum Re W + 4 i b sum Re(e W)).
+  cauchy (symmetric, as benchmarked) forward 15: a conjugate pair v/(w - lam) + conj(v)/(w - conj lam)
+    = N / D with D = (w - lam)(w - conj lam) and N = c0 w + c1 (c0, c1 real constants of the state), so
+    the sum over states is w sum c0 R + sum c1 R with R = 1/D: D 6 (formed without cancellation of
+    large terms), |D|^2 2, one reciprocal (an issue slot too), R 2 and the two complex sums 4
+    (csrc/cuda/cauchy.cu, pair_term). Backward 22: both terms of a pair over the same D with one
+    reciprocal: R as in the forward (11), R^2 (3) and the real parts of u R, U R, u R^2, U R^2 (8),
+    where u = conj(G) and U = w conj(G) are constants of the node (bwd_pair); the per-state
+    gradients follow from these four sums.
 Earlier counts (5 and 8 for ssm_kernel: a power recurrence, a complex multiply and an add per
 element; 20 and 40 for cauchy: two separate quotients; then 33 for the cauchy backward: its two
-terms separately, and 27) described a particular evaluation, not the minimum, and made the fractions look
+terms separately, then 27, 25; and 17 for the cauchy forward, which formed the numerator per
+element) described a particular evaluation, not the minimum, and made the fractions look
 better than they were.
 
     python benchmarks/bench_lti_kernels.py [--device cpu|cuda|all] [--shapes 1024,64,4096 ...]
@@ -49,7 +52,7 @@ from lrnn.reference import cauchy_ref, ssm_kernel_ref
 SHAPES = [(1024, 64, 4096), (256, 64, 65536)]
 INSTR = {  # issue slots per (h, n, l), see the module docstring: (forward, forward+backward)
     "ssm_kernel": (2, 2 + 4),
-    "cauchy": (17, 17 + 25),
+    "cauchy": (15, 15 + 22),
 }
 
 
