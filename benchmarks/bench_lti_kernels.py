@@ -3,7 +3,9 @@
 materialize (H, N, L) complex tensors), forward and forward+backward, on the CPU and, when present,
 the GPU, side by side.
 
-Reported per row: median time (CUDA: CUDA events around back-to-back replays of a CUDA graph of
+Reported per row: median time of the forward, or of the forward and the backward from a given
+output gradient ("fwd+bwd"; with --upstream sum, "fwd+sum": from out.sum(), which adds the loss's
+reduction and the gradient tensor it creates) (CUDA: CUDA events around back-to-back replays of a CUDA graph of
 the call, so the host's dispatch and autograd overhead is not counted; the references, whose
 graphs would double their many-GiB footprint, are timed the same way without a graph; CPU: wall
 clock), peak memory (CUDA: measured with torch.cuda.max_memory_allocated; CPU: the size of the
@@ -165,15 +167,20 @@ def model_bytes(op: str, impl: str, H: int, N: int, L: int, backward: bool) -> i
     return out + (4 if backward else 2) * H * N * L * 8
 
 
-def bench_one(op, impl, shape, device, backward, rate, ref_limit):
+def bench_one(op, impl, shape, device, backward, rate, ref_limit, upstream="given"):
     H, N, L = shape
     if impl == "ref" and model_bytes(op, impl, H, N, L, backward) > ref_limit:
         return {"skipped": f"needs ~{model_bytes(op, impl, H, N, L, backward) / 2**30:.1f} GiB"}
     args, L = inputs(op, H, N, L, device, backward)
+    # the output gradient of the op's backward: fixed random values ("given"), or from a sum loss
+    # ("sum": the loss's reduction and the gradient it creates are timed too)
+    grad = torch.randn(H, L, device=device, dtype=torch.float32 if op == "ssm_kernel" else torch.complex64)
 
     def run():
         out = call(op, impl, args, L)
-        if backward:
+        if backward and upstream == "given":
+            out.backward(grad)
+        elif backward:
             out.real.sum().backward() if out.is_complex() else out.sum().backward()
         return out
 
@@ -222,6 +229,9 @@ def main():
                     help="'op' alone skips the slow materializing references")
     ap.add_argument("--ref-limit-gib", type=float, default=None,
                     help="skip references needing more memory (default: 6 GiB CPU, 100 GiB GPU)")
+    ap.add_argument("--upstream", default="given", choices=["given", "sum"],
+                    help="forward+backward rows: backward from a fixed random output gradient (the op "
+                         "alone, default) or from out.sum() (adds the loss's reduction and gradient)")
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
     shapes = [tuple(int(x) for x in s.split(",")) for s in a.shapes] if a.shapes else SHAPES
@@ -242,9 +252,9 @@ def main():
             for shape in shapes:
                 for backward in (False, True):
                     for impl in a.impls:
-                        row = bench_one(op, impl, shape, device, backward, rate, limit)
-                        row.update(device=device, op=op, impl=impl, shape=shape,
-                                   pass_="fwd+bwd" if backward else "fwd")
+                        row = bench_one(op, impl, shape, device, backward, rate, limit, a.upstream)
+                        row.update(device=device, op=op, impl=impl, shape=shape, upstream=a.upstream,
+                                   pass_=("fwd+bwd" if a.upstream == "given" else "fwd+sum") if backward else "fwd")
                         results.append(row)
                         print_row(row, results, flush=True)
                         if a.json:  # rewritten after every row, like the table, for partial runs
