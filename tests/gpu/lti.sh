@@ -9,7 +9,8 @@
 #      given output gradient, then from out.sum() (the earlier tables' method) for comparison;
 #   4. tests/gpu/lti_neck.py: the Centaurus neck layer, lrnn vs the torch-ref path (wall time,
 #      GPU kernel time, largest kernels) and its ssm_kernel call alone;
-#   5. Nsight Compute metrics of one call of the cauchy kernels at (1024, 64, 4096).
+#   5. Nsight Compute metrics of one call of the ssm_kernel backward and the cauchy kernels at
+#      (1024, 64, 4096).
 # Logs and JSON go to $OUT (default ./gpu-out); a compact summary is printed last. Budget <= 60 s
 # (timeouts 20 + 8 + 10 + 8 + 10 + 12 s).
 set -uo pipefail
@@ -85,7 +86,7 @@ if command -v ncu > /dev/null; then
     math_pipe_throttle mio_throttle wait not_selected barrier dispatch_stall lg_throttle no_instruction)
   timeout 12 ncu --clock-control none --section SpeedOfLight --section SchedulerStats \
     --section ComputeWorkloadAnalysis --section InstructionStats --metrics "${stalls%,}" \
-    -k regex:'cy_fwd|cy_bwd_p' python3 "$OUT/lti_prof.py" > "$OUT/lti_ncu.txt" 2>&1
+    -k regex:'sk_bwd_tc|cy_fwd|cy_bwd_p' python3 "$OUT/lti_prof.py" > "$OUT/lti_ncu.txt" 2>&1
   summary+=("ncu rc $?")
 else
   summary+=("ncu not found")
@@ -96,5 +97,5 @@ grep -E "^FAILED|^ERROR" "$OUT/lti_pytest.log" | head -10
 grep -E "^cuda|^device|issue rate|Error|graph capture" "$OUT/lti_bench_cuda.log" | head -12
 grep -E "^cuda .*fwd\+sum" "$OUT/lti_bench_cuda_sum.log" | head -4
 grep -vE "^#|Falling back" "$OUT/lti_neck.log" | head -20
-[ -f "$OUT/lti_ncu.txt" ] && python3 tests/gpu/lti_ncu_summary.py "$OUT/lti_ncu.txt" | head -6
+[ -f "$OUT/lti_ncu.txt" ] && python3 tests/gpu/lti_ncu_summary.py "$OUT/lti_ncu.txt" | head -8
 printf '%s\n' "${summary[@]}"
