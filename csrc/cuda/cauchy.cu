@@ -286,14 +286,14 @@ template <typename T>
 lrnn_status launch_bwd(const lrnn_cauchy_bwd_params* p, int64_t n_tiles, double* ws, cudaStream_t s) {
   constexpr size_t smem = bwd_smem_bytes<T>();
   const unsigned blocks = (unsigned)(n_tiles * p->heads);
-  const unsigned fin_blocks = (unsigned)lrnn_cuda::ceil_div(p->heads * p->state, 256);
+  const unsigned fin_blocks = (unsigned)lrnn_cuda::ceil_div(p->heads * p->state, lrnn_cuda::kFinishThreads);
   if (n_tiles > 0) {
     if (cudaFuncSetAttribute(cy_bwd_partial_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) !=
         cudaSuccess)
       return LRNN_ERR_CUDA;
     cy_bwd_partial_kernel<T><<<blocks, kCyBwdThreads, smem, s>>>(*p, n_tiles, ws);
   }
-  cy_bwd_finish_kernel<T><<<fin_blocks, 256, 0, s>>>(*p, n_tiles, ws);
+  cy_bwd_finish_kernel<T><<<fin_blocks, lrnn_cuda::kFinishThreads, 0, s>>>(*p, n_tiles, ws);
   return launched();
 }
 

@@ -595,7 +595,8 @@ lrnn_status launch_bwd(const lrnn_ssm_kernel_bwd_params* p, int64_t n_tiles, dou
     sk_bwd_partial_kernel<T><<<(unsigned)(n_tiles * p->heads * n_chunks), kThreads, smem, s>>>(*p, n_tiles, n_chunks,
                                                                                              ws);
   }
-  sk_bwd_finish_kernel<T><<<(unsigned)lrnn_cuda::ceil_div(p->heads * p->state, 256), 256, 0, s>>>(*p, n_tiles, ws);
+  sk_bwd_finish_kernel<T><<<(unsigned)lrnn_cuda::ceil_div(p->heads * p->state, lrnn_cuda::kFinishThreads),
+                            lrnn_cuda::kFinishThreads, 0, s>>>(*p, n_tiles, ws);
   return launched();
 }
 
@@ -609,8 +610,8 @@ lrnn_status launch_bwd_tc(const lrnn_ssm_kernel_bwd_params* p, int64_t n_tiles, 
     sk_bwd_tc_kernel<<<(unsigned)(n_tiles * p->heads), kTcBwdWarps * 32, kTcBwdSmem, s>>>(*p, n_tiles, ws);
   }
   if (n_tiles != 1)
-    sk_bwd_finish_kernel<float><<<(unsigned)lrnn_cuda::ceil_div(p->heads * p->state, 256), 256, 0, s>>>(*p, n_tiles,
-                                                                                                      ws);
+    sk_bwd_finish_kernel<float><<<(unsigned)lrnn_cuda::ceil_div(p->heads * p->state, lrnn_cuda::kFinishThreads),
+                                  lrnn_cuda::kFinishThreads, 0, s>>>(*p, n_tiles, ws);
   return launched();
 }
 
