@@ -446,10 +446,16 @@ __global__ void __launch_bounds__(kTcBwdWarps * 32, 2) sk_bwd_tc_kernel(lrnn_ssm
   const int64_t l_t = l_blk + (int64_t)kCols * r + 8 * kh + k;   // element i: l_t + 16 (i % 4) + 1024 (i / 4)
   const int64_t s1 = p.grad_k_stride[1], left = p.length - l_t;
   float xs[kPer];   // all loads in flight before the first store (a store could alias them)
+  if (s1 == 1 && left >= kTile) {   // a whole contiguous tile: constant offsets from one address
+    const float* src = gk + l_t;
 #pragma unroll
-  for (int i = 0; i < kPer; ++i) {
-    const int d = 16 * (i % 4) + 16 * kCols * (i / 4);
-    xs[i] = d < left ? gk[(l_t + d) * s1] : 0.f;
+    for (int i = 0; i < kPer; ++i) xs[i] = src[16 * (i % 4) + 16 * kCols * (i / 4)];
+  } else {
+#pragma unroll
+    for (int i = 0; i < kPer; ++i) {
+      const int d = 16 * (i % 4) + 16 * kCols * (i / 4);
+      xs[i] = d < left ? gk[(l_t + d) * s1] : 0.f;
+    }
   }
 #pragma unroll
   for (int i = 0; i < kPer; ++i) {
