@@ -229,9 +229,9 @@ def main():
                     help="'op' alone skips the slow materializing references")
     ap.add_argument("--ref-limit-gib", type=float, default=None,
                     help="skip references needing more memory (default: 6 GiB CPU, 100 GiB GPU)")
-    ap.add_argument("--upstream", default="given", choices=["given", "sum"],
+    ap.add_argument("--upstream", nargs="+", default=["given"], choices=["given", "sum"],
                     help="forward+backward rows: backward from a fixed random output gradient (the op "
-                         "alone, default) or from out.sum() (adds the loss's reduction and gradient)")
+                         "alone, default) and/or from out.sum() (adds the loss's reduction and gradient)")
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
     shapes = [tuple(int(x) for x in s.split(",")) for s in a.shapes] if a.shapes else SHAPES
@@ -250,11 +250,11 @@ def main():
         limit = (a.ref_limit_gib or (100 if device == "cuda" else 6)) * 2**30
         for op in a.ops:
             for shape in shapes:
-                for backward in (False, True):
+                for backward, upstream in [(False, None)] + [(True, u) for u in a.upstream]:
                     for impl in a.impls:
-                        row = bench_one(op, impl, shape, device, backward, rate, limit, a.upstream)
-                        row.update(device=device, op=op, impl=impl, shape=shape, upstream=a.upstream,
-                                   pass_=("fwd+bwd" if a.upstream == "given" else "fwd+sum") if backward else "fwd")
+                        row = bench_one(op, impl, shape, device, backward, rate, limit, upstream)
+                        row.update(device=device, op=op, impl=impl, shape=shape, upstream=upstream,
+                                   pass_=("fwd+bwd" if upstream == "given" else "fwd+sum") if backward else "fwd")
                         results.append(row)
                         print_row(row, results, flush=True)
                         if a.json:  # rewritten after every row, like the table, for partial runs
