@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import time
@@ -232,6 +233,9 @@ def main():
     ap.add_argument("--upstream", nargs="+", default=["given"], choices=["given", "sum"],
                     help="forward+backward rows: backward from a fixed random output gradient (the op "
                          "alone, default) and/or from out.sum() (adds the loss's reduction and gradient)")
+    ap.add_argument("--variant", nargs="*", default=[], metavar="OP:NAME=VALUE",
+                    help="then OP's fwd+bwd rows again with the environment setting NAME=VALUE (a kernel's "
+                         "launch-time choice, for measuring the choices on the device)")
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
     shapes = [tuple(int(x) for x in s.split(",")) for s in a.shapes] if a.shapes else SHAPES
@@ -262,6 +266,21 @@ def main():
                                 json.dump(results, f, indent=1)
                         if device == "cuda":
                             torch.cuda.empty_cache()
+        for spec in a.variant:
+            op, _, var = spec.partition(":")
+            name, _, value = var.partition("=")
+            os.environ[name] = value
+            if op in a.ops:
+                for shape in shapes:
+                    row = bench_one(op, "op", shape, device, True, rate, limit, "given")
+                    row.update(device=device, op=op, impl="op", shape=shape, upstream="given", variant=var,
+                               pass_=f"fwd+bwd {var}")
+                    results.append(row)
+                    print_row(row, results, flush=True)
+            del os.environ[name]
+        if a.json and a.variant:
+            with open(a.json, "w") as f:
+                json.dump(results, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -4,13 +4,15 @@
  * l0 + t + kCyThreads * j (coalesced), per-state constants staged in shared memory in chunks (one
  * 16-byte broadcast load per state), sums in registers; a conjugate pair costs one reciprocal and
  * 15 FP32 instructions in all (pair_term).
- * Backward: one block per (head, tile of kCyBwdTile nodes). The block first turns the tile's nodes
+ * Backward: one block per (head, tile of kCyBwdTileDefault nodes). The block first turns the tile's nodes
  * and output gradients into per-node constants in shared memory; each warp then takes
  * BwdCfg<T>::kStates whole states at once (poles in registers), each lane a strided subset of the
  * tile's nodes, so one load of a node's constants serves all of the warp's states: 22 FP32
  * instructions per pair (bwd_pair). The lanes' sums are reduced through shared memory in a fixed
  * order into a double workspace per tile, then summed over tiles in order by a second kernel
  * (lti_common.cuh). Reciprocals are one MUFU.RCP in float (lrnn_cuda::fast_rcp). */
+#include <stdlib.h>
+
 #include "lrnn/cauchy.h"
 #include "lti_common.cuh"
 
@@ -24,7 +26,7 @@ constexpr int kCyChunk = 256;
 constexpr int kCyTile = kCyThreads * kCyPerThread;
 constexpr int kCyBwdThreads = 256;
 constexpr int kCyBwdWarps = kCyBwdThreads / 32;
-constexpr int kCyBwdTile = 1024;
+constexpr int kCyBwdTileDefault = 1024;
 
 /* States per warp pass of the backward: 8 in float (4 x 8 = 32 sums per lane: one per lane to
  * reduce), 4 in double (registers). Rows of the reduction buffer are padded by 4 elements, so the
@@ -179,7 +181,7 @@ __device__ __forceinline__ void bwd_pair(T (&acc)[4], T lr, T li, Vec4<T> c0, Ve
 }
 
 /* Dynamic shared memory of the backward: node constants, then one reduction buffer per warp. */
-template <typename T>
+template <typename T, int kCyBwdTile>
 constexpr size_t bwd_smem_bytes() {
   return (size_t)kCyBwdTile * (2 * sizeof(Vec4<T>) + sizeof(T)) +
          sizeof(T) * (size_t)kCyBwdWarps * 32 * BwdCfg<T>::kRedLd;
@@ -188,7 +190,7 @@ constexpr size_t bwd_smem_bytes() {
 /* Per-tile sums per state into ws[tile][h][n][4]: symmetric, the four sums of bwd_pair; plain,
  * (Re A, Im A, Re B, Im B) with A = sum r conj(G), B = sum r^2 conj(G). A warp takes kStates
  * states at once (lam in registers), each lane a strided subset of the tile's nodes. */
-template <typename T>
+template <typename T, int kCyBwdTile>
 __global__ void __launch_bounds__(kCyBwdThreads) cy_bwd_partial_kernel(lrnn_cauchy_bwd_params p, int64_t n_tiles,
                                                                     double* ws) {
   constexpr int K = BwdCfg<T>::kStates, kLd = BwdCfg<T>::kRedLd;
@@ -282,26 +284,45 @@ __global__ void cy_bwd_finish_kernel(lrnn_cauchy_bwd_params p, int64_t n_tiles, 
 
 lrnn_status launched() { return cudaGetLastError() == cudaSuccess ? LRNN_OK : LRNN_ERR_CUDA; }
 
-template <typename T>
-lrnn_status launch_bwd(const lrnn_cauchy_bwd_params* p, int64_t n_tiles, double* ws, cudaStream_t s) {
-  constexpr size_t smem = bwd_smem_bytes<T>();
+template <typename T, int Tile>
+lrnn_status launch_bwd(const lrnn_cauchy_bwd_params* p, double* ws, cudaStream_t s) {
+  constexpr size_t smem = bwd_smem_bytes<T, Tile>();
+  const int64_t n_tiles = lrnn_cuda::ceil_div(p->length, Tile);
+  if (n_tiles * p->heads > INT32_MAX) return LRNN_ERR_SHAPE;
   const unsigned blocks = (unsigned)(n_tiles * p->heads);
   const unsigned fin_blocks = (unsigned)lrnn_cuda::ceil_div(p->heads * p->state, lrnn_cuda::kFinishThreads);
   if (n_tiles > 0) {
-    if (cudaFuncSetAttribute(cy_bwd_partial_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) !=
-        cudaSuccess)
+    auto partial = cy_bwd_partial_kernel<T, Tile>;
+    if (cudaFuncSetAttribute(partial, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) != cudaSuccess)
       return LRNN_ERR_CUDA;
-    cy_bwd_partial_kernel<T><<<blocks, kCyBwdThreads, smem, s>>>(*p, n_tiles, ws);
+    partial<<<blocks, kCyBwdThreads, smem, s>>>(*p, n_tiles, ws);
   }
   cy_bwd_finish_kernel<T><<<fin_blocks, lrnn_cuda::kFinishThreads, 0, s>>>(*p, n_tiles, ws);
   return launched();
+}
+
+/* Nodes per backward block, for measuring the choices on the device: LRNN_CY_BWD_TILE = 512 or
+ * 2048, otherwise kCyBwdTileDefault (read per call; the workspace size follows it). */
+int bwd_tile() {
+  const char* v = getenv("LRNN_CY_BWD_TILE");
+  const int t = v ? atoi(v) : 0;
+  return t == 512 || t == 2048 ? t : kCyBwdTileDefault;
+}
+
+template <typename T>
+lrnn_status launch_bwd_tile(const lrnn_cauchy_bwd_params* p, double* ws, cudaStream_t s) {
+  switch (bwd_tile()) {
+    case 512: return launch_bwd<T, 512>(p, ws, s);
+    case 2048: return launch_bwd<T, 2048>(p, ws, s);
+    default: return launch_bwd<T, kCyBwdTileDefault>(p, ws, s);
+  }
 }
 
 }  // namespace
 
 extern "C" int64_t lrnn_cauchy_bwd_workspace_bytes(const lrnn_cauchy_bwd_params* p) {
   if (!p || p->length <= 0) return 0;
-  return lrnn_cuda::partials_bytes(lrnn_cuda::ceil_div(p->length, kCyBwdTile), p->heads, p->state);
+  return lrnn_cuda::partials_bytes(lrnn_cuda::ceil_div(p->length, bwd_tile()), p->heads, p->state);
 }
 
 extern "C" lrnn_status lrnn_cauchy_fwd_cuda(const lrnn_cauchy_params* p, void* stream) {
@@ -323,13 +344,11 @@ extern "C" lrnn_status lrnn_cauchy_bwd_cuda(const lrnn_cauchy_bwd_params* p, voi
   if (!p || p->heads < 0 || p->state < 0 || p->length < 0) return LRNN_ERR_ARGUMENT;
   if (p->heads == 0 || p->state == 0) return LRNN_OK;
   if (p->length > 0 && !workspace) return LRNN_ERR_ARGUMENT;
-  const int64_t n_tiles = lrnn_cuda::ceil_div(p->length, kCyBwdTile);
-  if (n_tiles * p->heads > INT32_MAX) return LRNN_ERR_SHAPE;
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   double* ws = static_cast<double*>(workspace);
   switch (p->dtype) {
-    case LRNN_C64: return launch_bwd<float>(p, n_tiles, ws, s);
-    case LRNN_C128: return launch_bwd<double>(p, n_tiles, ws, s);
+    case LRNN_C64: return launch_bwd_tile<float>(p, ws, s);
+    case LRNN_C128: return launch_bwd_tile<double>(p, ws, s);
     default: return LRNN_ERR_DTYPE;
   }
 }

@@ -6,20 +6,21 @@
 #   2. compute-sanitizer racecheck of the kernels on small odd sizes;
 #   3. benchmarks/bench_lti_kernels.py at (H, N, L) = (1024, 64, 4096) and (256, 64, 65536) on the
 #      GPU, the ops only (time / peak memory / fraction of the floor), forward+backward from a
-#      given output gradient and from out.sum() (the earlier tables' method, "fwd+sum");
+#      given output gradient and from out.sum() (the earlier tables' method, "fwd+sum"), and the
+#      cauchy backward with 512 and 2048 nodes per block (LRNN_CY_BWD_TILE; default 1024);
 #   4. tests/gpu/lti_neck.py: the Centaurus neck layer, lrnn vs the torch-ref path (wall time,
 #      GPU kernel time, largest kernels) and its ssm_kernel call alone;
 #   5. Nsight Compute metrics of one call of the ssm_kernel backward and the cauchy kernels at
 #      (1024, 64, 4096).
 # Logs and JSON go to $OUT (default ./gpu-out); a compact summary is printed last. Budget <= 60 s
-# (timeouts 18 + 7 + 17 + 8 + 10 s).
+# (timeouts 16 + 7 + 19 + 8 + 10 s).
 set -uo pipefail
 OUT=${OUT:-$PWD/gpu-out}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 summary=()
 
-timeout 18 python3 -m pytest -q -m cuda tests/python/test_lti_kernels.py > "$OUT/lti_pytest.log" 2>&1
+timeout 16 python3 -m pytest -q -m cuda tests/python/test_lti_kernels.py > "$OUT/lti_pytest.log" 2>&1
 summary+=("lti cuda pytest (rc $?): $(tail -1 "$OUT/lti_pytest.log")")
 
 cat > "$OUT/lti_sanitize.py" <<'PY'
@@ -56,7 +57,8 @@ else
   summary+=("compute-sanitizer not found")
 fi
 
-timeout 17 python3 benchmarks/bench_lti_kernels.py --device cuda --impls op --upstream given sum \
+timeout 19 python3 benchmarks/bench_lti_kernels.py --device cuda --impls op --upstream given sum \
+  --variant cauchy:LRNN_CY_BWD_TILE=512 cauchy:LRNN_CY_BWD_TILE=2048 \
   --json "$OUT/lti_bench_cuda.json" > "$OUT/lti_bench_cuda.log" 2>&1
 summary+=("lti bench cuda rc $? (124: cut by the timeout, rows so far kept)")
 timeout 8 python3 tests/gpu/lti_neck.py > "$OUT/lti_neck.log" 2>&1
@@ -91,7 +93,7 @@ fi
 
 echo "==== lti"
 grep -E "^FAILED|^ERROR" "$OUT/lti_pytest.log" | head -10
-grep -E "^cuda|^device|issue rate|Error|graph capture" "$OUT/lti_bench_cuda.log" | head -14
+grep -E "^cuda|^device|issue rate|Error|graph capture" "$OUT/lti_bench_cuda.log" | head -18
 grep -vE "^#|Falling back" "$OUT/lti_neck.log" | head -20
 [ -f "$OUT/lti_ncu.txt" ] && python3 tests/gpu/lti_ncu_summary.py "$OUT/lti_ncu.txt" | head -8
 printf '%s\n' "${summary[@]}"
