@@ -233,9 +233,9 @@ def main():
     ap.add_argument("--upstream", nargs="+", default=["given"], choices=["given", "sum"],
                     help="forward+backward rows: backward from a fixed random output gradient (the op "
                          "alone, default) and/or from out.sum() (adds the loss's reduction and gradient)")
-    ap.add_argument("--variant", nargs="*", default=[], metavar="OP:NAME=VALUE",
-                    help="then OP's fwd+bwd rows again with the environment setting NAME=VALUE (a kernel's "
-                         "launch-time choice, for measuring the choices on the device)")
+    ap.add_argument("--variant", nargs="*", default=[], metavar="OP:PASS:NAME=VALUE",
+                    help="then OP's PASS (fwd or fwd+bwd) rows again with the environment setting NAME=VALUE "
+                         "(a kernel's launch-time choice, for measuring the choices on the device)")
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
     shapes = [tuple(int(x) for x in s.split(",")) for s in a.shapes] if a.shapes else SHAPES
@@ -267,14 +267,15 @@ def main():
                         if device == "cuda":
                             torch.cuda.empty_cache()
         for spec in a.variant:
-            op, _, var = spec.partition(":")
+            op, pass_, var = spec.split(":", 2)
             name, _, value = var.partition("=")
             os.environ[name] = value
             if op in a.ops:
                 for shape in shapes:
-                    row = bench_one(op, "op", shape, device, True, rate, limit, "given")
-                    row.update(device=device, op=op, impl="op", shape=shape, upstream="given", variant=var,
-                               pass_=f"fwd+bwd {var}")
+                    backward = pass_ != "fwd"
+                    row = bench_one(op, "op", shape, device, backward, rate, limit, "given")
+                    row.update(device=device, op=op, impl="op", shape=shape, upstream="given" if backward else None,
+                               variant=var, pass_=f"{'fwd+bwd' if backward else 'fwd'} {var}")
                     results.append(row)
                     print_row(row, results, flush=True)
             del os.environ[name]

@@ -133,6 +133,84 @@ __global__ void __launch_bounds__(kCyThreads) cy_fwd_kernel(lrnn_cauchy_params p
   }
 }
 
+/* The forward as persistent blocks (at most kCyChunk states): a block takes the items (head,
+ * tile) blockIdx.x, + gridDim.x, ..., and while it computes one, the raw nodes and the states of
+ * its next item are copied into shared memory asynchronously, so the loads' latency is not
+ * spent waiting at the barrier of the next item (one block per item waits there for its
+ * loads). */
+template <typename T>
+__global__ void __launch_bounds__(kCyThreads) cy_fwd_persistent_kernel(lrnn_cauchy_params p, int64_t n_tiles) {
+  using lrnn_cuda::CplxA;
+  const int64_t n_items = n_tiles * p.heads;
+  const int nc = (int)p.state;
+  __shared__ State4<T> s_c[kCyChunk];
+  __shared__ CplxA<T> s_v[kCyChunk], s_l[kCyChunk], s_o[kCyTile];
+  const Cplx<T>* om = reinterpret_cast<const Cplx<T>*>(p.omega);
+  auto prefetch = [&](int64_t item) {
+    const int64_t h = item / n_tiles, l0 = (item % n_tiles) * kCyTile + threadIdx.x;
+    const Cplx<T>* v = reinterpret_cast<const Cplx<T>*>(p.v) + h * p.v_stride[0];
+    const Cplx<T>* lam = reinterpret_cast<const Cplx<T>*>(p.lam) + h * p.lam_stride[0];
+    for (int j = threadIdx.x; j < nc; j += kCyThreads) {
+      lrnn_cuda::copy_async(&s_v[j], &v[j * p.v_stride[1]]);
+      lrnn_cuda::copy_async(&s_l[j], &lam[j * p.lam_stride[1]]);
+    }
+#pragma unroll
+    for (int j = 0; j < kCyPerThread; ++j) {
+      const int64_t l = l0 + (int64_t)j * kCyThreads;
+      if (l < p.length) lrnn_cuda::copy_async(&s_o[threadIdx.x + j * kCyThreads], &om[l * p.omega_stride]);
+    }
+    lrnn_cuda::copy_async_commit();
+  };
+  int64_t item = blockIdx.x;
+  if (item < n_items) prefetch(item);
+  for (; item < n_items; item += gridDim.x) {
+    const int64_t h = item / n_tiles, l0 = (item % n_tiles) * kCyTile + threadIdx.x;
+    lrnn_cuda::copy_async_wait();
+    __syncthreads();   // this item's copies are visible; the previous item is done with s_c
+    for (int j = threadIdx.x; j < nc; j += kCyThreads) {
+      const CplxA<T> vn = s_v[j], ln = s_l[j];
+      s_c[j] = p.symmetric ? State4<T>{ln.re, ln.im, T(2) * vn.re, T(-2) * (vn.re * ln.re + vn.im * ln.im)}
+                           : State4<T>{ln.re, ln.im, vn.re, vn.im};
+    }
+    T orr[kCyPerThread], oi[kCyPerThread], oi2[kCyPerThread], y[kCyPerThread][4];
+#pragma unroll
+    for (int j = 0; j < kCyPerThread; ++j) {
+      const int64_t l = l0 + (int64_t)j * kCyThreads;
+      const CplxA<T> o = l < p.length ? s_o[threadIdx.x + j * kCyThreads] : CplxA<T>{T(0), T(0)};
+      orr[j] = o.re;
+      oi[j] = o.im;
+      oi2[j] = T(2) * o.im;
+      y[j][0] = y[j][1] = y[j][2] = y[j][3] = T(0);
+    }
+    __syncthreads();   // s_c is complete; the staging buffers are free for the next item
+    if (item + gridDim.x < n_items) prefetch(item + gridDim.x);
+    if (p.symmetric) {
+#pragma unroll 4
+      for (int n = 0; n < nc; ++n) {
+        const State4<T> c = s_c[n];
+#pragma unroll
+        for (int j = 0; j < kCyPerThread; ++j) pair_term(y[j], c, orr[j], oi[j], oi2[j]);
+      }
+    } else {
+#pragma unroll 4
+      for (int n = 0; n < nc; ++n) {
+        const State4<T> c = s_c[n];
+#pragma unroll
+        for (int j = 0; j < kCyPerThread; ++j) single_term(y[j], c, orr[j], oi[j]);
+      }
+    }
+    Cplx<T>* out = reinterpret_cast<Cplx<T>*>(p.out) + h * p.out_stride[0];
+#pragma unroll
+    for (int j = 0; j < kCyPerThread; ++j) {
+      const int64_t l = l0 + (int64_t)j * kCyThreads;
+      if (l >= p.length) continue;
+      out[l * p.out_stride[1]] = p.symmetric ? Cplx<T>{orr[j] * y[j][0] + oi[j] * y[j][1] + y[j][2],
+                                                       oi[j] * y[j][0] - orr[j] * y[j][1] - y[j][3]}
+                                             : Cplx<T>{y[j][0], y[j][1]};
+    }
+  }
+}
+
 /* One term of the plain backward sums for r = 1 / d, d = dr + i di: x = r conj(g), A += x,
  * B += r x: 16 FP32 instructions with the reciprocal, B accumulated by FFMAs. */
 template <typename T>
@@ -284,6 +362,18 @@ __global__ void cy_bwd_finish_kernel(lrnn_cauchy_bwd_params p, int64_t n_tiles, 
 
 lrnn_status launched() { return cudaGetLastError() == cudaSuccess ? LRNN_OK : LRNN_ERR_CUDA; }
 
+/* As many persistent blocks as fit on the device at once (at most one per item). */
+template <typename K>
+lrnn_status launch_persistent(K kernel, const lrnn_cauchy_params* p, int64_t n_tiles, cudaStream_t s) {
+  int dev = 0, sms = 0, per_sm = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kCyThreads, 0) != cudaSuccess)
+    return LRNN_ERR_CUDA;
+  const int64_t items = n_tiles * p->heads, fit = (int64_t)sms * (per_sm > 0 ? per_sm : 1);
+  kernel<<<(unsigned)(items < fit ? items : fit), kCyThreads, 0, s>>>(*p, n_tiles);
+  return launched();
+}
+
 template <typename T, int Tile>
 lrnn_status launch_bwd(const lrnn_cauchy_bwd_params* p, double* ws, cudaStream_t s) {
   constexpr size_t smem = bwd_smem_bytes<T, Tile>();
@@ -332,6 +422,14 @@ extern "C" lrnn_status lrnn_cauchy_fwd_cuda(const lrnn_cauchy_params* p, void* s
   if (n_tiles * p->heads > INT32_MAX) return LRNN_ERR_SHAPE;
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   const unsigned blocks = (unsigned)(n_tiles * p->heads);
+  const char* variant = getenv("LRNN_CY_FWD_PERSIST");   // for measuring the two on the device
+  if (variant && atoi(variant) == 1 && p->state <= kCyChunk) {
+    switch (p->dtype) {
+      case LRNN_C64: return launch_persistent(cy_fwd_persistent_kernel<float>, p, n_tiles, s);
+      case LRNN_C128: return launch_persistent(cy_fwd_persistent_kernel<double>, p, n_tiles, s);
+      default: return LRNN_ERR_DTYPE;
+    }
+  }
   switch (p->dtype) {
     case LRNN_C64: cy_fwd_kernel<float><<<blocks, kCyThreads, 0, s>>>(*p, n_tiles); break;
     case LRNN_C128: cy_fwd_kernel<double><<<blocks, kCyThreads, 0, s>>>(*p, n_tiles); break;
