@@ -265,33 +265,26 @@ constexpr size_t bwd_smem_bytes() {
          sizeof(T) * (size_t)kCyBwdWarps * 32 * BwdCfg<T>::kRedLd;
 }
 
-/* Per-tile sums per state into ws[tile][h][n][4]: symmetric, the four sums of bwd_pair; plain,
- * (Re A, Im A, Re B, Im B) with A = sum r conj(G), B = sum r^2 conj(G). A warp takes kStates
- * states at once (lam in registers), each lane a strided subset of the tile's nodes. */
-template <typename T, int kCyBwdTile>
-__global__ void __launch_bounds__(kCyBwdThreads) cy_bwd_partial_kernel(lrnn_cauchy_bwd_params p, int64_t n_tiles,
-                                                                    double* ws) {
+/* The constants of node i (see bwd_pair) from the node o and the output gradient G there. */
+template <typename T>
+__device__ __forceinline__ void node_constants(int i, Cplx<T> o, Cplx<T> G, Vec4<T>* s_c0, Vec4<T>* s_c1, T* s_c2) {
+  const T ur = G.re, ui = -G.im;   // u = conj(G), U = o u
+  const T Ur = o.re * ur - o.im * ui, Ui = o.re * ui + o.im * ur;
+  s_c0[i] = Vec4<T>{o.re, o.im, T(2) * o.im, ur};
+  s_c1[i] = Vec4<T>{ui, T(2) * ui, Ur, Ui};
+  s_c2[i] = T(2) * Ui;
+}
+
+/* Per-tile sums per state into ws[tile][h][n][4] from the tile's nt node constants: symmetric,
+ * the four sums of bwd_pair; plain, (Re A, Im A, Re B, Im B) with A = sum r conj(G),
+ * B = sum r^2 conj(G). A warp takes kStates states at once (lam in registers), each lane a
+ * strided subset of the tile's nodes; s_red: the warp's reduction rows. */
+template <typename T>
+__device__ __forceinline__ void bwd_states(const lrnn_cauchy_bwd_params& p, int64_t h, int64_t tile, int nt,
+                                           const Vec4<T>* s_c0, const Vec4<T>* s_c1, const T* s_c2, T* s_red,
+                                           double* ws) {
   constexpr int K = BwdCfg<T>::kStates, kLd = BwdCfg<T>::kRedLd;
-  const int64_t h = blockIdx.x / n_tiles, tile = blockIdx.x % n_tiles;
-  const int64_t t0 = tile * kCyBwdTile;
-  const int nt = (int)(p.length - t0 < kCyBwdTile ? p.length - t0 : kCyBwdTile);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  extern __shared__ __align__(16) unsigned char smem[];
-  Vec4<T>* s_c0 = reinterpret_cast<Vec4<T>*>(smem);
-  Vec4<T>* s_c1 = s_c0 + kCyBwdTile;
-  T* s_c2 = reinterpret_cast<T*>(s_c1 + kCyBwdTile);
-  T* s_red = s_c2 + kCyBwdTile + (size_t)warp * 32 * kLd;   // this warp's [lane][sum] rows
-  const Cplx<T>* om = reinterpret_cast<const Cplx<T>*>(p.omega);
-  const Cplx<T>* g = reinterpret_cast<const Cplx<T>*>(p.grad_out) + h * p.grad_out_stride[0];
-  for (int i = threadIdx.x; i < nt; i += kCyBwdThreads) {
-    const Cplx<T> o = om[(t0 + i) * p.omega_stride], G = g[(t0 + i) * p.grad_out_stride[1]];
-    const T ur = G.re, ui = -G.im;   // u = conj(G), U = o u
-    const T Ur = o.re * ur - o.im * ui, Ui = o.re * ui + o.im * ur;
-    s_c0[i] = Vec4<T>{o.re, o.im, T(2) * o.im, ur};
-    s_c1[i] = Vec4<T>{ui, T(2) * ui, Ur, Ui};
-    s_c2[i] = T(2) * Ui;
-  }
-  __syncthreads();
   const Cplx<T>* lam = reinterpret_cast<const Cplx<T>*>(p.lam) + h * p.lam_stride[0];
   for (int64_t n0 = (int64_t)K * warp; n0 < p.state; n0 += K * kCyBwdWarps) {
     T lr[K], li[K], acc[K][4];
@@ -333,6 +326,78 @@ __global__ void __launch_bounds__(kCyBwdThreads) cy_bwd_partial_kernel(lrnn_cauc
       if (n < p.state) lrnn_cuda::partial_slot(ws, tile, p.heads, p.state, h, n)[lane % 4] = sum;
     }
     __syncwarp();
+  }
+}
+
+/* One block per (head, tile). */
+template <typename T, int kCyBwdTile>
+__global__ void __launch_bounds__(kCyBwdThreads) cy_bwd_partial_kernel(lrnn_cauchy_bwd_params p, int64_t n_tiles,
+                                                                    double* ws) {
+  const int64_t h = blockIdx.x / n_tiles, tile = blockIdx.x % n_tiles;
+  const int64_t t0 = tile * kCyBwdTile;
+  const int nt = (int)(p.length - t0 < kCyBwdTile ? p.length - t0 : kCyBwdTile);
+  extern __shared__ __align__(16) unsigned char smem[];
+  Vec4<T>* s_c0 = reinterpret_cast<Vec4<T>*>(smem);
+  Vec4<T>* s_c1 = s_c0 + kCyBwdTile;
+  T* s_c2 = reinterpret_cast<T*>(s_c1 + kCyBwdTile);
+  T* s_red = s_c2 + kCyBwdTile + (size_t)(threadIdx.x >> 5) * 32 * BwdCfg<T>::kRedLd;
+  const Cplx<T>* om = reinterpret_cast<const Cplx<T>*>(p.omega);
+  const Cplx<T>* g = reinterpret_cast<const Cplx<T>*>(p.grad_out) + h * p.grad_out_stride[0];
+  for (int i = threadIdx.x; i < nt; i += kCyBwdThreads)
+    node_constants(i, om[(t0 + i) * p.omega_stride], g[(t0 + i) * p.grad_out_stride[1]], s_c0, s_c1, s_c2);
+  __syncthreads();
+  bwd_states(p, h, tile, nt, s_c0, s_c1, s_c2, s_red, ws);
+}
+
+/* Persistent blocks over the items (head, tile) blockIdx.x, + gridDim.x, ...: while a block works
+ * on one item, the nodes and output gradients of its next item are copied into shared memory
+ * asynchronously (as in cy_fwd_persistent_kernel). */
+constexpr int kCyBwdPersistTile = 512;
+
+template <typename T>
+constexpr size_t bwd_persist_smem_bytes() {
+  return bwd_smem_bytes<T, kCyBwdPersistTile>() + (size_t)kCyBwdPersistTile * 2 * sizeof(lrnn_cuda::CplxA<T>);
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kCyBwdThreads, sizeof(T) == 4 ? 3 : 2) cy_bwd_persistent_kernel(lrnn_cauchy_bwd_params p, int64_t n_tiles,
+                                                                       double* ws) {
+  using lrnn_cuda::CplxA;
+  constexpr int kTile = kCyBwdPersistTile;
+  const int64_t n_items = n_tiles * p.heads;
+  extern __shared__ __align__(16) unsigned char smem[];
+  Vec4<T>* s_c0 = reinterpret_cast<Vec4<T>*>(smem);
+  Vec4<T>* s_c1 = s_c0 + kTile;
+  T* s_c2 = reinterpret_cast<T*>(s_c1 + kTile);
+  T* s_red0 = s_c2 + kTile;
+  T* s_red = s_red0 + (size_t)(threadIdx.x >> 5) * 32 * BwdCfg<T>::kRedLd;
+  CplxA<T>* s_o = reinterpret_cast<CplxA<T>*>(s_red0 + (size_t)kCyBwdWarps * 32 * BwdCfg<T>::kRedLd);
+  CplxA<T>* s_g = s_o + kTile;
+  const Cplx<T>* om = reinterpret_cast<const Cplx<T>*>(p.omega);
+  auto prefetch = [&](int64_t item) {
+    const int64_t h = item / n_tiles, t0 = (item % n_tiles) * kTile;
+    const int nt = (int)(p.length - t0 < kTile ? p.length - t0 : kTile);
+    const Cplx<T>* g = reinterpret_cast<const Cplx<T>*>(p.grad_out) + h * p.grad_out_stride[0];
+    for (int i = threadIdx.x; i < nt; i += kCyBwdThreads) {
+      lrnn_cuda::copy_async(&s_o[i], &om[(t0 + i) * p.omega_stride]);
+      lrnn_cuda::copy_async(&s_g[i], &g[(t0 + i) * p.grad_out_stride[1]]);
+    }
+    lrnn_cuda::copy_async_commit();
+  };
+  int64_t item = blockIdx.x;
+  if (item < n_items) prefetch(item);
+  for (; item < n_items; item += gridDim.x) {
+    const int64_t h = item / n_tiles, tile = item % n_tiles, t0 = tile * kTile;
+    const int nt = (int)(p.length - t0 < kTile ? p.length - t0 : kTile);
+    lrnn_cuda::copy_async_wait();
+    __syncthreads();   // this item's copies are visible; every warp is done with the previous constants
+    for (int i = threadIdx.x; i < nt; i += kCyBwdThreads) {
+      const CplxA<T> o = s_o[i], G = s_g[i];
+      node_constants(i, Cplx<T>{o.re, o.im}, Cplx<T>{G.re, G.im}, s_c0, s_c1, s_c2);
+    }
+    __syncthreads();   // the constants are complete; the staging buffers are free
+    if (item + gridDim.x < n_items) prefetch(item + gridDim.x);
+    bwd_states(p, h, tile, nt, s_c0, s_c1, s_c2, s_red, ws);
   }
 }
 
@@ -391,16 +456,43 @@ lrnn_status launch_bwd(const lrnn_cauchy_bwd_params* p, double* ws, cudaStream_t
   return launched();
 }
 
-/* Nodes per backward block, for measuring the choices on the device: LRNN_CY_BWD_TILE = 512 or
- * 2048, otherwise kCyBwdTileDefault (read per call; the workspace size follows it). */
+/* Backward choices, for measuring them on the device (read per call; the workspace size follows
+ * them): LRNN_CY_BWD_PERSIST = 1, the persistent kernel; else LRNN_CY_BWD_TILE = 512 or 2048
+ * nodes per block, otherwise kCyBwdTileDefault. */
+bool bwd_persist() {
+  const char* v = getenv("LRNN_CY_BWD_PERSIST");
+  return v && atoi(v) == 1;
+}
+
 int bwd_tile() {
+  if (bwd_persist()) return kCyBwdPersistTile;
   const char* v = getenv("LRNN_CY_BWD_TILE");
   const int t = v ? atoi(v) : 0;
   return t == 512 || t == 2048 ? t : kCyBwdTileDefault;
 }
 
 template <typename T>
+lrnn_status launch_bwd_persistent(const lrnn_cauchy_bwd_params* p, double* ws, cudaStream_t s) {
+  constexpr size_t smem = bwd_persist_smem_bytes<T>();
+  const int64_t n_tiles = lrnn_cuda::ceil_div(p->length, kCyBwdPersistTile);
+  const unsigned fin_blocks = (unsigned)lrnn_cuda::ceil_div(p->heads * p->state, lrnn_cuda::kFinishThreads);
+  if (n_tiles > 0) {
+    auto kernel = cy_bwd_persistent_kernel<T>;
+    int dev = 0, sms = 0, per_sm = 0;
+    if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) != cudaSuccess ||
+        cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kCyBwdThreads, smem) != cudaSuccess)
+      return LRNN_ERR_CUDA;
+    const int64_t items = n_tiles * p->heads, fit = (int64_t)sms * (per_sm > 0 ? per_sm : 1);
+    kernel<<<(unsigned)(items < fit ? items : fit), kCyBwdThreads, smem, s>>>(*p, n_tiles, ws);
+  }
+  cy_bwd_finish_kernel<T><<<fin_blocks, lrnn_cuda::kFinishThreads, 0, s>>>(*p, n_tiles, ws);
+  return launched();
+}
+
+template <typename T>
 lrnn_status launch_bwd_tile(const lrnn_cauchy_bwd_params* p, double* ws, cudaStream_t s) {
+  if (bwd_persist()) return launch_bwd_persistent<T>(p, ws, s);
   switch (bwd_tile()) {
     case 512: return launch_bwd<T, 512>(p, ws, s);
     case 2048: return launch_bwd<T, 2048>(p, ws, s);

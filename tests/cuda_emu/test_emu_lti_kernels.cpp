@@ -157,10 +157,11 @@ int main() {
   }
   const int64_t cshapes[][3] = {{2, 37, 1100}, {1, 300, 515}, {3, 1, 1}, {1, 8, 5121}, {5, 19, 2100}};
   for (int persist = 0; persist < 2; ++persist) {
-    if (persist) {   // the persistent forward on one emulated SM: a block takes several items
+    if (persist) {   // the persistent kernels on one emulated SM: a block takes several items
       setenv("LRNN_CY_FWD_PERSIST", "1", 1);
+      setenv("LRNN_CY_BWD_PERSIST", "1", 1);
       emu::sms = 1;
-      std::printf("cauchy forward with LRNN_CY_FWD_PERSIST=1 on 1 SM:\n");
+      std::printf("cauchy with LRNN_CY_FWD_PERSIST=1 LRNN_CY_BWD_PERSIST=1 on 1 SM:\n");
     }
     for (auto& s : cshapes)
       for (int sym = 0; sym < 2; ++sym) {

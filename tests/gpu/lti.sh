@@ -8,7 +8,7 @@
 #      GPU, the ops only (time / peak memory / fraction of the floor), forward+backward from a
 #      given output gradient and from out.sum() (the earlier tables' method, "fwd+sum"), and the
 #      cauchy backward with 512 and 2048 nodes per block (LRNN_CY_BWD_TILE; default 1024) and
-#      the persistent cauchy forward (LRNN_CY_FWD_PERSIST=1);
+#      the persistent cauchy kernels (LRNN_CY_FWD_PERSIST=1, LRNN_CY_BWD_PERSIST=1);
 #   4. tests/gpu/lti_neck.py: the Centaurus neck layer, lrnn vs the torch-ref path (wall time,
 #      GPU kernel time, largest kernels) and its ssm_kernel call alone;
 #   5. Nsight Compute metrics of one call of the ssm_kernel backward and the cauchy kernels at
@@ -46,14 +46,15 @@ for dt in (torch.complex64, torch.complex128):
             torch.ops.lrnn.cauchy_backward(torch.randn_like(out), w, om, lam, sym)
             calls += 2
 import os
-os.environ["LRNN_CY_FWD_PERSIST"] = "1"   # the persistent forward too
+os.environ["LRNN_CY_FWD_PERSIST"] = os.environ["LRNN_CY_BWD_PERSIST"] = "1"   # the persistent kernels too
 for dt in (torch.complex64, torch.complex128):
     v = torch.randn(3, 19, generator=g, dtype=torch.complex64).to(dt).cuda()
     lam = torch.complex(-0.1 - torch.rand(3, 19, generator=g), torch.rand(3, 19, generator=g)).to(dt).cuda()
     om = torch.complex(torch.zeros(5000), torch.rand(5000, generator=g)).to(dt).cuda()
     for sym in (True, False):
-        lrnn.cauchy(v, om, lam, sym)
-        calls += 1
+        out = lrnn.cauchy(v, om, lam, sym)
+        torch.ops.lrnn.cauchy_backward(torch.randn_like(out), v, om, lam, sym)
+        calls += 2
 torch.cuda.synchronize()
 print(f"ran {calls} op calls")
 PY
@@ -69,6 +70,7 @@ fi
 
 timeout 19 python3 benchmarks/bench_lti_kernels.py --device cuda --impls op --upstream given sum \
   --variant cauchy:bwd:LRNN_CY_BWD_TILE=512 cauchy:bwd:LRNN_CY_BWD_TILE=2048 cauchy:fwd:LRNN_CY_FWD_PERSIST=1 \
+  cauchy:bwd:LRNN_CY_BWD_PERSIST=1 \
   --json "$OUT/lti_bench_cuda.json" > "$OUT/lti_bench_cuda.log" 2>&1
 summary+=("lti bench cuda rc $? (124: cut by the timeout, rows so far kept)")
 timeout 8 python3 tests/gpu/lti_neck.py > "$OUT/lti_neck.log" 2>&1
@@ -103,7 +105,7 @@ fi
 
 echo "==== lti"
 grep -E "^FAILED|^ERROR" "$OUT/lti_pytest.log" | head -10
-grep -E "^cuda|^device|issue rate|Error|graph capture" "$OUT/lti_bench_cuda.log" | head -20
+grep -E "^cuda|^device|issue rate|Error|graph capture" "$OUT/lti_bench_cuda.log" | head -22
 grep -vE "^#|Falling back" "$OUT/lti_neck.log" | head -20
 [ -f "$OUT/lti_ncu.txt" ] && python3 tests/gpu/lti_ncu_summary.py "$OUT/lti_ncu.txt" | head -8
 printf '%s\n' "${summary[@]}"
