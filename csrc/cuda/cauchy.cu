@@ -4,9 +4,9 @@
  * l0 + t + kCyThreads * j (coalesced), per-state constants staged in shared memory in chunks (one
  * 16-byte broadcast load per state), sums in registers; a conjugate pair costs one reciprocal and
  * 15 FP32 instructions in all (pair_term).
- * Backward: one block per (head, tile of kCyBwdTileDefault nodes). The block first turns the tile's nodes
+ * Backward: one block per (head, tile of kCyBwdTile nodes). The block first turns the tile's nodes
  * and output gradients into per-node constants in shared memory; each warp then takes
- * BwdCfg<T>::kStates whole states at once (poles in registers), each lane a strided subset of the
+ * BwdCfg<T, K>::kStates whole states at once (poles in registers), each lane a strided subset of the
  * tile's nodes, so one load of a node's constants serves all of the warp's states: 22 FP32
  * instructions per pair (bwd_pair). The lanes' sums are reduced through shared memory in a fixed
  * order into a double workspace per tile, then summed over tiles in order by a second kernel
@@ -26,16 +26,19 @@ constexpr int kCyChunk = 256;
 constexpr int kCyTile = kCyThreads * kCyPerThread;
 constexpr int kCyBwdThreads = 256;
 constexpr int kCyBwdWarps = kCyBwdThreads / 32;
-constexpr int kCyBwdTileDefault = 1024;
+constexpr int kCyBwdTile = 1024;
 
 /* States per warp pass of the backward: 8 in float (4 x 8 = 32 sums per lane: one per lane to
- * reduce), 4 in double (registers). Rows of the reduction buffer are padded by 4 elements, so the
- * float lanes' 16-byte row stores and the column reads are free of bank conflicts. */
-template <typename T>
+ * reduce), 4 in double (registers); float with 4 (LRNN_CY_BWD_STATES=4, for measuring it on the
+ * device) halves the registers and the reduction buffer (4 blocks per SM instead of 3). Rows of
+ * the reduction buffer are padded by 4 elements, so the float lanes' 16-byte row stores and the
+ * column reads are free of bank conflicts. */
+template <typename T, int K = (sizeof(T) == 4 ? 8 : 4)>
 struct BwdCfg {
-  static constexpr int kStates = sizeof(T) == 4 ? 8 : 4;
+  static constexpr int kStates = K;
   static constexpr int kSums = 4 * kStates;
   static constexpr int kRedLd = kSums + 4;
+  static constexpr int kMinBlocks = sizeof(T) == 4 ? (K == 4 ? 4 : 3) : 2;   // as the shared memory allows
 };
 
 template <typename T>
@@ -106,7 +109,7 @@ __global__ void __launch_bounds__(kCyThreads) cy_fwd_kernel(lrnn_cauchy_params p
     }
     __syncthreads();
     if (p.symmetric) {
-#pragma unroll 4
+#pragma unroll 8
       for (int n = 0; n < nc; ++n) {
         const State4<T> c = s_c[n];
 #pragma unroll
@@ -130,84 +133,6 @@ __global__ void __launch_bounds__(kCyThreads) cy_fwd_kernel(lrnn_cauchy_params p
     out[l * p.out_stride[1]] = p.symmetric ? Cplx<T>{orr[j] * y[j][0] + oi[j] * y[j][1] + y[j][2],
                                                      oi[j] * y[j][0] - orr[j] * y[j][1] - y[j][3]}
                                            : Cplx<T>{y[j][0], y[j][1]};
-  }
-}
-
-/* The forward as persistent blocks (at most kCyChunk states): a block takes the items (head,
- * tile) blockIdx.x, + gridDim.x, ..., and while it computes one, the raw nodes and the states of
- * its next item are copied into shared memory asynchronously, so the loads' latency is not
- * spent waiting at the barrier of the next item (one block per item waits there for its
- * loads). */
-template <typename T>
-__global__ void __launch_bounds__(kCyThreads) cy_fwd_persistent_kernel(lrnn_cauchy_params p, int64_t n_tiles) {
-  using lrnn_cuda::CplxA;
-  const int64_t n_items = n_tiles * p.heads;
-  const int nc = (int)p.state;
-  __shared__ State4<T> s_c[kCyChunk];
-  __shared__ CplxA<T> s_v[kCyChunk], s_l[kCyChunk], s_o[kCyTile];
-  const Cplx<T>* om = reinterpret_cast<const Cplx<T>*>(p.omega);
-  auto prefetch = [&](int64_t item) {
-    const int64_t h = item / n_tiles, l0 = (item % n_tiles) * kCyTile + threadIdx.x;
-    const Cplx<T>* v = reinterpret_cast<const Cplx<T>*>(p.v) + h * p.v_stride[0];
-    const Cplx<T>* lam = reinterpret_cast<const Cplx<T>*>(p.lam) + h * p.lam_stride[0];
-    for (int j = threadIdx.x; j < nc; j += kCyThreads) {
-      lrnn_cuda::copy_async(&s_v[j], &v[j * p.v_stride[1]]);
-      lrnn_cuda::copy_async(&s_l[j], &lam[j * p.lam_stride[1]]);
-    }
-#pragma unroll
-    for (int j = 0; j < kCyPerThread; ++j) {
-      const int64_t l = l0 + (int64_t)j * kCyThreads;
-      if (l < p.length) lrnn_cuda::copy_async(&s_o[threadIdx.x + j * kCyThreads], &om[l * p.omega_stride]);
-    }
-    lrnn_cuda::copy_async_commit();
-  };
-  int64_t item = blockIdx.x;
-  if (item < n_items) prefetch(item);
-  for (; item < n_items; item += gridDim.x) {
-    const int64_t h = item / n_tiles, l0 = (item % n_tiles) * kCyTile + threadIdx.x;
-    lrnn_cuda::copy_async_wait();
-    __syncthreads();   // this item's copies are visible; the previous item is done with s_c
-    for (int j = threadIdx.x; j < nc; j += kCyThreads) {
-      const CplxA<T> vn = s_v[j], ln = s_l[j];
-      s_c[j] = p.symmetric ? State4<T>{ln.re, ln.im, T(2) * vn.re, T(-2) * (vn.re * ln.re + vn.im * ln.im)}
-                           : State4<T>{ln.re, ln.im, vn.re, vn.im};
-    }
-    T orr[kCyPerThread], oi[kCyPerThread], oi2[kCyPerThread], y[kCyPerThread][4];
-#pragma unroll
-    for (int j = 0; j < kCyPerThread; ++j) {
-      const int64_t l = l0 + (int64_t)j * kCyThreads;
-      const CplxA<T> o = l < p.length ? s_o[threadIdx.x + j * kCyThreads] : CplxA<T>{T(0), T(0)};
-      orr[j] = o.re;
-      oi[j] = o.im;
-      oi2[j] = T(2) * o.im;
-      y[j][0] = y[j][1] = y[j][2] = y[j][3] = T(0);
-    }
-    __syncthreads();   // s_c is complete; the staging buffers are free for the next item
-    if (item + gridDim.x < n_items) prefetch(item + gridDim.x);
-    if (p.symmetric) {
-#pragma unroll 4
-      for (int n = 0; n < nc; ++n) {
-        const State4<T> c = s_c[n];
-#pragma unroll
-        for (int j = 0; j < kCyPerThread; ++j) pair_term(y[j], c, orr[j], oi[j], oi2[j]);
-      }
-    } else {
-#pragma unroll 4
-      for (int n = 0; n < nc; ++n) {
-        const State4<T> c = s_c[n];
-#pragma unroll
-        for (int j = 0; j < kCyPerThread; ++j) single_term(y[j], c, orr[j], oi[j]);
-      }
-    }
-    Cplx<T>* out = reinterpret_cast<Cplx<T>*>(p.out) + h * p.out_stride[0];
-#pragma unroll
-    for (int j = 0; j < kCyPerThread; ++j) {
-      const int64_t l = l0 + (int64_t)j * kCyThreads;
-      if (l >= p.length) continue;
-      out[l * p.out_stride[1]] = p.symmetric ? Cplx<T>{orr[j] * y[j][0] + oi[j] * y[j][1] + y[j][2],
-                                                       oi[j] * y[j][0] - orr[j] * y[j][1] - y[j][3]}
-                                             : Cplx<T>{y[j][0], y[j][1]};
-    }
   }
 }
 
@@ -259,32 +184,39 @@ __device__ __forceinline__ void bwd_pair(T (&acc)[4], T lr, T li, Vec4<T> c0, Ve
 }
 
 /* Dynamic shared memory of the backward: node constants, then one reduction buffer per warp. */
-template <typename T, int kCyBwdTile>
+template <typename T, int K>
 constexpr size_t bwd_smem_bytes() {
   return (size_t)kCyBwdTile * (2 * sizeof(Vec4<T>) + sizeof(T)) +
-         sizeof(T) * (size_t)kCyBwdWarps * 32 * BwdCfg<T>::kRedLd;
+         sizeof(T) * (size_t)kCyBwdWarps * 32 * BwdCfg<T, K>::kRedLd;
 }
 
-/* The constants of node i (see bwd_pair) from the node o and the output gradient G there. */
-template <typename T>
-__device__ __forceinline__ void node_constants(int i, Cplx<T> o, Cplx<T> G, Vec4<T>* s_c0, Vec4<T>* s_c1, T* s_c2) {
-  const T ur = G.re, ui = -G.im;   // u = conj(G), U = o u
-  const T Ur = o.re * ur - o.im * ui, Ui = o.re * ui + o.im * ur;
-  s_c0[i] = Vec4<T>{o.re, o.im, T(2) * o.im, ur};
-  s_c1[i] = Vec4<T>{ui, T(2) * ui, Ur, Ui};
-  s_c2[i] = T(2) * Ui;
-}
-
-/* Per-tile sums per state into ws[tile][h][n][4] from the tile's nt node constants: symmetric,
- * the four sums of bwd_pair; plain, (Re A, Im A, Re B, Im B) with A = sum r conj(G),
- * B = sum r^2 conj(G). A warp takes kStates states at once (lam in registers), each lane a
- * strided subset of the tile's nodes; s_red: the warp's reduction rows. */
-template <typename T>
-__device__ __forceinline__ void bwd_states(const lrnn_cauchy_bwd_params& p, int64_t h, int64_t tile, int nt,
-                                           const Vec4<T>* s_c0, const Vec4<T>* s_c1, const T* s_c2, T* s_red,
-                                           double* ws) {
-  constexpr int K = BwdCfg<T>::kStates, kLd = BwdCfg<T>::kRedLd;
+/* Per-tile sums per state into ws[tile][h][n][4]: symmetric, the four sums of bwd_pair; plain,
+ * (Re A, Im A, Re B, Im B) with A = sum r conj(G), B = sum r^2 conj(G). A warp takes kStates
+ * states at once (lam in registers), each lane a strided subset of the tile's nodes. */
+template <typename T, int K>
+__global__ void __launch_bounds__(kCyBwdThreads, BwdCfg<T, K>::kMinBlocks)
+    cy_bwd_partial_kernel(lrnn_cauchy_bwd_params p, int64_t n_tiles, double* ws) {
+  constexpr int kLd = BwdCfg<T, K>::kRedLd;
+  const int64_t h = blockIdx.x / n_tiles, tile = blockIdx.x % n_tiles;
+  const int64_t t0 = tile * kCyBwdTile;
+  const int nt = (int)(p.length - t0 < kCyBwdTile ? p.length - t0 : kCyBwdTile);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  extern __shared__ __align__(16) unsigned char smem[];
+  Vec4<T>* s_c0 = reinterpret_cast<Vec4<T>*>(smem);
+  Vec4<T>* s_c1 = s_c0 + kCyBwdTile;
+  T* s_c2 = reinterpret_cast<T*>(s_c1 + kCyBwdTile);
+  T* s_red = s_c2 + kCyBwdTile + (size_t)warp * 32 * kLd;   // this warp's [lane][sum] rows
+  const Cplx<T>* om = reinterpret_cast<const Cplx<T>*>(p.omega);
+  const Cplx<T>* g = reinterpret_cast<const Cplx<T>*>(p.grad_out) + h * p.grad_out_stride[0];
+  for (int i = threadIdx.x; i < nt; i += kCyBwdThreads) {
+    const Cplx<T> o = om[(t0 + i) * p.omega_stride], G = g[(t0 + i) * p.grad_out_stride[1]];
+    const T ur = G.re, ui = -G.im;   // u = conj(G), U = o u
+    const T Ur = o.re * ur - o.im * ui, Ui = o.re * ui + o.im * ur;
+    s_c0[i] = Vec4<T>{o.re, o.im, T(2) * o.im, ur};
+    s_c1[i] = Vec4<T>{ui, T(2) * ui, Ur, Ui};
+    s_c2[i] = T(2) * Ui;
+  }
+  __syncthreads();
   const Cplx<T>* lam = reinterpret_cast<const Cplx<T>*>(p.lam) + h * p.lam_stride[0];
   for (int64_t n0 = (int64_t)K * warp; n0 < p.state; n0 += K * kCyBwdWarps) {
     T lr[K], li[K], acc[K][4];
@@ -318,7 +250,7 @@ __device__ __forceinline__ void bwd_states(const lrnn_cauchy_bwd_params& p, int6
     for (int k = 0; k < K; ++k)
       reinterpret_cast<Vec4<T>*>(s_red + lane * kLd)[k] = Vec4<T>{acc[k][0], acc[k][1], acc[k][2], acc[k][3]};
     __syncwarp();
-    if (lane < BwdCfg<T>::kSums) {
+    if (lane < BwdCfg<T, K>::kSums) {
       T sum = T(0);
 #pragma unroll 8
       for (int r = 0; r < 32; ++r) sum += s_red[r * kLd + lane];
@@ -326,78 +258,6 @@ __device__ __forceinline__ void bwd_states(const lrnn_cauchy_bwd_params& p, int6
       if (n < p.state) lrnn_cuda::partial_slot(ws, tile, p.heads, p.state, h, n)[lane % 4] = sum;
     }
     __syncwarp();
-  }
-}
-
-/* One block per (head, tile). */
-template <typename T, int kCyBwdTile>
-__global__ void __launch_bounds__(kCyBwdThreads) cy_bwd_partial_kernel(lrnn_cauchy_bwd_params p, int64_t n_tiles,
-                                                                    double* ws) {
-  const int64_t h = blockIdx.x / n_tiles, tile = blockIdx.x % n_tiles;
-  const int64_t t0 = tile * kCyBwdTile;
-  const int nt = (int)(p.length - t0 < kCyBwdTile ? p.length - t0 : kCyBwdTile);
-  extern __shared__ __align__(16) unsigned char smem[];
-  Vec4<T>* s_c0 = reinterpret_cast<Vec4<T>*>(smem);
-  Vec4<T>* s_c1 = s_c0 + kCyBwdTile;
-  T* s_c2 = reinterpret_cast<T*>(s_c1 + kCyBwdTile);
-  T* s_red = s_c2 + kCyBwdTile + (size_t)(threadIdx.x >> 5) * 32 * BwdCfg<T>::kRedLd;
-  const Cplx<T>* om = reinterpret_cast<const Cplx<T>*>(p.omega);
-  const Cplx<T>* g = reinterpret_cast<const Cplx<T>*>(p.grad_out) + h * p.grad_out_stride[0];
-  for (int i = threadIdx.x; i < nt; i += kCyBwdThreads)
-    node_constants(i, om[(t0 + i) * p.omega_stride], g[(t0 + i) * p.grad_out_stride[1]], s_c0, s_c1, s_c2);
-  __syncthreads();
-  bwd_states(p, h, tile, nt, s_c0, s_c1, s_c2, s_red, ws);
-}
-
-/* Persistent blocks over the items (head, tile) blockIdx.x, + gridDim.x, ...: while a block works
- * on one item, the nodes and output gradients of its next item are copied into shared memory
- * asynchronously (as in cy_fwd_persistent_kernel). */
-constexpr int kCyBwdPersistTile = 512;
-
-template <typename T>
-constexpr size_t bwd_persist_smem_bytes() {
-  return bwd_smem_bytes<T, kCyBwdPersistTile>() + (size_t)kCyBwdPersistTile * 2 * sizeof(lrnn_cuda::CplxA<T>);
-}
-
-template <typename T>
-__global__ void __launch_bounds__(kCyBwdThreads, sizeof(T) == 4 ? 3 : 2) cy_bwd_persistent_kernel(lrnn_cauchy_bwd_params p, int64_t n_tiles,
-                                                                       double* ws) {
-  using lrnn_cuda::CplxA;
-  constexpr int kTile = kCyBwdPersistTile;
-  const int64_t n_items = n_tiles * p.heads;
-  extern __shared__ __align__(16) unsigned char smem[];
-  Vec4<T>* s_c0 = reinterpret_cast<Vec4<T>*>(smem);
-  Vec4<T>* s_c1 = s_c0 + kTile;
-  T* s_c2 = reinterpret_cast<T*>(s_c1 + kTile);
-  T* s_red0 = s_c2 + kTile;
-  T* s_red = s_red0 + (size_t)(threadIdx.x >> 5) * 32 * BwdCfg<T>::kRedLd;
-  CplxA<T>* s_o = reinterpret_cast<CplxA<T>*>(s_red0 + (size_t)kCyBwdWarps * 32 * BwdCfg<T>::kRedLd);
-  CplxA<T>* s_g = s_o + kTile;
-  const Cplx<T>* om = reinterpret_cast<const Cplx<T>*>(p.omega);
-  auto prefetch = [&](int64_t item) {
-    const int64_t h = item / n_tiles, t0 = (item % n_tiles) * kTile;
-    const int nt = (int)(p.length - t0 < kTile ? p.length - t0 : kTile);
-    const Cplx<T>* g = reinterpret_cast<const Cplx<T>*>(p.grad_out) + h * p.grad_out_stride[0];
-    for (int i = threadIdx.x; i < nt; i += kCyBwdThreads) {
-      lrnn_cuda::copy_async(&s_o[i], &om[(t0 + i) * p.omega_stride]);
-      lrnn_cuda::copy_async(&s_g[i], &g[(t0 + i) * p.grad_out_stride[1]]);
-    }
-    lrnn_cuda::copy_async_commit();
-  };
-  int64_t item = blockIdx.x;
-  if (item < n_items) prefetch(item);
-  for (; item < n_items; item += gridDim.x) {
-    const int64_t h = item / n_tiles, tile = item % n_tiles, t0 = tile * kTile;
-    const int nt = (int)(p.length - t0 < kTile ? p.length - t0 : kTile);
-    lrnn_cuda::copy_async_wait();
-    __syncthreads();   // this item's copies are visible; every warp is done with the previous constants
-    for (int i = threadIdx.x; i < nt; i += kCyBwdThreads) {
-      const CplxA<T> o = s_o[i], G = s_g[i];
-      node_constants(i, Cplx<T>{o.re, o.im}, Cplx<T>{G.re, G.im}, s_c0, s_c1, s_c2);
-    }
-    __syncthreads();   // the constants are complete; the staging buffers are free
-    if (item + gridDim.x < n_items) prefetch(item + gridDim.x);
-    bwd_states(p, h, tile, nt, s_c0, s_c1, s_c2, s_red, ws);
   }
 }
 
@@ -427,28 +287,18 @@ __global__ void cy_bwd_finish_kernel(lrnn_cauchy_bwd_params p, int64_t n_tiles, 
 
 lrnn_status launched() { return cudaGetLastError() == cudaSuccess ? LRNN_OK : LRNN_ERR_CUDA; }
 
-/* As many persistent blocks as fit on the device at once (at most one per item). */
-template <typename K>
-lrnn_status launch_persistent(K kernel, const lrnn_cauchy_params* p, int64_t n_tiles, cudaStream_t s) {
-  int dev = 0, sms = 0, per_sm = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
-      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kCyThreads, 0) != cudaSuccess)
-    return LRNN_ERR_CUDA;
-  const int64_t items = n_tiles * p->heads, fit = (int64_t)sms * (per_sm > 0 ? per_sm : 1);
-  kernel<<<(unsigned)(items < fit ? items : fit), kCyThreads, 0, s>>>(*p, n_tiles);
-  return launched();
-}
-
-template <typename T, int Tile>
-lrnn_status launch_bwd(const lrnn_cauchy_bwd_params* p, double* ws, cudaStream_t s) {
-  constexpr size_t smem = bwd_smem_bytes<T, Tile>();
-  const int64_t n_tiles = lrnn_cuda::ceil_div(p->length, Tile);
-  if (n_tiles * p->heads > INT32_MAX) return LRNN_ERR_SHAPE;
+template <typename T, int K>
+lrnn_status launch_bwd(const lrnn_cauchy_bwd_params* p, int64_t n_tiles, double* ws, cudaStream_t s) {
+  constexpr size_t smem = bwd_smem_bytes<T, K>();
   const unsigned blocks = (unsigned)(n_tiles * p->heads);
   const unsigned fin_blocks = (unsigned)lrnn_cuda::ceil_div(p->heads * p->state, lrnn_cuda::kFinishThreads);
   if (n_tiles > 0) {
-    auto partial = cy_bwd_partial_kernel<T, Tile>;
-    if (cudaFuncSetAttribute(partial, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) != cudaSuccess)
+    /* all of the SM's unified memory as shared memory: 3 (float; 4 with K = 4) blocks need
+     * ~219 (228) KiB of it */
+    auto partial = cy_bwd_partial_kernel<T, K>;
+    if (cudaFuncSetAttribute(partial, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) != cudaSuccess ||
+        cudaFuncSetAttribute(partial, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared) !=
+            cudaSuccess)
       return LRNN_ERR_CUDA;
     partial<<<blocks, kCyBwdThreads, smem, s>>>(*p, n_tiles, ws);
   }
@@ -456,55 +306,11 @@ lrnn_status launch_bwd(const lrnn_cauchy_bwd_params* p, double* ws, cudaStream_t
   return launched();
 }
 
-/* Backward choices, for measuring them on the device (read per call; the workspace size follows
- * them): LRNN_CY_BWD_PERSIST = 1, the persistent kernel; else LRNN_CY_BWD_TILE = 512 or 2048
- * nodes per block, otherwise kCyBwdTileDefault. */
-bool bwd_persist() {
-  const char* v = getenv("LRNN_CY_BWD_PERSIST");
-  return v && atoi(v) == 1;
-}
-
-int bwd_tile() {
-  if (bwd_persist()) return kCyBwdPersistTile;
-  const char* v = getenv("LRNN_CY_BWD_TILE");
-  const int t = v ? atoi(v) : 0;
-  return t == 512 || t == 2048 ? t : kCyBwdTileDefault;
-}
-
-template <typename T>
-lrnn_status launch_bwd_persistent(const lrnn_cauchy_bwd_params* p, double* ws, cudaStream_t s) {
-  constexpr size_t smem = bwd_persist_smem_bytes<T>();
-  const int64_t n_tiles = lrnn_cuda::ceil_div(p->length, kCyBwdPersistTile);
-  const unsigned fin_blocks = (unsigned)lrnn_cuda::ceil_div(p->heads * p->state, lrnn_cuda::kFinishThreads);
-  if (n_tiles > 0) {
-    auto kernel = cy_bwd_persistent_kernel<T>;
-    int dev = 0, sms = 0, per_sm = 0;
-    if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) != cudaSuccess ||
-        cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kCyBwdThreads, smem) != cudaSuccess)
-      return LRNN_ERR_CUDA;
-    const int64_t items = n_tiles * p->heads, fit = (int64_t)sms * (per_sm > 0 ? per_sm : 1);
-    kernel<<<(unsigned)(items < fit ? items : fit), kCyBwdThreads, smem, s>>>(*p, n_tiles, ws);
-  }
-  cy_bwd_finish_kernel<T><<<fin_blocks, lrnn_cuda::kFinishThreads, 0, s>>>(*p, n_tiles, ws);
-  return launched();
-}
-
-template <typename T>
-lrnn_status launch_bwd_tile(const lrnn_cauchy_bwd_params* p, double* ws, cudaStream_t s) {
-  if (bwd_persist()) return launch_bwd_persistent<T>(p, ws, s);
-  switch (bwd_tile()) {
-    case 512: return launch_bwd<T, 512>(p, ws, s);
-    case 2048: return launch_bwd<T, 2048>(p, ws, s);
-    default: return launch_bwd<T, kCyBwdTileDefault>(p, ws, s);
-  }
-}
-
 }  // namespace
 
 extern "C" int64_t lrnn_cauchy_bwd_workspace_bytes(const lrnn_cauchy_bwd_params* p) {
   if (!p || p->length <= 0) return 0;
-  return lrnn_cuda::partials_bytes(lrnn_cuda::ceil_div(p->length, bwd_tile()), p->heads, p->state);
+  return lrnn_cuda::partials_bytes(lrnn_cuda::ceil_div(p->length, kCyBwdTile), p->heads, p->state);
 }
 
 extern "C" lrnn_status lrnn_cauchy_fwd_cuda(const lrnn_cauchy_params* p, void* stream) {
@@ -514,14 +320,6 @@ extern "C" lrnn_status lrnn_cauchy_fwd_cuda(const lrnn_cauchy_params* p, void* s
   if (n_tiles * p->heads > INT32_MAX) return LRNN_ERR_SHAPE;
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   const unsigned blocks = (unsigned)(n_tiles * p->heads);
-  const char* variant = getenv("LRNN_CY_FWD_PERSIST");   // for measuring the two on the device
-  if (variant && atoi(variant) == 1 && p->state <= kCyChunk) {
-    switch (p->dtype) {
-      case LRNN_C64: return launch_persistent(cy_fwd_persistent_kernel<float>, p, n_tiles, s);
-      case LRNN_C128: return launch_persistent(cy_fwd_persistent_kernel<double>, p, n_tiles, s);
-      default: return LRNN_ERR_DTYPE;
-    }
-  }
   switch (p->dtype) {
     case LRNN_C64: cy_fwd_kernel<float><<<blocks, kCyThreads, 0, s>>>(*p, n_tiles); break;
     case LRNN_C128: cy_fwd_kernel<double><<<blocks, kCyThreads, 0, s>>>(*p, n_tiles); break;
@@ -534,11 +332,16 @@ extern "C" lrnn_status lrnn_cauchy_bwd_cuda(const lrnn_cauchy_bwd_params* p, voi
   if (!p || p->heads < 0 || p->state < 0 || p->length < 0) return LRNN_ERR_ARGUMENT;
   if (p->heads == 0 || p->state == 0) return LRNN_OK;
   if (p->length > 0 && !workspace) return LRNN_ERR_ARGUMENT;
+  const int64_t n_tiles = lrnn_cuda::ceil_div(p->length, kCyBwdTile);
+  if (n_tiles * p->heads > INT32_MAX) return LRNN_ERR_SHAPE;
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   double* ws = static_cast<double*>(workspace);
   switch (p->dtype) {
-    case LRNN_C64: return launch_bwd_tile<float>(p, ws, s);
-    case LRNN_C128: return launch_bwd_tile<double>(p, ws, s);
+    case LRNN_C64: {
+      const char* k = getenv("LRNN_CY_BWD_STATES");
+      return k && atoi(k) == 4 ? launch_bwd<float, 4>(p, n_tiles, ws, s) : launch_bwd<float, 8>(p, n_tiles, ws, s);
+    }
+    case LRNN_C128: return launch_bwd<double, 4>(p, n_tiles, ws, s);
     default: return LRNN_ERR_DTYPE;
   }
 }

@@ -611,7 +611,9 @@ lrnn_status launch_bwd(const lrnn_ssm_kernel_bwd_params* p, int64_t n_tiles, dou
 lrnn_status launch_bwd_tc(const lrnn_ssm_kernel_bwd_params* p, int64_t n_tiles, double* ws, cudaStream_t s) {
   if (n_tiles > 0) {
     if (cudaFuncSetAttribute(sk_bwd_tc_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)kTcBwdSmem) !=
-        cudaSuccess)
+            cudaSuccess ||
+        cudaFuncSetAttribute(sk_bwd_tc_kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
+                             cudaSharedmemCarveoutMaxShared) != cudaSuccess)   // 2 blocks: 130 KiB
       return LRNN_ERR_CUDA;
     sk_bwd_tc_kernel<<<(unsigned)(n_tiles * p->heads), kTcBwdWarps * 32, kTcBwdSmem, s>>>(*p, n_tiles, ws);
   }

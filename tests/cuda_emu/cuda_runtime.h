@@ -56,7 +56,8 @@ inline float __logf(float x) { return std::log(x); }
 typedef struct CUstream_st *cudaStream_t;
 enum cudaError_t { cudaSuccess = 0, cudaErrorInvalidConfiguration = 9 };
 enum cudaDeviceAttr { cudaDevAttrMultiProcessorCount = 16 };
-enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
+enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8, cudaFuncAttributePreferredSharedMemoryCarveout = 9 };
+enum { cudaSharedmemCarveoutMaxShared = 100 };
 
 inline thread_local dim3 threadIdx, blockIdx, blockDim, gridDim;
 
@@ -148,8 +149,10 @@ template <typename K> cudaError_t cudaOccupancyMaxActiveBlocksPerMultiprocessor(
   *n = std::max(1, std::min(32, 2048 / threads));
   return cudaSuccess;
 }
-/* the H200's opt-in limit of 227 KiB per block */
-template <typename K> cudaError_t cudaFuncSetAttribute(K, cudaFuncAttribute, int bytes) {
+/* the H200's opt-in limit of 227 KiB per block (a shared-memory carveout, a percentage, is
+ * accepted and has no effect here) */
+template <typename K> cudaError_t cudaFuncSetAttribute(K, cudaFuncAttribute attr, int bytes) {
+  if (attr == cudaFuncAttributePreferredSharedMemoryCarveout) return bytes >= 0 && bytes <= 100 ? cudaSuccess : cudaErrorInvalidConfiguration;
   if (bytes < 0 || bytes > 227 * 1024) return cudaErrorInvalidConfiguration;
   emu::max_dyn_smem = std::max(emu::max_dyn_smem, (size_t)bytes);
   return cudaSuccess;
