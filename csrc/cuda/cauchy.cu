@@ -1,6 +1,6 @@
 /* cauchy.cu: CUDA forward and backward of the Cauchy kernel (lrnn/cauchy.h).
  *
- * Forward: one block per (head, tile of kCyThreads * kCyPerThread nodes); thread t owns nodes
+ * Forward: one block per (head, tile of 128 * kCyPerThread nodes); thread t owns nodes
  * l0 + t + kCyThreads * j (coalesced), per-state constants staged in shared memory in chunks (one
  * 16-byte broadcast load per state), sums in registers; a conjugate pair costs one reciprocal and
  * 15 FP32 instructions in all (pair_term).
@@ -20,10 +20,8 @@ using lrnn_cuda::Cplx;
 
 namespace {
 
-constexpr int kCyThreads = 128;
 constexpr int kCyPerThread = 4;
 constexpr int kCyChunk = 256;
-constexpr int kCyTile = kCyThreads * kCyPerThread;
 constexpr int kCyBwdThreads = 256;
 constexpr int kCyBwdWarps = kCyBwdThreads / 32;
 constexpr int kCyBwdTile = 1024;
@@ -81,8 +79,9 @@ __device__ __forceinline__ void single_term(T (&y)[4], State4<T> c, T orr, T oi)
   y[1] += (c.c1 * dr - c.c0 * di) * inv;
 }
 
-template <typename T>
+template <typename T, int kCyThreads>
 __global__ void __launch_bounds__(kCyThreads) cy_fwd_kernel(lrnn_cauchy_params p, int64_t n_tiles) {
+  constexpr int kCyTile = kCyThreads * kCyPerThread;
   const int64_t h = blockIdx.x / n_tiles, tile = blockIdx.x % n_tiles;
   const int64_t l0 = tile * kCyTile + threadIdx.x;
   __shared__ State4<T> s_c[kCyChunk];
@@ -306,6 +305,16 @@ lrnn_status launch_bwd(const lrnn_cauchy_bwd_params* p, int64_t n_tiles, double*
   return launched();
 }
 
+/* Threads per forward block (kCyPerThread nodes each). */
+template <typename T, int Threads>
+lrnn_status launch_fwd(const lrnn_cauchy_params* p, cudaStream_t s) {
+  const int64_t n_tiles = lrnn_cuda::ceil_div(p->length, Threads * kCyPerThread);
+  if (n_tiles * p->heads > INT32_MAX) return LRNN_ERR_SHAPE;
+  auto fwd = cy_fwd_kernel<T, Threads>;
+  fwd<<<(unsigned)(n_tiles * p->heads), Threads, 0, s>>>(*p, n_tiles);
+  return launched();
+}
+
 }  // namespace
 
 extern "C" int64_t lrnn_cauchy_bwd_workspace_bytes(const lrnn_cauchy_bwd_params* p) {
@@ -316,16 +325,16 @@ extern "C" int64_t lrnn_cauchy_bwd_workspace_bytes(const lrnn_cauchy_bwd_params*
 extern "C" lrnn_status lrnn_cauchy_fwd_cuda(const lrnn_cauchy_params* p, void* stream) {
   if (!p || p->heads < 0 || p->state < 0 || p->length < 0) return LRNN_ERR_ARGUMENT;
   if (p->heads == 0 || p->length == 0) return LRNN_OK;
-  const int64_t n_tiles = lrnn_cuda::ceil_div(p->length, kCyTile);
-  if (n_tiles * p->heads > INT32_MAX) return LRNN_ERR_SHAPE;
   cudaStream_t s = static_cast<cudaStream_t>(stream);
-  const unsigned blocks = (unsigned)(n_tiles * p->heads);
+  const char* v = getenv("LRNN_CY_FWD_THREADS");   // 64 or 256 threads per block, for measuring them
+  const int threads = v && (atoi(v) == 64 || atoi(v) == 256) ? atoi(v) : 128;
   switch (p->dtype) {
-    case LRNN_C64: cy_fwd_kernel<float><<<blocks, kCyThreads, 0, s>>>(*p, n_tiles); break;
-    case LRNN_C128: cy_fwd_kernel<double><<<blocks, kCyThreads, 0, s>>>(*p, n_tiles); break;
+    case LRNN_C64:
+      return threads == 64 ? launch_fwd<float, 64>(p, s) : threads == 256 ? launch_fwd<float, 256>(p, s)
+                                                                          : launch_fwd<float, 128>(p, s);
+    case LRNN_C128: return launch_fwd<double, 128>(p, s);
     default: return LRNN_ERR_DTYPE;
   }
-  return launched();
 }
 
 extern "C" lrnn_status lrnn_cauchy_bwd_cuda(const lrnn_cauchy_bwd_params* p, void* workspace, void* stream) {
