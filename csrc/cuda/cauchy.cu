@@ -11,8 +11,6 @@
  * instructions per pair (bwd_pair). The lanes' sums are reduced through shared memory in a fixed
  * order into a double workspace per tile, then summed over tiles in order by a second kernel
  * (lti_common.cuh). Reciprocals are one MUFU.RCP in float (lrnn_cuda::fast_rcp). */
-#include <stdlib.h>
-
 #include "lrnn/cauchy.h"
 #include "lti_common.cuh"
 
@@ -27,16 +25,16 @@ constexpr int kCyBwdWarps = kCyBwdThreads / 32;
 constexpr int kCyBwdTile = 1024;
 
 /* States per warp pass of the backward: 8 in float (4 x 8 = 32 sums per lane: one per lane to
- * reduce), 4 in double (registers); float with 4 (LRNN_CY_BWD_STATES=4, for measuring it on the
- * device) halves the registers and the reduction buffer (4 blocks per SM instead of 3). Rows of
- * the reduction buffer are padded by 4 elements, so the float lanes' 16-byte row stores and the
- * column reads are free of bank conflicts. */
+ * reduce; 4, with 4 blocks per SM instead of 3, measured 1-2 % slower on the H200), 4 in double
+ * (registers). Rows of the reduction buffer are padded by 4 elements, so the float lanes' 16-byte
+ * row stores and the column reads are free of bank conflicts. kMinBlocks: the blocks per SM the
+ * shared memory allows (float ~73 KiB, double ~113 KiB per block). */
 template <typename T, int K = (sizeof(T) == 4 ? 8 : 4)>
 struct BwdCfg {
   static constexpr int kStates = K;
   static constexpr int kSums = 4 * kStates;
   static constexpr int kRedLd = kSums + 4;
-  static constexpr int kMinBlocks = sizeof(T) == 4 ? (K == 4 ? 4 : 3) : 2;   // as the shared memory allows
+  static constexpr int kMinBlocks = sizeof(T) == 4 ? 3 : 2;
 };
 
 template <typename T>
@@ -292,8 +290,7 @@ lrnn_status launch_bwd(const lrnn_cauchy_bwd_params* p, int64_t n_tiles, double*
   const unsigned blocks = (unsigned)(n_tiles * p->heads);
   const unsigned fin_blocks = (unsigned)lrnn_cuda::ceil_div(p->heads * p->state, lrnn_cuda::kFinishThreads);
   if (n_tiles > 0) {
-    /* all of the SM's unified memory as shared memory: 3 (float; 4 with K = 4) blocks need
-     * ~219 (228) KiB of it */
+    /* all of the SM's unified memory as shared memory: 3 float blocks need ~219 KiB of it */
     auto partial = cy_bwd_partial_kernel<T, K>;
     if (cudaFuncSetAttribute(partial, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) != cudaSuccess ||
         cudaFuncSetAttribute(partial, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared) !=
@@ -305,7 +302,8 @@ lrnn_status launch_bwd(const lrnn_cauchy_bwd_params* p, int64_t n_tiles, double*
   return launched();
 }
 
-/* Threads per forward block (kCyPerThread nodes each). */
+/* A forward launch with Threads threads per block (kCyPerThread nodes each): 128; 64 and 256
+ * measured 0.5-2 % slower on the H200. */
 template <typename T, int Threads>
 lrnn_status launch_fwd(const lrnn_cauchy_params* p, cudaStream_t s) {
   const int64_t n_tiles = lrnn_cuda::ceil_div(p->length, Threads * kCyPerThread);
@@ -326,12 +324,8 @@ extern "C" lrnn_status lrnn_cauchy_fwd_cuda(const lrnn_cauchy_params* p, void* s
   if (!p || p->heads < 0 || p->state < 0 || p->length < 0) return LRNN_ERR_ARGUMENT;
   if (p->heads == 0 || p->length == 0) return LRNN_OK;
   cudaStream_t s = static_cast<cudaStream_t>(stream);
-  const char* v = getenv("LRNN_CY_FWD_THREADS");   // 64 or 256 threads per block, for measuring them
-  const int threads = v && (atoi(v) == 64 || atoi(v) == 256) ? atoi(v) : 128;
   switch (p->dtype) {
-    case LRNN_C64:
-      return threads == 64 ? launch_fwd<float, 64>(p, s) : threads == 256 ? launch_fwd<float, 256>(p, s)
-                                                                          : launch_fwd<float, 128>(p, s);
+    case LRNN_C64: return launch_fwd<float, 128>(p, s);
     case LRNN_C128: return launch_fwd<double, 128>(p, s);
     default: return LRNN_ERR_DTYPE;
   }
@@ -346,10 +340,7 @@ extern "C" lrnn_status lrnn_cauchy_bwd_cuda(const lrnn_cauchy_bwd_params* p, voi
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   double* ws = static_cast<double*>(workspace);
   switch (p->dtype) {
-    case LRNN_C64: {
-      const char* k = getenv("LRNN_CY_BWD_STATES");
-      return k && atoi(k) == 4 ? launch_bwd<float, 4>(p, n_tiles, ws, s) : launch_bwd<float, 8>(p, n_tiles, ws, s);
-    }
+    case LRNN_C64: return launch_bwd<float, 8>(p, n_tiles, ws, s);
     case LRNN_C128: return launch_bwd<double, 4>(p, n_tiles, ws, s);
     default: return LRNN_ERR_DTYPE;
   }

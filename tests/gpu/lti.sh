@@ -4,9 +4,7 @@
 # tests of lrnn::ssm_kernel and lrnn::cauchy are part of its full CUDA pytest, not repeated here):
 #   1. benchmarks/bench_lti_kernels.py at (H, N, L) = (1024, 64, 4096) and (256, 64, 65536) on the
 #      GPU, the ops only (time / peak memory / fraction of the floor), forward+backward from a
-#      given output gradient and from out.sum() (the earlier tables' method, "fwd+sum"), and the
-#      float cauchy backward with 4 states per warp pass (LRNN_CY_BWD_STATES=4; default 8) and
-#      forward with 64 or 256 threads per block (LRNN_CY_FWD_THREADS; default 128);
+#      given output gradient and from out.sum() (the earlier tables' method, "fwd+sum");
 #   2. tests/gpu/lti_neck.py: the Centaurus neck layer, lrnn vs the torch-ref path (wall time over
 #      many repetitions, GPU kernel time, largest kernels) and its ssm_kernel call alone;
 #   3. compute-sanitizer racecheck of the kernels on small odd sizes;
@@ -20,10 +18,9 @@ export PYTHONUNBUFFERED=1
 echo "==== lti"
 
 timeout 17 python3 benchmarks/bench_lti_kernels.py --device cuda --impls op --upstream given sum \
-  --variant cauchy:bwd:LRNN_CY_BWD_STATES=4 cauchy:fwd:LRNN_CY_FWD_THREADS=64 cauchy:fwd:LRNN_CY_FWD_THREADS=256 \
   --json "$OUT/lti_bench_cuda.json" > "$OUT/lti_bench_cuda.log" 2>&1
 rc=$?
-grep -E "^cuda|^device|Error|graph capture" "$OUT/lti_bench_cuda.log" | head -22
+grep -E "^cuda|^device|Error|graph capture" "$OUT/lti_bench_cuda.log" | head -16
 echo "lti bench cuda rc $rc (124: cut by the timeout, rows so far kept)"
 
 timeout 13 python3 tests/gpu/lti_neck.py --reps 20 > "$OUT/lti_neck.log" 2>&1
