@@ -3,7 +3,9 @@
 materialize (H, N, L) complex tensors), forward and forward+backward, on the CPU and, when present,
 the GPU, side by side.
 
-Reported per row: median time (CUDA: CUDA events around back-to-back replays of a CUDA graph of
+Reported per row: median time of the forward, or of the forward and the backward from a given
+output gradient ("fwd+bwd"; with --upstream sum, "fwd+sum": from out.sum(), which adds the loss's
+reduction and the gradient tensor it creates) (CUDA: CUDA events around back-to-back replays of a CUDA graph of
 the call, so the host's dispatch and autograd overhead is not counted; the references, whose
 graphs would double their many-GiB footprint, are timed the same way without a graph; CPU: wall
 clock), peak memory (CUDA: measured with torch.cuda.max_memory_allocated; CPU: the size of the
@@ -19,15 +21,18 @@ The counts (INSTR) are the fewest we know how to evaluate the formulas with:
     H200 the rate of the legacy mma.sync TF32 instruction makes that about as fast per FMA as the
     FP32 pipe (Nsight Compute: the forward is bound by the tensor pipe's throttle), so the floor
     stays the FP32 FMA count.
-  cauchy (symmetric, as benchmarked) forward 17: a conjugate pair v/(w - lam) + conj(v)/(w - conj lam)
-    = N / D with D = (w - lam)(w - conj lam) is 16 FP32 instructions and one reciprocal (an issue
-    slot too); backward 25: both terms of a pair over the same D with one reciprocal (csrc/cuda/
-    cauchy.cu, bwd_pair): D and 1/|D|^2 as in the forward (9), 1/D (2), p = conj(G)/D (4),
-    W = p/D (4), and the sums of Re(e p), Re p, Re W, Re(e W) (6) from which A and B follow per
-    state (A = 2 sum Re(e p) + 2 i b sum Re p, B = 2 sum Re p - 4 b^2 sum Re W + 4 i b sum Re(e W)).
+  cauchy (symmetric, as benchmarked) forward 15: a conjugate pair v/(w - lam) + conj(v)/(w - conj lam)
+    = N / D with D = (w - lam)(w - conj lam) and N = c0 w + c1 (c0, c1 real constants of the state), so
+    the sum over states is w sum c0 R + sum c1 R with R = 1/D: D 6 (formed without cancellation of
+    large terms), |D|^2 2, one reciprocal (an issue slot too), R 2 and the two complex sums 4
+    (csrc/cuda/cauchy.cu, pair_term). Backward 22: both terms of a pair over the same D with one
+    reciprocal: R as in the forward (11), R^2 (3) and the real parts of u R, U R, u R^2, U R^2 (8),
+    where u = conj(G) and U = w conj(G) are constants of the node (bwd_pair); the per-state
+    gradients follow from these four sums.
 Earlier counts (5 and 8 for ssm_kernel: a power recurrence, a complex multiply and an add per
 element; 20 and 40 for cauchy: two separate quotients; then 33 for the cauchy backward: its two
-terms separately, and 27) described a particular evaluation, not the minimum, and made the fractions look
+terms separately, then 27, 25; and 17 for the cauchy forward, which formed the numerator per
+element) described a particular evaluation, not the minimum, and made the fractions look
 better than they were.
 
     python benchmarks/bench_lti_kernels.py [--device cpu|cuda|all] [--shapes 1024,64,4096 ...]
@@ -37,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import time
@@ -49,7 +55,7 @@ from lrnn.reference import cauchy_ref, ssm_kernel_ref
 SHAPES = [(1024, 64, 4096), (256, 64, 65536)]
 INSTR = {  # issue slots per (h, n, l), see the module docstring: (forward, forward+backward)
     "ssm_kernel": (2, 2 + 4),
-    "cauchy": (17, 17 + 25),
+    "cauchy": (15, 15 + 22),
 }
 
 
@@ -162,15 +168,20 @@ def model_bytes(op: str, impl: str, H: int, N: int, L: int, backward: bool) -> i
     return out + (4 if backward else 2) * H * N * L * 8
 
 
-def bench_one(op, impl, shape, device, backward, rate, ref_limit):
+def bench_one(op, impl, shape, device, backward, rate, ref_limit, upstream="given"):
     H, N, L = shape
     if impl == "ref" and model_bytes(op, impl, H, N, L, backward) > ref_limit:
         return {"skipped": f"needs ~{model_bytes(op, impl, H, N, L, backward) / 2**30:.1f} GiB"}
     args, L = inputs(op, H, N, L, device, backward)
+    # the output gradient of the op's backward: fixed random values ("given"), or from a sum loss
+    # ("sum": the loss's reduction and the gradient it creates are timed too)
+    grad = torch.randn(H, L, device=device, dtype=torch.float32 if op == "ssm_kernel" else torch.complex64)
 
     def run():
         out = call(op, impl, args, L)
-        if backward:
+        if backward and upstream == "given":
+            out.backward(grad)
+        elif backward:
             out.real.sum().backward() if out.is_complex() else out.sum().backward()
         return out
 
@@ -219,6 +230,12 @@ def main():
                     help="'op' alone skips the slow materializing references")
     ap.add_argument("--ref-limit-gib", type=float, default=None,
                     help="skip references needing more memory (default: 6 GiB CPU, 100 GiB GPU)")
+    ap.add_argument("--upstream", nargs="+", default=["given"], choices=["given", "sum"],
+                    help="forward+backward rows: backward from a fixed random output gradient (the op "
+                         "alone, default) and/or from out.sum() (adds the loss's reduction and gradient)")
+    ap.add_argument("--variant", nargs="*", default=[], metavar="OP:PASS:NAME=VALUE",
+                    help="then OP's PASS (fwd or fwd+bwd) rows again with the environment setting NAME=VALUE "
+                         "(a kernel's launch-time choice, for measuring the choices on the device)")
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
     shapes = [tuple(int(x) for x in s.split(",")) for s in a.shapes] if a.shapes else SHAPES
@@ -237,11 +254,11 @@ def main():
         limit = (a.ref_limit_gib or (100 if device == "cuda" else 6)) * 2**30
         for op in a.ops:
             for shape in shapes:
-                for backward in (False, True):
+                for backward, upstream in [(False, None)] + [(True, u) for u in a.upstream]:
                     for impl in a.impls:
-                        row = bench_one(op, impl, shape, device, backward, rate, limit)
-                        row.update(device=device, op=op, impl=impl, shape=shape,
-                                   pass_="fwd+bwd" if backward else "fwd")
+                        row = bench_one(op, impl, shape, device, backward, rate, limit, upstream)
+                        row.update(device=device, op=op, impl=impl, shape=shape, upstream=upstream,
+                                   pass_=("fwd+bwd" if upstream == "given" else "fwd+sum") if backward else "fwd")
                         results.append(row)
                         print_row(row, results, flush=True)
                         if a.json:  # rewritten after every row, like the table, for partial runs
@@ -249,6 +266,22 @@ def main():
                                 json.dump(results, f, indent=1)
                         if device == "cuda":
                             torch.cuda.empty_cache()
+        for spec in a.variant:
+            op, pass_, var = spec.split(":", 2)
+            name, _, value = var.partition("=")
+            os.environ[name] = value
+            if op in a.ops:
+                for shape in shapes:
+                    backward = pass_ != "fwd"
+                    row = bench_one(op, "op", shape, device, backward, rate, limit, "given")
+                    row.update(device=device, op=op, impl="op", shape=shape, upstream="given" if backward else None,
+                               variant=var, pass_=f"{'fwd+bwd' if backward else 'fwd'} {var}")
+                    results.append(row)
+                    print_row(row, results, flush=True)
+            del os.environ[name]
+        if a.json and a.variant:
+            with open(a.json, "w") as f:
+                json.dump(results, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -173,15 +173,41 @@ __device__ __forceinline__ double* partial_slot(double* ws, int64_t tile, int64_
   return ws + ((tile * heads + h) * state + n) * 4;
 }
 
-/* Second pass: the partials of (h, n) summed over tiles in tile order (deterministic). */
+struct alignas(16) D2 {
+  double x, y;
+};
+
+/* Second pass: the partials of (h, n) summed over tiles in tile order (deterministic). A slot is
+ * 32 bytes, read as two 16-byte loads; tiles are taken 4 at a time so that 8 loads are in flight
+ * before their sums (the pass is bound by load latency: few threads, up to L / tile partials). */
 __device__ __forceinline__ void sum_partials(const double* ws, int64_t n_tiles, int64_t heads, int64_t state, int64_t h,
                                              int64_t n, double s[4]) {
   s[0] = s[1] = s[2] = s[3] = 0;
-  for (int64_t tile = 0; tile < n_tiles; ++tile) {
-    const double* o = ws + ((tile * heads + h) * state + n) * 4;
-    for (int q = 0; q < 4; ++q) s[q] += o[q];
+  const int64_t step = heads * state * 4;
+  const double* o = ws + (h * state + n) * 4;
+  int64_t tile = 0;
+  for (; tile + 4 <= n_tiles; tile += 4, o += 4 * step) {
+    D2 v[4][2];
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      v[k][0] = reinterpret_cast<const D2*>(o + k * step)[0];
+      v[k][1] = reinterpret_cast<const D2*>(o + k * step)[1];
+    }
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      s[0] += v[k][0].x;
+      s[1] += v[k][0].y;
+      s[2] += v[k][1].x;
+      s[3] += v[k][1].y;
+    }
   }
+  for (; tile < n_tiles; ++tile, o += step)
+    for (int q = 0; q < 4; ++q) s[q] += o[q];
 }
+
+/* Threads per block of the second pass: small blocks spread its few threads (heads * states)
+ * over all SMs. */
+constexpr int kFinishThreads = 64;
 
 inline int64_t partials_bytes(int64_t n_tiles, int64_t heads, int64_t state) {
   return n_tiles * heads * state * 4 * (int64_t)sizeof(double);

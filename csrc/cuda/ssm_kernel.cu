@@ -437,25 +437,35 @@ __global__ void __launch_bounds__(kTcBwdWarps * 32, 2) sk_bwd_tc_kernel(lrnn_ssm
   /* element (c = 16 mb + r, j = 8 ks + k) goes to lane (r % 8) * 4 + k % 4, register (r >= 8) +
    * 2 (k >= 4); a warp stages k = 0..7 of the rows r0 + {0, 1, 8, 9}: 32 distinct banks */
   constexpr int kPer = kTile / (kTcBwdWarps * 32);
+  static_assert(kPer == 16 && kTcBwdWarps * 32 == 256, "staging map: element i of thread tid is idx = tid + 256 i");
+  /* idx = tid + 256 i: k = idx % 8, row r from bits 3..6 of idx, ks = (idx / 128) % 8 = kh + 2 (i % 4)
+   * (kh = tid / 128, no wrap), mb = idx / 1024 = i / 4; so everything but two constants of i is
+   * fixed per thread (the index math is not repeated per element) */
+  const int k = tid % 8, rs = (tid / 8) % 4, r = (rs & 1) + 8 * (rs >> 1) + 2 * ((tid / 32) % 4), kh = tid / 128;
+  const int slot = ((r % 8) * 4 + k % 4) * 4 + (r >= 8) + 2 * (k >= 4);
+  const int64_t l_t = l_blk + (int64_t)kCols * r + 8 * kh + k;   // element i: l_t + 16 (i % 4) + 1024 (i / 4)
+  const int64_t s1 = p.grad_k_stride[1], left = p.length - l_t;
   float xs[kPer];   // all loads in flight before the first store (a store could alias them)
+  if (s1 == 1 && left >= kTile) {   // a whole contiguous tile: constant offsets from one address
+    const float* src = gk + l_t;
 #pragma unroll
-  for (int i = 0; i < kPer; ++i) {
-    const int idx = tid + i * kTcBwdWarps * 32;
-    const int k = idx % 8, rs = (idx / 8) % 4, r = (rs & 1) + 8 * (rs >> 1) + 2 * ((idx / 32) % 4);
-    const int64_t l = l_blk + (int64_t)kCols * (16 * (idx / 1024) + r) + 8 * ((idx / 128) % 8) + k;
-    xs[i] = l < p.length ? gk[l * p.grad_k_stride[1]] : 0.f;
+    for (int i = 0; i < kPer; ++i) xs[i] = src[16 * (i % 4) + 16 * kCols * (i / 4)];
+  } else {
+#pragma unroll
+    for (int i = 0; i < kPer; ++i) {
+      const int d = 16 * (i % 4) + 16 * kCols * (i / 4);
+      xs[i] = d < left ? gk[(l_t + d) * s1] : 0.f;
+    }
   }
 #pragma unroll
   for (int i = 0; i < kPer; ++i) {
-    const int idx = tid + i * kTcBwdWarps * 32;
-    const int k = idx % 8, rs = (idx / 8) % 4, r = (rs & 1) + 8 * (rs >> 1) + 2 * ((idx / 32) % 4);
-    const int ks = (idx / 128) % 8, mb = idx / 1024, j = 8 * ks + k;
+    const int j = 8 * kh + k + 16 * (i % 4);
     const lrnn_cuda::Tf32 a = lrnn_cuda::split_tf32(xs[i]), b = lrnn_cuda::split_tf32((float)j * xs[i]);
-    const int slot = ((r % 8) * 4 + k % 4) * 4 + (r >= 8) + 2 * (k >= 4);
-    s_f[frag_plane(mb, ks, 0) * 128 + slot] = a.hi;
-    s_f[frag_plane(mb, ks, 1) * 128 + slot] = a.lo;
-    s_f[frag_plane(mb, ks, 2) * 128 + slot] = b.hi;
-    s_f[frag_plane(mb, ks, 3) * 128 + slot] = b.lo;
+    uint32_t* dst = s_f + frag_plane(i / 4, kh + 2 * (i % 4), 0) * 128 + slot;   // the 4 planes are 128 apart
+    dst[0] = a.hi;
+    dst[128] = a.lo;
+    dst[256] = b.hi;
+    dst[384] = b.lo;
   }
   __syncthreads();
   const C* z = reinterpret_cast<const C*>(p.z) + h * p.z_stride[0];
@@ -591,7 +601,8 @@ lrnn_status launch_bwd(const lrnn_ssm_kernel_bwd_params* p, int64_t n_tiles, dou
     sk_bwd_partial_kernel<T><<<(unsigned)(n_tiles * p->heads * n_chunks), kThreads, smem, s>>>(*p, n_tiles, n_chunks,
                                                                                              ws);
   }
-  sk_bwd_finish_kernel<T><<<(unsigned)lrnn_cuda::ceil_div(p->heads * p->state, 256), 256, 0, s>>>(*p, n_tiles, ws);
+  sk_bwd_finish_kernel<T><<<(unsigned)lrnn_cuda::ceil_div(p->heads * p->state, lrnn_cuda::kFinishThreads),
+                            lrnn_cuda::kFinishThreads, 0, s>>>(*p, n_tiles, ws);
   return launched();
 }
 
@@ -600,13 +611,15 @@ lrnn_status launch_bwd(const lrnn_ssm_kernel_bwd_params* p, int64_t n_tiles, dou
 lrnn_status launch_bwd_tc(const lrnn_ssm_kernel_bwd_params* p, int64_t n_tiles, double* ws, cudaStream_t s) {
   if (n_tiles > 0) {
     if (cudaFuncSetAttribute(sk_bwd_tc_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)kTcBwdSmem) !=
-        cudaSuccess)
+            cudaSuccess ||
+        cudaFuncSetAttribute(sk_bwd_tc_kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
+                             cudaSharedmemCarveoutMaxShared) != cudaSuccess)   // 2 blocks: 130 KiB
       return LRNN_ERR_CUDA;
     sk_bwd_tc_kernel<<<(unsigned)(n_tiles * p->heads), kTcBwdWarps * 32, kTcBwdSmem, s>>>(*p, n_tiles, ws);
   }
   if (n_tiles != 1)
-    sk_bwd_finish_kernel<float><<<(unsigned)lrnn_cuda::ceil_div(p->heads * p->state, 256), 256, 0, s>>>(*p, n_tiles,
-                                                                                                      ws);
+    sk_bwd_finish_kernel<float><<<(unsigned)lrnn_cuda::ceil_div(p->heads * p->state, lrnn_cuda::kFinishThreads),
+                                  lrnn_cuda::kFinishThreads, 0, s>>>(*p, n_tiles, ws);
   return launched();
 }
 

@@ -76,6 +76,7 @@ struct cudaLaunchConfig_t {
   cudaLaunchAttribute *attrs;
   unsigned numAttrs;
 };
+enum { cudaSharedmemCarveoutMaxShared = 100 };
 
 inline thread_local dim3 threadIdx, blockIdx, blockDim, gridDim;
 
@@ -190,6 +191,10 @@ template <typename K> cudaError_t cudaOccupancyMaxActiveBlocksPerMultiprocessor(
 template <typename K> cudaError_t cudaFuncSetAttribute(K, cudaFuncAttribute attr, int bytes) {
   if (attr == cudaFuncAttributePreferredSharedMemoryCarveout)  // a percentage hint: nothing to emulate
     return bytes >= -1 && bytes <= 100 ? cudaSuccess : cudaErrorInvalidConfiguration;
+/* the H200's opt-in limit of 227 KiB per block (a shared-memory carveout, a percentage, is
+ * accepted and has no effect here) */
+template <typename K> cudaError_t cudaFuncSetAttribute(K, cudaFuncAttribute attr, int bytes) {
+  if (attr == cudaFuncAttributePreferredSharedMemoryCarveout) return bytes >= 0 && bytes <= 100 ? cudaSuccess : cudaErrorInvalidConfiguration;
   if (bytes < 0 || bytes > 227 * 1024) return cudaErrorInvalidConfiguration;
   emu::max_dyn_smem = std::max(emu::max_dyn_smem, (size_t)bytes);
   return cudaSuccess;

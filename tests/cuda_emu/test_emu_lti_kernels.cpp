@@ -1,8 +1,9 @@
 // test_emu_lti_kernels.cpp: runs the CUDA ssm_kernel and cauchy launchers (csrc/cuda, on the CPU
 // through the emulation in this folder) against the CPU kernels (csrc/cpu) on random inputs:
-// both dtypes, both bases / symmetric and plain, strided inputs and outputs, lengths and state
-// counts around the tile and chunk boundaries. Outputs are poisoned with NaN first, so an element
-// a kernel fails to write shows up as a mismatch. Errors are relative to the largest magnitude.
+// both dtypes, both bases / symmetric and plain, strided inputs and outputs (the backwards read
+// their output gradient with a step of 2 at odd lengths), lengths and state counts around the tile
+// and chunk boundaries. Outputs are poisoned with NaN first, so an element a kernel fails to write
+// shows up as a mismatch. Errors are relative to the largest magnitude.
 #include <cmath>
 #include <complex>
 #include <cstdio>
@@ -67,12 +68,14 @@ void ssm_case(int64_t H, int64_t N, int64_t L, lrnn_ssm_basis basis) {
                 cw ? "complex" : "cosine", (long long)H, (long long)N, (long long)L);
   report(name, s1 == LRNN_OK ? rel_err(k_gpu, k_cpu) : INFINITY, tol);
 
-  std::vector<T> g(H * L);
+  // dK read with a step of 2 at odd L (every other element is never read), contiguous at even L
+  const int64_t step = 1 + (L & 1);
+  std::vector<T> g(H * step * L);
   for (auto& x : g) x = (T)uni(-1, 1);
   lrnn_ssm_kernel_bwd_params b{};
   b.grad_k = g.data(), b.w = p.w, b.z = p.z;
   b.heads = H, b.state = N, b.length = L;
-  b.grad_k_stride[0] = L, b.grad_k_stride[1] = 1;
+  b.grad_k_stride[0] = step * L, b.grad_k_stride[1] = step;
   b.w_stride[0] = p.w_stride[0], b.w_stride[1] = p.w_stride[1];
   b.z_stride[0] = p.z_stride[0], b.z_stride[1] = p.z_stride[1];
   b.grad_w_stride[0] = N, b.grad_w_stride[1] = 1, b.grad_z_stride[0] = N, b.grad_z_stride[1] = 1;
@@ -118,12 +121,14 @@ void cauchy_case(int64_t H, int64_t N, int64_t L, int symmetric) {
                 symmetric, (long long)H, (long long)N, (long long)L);
   report(name, s1 == LRNN_OK ? rel_err(o_gpu, o_cpu) : INFINITY, tol);
 
-  std::vector<C> g(H * L);
+  // the output gradient read with a step of 2 at odd L, contiguous at even L
+  const int64_t step = 1 + (L & 1);
+  std::vector<C> g(H * step * L);
   for (auto& x : g) x = C((T)uni(-1, 1), (T)uni(-1, 1));
   lrnn_cauchy_bwd_params b{};
   b.grad_out = g.data(), b.v = p.v, b.omega = p.omega, b.lam = p.lam;
   b.heads = H, b.state = N, b.length = L;
-  b.grad_out_stride[0] = L, b.grad_out_stride[1] = 1;
+  b.grad_out_stride[0] = step * L, b.grad_out_stride[1] = step;
   b.v_stride[0] = N, b.v_stride[1] = 1, b.lam_stride[0] = N, b.lam_stride[1] = 1, b.omega_stride = 2;
   b.grad_v_stride[0] = N, b.grad_v_stride[1] = 1, b.grad_lam_stride[0] = N, b.grad_lam_stride[1] = 1;
   b.dtype = dt, b.symmetric = symmetric;
@@ -148,7 +153,7 @@ int main() {
     ssm_case<float>(s[0], s[1], s[2], LRNN_BASIS_COSINE);
     ssm_case<double>(s[0], s[1], s[2], LRNN_BASIS_COMPLEX);
   }
-  const int64_t cshapes[][3] = {{2, 37, 1100}, {1, 300, 515}, {3, 1, 1}, {1, 8, 2049}};
+  const int64_t cshapes[][3] = {{2, 37, 1100}, {1, 300, 515}, {3, 1, 1}, {1, 8, 5121}};
   for (auto& s : cshapes)
     for (int sym = 0; sym < 2; ++sym) {
       cauchy_case<float>(s[0], s[1], s[2], sym);

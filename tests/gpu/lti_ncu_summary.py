@@ -7,7 +7,8 @@ import sys
 rows, cur = [], None
 keys = {"Duration": "us", "SM Frequency": "GHz", "Issue Slots Busy": "issue%", "Registers Per Thread": "regs",
         "Achieved Occupancy": "occ%", "Eligible Warps Per Scheduler": "elig", "Local Memory Spilling Requests": "spill",
-        "Waves Per SM": "waves", "Executed Instructions": "inst"}
+        "Waves Per SM": "waves", "Executed Instructions": "inst", "Theoretical Occupancy": "theo_occ%",
+        "Block Limit Shared Mem": "lim_smem", "Block Limit Registers": "lim_regs", "No Eligible": "no_elig%"}
 for line in open(sys.argv[1], errors="replace"):
     m = re.match(r"^  \S.*?(\w+_kernel)(<\w+>)?\(.*\((\d+), \d+, \d+\)x\((\d+)", line)
     if m:
