@@ -59,7 +59,6 @@ enum cudaError_t { cudaSuccess = 0, cudaErrorInvalidConfiguration = 9 };
 enum cudaDeviceAttr { cudaDevAttrMultiProcessorCount = 16 };
 enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8, cudaFuncAttributePreferredSharedMemoryCarveout = 9 };
 enum cudaSharedCarveout { cudaSharedmemCarveoutMaxShared = 100 };
-enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
 enum cudaLaunchAttributeID { cudaLaunchAttributeClusterDimension = 4 };
 struct cudaLaunchAttribute {
   cudaLaunchAttributeID id;
@@ -76,7 +75,6 @@ struct cudaLaunchConfig_t {
   cudaLaunchAttribute *attrs;
   unsigned numAttrs;
 };
-enum { cudaSharedmemCarveoutMaxShared = 100 };
 
 inline thread_local dim3 threadIdx, blockIdx, blockDim, gridDim;
 
@@ -187,14 +185,11 @@ template <typename K> cudaError_t cudaOccupancyMaxActiveBlocksPerMultiprocessor(
   *n = std::max(1, std::min(32, 2048 / threads));
   return cudaSuccess;
 }
-/* the H200's opt-in limit of 227 KiB per block */
+/* the H200's opt-in limit of 227 KiB per block (a shared-memory carveout, a percentage or -1
+ * for the default, is accepted and has no effect here) */
 template <typename K> cudaError_t cudaFuncSetAttribute(K, cudaFuncAttribute attr, int bytes) {
-  if (attr == cudaFuncAttributePreferredSharedMemoryCarveout)  // a percentage hint: nothing to emulate
+  if (attr == cudaFuncAttributePreferredSharedMemoryCarveout)
     return bytes >= -1 && bytes <= 100 ? cudaSuccess : cudaErrorInvalidConfiguration;
-/* the H200's opt-in limit of 227 KiB per block (a shared-memory carveout, a percentage, is
- * accepted and has no effect here) */
-template <typename K> cudaError_t cudaFuncSetAttribute(K, cudaFuncAttribute attr, int bytes) {
-  if (attr == cudaFuncAttributePreferredSharedMemoryCarveout) return bytes >= 0 && bytes <= 100 ? cudaSuccess : cudaErrorInvalidConfiguration;
   if (bytes < 0 || bytes > 227 * 1024) return cudaErrorInvalidConfiguration;
   emu::max_dyn_smem = std::max(emu::max_dyn_smem, (size_t)bytes);
   return cudaSuccess;

@@ -4,9 +4,7 @@
 # AddressSanitizer + UBSan: test_emu_linear_scan (csrc/cuda/linear_scan.cu) and
 # test_emu_lti_kernels (ssm_kernel.cu, cauchy.cu), test_emu_selective_scan (selective_scan*.cu) and
 # test_emu_mimo_selective_scan (mimo_selective_scan.cu, against double loops of its own).
-# Usage: tests/cuda_emu/run.sh [number of random cases] [linear_scan|lti|selective_scan|mimo|all]
-# test_emu_lti_kernels (ssm_kernel.cu, cauchy.cu) and test_emu_selective_scan (selective_scan*.cu).
-# Usage: tests/cuda_emu/run.sh [number of random cases] [linear_scan|lti|selective_scan|all] [test args]
+# Usage: tests/cuda_emu/run.sh [number of random cases] [linear_scan|lti|selective_scan|mimo|all] [test args]
 # EMU_FLAGS adds compiler flags (e.g. -DLRNN_TW for a variant of the linear-scan launchers).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
