@@ -98,6 +98,20 @@ static void MFN(mimo_out_fwd)(const lrnn_mimo_params *p, int64_t begin, int64_t 
   }
 }
 
+/* One output entry's weight-gradient rows, (re, im): row[i] += gre * u[i], row[H + i] += gim * u[i],
+ * and its bias-gradient pair when db is given. */
+static void MFN(mimo_grad_rows)(ACC *row, ACC *db, ACC gre, ACC gim, const T *u, int64_t u_stride, int64_t H) {
+  for (int64_t i = 0; i < H; ++i) {
+    const ACC ui = LOAD_T(u[i * u_stride]);
+    row[i] += gre * ui;
+    row[H + i] += gim * ui;
+  }
+  if (db) {
+    db[0] += gre;
+    db[1] += gim;
+  }
+}
+
 /* Backward of the out stage: gh = sum_o dy[o] conj(C[o, :]), du = sum wc gC (overwritten),
  * dwc / dbc partials += gC (x) u with gC[o, p] = dy[o] conj(h[p]). */
 static void MFN(mimo_out_bwd)(const lrnn_mimo_params *p, int64_t begin, int64_t end, int64_t slice) {
@@ -140,16 +154,8 @@ static void MFN(mimo_out_bwd)(const lrnn_mimo_params *p, int64_t begin, int64_t 
       for (int64_t s = 0; s < P; ++s) {
         const CX hv = hs[s * p->hs_stride[2]];
         const ACC gre = g * hv.re, gim = -g * hv.im;
-        ACC *row = dw + ((o * P + s) * 2) * H;
-        for (int64_t i = 0; i < H; ++i) {
-          const ACC ui = LOAD_T(u[i * p->u_stride[2]]);
-          row[i] += gre * ui;
-          row[H + i] += gim * ui;
-        }
-        if (db) {
-          db[(o * P + s) * 2] += gre;
-          db[(o * P + s) * 2 + 1] += gim;
-        }
+        MFN(mimo_grad_rows)(dw + ((o * P + s) * 2) * H, db ? db + (o * P + s) * 2 : NULL, gre, gim, u,
+                            p->u_stride[2], H);
       }
     }
     /* du[i] = sum_{o, s, c} wc[o, s, c, i] gC[o, s]_c, a tile of i at a time */
@@ -197,16 +203,8 @@ static void MFN(mimo_in_bwd)(const lrnn_mimo_params *p, int64_t begin, int64_t e
       for (int64_t j = 0; j < H; ++j) {
         const ACC uj = LOAD_T(u[j * p->u_stride[2]]);
         const ACC gre = g.re * uj, gim = g.im * uj;
-        ACC *row = dw + ((s * H + j) * 2) * H;
-        for (int64_t i = 0; i < H; ++i) {
-          const ACC ui = LOAD_T(u[i * p->u_stride[2]]);
-          row[i] += gre * ui;
-          row[H + i] += gim * ui;
-        }
-        if (db) {
-          db[(s * H + j) * 2] += gre;
-          db[(s * H + j) * 2 + 1] += gim;
-        }
+        MFN(mimo_grad_rows)(dw + ((s * H + j) * 2) * H, db ? db + (s * H + j) * 2 : NULL, gre, gim, u,
+                            p->u_stride[2], H);
       }
     }
     for (int64_t q0 = 0; q0 < H; q0 += LRNN_MIMO_TILE) {
