@@ -88,6 +88,33 @@ def loop_ref_scan(u, delta, A, B, C, D, bias):
     return lrnn_loop_ref(u, delta, A, B, C, D, None, bias, True)[0]
 
 
+def mamba_kernel_scan():
+    """mamba_ssm's kernel through its bare extension `selective_scan_cuda` (built alone by
+    benchmarks/cuda/build_mamba_ref.py when the whole package cannot be installed), wrapped in the
+    same fwd/bwd calls mamba_ssm's autograd function makes; None when the extension is missing."""
+    try:
+        import selective_scan_cuda as ext
+    except ImportError:
+        return None
+
+    class MambaKernel(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, u, delta, A, B, C, D, bias):
+            B4, C4 = B.unsqueeze(1), C.unsqueeze(1)  # (b, n, l) -> one group
+            out, states, *_ = ext.fwd(u, delta, A, B4, C4, D, None, bias, True)
+            ctx.save_for_backward(u, delta, A, B4, C4, D, bias, states)
+            return out
+
+        @staticmethod
+        def backward(ctx, dout):
+            u, delta, A, B4, C4, D, bias, states = ctx.saved_tensors
+            du, ddelta, dA, dB, dC, dD, dbias, *_ = ext.bwd(u, delta, A, B4, C4, D, None, bias, dout.contiguous(),
+                                                            states, None, None, True, False)
+            return du, ddelta, dA, dB.squeeze(1), dC.squeeze(1), dD, dbias
+
+    return MambaKernel.apply
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -110,7 +137,12 @@ def main():
                 impls.append(("mamba_ref", lambda u, d, A, B, C, D, b: selective_scan_ref(u, d, A, B, C, D, None, b,
                                                                                          True)))
         except ImportError as err:
-            print(f"# mamba_ssm not importable ({err}); timing lrnn only")
+            kernel = mamba_kernel_scan()
+            if kernel is not None:
+                print(f"# mamba_ssm not importable ({err}); its kernel through the bare extension")
+                impls.append(("mamba_ssm", kernel))
+            else:
+                print(f"# mamba_ssm not importable ({err}); timing lrnn only")
     if device == "cpu" or args.with_ref:
         impls.append(("lrnn_loop_ref", loop_ref_scan))
 
