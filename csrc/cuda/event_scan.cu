@@ -7,6 +7,8 @@
 #include <cuda_runtime.h>
 #include <stdint.h>
 #include <mutex>
+#include <stdlib.h>
+#include <string.h>
 
 #include "event_scan_kernels.cuh"
 #include "lrnn/event_scan.h"
@@ -60,11 +62,12 @@ RsLayout rs_layout_of(const Params* p, bool bwd) {
 /* A launch on `s`; `dependent`: as a programmatic dependent of the previous launch (the kernel
  * waits for it with griddepcontrol.wait before touching memory). */
 template <typename... KArgs, typename... Args>
-bool launch(bool dependent, void (*kernel)(KArgs...), unsigned grid, unsigned block, cudaStream_t s, Args... args) {
+bool launch_smem(bool dependent, void (*kernel)(KArgs...), unsigned grid, unsigned block, size_t smem, cudaStream_t s,
+                 Args... args) {
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3(grid);
   cfg.blockDim = dim3(block);
-  cfg.dynamicSmemBytes = 0;
+  cfg.dynamicSmemBytes = smem;
   cfg.stream = s;
   cudaLaunchAttribute attr[1];
   attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
@@ -72,6 +75,57 @@ bool launch(bool dependent, void (*kernel)(KArgs...), unsigned grid, unsigned bl
   cfg.attrs = attr;
   cfg.numAttrs = dependent ? 1 : 0;
   return cudaLaunchKernelEx(&cfg, kernel, static_cast<KArgs>(args)...) == cudaSuccess;
+}
+template <typename... KArgs, typename... Args>
+bool launch(bool dependent, void (*kernel)(KArgs...), unsigned grid, unsigned block, cudaStream_t s, Args... args) {
+  return launch_smem(dependent, kernel, grid, block, 0, s, args...);
+}
+
+/* The forward's kernels: the one-pass scan with NW = 8 or 4 warps per block (OP8, OP4), or the
+ * three-pass scan (RS). The one-pass scan needs a delta shared over time (its per-event delta
+ * would be a second staged array) and at least one step. Its chain advances at most M*NW*S
+ * steps per L2 round trip, so with few chains (B * ceil(P/32)) the three-pass scan, which
+ * splits time over all SMs without waiting, is kept: below 16 chains 32-channel chains cannot
+ * carry the H200's bandwidth at ~1 us per round trip (16 * 32 ch * 8 B * 1024 steps/us = 4.2 TB/s).
+ * LRNN_EVENT_SCAN_IMPL=3pass|1pass|1pass4 forces one (for measuring them; a one-pass choice
+ * falls back to the three-pass scan where the one-pass cannot run). */
+enum class FwdImpl { RS, OP8, OP4 };
+constexpr int OP_M = 4;   // checkpoint period of the one-pass scan (chunks)
+
+FwdImpl fwd_impl(const lrnn_event_scan_params* p) {
+  const char* e = getenv("LRNN_EVENT_SCAN_IMPL");
+  if (e && strcmp(e, "3pass") == 0) return FwdImpl::RS;
+  if (p->delta_stride[1] != 0 || p->length <= 0) return FwdImpl::RS;
+  if (e && strcmp(e, "1pass4") == 0) return FwdImpl::OP4;
+  if (e && strcmp(e, "1pass") == 0) return FwdImpl::OP8;
+  const int64_t chains = p->batch * ((p->dim + lrnn_event_cuda::CW - 1) / lrnn_event_cuda::CW);
+  return chains >= 16 ? FwdImpl::OP8 : FwdImpl::RS;
+}
+
+template <typename R, typename TR, bool GC, int NW>
+lrnn_status op_fwd(const lrnn_event_scan_params& p, void* ws, cudaStream_t s) {
+  using namespace lrnn_event_cuda;
+  const OpLayout o = op_layout<R>(p.batch, p.length, p.dim, NW);
+  const size_t smem = static_cast<size_t>(op_smem_bytes<R>(NW));
+  auto kernel = event_op_fwd<R, TR, GC, NW, OP_M>;
+  // once per instantiation: more than 48 KB of dynamic shared memory, and the shared-memory
+  // carveout that fits op_min_blocks blocks per SM
+  static const bool attrs =
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)) ==
+          cudaSuccess &&
+      cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared) ==
+          cudaSuccess;
+  if (!attrs) return LRNN_ERR_CUDA;
+  if (o.blocks >= 2147483647LL) return LRNN_ERR_SHAPE;
+  // every publication word starts empty (all ones)
+  if (cudaMemsetAsync(ws, 0xFF, static_cast<size_t>(o.bytes), s) != cudaSuccess) return LRNN_ERR_CUDA;
+  return launch_smem(false, kernel, static_cast<unsigned>(o.blocks), NW * CW, smem, s, p, ws) ? LRNN_OK
+                                                                                             : LRNN_ERR_CUDA;
+}
+
+template <typename R, typename TR, bool GC>
+lrnn_status op_fwd_any(FwdImpl impl, const lrnn_event_scan_params& p, void* ws, cudaStream_t s) {
+  return impl == FwdImpl::OP4 ? op_fwd<R, TR, GC, 4>(p, ws, s) : op_fwd<R, TR, GC, 8>(p, ws, s);
 }
 
 template <typename R, typename TR, bool PE, bool GC>
@@ -109,7 +163,11 @@ int delta_mode(const Params* p) {
 
 extern "C" int64_t lrnn_event_scan_fwd_workspace_bytes(const lrnn_event_scan_params* p) {
   if (!p || p->batch <= 0 || p->dim <= 0 || p->length < 0) return 0;
-  return rs_layout_of(p, false).bytes;
+  const FwdImpl impl = fwd_impl(p);
+  if (impl == FwdImpl::RS) return rs_layout_of(p, false).bytes;
+  const int nw = impl == FwdImpl::OP4 ? 4 : 8;
+  return p->dtype == LRNN_C128 ? lrnn_event_cuda::op_layout<double>(p->batch, p->length, p->dim, nw).bytes
+                               : lrnn_event_cuda::op_layout<float>(p->batch, p->length, p->dim, nw).bytes;
 }
 
 extern "C" int64_t lrnn_event_scan_bwd_workspace_bytes(const lrnn_event_scan_bwd_params* p) {
@@ -125,6 +183,19 @@ extern "C" lrnn_status lrnn_event_scan_fwd_cuda(const lrnn_event_scan_params* p,
   if (rs_layout_of(p, false).tiles >= 2147483647LL) return LRNN_ERR_SHAPE;   // 32-bit grids
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   const int mode = delta_mode(p);
+  const FwdImpl impl = fwd_impl(p);
+  if (impl != FwdImpl::RS) {   // mode 1 or 2 (shared delta)
+    if (p->dtype == LRNN_C64 && p->real_dtype == LRNN_F32)
+      return mode == 1 ? op_fwd_any<float, float, true>(impl, *p, workspace, s)
+                       : op_fwd_any<float, float, false>(impl, *p, workspace, s);
+    if (p->dtype == LRNN_C64 && p->real_dtype == LRNN_BF16)
+      return mode == 1 ? op_fwd_any<float, uint16_t, true>(impl, *p, workspace, s)
+                       : op_fwd_any<float, uint16_t, false>(impl, *p, workspace, s);
+    if (p->dtype == LRNN_C128 && p->real_dtype == LRNN_F64)
+      return mode == 1 ? op_fwd_any<double, double, true>(impl, *p, workspace, s)
+                       : op_fwd_any<double, double, false>(impl, *p, workspace, s);
+    return LRNN_ERR_DTYPE;
+  }
   if (p->dtype == LRNN_C64 && p->real_dtype == LRNN_F32)
     return mode == 0   ? rs_fwd<float, float, true, false>(*p, workspace, s)
            : mode == 1 ? rs_fwd<float, float, false, true>(*p, workspace, s)

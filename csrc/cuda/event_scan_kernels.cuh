@@ -660,4 +660,298 @@ __global__ void __launch_bounds__(CW * RL) event_rs_bwd_sum(lrnn_event_scan_bwd_
   }
 }
 
+// ---------------- the one-pass scan (forward, shared delta) ----------------
+// Reads v once. A block of NW warps owns one chunk of NW*S steps of one chain; warp w owns the
+// chunk's steps w*S .. w*S+S-1 (its 32 lanes the chain's 32 channels, as in the three-pass
+// kernels). The block
+//   1. copies its v into shared memory (cp.async: the bytes are in flight while nothing waits;
+//      64 KB per block, three blocks per SM, so up to ~190 KB per SM of the scan input is held
+//      on chip between its arrival and its use) and dt (one step per lane);
+//   2. composes each warp's steps into a map (A, X) from the zero state, then warp 0 composes
+//      the NW maps into the chunk's map;
+//   3. warp 0 finds the state entering the chunk by a deterministic look-back: chunk i of a
+//      chain starts from the end state of the chain's last checkpoint chunk c < i (chunks
+//      M-1, 2M-1, ...; h0 before the first) followed by the maps of chunks c+1 .. i-1, always
+//      composed in that order, so results do not depend on timing (bitwise reproducible).
+//      Chunks that are not checkpoints publish their map as soon as they have it; a checkpoint
+//      publishes its end state once it has its entering state. The chain's serial dependency
+//      is one L2 round trip per M chunks (M*NW*S steps: 1024 at the defaults), against the
+//      ~260 steps per microsecond each of the 32 chains of (8, 65536, 128) must advance to
+//      keep HBM busy;
+//   4. every warp composes the maps of the warps before it onto that state and re-walks its
+//      steps from shared memory, writing h.
+// Publication: the workspace holds (A, X) per chunk and channel, filled with all-ones words
+// (the launcher's memset) that no arithmetic result has (to_word maps a NaN input's payload
+// off it); readers poll the words themselves with relaxed GPU-scope loads, so no flag and no
+// fence is needed. Blocks are numbered chunk-major (block = i * chains + chain): a chunk only
+// waits for chunks with smaller block numbers, which the hardware dispatches first (the
+// forward-progress assumption of decoupled look-back scans).
+
+// The steps of one warp per chunk: 32 complex64 (16 complex128) = 8 KB of v per warp.
+template <typename R>
+__host__ __device__ constexpr int op_steps() { return sizeof(R) == 4 ? 32 : 16; }
+
+struct OpLayout {
+  int64_t groups, chains, T, nch, blocks, bytes;
+};
+template <typename R>
+__host__ __device__ inline OpLayout op_layout(int64_t B, int64_t L, int64_t P, int nw) {
+  OpLayout o;
+  o.groups = (P + CW - 1) / CW;
+  o.chains = B * o.groups;
+  o.T = static_cast<int64_t>(nw) * op_steps<R>();
+  o.nch = (L + o.T - 1) / o.T;
+  o.blocks = o.chains * o.nch;
+  o.bytes = o.blocks * CW * 2 * static_cast<int64_t>(sizeof(cx<R>));
+  return o;
+}
+// Dynamic shared memory of a block: v [NW][S][CW] and dt [NW][S].
+template <typename R>
+__host__ __device__ constexpr int64_t op_smem_bytes(int nw) {
+  return static_cast<int64_t>(nw) * op_steps<R>() * (CW * static_cast<int64_t>(sizeof(cx<R>)) + sizeof(R));
+}
+
+// Publication words: the all-ones pattern means "not yet written".
+template <typename R>
+struct Word;
+template <>
+struct Word<float> {
+  using T = unsigned;
+  static constexpr T empty = 0xFFFFFFFFu, nan = 0x7FFFFFFFu;
+};
+template <>
+struct Word<double> {
+  using T = unsigned long long;
+  static constexpr T empty = 0xFFFFFFFFFFFFFFFFull, nan = 0x7FFFFFFFFFFFFFFFull;
+};
+template <typename R>
+__device__ __forceinline__ typename Word<R>::T to_word(R x) {
+  typename Word<R>::T u;
+  memcpy(&u, &x, sizeof u);
+  return u == Word<R>::empty ? Word<R>::nan : u;
+}
+template <typename R>
+__device__ __forceinline__ R from_word(typename Word<R>::T u) {
+  R x;
+  memcpy(&x, &u, sizeof x);
+  return x;
+}
+// Relaxed GPU-scope store / load of one complex value as two words (the emulation: volatile).
+__device__ __forceinline__ void st_words(unsigned* p, unsigned a, unsigned b) {
+#ifdef __CUDA_ARCH__
+  asm volatile("st.relaxed.gpu.global.v2.u32 [%0], {%1, %2};" ::"l"(p), "r"(a), "r"(b) : "memory");
+#else
+  volatile unsigned* q = p;
+  q[0] = a;
+  q[1] = b;
+#endif
+}
+__device__ __forceinline__ void st_words(unsigned long long* p, unsigned long long a, unsigned long long b) {
+#ifdef __CUDA_ARCH__
+  asm volatile("st.relaxed.gpu.global.v2.u64 [%0], {%1, %2};" ::"l"(p), "l"(a), "l"(b) : "memory");
+#else
+  volatile unsigned long long* q = p;
+  q[0] = a;
+  q[1] = b;
+#endif
+}
+__device__ __forceinline__ void ld_words(const unsigned* p, unsigned* a, unsigned* b) {
+#ifdef __CUDA_ARCH__
+  asm volatile("ld.relaxed.gpu.global.v2.u32 {%0, %1}, [%2];" : "=r"(*a), "=r"(*b) : "l"(p) : "memory");
+#else
+  const volatile unsigned* q = p;
+  *a = q[0];
+  *b = q[1];
+#endif
+}
+__device__ __forceinline__ void ld_words(const unsigned long long* p, unsigned long long* a, unsigned long long* b) {
+#ifdef __CUDA_ARCH__
+  asm volatile("ld.relaxed.gpu.global.v2.u64 {%0, %1}, [%2];" : "=l"(*a), "=l"(*b) : "l"(p) : "memory");
+#else
+  const volatile unsigned long long* q = p;
+  *a = q[0];
+  *b = q[1];
+#endif
+}
+template <typename R>
+__device__ __forceinline__ void publish(cx<R>* p, cx<R> v) {
+  st_words(reinterpret_cast<typename Word<R>::T*>(p), to_word(v.re), to_word(v.im));
+}
+// false while either word is still empty
+template <typename R>
+__device__ __forceinline__ bool observe(const cx<R>* p, cx<R>* v) {
+  typename Word<R>::T a, b;
+  ld_words(reinterpret_cast<const typename Word<R>::T*>(p), &a, &b);
+  *v = mk(from_word<R>(a), from_word<R>(b));
+  return a != Word<R>::empty && b != Word<R>::empty;
+}
+
+// Asynchronous copy of one complex value into shared memory, zeros when !on; the wait for
+// this thread's copies (the emulation copies at once).
+// src must be a valid address even when !on (nothing is read from it then).
+template <typename R>
+__device__ __forceinline__ void copy_async(cx<R>* dst, const cx<R>* src, bool on) {
+#ifdef __CUDA_ARCH__
+  const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+  const unsigned n = on ? static_cast<unsigned>(sizeof(cx<R>)) : 0u;   // 0: zero-fill
+  if (sizeof(cx<R>) == 8)
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;" ::"r"(d), "l"(src), "r"(n) : "memory");
+  else
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(d), "l"(src), "r"(n) : "memory");
+#else
+  *dst = on ? *src : mk(R(0), R(0));
+#endif
+}
+__device__ __forceinline__ void copy_async_wait() {
+#ifdef __CUDA_ARCH__
+  asm volatile("cp.async.wait_all;" ::: "memory");
+#endif
+}
+
+#ifndef LRNN_EVENT_DYN_SMEM
+extern __shared__ uint4 lrnn_event_dyn_smem[];
+#define LRNN_EVENT_DYN_SMEM lrnn_event_dyn_smem
+#endif
+// The emulation runs blocks in order, so every look-back item is there at the first look.
+#ifndef LRNN_EVENT_LOOKBACK_MISSED
+#define LRNN_EVENT_LOOKBACK_MISSED() ((void)0)
+#endif
+
+// Blocks per SM the one-pass kernels are built for (registers; shared memory allows the same).
+__host__ __device__ constexpr int op_min_blocks(int nw) { return nw >= 8 ? 3 : 6; }
+
+// Warp 0, lane c: the state entering chunk i of `chain` (maps (Ac, Xc) of this chunk), with
+// the publications of step 3 above; start: h0 (or grad_h_last) of this channel.
+template <typename R, int M>
+__device__ __forceinline__ cx<R> op_lookback(cx<R>* pub, const OpLayout& o, int64_t chain, int64_t i, int c,
+                                             cx<R> Ac, cx<R> Xc, cx<R> start) {
+  cx<R>* mine = pub + ((chain * o.nch + i) * CW + c) * 2;
+  const bool last = i == o.nch - 1, checkpoint = (i + 1) % M == 0;
+  if (!last && !checkpoint) {
+    publish(mine, Ac);
+    publish(mine + 1, Xc);
+  }
+  const int64_t cp = (i / M) * M - 1;      // last checkpoint before i (-1: none, start from h0)
+  const int na = static_cast<int>(i - cp - 1);   // maps of chunks cp+1 .. i-1
+  cx<R> IA[M], IX[M];
+  bool got[M];
+#pragma unroll
+  for (int m = 0; m < M; ++m) {
+    got[m] = m == 0 ? cp < 0 : m > na;
+    IA[m] = mk(R(1), R(0));
+    IX[m] = m == 0 ? start : mk(R(0), R(0));
+  }
+  for (;;) {
+    bool all = true;
+#pragma unroll
+    for (int m = 0; m < M; ++m) {
+      if (got[m]) continue;
+      const cx<R>* q = pub + ((chain * o.nch + cp + m) * CW + c) * 2;
+      bool ok = observe(q + 1, &IX[m]);
+      if (m > 0) ok = observe(q, &IA[m]) && ok;
+      got[m] = ok;
+      all = all && ok;
+    }
+    if (all) break;
+    LRNN_EVENT_LOOKBACK_MISSED();
+  }
+  cx<R> E = IX[0];
+#pragma unroll
+  for (int m = 1; m < M; ++m)
+    if (m <= na) E = add(mul(IA[m], E), IX[m]);
+  if (checkpoint && !last) publish(mine + 1, add(mul(Ac, E), Xc));
+  return E;
+}
+
+template <typename R, typename TR, bool GC, int NW, int M>
+__global__ void __launch_bounds__(NW * CW, op_min_blocks(NW)) event_op_fwd(lrnn_event_scan_params p, void* wsv) {
+  constexpr int S = op_steps<R>();
+  __shared__ cx<R> sA[NW][CW], sX[NW][CW], sE[CW];
+  __shared__ R sS[NW];
+  cx<R>* sv = reinterpret_cast<cx<R>*>(LRNN_EVENT_DYN_SMEM);   // [NW][S][CW]
+  R* sdt = reinterpret_cast<R*>(sv + NW * S * CW);             // [NW][S]
+  const OpLayout o = op_layout<R>(p.batch, p.length, p.dim, NW);
+  const int c = static_cast<int>(threadIdx.x) % CW, w = static_cast<int>(threadIdx.x) / CW;
+  const int64_t chain = static_cast<int64_t>(blockIdx.x) % o.chains, i = static_cast<int64_t>(blockIdx.x) / o.chains;
+  TilePos t;
+  t.tt = static_cast<int>(i);
+  t.b = static_cast<int>(chain / o.groups);
+  t.d = static_cast<int>(chain % o.groups) * CW + c;
+  t.active = t.d < p.dim;
+  const int64_t L = p.length, r0 = i * o.T + static_cast<int64_t>(w) * S;
+  const int n = static_cast<int>(L - r0 < S ? (L - r0 > 0 ? L - r0 : 0) : S);
+  const RsTime tm = rs_time(r0, L, p.reverse != 0);
+  // 1. stage v (and dt, one step per lane)
+  cx<R>* mv = sv + w * S * CW + c;
+  {
+    const cx<R>* v0 = static_cast<const cx<R>*>(p.v);
+    const cx<R>* src = v0 + t.b * p.v_stride[0] + t.d * p.v_stride[2];
+#pragma unroll 8
+    for (int j = 0; j < S; ++j) {
+      const bool on = t.active && j < n;
+      copy_async(mv + j * CW, on ? src + (tm.t0 + tm.dir * j) * p.v_stride[1] : v0, on);
+    }
+  }
+  if (c < S)
+    sdt[w * S + c] = c < n ? load_real<R>(static_cast<const TR*>(p.dt), t.b * p.dt_stride[0] +
+                                                                           (tm.t0 + tm.dir * c) * p.dt_stride[1])
+                           : R(0);
+  const Chan<R> ch = chan<R, TR, false>(p, t, false);
+  const Zc<R> z = zc_chan<R, false>(ch);
+  const R* mdt = sdt + w * S;
+  copy_async_wait();
+  __syncwarp();
+  // 2. this warp's map from the zero state; steps past the end hold dt = 0, v = 0 (identity)
+  {
+    cx<R> X = mk(R(0), R(0));
+    R Ssum = 0;
+#pragma unroll 8
+    for (int j = 0; j < S; ++j) {
+      const R tau = mdt[j];
+      const cx<R> a = cexp_s(tau, z);
+      cx<R> u = mv[j * CW];
+      if (!GC) {
+        cx<R> gs;
+        input_scale<R>(p.disc, ch.lam, ch.delc, tau, a, false, &gs, nullptr, nullptr);
+        u = mul(gs, u);
+      }
+      X = add(mul(a, X), u);
+      Ssum += tau;
+    }
+    if (GC) X = mul(ch.gc, X);
+    sA[w][c] = cexp_s(Ssum, z);
+    sX[w][c] = X;
+    if (c == 0) sS[w] = Ssum;
+  }
+  __syncthreads();
+  // 3. the state entering the chunk
+  if (w == 0) {
+    cx<R> Xc = mk(R(0), R(0));
+    R St = 0;
+    for (int l = 0; l < NW; ++l) {
+      Xc = add(mul(sA[l][c], Xc), sX[l][c]);
+      St += sS[l];
+    }
+    const cx<R> start = t.active && p.h0 ? static_cast<const cx<R>*>(p.h0)[t.b * p.h0_stride[0] + t.d * p.h0_stride[1]]
+                                         : mk(R(0), R(0));
+    sE[c] = op_lookback<R, M>(static_cast<cx<R>*>(wsv), o, chain, i, c, cexp_s(St, z), Xc, start);
+  }
+  __syncthreads();
+  // 4. this warp's steps from its entering state
+  cx<R> x = sE[c];
+  for (int l = 0; l < w; ++l) x = add(mul(sA[l][c], x), sX[l][c]);
+  cx<R>* h = static_cast<cx<R>*>(p.h) + t.b * p.h_stride[0] + t.d * p.h_stride[2];
+#pragma unroll 8
+  for (int j = 0; j < S; ++j) {
+    const R tau = mdt[j];
+    const cx<R> a = cexp_s(tau, z);
+    cx<R> gs = ch.gc;
+    if (!GC) input_scale<R>(p.disc, ch.lam, ch.delc, tau, a, false, &gs, nullptr, nullptr);
+    x = add(mul(a, x), mul(gs, mv[j * CW]));
+    if (t.active && j < n) h[(tm.t0 + tm.dir * j) * p.h_stride[1]] = x;
+  }
+  if (t.active && n > 0 && r0 + n == L)
+    static_cast<cx<R>*>(p.h_last)[t.b * p.h_last_stride[0] + t.d * p.h_last_stride[1]] = x;
+}
+
 }  // namespace lrnn_event_cuda
