@@ -1,9 +1,13 @@
 /* event_scan.cu: the CUDA launchers of the event scan (lrnn/event_scan.h). The kernels and
- * their design are in event_scan_kernels.cuh: per direction three launches (reduce, carry,
- * apply), and for the backward a fourth that sums the per-tile gradient partials in a fixed
- * order. The launches after the first are programmatic dependents (PDL: their blocks may be
- * scheduled while the previous grid drains and wait for it in the kernel); on the H200 this
- * measured the same as plain launches (0.436 / 0.685 ms against 0.433 / 0.683). */
+ * their design are in event_scan_kernels.cuh. Two scans, chosen per call by impl_of:
+ *   - the one-pass scan (a delta shared over time, at least 16 chains): a memset of its
+ *     look-back words, then one kernel (the backward adds the fixed-order sum of the chunk
+ *     partials);
+ *   - the three-pass scan otherwise: per direction three launches (reduce, carry, apply), and
+ *     for the backward a fourth that sums the per-tile gradient partials in a fixed order.
+ * Launches after the first are programmatic dependents (PDL: their blocks may be scheduled
+ * while the previous grid drains and wait for it in the kernel); on the H200 this measured the
+ * same as plain launches for the three-pass scan (0.436 / 0.685 ms against 0.433 / 0.683). */
 #include <cuda_runtime.h>
 #include <stdint.h>
 #include <mutex>
@@ -81,51 +85,92 @@ bool launch(bool dependent, void (*kernel)(KArgs...), unsigned grid, unsigned bl
   return launch_smem(dependent, kernel, grid, block, 0, s, args...);
 }
 
-/* The forward's kernels: the one-pass scan with NW = 8 or 4 warps per block (OP8, OP4), or the
- * three-pass scan (RS). The one-pass scan needs a delta shared over time (its per-event delta
- * would be a second staged array) and at least one step. Its chain advances at most M*NW*S
- * steps per L2 round trip, so with few chains (B * ceil(P/32)) the three-pass scan, which
- * splits time over all SMs without waiting, is kept: below 16 chains 32-channel chains cannot
- * carry the H200's bandwidth at ~1 us per round trip (16 * 32 ch * 8 B * 1024 steps/us = 4.2 TB/s).
- * LRNN_EVENT_SCAN_IMPL=3pass|1pass|1pass4 forces one (for measuring them; a one-pass choice
- * falls back to the three-pass scan where the one-pass cannot run). */
-enum class FwdImpl { RS, OP8, OP4 };
-constexpr int OP_M = 4;   // checkpoint period of the one-pass scan (chunks)
+/* The kernels of either direction: the one-pass scan with NW = 8 or 4 warps per block (OP8,
+ * OP4), or the three-pass scan (RS). The one-pass scan needs a delta shared over time (a
+ * per-event delta would be one more staged array) and at least one step. Its chain advances
+ * about 1024 steps per L2 round trip (the checkpoint hop), so with few chains (B * ceil(P/32))
+ * the three-pass scan, which splits time over all SMs without waiting, is kept: at ~1 us per
+ * round trip 16 chains of 32 channels carry 16 * 32 * 1024 steps * 8 B per us = 4.2 TB/s, the
+ * H200's bandwidth. LRNN_EVENT_SCAN_IMPL=3pass|1pass|1pass4 forces one (for measuring them; a
+ * one-pass choice falls back to the three-pass scan where the one-pass cannot run). */
+enum class Impl { RS, OP8, OP4 };
 
-FwdImpl fwd_impl(const lrnn_event_scan_params* p) {
+template <typename Params>
+Impl impl_of(const Params* p) {
   const char* e = getenv("LRNN_EVENT_SCAN_IMPL");
-  if (e && strcmp(e, "3pass") == 0) return FwdImpl::RS;
-  if (p->delta_stride[1] != 0 || p->length <= 0) return FwdImpl::RS;
-  if (e && strcmp(e, "1pass4") == 0) return FwdImpl::OP4;
-  if (e && strcmp(e, "1pass") == 0) return FwdImpl::OP8;
+  if (e && strcmp(e, "3pass") == 0) return Impl::RS;
+  if (p->delta_stride[1] != 0 || p->length <= 0) return Impl::RS;
+  if (e && strcmp(e, "1pass4") == 0) return Impl::OP4;
+  if (e && strcmp(e, "1pass") == 0) return Impl::OP8;
   const int64_t chains = p->batch * ((p->dim + lrnn_event_cuda::CW - 1) / lrnn_event_cuda::CW);
-  return chains >= 16 ? FwdImpl::OP8 : FwdImpl::RS;
+  return chains >= 16 ? Impl::OP8 : Impl::RS;
+}
+
+/* Once per kernel: more than 48 KB of dynamic shared memory, and the carveout that fits the
+ * blocks per SM the kernel is built for. */
+template <typename... KArgs>
+bool big_smem(void (*kernel)(KArgs...), int64_t smem) {
+  return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)) ==
+             cudaSuccess &&
+         cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared) ==
+             cudaSuccess;
 }
 
 template <typename R, typename TR, bool GC, int NW>
 lrnn_status op_fwd(const lrnn_event_scan_params& p, void* ws, cudaStream_t s) {
   using namespace lrnn_event_cuda;
   const OpLayout o = op_layout<R>(p.batch, p.length, p.dim, NW);
-  const size_t smem = static_cast<size_t>(op_smem_bytes<R>(NW));
-  auto kernel = event_op_fwd<R, TR, GC, NW, OP_M>;
-  // once per instantiation: more than 48 KB of dynamic shared memory, and the shared-memory
-  // carveout that fits op_min_blocks blocks per SM
-  static const bool attrs =
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)) ==
-          cudaSuccess &&
-      cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared) ==
-          cudaSuccess;
+  const int64_t smem = op_smem_bytes<R>(NW);
+  auto kernel = event_op_fwd<R, TR, GC, NW>;
+  static const bool attrs = big_smem(kernel, smem);
   if (!attrs) return LRNN_ERR_CUDA;
   if (o.blocks >= 2147483647LL) return LRNN_ERR_SHAPE;
   // every publication word starts empty (all ones)
   if (cudaMemsetAsync(ws, 0xFF, static_cast<size_t>(o.bytes), s) != cudaSuccess) return LRNN_ERR_CUDA;
-  return launch_smem(false, kernel, static_cast<unsigned>(o.blocks), NW * CW, smem, s, p, ws) ? LRNN_OK
-                                                                                             : LRNN_ERR_CUDA;
+  return launch_smem(false, kernel, static_cast<unsigned>(o.blocks), NW * CW, static_cast<size_t>(smem), s, p, ws)
+             ? LRNN_OK
+             : LRNN_ERR_CUDA;
+}
+
+/* The backward's chunk partials are summed by event_rs_bwd_sum (a programmatic dependent). */
+template <typename R, typename TR, bool GC, int NW>
+lrnn_status op_bwd(const lrnn_event_scan_bwd_params& p, void* ws, cudaStream_t s) {
+  using namespace lrnn_event_cuda;
+  const int64_t T = NW * op_bwd_steps<R>();
+  const RsLayout o = rs_layout<R>(p.batch, p.length, p.dim, T, true);
+  const int64_t smem = op_bwd_smem_bytes<R>(NW);
+  auto kernel = event_op_bwd<R, TR, GC, NW>;
+  static const bool attrs = big_smem(kernel, smem);
+  if (!attrs) return LRNN_ERR_CUDA;
+  if (o.tiles >= 2147483647LL) return LRNN_ERR_SHAPE;
+  if (cudaMemsetAsync(static_cast<unsigned char*>(ws) + o.agg_off, 0xFF, static_cast<size_t>(o.car_off - o.agg_off),
+                      s) != cudaSuccess)
+    return LRNN_ERR_CUDA;
+  const bool ok =
+      launch_smem(false, kernel, static_cast<unsigned>(o.tiles), NW * CW, static_cast<size_t>(smem), s, p, ws) &&
+      launch(true, event_rs_bwd_sum<R>, static_cast<unsigned>(o.chains), CW * RL, s, p, T, ws);
+  return ok ? LRNN_OK : LRNN_ERR_CUDA;
 }
 
 template <typename R, typename TR, bool GC>
-lrnn_status op_fwd_any(FwdImpl impl, const lrnn_event_scan_params& p, void* ws, cudaStream_t s) {
-  return impl == FwdImpl::OP4 ? op_fwd<R, TR, GC, 4>(p, ws, s) : op_fwd<R, TR, GC, 8>(p, ws, s);
+lrnn_status op_any(Impl impl, const lrnn_event_scan_params& p, void* ws, cudaStream_t s) {
+  return impl == Impl::OP4 ? op_fwd<R, TR, GC, 4>(p, ws, s) : op_fwd<R, TR, GC, 8>(p, ws, s);
+}
+template <typename R, typename TR, bool GC>
+lrnn_status op_any(Impl impl, const lrnn_event_scan_bwd_params& p, void* ws, cudaStream_t s) {
+  return impl == Impl::OP4 ? op_bwd<R, TR, GC, 4>(p, ws, s) : op_bwd<R, TR, GC, 8>(p, ws, s);
+}
+
+/* The one-pass scan in either direction (mode 1: constant input scale, 2: ZOH, see delta_mode). */
+template <typename Params>
+lrnn_status op_dispatch(Impl impl, int mode, const Params& p, void* ws, cudaStream_t s) {
+  if (p.dtype == LRNN_C64 && p.real_dtype == LRNN_F32)
+    return mode == 1 ? op_any<float, float, true>(impl, p, ws, s) : op_any<float, float, false>(impl, p, ws, s);
+  if (p.dtype == LRNN_C64 && p.real_dtype == LRNN_BF16)
+    return mode == 1 ? op_any<float, uint16_t, true>(impl, p, ws, s) : op_any<float, uint16_t, false>(impl, p, ws, s);
+  if (p.dtype == LRNN_C128 && p.real_dtype == LRNN_F64)
+    return mode == 1 ? op_any<double, double, true>(impl, p, ws, s) : op_any<double, double, false>(impl, p, ws, s);
+  return LRNN_ERR_DTYPE;
 }
 
 template <typename R, typename TR, bool PE, bool GC>
@@ -163,16 +208,21 @@ int delta_mode(const Params* p) {
 
 extern "C" int64_t lrnn_event_scan_fwd_workspace_bytes(const lrnn_event_scan_params* p) {
   if (!p || p->batch <= 0 || p->dim <= 0 || p->length < 0) return 0;
-  const FwdImpl impl = fwd_impl(p);
-  if (impl == FwdImpl::RS) return rs_layout_of(p, false).bytes;
-  const int nw = impl == FwdImpl::OP4 ? 4 : 8;
+  const Impl impl = impl_of(p);
+  if (impl == Impl::RS) return rs_layout_of(p, false).bytes;
+  const int nw = impl == Impl::OP4 ? 4 : 8;
   return p->dtype == LRNN_C128 ? lrnn_event_cuda::op_layout<double>(p->batch, p->length, p->dim, nw).bytes
                                : lrnn_event_cuda::op_layout<float>(p->batch, p->length, p->dim, nw).bytes;
 }
 
 extern "C" int64_t lrnn_event_scan_bwd_workspace_bytes(const lrnn_event_scan_bwd_params* p) {
   if (!p || p->batch <= 0 || p->dim <= 0 || p->length < 0) return 0;
-  return rs_layout_of(p, true).bytes;
+  const Impl impl = impl_of(p);
+  if (impl == Impl::RS) return rs_layout_of(p, true).bytes;
+  const int nw = impl == Impl::OP4 ? 4 : 8;
+  using namespace lrnn_event_cuda;
+  return p->dtype == LRNN_C128 ? rs_layout<double>(p->batch, p->length, p->dim, nw * op_bwd_steps<double>(), true).bytes
+                               : rs_layout<float>(p->batch, p->length, p->dim, nw * op_bwd_steps<float>(), true).bytes;
 }
 
 extern "C" lrnn_status lrnn_event_scan_fwd_cuda(const lrnn_event_scan_params* p, void* workspace, void* stream) {
@@ -183,19 +233,8 @@ extern "C" lrnn_status lrnn_event_scan_fwd_cuda(const lrnn_event_scan_params* p,
   if (rs_layout_of(p, false).tiles >= 2147483647LL) return LRNN_ERR_SHAPE;   // 32-bit grids
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   const int mode = delta_mode(p);
-  const FwdImpl impl = fwd_impl(p);
-  if (impl != FwdImpl::RS) {   // mode 1 or 2 (shared delta)
-    if (p->dtype == LRNN_C64 && p->real_dtype == LRNN_F32)
-      return mode == 1 ? op_fwd_any<float, float, true>(impl, *p, workspace, s)
-                       : op_fwd_any<float, float, false>(impl, *p, workspace, s);
-    if (p->dtype == LRNN_C64 && p->real_dtype == LRNN_BF16)
-      return mode == 1 ? op_fwd_any<float, uint16_t, true>(impl, *p, workspace, s)
-                       : op_fwd_any<float, uint16_t, false>(impl, *p, workspace, s);
-    if (p->dtype == LRNN_C128 && p->real_dtype == LRNN_F64)
-      return mode == 1 ? op_fwd_any<double, double, true>(impl, *p, workspace, s)
-                       : op_fwd_any<double, double, false>(impl, *p, workspace, s);
-    return LRNN_ERR_DTYPE;
-  }
+  const Impl impl = impl_of(p);
+  if (impl != Impl::RS) return op_dispatch(impl, mode, *p, workspace, s);
   if (p->dtype == LRNN_C64 && p->real_dtype == LRNN_F32)
     return mode == 0   ? rs_fwd<float, float, true, false>(*p, workspace, s)
            : mode == 1 ? rs_fwd<float, float, false, true>(*p, workspace, s)
@@ -219,6 +258,8 @@ extern "C" lrnn_status lrnn_event_scan_bwd_cuda(const lrnn_event_scan_bwd_params
   if (rs_layout_of(p, true).tiles >= 2147483647LL) return LRNN_ERR_SHAPE;
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   const int mode = delta_mode(p);
+  const Impl impl = impl_of(p);
+  if (impl != Impl::RS) return op_dispatch(impl, mode, *p, workspace, s);
   if (p->dtype == LRNN_C64 && p->real_dtype == LRNN_F32)
     return mode == 0   ? rs_bwd<float, float, true, false>(*p, workspace, s)
            : mode == 1 ? rs_bwd<float, float, false, true>(*p, workspace, s)

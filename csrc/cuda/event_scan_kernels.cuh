@@ -808,6 +808,21 @@ __device__ __forceinline__ void copy_async_wait() {
 #endif
 }
 
+// Stages steps j = 0 .. S-1 of one channel (lane) into dst[j*CW]: src + j*step, zeros from
+// step `upto` on (and everywhere when !active). src is not dereferenced past upto.
+template <int S, typename R>
+__device__ __forceinline__ void op_stage(cx<R>* dst, const cx<R>* base, const cx<R>* src, int64_t step, int upto,
+                                         bool active) {
+#pragma unroll 8
+  for (int j = 0; j < S; ++j) {
+    const bool on = active && j < upto;
+    copy_async(dst + j * CW, on ? src + j * step : base, on);
+  }
+}
+
+// Checkpoint period (chunks) of a chunk of T steps: about 1024 steps per checkpoint hop.
+__host__ __device__ constexpr int op_period(int T) { return T >= 1024 ? 1 : 1024 / T; }
+
 #ifndef LRNN_EVENT_DYN_SMEM
 extern __shared__ uint4 lrnn_event_dyn_smem[];
 #define LRNN_EVENT_DYN_SMEM lrnn_event_dyn_smem
@@ -820,13 +835,13 @@ extern __shared__ uint4 lrnn_event_dyn_smem[];
 // Blocks per SM the one-pass kernels are built for (registers; shared memory allows the same).
 __host__ __device__ constexpr int op_min_blocks(int nw) { return nw >= 8 ? 3 : 6; }
 
-// Warp 0, lane c: the state entering chunk i of `chain` (maps (Ac, Xc) of this chunk), with
-// the publications of step 3 above; start: h0 (or grad_h_last) of this channel.
+// Warp 0, lane c: the state entering chunk i (of nch) of `chain` (maps (Ac, Xc) of this chunk),
+// with the publications of step 3 above; start: h0 (or grad_h_last) of this channel.
 template <typename R, int M>
-__device__ __forceinline__ cx<R> op_lookback(cx<R>* pub, const OpLayout& o, int64_t chain, int64_t i, int c,
-                                             cx<R> Ac, cx<R> Xc, cx<R> start) {
-  cx<R>* mine = pub + ((chain * o.nch + i) * CW + c) * 2;
-  const bool last = i == o.nch - 1, checkpoint = (i + 1) % M == 0;
+__device__ __forceinline__ cx<R> op_lookback(cx<R>* pub, int64_t nch, int64_t chain, int64_t i, int c, cx<R> Ac,
+                                             cx<R> Xc, cx<R> start) {
+  cx<R>* mine = pub + ((chain * nch + i) * CW + c) * 2;
+  const bool last = i == nch - 1, checkpoint = (i + 1) % M == 0;
   if (!last && !checkpoint) {
     publish(mine, Ac);
     publish(mine + 1, Xc);
@@ -846,7 +861,7 @@ __device__ __forceinline__ cx<R> op_lookback(cx<R>* pub, const OpLayout& o, int6
 #pragma unroll
     for (int m = 0; m < M; ++m) {
       if (got[m]) continue;
-      const cx<R>* q = pub + ((chain * o.nch + cp + m) * CW + c) * 2;
+      const cx<R>* q = pub + ((chain * nch + cp + m) * CW + c) * 2;
       bool ok = observe(q + 1, &IX[m]);
       if (m > 0) ok = observe(q, &IA[m]) && ok;
       got[m] = ok;
@@ -863,9 +878,9 @@ __device__ __forceinline__ cx<R> op_lookback(cx<R>* pub, const OpLayout& o, int6
   return E;
 }
 
-template <typename R, typename TR, bool GC, int NW, int M>
+template <typename R, typename TR, bool GC, int NW>
 __global__ void __launch_bounds__(NW * CW, op_min_blocks(NW)) event_op_fwd(lrnn_event_scan_params p, void* wsv) {
-  constexpr int S = op_steps<R>();
+  constexpr int S = op_steps<R>(), M = op_period(NW * S);
   __shared__ cx<R> sA[NW][CW], sX[NW][CW], sE[CW];
   __shared__ R sS[NW];
   cx<R>* sv = reinterpret_cast<cx<R>*>(LRNN_EVENT_DYN_SMEM);   // [NW][S][CW]
@@ -885,12 +900,8 @@ __global__ void __launch_bounds__(NW * CW, op_min_blocks(NW)) event_op_fwd(lrnn_
   cx<R>* mv = sv + w * S * CW + c;
   {
     const cx<R>* v0 = static_cast<const cx<R>*>(p.v);
-    const cx<R>* src = v0 + t.b * p.v_stride[0] + t.d * p.v_stride[2];
-#pragma unroll 8
-    for (int j = 0; j < S; ++j) {
-      const bool on = t.active && j < n;
-      copy_async(mv + j * CW, on ? src + (tm.t0 + tm.dir * j) * p.v_stride[1] : v0, on);
-    }
+    op_stage<S>(mv, v0, v0 + t.b * p.v_stride[0] + tm.t0 * p.v_stride[1] + t.d * p.v_stride[2],
+                tm.dir * p.v_stride[1], n, t.active);
   }
   if (c < S)
     sdt[w * S + c] = c < n ? load_real<R>(static_cast<const TR*>(p.dt), t.b * p.dt_stride[0] +
@@ -934,7 +945,7 @@ __global__ void __launch_bounds__(NW * CW, op_min_blocks(NW)) event_op_fwd(lrnn_
     }
     const cx<R> start = t.active && p.h0 ? static_cast<const cx<R>*>(p.h0)[t.b * p.h0_stride[0] + t.d * p.h0_stride[1]]
                                          : mk(R(0), R(0));
-    sE[c] = op_lookback<R, M>(static_cast<cx<R>*>(wsv), o, chain, i, c, cexp_s(St, z), Xc, start);
+    sE[c] = op_lookback<R, M>(static_cast<cx<R>*>(wsv), o.nch, chain, i, c, cexp_s(St, z), Xc, start);
   }
   __syncthreads();
   // 4. this warp's steps from its entering state
@@ -952,6 +963,153 @@ __global__ void __launch_bounds__(NW * CW, op_min_blocks(NW)) event_op_fwd(lrnn_
   }
   if (t.active && n > 0 && r0 + n == L)
     static_cast<cx<R>*>(p.h_last)[t.b * p.h_last_stride[0] + t.d * p.h_last_stride[1]] = x;
+}
+
+// The backward one-pass scan: the adjoint c -> conj(a) * (grad_h + c) in reverse step order,
+// chunks and look-back as in the forward (the chain's start is grad_h_last). A block stages
+// grad_h, v and h[t-1] of its chunk (three arrays: 16 complex64 / 8 complex128 steps per warp,
+// 96 KB per block, two blocks per SM); the maps need only grad_h and dt. It writes dv, dh0 (the
+// chain's last chunk) and the chunk's dLambda and ddelta partials summed over its warps in a
+// fixed order, where the three-pass scan's apply kernel writes its tiles' (the workspace is
+// rs_layout's for tiles of one chunk), so event_rs_bwd_sum finishes both alike.
+template <typename R>
+__host__ __device__ constexpr int op_bwd_steps() { return sizeof(R) == 4 ? 16 : 8; }
+template <typename R>
+__host__ __device__ constexpr int64_t op_bwd_smem_bytes(int nw) {
+  return static_cast<int64_t>(nw) * op_bwd_steps<R>() * (3 * CW * static_cast<int64_t>(sizeof(cx<R>)) + sizeof(R));
+}
+__host__ __device__ constexpr int op_bwd_min_blocks(int nw) { return nw >= 8 ? 2 : 4; }
+
+template <typename R, typename TR, bool GC, int NW>
+__global__ void __launch_bounds__(NW * CW, op_bwd_min_blocks(NW)) event_op_bwd(lrnn_event_scan_bwd_params p, void* wsv) {
+  constexpr int S = op_bwd_steps<R>(), M = op_period(NW * S);
+  __shared__ cx<R> sA[NW][CW], sX[NW][CW], sE[CW];
+  __shared__ R sS[NW], sd[NW][CW];
+  cx<R>* sg = reinterpret_cast<cx<R>*>(LRNN_EVENT_DYN_SMEM);   // grad_h [NW][S][CW], then v, h[t-1]
+  R* sdt = reinterpret_cast<R*>(sg + 3 * NW * S * CW);         // [NW][S]
+  const RsLayout o = rs_layout<R>(p.batch, p.length, p.dim, NW * S, true);
+  const int c = static_cast<int>(threadIdx.x) % CW, w = static_cast<int>(threadIdx.x) / CW;
+  const int64_t chain = static_cast<int64_t>(blockIdx.x) % o.chains, i = static_cast<int64_t>(blockIdx.x) / o.chains;
+  TilePos t;
+  t.tt = static_cast<int>(i);
+  t.b = static_cast<int>(chain / o.groups);
+  t.d = static_cast<int>(chain % o.groups) * CW + c;
+  t.active = t.d < p.dim;
+  const int64_t L = p.length, r0 = i * o.T + static_cast<int64_t>(w) * S;
+  const int n = static_cast<int>(L - r0 < S ? (L - r0 > 0 ? L - r0 : 0) : S);
+  const int nh = r0 + n >= L ? n - 1 : n;   // steps whose h[t-1] is in h (the scan's last takes h0)
+  const RsTime tm = rs_time(r0, L, p.reverse == 0);
+  // 1. stage grad_h, v, h[t-1] and dt
+  cx<R>* mg = sg + w * S * CW + c;
+  cx<R>* mv = mg + NW * S * CW;
+  cx<R>* mh = mv + NW * S * CW;
+  {
+    const cx<R>* g0 = static_cast<const cx<R>*>(p.grad_h);
+    const cx<R>* v0 = static_cast<const cx<R>*>(p.v);
+    const cx<R>* h0p = static_cast<const cx<R>*>(p.h);
+    op_stage<S>(mg, g0, g0 + t.b * p.grad_h_stride[0] + tm.t0 * p.grad_h_stride[1] + t.d * p.grad_h_stride[2],
+                tm.dir * p.grad_h_stride[1], n, t.active);
+    op_stage<S>(mv, v0, v0 + t.b * p.v_stride[0] + tm.t0 * p.v_stride[1] + t.d * p.v_stride[2],
+                tm.dir * p.v_stride[1], n, t.active);
+    op_stage<S>(mh, h0p, h0p + t.b * p.h_stride[0] + (tm.t0 + tm.dir) * p.h_stride[1] + t.d * p.h_stride[2],
+                tm.dir * p.h_stride[1], nh, t.active);
+  }
+  if (c < S)
+    sdt[w * S + c] = c < n ? load_real<R>(static_cast<const TR*>(p.dt), t.b * p.dt_stride[0] +
+                                                                           (tm.t0 + tm.dir * c) * p.dt_stride[1])
+                           : R(0);
+  const Chan<R> ch = chan<R, TR, false>(p, t, true);
+  const Zc<R> z = zc_chan<R, false>(ch);
+  const R* mdt = sdt + w * S;
+  const cx<R> zero = mk(R(0), R(0));
+  copy_async_wait();
+  __syncwarp();
+  // 2. this warp's adjoint map from zero (grad_h and dt only)
+  {
+    cx<R> X = zero;
+    R Ssum = 0;
+#pragma unroll 8
+    for (int j = 0; j < S; ++j) {
+      const R tau = mdt[j];
+      X = mulc(cexp_s(tau, z), add(X, mg[j * CW]));
+      Ssum += tau;
+    }
+    const cx<R> A = cexp_s(Ssum, z);
+    sA[w][c] = mk(A.re, -A.im);
+    sX[w][c] = X;
+    if (c == 0) sS[w] = Ssum;
+  }
+  __syncthreads();
+  // 3. the adjoint state entering the chunk
+  if (w == 0) {
+    cx<R> Xc = zero;
+    R St = 0;
+    for (int l = 0; l < NW; ++l) {
+      Xc = add(mul(sA[l][c], Xc), sX[l][c]);
+      St += sS[l];
+    }
+    const cx<R> Ac = cexp_s(St, z);
+    const cx<R> start = t.active && p.grad_h_last
+                            ? static_cast<const cx<R>*>(p.grad_h_last)[t.b * p.grad_h_last_stride[0] +
+                                                                       t.d * p.grad_h_last_stride[1]]
+                            : zero;
+    sE[c] = op_lookback<R, M>(reinterpret_cast<cx<R>*>(static_cast<unsigned char*>(wsv) + o.agg_off), o.ntt,
+                              chain, i, c, mk(Ac.re, -Ac.im), Xc, start);
+  }
+  __syncthreads();
+  // 4. this warp's steps from its entering state
+  cx<R> carry = sE[c];
+  for (int l = 0; l < w; ++l) carry = add(mul(sA[l][c], carry), sX[l][c]);
+  const cx<R> h0 = t.active && p.h0 ? static_cast<const cx<R>*>(p.h0)[t.b * p.h0_stride[0] + t.d * p.h0_stride[1]]
+                                    : zero;
+  cx<R>* dv = static_cast<cx<R>*>(p.dv) + t.b * p.dv_stride[0] + t.d * p.dv_stride[2];
+  cx<R> dl = zero, gsum = zero;
+  R dd_sum = 0;
+#pragma unroll 4
+  for (int j = 0; j < S; ++j) {
+    const R tau = mdt[j], sdt_j = ch.delc * tau;
+    const cx<R> a = cexp_s(tau, z);
+    const cx<R> lt = add(mg[j * CW], carry);
+    const cx<R> hj = j < nh ? mh[j * CW] : (t.active && j < n ? h0 : zero);
+    const cx<R> ga = mulc(hj, lt), gv = mulc(mv[j * CW], lt);
+    dl = add(dl, scale(sdt_j, mulc(a, ga)));
+    R dd = tau * dotr(mul(ch.lam, a), ga);
+    cx<R> gs = ch.gc;
+    if (GC) {
+      gsum = add(gsum, gv);
+    } else {
+      cx<R> dgl, dgd;
+      input_scale<R>(p.disc, ch.lam, ch.delc, tau, a, true, &gs, &dgl, &dgd);
+      dl = add(dl, mulc(dgl, gv));
+      dd += dotr(dgd, gv);
+    }
+    if (t.active && j < n) dv[(tm.t0 + tm.dir * j) * p.dv_stride[1]] = mulc(gs, lt);
+    dd_sum += dd;
+    carry = mulc(a, lt);
+  }
+  if (GC) {
+    dl = add(dl, mulc(ch.dglc, gsum));
+    dd_sum += dotr(ch.dgdc, gsum);
+  }
+  if (t.active && n > 0 && r0 + n == L)
+    static_cast<cx<R>*>(p.dh0)[t.b * p.dh0_stride[0] + t.d * p.dh0_stride[1]] = carry;
+  // 5. the chunk's partials: the warps' sums in order (sA/sX are free once every warp has its
+  // entering state)
+  __syncthreads();
+  sX[w][c] = dl;
+  sd[w][c] = dd_sum;
+  __syncthreads();
+  if (w == 0) {
+    dl = zero;
+    dd_sum = 0;
+    for (int l = 0; l < NW; ++l) {
+      dl = add(dl, sX[l][c]);
+      dd_sum += sd[l][c];
+    }
+    unsigned char* ws = static_cast<unsigned char*>(wsv);
+    reinterpret_cast<cx<R>*>(ws + o.pl_off)[(chain * o.ntt + i) * CW + c] = dl;
+    reinterpret_cast<R*>(ws + o.pd_off)[(chain * o.ntt + i) * CW + c] = dd_sum;
+  }
 }
 
 }  // namespace lrnn_event_cuda

@@ -54,7 +54,7 @@ struct Barrier {
 };
 Barrier* barrier = nullptr;
 // the one-pass kernels' dynamic shared memory (one block runs at a time)
-alignas(16) unsigned char dyn_smem[96 * 1024];
+alignas(16) unsigned char dyn_smem[112 * 1024];
 // blocks run in order, so a look-back that finds an item missing is a bug
 bool lookback_missed = false;
 }  // namespace emu
@@ -221,12 +221,30 @@ void op_forward(const Case& c, const lrnn_event_scan_params& p) {
   ASSERT_LE(op_smem_bytes<R>(NW), static_cast<int64_t>(sizeof emu::dyn_smem));
   std::vector<uint64_t> ws(static_cast<size_t>((o.bytes + 7) / 8), ~0ull);
   emu::lookback_missed = false;
-  constexpr int M = 4;
   if (c.disc != LRNN_DISC_ZOH)
-    launch(static_cast<unsigned>(o.blocks), [&] { event_op_fwd<R, TR, true, NW, M>(p, ws.data()); }, NW * CW);
+    launch(static_cast<unsigned>(o.blocks), [&] { event_op_fwd<R, TR, true, NW>(p, ws.data()); }, NW * CW);
   else
-    launch(static_cast<unsigned>(o.blocks), [&] { event_op_fwd<R, TR, false, NW, M>(p, ws.data()); }, NW * CW);
+    launch(static_cast<unsigned>(o.blocks), [&] { event_op_fwd<R, TR, false, NW>(p, ws.data()); }, NW * CW);
   EXPECT_FALSE(emu::lookback_missed);
+}
+
+// The one-pass backward: look-back words filled with ones (the rest of the workspace with a
+// pattern the kernels must overwrite before reading), then the partial sums.
+template <typename R, typename TR, int NW>
+void op_backward(const Case& c, const lrnn_event_scan_bwd_params& p) {
+  using namespace lrnn_event_cuda;
+  const int64_t T = NW * op_bwd_steps<R>();
+  const RsLayout o = rs_layout<R>(c.B, c.L, c.P, T, true);
+  ASSERT_LE(op_bwd_smem_bytes<R>(NW), static_cast<int64_t>(sizeof emu::dyn_smem));
+  std::vector<uint64_t> ws(static_cast<size_t>((o.bytes + 7) / 8), 0xA5A5A5A5A5A5A5A5ull);
+  memset(reinterpret_cast<unsigned char*>(ws.data()) + o.agg_off, 0xFF, static_cast<size_t>(o.car_off - o.agg_off));
+  emu::lookback_missed = false;
+  if (c.disc != LRNN_DISC_ZOH)
+    launch(static_cast<unsigned>(o.tiles), [&] { event_op_bwd<R, TR, true, NW>(p, ws.data()); }, NW * CW);
+  else
+    launch(static_cast<unsigned>(o.tiles), [&] { event_op_bwd<R, TR, false, NW>(p, ws.data()); }, NW * CW);
+  EXPECT_FALSE(emu::lookback_missed);
+  launch(static_cast<unsigned>(o.chains), [&] { event_rs_bwd_sum<R>(p, T, ws.data()); }, CW * RL);
 }
 
 template <typename R, typename TR>
@@ -276,9 +294,11 @@ void run_case(const Case& c) {
                                      c.P * csize(c.dtype))) << "h_last is the last h (batch row 0)";
   }
 
-  // the one-pass forward (shared delta only), both block sizes
+  // the one-pass forward (shared delta only); the 4-warp blocks where L has many chunks (each
+  // emulated block spawns a thread per CUDA thread)
+  const std::vector<int> nws = c.L > 1000 ? std::vector<int>{8, 4} : std::vector<int>{8};
   if (!c.per_event && c.L > 0) {
-    for (int nw : {8, 4}) {
+    for (int nw : nws) {
       SCOPED_TRACE(testing::Message() << "one-pass NW " << nw);
       for (Bytes* b : {&h_gpu, &last_gpu}) std::fill(b->b.begin(), b->b.end(), 0xA5);
       if (nw == 8) op_forward<R, TR, 8>(c, pg);
@@ -324,6 +344,18 @@ void run_case(const Case& c) {
     EXPECT_LE(max_rel(dd[1], dd[0], nd, false, single), btol) << "ddelta";
     EXPECT_LE(max_rel(dv[1], dv[0], BLP, true, single), btol) << "dv";
     EXPECT_LE(max_rel(dh[1], dh[0], BP, true, single), btol) << "dh0";
+  }
+  if (!c.per_event && c.L > 0) {
+    for (int nw : nws) {
+      SCOPED_TRACE(testing::Message() << "one-pass NW " << nw);
+      for (Bytes* b : {&dl[1], &dd[1], &dv[1], &dh[1]}) std::fill(b->b.begin(), b->b.end(), 0xA5);
+      if (nw == 8) op_backward<R, TR, 8>(c, gg);
+      else op_backward<R, TR, 4>(c, gg);
+      EXPECT_LE(max_rel(dl[1], dl[0], BP, true, single), btol) << "dLambda";
+      EXPECT_LE(max_rel(dd[1], dd[0], nd, false, single), btol) << "ddelta";
+      EXPECT_LE(max_rel(dv[1], dv[0], BLP, true, single), btol) << "dv";
+      EXPECT_LE(max_rel(dh[1], dh[0], BP, true, single), btol) << "dh0";
+    }
   }
 }
 
