@@ -3,6 +3,8 @@ comparison: sizes with many tiles per chain and several chains (a partial channe
 concurrently by many blocks, bitwise reproducibility of forward and backward across runs, and
 non-contiguous inputs; each for every forward kernel (LRNN_EVENT_SCAN_IMPL: the three-pass scan,
 the one-pass scan with 8 or 4 warps per block, which the launcher picks by shape). All marked cuda."""
+import functools
+
 import pytest
 import torch
 
@@ -31,14 +33,21 @@ def run(dev, Lam, delta, dt, v, h0, disc, reverse, gy, gl):
 
 @pytest.mark.parametrize("disc,per_event,reverse", [("async", False, False), ("zoh", True, True),
                                                     ("dirac", False, True)])
-def test_long_many_chains_vs_cpu_float64(disc, per_event, reverse, impl):
-    # 40 chains (4 batch rows x 10 channel groups, the last with 8 of 32 channels) of 313 tiles.
+@functools.lru_cache(maxsize=3)
+def long_case(disc, per_event, reverse):
+    """Inputs and the float64 CPU results of a long case (cached: every kernel is compared with it)."""
     B, L, P = 4, 20000, 296
     cpu = stream(B, L, P, torch.complex64, torch.float32, per_event=per_event, pad=7, seed=5)
     gy, gl = torch.randn(B, L, P, dtype=torch.complex64), torch.randn(B, P, dtype=torch.complex64)
-    got = run("cuda", *cpu, disc, reverse, gy, gl)
     want = run("cpu", *[t.to(torch.complex128 if t.is_complex() else torch.float64) for t in cpu], disc, reverse,
                gy.to(torch.complex128), gl.to(torch.complex128))
+    return cpu, gy, gl, want
+
+
+def test_long_many_chains_vs_cpu_float64(disc, per_event, reverse, impl):
+    # 40 chains (4 batch rows x 10 channel groups, the last with 8 of 32 channels) of 313 tiles.
+    cpu, gy, gl, want = long_case(disc, per_event, reverse)
+    got = run("cuda", *cpu, disc, reverse, gy, gl)
     for name, a, b in zip(["h", "h_last", "dLambda", "ddelta", "dv", "dh0"], got, want):
         err = (a.cpu().to(b.dtype) - b).abs().max() / b.abs().max().clamp(min=1)
         assert err < 2e-3, f"{name}: {err:.2e}"
