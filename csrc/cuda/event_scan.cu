@@ -13,6 +13,7 @@
 #include <mutex>
 #include <stdlib.h>
 #include <string.h>
+#include <type_traits>
 
 #include "event_scan_kernels.cuh"
 #include "lrnn/event_scan.h"
@@ -117,48 +118,36 @@ bool big_smem(void (*kernel)(KArgs...), int64_t smem) {
 }
 
 template <typename R, typename TR, bool GC, int NW>
-lrnn_status op_fwd(const lrnn_event_scan_params& p, void* ws, cudaStream_t s) {
+auto op_kernel(const lrnn_event_scan_params&) { return lrnn_event_cuda::event_op_fwd<R, TR, GC, NW>; }
+template <typename R, typename TR, bool GC, int NW>
+auto op_kernel(const lrnn_event_scan_bwd_params&) { return lrnn_event_cuda::event_op_bwd<R, TR, GC, NW>; }
+
+/* One direction's one-pass scan: the look-back words filled with ones, the kernel, and for the
+ * backward event_rs_bwd_sum over the chunk partials (a programmatic dependent). */
+template <typename R, typename TR, bool GC, int NW, typename Params>
+lrnn_status op_run(const Params& p, void* ws, cudaStream_t s) {
   using namespace lrnn_event_cuda;
-  const OpLayout o = op_layout<R>(p.batch, p.length, p.dim, NW);
-  const int64_t smem = op_smem_bytes<R>(NW);
-  auto kernel = event_op_fwd<R, TR, GC, NW>;
+  constexpr bool bwd = std::is_same<Params, lrnn_event_scan_bwd_params>::value;
+  const int64_t T = NW * op_steps<R>(bwd), smem = op_smem_bytes<R>(NW, bwd);
+  const RsLayout o = rs_layout<R>(p.batch, p.length, p.dim, T, bwd);
+  if (o.tiles >= 2147483647LL) return LRNN_ERR_SHAPE;
+  auto kernel = op_kernel<R, TR, GC, NW>(p);
   static const bool attrs = big_smem(kernel, smem);
   if (!attrs) return LRNN_ERR_CUDA;
-  if (o.blocks >= 2147483647LL) return LRNN_ERR_SHAPE;
-  // every publication word starts empty (all ones)
-  if (cudaMemsetAsync(ws, 0xFF, static_cast<size_t>(o.bytes), s) != cudaSuccess) return LRNN_ERR_CUDA;
-  return launch_smem(false, kernel, static_cast<unsigned>(o.blocks), NW * CW, static_cast<size_t>(smem), s, p, ws)
+  if (cudaMemsetAsync(static_cast<unsigned char*>(ws) + o.agg_off, 0xFF, static_cast<size_t>(o.car_off - o.agg_off),
+                      s) != cudaSuccess)
+    return LRNN_ERR_CUDA;
+  if (!launch_smem(false, kernel, static_cast<unsigned>(o.tiles), NW * CW, static_cast<size_t>(smem), s, p, ws))
+    return LRNN_ERR_CUDA;
+  return !bwd || launch(true, event_rs_bwd_sum<R>, static_cast<unsigned>(o.chains), CW * RL, s,
+                        reinterpret_cast<const lrnn_event_scan_bwd_params&>(p), T, ws)
              ? LRNN_OK
              : LRNN_ERR_CUDA;
 }
 
-/* The backward's chunk partials are summed by event_rs_bwd_sum (a programmatic dependent). */
-template <typename R, typename TR, bool GC, int NW>
-lrnn_status op_bwd(const lrnn_event_scan_bwd_params& p, void* ws, cudaStream_t s) {
-  using namespace lrnn_event_cuda;
-  const int64_t T = NW * op_bwd_steps<R>();
-  const RsLayout o = rs_layout<R>(p.batch, p.length, p.dim, T, true);
-  const int64_t smem = op_bwd_smem_bytes<R>(NW);
-  auto kernel = event_op_bwd<R, TR, GC, NW>;
-  static const bool attrs = big_smem(kernel, smem);
-  if (!attrs) return LRNN_ERR_CUDA;
-  if (o.tiles >= 2147483647LL) return LRNN_ERR_SHAPE;
-  if (cudaMemsetAsync(static_cast<unsigned char*>(ws) + o.agg_off, 0xFF, static_cast<size_t>(o.car_off - o.agg_off),
-                      s) != cudaSuccess)
-    return LRNN_ERR_CUDA;
-  const bool ok =
-      launch_smem(false, kernel, static_cast<unsigned>(o.tiles), NW * CW, static_cast<size_t>(smem), s, p, ws) &&
-      launch(true, event_rs_bwd_sum<R>, static_cast<unsigned>(o.chains), CW * RL, s, p, T, ws);
-  return ok ? LRNN_OK : LRNN_ERR_CUDA;
-}
-
-template <typename R, typename TR, bool GC>
-lrnn_status op_any(Impl impl, const lrnn_event_scan_params& p, void* ws, cudaStream_t s) {
-  return impl == Impl::OP4 ? op_fwd<R, TR, GC, 4>(p, ws, s) : op_fwd<R, TR, GC, 8>(p, ws, s);
-}
-template <typename R, typename TR, bool GC>
-lrnn_status op_any(Impl impl, const lrnn_event_scan_bwd_params& p, void* ws, cudaStream_t s) {
-  return impl == Impl::OP4 ? op_bwd<R, TR, GC, 4>(p, ws, s) : op_bwd<R, TR, GC, 8>(p, ws, s);
+template <typename R, typename TR, bool GC, typename Params>
+lrnn_status op_any(Impl impl, const Params& p, void* ws, cudaStream_t s) {
+  return impl == Impl::OP4 ? op_run<R, TR, GC, 4>(p, ws, s) : op_run<R, TR, GC, 8>(p, ws, s);
 }
 
 /* The one-pass scan in either direction (mode 1: constant input scale, 2: ZOH, see delta_mode). */
@@ -204,25 +193,26 @@ int delta_mode(const Params* p) {
   return p->delta_stride[1] != 0 ? 0 : p->disc != LRNN_DISC_ZOH ? 1 : 2;
 }
 
+/* Workspace of either direction's chosen scan. */
+template <typename Params>
+int64_t workspace_bytes(const Params* p, bool bwd) {
+  if (!p || p->batch <= 0 || p->dim <= 0 || p->length < 0) return 0;
+  const Impl impl = impl_of(p);
+  if (impl == Impl::RS) return rs_layout_of(p, bwd).bytes;
+  using namespace lrnn_event_cuda;
+  const int nw = impl == Impl::OP4 ? 4 : 8;
+  return p->dtype == LRNN_C128 ? rs_layout<double>(p->batch, p->length, p->dim, nw * op_steps<double>(bwd), bwd).bytes
+                               : rs_layout<float>(p->batch, p->length, p->dim, nw * op_steps<float>(bwd), bwd).bytes;
+}
+
 }  // namespace
 
 extern "C" int64_t lrnn_event_scan_fwd_workspace_bytes(const lrnn_event_scan_params* p) {
-  if (!p || p->batch <= 0 || p->dim <= 0 || p->length < 0) return 0;
-  const Impl impl = impl_of(p);
-  if (impl == Impl::RS) return rs_layout_of(p, false).bytes;
-  const int nw = impl == Impl::OP4 ? 4 : 8;
-  return p->dtype == LRNN_C128 ? lrnn_event_cuda::op_layout<double>(p->batch, p->length, p->dim, nw).bytes
-                               : lrnn_event_cuda::op_layout<float>(p->batch, p->length, p->dim, nw).bytes;
+  return workspace_bytes(p, false);
 }
 
 extern "C" int64_t lrnn_event_scan_bwd_workspace_bytes(const lrnn_event_scan_bwd_params* p) {
-  if (!p || p->batch <= 0 || p->dim <= 0 || p->length < 0) return 0;
-  const Impl impl = impl_of(p);
-  if (impl == Impl::RS) return rs_layout_of(p, true).bytes;
-  const int nw = impl == Impl::OP4 ? 4 : 8;
-  using namespace lrnn_event_cuda;
-  return p->dtype == LRNN_C128 ? rs_layout<double>(p->batch, p->length, p->dim, nw * op_bwd_steps<double>(), true).bytes
-                               : rs_layout<float>(p->batch, p->length, p->dim, nw * op_bwd_steps<float>(), true).bytes;
+  return workspace_bytes(p, true);
 }
 
 extern "C" lrnn_status lrnn_event_scan_fwd_cuda(const lrnn_event_scan_params* p, void* workspace, void* stream) {

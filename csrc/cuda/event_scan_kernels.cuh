@@ -680,36 +680,26 @@ __global__ void __launch_bounds__(CW * RL) event_rs_bwd_sum(lrnn_event_scan_bwd_
 //      keep HBM busy;
 //   4. every warp composes the maps of the warps before it onto that state and re-walks its
 //      steps from shared memory, writing h.
-// Publication: the workspace holds (A, X) per chunk and channel, filled with all-ones words
-// (the launcher's memset) that no arithmetic result has (to_word maps a NaN input's payload
-// off it); readers poll the words themselves with relaxed GPU-scope loads, so no flag and no
+// Publication: the workspace (rs_layout's for tiles of one chunk) holds (A, X) per chunk and
+// channel in its agg region, filled with all-ones words (the launcher's memset) that no
+// arithmetic result has (to_word maps a NaN input's payload off it); readers poll the words themselves with relaxed GPU-scope loads, so no flag and no
 // fence is needed. Blocks are numbered chunk-major (block = i * chains + chain): a chunk only
 // waits for chunks with smaller block numbers, which the hardware dispatches first (the
 // forward-progress assumption of decoupled look-back scans).
 
-// The steps of one warp per chunk: 32 complex64 (16 complex128) = 8 KB of v per warp.
+// Steps per warp of a chunk: forward 32 complex64 / 16 complex128 (8 KB of v per warp),
+// backward 16 / 8 (three arrays). A chunk is NW warps' steps, its workspace rs_layout's for
+// tiles of one chunk (the look-back words in the agg region).
 template <typename R>
-__host__ __device__ constexpr int op_steps() { return sizeof(R) == 4 ? 32 : 16; }
-
-struct OpLayout {
-  int64_t groups, chains, T, nch, blocks, bytes;
-};
+__host__ __device__ constexpr int op_steps(bool bwd) { return (sizeof(R) == 4 ? 32 : 16) / (bwd ? 2 : 1); }
+// Dynamic shared memory of a block: NV staged complex arrays [NW][S][CW] and dt [NW][S].
 template <typename R>
-__host__ __device__ inline OpLayout op_layout(int64_t B, int64_t L, int64_t P, int nw) {
-  OpLayout o;
-  o.groups = (P + CW - 1) / CW;
-  o.chains = B * o.groups;
-  o.T = static_cast<int64_t>(nw) * op_steps<R>();
-  o.nch = (L + o.T - 1) / o.T;
-  o.blocks = o.chains * o.nch;
-  o.bytes = o.blocks * CW * 2 * static_cast<int64_t>(sizeof(cx<R>));
-  return o;
+__host__ __device__ constexpr int64_t op_smem_bytes(int nw, bool bwd) {
+  return static_cast<int64_t>(nw) * op_steps<R>(bwd) *
+         ((bwd ? 3 : 1) * CW * static_cast<int64_t>(sizeof(cx<R>)) + static_cast<int64_t>(sizeof(R)));
 }
-// Dynamic shared memory of a block: v [NW][S][CW] and dt [NW][S].
-template <typename R>
-__host__ __device__ constexpr int64_t op_smem_bytes(int nw) {
-  return static_cast<int64_t>(nw) * op_steps<R>() * (CW * static_cast<int64_t>(sizeof(cx<R>)) + sizeof(R));
-}
+// Blocks per SM the kernels are built for (registers; their shared memory allows the same).
+__host__ __device__ constexpr int op_min_blocks(int nw, bool bwd) { return bwd ? (nw >= 8 ? 2 : 4) : (nw >= 8 ? 3 : 6); }
 
 // Publication words: the all-ones pattern means "not yet written".
 template <typename R>
@@ -832,9 +822,6 @@ extern __shared__ uint4 lrnn_event_dyn_smem[];
 #define LRNN_EVENT_LOOKBACK_MISSED() ((void)0)
 #endif
 
-// Blocks per SM the one-pass kernels are built for (registers; shared memory allows the same).
-__host__ __device__ constexpr int op_min_blocks(int nw) { return nw >= 8 ? 3 : 6; }
-
 // Warp 0, lane c: the state entering chunk i (of nch) of `chain` (maps (Ac, Xc) of this chunk),
 // with the publications of step 3 above; start: h0 (or grad_h_last) of this channel.
 template <typename R, int M>
@@ -878,40 +865,83 @@ __device__ __forceinline__ cx<R> op_lookback(cx<R>* pub, int64_t nch, int64_t ch
   return E;
 }
 
-template <typename R, typename TR, bool GC, int NW>
-__global__ void __launch_bounds__(NW * CW, op_min_blocks(NW)) event_op_fwd(lrnn_event_scan_params p, void* wsv) {
-  constexpr int S = op_steps<R>(), M = op_period(NW * S);
-  __shared__ cx<R> sA[NW][CW], sX[NW][CW], sE[CW];
-  __shared__ R sS[NW];
-  cx<R>* sv = reinterpret_cast<cx<R>*>(LRNN_EVENT_DYN_SMEM);   // [NW][S][CW]
-  R* sdt = reinterpret_cast<R*>(sv + NW * S * CW);             // [NW][S]
-  const OpLayout o = op_layout<R>(p.batch, p.length, p.dim, NW);
-  const int c = static_cast<int>(threadIdx.x) % CW, w = static_cast<int>(threadIdx.x) / CW;
-  const int64_t chain = static_cast<int64_t>(blockIdx.x) % o.chains, i = static_cast<int64_t>(blockIdx.x) / o.chains;
-  TilePos t;
-  t.tt = static_cast<int>(i);
-  t.b = static_cast<int>(chain / o.groups);
-  t.d = static_cast<int>(chain % o.groups) * CW + c;
-  t.active = t.d < p.dim;
-  const int64_t L = p.length, r0 = i * o.T + static_cast<int64_t>(w) * S;
-  const int n = static_cast<int>(L - r0 < S ? (L - r0 > 0 ? L - r0 : 0) : S);
-  const RsTime tm = rs_time(r0, L, p.reverse != 0);
-  // 1. stage v (and dt, one step per lane)
-  cx<R>* mv = sv + w * S * CW + c;
-  {
-    const cx<R>* v0 = static_cast<const cx<R>*>(p.v);
-    op_stage<S>(mv, v0, v0 + t.b * p.v_stride[0] + tm.t0 * p.v_stride[1] + t.d * p.v_stride[2],
-                tm.dir * p.v_stride[1], n, t.active);
-  }
-  if (c < S)
-    sdt[w * S + c] = c < n ? load_real<R>(static_cast<const TR*>(p.dt), t.b * p.dt_stride[0] +
-                                                                           (tm.t0 + tm.dir * c) * p.dt_stride[1])
+// This thread's place in a one-pass grid (block = chunk i * chains + chain, chunk-major): lane
+// c, warp w, whose steps are scan steps s.r0 .. s.r0+s.n-1 (n < S past the end), walked in
+// time from tm.t0 in direction tm.dir (flip: against the time axis).
+struct OpPos {
+  RsPos s;
+  RsTime tm;
+  int64_t i;
+  int c, w;
+};
+template <int S>
+__device__ __forceinline__ OpPos op_pos(const RsLayout& o, int64_t P, int64_t L, bool flip) {
+  OpPos q;
+  q.c = static_cast<int>(threadIdx.x) % CW;
+  q.w = static_cast<int>(threadIdx.x) / CW;
+  const int64_t chain = static_cast<int64_t>(blockIdx.x) % o.chains;
+  q.i = static_cast<int64_t>(blockIdx.x) / o.chains;
+  q.s = rs_pos(o, chain * o.ntt + q.i, P, L);
+  q.s.r0 += static_cast<int64_t>(q.w) * S;
+  const int64_t left = L - q.s.r0;
+  q.s.n = static_cast<int>(left < S ? (left > 0 ? left : 0) : S);
+  q.tm = rs_time(q.s.r0, L, flip);
+  return q;
+}
+
+// dt of the warp's steps into mdt[0 .. S-1] (one step per lane, zeros past the end), then the
+// wait for this thread's staged copies and for the warp's dt.
+template <typename R, typename TR, int S, typename Prm>
+__device__ __forceinline__ void op_stage_dt_and_wait(R* mdt, const Prm& p, const OpPos& q) {
+  if (q.c < S)
+    mdt[q.c] = q.c < q.s.n ? load_real<R>(static_cast<const TR*>(p.dt), q.s.t.b * p.dt_stride[0] +
+                                                                           (q.tm.t0 + q.tm.dir * q.c) * p.dt_stride[1])
                            : R(0);
-  const Chan<R> ch = chan<R, TR, false>(p, t, false);
-  const Zc<R> z = zc_chan<R, false>(ch);
-  const R* mdt = sdt + w * S;
   copy_async_wait();
   __syncwarp();
+}
+
+// The warps' maps (sA, sX; sS their summed exponent steps) composed in order: the chunk's map,
+// its transition from the summed steps (conjugated for the adjoint).
+template <typename R, int NW>
+__device__ __forceinline__ void op_chunk_map(const cx<R> (*sA)[CW], const cx<R> (*sX)[CW], const R* sS, int c,
+                                             Zc<R> z, bool adjoint, cx<R>* Ac, cx<R>* Xc) {
+  cx<R> X = mk(R(0), R(0));
+  R St = 0;
+  for (int l = 0; l < NW; ++l) {
+    X = add(mul(sA[l][c], X), sX[l][c]);
+    St += sS[l];
+  }
+  const cx<R> A = cexp_s(St, z);
+  *Ac = mk(A.re, adjoint ? -A.im : A.im);
+  *Xc = X;
+}
+
+// The state entering warp w: the chunk's entering state through the maps of warps 0 .. w-1.
+template <typename R>
+__device__ __forceinline__ cx<R> op_warp_entry(const cx<R> (*sA)[CW], const cx<R> (*sX)[CW], cx<R> x, int w, int c) {
+  for (int l = 0; l < w; ++l) x = add(mul(sA[l][c], x), sX[l][c]);
+  return x;
+}
+
+template <typename R, typename TR, bool GC, int NW>
+__global__ void __launch_bounds__(NW * CW, op_min_blocks(NW, false)) event_op_fwd(lrnn_event_scan_params p, void* wsv) {
+  constexpr int S = op_steps<R>(false), M = op_period(NW * S);
+  __shared__ cx<R> sA[NW][CW], sX[NW][CW], sE[CW];
+  __shared__ R sS[NW];
+  const RsLayout o = rs_layout<R>(p.batch, p.length, p.dim, NW * S, false);
+  const OpPos q = op_pos<S>(o, p.dim, p.length, p.reverse != 0);
+  const TilePos& t = q.s.t;
+  const int c = q.c, w = q.w, n = q.s.n;
+  cx<R>* mv = reinterpret_cast<cx<R>*>(LRNN_EVENT_DYN_SMEM) + w * S * CW + c;   // v [NW][S][CW]
+  R* mdt = reinterpret_cast<R*>(reinterpret_cast<cx<R>*>(LRNN_EVENT_DYN_SMEM) + NW * S * CW) + w * S;
+  // 1. stage v and dt
+  const cx<R>* v0 = static_cast<const cx<R>*>(p.v);
+  op_stage<S>(mv, v0, v0 + t.b * p.v_stride[0] + q.tm.t0 * p.v_stride[1] + t.d * p.v_stride[2],
+              q.tm.dir * p.v_stride[1], n, t.active);
+  const Chan<R> ch = chan<R, TR, false>(p, t, false);
+  const Zc<R> z = zc_chan<R, false>(ch);
+  op_stage_dt_and_wait<R, TR, S>(mdt, p, q);
   // 2. this warp's map from the zero state; steps past the end hold dt = 0, v = 0 (identity)
   {
     cx<R> X = mk(R(0), R(0));
@@ -937,20 +967,16 @@ __global__ void __launch_bounds__(NW * CW, op_min_blocks(NW)) event_op_fwd(lrnn_
   __syncthreads();
   // 3. the state entering the chunk
   if (w == 0) {
-    cx<R> Xc = mk(R(0), R(0));
-    R St = 0;
-    for (int l = 0; l < NW; ++l) {
-      Xc = add(mul(sA[l][c], Xc), sX[l][c]);
-      St += sS[l];
-    }
+    cx<R> Ac, Xc;
+    op_chunk_map<R, NW>(sA, sX, sS, c, z, false, &Ac, &Xc);
     const cx<R> start = t.active && p.h0 ? static_cast<const cx<R>*>(p.h0)[t.b * p.h0_stride[0] + t.d * p.h0_stride[1]]
                                          : mk(R(0), R(0));
-    sE[c] = op_lookback<R, M>(static_cast<cx<R>*>(wsv), o.nch, chain, i, c, cexp_s(St, z), Xc, start);
+    sE[c] = op_lookback<R, M>(reinterpret_cast<cx<R>*>(static_cast<unsigned char*>(wsv) + o.agg_off), o.ntt,
+                              q.s.chain, q.i, c, Ac, Xc, start);
   }
   __syncthreads();
   // 4. this warp's steps from its entering state
-  cx<R> x = sE[c];
-  for (int l = 0; l < w; ++l) x = add(mul(sA[l][c], x), sX[l][c]);
+  cx<R> x = op_warp_entry<R>(sA, sX, sE[c], w, c);
   cx<R>* h = static_cast<cx<R>*>(p.h) + t.b * p.h_stride[0] + t.d * p.h_stride[2];
 #pragma unroll 8
   for (int j = 0; j < S; ++j) {
@@ -959,9 +985,9 @@ __global__ void __launch_bounds__(NW * CW, op_min_blocks(NW)) event_op_fwd(lrnn_
     cx<R> gs = ch.gc;
     if (!GC) input_scale<R>(p.disc, ch.lam, ch.delc, tau, a, false, &gs, nullptr, nullptr);
     x = add(mul(a, x), mul(gs, mv[j * CW]));
-    if (t.active && j < n) h[(tm.t0 + tm.dir * j) * p.h_stride[1]] = x;
+    if (t.active && j < n) h[(q.tm.t0 + q.tm.dir * j) * p.h_stride[1]] = x;
   }
-  if (t.active && n > 0 && r0 + n == L)
+  if (t.active && n > 0 && q.s.r0 + n == p.length)
     static_cast<cx<R>*>(p.h_last)[t.b * p.h_last_stride[0] + t.d * p.h_last_stride[1]] = x;
 }
 
@@ -972,58 +998,36 @@ __global__ void __launch_bounds__(NW * CW, op_min_blocks(NW)) event_op_fwd(lrnn_
 // chain's last chunk) and the chunk's dLambda and ddelta partials summed over its warps in a
 // fixed order, where the three-pass scan's apply kernel writes its tiles' (the workspace is
 // rs_layout's for tiles of one chunk), so event_rs_bwd_sum finishes both alike.
-template <typename R>
-__host__ __device__ constexpr int op_bwd_steps() { return sizeof(R) == 4 ? 16 : 8; }
-template <typename R>
-__host__ __device__ constexpr int64_t op_bwd_smem_bytes(int nw) {
-  return static_cast<int64_t>(nw) * op_bwd_steps<R>() * (3 * CW * static_cast<int64_t>(sizeof(cx<R>)) + sizeof(R));
-}
-__host__ __device__ constexpr int op_bwd_min_blocks(int nw) { return nw >= 8 ? 2 : 4; }
-
 template <typename R, typename TR, bool GC, int NW>
-__global__ void __launch_bounds__(NW * CW, op_bwd_min_blocks(NW)) event_op_bwd(lrnn_event_scan_bwd_params p, void* wsv) {
-  constexpr int S = op_bwd_steps<R>(), M = op_period(NW * S);
+__global__ void __launch_bounds__(NW * CW, op_min_blocks(NW, true))
+    event_op_bwd(lrnn_event_scan_bwd_params p, void* wsv) {
+  constexpr int S = op_steps<R>(true), M = op_period(NW * S);
   __shared__ cx<R> sA[NW][CW], sX[NW][CW], sE[CW];
   __shared__ R sS[NW], sd[NW][CW];
-  cx<R>* sg = reinterpret_cast<cx<R>*>(LRNN_EVENT_DYN_SMEM);   // grad_h [NW][S][CW], then v, h[t-1]
-  R* sdt = reinterpret_cast<R*>(sg + 3 * NW * S * CW);         // [NW][S]
   const RsLayout o = rs_layout<R>(p.batch, p.length, p.dim, NW * S, true);
-  const int c = static_cast<int>(threadIdx.x) % CW, w = static_cast<int>(threadIdx.x) / CW;
-  const int64_t chain = static_cast<int64_t>(blockIdx.x) % o.chains, i = static_cast<int64_t>(blockIdx.x) / o.chains;
-  TilePos t;
-  t.tt = static_cast<int>(i);
-  t.b = static_cast<int>(chain / o.groups);
-  t.d = static_cast<int>(chain % o.groups) * CW + c;
-  t.active = t.d < p.dim;
-  const int64_t L = p.length, r0 = i * o.T + static_cast<int64_t>(w) * S;
-  const int n = static_cast<int>(L - r0 < S ? (L - r0 > 0 ? L - r0 : 0) : S);
-  const int nh = r0 + n >= L ? n - 1 : n;   // steps whose h[t-1] is in h (the scan's last takes h0)
-  const RsTime tm = rs_time(r0, L, p.reverse == 0);
-  // 1. stage grad_h, v, h[t-1] and dt
-  cx<R>* mg = sg + w * S * CW + c;
+  const OpPos q = op_pos<S>(o, p.dim, p.length, p.reverse == 0);
+  const TilePos& t = q.s.t;
+  const int c = q.c, w = q.w, n = q.s.n;
+  const int nh = q.s.r0 + n >= p.length ? n - 1 : n;   // steps whose h[t-1] is in h (the scan's last takes h0)
+  // grad_h [NW][S][CW], then v and h[t-1] alike, then dt [NW][S]
+  cx<R>* mg = reinterpret_cast<cx<R>*>(LRNN_EVENT_DYN_SMEM) + w * S * CW + c;
   cx<R>* mv = mg + NW * S * CW;
   cx<R>* mh = mv + NW * S * CW;
-  {
-    const cx<R>* g0 = static_cast<const cx<R>*>(p.grad_h);
-    const cx<R>* v0 = static_cast<const cx<R>*>(p.v);
-    const cx<R>* h0p = static_cast<const cx<R>*>(p.h);
-    op_stage<S>(mg, g0, g0 + t.b * p.grad_h_stride[0] + tm.t0 * p.grad_h_stride[1] + t.d * p.grad_h_stride[2],
-                tm.dir * p.grad_h_stride[1], n, t.active);
-    op_stage<S>(mv, v0, v0 + t.b * p.v_stride[0] + tm.t0 * p.v_stride[1] + t.d * p.v_stride[2],
-                tm.dir * p.v_stride[1], n, t.active);
-    op_stage<S>(mh, h0p, h0p + t.b * p.h_stride[0] + (tm.t0 + tm.dir) * p.h_stride[1] + t.d * p.h_stride[2],
-                tm.dir * p.h_stride[1], nh, t.active);
-  }
-  if (c < S)
-    sdt[w * S + c] = c < n ? load_real<R>(static_cast<const TR*>(p.dt), t.b * p.dt_stride[0] +
-                                                                           (tm.t0 + tm.dir * c) * p.dt_stride[1])
-                           : R(0);
+  R* mdt = reinterpret_cast<R*>(reinterpret_cast<cx<R>*>(LRNN_EVENT_DYN_SMEM) + 3 * NW * S * CW) + w * S;
+  // 1. stage grad_h, v, h[t-1] and dt
+  const cx<R>* g0 = static_cast<const cx<R>*>(p.grad_h);
+  const cx<R>* v0 = static_cast<const cx<R>*>(p.v);
+  const cx<R>* h0p = static_cast<const cx<R>*>(p.h);
+  op_stage<S>(mg, g0, g0 + t.b * p.grad_h_stride[0] + q.tm.t0 * p.grad_h_stride[1] + t.d * p.grad_h_stride[2],
+              q.tm.dir * p.grad_h_stride[1], n, t.active);
+  op_stage<S>(mv, v0, v0 + t.b * p.v_stride[0] + q.tm.t0 * p.v_stride[1] + t.d * p.v_stride[2],
+              q.tm.dir * p.v_stride[1], n, t.active);
+  op_stage<S>(mh, h0p, h0p + t.b * p.h_stride[0] + (q.tm.t0 + q.tm.dir) * p.h_stride[1] + t.d * p.h_stride[2],
+              q.tm.dir * p.h_stride[1], nh, t.active);
   const Chan<R> ch = chan<R, TR, false>(p, t, true);
   const Zc<R> z = zc_chan<R, false>(ch);
-  const R* mdt = sdt + w * S;
   const cx<R> zero = mk(R(0), R(0));
-  copy_async_wait();
-  __syncwarp();
+  op_stage_dt_and_wait<R, TR, S>(mdt, p, q);
   // 2. this warp's adjoint map from zero (grad_h and dt only)
   {
     cx<R> X = zero;
@@ -1042,24 +1046,18 @@ __global__ void __launch_bounds__(NW * CW, op_bwd_min_blocks(NW)) event_op_bwd(l
   __syncthreads();
   // 3. the adjoint state entering the chunk
   if (w == 0) {
-    cx<R> Xc = zero;
-    R St = 0;
-    for (int l = 0; l < NW; ++l) {
-      Xc = add(mul(sA[l][c], Xc), sX[l][c]);
-      St += sS[l];
-    }
-    const cx<R> Ac = cexp_s(St, z);
+    cx<R> Ac, Xc;
+    op_chunk_map<R, NW>(sA, sX, sS, c, z, true, &Ac, &Xc);
     const cx<R> start = t.active && p.grad_h_last
                             ? static_cast<const cx<R>*>(p.grad_h_last)[t.b * p.grad_h_last_stride[0] +
                                                                        t.d * p.grad_h_last_stride[1]]
                             : zero;
     sE[c] = op_lookback<R, M>(reinterpret_cast<cx<R>*>(static_cast<unsigned char*>(wsv) + o.agg_off), o.ntt,
-                              chain, i, c, mk(Ac.re, -Ac.im), Xc, start);
+                              q.s.chain, q.i, c, Ac, Xc, start);
   }
   __syncthreads();
   // 4. this warp's steps from its entering state
-  cx<R> carry = sE[c];
-  for (int l = 0; l < w; ++l) carry = add(mul(sA[l][c], carry), sX[l][c]);
+  cx<R> carry = op_warp_entry<R>(sA, sX, sE[c], w, c);
   const cx<R> h0 = t.active && p.h0 ? static_cast<const cx<R>*>(p.h0)[t.b * p.h0_stride[0] + t.d * p.h0_stride[1]]
                                     : zero;
   cx<R>* dv = static_cast<cx<R>*>(p.dv) + t.b * p.dv_stride[0] + t.d * p.dv_stride[2];
@@ -1067,12 +1065,12 @@ __global__ void __launch_bounds__(NW * CW, op_bwd_min_blocks(NW)) event_op_bwd(l
   R dd_sum = 0;
 #pragma unroll 4
   for (int j = 0; j < S; ++j) {
-    const R tau = mdt[j], sdt_j = ch.delc * tau;
+    const R tau = mdt[j];
     const cx<R> a = cexp_s(tau, z);
     const cx<R> lt = add(mg[j * CW], carry);
     const cx<R> hj = j < nh ? mh[j * CW] : (t.active && j < n ? h0 : zero);
     const cx<R> ga = mulc(hj, lt), gv = mulc(mv[j * CW], lt);
-    dl = add(dl, scale(sdt_j, mulc(a, ga)));
+    dl = add(dl, scale(ch.delc * tau, mulc(a, ga)));
     R dd = tau * dotr(mul(ch.lam, a), ga);
     cx<R> gs = ch.gc;
     if (GC) {
@@ -1083,7 +1081,7 @@ __global__ void __launch_bounds__(NW * CW, op_bwd_min_blocks(NW)) event_op_bwd(l
       dl = add(dl, mulc(dgl, gv));
       dd += dotr(dgd, gv);
     }
-    if (t.active && j < n) dv[(tm.t0 + tm.dir * j) * p.dv_stride[1]] = mulc(gs, lt);
+    if (t.active && j < n) dv[(q.tm.t0 + q.tm.dir * j) * p.dv_stride[1]] = mulc(gs, lt);
     dd_sum += dd;
     carry = mulc(a, lt);
   }
@@ -1091,9 +1089,9 @@ __global__ void __launch_bounds__(NW * CW, op_bwd_min_blocks(NW)) event_op_bwd(l
     dl = add(dl, mulc(ch.dglc, gsum));
     dd_sum += dotr(ch.dgdc, gsum);
   }
-  if (t.active && n > 0 && r0 + n == L)
+  if (t.active && n > 0 && q.s.r0 + n == p.length)
     static_cast<cx<R>*>(p.dh0)[t.b * p.dh0_stride[0] + t.d * p.dh0_stride[1]] = carry;
-  // 5. the chunk's partials: the warps' sums in order (sA/sX are free once every warp has its
+  // 5. the chunk's partials: the warps' sums in order (sX is free once every warp has its
   // entering state)
   __syncthreads();
   sX[w][c] = dl;
@@ -1107,8 +1105,9 @@ __global__ void __launch_bounds__(NW * CW, op_bwd_min_blocks(NW)) event_op_bwd(l
       dd_sum += sd[l][c];
     }
     unsigned char* ws = static_cast<unsigned char*>(wsv);
-    reinterpret_cast<cx<R>*>(ws + o.pl_off)[(chain * o.ntt + i) * CW + c] = dl;
-    reinterpret_cast<R*>(ws + o.pd_off)[(chain * o.ntt + i) * CW + c] = dd_sum;
+    const int64_t k = (q.s.chain * o.ntt + q.i) * CW + c;
+    reinterpret_cast<cx<R>*>(ws + o.pl_off)[k] = dl;
+    reinterpret_cast<R*>(ws + o.pd_off)[k] = dd_sum;
   }
 }
 

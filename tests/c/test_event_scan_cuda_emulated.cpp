@@ -212,39 +212,32 @@ void rs_backward(const Case& c, const lrnn_event_scan_bwd_params& p, int64_t T, 
   launch(static_cast<unsigned>(o.chains), [&] { event_rs_bwd_sum<R>(p, T, ws); }, CW * RL);
 }
 
-// The one-pass forward as the launcher runs it: the publication area filled with ones, one
-// block per chunk and chain, chunk-major.
-template <typename R, typename TR, int NW>
-void op_forward(const Case& c, const lrnn_event_scan_params& p) {
+// The one-pass scan as the launcher runs it: the look-back words filled with ones (the rest of
+// the workspace with a pattern the kernels must overwrite before reading), one block per chunk
+// and chain, chunk-major; the backward then sums its chunk partials.
+template <typename R, typename Params, typename K>
+void op_run(const Case& c, const Params& p, bool bwd, int nw, K kernel) {
   using namespace lrnn_event_cuda;
-  const OpLayout o = op_layout<R>(c.B, c.L, c.P, NW);
-  ASSERT_LE(op_smem_bytes<R>(NW), static_cast<int64_t>(sizeof emu::dyn_smem));
-  std::vector<uint64_t> ws(static_cast<size_t>((o.bytes + 7) / 8), ~0ull);
-  emu::lookback_missed = false;
-  if (c.disc != LRNN_DISC_ZOH)
-    launch(static_cast<unsigned>(o.blocks), [&] { event_op_fwd<R, TR, true, NW>(p, ws.data()); }, NW * CW);
-  else
-    launch(static_cast<unsigned>(o.blocks), [&] { event_op_fwd<R, TR, false, NW>(p, ws.data()); }, NW * CW);
-  EXPECT_FALSE(emu::lookback_missed);
-}
-
-// The one-pass backward: look-back words filled with ones (the rest of the workspace with a
-// pattern the kernels must overwrite before reading), then the partial sums.
-template <typename R, typename TR, int NW>
-void op_backward(const Case& c, const lrnn_event_scan_bwd_params& p) {
-  using namespace lrnn_event_cuda;
-  const int64_t T = NW * op_bwd_steps<R>();
-  const RsLayout o = rs_layout<R>(c.B, c.L, c.P, T, true);
-  ASSERT_LE(op_bwd_smem_bytes<R>(NW), static_cast<int64_t>(sizeof emu::dyn_smem));
+  const int64_t T = nw * op_steps<R>(bwd);
+  const RsLayout o = rs_layout<R>(c.B, c.L, c.P, T, bwd);
+  ASSERT_LE(op_smem_bytes<R>(nw, bwd), static_cast<int64_t>(sizeof emu::dyn_smem));
   std::vector<uint64_t> ws(static_cast<size_t>((o.bytes + 7) / 8), 0xA5A5A5A5A5A5A5A5ull);
   memset(reinterpret_cast<unsigned char*>(ws.data()) + o.agg_off, 0xFF, static_cast<size_t>(o.car_off - o.agg_off));
   emu::lookback_missed = false;
-  if (c.disc != LRNN_DISC_ZOH)
-    launch(static_cast<unsigned>(o.tiles), [&] { event_op_bwd<R, TR, true, NW>(p, ws.data()); }, NW * CW);
-  else
-    launch(static_cast<unsigned>(o.tiles), [&] { event_op_bwd<R, TR, false, NW>(p, ws.data()); }, NW * CW);
+  launch(static_cast<unsigned>(o.tiles), [&] { kernel(p, ws.data()); }, nw * CW);
   EXPECT_FALSE(emu::lookback_missed);
-  launch(static_cast<unsigned>(o.chains), [&] { event_rs_bwd_sum<R>(p, T, ws.data()); }, CW * RL);
+  if constexpr (std::is_same<Params, lrnn_event_scan_bwd_params>::value)
+    launch(static_cast<unsigned>(o.chains), [&] { event_rs_bwd_sum<R>(p, T, ws.data()); }, CW * RL);
+}
+template <typename R, typename TR, int NW>
+void op_forward(const Case& c, const lrnn_event_scan_params& p) {
+  using namespace lrnn_event_cuda;
+  op_run<R>(c, p, false, NW, c.disc != LRNN_DISC_ZOH ? event_op_fwd<R, TR, true, NW> : event_op_fwd<R, TR, false, NW>);
+}
+template <typename R, typename TR, int NW>
+void op_backward(const Case& c, const lrnn_event_scan_bwd_params& p) {
+  using namespace lrnn_event_cuda;
+  op_run<R>(c, p, true, NW, c.disc != LRNN_DISC_ZOH ? event_op_bwd<R, TR, true, NW> : event_op_bwd<R, TR, false, NW>);
 }
 
 template <typename R, typename TR>
