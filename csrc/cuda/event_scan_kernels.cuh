@@ -901,25 +901,32 @@ __device__ __forceinline__ void op_stage_dt_and_wait(R* mdt, const Prm& p, const
   __syncwarp();
 }
 
-// The warps' maps (sA, sX; sS their summed exponent steps) composed in order: the chunk's map,
-// its transition from the summed steps (conjugated for the adjoint).
-template <typename R, int NW>
-__device__ __forceinline__ void op_chunk_map(const cx<R> (*sA)[CW], const cx<R> (*sX)[CW], const R* sS, int c,
-                                             Zc<R> z, bool adjoint, cx<R>* Ac, cx<R>* Xc) {
-  cx<R> X = mk(R(0), R(0));
-  R St = 0;
-  for (int l = 0; l < NW; ++l) {
-    X = add(mul(sA[l][c], X), sX[l][c]);
-    St += sS[l];
+// Steps 2-3 of a block after each warp has its map (Aw, Xw; Ssum its summed exponent steps):
+// the maps to shared memory, warp 0 composes them in order into the chunk's map (its
+// transition from the summed steps, conjugated for the adjoint) and looks back for the chunk's
+// entering state (the chain's start: `start`), and every warp returns its own entering state:
+// the chunk's through the maps of the warps before it.
+template <typename R, int NW, int M>
+__device__ __forceinline__ cx<R> op_enter(cx<R> (*sA)[CW], cx<R> (*sX)[CW], R* sS, cx<R>* sE, const OpPos& q,
+                                          cx<R> Aw, cx<R> Xw, R Ssum, Zc<R> z, bool adjoint, cx<R>* pub,
+                                          int64_t nch, cx<R> start) {
+  const int c = q.c, w = q.w;
+  sA[w][c] = Aw;
+  sX[w][c] = Xw;
+  if (c == 0) sS[w] = Ssum;
+  __syncthreads();
+  if (w == 0) {
+    cx<R> X = mk(R(0), R(0));
+    R St = 0;
+    for (int l = 0; l < NW; ++l) {
+      X = add(mul(sA[l][c], X), sX[l][c]);
+      St += sS[l];
+    }
+    const cx<R> A = cexp_s(St, z);
+    sE[c] = op_lookback<R, M>(pub, nch, q.s.chain, q.i, c, mk(A.re, adjoint ? -A.im : A.im), X, start);
   }
-  const cx<R> A = cexp_s(St, z);
-  *Ac = mk(A.re, adjoint ? -A.im : A.im);
-  *Xc = X;
-}
-
-// The state entering warp w: the chunk's entering state through the maps of warps 0 .. w-1.
-template <typename R>
-__device__ __forceinline__ cx<R> op_warp_entry(const cx<R> (*sA)[CW], const cx<R> (*sX)[CW], cx<R> x, int w, int c) {
+  __syncthreads();
+  cx<R> x = sE[c];
   for (int l = 0; l < w; ++l) x = add(mul(sA[l][c], x), sX[l][c]);
   return x;
 }
@@ -943,6 +950,7 @@ __global__ void __launch_bounds__(NW * CW, op_min_blocks(NW, false)) event_op_fw
   const Zc<R> z = zc_chan<R, false>(ch);
   op_stage_dt_and_wait<R, TR, S>(mdt, p, q);
   // 2. this warp's map from the zero state; steps past the end hold dt = 0, v = 0 (identity)
+  cx<R> x;
   {
     cx<R> X = mk(R(0), R(0));
     R Ssum = 0;
@@ -960,23 +968,13 @@ __global__ void __launch_bounds__(NW * CW, op_min_blocks(NW, false)) event_op_fw
       Ssum += tau;
     }
     if (GC) X = mul(ch.gc, X);
-    sA[w][c] = cexp_s(Ssum, z);
-    sX[w][c] = X;
-    if (c == 0) sS[w] = Ssum;
-  }
-  __syncthreads();
-  // 3. the state entering the chunk
-  if (w == 0) {
-    cx<R> Ac, Xc;
-    op_chunk_map<R, NW>(sA, sX, sS, c, z, false, &Ac, &Xc);
     const cx<R> start = t.active && p.h0 ? static_cast<const cx<R>*>(p.h0)[t.b * p.h0_stride[0] + t.d * p.h0_stride[1]]
                                          : mk(R(0), R(0));
-    sE[c] = op_lookback<R, M>(reinterpret_cast<cx<R>*>(static_cast<unsigned char*>(wsv) + o.agg_off), o.ntt,
-                              q.s.chain, q.i, c, Ac, Xc, start);
+    // 3. the state entering this warp's steps
+    x = op_enter<R, NW, M>(sA, sX, sS, sE, q, cexp_s(Ssum, z), X, Ssum, z, false,
+                           reinterpret_cast<cx<R>*>(static_cast<unsigned char*>(wsv) + o.agg_off), o.ntt, start);
   }
-  __syncthreads();
-  // 4. this warp's steps from its entering state
-  cx<R> x = op_warp_entry<R>(sA, sX, sE[c], w, c);
+  // 4. this warp's steps from there
   cx<R>* h = static_cast<cx<R>*>(p.h) + t.b * p.h_stride[0] + t.d * p.h_stride[2];
 #pragma unroll 8
   for (int j = 0; j < S; ++j) {
@@ -1029,6 +1027,7 @@ __global__ void __launch_bounds__(NW * CW, op_min_blocks(NW, true))
   const cx<R> zero = mk(R(0), R(0));
   op_stage_dt_and_wait<R, TR, S>(mdt, p, q);
   // 2. this warp's adjoint map from zero (grad_h and dt only)
+  cx<R> carry;
   {
     cx<R> X = zero;
     R Ssum = 0;
@@ -1039,25 +1038,15 @@ __global__ void __launch_bounds__(NW * CW, op_min_blocks(NW, true))
       Ssum += tau;
     }
     const cx<R> A = cexp_s(Ssum, z);
-    sA[w][c] = mk(A.re, -A.im);
-    sX[w][c] = X;
-    if (c == 0) sS[w] = Ssum;
-  }
-  __syncthreads();
-  // 3. the adjoint state entering the chunk
-  if (w == 0) {
-    cx<R> Ac, Xc;
-    op_chunk_map<R, NW>(sA, sX, sS, c, z, true, &Ac, &Xc);
     const cx<R> start = t.active && p.grad_h_last
                             ? static_cast<const cx<R>*>(p.grad_h_last)[t.b * p.grad_h_last_stride[0] +
                                                                        t.d * p.grad_h_last_stride[1]]
                             : zero;
-    sE[c] = op_lookback<R, M>(reinterpret_cast<cx<R>*>(static_cast<unsigned char*>(wsv) + o.agg_off), o.ntt,
-                              q.s.chain, q.i, c, Ac, Xc, start);
+    // 3. the adjoint state entering this warp's steps
+    carry = op_enter<R, NW, M>(sA, sX, sS, sE, q, mk(A.re, -A.im), X, Ssum, z, true,
+                               reinterpret_cast<cx<R>*>(static_cast<unsigned char*>(wsv) + o.agg_off), o.ntt, start);
   }
-  __syncthreads();
-  // 4. this warp's steps from its entering state
-  cx<R> carry = op_warp_entry<R>(sA, sX, sE[c], w, c);
+  // 4. this warp's steps from there
   const cx<R> h0 = t.active && p.h0 ? static_cast<const cx<R>*>(p.h0)[t.b * p.h0_stride[0] + t.d * p.h0_stride[1]]
                                     : zero;
   cx<R>* dv = static_cast<cx<R>*>(p.dv) + t.b * p.dv_stride[0] + t.d * p.dv_stride[2];
