@@ -509,6 +509,31 @@ __global__ void __launch_bounds__(RNT, 3) event_rs_fwd_apply(lrnn_event_scan_par
 // ---- backward ----
 // The adjoint c -> conj(a) * (grad_h + c) in reverse step order, tiles as in the forward.
 
+// One step of a backward apply (three-pass and one-pass): with lt = grad_h + carry the adjoint
+// at this step, returns the step's ddelta term and sets *dvv (dv's value), adds the step's
+// dLambda term to dl (conj(v)*lt to gsum instead of the input-scale terms when the scale is
+// constant, GC) and moves carry to the next step: conj(a) * lt. del: delta at this step.
+template <typename R, bool GC>
+__device__ __forceinline__ R bwd_step(const Chan<R>& ch, int disc, R del, R tau, cx<R> a, cx<R> gh, cx<R> v,
+                                      cx<R> hprev, cx<R>& carry, cx<R>& dl, cx<R>& gsum, cx<R>* dvv) {
+  const cx<R> lt = add(gh, carry);
+  const cx<R> ga = mulc(hprev, lt), gv = mulc(v, lt);
+  dl = add(dl, scale(del * tau, mulc(a, ga)));
+  R dd = tau * dotr(mul(ch.lam, a), ga);
+  cx<R> gs = ch.gc;
+  if (GC) {
+    gsum = add(gsum, gv);
+  } else {
+    cx<R> dgl, dgd;
+    input_scale<R>(disc, ch.lam, del, tau, a, true, &gs, &dgl, &dgd);
+    dl = add(dl, mulc(dgl, gv));
+    dd += dotr(dgd, gv);
+  }
+  *dvv = mulc(gs, lt);
+  carry = mulc(a, lt);
+  return dd;
+}
+
 // Pass 1: the adjoint map of every tile from zero (reads grad_h and dt only); A as in the
 // forward, conjugated.
 template <typename R, typename TR, bool PE>
@@ -585,31 +610,19 @@ __global__ void __launch_bounds__(RNT, 2) event_rs_bwd_apply(lrnn_event_scan_bwd
 #pragma unroll
     for (int j = 0; j < RG3; ++j) {
       const int jj = j0 + j;
-      const R del = PE ? gr.del[PE ? j : 0] : ch.delc, tau = gr.tau[j], sdt = del * tau;
-      const cx<R> a = cexp_s(PE ? sdt : tau, z);
-      const cx<R> lt = add(gr.x[0][j], carry);
+      const R del = PE ? gr.del[PE ? j : 0] : ch.delc, tau = gr.tau[j];
+      const cx<R> a = cexp_s(PE ? del * tau : tau, z);
       // the scan's first step takes h0 (the loader left it zero)
       const cx<R> hj = jj < nh ? gr.x[2][j] : (s.t.active && jj < s.n ? h0 : zero);
-      const cx<R> ga = mulc(hj, lt), gv = mulc(gr.x[1][j], lt);
-      dl = add(dl, scale(sdt, mulc(a, ga)));
-      R dd = tau * dotr(mul(ch.lam, a), ga);
-      cx<R> gs = ch.gc;
-      if (GC) {
-        gsum = add(gsum, gv);
-      } else {
-        cx<R> dgl, dgd;
-        input_scale<R>(p.disc, ch.lam, del, tau, a, true, &gs, &dgl, &dgd);
-        dl = add(dl, mulc(dgl, gv));
-        dd += dotr(dgd, gv);
-      }
+      cx<R> dvv;
+      const R dd = bwd_step<R, GC>(ch, p.disc, del, tau, a, gr.x[0][j], gr.x[1][j], hj, carry, dl, gsum, &dvv);
       if (s.t.active && jj < s.n) {
-        *dv = mulc(gs, lt);
+        *dv = dvv;
         if (PE) *ddelta = dd;
       }
       dv += ddv;
       ddelta += ddd;
       dd_sum += dd;
-      carry = mulc(a, lt);
     }
   });
   if (GC) {
@@ -1055,24 +1068,11 @@ __global__ void __launch_bounds__(NW * CW, op_min_blocks(NW, true))
 #pragma unroll 4
   for (int j = 0; j < S; ++j) {
     const R tau = mdt[j];
-    const cx<R> a = cexp_s(tau, z);
-    const cx<R> lt = add(mg[j * CW], carry);
     const cx<R> hj = j < nh ? mh[j * CW] : (t.active && j < n ? h0 : zero);
-    const cx<R> ga = mulc(hj, lt), gv = mulc(mv[j * CW], lt);
-    dl = add(dl, scale(ch.delc * tau, mulc(a, ga)));
-    R dd = tau * dotr(mul(ch.lam, a), ga);
-    cx<R> gs = ch.gc;
-    if (GC) {
-      gsum = add(gsum, gv);
-    } else {
-      cx<R> dgl, dgd;
-      input_scale<R>(p.disc, ch.lam, ch.delc, tau, a, true, &gs, &dgl, &dgd);
-      dl = add(dl, mulc(dgl, gv));
-      dd += dotr(dgd, gv);
-    }
-    if (t.active && j < n) dv[(q.tm.t0 + q.tm.dir * j) * p.dv_stride[1]] = mulc(gs, lt);
-    dd_sum += dd;
-    carry = mulc(a, lt);
+    cx<R> dvv;
+    dd_sum += bwd_step<R, GC>(ch, p.disc, ch.delc, tau, cexp_s(tau, z), mg[j * CW], mv[j * CW], hj, carry, dl, gsum,
+                              &dvv);
+    if (t.active && j < n) dv[(q.tm.t0 + q.tm.dir * j) * p.dv_stride[1]] = dvv;
   }
   if (GC) {
     dl = add(dl, mulc(ch.dglc, gsum));
