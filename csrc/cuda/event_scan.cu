@@ -139,27 +139,16 @@ lrnn_status op_run(const Params& p, void* ws, cudaStream_t s) {
     return LRNN_ERR_CUDA;
   if (!launch_smem(false, kernel, static_cast<unsigned>(o.tiles), NW * CW, static_cast<size_t>(smem), s, p, ws))
     return LRNN_ERR_CUDA;
-  return !bwd || launch(true, event_rs_bwd_sum<R>, static_cast<unsigned>(o.chains), CW * RL, s,
-                        reinterpret_cast<const lrnn_event_scan_bwd_params&>(p), T, ws)
-             ? LRNN_OK
-             : LRNN_ERR_CUDA;
+  if constexpr (bwd) {
+    if (!launch(true, event_rs_bwd_sum<R>, static_cast<unsigned>(o.chains), CW * RL, s, p, T, ws))
+      return LRNN_ERR_CUDA;
+  }
+  return LRNN_OK;
 }
 
 template <typename R, typename TR, bool GC, typename Params>
 lrnn_status op_any(Impl impl, const Params& p, void* ws, cudaStream_t s) {
   return impl == Impl::OP4 ? op_run<R, TR, GC, 4>(p, ws, s) : op_run<R, TR, GC, 8>(p, ws, s);
-}
-
-/* The one-pass scan in either direction (mode 1: constant input scale, 2: ZOH, see delta_mode). */
-template <typename Params>
-lrnn_status op_dispatch(Impl impl, int mode, const Params& p, void* ws, cudaStream_t s) {
-  if (p.dtype == LRNN_C64 && p.real_dtype == LRNN_F32)
-    return mode == 1 ? op_any<float, float, true>(impl, p, ws, s) : op_any<float, float, false>(impl, p, ws, s);
-  if (p.dtype == LRNN_C64 && p.real_dtype == LRNN_BF16)
-    return mode == 1 ? op_any<float, uint16_t, true>(impl, p, ws, s) : op_any<float, uint16_t, false>(impl, p, ws, s);
-  if (p.dtype == LRNN_C128 && p.real_dtype == LRNN_F64)
-    return mode == 1 ? op_any<double, double, true>(impl, p, ws, s) : op_any<double, double, false>(impl, p, ws, s);
-  return LRNN_ERR_DTYPE;
 }
 
 template <typename R, typename TR, bool PE, bool GC>
@@ -187,10 +176,33 @@ lrnn_status rs_bwd(const lrnn_event_scan_bwd_params& p, void* ws, cudaStream_t s
   return ok ? LRNN_OK : LRNN_ERR_CUDA;
 }
 
-/* 0: delta per event; 1: shared with a constant input scale (not ZOH); 2: shared with ZOH. */
+template <typename R, typename TR, bool PE, bool GC>
+lrnn_status rs_run(const lrnn_event_scan_params& p, void* ws, cudaStream_t s) { return rs_fwd<R, TR, PE, GC>(p, ws, s); }
+template <typename R, typename TR, bool PE, bool GC>
+lrnn_status rs_run(const lrnn_event_scan_bwd_params& p, void* ws, cudaStream_t s) {
+  return rs_bwd<R, TR, PE, GC>(p, ws, s);
+}
+
+/* One direction with the state type R and the real type TR: the chosen scan, instantiated for
+ * the delta mode (a per-event delta; a shared delta with a constant input scale, i.e. not ZOH;
+ * a shared delta with ZOH). */
+template <typename R, typename TR, typename Params>
+lrnn_status run_scan(const Params& p, void* ws, cudaStream_t s) {
+  const Impl impl = impl_of(&p);
+  const bool per_event = p.delta_stride[1] != 0, constant_scale = p.disc != LRNN_DISC_ZOH;
+  if (impl != Impl::RS)   // a shared delta
+    return constant_scale ? op_any<R, TR, true>(impl, p, ws, s) : op_any<R, TR, false>(impl, p, ws, s);
+  return per_event        ? rs_run<R, TR, true, false>(p, ws, s)
+         : constant_scale ? rs_run<R, TR, false, true>(p, ws, s)
+                          : rs_run<R, TR, false, false>(p, ws, s);
+}
+
 template <typename Params>
-int delta_mode(const Params* p) {
-  return p->delta_stride[1] != 0 ? 0 : p->disc != LRNN_DISC_ZOH ? 1 : 2;
+lrnn_status run_any(const Params& p, void* ws, cudaStream_t s) {
+  if (p.dtype == LRNN_C64 && p.real_dtype == LRNN_F32) return run_scan<float, float>(p, ws, s);
+  if (p.dtype == LRNN_C64 && p.real_dtype == LRNN_BF16) return run_scan<float, uint16_t>(p, ws, s);
+  if (p.dtype == LRNN_C128 && p.real_dtype == LRNN_F64) return run_scan<double, double>(p, ws, s);
+  return LRNN_ERR_DTYPE;
 }
 
 /* Workspace of either direction's chosen scan. */
@@ -221,23 +233,7 @@ extern "C" lrnn_status lrnn_event_scan_fwd_cuda(const lrnn_event_scan_params* p,
   if (!workspace || !p->h_last || !p->lambda || !p->delta || (p->length > 0 && (!p->dt || !p->v || !p->h)))
     return LRNN_ERR_ARGUMENT;
   if (rs_layout_of(p, false).tiles >= 2147483647LL) return LRNN_ERR_SHAPE;   // 32-bit grids
-  cudaStream_t s = static_cast<cudaStream_t>(stream);
-  const int mode = delta_mode(p);
-  const Impl impl = impl_of(p);
-  if (impl != Impl::RS) return op_dispatch(impl, mode, *p, workspace, s);
-  if (p->dtype == LRNN_C64 && p->real_dtype == LRNN_F32)
-    return mode == 0   ? rs_fwd<float, float, true, false>(*p, workspace, s)
-           : mode == 1 ? rs_fwd<float, float, false, true>(*p, workspace, s)
-                       : rs_fwd<float, float, false, false>(*p, workspace, s);
-  if (p->dtype == LRNN_C64 && p->real_dtype == LRNN_BF16)
-    return mode == 0   ? rs_fwd<float, uint16_t, true, false>(*p, workspace, s)
-           : mode == 1 ? rs_fwd<float, uint16_t, false, true>(*p, workspace, s)
-                       : rs_fwd<float, uint16_t, false, false>(*p, workspace, s);
-  if (p->dtype == LRNN_C128 && p->real_dtype == LRNN_F64)
-    return mode == 0   ? rs_fwd<double, double, true, false>(*p, workspace, s)
-           : mode == 1 ? rs_fwd<double, double, false, true>(*p, workspace, s)
-                       : rs_fwd<double, double, false, false>(*p, workspace, s);
-  return LRNN_ERR_DTYPE;
+  return run_any(*p, workspace, static_cast<cudaStream_t>(stream));
 }
 
 extern "C" lrnn_status lrnn_event_scan_bwd_cuda(const lrnn_event_scan_bwd_params* p, void* workspace, void* stream) {
@@ -246,21 +242,5 @@ extern "C" lrnn_status lrnn_event_scan_bwd_cuda(const lrnn_event_scan_bwd_params
   if (!workspace || !p->dlambda || !p->ddelta || !p->dh0 || !p->lambda || !p->delta) return LRNN_ERR_ARGUMENT;
   if (p->length > 0 && (!p->dt || !p->v || !p->h || !p->grad_h || !p->dv)) return LRNN_ERR_ARGUMENT;
   if (rs_layout_of(p, true).tiles >= 2147483647LL) return LRNN_ERR_SHAPE;
-  cudaStream_t s = static_cast<cudaStream_t>(stream);
-  const int mode = delta_mode(p);
-  const Impl impl = impl_of(p);
-  if (impl != Impl::RS) return op_dispatch(impl, mode, *p, workspace, s);
-  if (p->dtype == LRNN_C64 && p->real_dtype == LRNN_F32)
-    return mode == 0   ? rs_bwd<float, float, true, false>(*p, workspace, s)
-           : mode == 1 ? rs_bwd<float, float, false, true>(*p, workspace, s)
-                       : rs_bwd<float, float, false, false>(*p, workspace, s);
-  if (p->dtype == LRNN_C64 && p->real_dtype == LRNN_BF16)
-    return mode == 0   ? rs_bwd<float, uint16_t, true, false>(*p, workspace, s)
-           : mode == 1 ? rs_bwd<float, uint16_t, false, true>(*p, workspace, s)
-                       : rs_bwd<float, uint16_t, false, false>(*p, workspace, s);
-  if (p->dtype == LRNN_C128 && p->real_dtype == LRNN_F64)
-    return mode == 0   ? rs_bwd<double, double, true, false>(*p, workspace, s)
-           : mode == 1 ? rs_bwd<double, double, false, true>(*p, workspace, s)
-                       : rs_bwd<double, double, false, false>(*p, workspace, s);
-  return LRNN_ERR_DTYPE;
+  return run_any(*p, workspace, static_cast<cudaStream_t>(stream));
 }

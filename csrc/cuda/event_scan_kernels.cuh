@@ -373,48 +373,92 @@ __device__ __forceinline__ RsSrc<R, TR, NV> rs_src(const Prm& p, const RsPos& s,
   return src;
 }
 
+// Array i of src: x at (batch row, time t0, channel) of this thread, strides st (elements),
+// walked in direction dir.
+template <typename R, typename TR, int NV>
+__device__ __forceinline__ void rs_src_x(RsSrc<R, TR, NV>& src, int i, const void* x, const int64_t* st,
+                                         const TilePos& t, int64_t t0, int dir) {
+  src.x[i] = static_cast<const cx<R>*>(x) + t.b * st[0] + t0 * st[1] + t.d * st[2];
+  src.dx[i] = dir * st[1];
+}
+
+// What every three-pass tile kernel starts from: the layout, this warp's tile k (counting down
+// with `down`), its position, channel constants (with the input scale's derivatives: grad), the
+// exponent, the time walk (the backward's against the forward's) and the sources of dt / delta.
+// false past the grid's tiles.
+template <typename R, typename TR, int NV>
+struct RsTile {
+  RsLayout o;
+  int64_t k;
+  RsPos s;
+  Chan<R> ch;
+  Zc<R> z;
+  RsTime tm;
+  RsSrc<R, TR, NV> src;
+};
+template <typename R, typename TR, bool PE, int NV, typename Prm>
+__device__ __forceinline__ bool rs_begin(RsTile<R, TR, NV>& tl, const Prm& p, int64_t T, bool bwd, bool down,
+                                         bool grad) {
+  tl.o = rs_layout<R>(p.batch, p.length, p.dim, T, bwd);
+  tl.k = rs_tile(tl.o, down);
+  if (tl.k < 0) return false;
+  tl.s = rs_pos(tl.o, tl.k, p.dim, p.length);
+  tl.ch = chan<R, TR, PE>(p, tl.s.t, grad);
+  tl.z = zc_chan<R, PE>(tl.ch);
+  tl.tm = rs_time(tl.s.r0, p.length, bwd ? p.reverse == 0 : p.reverse != 0);
+  tl.src = rs_src<R, TR, NV>(p, tl.s, tl.tm);
+  return true;
+}
+
 // ---- forward ----
 
-// Pass 1: the map of every tile from the zero state. A is the transition over the whole tile,
-// exp(z * (sum of the steps' s)): one exponential per tile instead of a product per step. GC:
-// the input scale is the same for every step (shared delta, not ZOH) and multiplies the end
-// state once.
-template <typename R, typename TR, bool PE, bool GC>
-__global__ void __launch_bounds__(RNT, 3) event_rs_fwd_reduce(lrnn_event_scan_params p, int64_t T, void* wsv) {
+// Pass 1 of either direction: every tile's map from the zero state over its scan input x (v
+// forward, grad_h backward; dt and a per-event delta besides). Forward steps x -> a*x + g*v,
+// the adjoint's c -> conj(a) * (c + grad_h). A is the transition over the whole tile,
+// exp(z * (sum of the steps' s)), conjugated for the adjoint: one exponential per tile instead
+// of a product per step. GC: the input scale is the same for every step (shared delta, not
+// ZOH) and multiplies the forward's end state once.
+template <typename R, typename TR, bool PE, bool GC, bool ADJ, typename Prm>
+__device__ __forceinline__ void rs_reduce(const Prm& p, int64_t T, void* wsv, const void* x, const int64_t* xs) {
   static_assert(!(PE && GC), "a per-event delta has no constant input scale");
-  wait_prior_grid();
-  const RsLayout o = rs_layout<R>(p.batch, p.length, p.dim, T, false);
-  const int64_t k = rs_tile(o, false);
-  if (k < 0) return;
-  const RsPos s = rs_pos(o, k, p.dim, p.length);
-  const Chan<R> ch = chan<R, TR, PE>(p, s.t, false);
-  const Zc<R> z = zc_chan<R, PE>(ch);
-  const RsTime tm = rs_time(s.r0, p.length, p.reverse != 0);
-  RsSrc<R, TR, 1> src = rs_src<R, TR, 1>(p, s, tm);
-  src.x[0] = static_cast<const cx<R>*>(p.v) + s.t.b * p.v_stride[0] + tm.t0 * p.v_stride[1] + s.t.d * p.v_stride[2];
-  src.dx[0] = tm.dir * p.v_stride[1];
+  RsTile<R, TR, 1> tl;
+  if (!rs_begin<R, TR, PE>(tl, p, T, ADJ, false, false)) return;
+  const RsPos& s = tl.s;
+  rs_src_x(tl.src, 0, x, xs, s.t, tl.tm.t0, tl.tm.dir);
   cx<R> X = mk(R(0), R(0));
   R S = 0;
   using Grp = RsGrp<R, PE, RG, 1>;
-  rs_walk<R, TR, PE, RG, 1>(s.n, s.n, s.t.active, src, [&](const Grp& gr, int j0) {
+  rs_walk<R, TR, PE, RG, 1>(s.n, s.n, s.t.active, tl.src, [&](const Grp& gr, int j0) {
 #pragma unroll
     for (int j = 0; j < RG; ++j) {
-      const R del = PE ? gr.del[PE ? j : 0] : ch.delc, sj = PE ? del * gr.tau[j] : gr.tau[j];
-      const cx<R> a = cexp_s(sj, z);
-      cx<R> gv = gr.x[0][j];
-      if (!GC) {
-        cx<R> gs;
-        input_scale<R>(p.disc, ch.lam, del, gr.tau[j], a, false, &gs, nullptr, nullptr);
-        gv = mul(gs, gv);
+      const R del = PE ? gr.del[PE ? j : 0] : tl.ch.delc, sj = PE ? del * gr.tau[j] : gr.tau[j];
+      const cx<R> a = cexp_s(sj, tl.z);
+      if (ADJ) {
+        X = mulc(a, add(X, gr.x[0][j]));
+      } else {
+        cx<R> gv = gr.x[0][j];
+        if (!GC) {
+          cx<R> gs;
+          input_scale<R>(p.disc, tl.ch.lam, del, gr.tau[j], a, false, &gs, nullptr, nullptr);
+          gv = mul(gs, gv);
+        }
+        X = add(mul(a, X), gv);
       }
-      X = add(mul(a, X), gv);
       S += sj;
     }
   });
-  if (GC) X = mul(ch.gc, X);
-  cx<R>* agg = reinterpret_cast<cx<R>*>(static_cast<unsigned char*>(wsv) + o.agg_off) + 2 * (k * CW + threadIdx.x % CW);
-  agg[0] = cexp_s(S, z);
+  if (!ADJ && GC) X = mul(tl.ch.gc, X);
+  const cx<R> A = cexp_s(S, tl.z);
+  cx<R>* agg =
+      reinterpret_cast<cx<R>*>(static_cast<unsigned char*>(wsv) + tl.o.agg_off) + 2 * (tl.k * CW + threadIdx.x % CW);
+  agg[0] = mk(A.re, ADJ ? -A.im : A.im);
   agg[1] = X;
+}
+
+template <typename R, typename TR, bool PE, bool GC>
+__global__ void __launch_bounds__(RNT, 3) event_rs_fwd_reduce(lrnn_event_scan_params p, int64_t T, void* wsv) {
+  wait_prior_grid();
+  rs_reduce<R, TR, PE, GC, false>(p, T, wsv, p.v, p.v_stride);
 }
 
 // Pass 2 (forward and backward): one block of CSW warps per chain; start is the chain's state
@@ -475,34 +519,28 @@ template <typename R, typename TR, bool PE, bool GC>
 __global__ void __launch_bounds__(RNT, 3) event_rs_fwd_apply(lrnn_event_scan_params p, int64_t T, const void* wsv) {
   static_assert(!(PE && GC), "a per-event delta has no constant input scale");
   wait_prior_grid();
-  const RsLayout o = rs_layout<R>(p.batch, p.length, p.dim, T, false);
-  const int64_t k = rs_tile(o, true);
-  if (k < 0) return;
-  const RsPos s = rs_pos(o, k, p.dim, p.length);
-  const Chan<R> ch = chan<R, TR, PE>(p, s.t, false);
-  const Zc<R> z = zc_chan<R, PE>(ch);
-  const RsTime tm = rs_time(s.r0, p.length, p.reverse != 0);
-  RsSrc<R, TR, 1> src = rs_src<R, TR, 1>(p, s, tm);
-  src.x[0] = static_cast<const cx<R>*>(p.v) + s.t.b * p.v_stride[0] + tm.t0 * p.v_stride[1] + s.t.d * p.v_stride[2];
-  src.dx[0] = tm.dir * p.v_stride[1];
+  RsTile<R, TR, 1> tl;
+  if (!rs_begin<R, TR, PE>(tl, p, T, false, true, false)) return;
+  const RsPos& s = tl.s;
+  rs_src_x(tl.src, 0, p.v, p.v_stride, s.t, tl.tm.t0, tl.tm.dir);
   const unsigned char* ws = static_cast<const unsigned char*>(wsv);
-  cx<R> x = reinterpret_cast<const cx<R>*>(ws + o.car_off)[k * CW + threadIdx.x % CW];
-  cx<R>* h = static_cast<cx<R>*>(p.h) + s.t.b * p.h_stride[0] + tm.t0 * p.h_stride[1] + s.t.d * p.h_stride[2];
-  const int64_t dh = tm.dir * p.h_stride[1];
+  cx<R> x = reinterpret_cast<const cx<R>*>(ws + tl.o.car_off)[tl.k * CW + threadIdx.x % CW];
+  cx<R>* h = static_cast<cx<R>*>(p.h) + s.t.b * p.h_stride[0] + tl.tm.t0 * p.h_stride[1] + s.t.d * p.h_stride[2];
+  const int64_t dh = tl.tm.dir * p.h_stride[1];
   using Grp = RsGrp<R, PE, RG, 1>;
-  rs_walk<R, TR, PE, RG, 1>(s.n, s.n, s.t.active, src, [&](const Grp& gr, int j0) {
+  rs_walk<R, TR, PE, RG, 1>(s.n, s.n, s.t.active, tl.src, [&](const Grp& gr, int j0) {
 #pragma unroll
     for (int j = 0; j < RG; ++j) {
-      const R del = PE ? gr.del[PE ? j : 0] : ch.delc;
-      const cx<R> a = cexp_s(PE ? del * gr.tau[j] : gr.tau[j], z);
-      cx<R> gs = ch.gc;
-      if (!GC) input_scale<R>(p.disc, ch.lam, del, gr.tau[j], a, false, &gs, nullptr, nullptr);
+      const R del = PE ? gr.del[PE ? j : 0] : tl.ch.delc;
+      const cx<R> a = cexp_s(PE ? del * gr.tau[j] : gr.tau[j], tl.z);
+      cx<R> gs = tl.ch.gc;
+      if (!GC) input_scale<R>(p.disc, tl.ch.lam, del, gr.tau[j], a, false, &gs, nullptr, nullptr);
       x = add(mul(a, x), mul(gs, gr.x[0][j]));
       if (s.t.active && j0 + j < s.n) *h = x;
       h += dh;
     }
   });
-  if (s.t.active && s.t.tt == o.ntt - 1)
+  if (s.t.active && s.t.tt == tl.o.ntt - 1)
     static_cast<cx<R>*>(p.h_last)[s.t.b * p.h_last_stride[0] + s.t.d * p.h_last_stride[1]] = x;
 }
 
@@ -534,38 +572,11 @@ __device__ __forceinline__ R bwd_step(const Chan<R>& ch, int disc, R del, R tau,
   return dd;
 }
 
-// Pass 1: the adjoint map of every tile from zero (reads grad_h and dt only); A as in the
-// forward, conjugated.
+// Pass 1 of the backward (reads grad_h and dt only).
 template <typename R, typename TR, bool PE>
 __global__ void __launch_bounds__(RNT, 3) event_rs_bwd_reduce(lrnn_event_scan_bwd_params p, int64_t T, void* wsv) {
   wait_prior_grid();
-  const RsLayout o = rs_layout<R>(p.batch, p.length, p.dim, T, true);
-  const int64_t k = rs_tile(o, false);
-  if (k < 0) return;
-  const RsPos s = rs_pos(o, k, p.dim, p.length);
-  const Chan<R> ch = chan<R, TR, PE>(p, s.t, false);
-  const Zc<R> z = zc_chan<R, PE>(ch);
-  const RsTime tm = rs_time(s.r0, p.length, p.reverse == 0);
-  RsSrc<R, TR, 1> src = rs_src<R, TR, 1>(p, s, tm);
-  src.x[0] = static_cast<const cx<R>*>(p.grad_h) + s.t.b * p.grad_h_stride[0] + tm.t0 * p.grad_h_stride[1] +
-             s.t.d * p.grad_h_stride[2];
-  src.dx[0] = tm.dir * p.grad_h_stride[1];
-  cx<R> X = mk(R(0), R(0));
-  R S = 0;
-  using Grp = RsGrp<R, PE, RG, 1>;
-  rs_walk<R, TR, PE, RG, 1>(s.n, s.n, s.t.active, src, [&](const Grp& gr, int j0) {
-#pragma unroll
-    for (int j = 0; j < RG; ++j) {
-      const R sj = PE ? gr.del[PE ? j : 0] * gr.tau[j] : gr.tau[j];
-      const cx<R> a = cexp_s(sj, z);
-      X = mulc(a, add(X, gr.x[0][j]));
-      S += sj;
-    }
-  });
-  const cx<R> A = cexp_s(S, z);
-  cx<R>* agg = reinterpret_cast<cx<R>*>(static_cast<unsigned char*>(wsv) + o.agg_off) + 2 * (k * CW + threadIdx.x % CW);
-  agg[0] = mk(A.re, -A.im);
-  agg[1] = X;
+  rs_reduce<R, TR, PE, false, true>(p, T, wsv, p.grad_h, p.grad_h_stride);
 }
 
 // Pass 3: every tile from its entering adjoint state: dv (and ddelta per event) per step, the
@@ -576,46 +587,36 @@ template <typename R, typename TR, bool PE, bool GC>
 __global__ void __launch_bounds__(RNT, 2) event_rs_bwd_apply(lrnn_event_scan_bwd_params p, int64_t T, void* wsv) {
   static_assert(!(PE && GC), "a per-event delta has no constant input scale");
   wait_prior_grid();
-  const RsLayout o = rs_layout<R>(p.batch, p.length, p.dim, T, true);
-  const int64_t k = rs_tile(o, true);
-  if (k < 0) return;
+  RsTile<R, TR, 3> tl;
+  if (!rs_begin<R, TR, PE>(tl, p, T, true, true, true)) return;
   const int64_t L = p.length;
-  const RsPos s = rs_pos(o, k, p.dim, L);
-  const Chan<R> ch = chan<R, TR, PE>(p, s.t, true);
-  const Zc<R> z = zc_chan<R, PE>(ch);
-  const RsTime tm = rs_time(s.r0, L, p.reverse == 0);
+  const RsPos& s = tl.s;
   const cx<R> zero = mk(R(0), R(0));
-  RsSrc<R, TR, 3> src = rs_src<R, TR, 3>(p, s, tm);
-  src.x[0] = static_cast<const cx<R>*>(p.grad_h) + s.t.b * p.grad_h_stride[0] + tm.t0 * p.grad_h_stride[1] +
-             s.t.d * p.grad_h_stride[2];
-  src.dx[0] = tm.dir * p.grad_h_stride[1];
-  src.x[1] = static_cast<const cx<R>*>(p.v) + s.t.b * p.v_stride[0] + tm.t0 * p.v_stride[1] + s.t.d * p.v_stride[2];
-  src.dx[1] = tm.dir * p.v_stride[1];
+  rs_src_x(tl.src, 0, p.grad_h, p.grad_h_stride, s.t, tl.tm.t0, tl.tm.dir);
+  rs_src_x(tl.src, 1, p.v, p.v_stride, s.t, tl.tm.t0, tl.tm.dir);
   // h one time index against the scan direction; the scan's first step (r = L-1) is not loaded
   // from h but takes h0: the tile that holds it walks one step less of h.
-  src.x[2] = static_cast<const cx<R>*>(p.h) + s.t.b * p.h_stride[0] + (tm.t0 + tm.dir) * p.h_stride[1] +
-             s.t.d * p.h_stride[2];
-  src.dx[2] = tm.dir * p.h_stride[1];
+  rs_src_x(tl.src, 2, p.h, p.h_stride, s.t, tl.tm.t0 + tl.tm.dir, tl.tm.dir);
   const int nh = s.r0 + s.n >= L ? s.n - 1 : s.n;   // steps whose h[t-1] is in h
   const cx<R> h0 = s.t.active && p.h0 ? static_cast<const cx<R>*>(p.h0)[s.t.b * p.h0_stride[0] + s.t.d * p.h0_stride[1]] : zero;
   unsigned char* ws = static_cast<unsigned char*>(wsv);
-  cx<R> carry = reinterpret_cast<const cx<R>*>(ws + o.car_off)[k * CW + threadIdx.x % CW];
-  cx<R>* dv = static_cast<cx<R>*>(p.dv) + s.t.b * p.dv_stride[0] + tm.t0 * p.dv_stride[1] + s.t.d * p.dv_stride[2];
-  const int64_t dd_t = PE ? p.ddelta_stride[1] : 0, ddv = tm.dir * p.dv_stride[1], ddd = tm.dir * dd_t;
-  R* ddelta = static_cast<R*>(p.ddelta) + s.t.b * p.ddelta_stride[0] + tm.t0 * dd_t + s.t.d * p.ddelta_stride[2];
+  cx<R> carry = reinterpret_cast<const cx<R>*>(ws + tl.o.car_off)[tl.k * CW + threadIdx.x % CW];
+  cx<R>* dv = static_cast<cx<R>*>(p.dv) + s.t.b * p.dv_stride[0] + tl.tm.t0 * p.dv_stride[1] + s.t.d * p.dv_stride[2];
+  const int64_t dd_t = PE ? p.ddelta_stride[1] : 0, ddv = tl.tm.dir * p.dv_stride[1], ddd = tl.tm.dir * dd_t;
+  R* ddelta = static_cast<R*>(p.ddelta) + s.t.b * p.ddelta_stride[0] + tl.tm.t0 * dd_t + s.t.d * p.ddelta_stride[2];
   cx<R> dl = zero, gsum = zero;
   R dd_sum = 0;
   using Grp = RsGrp<R, PE, RG3, 3>;
-  rs_walk<R, TR, PE, RG3, 3>(s.n, nh, s.t.active, src, [&](const Grp& gr, int j0) {
+  rs_walk<R, TR, PE, RG3, 3>(s.n, nh, s.t.active, tl.src, [&](const Grp& gr, int j0) {
 #pragma unroll
     for (int j = 0; j < RG3; ++j) {
       const int jj = j0 + j;
-      const R del = PE ? gr.del[PE ? j : 0] : ch.delc, tau = gr.tau[j];
-      const cx<R> a = cexp_s(PE ? del * tau : tau, z);
+      const R del = PE ? gr.del[PE ? j : 0] : tl.ch.delc, tau = gr.tau[j];
+      const cx<R> a = cexp_s(PE ? del * tau : tau, tl.z);
       // the scan's first step takes h0 (the loader left it zero)
       const cx<R> hj = jj < nh ? gr.x[2][j] : (s.t.active && jj < s.n ? h0 : zero);
       cx<R> dvv;
-      const R dd = bwd_step<R, GC>(ch, p.disc, del, tau, a, gr.x[0][j], gr.x[1][j], hj, carry, dl, gsum, &dvv);
+      const R dd = bwd_step<R, GC>(tl.ch, p.disc, del, tau, a, gr.x[0][j], gr.x[1][j], hj, carry, dl, gsum, &dvv);
       if (s.t.active && jj < s.n) {
         *dv = dvv;
         if (PE) *ddelta = dd;
@@ -626,13 +627,13 @@ __global__ void __launch_bounds__(RNT, 2) event_rs_bwd_apply(lrnn_event_scan_bwd
     }
   });
   if (GC) {
-    dl = add(dl, mulc(ch.dglc, gsum));
-    dd_sum += dotr(ch.dgdc, gsum);
+    dl = add(dl, mulc(tl.ch.dglc, gsum));
+    dd_sum += dotr(tl.ch.dgdc, gsum);
   }
   const int c = static_cast<int>(threadIdx.x) % CW;
-  reinterpret_cast<cx<R>*>(ws + o.pl_off)[k * CW + c] = dl;
-  reinterpret_cast<R*>(ws + o.pd_off)[k * CW + c] = dd_sum;
-  if (s.t.active && s.t.tt == o.ntt - 1)
+  reinterpret_cast<cx<R>*>(ws + tl.o.pl_off)[tl.k * CW + c] = dl;
+  reinterpret_cast<R*>(ws + tl.o.pd_off)[tl.k * CW + c] = dd_sum;
+  if (s.t.active && s.t.tt == tl.o.ntt - 1)
     static_cast<cx<R>*>(p.dh0)[s.t.b * p.dh0_stride[0] + s.t.d * p.dh0_stride[1]] = carry;
 }
 
