@@ -68,6 +68,9 @@ for name, delta, disc, impls in cases:
             ref = out
         print(f"{name:>13} {impl:>8}: fwd {f:.3f} ms, bwd op {b:.3f} ms (bitwise repeat {same}, "
               f"max rel d vs {impls[0]} {rel(out, ref):.1e})", flush=True)
+# the backward op's two batch sums of its (B, P) partials (part of "bwd op" above)
+pl, pd = torch.randn(B, P, dtype=torch.complex64, device="cuda"), torch.randn(B, P, device="cuda")
+print(f"two torch.sum over (B, P) partials: {per_call(lambda: (pl.sum(0), pd.sum(0))):.4f} ms", flush=True)
 PYEOF
 echo "=== event5: device ms per op call (main f388cf9 on the H200: async fwd 0.431-0.436 / bwd 0.679-0.685 (three-pass), zoh per-event 0.897 / 1.212; floor async 0.254 / 0.507)"
 timeout 25 python3 "$OUT/event5_devtime.py" 2>&1 | tee "$OUT/event5_devtime.log" | grep -E "ms|Error|error" | cut -c1-170
