@@ -107,14 +107,20 @@ Impl impl_of(const Params* p) {
   return chains >= 16 ? Impl::OP8 : Impl::RS;
 }
 
-/* Once per kernel: more than 48 KB of dynamic shared memory, and the carveout that fits the
- * blocks per SM the kernel is built for. */
+/* More than 48 KB of dynamic shared memory for `kernel`, and the carveout that fits the blocks
+ * per SM it is built for; done[dev] records the devices done (per kernel: the caller's own). */
 template <typename... KArgs>
-bool big_smem(void (*kernel)(KArgs...), int64_t smem) {
-  return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)) ==
-             cudaSuccess &&
-         cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared) ==
-             cudaSuccess;
+bool big_smem(void (*kernel)(KArgs...), int64_t smem, std::mutex& m, bool (&done)[64]) {
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) return false;
+  std::lock_guard<std::mutex> lock(m);
+  if (!done[dev])
+    done[dev] =
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)) ==
+            cudaSuccess &&
+        cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared) ==
+            cudaSuccess;
+  return done[dev];
 }
 
 template <typename R, typename TR, bool GC, int NW>
@@ -132,8 +138,9 @@ lrnn_status op_run(const Params& p, void* ws, cudaStream_t s) {
   const RsLayout o = rs_layout<R>(p.batch, p.length, p.dim, T, bwd);
   if (o.tiles >= 2147483647LL) return LRNN_ERR_SHAPE;
   auto kernel = op_kernel<R, TR, GC, NW>(p);
-  static const bool attrs = big_smem(kernel, smem);
-  if (!attrs) return LRNN_ERR_CUDA;
+  static std::mutex m;
+  static bool done[64] = {false};
+  if (!big_smem(kernel, smem, m, done)) return LRNN_ERR_CUDA;
   if (cudaMemsetAsync(static_cast<unsigned char*>(ws) + o.agg_off, 0xFF, static_cast<size_t>(o.car_off - o.agg_off),
                       s) != cudaSuccess)
     return LRNN_ERR_CUDA;
