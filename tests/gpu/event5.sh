@@ -10,7 +10,8 @@
 #   2. benchmarks/bench_event_scan.py without the S7 rows: fused (default kernel), unfused
 #      (materialized transitions + linear_scan) and JAX, wall time per call, written to
 #      $OUT/event_scan_cuda_bench.txt for benchmarks/results/event_scan_cuda.txt
-#   3. compute-sanitizer memcheck on a small multi-chunk forward + backward of each one-pass
+#   3. ncu of the one-pass kernels (forward, backward) of the benchmark case
+#   3b. compute-sanitizer memcheck on a small multi-chunk forward + backward of each one-pass
 #      kernel (forced) and the three-pass scan
 #   4. the CUDA pytest of the event scan (tests/python/test_event_scan_cuda.py)
 #   5. compute-sanitizer racecheck (shared memory) of the one-pass kernels on the small case
@@ -82,6 +83,29 @@ echo "=== event5: bench_event_scan.py (5x JAX needs fused fwd <= 0.40 ms, fwd+bw
 timeout 40 python3 -u benchmarks/bench_event_scan.py --device cuda --s7 "" --iters 10 --timeout 34 \
   --json "$OUT/event5_bench.json" 2>&1 | tee "$OUT/event_scan_cuda_bench.txt"
 echo "=== event5: bench rc=${PIPESTATUS[0]}"
+
+if command -v ncu > /dev/null; then
+  cat > "$OUT/event5_probe.py" <<'PYEOF'
+import torch
+import lrnn
+B, L, P = 8, 65536, 128
+g = torch.Generator(device="cuda").manual_seed(0)
+Lam = torch.complex(-0.05 - torch.rand(P, generator=g, device="cuda"), torch.randn(P, generator=g, device="cuda")).requires_grad_()
+delta = (0.01 + torch.rand(P, generator=g, device="cuda")).requires_grad_()
+dt = torch.rand(B, L, generator=g, device="cuda")
+v = torch.randn(B, L, P, dtype=torch.complex64, generator=g, device="cuda").requires_grad_()
+for _ in range(2):
+    h, _ = lrnn.event_scan(Lam, delta, dt, v, None, "async")
+    torch.autograd.grad(h, (Lam, delta, v), torch.ones_like(h))
+torch.cuda.synchronize()
+PYEOF
+  timeout 25 ncu --clock-control none --section SpeedOfLight --section Occupancy \
+    --metrics smsp__issue_active.avg.pct_of_peak_sustained_active,dram__bytes.sum,smsp__warp_issue_stalled_barrier_per_warp_active.pct,smsp__warp_issue_stalled_long_scoreboard_per_warp_active.pct,smsp__warp_issue_stalled_lg_throttle_per_warp_active.pct,smsp__inst_executed_pipe_xu.avg.pct_of_peak_sustained_active \
+    -k regex:"event_op_" --launch-skip 2 --launch-count 2 python3 "$OUT/event5_probe.py" > "$OUT/event5_ncu.log" 2>&1
+  echo "=== event5: ncu rc=$? (one-pass forward, backward of the benchmark case)"
+  grep -E "event_op_[a-z]*<|^ +Duration|DRAM Throughput|dram__bytes.sum|issue_active|stalled|pipe_xu|Achieved Occupancy|Registers Per|Block Limit" "$OUT/event5_ncu.log" \
+    | sed -e 's/  */ /g' -e 's/(lrnn_event_scan.*) (/ (/' | cut -c1-110 | head -n 34
+fi
 
 if command -v compute-sanitizer > /dev/null; then
   cat > "$OUT/event5_small.py" <<'PYEOF'
