@@ -100,10 +100,10 @@ for _ in range(2):
 torch.cuda.synchronize()
 PYEOF
   timeout 25 ncu --clock-control none --section SpeedOfLight --section Occupancy \
-    --metrics smsp__issue_active.avg.pct_of_peak_sustained_active,dram__bytes.sum,smsp__warp_issue_stalled_barrier_per_warp_active.pct,smsp__warp_issue_stalled_long_scoreboard_per_warp_active.pct,smsp__warp_issue_stalled_lg_throttle_per_warp_active.pct,smsp__inst_executed_pipe_xu.avg.pct_of_peak_sustained_active \
+    --metrics smsp__issue_active.avg.pct_of_peak_sustained_active,dram__bytes.sum,smsp__average_warps_issue_stalled_barrier_per_issue_active.ratio,smsp__average_warps_issue_stalled_long_scoreboard_per_issue_active.ratio,smsp__average_warps_issue_stalled_lg_throttle_per_issue_active.ratio,smsp__average_warps_issue_stalled_math_pipe_throttle_per_issue_active.ratio \
     -k regex:"event_op_" --launch-skip 2 --launch-count 2 python3 "$OUT/event5_probe.py" > "$OUT/event5_ncu.log" 2>&1
   echo "=== event5: ncu rc=$? (one-pass forward, backward of the benchmark case)"
-  grep -E "event_op_[a-z]*<|^ +Duration|DRAM Throughput|dram__bytes.sum|issue_active|stalled|pipe_xu|Achieved Occupancy|Registers Per|Block Limit" "$OUT/event5_ncu.log" \
+  grep -E "event_op_[a-z]*<|^ +Duration|DRAM Throughput|dram__bytes.sum|issue_active|stalled|Achieved Occupancy|Registers Per|Block Limit" "$OUT/event5_ncu.log" \
     | sed -e 's/  */ /g' -e 's/(lrnn_event_scan.*) (/ (/' | cut -c1-110 | head -n 34
 fi
 
