@@ -86,25 +86,28 @@ bool launch(bool dependent, void (*kernel)(KArgs...), unsigned grid, unsigned bl
   return launch_smem(dependent, kernel, grid, block, 0, s, args...);
 }
 
-/* The kernels of either direction: the one-pass scan with NW = 8 or 4 warps per block (OP8,
- * OP4), or the three-pass scan (RS). The one-pass scan needs a delta shared over time (a
- * per-event delta would be one more staged array) and at least one step. Its chain advances
- * about 1024 steps per L2 round trip (the checkpoint hop), so with few chains (B * ceil(P/32))
- * the three-pass scan, which splits time over all SMs without waiting, is kept: at ~1 us per
- * round trip 16 chains of 32 channels carry 16 * 32 * 1024 steps * 8 B per us = 4.2 TB/s, the
- * H200's bandwidth. LRNN_EVENT_SCAN_IMPL=3pass|1pass|1pass4 forces one (for measuring them; a
+/* The kernels of either direction: the one-pass scan (OP) or the three-pass scan (RS). The
+ * one-pass scan needs a delta shared over time (a per-event delta would be one more staged
+ * array) and at least one step. Its chain advances about 1024 steps per L2 round trip (the
+ * checkpoint hop), so with few chains (B * ceil(P/32)) the three-pass scan, which splits time
+ * over all SMs without waiting, is kept: at ~1 us per round trip 16 chains of 32 channels carry
+ * 16 * 32 * 1024 steps * 8 B per us = 4.2 TB/s, the H200's bandwidth. On the H200 at
+ * (8, 65536, 128), async: forward 0.336 ms one-pass against 0.440 three-pass, so the forward
+ * takes the one-pass scan by default; backward 0.758 ms one-pass (with all three arrays waited
+ * for before the maps) against 0.676 three-pass, so the backward keeps the three-pass scan.
+ * LRNN_EVENT_SCAN_IMPL=3pass|1pass forces one for both directions (for measuring them; the
  * one-pass choice falls back to the three-pass scan where the one-pass cannot run). */
-enum class Impl { RS, OP8, OP4 };
+enum class Impl { RS, OP };
 
 template <typename Params>
 Impl impl_of(const Params* p) {
+  constexpr bool bwd = std::is_same<Params, lrnn_event_scan_bwd_params>::value;
   const char* e = getenv("LRNN_EVENT_SCAN_IMPL");
   if (e && strcmp(e, "3pass") == 0) return Impl::RS;
   if (p->delta_stride[1] != 0 || p->length <= 0) return Impl::RS;
-  if (e && strcmp(e, "1pass4") == 0) return Impl::OP4;
-  if (e && strcmp(e, "1pass") == 0) return Impl::OP8;
+  if (e && strcmp(e, "1pass") == 0) return Impl::OP;
   const int64_t chains = p->batch * ((p->dim + lrnn_event_cuda::CW - 1) / lrnn_event_cuda::CW);
-  return chains >= 16 ? Impl::OP8 : Impl::RS;
+  return !bwd && chains >= 16 ? Impl::OP : Impl::RS;
 }
 
 /* More than 48 KB of dynamic shared memory for `kernel`, and the carveout that fits the blocks
@@ -123,39 +126,34 @@ bool big_smem(void (*kernel)(KArgs...), int64_t smem, std::mutex& m, bool (&done
   return done[dev];
 }
 
-template <typename R, typename TR, bool GC, int NW>
-auto op_kernel(const lrnn_event_scan_params&) { return lrnn_event_cuda::event_op_fwd<R, TR, GC, NW>; }
-template <typename R, typename TR, bool GC, int NW>
-auto op_kernel(const lrnn_event_scan_bwd_params&) { return lrnn_event_cuda::event_op_bwd<R, TR, GC, NW>; }
+template <typename R, typename TR, bool GC>
+auto op_kernel(const lrnn_event_scan_params&) { return lrnn_event_cuda::event_op_fwd<R, TR, GC>; }
+template <typename R, typename TR, bool GC>
+auto op_kernel(const lrnn_event_scan_bwd_params&) { return lrnn_event_cuda::event_op_bwd<R, TR, GC>; }
 
 /* One direction's one-pass scan: the look-back words filled with ones, the kernel, and for the
  * backward event_rs_bwd_sum over the chunk partials (a programmatic dependent). */
-template <typename R, typename TR, bool GC, int NW, typename Params>
+template <typename R, typename TR, bool GC, typename Params>
 lrnn_status op_run(const Params& p, void* ws, cudaStream_t s) {
   using namespace lrnn_event_cuda;
   constexpr bool bwd = std::is_same<Params, lrnn_event_scan_bwd_params>::value;
-  const int64_t T = NW * op_steps<R>(bwd), smem = op_smem_bytes<R>(NW, bwd);
+  const int64_t T = OW * op_steps<R>(bwd), smem = op_smem_bytes<R>(bwd);
   const RsLayout o = rs_layout<R>(p.batch, p.length, p.dim, T, bwd);
   if (o.tiles >= 2147483647LL) return LRNN_ERR_SHAPE;
-  auto kernel = op_kernel<R, TR, GC, NW>(p);
+  auto kernel = op_kernel<R, TR, GC>(p);
   static std::mutex m;
   static bool done[64] = {false};
   if (!big_smem(kernel, smem, m, done)) return LRNN_ERR_CUDA;
   if (cudaMemsetAsync(static_cast<unsigned char*>(ws) + o.agg_off, 0xFF, static_cast<size_t>(o.car_off - o.agg_off),
                       s) != cudaSuccess)
     return LRNN_ERR_CUDA;
-  if (!launch_smem(false, kernel, static_cast<unsigned>(o.tiles), NW * CW, static_cast<size_t>(smem), s, p, ws))
+  if (!launch_smem(false, kernel, static_cast<unsigned>(o.tiles), OW * CW, static_cast<size_t>(smem), s, p, ws))
     return LRNN_ERR_CUDA;
   if constexpr (bwd) {
     if (!launch(true, event_rs_bwd_sum<R>, static_cast<unsigned>(o.chains), CW * RL, s, p, T, ws))
       return LRNN_ERR_CUDA;
   }
   return LRNN_OK;
-}
-
-template <typename R, typename TR, bool GC, typename Params>
-lrnn_status op_any(Impl impl, const Params& p, void* ws, cudaStream_t s) {
-  return impl == Impl::OP4 ? op_run<R, TR, GC, 4>(p, ws, s) : op_run<R, TR, GC, 8>(p, ws, s);
 }
 
 template <typename R, typename TR, bool PE, bool GC>
@@ -198,7 +196,7 @@ lrnn_status run_scan(const Params& p, void* ws, cudaStream_t s) {
   const Impl impl = impl_of(&p);
   const bool per_event = p.delta_stride[1] != 0, constant_scale = p.disc != LRNN_DISC_ZOH;
   if (impl != Impl::RS)   // a shared delta
-    return constant_scale ? op_any<R, TR, true>(impl, p, ws, s) : op_any<R, TR, false>(impl, p, ws, s);
+    return constant_scale ? op_run<R, TR, true>(p, ws, s) : op_run<R, TR, false>(p, ws, s);
   return per_event        ? rs_run<R, TR, true, false>(p, ws, s)
          : constant_scale ? rs_run<R, TR, false, true>(p, ws, s)
                           : rs_run<R, TR, false, false>(p, ws, s);
@@ -219,9 +217,8 @@ int64_t workspace_bytes(const Params* p, bool bwd) {
   const Impl impl = impl_of(p);
   if (impl == Impl::RS) return rs_layout_of(p, bwd).bytes;
   using namespace lrnn_event_cuda;
-  const int nw = impl == Impl::OP4 ? 4 : 8;
-  return p->dtype == LRNN_C128 ? rs_layout<double>(p->batch, p->length, p->dim, nw * op_steps<double>(bwd), bwd).bytes
-                               : rs_layout<float>(p->batch, p->length, p->dim, nw * op_steps<float>(bwd), bwd).bytes;
+  return p->dtype == LRNN_C128 ? rs_layout<double>(p->batch, p->length, p->dim, OW * op_steps<double>(bwd), bwd).bytes
+                               : rs_layout<float>(p->batch, p->length, p->dim, OW * op_steps<float>(bwd), bwd).bytes;
 }
 
 }  // namespace

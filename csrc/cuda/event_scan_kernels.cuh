@@ -675,21 +675,21 @@ __global__ void __launch_bounds__(CW * RL) event_rs_bwd_sum(lrnn_event_scan_bwd_
 }
 
 // ---------------- the one-pass scan (forward, shared delta) ----------------
-// Reads v once. A block of NW warps owns one chunk of NW*S steps of one chain; warp w owns the
+// Reads v once. A block of OW warps owns one chunk of OW*S steps of one chain; warp w owns the
 // chunk's steps w*S .. w*S+S-1 (its 32 lanes the chain's 32 channels, as in the three-pass
 // kernels). The block
 //   1. copies its v into shared memory (cp.async: the bytes are in flight while nothing waits;
 //      64 KB per block, three blocks per SM, so up to ~190 KB per SM of the scan input is held
 //      on chip between its arrival and its use) and dt (one step per lane);
 //   2. composes each warp's steps into a map (A, X) from the zero state, then warp 0 composes
-//      the NW maps into the chunk's map;
+//      the OW maps into the chunk's map;
 //   3. warp 0 finds the state entering the chunk by a deterministic look-back: chunk i of a
 //      chain starts from the end state of the chain's last checkpoint chunk c < i (chunks
 //      M-1, 2M-1, ...; h0 before the first) followed by the maps of chunks c+1 .. i-1, always
 //      composed in that order, so results do not depend on timing (bitwise reproducible).
 //      Chunks that are not checkpoints publish their map as soon as they have it; a checkpoint
 //      publishes its end state once it has its entering state. The chain's serial dependency
-//      is one L2 round trip per M chunks (M*NW*S steps: 1024 at the defaults), against the
+//      is one L2 round trip per M chunks (M*OW*S steps: 1024 at the defaults), against the
 //      ~260 steps per microsecond each of the 32 chains of (8, 65536, 128) must advance to
 //      keep HBM busy;
 //   4. every warp composes the maps of the warps before it onto that state and re-walks its
@@ -701,19 +701,23 @@ __global__ void __launch_bounds__(CW * RL) event_rs_bwd_sum(lrnn_event_scan_bwd_
 // waits for chunks with smaller block numbers, which the hardware dispatches first (the
 // forward-progress assumption of decoupled look-back scans).
 
-// Steps per warp of a chunk: forward 32 complex64 / 16 complex128 (8 KB of v per warp),
-// backward 16 / 8 (three arrays). A chunk is NW warps' steps, its workspace rs_layout's for
-// tiles of one chunk (the look-back words in the agg region).
+// Warps per block; steps per warp of a chunk: forward 32 complex64 / 16 complex128 (8 KB of v
+// per warp), backward 16 / 8 (three arrays). A chunk is OW warps' steps, its workspace
+// rs_layout's for tiles of one chunk (the look-back words in the agg region). On the H200 at
+// (8, 65536, 128) the forward took 0.336 ms with these blocks against 0.335 ms with four warps
+// of 32 steps (six blocks per SM), the backward 0.758 against 0.784 ms.
+constexpr int OW = 8;
 template <typename R>
 __host__ __device__ constexpr int op_steps(bool bwd) { return (sizeof(R) == 4 ? 32 : 16) / (bwd ? 2 : 1); }
-// Dynamic shared memory of a block: NV staged complex arrays [NW][S][CW] and dt [NW][S].
+// Dynamic shared memory of a block: one (forward) or three (backward) staged complex arrays
+// [OW][S][CW] and dt [OW][S].
 template <typename R>
-__host__ __device__ constexpr int64_t op_smem_bytes(int nw, bool bwd) {
-  return static_cast<int64_t>(nw) * op_steps<R>(bwd) *
+__host__ __device__ constexpr int64_t op_smem_bytes(bool bwd) {
+  return static_cast<int64_t>(OW) * op_steps<R>(bwd) *
          ((bwd ? 3 : 1) * CW * static_cast<int64_t>(sizeof(cx<R>)) + static_cast<int64_t>(sizeof(R)));
 }
 // Blocks per SM the kernels are built for (registers; their shared memory allows the same).
-__host__ __device__ constexpr int op_min_blocks(int nw, bool bwd) { return bwd ? (nw >= 8 ? 2 : 4) : (nw >= 8 ? 3 : 6); }
+__host__ __device__ constexpr int op_min_blocks(bool bwd) { return bwd ? 2 : 3; }
 
 // Publication words: the all-ones pattern means "not yet written".
 template <typename R>
@@ -811,6 +815,18 @@ __device__ __forceinline__ void copy_async_wait() {
   asm volatile("cp.async.wait_all;" ::: "memory");
 #endif
 }
+// Closes this thread's group of copies issued so far; waits until only the last closed group
+// may still be in flight.
+__device__ __forceinline__ void copy_async_commit() {
+#ifdef __CUDA_ARCH__
+  asm volatile("cp.async.commit_group;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void copy_async_wait_prev() {
+#ifdef __CUDA_ARCH__
+  asm volatile("cp.async.wait_group 1;" ::: "memory");
+#endif
+}
 
 // Stages steps j = 0 .. S-1 of one channel (lane) into dst[j*CW]: src + j*step, zeros from
 // step `upto` on (and everywhere when !active). src is not dereferenced past upto.
@@ -904,14 +920,16 @@ __device__ __forceinline__ OpPos op_pos(const RsLayout& o, int64_t P, int64_t L,
 }
 
 // dt of the warp's steps into mdt[0 .. S-1] (one step per lane, zeros past the end), then the
-// wait for this thread's staged copies and for the warp's dt.
+// wait for this thread's staged copies (all, or with `first_group` only those committed before
+// the last group) and for the warp's dt.
 template <typename R, typename TR, int S, typename Prm>
-__device__ __forceinline__ void op_stage_dt_and_wait(R* mdt, const Prm& p, const OpPos& q) {
+__device__ __forceinline__ void op_stage_dt_and_wait(R* mdt, const Prm& p, const OpPos& q, bool first_group) {
   if (q.c < S)
     mdt[q.c] = q.c < q.s.n ? load_real<R>(static_cast<const TR*>(p.dt), q.s.t.b * p.dt_stride[0] +
                                                                            (q.tm.t0 + q.tm.dir * q.c) * p.dt_stride[1])
                            : R(0);
-  copy_async_wait();
+  if (first_group) copy_async_wait_prev();
+  else copy_async_wait();
   __syncwarp();
 }
 
@@ -920,7 +938,7 @@ __device__ __forceinline__ void op_stage_dt_and_wait(R* mdt, const Prm& p, const
 // transition from the summed steps, conjugated for the adjoint) and looks back for the chunk's
 // entering state (the chain's start: `start`), and every warp returns its own entering state:
 // the chunk's through the maps of the warps before it.
-template <typename R, int NW, int M>
+template <typename R, int M>
 __device__ __forceinline__ cx<R> op_enter(cx<R> (*sA)[CW], cx<R> (*sX)[CW], R* sS, cx<R>* sE, const OpPos& q,
                                           cx<R> Aw, cx<R> Xw, R Ssum, Zc<R> z, bool adjoint, cx<R>* pub,
                                           int64_t nch, cx<R> start) {
@@ -932,7 +950,7 @@ __device__ __forceinline__ cx<R> op_enter(cx<R> (*sA)[CW], cx<R> (*sX)[CW], R* s
   if (w == 0) {
     cx<R> X = mk(R(0), R(0));
     R St = 0;
-    for (int l = 0; l < NW; ++l) {
+    for (int l = 0; l < OW; ++l) {
       X = add(mul(sA[l][c], X), sX[l][c]);
       St += sS[l];
     }
@@ -945,24 +963,24 @@ __device__ __forceinline__ cx<R> op_enter(cx<R> (*sA)[CW], cx<R> (*sX)[CW], R* s
   return x;
 }
 
-template <typename R, typename TR, bool GC, int NW>
-__global__ void __launch_bounds__(NW * CW, op_min_blocks(NW, false)) event_op_fwd(lrnn_event_scan_params p, void* wsv) {
-  constexpr int S = op_steps<R>(false), M = op_period(NW * S);
-  __shared__ cx<R> sA[NW][CW], sX[NW][CW], sE[CW];
-  __shared__ R sS[NW];
-  const RsLayout o = rs_layout<R>(p.batch, p.length, p.dim, NW * S, false);
+template <typename R, typename TR, bool GC>
+__global__ void __launch_bounds__(OW * CW, op_min_blocks(false)) event_op_fwd(lrnn_event_scan_params p, void* wsv) {
+  constexpr int S = op_steps<R>(false), M = op_period(OW * S);
+  __shared__ cx<R> sA[OW][CW], sX[OW][CW], sE[CW];
+  __shared__ R sS[OW];
+  const RsLayout o = rs_layout<R>(p.batch, p.length, p.dim, OW * S, false);
   const OpPos q = op_pos<S>(o, p.dim, p.length, p.reverse != 0);
   const TilePos& t = q.s.t;
   const int c = q.c, w = q.w, n = q.s.n;
-  cx<R>* mv = reinterpret_cast<cx<R>*>(LRNN_EVENT_DYN_SMEM) + w * S * CW + c;   // v [NW][S][CW]
-  R* mdt = reinterpret_cast<R*>(reinterpret_cast<cx<R>*>(LRNN_EVENT_DYN_SMEM) + NW * S * CW) + w * S;
+  cx<R>* mv = reinterpret_cast<cx<R>*>(LRNN_EVENT_DYN_SMEM) + w * S * CW + c;   // v [OW][S][CW]
+  R* mdt = reinterpret_cast<R*>(reinterpret_cast<cx<R>*>(LRNN_EVENT_DYN_SMEM) + OW * S * CW) + w * S;
   // 1. stage v and dt
   const cx<R>* v0 = static_cast<const cx<R>*>(p.v);
   op_stage<S>(mv, v0, v0 + t.b * p.v_stride[0] + q.tm.t0 * p.v_stride[1] + t.d * p.v_stride[2],
               q.tm.dir * p.v_stride[1], n, t.active);
   const Chan<R> ch = chan<R, TR, false>(p, t, false);
   const Zc<R> z = zc_chan<R, false>(ch);
-  op_stage_dt_and_wait<R, TR, S>(mdt, p, q);
+  op_stage_dt_and_wait<R, TR, S>(mdt, p, q, false);
   // 2. this warp's map from the zero state; steps past the end hold dt = 0, v = 0 (identity)
   cx<R> x;
   {
@@ -985,7 +1003,7 @@ __global__ void __launch_bounds__(NW * CW, op_min_blocks(NW, false)) event_op_fw
     const cx<R> start = t.active && p.h0 ? static_cast<const cx<R>*>(p.h0)[t.b * p.h0_stride[0] + t.d * p.h0_stride[1]]
                                          : mk(R(0), R(0));
     // 3. the state entering this warp's steps
-    x = op_enter<R, NW, M>(sA, sX, sS, sE, q, cexp_s(Ssum, z), X, Ssum, z, false,
+    x = op_enter<R, M>(sA, sX, sS, sE, q, cexp_s(Ssum, z), X, Ssum, z, false,
                            reinterpret_cast<cx<R>*>(static_cast<unsigned char*>(wsv) + o.agg_off), o.ntt, start);
   }
   // 4. this warp's steps from there
@@ -1006,40 +1024,43 @@ __global__ void __launch_bounds__(NW * CW, op_min_blocks(NW, false)) event_op_fw
 // The backward one-pass scan: the adjoint c -> conj(a) * (grad_h + c) in reverse step order,
 // chunks and look-back as in the forward (the chain's start is grad_h_last). A block stages
 // grad_h, v and h[t-1] of its chunk (three arrays: 16 complex64 / 8 complex128 steps per warp,
-// 96 KB per block, two blocks per SM); the maps need only grad_h and dt. It writes dv, dh0 (the
+// 96 KB per block, two blocks per SM); the maps need only grad_h and dt, so v and h[t-1] are a
+// second group of copies that is waited for only before the steps. It writes dv, dh0 (the
 // chain's last chunk) and the chunk's dLambda and ddelta partials summed over its warps in a
 // fixed order, where the three-pass scan's apply kernel writes its tiles' (the workspace is
 // rs_layout's for tiles of one chunk), so event_rs_bwd_sum finishes both alike.
-template <typename R, typename TR, bool GC, int NW>
-__global__ void __launch_bounds__(NW * CW, op_min_blocks(NW, true))
+template <typename R, typename TR, bool GC>
+__global__ void __launch_bounds__(OW * CW, op_min_blocks(true))
     event_op_bwd(lrnn_event_scan_bwd_params p, void* wsv) {
-  constexpr int S = op_steps<R>(true), M = op_period(NW * S);
-  __shared__ cx<R> sA[NW][CW], sX[NW][CW], sE[CW];
-  __shared__ R sS[NW], sd[NW][CW];
-  const RsLayout o = rs_layout<R>(p.batch, p.length, p.dim, NW * S, true);
+  constexpr int S = op_steps<R>(true), M = op_period(OW * S);
+  __shared__ cx<R> sA[OW][CW], sX[OW][CW], sE[CW];
+  __shared__ R sS[OW], sd[OW][CW];
+  const RsLayout o = rs_layout<R>(p.batch, p.length, p.dim, OW * S, true);
   const OpPos q = op_pos<S>(o, p.dim, p.length, p.reverse == 0);
   const TilePos& t = q.s.t;
   const int c = q.c, w = q.w, n = q.s.n;
   const int nh = q.s.r0 + n >= p.length ? n - 1 : n;   // steps whose h[t-1] is in h (the scan's last takes h0)
-  // grad_h [NW][S][CW], then v and h[t-1] alike, then dt [NW][S]
+  // grad_h [OW][S][CW], then v and h[t-1] alike, then dt [OW][S]
   cx<R>* mg = reinterpret_cast<cx<R>*>(LRNN_EVENT_DYN_SMEM) + w * S * CW + c;
-  cx<R>* mv = mg + NW * S * CW;
-  cx<R>* mh = mv + NW * S * CW;
-  R* mdt = reinterpret_cast<R*>(reinterpret_cast<cx<R>*>(LRNN_EVENT_DYN_SMEM) + 3 * NW * S * CW) + w * S;
+  cx<R>* mv = mg + OW * S * CW;
+  cx<R>* mh = mv + OW * S * CW;
+  R* mdt = reinterpret_cast<R*>(reinterpret_cast<cx<R>*>(LRNN_EVENT_DYN_SMEM) + 3 * OW * S * CW) + w * S;
   // 1. stage grad_h, v, h[t-1] and dt
   const cx<R>* g0 = static_cast<const cx<R>*>(p.grad_h);
   const cx<R>* v0 = static_cast<const cx<R>*>(p.v);
   const cx<R>* h0p = static_cast<const cx<R>*>(p.h);
   op_stage<S>(mg, g0, g0 + t.b * p.grad_h_stride[0] + q.tm.t0 * p.grad_h_stride[1] + t.d * p.grad_h_stride[2],
               q.tm.dir * p.grad_h_stride[1], n, t.active);
+  copy_async_commit();   // grad_h: all the maps need
   op_stage<S>(mv, v0, v0 + t.b * p.v_stride[0] + q.tm.t0 * p.v_stride[1] + t.d * p.v_stride[2],
               q.tm.dir * p.v_stride[1], n, t.active);
   op_stage<S>(mh, h0p, h0p + t.b * p.h_stride[0] + (q.tm.t0 + q.tm.dir) * p.h_stride[1] + t.d * p.h_stride[2],
               q.tm.dir * p.h_stride[1], nh, t.active);
+  copy_async_commit();   // v and h[t-1] keep arriving while the maps and the look-back run
   const Chan<R> ch = chan<R, TR, false>(p, t, true);
   const Zc<R> z = zc_chan<R, false>(ch);
   const cx<R> zero = mk(R(0), R(0));
-  op_stage_dt_and_wait<R, TR, S>(mdt, p, q);
+  op_stage_dt_and_wait<R, TR, S>(mdt, p, q, true);
   // 2. this warp's adjoint map from zero (grad_h and dt only)
   cx<R> carry;
   {
@@ -1057,10 +1078,11 @@ __global__ void __launch_bounds__(NW * CW, op_min_blocks(NW, true))
                                                                        t.d * p.grad_h_last_stride[1]]
                             : zero;
     // 3. the adjoint state entering this warp's steps
-    carry = op_enter<R, NW, M>(sA, sX, sS, sE, q, mk(A.re, -A.im), X, Ssum, z, true,
+    carry = op_enter<R, M>(sA, sX, sS, sE, q, mk(A.re, -A.im), X, Ssum, z, true,
                                reinterpret_cast<cx<R>*>(static_cast<unsigned char*>(wsv) + o.agg_off), o.ntt, start);
   }
-  // 4. this warp's steps from there
+  // 4. this warp's steps from there (each thread reads only its own staged v and h[t-1])
+  copy_async_wait();
   const cx<R> h0 = t.active && p.h0 ? static_cast<const cx<R>*>(p.h0)[t.b * p.h0_stride[0] + t.d * p.h0_stride[1]]
                                     : zero;
   cx<R>* dv = static_cast<cx<R>*>(p.dv) + t.b * p.dv_stride[0] + t.d * p.dv_stride[2];
@@ -1090,7 +1112,7 @@ __global__ void __launch_bounds__(NW * CW, op_min_blocks(NW, true))
   if (w == 0) {
     dl = zero;
     dd_sum = 0;
-    for (int l = 0; l < NW; ++l) {
+    for (int l = 0; l < OW; ++l) {
       dl = add(dl, sX[l][c]);
       dd_sum += sd[l][c];
     }

@@ -216,28 +216,28 @@ void rs_backward(const Case& c, const lrnn_event_scan_bwd_params& p, int64_t T, 
 // the workspace with a pattern the kernels must overwrite before reading), one block per chunk
 // and chain, chunk-major; the backward then sums its chunk partials.
 template <typename R, typename Params, typename K>
-void op_run(const Case& c, const Params& p, bool bwd, int nw, K kernel) {
+void op_run(const Case& c, const Params& p, bool bwd, K kernel) {
   using namespace lrnn_event_cuda;
-  const int64_t T = nw * op_steps<R>(bwd);
+  const int64_t T = OW * op_steps<R>(bwd);
   const RsLayout o = rs_layout<R>(c.B, c.L, c.P, T, bwd);
-  ASSERT_LE(op_smem_bytes<R>(nw, bwd), static_cast<int64_t>(sizeof emu::dyn_smem));
+  ASSERT_LE(op_smem_bytes<R>(bwd), static_cast<int64_t>(sizeof emu::dyn_smem));
   std::vector<uint64_t> ws(static_cast<size_t>((o.bytes + 7) / 8), 0xA5A5A5A5A5A5A5A5ull);
   memset(reinterpret_cast<unsigned char*>(ws.data()) + o.agg_off, 0xFF, static_cast<size_t>(o.car_off - o.agg_off));
   emu::lookback_missed = false;
-  launch(static_cast<unsigned>(o.tiles), [&] { kernel(p, ws.data()); }, nw * CW);
+  launch(static_cast<unsigned>(o.tiles), [&] { kernel(p, ws.data()); }, OW * CW);
   EXPECT_FALSE(emu::lookback_missed);
   if constexpr (std::is_same<Params, lrnn_event_scan_bwd_params>::value)
     launch(static_cast<unsigned>(o.chains), [&] { event_rs_bwd_sum<R>(p, T, ws.data()); }, CW * RL);
 }
-template <typename R, typename TR, int NW>
+template <typename R, typename TR>
 void op_forward(const Case& c, const lrnn_event_scan_params& p) {
   using namespace lrnn_event_cuda;
-  op_run<R>(c, p, false, NW, c.disc != LRNN_DISC_ZOH ? event_op_fwd<R, TR, true, NW> : event_op_fwd<R, TR, false, NW>);
+  op_run<R>(c, p, false, c.disc != LRNN_DISC_ZOH ? event_op_fwd<R, TR, true> : event_op_fwd<R, TR, false>);
 }
-template <typename R, typename TR, int NW>
+template <typename R, typename TR>
 void op_backward(const Case& c, const lrnn_event_scan_bwd_params& p) {
   using namespace lrnn_event_cuda;
-  op_run<R>(c, p, true, NW, c.disc != LRNN_DISC_ZOH ? event_op_bwd<R, TR, true, NW> : event_op_bwd<R, TR, false, NW>);
+  op_run<R>(c, p, true, c.disc != LRNN_DISC_ZOH ? event_op_bwd<R, TR, true> : event_op_bwd<R, TR, false>);
 }
 
 template <typename R, typename TR>
@@ -287,20 +287,15 @@ void run_case(const Case& c) {
                                      c.P * csize(c.dtype))) << "h_last is the last h (batch row 0)";
   }
 
-  // the one-pass forward (shared delta only); the 4-warp blocks where L has many chunks (each
-  // emulated block spawns a thread per CUDA thread)
-  const std::vector<int> nws = c.L > 1000 ? std::vector<int>{8, 4} : std::vector<int>{8};
+  // the one-pass forward (shared delta only)
   if (!c.per_event && c.L > 0) {
-    for (int nw : nws) {
-      SCOPED_TRACE(testing::Message() << "one-pass NW " << nw);
-      for (Bytes* b : {&h_gpu, &last_gpu}) std::fill(b->b.begin(), b->b.end(), 0xA5);
-      if (nw == 8) op_forward<R, TR, 8>(c, pg);
-      else op_forward<R, TR, 4>(c, pg);
-      EXPECT_LE(max_rel(h_gpu, h_cpu, BLP, true, single), tol) << "h";
-      EXPECT_LE(max_rel(last_gpu, last_cpu, BP, true, single), tol) << "h_last";
-      EXPECT_EQ(0, memcmp(&h_gpu.b[(c.reverse ? 0 : (c.L - 1) * c.P) * csize(c.dtype)], last_gpu.data(),
-                          c.P * csize(c.dtype))) << "h_last is the last h (batch row 0)";
-    }
+    SCOPED_TRACE("one-pass");
+    for (Bytes* b : {&h_gpu, &last_gpu}) std::fill(b->b.begin(), b->b.end(), 0xA5);
+    op_forward<R, TR>(c, pg);
+    EXPECT_LE(max_rel(h_gpu, h_cpu, BLP, true, single), tol) << "h";
+    EXPECT_LE(max_rel(last_gpu, last_cpu, BP, true, single), tol) << "h_last";
+    EXPECT_EQ(0, memcmp(&h_gpu.b[(c.reverse ? 0 : (c.L - 1) * c.P) * csize(c.dtype)], last_gpu.data(),
+                        c.P * csize(c.dtype))) << "h_last is the last h (batch row 0)";
   }
 
   lrnn_event_scan_bwd_params g{};
@@ -339,16 +334,13 @@ void run_case(const Case& c) {
     EXPECT_LE(max_rel(dh[1], dh[0], BP, true, single), btol) << "dh0";
   }
   if (!c.per_event && c.L > 0) {
-    for (int nw : nws) {
-      SCOPED_TRACE(testing::Message() << "one-pass NW " << nw);
-      for (Bytes* b : {&dl[1], &dd[1], &dv[1], &dh[1]}) std::fill(b->b.begin(), b->b.end(), 0xA5);
-      if (nw == 8) op_backward<R, TR, 8>(c, gg);
-      else op_backward<R, TR, 4>(c, gg);
-      EXPECT_LE(max_rel(dl[1], dl[0], BP, true, single), btol) << "dLambda";
-      EXPECT_LE(max_rel(dd[1], dd[0], nd, false, single), btol) << "ddelta";
-      EXPECT_LE(max_rel(dv[1], dv[0], BLP, true, single), btol) << "dv";
-      EXPECT_LE(max_rel(dh[1], dh[0], BP, true, single), btol) << "dh0";
-    }
+    SCOPED_TRACE("one-pass");
+    for (Bytes* b : {&dl[1], &dd[1], &dv[1], &dh[1]}) std::fill(b->b.begin(), b->b.end(), 0xA5);
+    op_backward<R, TR>(c, gg);
+    EXPECT_LE(max_rel(dl[1], dl[0], BP, true, single), btol) << "dLambda";
+    EXPECT_LE(max_rel(dd[1], dd[0], nd, false, single), btol) << "ddelta";
+    EXPECT_LE(max_rel(dv[1], dv[0], BLP, true, single), btol) << "dv";
+    EXPECT_LE(max_rel(dh[1], dh[0], BP, true, single), btol) << "dh0";
   }
 }
 

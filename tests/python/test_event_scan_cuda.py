@@ -1,8 +1,8 @@
 """CUDA-only checks of lrnn::event_scan's tiled kernels beyond test_event_scan.py's CUDA vs CPU
 comparison: sizes with many tiles per chain and several chains (a partial channel group), run
 concurrently by many blocks, bitwise reproducibility of forward and backward across runs, and
-non-contiguous inputs; each for every forward kernel (LRNN_EVENT_SCAN_IMPL: the three-pass scan,
-the one-pass scan with 8 or 4 warps per block, which the launcher picks by shape). All marked cuda."""
+non-contiguous inputs; each for both scans (LRNN_EVENT_SCAN_IMPL: the three-pass scan and the
+one-pass scan, which the launcher picks by shape and direction). All marked cuda."""
 import functools
 
 import pytest
@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.cuda,
                                  reason="needs the CUDA build of lrnn::event_scan and a GPU")]
 
 
-@pytest.fixture(params=["3pass", "1pass", "1pass4"])
+@pytest.fixture(params=["3pass", "1pass"])
 def impl(request, monkeypatch):
     monkeypatch.setenv("LRNN_EVENT_SCAN_IMPL", request.param)
     return request.param
