@@ -93,8 +93,9 @@ bool launch(bool dependent, void (*kernel)(KArgs...), unsigned grid, unsigned bl
  * over all SMs without waiting, is kept: at ~1 us per round trip 16 chains of 32 channels carry
  * 16 * 32 * 1024 steps * 8 B per us = 4.2 TB/s, the H200's bandwidth. On the H200 at
  * (8, 65536, 128), async: forward 0.336 ms one-pass against 0.440 three-pass, so the forward
- * takes the one-pass scan by default; backward 0.758 ms one-pass (with all three arrays waited
- * for before the maps) against 0.676 three-pass, so the backward keeps the three-pass scan.
+ * takes the one-pass scan by default; backward 0.758 ms one-pass (an earlier form that staged
+ * h and waited for all three arrays before the maps) against 0.676 three-pass, so the backward
+ * keeps the three-pass scan.
  * LRNN_EVENT_SCAN_IMPL=3pass|1pass forces one for both directions (for measuring them; the
  * one-pass choice falls back to the three-pass scan where the one-pass cannot run). */
 enum class Impl { RS, OP };

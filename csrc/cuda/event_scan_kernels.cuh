@@ -1023,12 +1023,16 @@ __global__ void __launch_bounds__(OW * CW, op_min_blocks(false)) event_op_fwd(lr
 
 // The backward one-pass scan: the adjoint c -> conj(a) * (grad_h + c) in reverse step order,
 // chunks and look-back as in the forward (the chain's start is grad_h_last). A block stages
-// grad_h, v and h[t-1] of its chunk (three arrays: 16 complex64 / 8 complex128 steps per warp,
-// 96 KB per block, two blocks per SM); the maps need only grad_h and dt, so v and h[t-1] are a
-// second group of copies that is waited for only before the steps. It writes dv, dh0 (the
-// chain's last chunk) and the chunk's dLambda and ddelta partials summed over its warps in a
-// fixed order, where the three-pass scan's apply kernel writes its tiles' (the workspace is
-// rs_layout's for tiles of one chunk), so event_rs_bwd_sum finishes both alike.
+// grad_h and v of its chunk (16 complex64 / 8 complex128 steps per warp); the maps need only
+// grad_h and dt, so v is a second group of copies, waited for only after the look-back. h is
+// read once per warp, at the step before the warp's steps in time (h0 at the scan's end): the
+// warp recomputes h[t-1] of its steps from there by the forward's step over the staged v
+// (the forward's own formula, so the values are the forward's), which saves reading h (a
+// quarter of the traffic). It writes dv, dh0 (the chain's last chunk) and the chunk's dLambda
+// and ddelta partials summed over its warps in a fixed order, where the three-pass scan's apply
+// kernel writes its tiles' (the workspace is rs_layout's for tiles of one chunk), so
+// event_rs_bwd_sum finishes both alike. h must be the forward's output for v (as autograd
+// passes it).
 template <typename R, typename TR, bool GC>
 __global__ void __launch_bounds__(OW * CW, op_min_blocks(true))
     event_op_bwd(lrnn_event_scan_bwd_params p, void* wsv) {
@@ -1039,27 +1043,31 @@ __global__ void __launch_bounds__(OW * CW, op_min_blocks(true))
   const OpPos q = op_pos<S>(o, p.dim, p.length, p.reverse == 0);
   const TilePos& t = q.s.t;
   const int c = q.c, w = q.w, n = q.s.n;
-  const int nh = q.s.r0 + n >= p.length ? n - 1 : n;   // steps whose h[t-1] is in h (the scan's last takes h0)
   // grad_h [OW][S][CW], then v and h[t-1] alike, then dt [OW][S]
   cx<R>* mg = reinterpret_cast<cx<R>*>(LRNN_EVENT_DYN_SMEM) + w * S * CW + c;
   cx<R>* mv = mg + OW * S * CW;
   cx<R>* mh = mv + OW * S * CW;
   R* mdt = reinterpret_cast<R*>(reinterpret_cast<cx<R>*>(LRNN_EVENT_DYN_SMEM) + 3 * OW * S * CW) + w * S;
-  // 1. stage grad_h, v, h[t-1] and dt
+  const cx<R> zero = mk(R(0), R(0));
+  // 1. stage grad_h, v and dt; h before the warp's last step (in scan order)
   const cx<R>* g0 = static_cast<const cx<R>*>(p.grad_h);
   const cx<R>* v0 = static_cast<const cx<R>*>(p.v);
-  const cx<R>* h0p = static_cast<const cx<R>*>(p.h);
   op_stage<S>(mg, g0, g0 + t.b * p.grad_h_stride[0] + q.tm.t0 * p.grad_h_stride[1] + t.d * p.grad_h_stride[2],
               q.tm.dir * p.grad_h_stride[1], n, t.active);
   copy_async_commit();   // grad_h: all the maps need
   op_stage<S>(mv, v0, v0 + t.b * p.v_stride[0] + q.tm.t0 * p.v_stride[1] + t.d * p.v_stride[2],
               q.tm.dir * p.v_stride[1], n, t.active);
-  op_stage<S>(mh, h0p, h0p + t.b * p.h_stride[0] + (q.tm.t0 + q.tm.dir) * p.h_stride[1] + t.d * p.h_stride[2],
-              q.tm.dir * p.h_stride[1], nh, t.active);
-  copy_async_commit();   // v and h[t-1] keep arriving while the maps and the look-back run
+  copy_async_commit();   // v keeps arriving while the maps and the look-back run
+  const cx<R> h0 = t.active && p.h0 ? static_cast<const cx<R>*>(p.h0)[t.b * p.h0_stride[0] + t.d * p.h0_stride[1]]
+                                    : zero;
+  cx<R> hlast = zero;   // h[t-1] of step n-1: h0 where that step is the scan's last
+  if (t.active && n > 0)
+    hlast = q.s.r0 + n >= p.length
+                ? h0
+                : static_cast<const cx<R>*>(p.h)[t.b * p.h_stride[0] + (q.tm.t0 + q.tm.dir * n) * p.h_stride[1] +
+                                                 t.d * p.h_stride[2]];
   const Chan<R> ch = chan<R, TR, false>(p, t, true);
   const Zc<R> z = zc_chan<R, false>(ch);
-  const cx<R> zero = mk(R(0), R(0));
   op_stage_dt_and_wait<R, TR, S>(mdt, p, q, true);
   // 2. this warp's adjoint map from zero (grad_h and dt only)
   cx<R> carry;
@@ -1081,17 +1089,31 @@ __global__ void __launch_bounds__(OW * CW, op_min_blocks(true))
     carry = op_enter<R, M>(sA, sX, sS, sE, q, mk(A.re, -A.im), X, Ssum, z, true,
                                reinterpret_cast<cx<R>*>(static_cast<unsigned char*>(wsv) + o.agg_off), o.ntt, start);
   }
-  // 4. this warp's steps from there (each thread reads only its own staged v and h[t-1])
+  // 4. h[t-1] of every step: the forward's steps n-1 .. 1 from hlast over the staged v (each
+  // thread reads and writes only its own staged values)
   copy_async_wait();
-  const cx<R> h0 = t.active && p.h0 ? static_cast<const cx<R>*>(p.h0)[t.b * p.h0_stride[0] + t.d * p.h0_stride[1]]
-                                    : zero;
+  {
+    cx<R> x = hlast;
+    if (n > 0) mh[(n - 1) * CW] = x;
+#pragma unroll 4
+    for (int j = S - 1; j >= 1; --j) {
+      if (j >= n) continue;
+      const R tau = mdt[j];
+      const cx<R> a = cexp_s(tau, z);
+      cx<R> gs = ch.gc;
+      if (!GC) input_scale<R>(p.disc, ch.lam, ch.delc, tau, a, false, &gs, nullptr, nullptr);
+      x = add(mul(a, x), mul(gs, mv[j * CW]));
+      mh[(j - 1) * CW] = x;
+    }
+  }
+  // 5. this warp's steps from its entering adjoint state
   cx<R>* dv = static_cast<cx<R>*>(p.dv) + t.b * p.dv_stride[0] + t.d * p.dv_stride[2];
   cx<R> dl = zero, gsum = zero;
   R dd_sum = 0;
 #pragma unroll 4
   for (int j = 0; j < S; ++j) {
     const R tau = mdt[j];
-    const cx<R> hj = j < nh ? mh[j * CW] : (t.active && j < n ? h0 : zero);
+    const cx<R> hj = j < n ? mh[j * CW] : zero;
     cx<R> dvv;
     dd_sum += bwd_step<R, GC>(ch, p.disc, ch.delc, tau, cexp_s(tau, z), mg[j * CW], mv[j * CW], hj, carry, dl, gsum,
                               &dvv);
@@ -1103,7 +1125,7 @@ __global__ void __launch_bounds__(OW * CW, op_min_blocks(true))
   }
   if (t.active && n > 0 && q.s.r0 + n == p.length)
     static_cast<cx<R>*>(p.dh0)[t.b * p.dh0_stride[0] + t.d * p.dh0_stride[1]] = carry;
-  // 5. the chunk's partials: the warps' sums in order (sX is free once every warp has its
+  // 6. the chunk's partials: the warps' sums in order (sX is free once every warp has its
   // entering state)
   __syncthreads();
   sX[w][c] = dl;
