@@ -1,10 +1,10 @@
 /* event_scan.cu: the CUDA launchers of the event scan (lrnn/event_scan.h). The kernels and
- * their design are in event_scan_kernels.cuh. Two scans, chosen per call by impl_of:
- *   - the one-pass scan (a delta shared over time, at least 16 chains): a memset of its
- *     look-back words, then one kernel (the backward adds the fixed-order sum of the chunk
- *     partials);
- *   - the three-pass scan otherwise: per direction three launches (reduce, carry, apply), and
- *     for the backward a fourth that sums the per-tile gradient partials in a fixed order.
+ * their design are in event_scan_kernels.cuh. Two scans:
+ *   - the forward's one-pass scan (a delta shared over time, at least 16 chains; fwd_impl): a
+ *     memset of its look-back words, then one kernel;
+ *   - the three-pass scan otherwise and for every backward: per direction three launches
+ *     (reduce, carry, apply), and for the backward a fourth that sums the per-tile gradient
+ *     partials in a fixed order.
  * Launches after the first are programmatic dependents (PDL: their blocks may be scheduled
  * while the previous grid drains and wait for it in the kernel); on the H200 this measured the
  * same as plain launches for the three-pass scan (0.436 / 0.685 ms against 0.433 / 0.683). */
@@ -86,29 +86,27 @@ bool launch(bool dependent, void (*kernel)(KArgs...), unsigned grid, unsigned bl
   return launch_smem(dependent, kernel, grid, block, 0, s, args...);
 }
 
-/* The kernels of either direction: the one-pass scan (OP) or the three-pass scan (RS). The
- * one-pass scan needs a delta shared over time (a per-event delta would be one more staged
- * array) and at least one step. Its chain advances about 1024 steps per L2 round trip (the
- * checkpoint hop), so with few chains (B * ceil(P/32)) the three-pass scan, which splits time
- * over all SMs without waiting, is kept: at ~1 us per round trip 16 chains of 32 channels carry
- * 16 * 32 * 1024 steps * 8 B per us = 4.2 TB/s, the H200's bandwidth. On the H200 at
- * (8, 65536, 128), async: forward 0.336 ms one-pass against 0.440 three-pass, so the forward
- * takes the one-pass scan by default; backward 0.758 ms one-pass (an earlier form that staged
- * h and waited for all three arrays before the maps) against 0.676 three-pass, so the backward
- * keeps the three-pass scan.
- * LRNN_EVENT_SCAN_IMPL=3pass|1pass forces one for both directions (for measuring them; the
- * one-pass choice falls back to the three-pass scan where the one-pass cannot run). */
+/* The forward's kernels: the one-pass scan (OP) or the three-pass scan (RS); the backward
+ * always runs the three-pass scan. The one-pass scan needs a delta shared over time (a
+ * per-event delta would be one more staged array) and at least one step. Its chain advances
+ * about 1024 steps per L2 round trip (the checkpoint hop), so with few chains (B * ceil(P/32))
+ * the three-pass scan, which splits time over all SMs without waiting, is kept: at ~1 us per
+ * round trip 16 chains of 32 channels carry 16 * 32 * 1024 steps * 8 B per us = 4.2 TB/s, the
+ * H200's bandwidth. On the H200 at (8, 65536, 128), async, the forward took 0.336 / 0.325 ms
+ * one-pass against 0.440 three-pass. A one-pass backward (grad_h and v staged, h read once per
+ * warp and h[t-1] recomputed; look-back as in the forward) measured 0.754 ms against 0.680 for
+ * the three-pass backward and was removed (commit 1802e55 has it).
+ * LRNN_EVENT_SCAN_IMPL=3pass|1pass forces the forward's scan (for measuring them; 1pass falls
+ * back to the three-pass scan where the one-pass cannot run). */
 enum class Impl { RS, OP };
 
-template <typename Params>
-Impl impl_of(const Params* p) {
-  constexpr bool bwd = std::is_same<Params, lrnn_event_scan_bwd_params>::value;
+Impl fwd_impl(const lrnn_event_scan_params* p) {
   const char* e = getenv("LRNN_EVENT_SCAN_IMPL");
   if (e && strcmp(e, "3pass") == 0) return Impl::RS;
   if (p->delta_stride[1] != 0 || p->length <= 0) return Impl::RS;
   if (e && strcmp(e, "1pass") == 0) return Impl::OP;
   const int64_t chains = p->batch * ((p->dim + lrnn_event_cuda::CW - 1) / lrnn_event_cuda::CW);
-  return !bwd && chains >= 16 ? Impl::OP : Impl::RS;
+  return chains >= 16 ? Impl::OP : Impl::RS;
 }
 
 /* More than 48 KB of dynamic shared memory for `kernel`, and the carveout that fits the blocks
@@ -127,34 +125,23 @@ bool big_smem(void (*kernel)(KArgs...), int64_t smem, std::mutex& m, bool (&done
   return done[dev];
 }
 
+/* The one-pass forward: the look-back words filled with ones, then the kernel. */
 template <typename R, typename TR, bool GC>
-auto op_kernel(const lrnn_event_scan_params&) { return lrnn_event_cuda::event_op_fwd<R, TR, GC>; }
-template <typename R, typename TR, bool GC>
-auto op_kernel(const lrnn_event_scan_bwd_params&) { return lrnn_event_cuda::event_op_bwd<R, TR, GC>; }
-
-/* One direction's one-pass scan: the look-back words filled with ones, the kernel, and for the
- * backward event_rs_bwd_sum over the chunk partials (a programmatic dependent). */
-template <typename R, typename TR, bool GC, typename Params>
-lrnn_status op_run(const Params& p, void* ws, cudaStream_t s) {
+lrnn_status op_fwd(const lrnn_event_scan_params& p, void* ws, cudaStream_t s) {
   using namespace lrnn_event_cuda;
-  constexpr bool bwd = std::is_same<Params, lrnn_event_scan_bwd_params>::value;
-  const int64_t T = OW * op_steps<R>(bwd), smem = op_smem_bytes<R>(bwd);
-  const RsLayout o = rs_layout<R>(p.batch, p.length, p.dim, T, bwd);
+  const int64_t T = OW * op_steps<R>(), smem = op_smem_bytes<R>();
+  const RsLayout o = rs_layout<R>(p.batch, p.length, p.dim, T, false);
   if (o.tiles >= 2147483647LL) return LRNN_ERR_SHAPE;
-  auto kernel = op_kernel<R, TR, GC>(p);
+  auto kernel = event_op_fwd<R, TR, GC>;
   static std::mutex m;
   static bool done[64] = {false};
   if (!big_smem(kernel, smem, m, done)) return LRNN_ERR_CUDA;
   if (cudaMemsetAsync(static_cast<unsigned char*>(ws) + o.agg_off, 0xFF, static_cast<size_t>(o.car_off - o.agg_off),
                       s) != cudaSuccess)
     return LRNN_ERR_CUDA;
-  if (!launch_smem(false, kernel, static_cast<unsigned>(o.tiles), OW * CW, static_cast<size_t>(smem), s, p, ws))
-    return LRNN_ERR_CUDA;
-  if constexpr (bwd) {
-    if (!launch(true, event_rs_bwd_sum<R>, static_cast<unsigned>(o.chains), CW * RL, s, p, T, ws))
-      return LRNN_ERR_CUDA;
-  }
-  return LRNN_OK;
+  return launch_smem(false, kernel, static_cast<unsigned>(o.tiles), OW * CW, static_cast<size_t>(smem), s, p, ws)
+             ? LRNN_OK
+             : LRNN_ERR_CUDA;
 }
 
 template <typename R, typename TR, bool PE, bool GC>
@@ -194,10 +181,11 @@ lrnn_status rs_run(const lrnn_event_scan_bwd_params& p, void* ws, cudaStream_t s
  * a shared delta with ZOH). */
 template <typename R, typename TR, typename Params>
 lrnn_status run_scan(const Params& p, void* ws, cudaStream_t s) {
-  const Impl impl = impl_of(&p);
   const bool per_event = p.delta_stride[1] != 0, constant_scale = p.disc != LRNN_DISC_ZOH;
-  if (impl != Impl::RS)   // a shared delta
-    return constant_scale ? op_run<R, TR, true>(p, ws, s) : op_run<R, TR, false>(p, ws, s);
+  if constexpr (std::is_same<Params, lrnn_event_scan_params>::value) {
+    if (fwd_impl(&p) == Impl::OP)   // a shared delta
+      return constant_scale ? op_fwd<R, TR, true>(p, ws, s) : op_fwd<R, TR, false>(p, ws, s);
+  }
   return per_event        ? rs_run<R, TR, true, false>(p, ws, s)
          : constant_scale ? rs_run<R, TR, false, true>(p, ws, s)
                           : rs_run<R, TR, false, false>(p, ws, s);
@@ -211,27 +199,20 @@ lrnn_status run_any(const Params& p, void* ws, cudaStream_t s) {
   return LRNN_ERR_DTYPE;
 }
 
-/* Workspace of either direction's chosen scan. */
-template <typename Params>
-int64_t workspace_bytes(const Params* p, bool bwd) {
-  if (!p || p->batch <= 0 || p->dim <= 0 || p->length < 0) return 0;
-  const Impl impl = impl_of(p);
-  if (impl == Impl::RS) return rs_layout_of(p, bwd).bytes;
-  using namespace lrnn_event_cuda;
-  return p->dtype == LRNN_C128 ? rs_layout<double>(p->batch, p->length, p->dim, OW * op_steps<double>(bwd), bwd).bytes
-                               : rs_layout<float>(p->batch, p->length, p->dim, OW * op_steps<float>(bwd), bwd).bytes;
-}
-
 }  // namespace
 
 extern "C" int64_t lrnn_event_scan_fwd_workspace_bytes(const lrnn_event_scan_params* p) {
-  return workspace_bytes(p, false);
+  if (!p || p->batch <= 0 || p->dim <= 0 || p->length < 0) return 0;
+  if (fwd_impl(p) == Impl::RS) return rs_layout_of(p, false).bytes;
+  using namespace lrnn_event_cuda;
+  return p->dtype == LRNN_C128 ? rs_layout<double>(p->batch, p->length, p->dim, OW * op_steps<double>(), false).bytes
+                               : rs_layout<float>(p->batch, p->length, p->dim, OW * op_steps<float>(), false).bytes;
 }
 
 extern "C" int64_t lrnn_event_scan_bwd_workspace_bytes(const lrnn_event_scan_bwd_params* p) {
-  return workspace_bytes(p, true);
+  if (!p || p->batch <= 0 || p->dim <= 0 || p->length < 0) return 0;
+  return rs_layout_of(p, true).bytes;
 }
-
 extern "C" lrnn_status lrnn_event_scan_fwd_cuda(const lrnn_event_scan_params* p, void* workspace, void* stream) {
   if (!p || p->batch < 0 || p->length < 0 || p->dim < 0 || !valid_disc(p->disc)) return LRNN_ERR_ARGUMENT;
   if (p->batch == 0 || p->dim == 0) return LRNN_OK;

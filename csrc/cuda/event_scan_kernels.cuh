@@ -547,7 +547,7 @@ __global__ void __launch_bounds__(RNT, 3) event_rs_fwd_apply(lrnn_event_scan_par
 // ---- backward ----
 // The adjoint c -> conj(a) * (grad_h + c) in reverse step order, tiles as in the forward.
 
-// One step of a backward apply (three-pass and one-pass): with lt = grad_h + carry the adjoint
+// One step of the backward's apply: with lt = grad_h + carry the adjoint
 // at this step, returns the step's ddelta term and sets *dvv (dv's value), adds the step's
 // dLambda term to dl (conj(v)*lt to gsum instead of the input-scale terms when the scale is
 // constant, GC) and moves carry to the next step: conj(a) * lt. del: delta at this step.
@@ -701,23 +701,21 @@ __global__ void __launch_bounds__(CW * RL) event_rs_bwd_sum(lrnn_event_scan_bwd_
 // waits for chunks with smaller block numbers, which the hardware dispatches first (the
 // forward-progress assumption of decoupled look-back scans).
 
-// Warps per block; steps per warp of a chunk: forward 32 complex64 / 16 complex128 (8 KB of v
-// per warp), backward 16 / 8 (three arrays). A chunk is OW warps' steps, its workspace
-// rs_layout's for tiles of one chunk (the look-back words in the agg region). On the H200 at
-// (8, 65536, 128) the forward took 0.336 ms with these blocks against 0.335 ms with four warps
-// of 32 steps (six blocks per SM), the backward 0.758 against 0.784 ms.
+// Warps per block and steps per warp of a chunk: 32 complex64 / 16 complex128 (8 KB of v per
+// warp). A chunk is OW warps' steps, its workspace rs_layout's for tiles of one chunk (the
+// look-back words in the agg region). On the H200 at (8, 65536, 128) this took 0.336 ms
+// against 0.335 ms with four warps of 32 steps (six blocks per SM).
 constexpr int OW = 8;
 template <typename R>
-__host__ __device__ constexpr int op_steps(bool bwd) { return (sizeof(R) == 4 ? 32 : 16) / (bwd ? 2 : 1); }
-// Dynamic shared memory of a block: one (forward) or three (backward) staged complex arrays
-// [OW][S][CW] and dt [OW][S].
+__host__ __device__ constexpr int op_steps() { return sizeof(R) == 4 ? 32 : 16; }
+// Dynamic shared memory of a block: v [OW][S][CW] and dt [OW][S].
 template <typename R>
-__host__ __device__ constexpr int64_t op_smem_bytes(bool bwd) {
-  return static_cast<int64_t>(OW) * op_steps<R>(bwd) *
-         ((bwd ? 3 : 1) * CW * static_cast<int64_t>(sizeof(cx<R>)) + static_cast<int64_t>(sizeof(R)));
+__host__ __device__ constexpr int64_t op_smem_bytes() {
+  return static_cast<int64_t>(OW) * op_steps<R>() *
+         (CW * static_cast<int64_t>(sizeof(cx<R>)) + static_cast<int64_t>(sizeof(R)));
 }
-// Blocks per SM the kernels are built for (registers; their shared memory allows the same).
-__host__ __device__ constexpr int op_min_blocks(bool bwd) { return bwd ? 2 : 3; }
+// Blocks per SM the kernel is built for (registers; its shared memory allows the same).
+constexpr int OP_BLOCKS = 3;
 
 // Publication words: the all-ones pattern means "not yet written".
 template <typename R>
@@ -815,18 +813,6 @@ __device__ __forceinline__ void copy_async_wait() {
   asm volatile("cp.async.wait_all;" ::: "memory");
 #endif
 }
-// Closes this thread's group of copies issued so far; waits until only the last closed group
-// may still be in flight.
-__device__ __forceinline__ void copy_async_commit() {
-#ifdef __CUDA_ARCH__
-  asm volatile("cp.async.commit_group;" ::: "memory");
-#endif
-}
-__device__ __forceinline__ void copy_async_wait_prev() {
-#ifdef __CUDA_ARCH__
-  asm volatile("cp.async.wait_group 1;" ::: "memory");
-#endif
-}
 
 // Stages steps j = 0 .. S-1 of one channel (lane) into dst[j*CW]: src + j*step, zeros from
 // step `upto` on (and everywhere when !active). src is not dereferenced past upto.
@@ -920,28 +906,26 @@ __device__ __forceinline__ OpPos op_pos(const RsLayout& o, int64_t P, int64_t L,
 }
 
 // dt of the warp's steps into mdt[0 .. S-1] (one step per lane, zeros past the end), then the
-// wait for this thread's staged copies (all, or with `first_group` only those committed before
-// the last group) and for the warp's dt.
+// wait for this thread's staged copies and for the warp's dt.
 template <typename R, typename TR, int S, typename Prm>
-__device__ __forceinline__ void op_stage_dt_and_wait(R* mdt, const Prm& p, const OpPos& q, bool first_group) {
+__device__ __forceinline__ void op_stage_dt_and_wait(R* mdt, const Prm& p, const OpPos& q) {
   if (q.c < S)
     mdt[q.c] = q.c < q.s.n ? load_real<R>(static_cast<const TR*>(p.dt), q.s.t.b * p.dt_stride[0] +
                                                                            (q.tm.t0 + q.tm.dir * q.c) * p.dt_stride[1])
                            : R(0);
-  if (first_group) copy_async_wait_prev();
-  else copy_async_wait();
+  copy_async_wait();
   __syncwarp();
 }
 
 // Steps 2-3 of a block after each warp has its map (Aw, Xw; Ssum its summed exponent steps):
 // the maps to shared memory, warp 0 composes them in order into the chunk's map (its
-// transition from the summed steps, conjugated for the adjoint) and looks back for the chunk's
+// transition from the summed steps) and looks back for the chunk's
 // entering state (the chain's start: `start`), and every warp returns its own entering state:
 // the chunk's through the maps of the warps before it.
 template <typename R, int M>
 __device__ __forceinline__ cx<R> op_enter(cx<R> (*sA)[CW], cx<R> (*sX)[CW], R* sS, cx<R>* sE, const OpPos& q,
-                                          cx<R> Aw, cx<R> Xw, R Ssum, Zc<R> z, bool adjoint, cx<R>* pub,
-                                          int64_t nch, cx<R> start) {
+                                          cx<R> Aw, cx<R> Xw, R Ssum, Zc<R> z, cx<R>* pub, int64_t nch,
+                                          cx<R> start) {
   const int c = q.c, w = q.w;
   sA[w][c] = Aw;
   sX[w][c] = Xw;
@@ -955,7 +939,7 @@ __device__ __forceinline__ cx<R> op_enter(cx<R> (*sA)[CW], cx<R> (*sX)[CW], R* s
       St += sS[l];
     }
     const cx<R> A = cexp_s(St, z);
-    sE[c] = op_lookback<R, M>(pub, nch, q.s.chain, q.i, c, mk(A.re, adjoint ? -A.im : A.im), X, start);
+    sE[c] = op_lookback<R, M>(pub, nch, q.s.chain, q.i, c, A, X, start);
   }
   __syncthreads();
   cx<R> x = sE[c];
@@ -964,8 +948,8 @@ __device__ __forceinline__ cx<R> op_enter(cx<R> (*sA)[CW], cx<R> (*sX)[CW], R* s
 }
 
 template <typename R, typename TR, bool GC>
-__global__ void __launch_bounds__(OW * CW, op_min_blocks(false)) event_op_fwd(lrnn_event_scan_params p, void* wsv) {
-  constexpr int S = op_steps<R>(false), M = op_period(OW * S);
+__global__ void __launch_bounds__(OW * CW, OP_BLOCKS) event_op_fwd(lrnn_event_scan_params p, void* wsv) {
+  constexpr int S = op_steps<R>(), M = op_period(OW * S);
   __shared__ cx<R> sA[OW][CW], sX[OW][CW], sE[CW];
   __shared__ R sS[OW];
   const RsLayout o = rs_layout<R>(p.batch, p.length, p.dim, OW * S, false);
@@ -980,7 +964,7 @@ __global__ void __launch_bounds__(OW * CW, op_min_blocks(false)) event_op_fwd(lr
               q.tm.dir * p.v_stride[1], n, t.active);
   const Chan<R> ch = chan<R, TR, false>(p, t, false);
   const Zc<R> z = zc_chan<R, false>(ch);
-  op_stage_dt_and_wait<R, TR, S>(mdt, p, q, false);
+  op_stage_dt_and_wait<R, TR, S>(mdt, p, q);
   // 2. this warp's map from the zero state; steps past the end hold dt = 0, v = 0 (identity)
   cx<R> x;
   {
@@ -1003,8 +987,8 @@ __global__ void __launch_bounds__(OW * CW, op_min_blocks(false)) event_op_fwd(lr
     const cx<R> start = t.active && p.h0 ? static_cast<const cx<R>*>(p.h0)[t.b * p.h0_stride[0] + t.d * p.h0_stride[1]]
                                          : mk(R(0), R(0));
     // 3. the state entering this warp's steps
-    x = op_enter<R, M>(sA, sX, sS, sE, q, cexp_s(Ssum, z), X, Ssum, z, false,
-                           reinterpret_cast<cx<R>*>(static_cast<unsigned char*>(wsv) + o.agg_off), o.ntt, start);
+    x = op_enter<R, M>(sA, sX, sS, sE, q, cexp_s(Ssum, z), X, Ssum, z,
+                       reinterpret_cast<cx<R>*>(static_cast<unsigned char*>(wsv) + o.agg_off), o.ntt, start);
   }
   // 4. this warp's steps from there
   cx<R>* h = static_cast<cx<R>*>(p.h) + t.b * p.h_stride[0] + t.d * p.h_stride[2];
@@ -1019,130 +1003,6 @@ __global__ void __launch_bounds__(OW * CW, op_min_blocks(false)) event_op_fwd(lr
   }
   if (t.active && n > 0 && q.s.r0 + n == p.length)
     static_cast<cx<R>*>(p.h_last)[t.b * p.h_last_stride[0] + t.d * p.h_last_stride[1]] = x;
-}
-
-// The backward one-pass scan: the adjoint c -> conj(a) * (grad_h + c) in reverse step order,
-// chunks and look-back as in the forward (the chain's start is grad_h_last). A block stages
-// grad_h and v of its chunk (16 complex64 / 8 complex128 steps per warp); the maps need only
-// grad_h and dt, so v is a second group of copies, waited for only after the look-back. h is
-// read once per warp, at the step before the warp's steps in time (h0 at the scan's end): the
-// warp recomputes h[t-1] of its steps from there by the forward's step over the staged v
-// (the forward's own formula, so the values are the forward's), which saves reading h (a
-// quarter of the traffic). It writes dv, dh0 (the chain's last chunk) and the chunk's dLambda
-// and ddelta partials summed over its warps in a fixed order, where the three-pass scan's apply
-// kernel writes its tiles' (the workspace is rs_layout's for tiles of one chunk), so
-// event_rs_bwd_sum finishes both alike. h must be the forward's output for v (as autograd
-// passes it).
-template <typename R, typename TR, bool GC>
-__global__ void __launch_bounds__(OW * CW, op_min_blocks(true))
-    event_op_bwd(lrnn_event_scan_bwd_params p, void* wsv) {
-  constexpr int S = op_steps<R>(true), M = op_period(OW * S);
-  __shared__ cx<R> sA[OW][CW], sX[OW][CW], sE[CW];
-  __shared__ R sS[OW], sd[OW][CW];
-  const RsLayout o = rs_layout<R>(p.batch, p.length, p.dim, OW * S, true);
-  const OpPos q = op_pos<S>(o, p.dim, p.length, p.reverse == 0);
-  const TilePos& t = q.s.t;
-  const int c = q.c, w = q.w, n = q.s.n;
-  // grad_h [OW][S][CW], then v and h[t-1] alike, then dt [OW][S]
-  cx<R>* mg = reinterpret_cast<cx<R>*>(LRNN_EVENT_DYN_SMEM) + w * S * CW + c;
-  cx<R>* mv = mg + OW * S * CW;
-  cx<R>* mh = mv + OW * S * CW;
-  R* mdt = reinterpret_cast<R*>(reinterpret_cast<cx<R>*>(LRNN_EVENT_DYN_SMEM) + 3 * OW * S * CW) + w * S;
-  const cx<R> zero = mk(R(0), R(0));
-  // 1. stage grad_h, v and dt; h before the warp's last step (in scan order)
-  const cx<R>* g0 = static_cast<const cx<R>*>(p.grad_h);
-  const cx<R>* v0 = static_cast<const cx<R>*>(p.v);
-  op_stage<S>(mg, g0, g0 + t.b * p.grad_h_stride[0] + q.tm.t0 * p.grad_h_stride[1] + t.d * p.grad_h_stride[2],
-              q.tm.dir * p.grad_h_stride[1], n, t.active);
-  copy_async_commit();   // grad_h: all the maps need
-  op_stage<S>(mv, v0, v0 + t.b * p.v_stride[0] + q.tm.t0 * p.v_stride[1] + t.d * p.v_stride[2],
-              q.tm.dir * p.v_stride[1], n, t.active);
-  copy_async_commit();   // v keeps arriving while the maps and the look-back run
-  const cx<R> h0 = t.active && p.h0 ? static_cast<const cx<R>*>(p.h0)[t.b * p.h0_stride[0] + t.d * p.h0_stride[1]]
-                                    : zero;
-  cx<R> hlast = zero;   // h[t-1] of step n-1: h0 where that step is the scan's last
-  if (t.active && n > 0)
-    hlast = q.s.r0 + n >= p.length
-                ? h0
-                : static_cast<const cx<R>*>(p.h)[t.b * p.h_stride[0] + (q.tm.t0 + q.tm.dir * n) * p.h_stride[1] +
-                                                 t.d * p.h_stride[2]];
-  const Chan<R> ch = chan<R, TR, false>(p, t, true);
-  const Zc<R> z = zc_chan<R, false>(ch);
-  op_stage_dt_and_wait<R, TR, S>(mdt, p, q, true);
-  // 2. this warp's adjoint map from zero (grad_h and dt only)
-  cx<R> carry;
-  {
-    cx<R> X = zero;
-    R Ssum = 0;
-#pragma unroll 8
-    for (int j = 0; j < S; ++j) {
-      const R tau = mdt[j];
-      X = mulc(cexp_s(tau, z), add(X, mg[j * CW]));
-      Ssum += tau;
-    }
-    const cx<R> A = cexp_s(Ssum, z);
-    const cx<R> start = t.active && p.grad_h_last
-                            ? static_cast<const cx<R>*>(p.grad_h_last)[t.b * p.grad_h_last_stride[0] +
-                                                                       t.d * p.grad_h_last_stride[1]]
-                            : zero;
-    // 3. the adjoint state entering this warp's steps
-    carry = op_enter<R, M>(sA, sX, sS, sE, q, mk(A.re, -A.im), X, Ssum, z, true,
-                               reinterpret_cast<cx<R>*>(static_cast<unsigned char*>(wsv) + o.agg_off), o.ntt, start);
-  }
-  // 4. h[t-1] of every step: the forward's steps n-1 .. 1 from hlast over the staged v (each
-  // thread reads and writes only its own staged values)
-  copy_async_wait();
-  {
-    cx<R> x = hlast;
-    if (n > 0) mh[(n - 1) * CW] = x;
-#pragma unroll 4
-    for (int j = S - 1; j >= 1; --j) {
-      if (j >= n) continue;
-      const R tau = mdt[j];
-      const cx<R> a = cexp_s(tau, z);
-      cx<R> gs = ch.gc;
-      if (!GC) input_scale<R>(p.disc, ch.lam, ch.delc, tau, a, false, &gs, nullptr, nullptr);
-      x = add(mul(a, x), mul(gs, mv[j * CW]));
-      mh[(j - 1) * CW] = x;
-    }
-  }
-  // 5. this warp's steps from its entering adjoint state
-  cx<R>* dv = static_cast<cx<R>*>(p.dv) + t.b * p.dv_stride[0] + t.d * p.dv_stride[2];
-  cx<R> dl = zero, gsum = zero;
-  R dd_sum = 0;
-#pragma unroll 4
-  for (int j = 0; j < S; ++j) {
-    const R tau = mdt[j];
-    const cx<R> hj = j < n ? mh[j * CW] : zero;
-    cx<R> dvv;
-    dd_sum += bwd_step<R, GC>(ch, p.disc, ch.delc, tau, cexp_s(tau, z), mg[j * CW], mv[j * CW], hj, carry, dl, gsum,
-                              &dvv);
-    if (t.active && j < n) dv[(q.tm.t0 + q.tm.dir * j) * p.dv_stride[1]] = dvv;
-  }
-  if (GC) {
-    dl = add(dl, mulc(ch.dglc, gsum));
-    dd_sum += dotr(ch.dgdc, gsum);
-  }
-  if (t.active && n > 0 && q.s.r0 + n == p.length)
-    static_cast<cx<R>*>(p.dh0)[t.b * p.dh0_stride[0] + t.d * p.dh0_stride[1]] = carry;
-  // 6. the chunk's partials: the warps' sums in order (sX is free once every warp has its
-  // entering state)
-  __syncthreads();
-  sX[w][c] = dl;
-  sd[w][c] = dd_sum;
-  __syncthreads();
-  if (w == 0) {
-    dl = zero;
-    dd_sum = 0;
-    for (int l = 0; l < OW; ++l) {
-      dl = add(dl, sX[l][c]);
-      dd_sum += sd[l][c];
-    }
-    unsigned char* ws = static_cast<unsigned char*>(wsv);
-    const int64_t k = (q.s.chain * o.ntt + q.i) * CW + c;
-    reinterpret_cast<cx<R>*>(ws + o.pl_off)[k] = dl;
-    reinterpret_cast<R*>(ws + o.pd_off)[k] = dd_sum;
-  }
 }
 
 }  // namespace lrnn_event_cuda

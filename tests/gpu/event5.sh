@@ -4,15 +4,15 @@
 # runs separately). Prints its summary as it goes, most important first, within about 45 s:
 #   1. device time per call of the forward and backward ops at (8, 65536, 128) complex64,
 #      async with a shared delta (the benchmark's case), for the default routing (forward
-#      one-pass, backward three-pass) and the one-pass scan forced for both
-#      (LRNN_EVENT_SCAN_IMPL=1pass), with the run-to-run bitwise check and the
+#      one-pass, backward three-pass) and the forward's scan forced
+#      (LRNN_EVENT_SCAN_IMPL=1pass|3pass), with the run-to-run bitwise check and the
 #      difference against the first row; ZOH with a per-event delta (the S7 path, three-pass);
 #      and the host time of one forward call and one autograd backward (no synchronization)
 #   2. benchmarks/bench_event_scan.py without the S7 rows: fused (default routing), unfused
 #      (materialized transitions + linear_scan) and JAX, wall time per call, written to
 #      $OUT/event_scan_cuda_bench.txt for benchmarks/results/event_scan_cuda.txt
 #   3. compute-sanitizer memcheck on a small multi-chunk forward + backward of the one-pass
-#      kernels (forced) and the three-pass kernels
+#      forward (forced) and the three-pass kernels
 set -u
 OUT=${OUT:-/tmp/lrnn-gpu-event5}
 mkdir -p "$OUT"
@@ -49,7 +49,7 @@ def rel(a, b):
     return max(((x - y).abs().max() / y.abs().max()).item() for x, y in zip(a, b))
 
 
-cases = (("async shared", 0.01 + torch.rand(P, generator=g, device="cuda"), 2, ("default", "1pass")),
+cases = (("async shared", 0.01 + torch.rand(P, generator=g, device="cuda"), 2, ("default", "3pass")),
          ("zoh per-event", 0.01 + torch.rand(B, L, P, generator=g, device="cuda"), 0, ("default",)))
 for name, delta, disc, impls in cases:
     ref = None
@@ -92,11 +92,11 @@ for _ in range(12):
 tf, tb = sorted(tf)[6], sorted(tb)[6]
 print(f"host ms (median, no sync): forward call {1e3 * tf:.3f}, autograd.grad call {1e3 * tb:.3f}", flush=True)
 PYEOF
-echo "=== event5: device ms per op call (H200 round 1: async fwd 1pass 0.336 / 3pass 0.440, bwd 1pass 0.758 / 3pass 0.676; zoh per-event 0.898 / 1.223; floor async 0.254 / 0.507)"
+echo "=== event5: device ms per op call (H200 round 2: async fwd 1pass 0.325 / bwd 3pass 0.680; round 1 fwd 3pass 0.440; zoh per-event 0.881 / 1.211; floor async 0.254 / 0.507)"
 timeout 14 python3 "$OUT/event5_devtime.py" 2>&1 | tee "$OUT/event5_devtime.log" | grep -E "ms|Error|error" | cut -c1-170
 echo "=== event5: devtime rc=${PIPESTATUS[0]}"
 
-echo "=== event5: bench (5x JAX: fused <= 0.40 / 1.14 ms at JAX 2.02 / 5.69; round 1: fused 0.36 / 1.35, unfused 1.49 / 5.61, JAX 2.15 / 5.95)"
+echo "=== event5: bench (5x JAX: fused <= 0.40 / 1.14 ms at JAX 2.02 / 5.69; round 2: fused 0.40 / 1.19, unfused 1.43 / 5.00; round 1 JAX 2.15 / 5.95)"
 timeout 26 python3 -u benchmarks/bench_event_scan.py --device cuda --s7 "" --iters 10 --timeout 22 \
   --json "$OUT/event5_bench.json" 2>&1 | tee "$OUT/event_scan_cuda_bench.txt"
 echo "=== event5: bench rc=${PIPESTATUS[0]}"

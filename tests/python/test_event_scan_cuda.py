@@ -1,8 +1,9 @@
 """CUDA-only checks of lrnn::event_scan's tiled kernels beyond test_event_scan.py's CUDA vs CPU
 comparison: sizes with many tiles per chain and several chains (a partial channel group), run
 concurrently by many blocks, bitwise reproducibility of forward and backward across runs, and
-non-contiguous inputs; each for both scans (LRNN_EVENT_SCAN_IMPL: the three-pass scan and the
-one-pass scan, which the launcher picks by shape and direction). All marked cuda."""
+non-contiguous inputs; each for both forward scans (LRNN_EVENT_SCAN_IMPL: the three-pass scan
+and the one-pass scan, which the launcher picks by shape; the backward is three-pass). All
+marked cuda."""
 import functools
 
 import pytest
