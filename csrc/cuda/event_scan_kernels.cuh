@@ -373,48 +373,92 @@ __device__ __forceinline__ RsSrc<R, TR, NV> rs_src(const Prm& p, const RsPos& s,
   return src;
 }
 
+// Array i of src: x at (batch row, time t0, channel) of this thread, strides st (elements),
+// walked in direction dir.
+template <typename R, typename TR, int NV>
+__device__ __forceinline__ void rs_src_x(RsSrc<R, TR, NV>& src, int i, const void* x, const int64_t* st,
+                                         const TilePos& t, int64_t t0, int dir) {
+  src.x[i] = static_cast<const cx<R>*>(x) + t.b * st[0] + t0 * st[1] + t.d * st[2];
+  src.dx[i] = dir * st[1];
+}
+
+// What every three-pass tile kernel starts from: the layout, this warp's tile k (counting down
+// with `down`), its position, channel constants (with the input scale's derivatives: grad), the
+// exponent, the time walk (the backward's against the forward's) and the sources of dt / delta.
+// false past the grid's tiles.
+template <typename R, typename TR, int NV>
+struct RsTile {
+  RsLayout o;
+  int64_t k;
+  RsPos s;
+  Chan<R> ch;
+  Zc<R> z;
+  RsTime tm;
+  RsSrc<R, TR, NV> src;
+};
+template <typename R, typename TR, bool PE, int NV, typename Prm>
+__device__ __forceinline__ bool rs_begin(RsTile<R, TR, NV>& tl, const Prm& p, int64_t T, bool bwd, bool down,
+                                         bool grad) {
+  tl.o = rs_layout<R>(p.batch, p.length, p.dim, T, bwd);
+  tl.k = rs_tile(tl.o, down);
+  if (tl.k < 0) return false;
+  tl.s = rs_pos(tl.o, tl.k, p.dim, p.length);
+  tl.ch = chan<R, TR, PE>(p, tl.s.t, grad);
+  tl.z = zc_chan<R, PE>(tl.ch);
+  tl.tm = rs_time(tl.s.r0, p.length, bwd ? p.reverse == 0 : p.reverse != 0);
+  tl.src = rs_src<R, TR, NV>(p, tl.s, tl.tm);
+  return true;
+}
+
 // ---- forward ----
 
-// Pass 1: the map of every tile from the zero state. A is the transition over the whole tile,
-// exp(z * (sum of the steps' s)): one exponential per tile instead of a product per step. GC:
-// the input scale is the same for every step (shared delta, not ZOH) and multiplies the end
-// state once.
-template <typename R, typename TR, bool PE, bool GC>
-__global__ void __launch_bounds__(RNT, 3) event_rs_fwd_reduce(lrnn_event_scan_params p, int64_t T, void* wsv) {
+// Pass 1 of either direction: every tile's map from the zero state over its scan input x (v
+// forward, grad_h backward; dt and a per-event delta besides). Forward steps x -> a*x + g*v,
+// the adjoint's c -> conj(a) * (c + grad_h). A is the transition over the whole tile,
+// exp(z * (sum of the steps' s)), conjugated for the adjoint: one exponential per tile instead
+// of a product per step. GC: the input scale is the same for every step (shared delta, not
+// ZOH) and multiplies the forward's end state once.
+template <typename R, typename TR, bool PE, bool GC, bool ADJ, typename Prm>
+__device__ __forceinline__ void rs_reduce(const Prm& p, int64_t T, void* wsv, const void* x, const int64_t* xs) {
   static_assert(!(PE && GC), "a per-event delta has no constant input scale");
-  wait_prior_grid();
-  const RsLayout o = rs_layout<R>(p.batch, p.length, p.dim, T, false);
-  const int64_t k = rs_tile(o, false);
-  if (k < 0) return;
-  const RsPos s = rs_pos(o, k, p.dim, p.length);
-  const Chan<R> ch = chan<R, TR, PE>(p, s.t, false);
-  const Zc<R> z = zc_chan<R, PE>(ch);
-  const RsTime tm = rs_time(s.r0, p.length, p.reverse != 0);
-  RsSrc<R, TR, 1> src = rs_src<R, TR, 1>(p, s, tm);
-  src.x[0] = static_cast<const cx<R>*>(p.v) + s.t.b * p.v_stride[0] + tm.t0 * p.v_stride[1] + s.t.d * p.v_stride[2];
-  src.dx[0] = tm.dir * p.v_stride[1];
+  RsTile<R, TR, 1> tl;
+  if (!rs_begin<R, TR, PE>(tl, p, T, ADJ, false, false)) return;
+  const RsPos& s = tl.s;
+  rs_src_x(tl.src, 0, x, xs, s.t, tl.tm.t0, tl.tm.dir);
   cx<R> X = mk(R(0), R(0));
   R S = 0;
   using Grp = RsGrp<R, PE, RG, 1>;
-  rs_walk<R, TR, PE, RG, 1>(s.n, s.n, s.t.active, src, [&](const Grp& gr, int j0) {
+  rs_walk<R, TR, PE, RG, 1>(s.n, s.n, s.t.active, tl.src, [&](const Grp& gr, int j0) {
 #pragma unroll
     for (int j = 0; j < RG; ++j) {
-      const R del = PE ? gr.del[PE ? j : 0] : ch.delc, sj = PE ? del * gr.tau[j] : gr.tau[j];
-      const cx<R> a = cexp_s(sj, z);
-      cx<R> gv = gr.x[0][j];
-      if (!GC) {
-        cx<R> gs;
-        input_scale<R>(p.disc, ch.lam, del, gr.tau[j], a, false, &gs, nullptr, nullptr);
-        gv = mul(gs, gv);
+      const R del = PE ? gr.del[PE ? j : 0] : tl.ch.delc, sj = PE ? del * gr.tau[j] : gr.tau[j];
+      const cx<R> a = cexp_s(sj, tl.z);
+      if (ADJ) {
+        X = mulc(a, add(X, gr.x[0][j]));
+      } else {
+        cx<R> gv = gr.x[0][j];
+        if (!GC) {
+          cx<R> gs;
+          input_scale<R>(p.disc, tl.ch.lam, del, gr.tau[j], a, false, &gs, nullptr, nullptr);
+          gv = mul(gs, gv);
+        }
+        X = add(mul(a, X), gv);
       }
-      X = add(mul(a, X), gv);
       S += sj;
     }
   });
-  if (GC) X = mul(ch.gc, X);
-  cx<R>* agg = reinterpret_cast<cx<R>*>(static_cast<unsigned char*>(wsv) + o.agg_off) + 2 * (k * CW + threadIdx.x % CW);
-  agg[0] = cexp_s(S, z);
+  if (!ADJ && GC) X = mul(tl.ch.gc, X);
+  const cx<R> A = cexp_s(S, tl.z);
+  cx<R>* agg =
+      reinterpret_cast<cx<R>*>(static_cast<unsigned char*>(wsv) + tl.o.agg_off) + 2 * (tl.k * CW + threadIdx.x % CW);
+  agg[0] = mk(A.re, ADJ ? -A.im : A.im);
   agg[1] = X;
+}
+
+template <typename R, typename TR, bool PE, bool GC>
+__global__ void __launch_bounds__(RNT, 3) event_rs_fwd_reduce(lrnn_event_scan_params p, int64_t T, void* wsv) {
+  wait_prior_grid();
+  rs_reduce<R, TR, PE, GC, false>(p, T, wsv, p.v, p.v_stride);
 }
 
 // Pass 2 (forward and backward): one block of CSW warps per chain; start is the chain's state
@@ -475,72 +519,64 @@ template <typename R, typename TR, bool PE, bool GC>
 __global__ void __launch_bounds__(RNT, 3) event_rs_fwd_apply(lrnn_event_scan_params p, int64_t T, const void* wsv) {
   static_assert(!(PE && GC), "a per-event delta has no constant input scale");
   wait_prior_grid();
-  const RsLayout o = rs_layout<R>(p.batch, p.length, p.dim, T, false);
-  const int64_t k = rs_tile(o, true);
-  if (k < 0) return;
-  const RsPos s = rs_pos(o, k, p.dim, p.length);
-  const Chan<R> ch = chan<R, TR, PE>(p, s.t, false);
-  const Zc<R> z = zc_chan<R, PE>(ch);
-  const RsTime tm = rs_time(s.r0, p.length, p.reverse != 0);
-  RsSrc<R, TR, 1> src = rs_src<R, TR, 1>(p, s, tm);
-  src.x[0] = static_cast<const cx<R>*>(p.v) + s.t.b * p.v_stride[0] + tm.t0 * p.v_stride[1] + s.t.d * p.v_stride[2];
-  src.dx[0] = tm.dir * p.v_stride[1];
+  RsTile<R, TR, 1> tl;
+  if (!rs_begin<R, TR, PE>(tl, p, T, false, true, false)) return;
+  const RsPos& s = tl.s;
+  rs_src_x(tl.src, 0, p.v, p.v_stride, s.t, tl.tm.t0, tl.tm.dir);
   const unsigned char* ws = static_cast<const unsigned char*>(wsv);
-  cx<R> x = reinterpret_cast<const cx<R>*>(ws + o.car_off)[k * CW + threadIdx.x % CW];
-  cx<R>* h = static_cast<cx<R>*>(p.h) + s.t.b * p.h_stride[0] + tm.t0 * p.h_stride[1] + s.t.d * p.h_stride[2];
-  const int64_t dh = tm.dir * p.h_stride[1];
+  cx<R> x = reinterpret_cast<const cx<R>*>(ws + tl.o.car_off)[tl.k * CW + threadIdx.x % CW];
+  cx<R>* h = static_cast<cx<R>*>(p.h) + s.t.b * p.h_stride[0] + tl.tm.t0 * p.h_stride[1] + s.t.d * p.h_stride[2];
+  const int64_t dh = tl.tm.dir * p.h_stride[1];
   using Grp = RsGrp<R, PE, RG, 1>;
-  rs_walk<R, TR, PE, RG, 1>(s.n, s.n, s.t.active, src, [&](const Grp& gr, int j0) {
+  rs_walk<R, TR, PE, RG, 1>(s.n, s.n, s.t.active, tl.src, [&](const Grp& gr, int j0) {
 #pragma unroll
     for (int j = 0; j < RG; ++j) {
-      const R del = PE ? gr.del[PE ? j : 0] : ch.delc;
-      const cx<R> a = cexp_s(PE ? del * gr.tau[j] : gr.tau[j], z);
-      cx<R> gs = ch.gc;
-      if (!GC) input_scale<R>(p.disc, ch.lam, del, gr.tau[j], a, false, &gs, nullptr, nullptr);
+      const R del = PE ? gr.del[PE ? j : 0] : tl.ch.delc;
+      const cx<R> a = cexp_s(PE ? del * gr.tau[j] : gr.tau[j], tl.z);
+      cx<R> gs = tl.ch.gc;
+      if (!GC) input_scale<R>(p.disc, tl.ch.lam, del, gr.tau[j], a, false, &gs, nullptr, nullptr);
       x = add(mul(a, x), mul(gs, gr.x[0][j]));
       if (s.t.active && j0 + j < s.n) *h = x;
       h += dh;
     }
   });
-  if (s.t.active && s.t.tt == o.ntt - 1)
+  if (s.t.active && s.t.tt == tl.o.ntt - 1)
     static_cast<cx<R>*>(p.h_last)[s.t.b * p.h_last_stride[0] + s.t.d * p.h_last_stride[1]] = x;
 }
 
 // ---- backward ----
 // The adjoint c -> conj(a) * (grad_h + c) in reverse step order, tiles as in the forward.
 
-// Pass 1: the adjoint map of every tile from zero (reads grad_h and dt only); A as in the
-// forward, conjugated.
+// One step of the backward's apply: with lt = grad_h + carry the adjoint
+// at this step, returns the step's ddelta term and sets *dvv (dv's value), adds the step's
+// dLambda term to dl (conj(v)*lt to gsum instead of the input-scale terms when the scale is
+// constant, GC) and moves carry to the next step: conj(a) * lt. del: delta at this step.
+template <typename R, bool GC>
+__device__ __forceinline__ R bwd_step(const Chan<R>& ch, int disc, R del, R tau, cx<R> a, cx<R> gh, cx<R> v,
+                                      cx<R> hprev, cx<R>& carry, cx<R>& dl, cx<R>& gsum, cx<R>* dvv) {
+  const cx<R> lt = add(gh, carry);
+  const cx<R> ga = mulc(hprev, lt), gv = mulc(v, lt);
+  dl = add(dl, scale(del * tau, mulc(a, ga)));
+  R dd = tau * dotr(mul(ch.lam, a), ga);
+  cx<R> gs = ch.gc;
+  if (GC) {
+    gsum = add(gsum, gv);
+  } else {
+    cx<R> dgl, dgd;
+    input_scale<R>(disc, ch.lam, del, tau, a, true, &gs, &dgl, &dgd);
+    dl = add(dl, mulc(dgl, gv));
+    dd += dotr(dgd, gv);
+  }
+  *dvv = mulc(gs, lt);
+  carry = mulc(a, lt);
+  return dd;
+}
+
+// Pass 1 of the backward (reads grad_h and dt only).
 template <typename R, typename TR, bool PE>
 __global__ void __launch_bounds__(RNT, 3) event_rs_bwd_reduce(lrnn_event_scan_bwd_params p, int64_t T, void* wsv) {
   wait_prior_grid();
-  const RsLayout o = rs_layout<R>(p.batch, p.length, p.dim, T, true);
-  const int64_t k = rs_tile(o, false);
-  if (k < 0) return;
-  const RsPos s = rs_pos(o, k, p.dim, p.length);
-  const Chan<R> ch = chan<R, TR, PE>(p, s.t, false);
-  const Zc<R> z = zc_chan<R, PE>(ch);
-  const RsTime tm = rs_time(s.r0, p.length, p.reverse == 0);
-  RsSrc<R, TR, 1> src = rs_src<R, TR, 1>(p, s, tm);
-  src.x[0] = static_cast<const cx<R>*>(p.grad_h) + s.t.b * p.grad_h_stride[0] + tm.t0 * p.grad_h_stride[1] +
-             s.t.d * p.grad_h_stride[2];
-  src.dx[0] = tm.dir * p.grad_h_stride[1];
-  cx<R> X = mk(R(0), R(0));
-  R S = 0;
-  using Grp = RsGrp<R, PE, RG, 1>;
-  rs_walk<R, TR, PE, RG, 1>(s.n, s.n, s.t.active, src, [&](const Grp& gr, int j0) {
-#pragma unroll
-    for (int j = 0; j < RG; ++j) {
-      const R sj = PE ? gr.del[PE ? j : 0] * gr.tau[j] : gr.tau[j];
-      const cx<R> a = cexp_s(sj, z);
-      X = mulc(a, add(X, gr.x[0][j]));
-      S += sj;
-    }
-  });
-  const cx<R> A = cexp_s(S, z);
-  cx<R>* agg = reinterpret_cast<cx<R>*>(static_cast<unsigned char*>(wsv) + o.agg_off) + 2 * (k * CW + threadIdx.x % CW);
-  agg[0] = mk(A.re, -A.im);
-  agg[1] = X;
+  rs_reduce<R, TR, PE, false, true>(p, T, wsv, p.grad_h, p.grad_h_stride);
 }
 
 // Pass 3: every tile from its entering adjoint state: dv (and ddelta per event) per step, the
@@ -551,75 +587,53 @@ template <typename R, typename TR, bool PE, bool GC>
 __global__ void __launch_bounds__(RNT, 2) event_rs_bwd_apply(lrnn_event_scan_bwd_params p, int64_t T, void* wsv) {
   static_assert(!(PE && GC), "a per-event delta has no constant input scale");
   wait_prior_grid();
-  const RsLayout o = rs_layout<R>(p.batch, p.length, p.dim, T, true);
-  const int64_t k = rs_tile(o, true);
-  if (k < 0) return;
+  RsTile<R, TR, 3> tl;
+  if (!rs_begin<R, TR, PE>(tl, p, T, true, true, true)) return;
   const int64_t L = p.length;
-  const RsPos s = rs_pos(o, k, p.dim, L);
-  const Chan<R> ch = chan<R, TR, PE>(p, s.t, true);
-  const Zc<R> z = zc_chan<R, PE>(ch);
-  const RsTime tm = rs_time(s.r0, L, p.reverse == 0);
+  const RsPos& s = tl.s;
   const cx<R> zero = mk(R(0), R(0));
-  RsSrc<R, TR, 3> src = rs_src<R, TR, 3>(p, s, tm);
-  src.x[0] = static_cast<const cx<R>*>(p.grad_h) + s.t.b * p.grad_h_stride[0] + tm.t0 * p.grad_h_stride[1] +
-             s.t.d * p.grad_h_stride[2];
-  src.dx[0] = tm.dir * p.grad_h_stride[1];
-  src.x[1] = static_cast<const cx<R>*>(p.v) + s.t.b * p.v_stride[0] + tm.t0 * p.v_stride[1] + s.t.d * p.v_stride[2];
-  src.dx[1] = tm.dir * p.v_stride[1];
+  rs_src_x(tl.src, 0, p.grad_h, p.grad_h_stride, s.t, tl.tm.t0, tl.tm.dir);
+  rs_src_x(tl.src, 1, p.v, p.v_stride, s.t, tl.tm.t0, tl.tm.dir);
   // h one time index against the scan direction; the scan's first step (r = L-1) is not loaded
   // from h but takes h0: the tile that holds it walks one step less of h.
-  src.x[2] = static_cast<const cx<R>*>(p.h) + s.t.b * p.h_stride[0] + (tm.t0 + tm.dir) * p.h_stride[1] +
-             s.t.d * p.h_stride[2];
-  src.dx[2] = tm.dir * p.h_stride[1];
+  rs_src_x(tl.src, 2, p.h, p.h_stride, s.t, tl.tm.t0 + tl.tm.dir, tl.tm.dir);
   const int nh = s.r0 + s.n >= L ? s.n - 1 : s.n;   // steps whose h[t-1] is in h
   const cx<R> h0 = s.t.active && p.h0 ? static_cast<const cx<R>*>(p.h0)[s.t.b * p.h0_stride[0] + s.t.d * p.h0_stride[1]] : zero;
   unsigned char* ws = static_cast<unsigned char*>(wsv);
-  cx<R> carry = reinterpret_cast<const cx<R>*>(ws + o.car_off)[k * CW + threadIdx.x % CW];
-  cx<R>* dv = static_cast<cx<R>*>(p.dv) + s.t.b * p.dv_stride[0] + tm.t0 * p.dv_stride[1] + s.t.d * p.dv_stride[2];
-  const int64_t dd_t = PE ? p.ddelta_stride[1] : 0, ddv = tm.dir * p.dv_stride[1], ddd = tm.dir * dd_t;
-  R* ddelta = static_cast<R*>(p.ddelta) + s.t.b * p.ddelta_stride[0] + tm.t0 * dd_t + s.t.d * p.ddelta_stride[2];
+  cx<R> carry = reinterpret_cast<const cx<R>*>(ws + tl.o.car_off)[tl.k * CW + threadIdx.x % CW];
+  cx<R>* dv = static_cast<cx<R>*>(p.dv) + s.t.b * p.dv_stride[0] + tl.tm.t0 * p.dv_stride[1] + s.t.d * p.dv_stride[2];
+  const int64_t dd_t = PE ? p.ddelta_stride[1] : 0, ddv = tl.tm.dir * p.dv_stride[1], ddd = tl.tm.dir * dd_t;
+  R* ddelta = static_cast<R*>(p.ddelta) + s.t.b * p.ddelta_stride[0] + tl.tm.t0 * dd_t + s.t.d * p.ddelta_stride[2];
   cx<R> dl = zero, gsum = zero;
   R dd_sum = 0;
   using Grp = RsGrp<R, PE, RG3, 3>;
-  rs_walk<R, TR, PE, RG3, 3>(s.n, nh, s.t.active, src, [&](const Grp& gr, int j0) {
+  rs_walk<R, TR, PE, RG3, 3>(s.n, nh, s.t.active, tl.src, [&](const Grp& gr, int j0) {
 #pragma unroll
     for (int j = 0; j < RG3; ++j) {
       const int jj = j0 + j;
-      const R del = PE ? gr.del[PE ? j : 0] : ch.delc, tau = gr.tau[j], sdt = del * tau;
-      const cx<R> a = cexp_s(PE ? sdt : tau, z);
-      const cx<R> lt = add(gr.x[0][j], carry);
+      const R del = PE ? gr.del[PE ? j : 0] : tl.ch.delc, tau = gr.tau[j];
+      const cx<R> a = cexp_s(PE ? del * tau : tau, tl.z);
       // the scan's first step takes h0 (the loader left it zero)
       const cx<R> hj = jj < nh ? gr.x[2][j] : (s.t.active && jj < s.n ? h0 : zero);
-      const cx<R> ga = mulc(hj, lt), gv = mulc(gr.x[1][j], lt);
-      dl = add(dl, scale(sdt, mulc(a, ga)));
-      R dd = tau * dotr(mul(ch.lam, a), ga);
-      cx<R> gs = ch.gc;
-      if (GC) {
-        gsum = add(gsum, gv);
-      } else {
-        cx<R> dgl, dgd;
-        input_scale<R>(p.disc, ch.lam, del, tau, a, true, &gs, &dgl, &dgd);
-        dl = add(dl, mulc(dgl, gv));
-        dd += dotr(dgd, gv);
-      }
+      cx<R> dvv;
+      const R dd = bwd_step<R, GC>(tl.ch, p.disc, del, tau, a, gr.x[0][j], gr.x[1][j], hj, carry, dl, gsum, &dvv);
       if (s.t.active && jj < s.n) {
-        *dv = mulc(gs, lt);
+        *dv = dvv;
         if (PE) *ddelta = dd;
       }
       dv += ddv;
       ddelta += ddd;
       dd_sum += dd;
-      carry = mulc(a, lt);
     }
   });
   if (GC) {
-    dl = add(dl, mulc(ch.dglc, gsum));
-    dd_sum += dotr(ch.dgdc, gsum);
+    dl = add(dl, mulc(tl.ch.dglc, gsum));
+    dd_sum += dotr(tl.ch.dgdc, gsum);
   }
   const int c = static_cast<int>(threadIdx.x) % CW;
-  reinterpret_cast<cx<R>*>(ws + o.pl_off)[k * CW + c] = dl;
-  reinterpret_cast<R*>(ws + o.pd_off)[k * CW + c] = dd_sum;
-  if (s.t.active && s.t.tt == o.ntt - 1)
+  reinterpret_cast<cx<R>*>(ws + tl.o.pl_off)[tl.k * CW + c] = dl;
+  reinterpret_cast<R*>(ws + tl.o.pd_off)[tl.k * CW + c] = dd_sum;
+  if (s.t.active && s.t.tt == tl.o.ntt - 1)
     static_cast<cx<R>*>(p.dh0)[s.t.b * p.dh0_stride[0] + s.t.d * p.dh0_stride[1]] = carry;
 }
 
@@ -658,6 +672,337 @@ __global__ void __launch_bounds__(CW * RL) event_rs_bwd_sum(lrnn_event_scan_bwd_
     static_cast<cx<R>*>(p.dlambda)[b * p.dlambda_stride[0] + d * p.dlambda_stride[1]] = tl;
     if (p.delta_stride[1] == 0) static_cast<R*>(p.ddelta)[b * p.ddelta_stride[0] + d * p.ddelta_stride[2]] = td;
   }
+}
+
+// ---------------- the one-pass scan (forward, shared delta) ----------------
+// Reads v once. A block of OW warps owns one chunk of OW*S steps of one chain; warp w owns the
+// chunk's steps w*S .. w*S+S-1 (its 32 lanes the chain's 32 channels, as in the three-pass
+// kernels). The block
+//   1. copies its v into shared memory (cp.async: the bytes are in flight while nothing waits;
+//      64 KB per block, three blocks per SM, so up to ~190 KB per SM of the scan input is held
+//      on chip between its arrival and its use) and dt (one step per lane);
+//   2. composes each warp's steps into a map (A, X) from the zero state, then warp 0 composes
+//      the OW maps into the chunk's map;
+//   3. warp 0 finds the state entering the chunk by a deterministic look-back: chunk i of a
+//      chain starts from the end state of the chain's last checkpoint chunk c < i (chunks
+//      M-1, 2M-1, ...; h0 before the first) followed by the maps of chunks c+1 .. i-1, always
+//      composed in that order, so results do not depend on timing (bitwise reproducible).
+//      Chunks that are not checkpoints publish their map as soon as they have it; a checkpoint
+//      publishes its end state once it has its entering state. The chain's serial dependency
+//      is one L2 round trip per M chunks (M*OW*S steps: 1024 at the defaults), against the
+//      ~260 steps per microsecond each of the 32 chains of (8, 65536, 128) must advance to
+//      keep HBM busy;
+//   4. every warp composes the maps of the warps before it onto that state and re-walks its
+//      steps from shared memory, writing h.
+// Publication: the workspace (rs_layout's for tiles of one chunk) holds (A, X) per chunk and
+// channel in its agg region, filled with all-ones words (the launcher's memset) that no
+// arithmetic result has (to_word maps a NaN input's payload off it); readers poll the words themselves with relaxed GPU-scope loads, so no flag and no
+// fence is needed. Blocks are numbered chunk-major (block = i * chains + chain): a chunk only
+// waits for chunks with smaller block numbers, which the hardware dispatches first (the
+// forward-progress assumption of decoupled look-back scans).
+
+// Warps per block and steps per warp of a chunk: 32 complex64 / 16 complex128 (8 KB of v per
+// warp). A chunk is OW warps' steps, its workspace rs_layout's for tiles of one chunk (the
+// look-back words in the agg region). On the H200 at (8, 65536, 128) this took 0.336 ms
+// against 0.335 ms with four warps of 32 steps (six blocks per SM).
+constexpr int OW = 8;
+template <typename R>
+__host__ __device__ constexpr int op_steps() { return sizeof(R) == 4 ? 32 : 16; }
+// Dynamic shared memory of a block: v [OW][S][CW] and dt [OW][S].
+template <typename R>
+__host__ __device__ constexpr int64_t op_smem_bytes() {
+  return static_cast<int64_t>(OW) * op_steps<R>() *
+         (CW * static_cast<int64_t>(sizeof(cx<R>)) + static_cast<int64_t>(sizeof(R)));
+}
+// Blocks per SM the kernel is built for (registers; its shared memory allows the same).
+constexpr int OP_BLOCKS = 3;
+
+// Publication words: the all-ones pattern means "not yet written".
+template <typename R>
+struct Word;
+template <>
+struct Word<float> {
+  using T = unsigned;
+  static constexpr T empty = 0xFFFFFFFFu, nan = 0x7FFFFFFFu;
+};
+template <>
+struct Word<double> {
+  using T = unsigned long long;
+  static constexpr T empty = 0xFFFFFFFFFFFFFFFFull, nan = 0x7FFFFFFFFFFFFFFFull;
+};
+template <typename R>
+__device__ __forceinline__ typename Word<R>::T to_word(R x) {
+  typename Word<R>::T u;
+  memcpy(&u, &x, sizeof u);
+  return u == Word<R>::empty ? Word<R>::nan : u;
+}
+template <typename R>
+__device__ __forceinline__ R from_word(typename Word<R>::T u) {
+  R x;
+  memcpy(&x, &u, sizeof x);
+  return x;
+}
+// Relaxed GPU-scope store / load of one complex value as two words (the emulation: volatile).
+__device__ __forceinline__ void st_words(unsigned* p, unsigned a, unsigned b) {
+#ifdef __CUDA_ARCH__
+  asm volatile("st.relaxed.gpu.global.v2.u32 [%0], {%1, %2};" ::"l"(p), "r"(a), "r"(b) : "memory");
+#else
+  volatile unsigned* q = p;
+  q[0] = a;
+  q[1] = b;
+#endif
+}
+__device__ __forceinline__ void st_words(unsigned long long* p, unsigned long long a, unsigned long long b) {
+#ifdef __CUDA_ARCH__
+  asm volatile("st.relaxed.gpu.global.v2.u64 [%0], {%1, %2};" ::"l"(p), "l"(a), "l"(b) : "memory");
+#else
+  volatile unsigned long long* q = p;
+  q[0] = a;
+  q[1] = b;
+#endif
+}
+__device__ __forceinline__ void ld_words(const unsigned* p, unsigned* a, unsigned* b) {
+#ifdef __CUDA_ARCH__
+  asm volatile("ld.relaxed.gpu.global.v2.u32 {%0, %1}, [%2];" : "=r"(*a), "=r"(*b) : "l"(p) : "memory");
+#else
+  const volatile unsigned* q = p;
+  *a = q[0];
+  *b = q[1];
+#endif
+}
+__device__ __forceinline__ void ld_words(const unsigned long long* p, unsigned long long* a, unsigned long long* b) {
+#ifdef __CUDA_ARCH__
+  asm volatile("ld.relaxed.gpu.global.v2.u64 {%0, %1}, [%2];" : "=l"(*a), "=l"(*b) : "l"(p) : "memory");
+#else
+  const volatile unsigned long long* q = p;
+  *a = q[0];
+  *b = q[1];
+#endif
+}
+template <typename R>
+__device__ __forceinline__ void publish(cx<R>* p, cx<R> v) {
+  st_words(reinterpret_cast<typename Word<R>::T*>(p), to_word(v.re), to_word(v.im));
+}
+// false while either word is still empty
+template <typename R>
+__device__ __forceinline__ bool observe(const cx<R>* p, cx<R>* v) {
+  typename Word<R>::T a, b;
+  ld_words(reinterpret_cast<const typename Word<R>::T*>(p), &a, &b);
+  *v = mk(from_word<R>(a), from_word<R>(b));
+  return a != Word<R>::empty && b != Word<R>::empty;
+}
+
+// Asynchronous copy of one complex value into shared memory, zeros when !on; the wait for
+// this thread's copies (the emulation copies at once).
+// src must be a valid address even when !on (nothing is read from it then).
+template <typename R>
+__device__ __forceinline__ void copy_async(cx<R>* dst, const cx<R>* src, bool on) {
+#ifdef __CUDA_ARCH__
+  const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+  const unsigned n = on ? static_cast<unsigned>(sizeof(cx<R>)) : 0u;   // 0: zero-fill
+  if (sizeof(cx<R>) == 8)
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;" ::"r"(d), "l"(src), "r"(n) : "memory");
+  else
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(d), "l"(src), "r"(n) : "memory");
+#else
+  *dst = on ? *src : mk(R(0), R(0));
+#endif
+}
+__device__ __forceinline__ void copy_async_wait() {
+#ifdef __CUDA_ARCH__
+  asm volatile("cp.async.wait_all;" ::: "memory");
+#endif
+}
+
+// Stages steps j = 0 .. S-1 of one channel (lane) into dst[j*CW]: src + j*step, zeros from
+// step `upto` on (and everywhere when !active). src is not dereferenced past upto.
+template <int S, typename R>
+__device__ __forceinline__ void op_stage(cx<R>* dst, const cx<R>* base, const cx<R>* src, int64_t step, int upto,
+                                         bool active) {
+#pragma unroll 8
+  for (int j = 0; j < S; ++j) {
+    const bool on = active && j < upto;
+    copy_async(dst + j * CW, on ? src + j * step : base, on);
+  }
+}
+
+// Checkpoint period (chunks) of a chunk of T steps: about 1024 steps per checkpoint hop.
+__host__ __device__ constexpr int op_period(int T) { return T >= 1024 ? 1 : 1024 / T; }
+
+#ifndef LRNN_EVENT_DYN_SMEM
+extern __shared__ uint4 lrnn_event_dyn_smem[];
+#define LRNN_EVENT_DYN_SMEM lrnn_event_dyn_smem
+#endif
+// The emulation runs blocks in order, so every look-back item is there at the first look.
+#ifndef LRNN_EVENT_LOOKBACK_MISSED
+#define LRNN_EVENT_LOOKBACK_MISSED() ((void)0)
+#endif
+
+// Warp 0, lane c: the state entering chunk i (of nch) of `chain` (maps (Ac, Xc) of this chunk),
+// with the publications of step 3 above; start: h0 (or grad_h_last) of this channel.
+template <typename R, int M>
+__device__ __forceinline__ cx<R> op_lookback(cx<R>* pub, int64_t nch, int64_t chain, int64_t i, int c, cx<R> Ac,
+                                             cx<R> Xc, cx<R> start) {
+  cx<R>* mine = pub + ((chain * nch + i) * CW + c) * 2;
+  const bool last = i == nch - 1, checkpoint = (i + 1) % M == 0;
+  if (!last && !checkpoint) {
+    publish(mine, Ac);
+    publish(mine + 1, Xc);
+  }
+  const int64_t cp = (i / M) * M - 1;      // last checkpoint before i (-1: none, start from h0)
+  const int na = static_cast<int>(i - cp - 1);   // maps of chunks cp+1 .. i-1
+  cx<R> IA[M], IX[M];
+  bool got[M];
+#pragma unroll
+  for (int m = 0; m < M; ++m) {
+    got[m] = m == 0 ? cp < 0 : m > na;
+    IA[m] = mk(R(1), R(0));
+    IX[m] = m == 0 ? start : mk(R(0), R(0));
+  }
+  for (;;) {
+    bool all = true;
+#pragma unroll
+    for (int m = 0; m < M; ++m) {
+      if (got[m]) continue;
+      const cx<R>* q = pub + ((chain * nch + cp + m) * CW + c) * 2;
+      bool ok = observe(q + 1, &IX[m]);
+      if (m > 0) ok = observe(q, &IA[m]) && ok;
+      got[m] = ok;
+      all = all && ok;
+    }
+    if (all) break;
+    LRNN_EVENT_LOOKBACK_MISSED();
+  }
+  cx<R> E = IX[0];
+#pragma unroll
+  for (int m = 1; m < M; ++m)
+    if (m <= na) E = add(mul(IA[m], E), IX[m]);
+  if (checkpoint && !last) publish(mine + 1, add(mul(Ac, E), Xc));
+  return E;
+}
+
+// This thread's place in a one-pass grid (block = chunk i * chains + chain, chunk-major): lane
+// c, warp w, whose steps are scan steps s.r0 .. s.r0+s.n-1 (n < S past the end), walked in
+// time from tm.t0 in direction tm.dir (flip: against the time axis).
+struct OpPos {
+  RsPos s;
+  RsTime tm;
+  int64_t i;
+  int c, w;
+};
+template <int S>
+__device__ __forceinline__ OpPos op_pos(const RsLayout& o, int64_t P, int64_t L, bool flip) {
+  OpPos q;
+  q.c = static_cast<int>(threadIdx.x) % CW;
+  q.w = static_cast<int>(threadIdx.x) / CW;
+  const int64_t chain = static_cast<int64_t>(blockIdx.x) % o.chains;
+  q.i = static_cast<int64_t>(blockIdx.x) / o.chains;
+  q.s = rs_pos(o, chain * o.ntt + q.i, P, L);
+  q.s.r0 += static_cast<int64_t>(q.w) * S;
+  const int64_t left = L - q.s.r0;
+  q.s.n = static_cast<int>(left < S ? (left > 0 ? left : 0) : S);
+  q.tm = rs_time(q.s.r0, L, flip);
+  return q;
+}
+
+// dt of the warp's steps into mdt[0 .. S-1] (one step per lane, zeros past the end), then the
+// wait for this thread's staged copies and for the warp's dt.
+template <typename R, typename TR, int S, typename Prm>
+__device__ __forceinline__ void op_stage_dt_and_wait(R* mdt, const Prm& p, const OpPos& q) {
+  if (q.c < S)
+    mdt[q.c] = q.c < q.s.n ? load_real<R>(static_cast<const TR*>(p.dt), q.s.t.b * p.dt_stride[0] +
+                                                                           (q.tm.t0 + q.tm.dir * q.c) * p.dt_stride[1])
+                           : R(0);
+  copy_async_wait();
+  __syncwarp();
+}
+
+// Steps 2-3 of a block after each warp has its map (Aw, Xw; Ssum its summed exponent steps):
+// the maps to shared memory, warp 0 composes them in order into the chunk's map (its
+// transition from the summed steps) and looks back for the chunk's
+// entering state (the chain's start: `start`), and every warp returns its own entering state:
+// the chunk's through the maps of the warps before it.
+template <typename R, int M>
+__device__ __forceinline__ cx<R> op_enter(cx<R> (*sA)[CW], cx<R> (*sX)[CW], R* sS, cx<R>* sE, const OpPos& q,
+                                          cx<R> Aw, cx<R> Xw, R Ssum, Zc<R> z, cx<R>* pub, int64_t nch,
+                                          cx<R> start) {
+  const int c = q.c, w = q.w;
+  sA[w][c] = Aw;
+  sX[w][c] = Xw;
+  if (c == 0) sS[w] = Ssum;
+  __syncthreads();
+  if (w == 0) {
+    cx<R> X = mk(R(0), R(0));
+    R St = 0;
+    for (int l = 0; l < OW; ++l) {
+      X = add(mul(sA[l][c], X), sX[l][c]);
+      St += sS[l];
+    }
+    const cx<R> A = cexp_s(St, z);
+    sE[c] = op_lookback<R, M>(pub, nch, q.s.chain, q.i, c, A, X, start);
+  }
+  __syncthreads();
+  cx<R> x = sE[c];
+  for (int l = 0; l < w; ++l) x = add(mul(sA[l][c], x), sX[l][c]);
+  return x;
+}
+
+template <typename R, typename TR, bool GC>
+__global__ void __launch_bounds__(OW * CW, OP_BLOCKS) event_op_fwd(lrnn_event_scan_params p, void* wsv) {
+  constexpr int S = op_steps<R>(), M = op_period(OW * S);
+  __shared__ cx<R> sA[OW][CW], sX[OW][CW], sE[CW];
+  __shared__ R sS[OW];
+  const RsLayout o = rs_layout<R>(p.batch, p.length, p.dim, OW * S, false);
+  const OpPos q = op_pos<S>(o, p.dim, p.length, p.reverse != 0);
+  const TilePos& t = q.s.t;
+  const int c = q.c, w = q.w, n = q.s.n;
+  cx<R>* mv = reinterpret_cast<cx<R>*>(LRNN_EVENT_DYN_SMEM) + w * S * CW + c;   // v [OW][S][CW]
+  R* mdt = reinterpret_cast<R*>(reinterpret_cast<cx<R>*>(LRNN_EVENT_DYN_SMEM) + OW * S * CW) + w * S;
+  // 1. stage v and dt
+  const cx<R>* v0 = static_cast<const cx<R>*>(p.v);
+  op_stage<S>(mv, v0, v0 + t.b * p.v_stride[0] + q.tm.t0 * p.v_stride[1] + t.d * p.v_stride[2],
+              q.tm.dir * p.v_stride[1], n, t.active);
+  const Chan<R> ch = chan<R, TR, false>(p, t, false);
+  const Zc<R> z = zc_chan<R, false>(ch);
+  op_stage_dt_and_wait<R, TR, S>(mdt, p, q);
+  // 2. this warp's map from the zero state; steps past the end hold dt = 0, v = 0 (identity)
+  cx<R> x;
+  {
+    cx<R> X = mk(R(0), R(0));
+    R Ssum = 0;
+#pragma unroll 8
+    for (int j = 0; j < S; ++j) {
+      const R tau = mdt[j];
+      const cx<R> a = cexp_s(tau, z);
+      cx<R> u = mv[j * CW];
+      if (!GC) {
+        cx<R> gs;
+        input_scale<R>(p.disc, ch.lam, ch.delc, tau, a, false, &gs, nullptr, nullptr);
+        u = mul(gs, u);
+      }
+      X = add(mul(a, X), u);
+      Ssum += tau;
+    }
+    if (GC) X = mul(ch.gc, X);
+    const cx<R> start = t.active && p.h0 ? static_cast<const cx<R>*>(p.h0)[t.b * p.h0_stride[0] + t.d * p.h0_stride[1]]
+                                         : mk(R(0), R(0));
+    // 3. the state entering this warp's steps
+    x = op_enter<R, M>(sA, sX, sS, sE, q, cexp_s(Ssum, z), X, Ssum, z,
+                       reinterpret_cast<cx<R>*>(static_cast<unsigned char*>(wsv) + o.agg_off), o.ntt, start);
+  }
+  // 4. this warp's steps from there
+  cx<R>* h = static_cast<cx<R>*>(p.h) + t.b * p.h_stride[0] + t.d * p.h_stride[2];
+#pragma unroll 8
+  for (int j = 0; j < S; ++j) {
+    const R tau = mdt[j];
+    const cx<R> a = cexp_s(tau, z);
+    cx<R> gs = ch.gc;
+    if (!GC) input_scale<R>(p.disc, ch.lam, ch.delc, tau, a, false, &gs, nullptr, nullptr);
+    x = add(mul(a, x), mul(gs, mv[j * CW]));
+    if (t.active && j < n) h[(q.tm.t0 + q.tm.dir * j) * p.h_stride[1]] = x;
+  }
+  if (t.active && n > 0 && q.s.r0 + n == p.length)
+    static_cast<cx<R>*>(p.h_last)[t.b * p.h_last_stride[0] + t.d * p.h_last_stride[1]] = x;
 }
 
 }  // namespace lrnn_event_cuda

@@ -53,10 +53,21 @@ struct Barrier {
   }
 };
 Barrier* barrier = nullptr;
+// the one-pass kernels' dynamic shared memory (one block runs at a time)
+alignas(16) unsigned char dyn_smem[80 * 1024];
+// blocks run in order, so a look-back that finds an item missing is a bug
+bool lookback_missed = false;
 }  // namespace emu
 #define threadIdx emu::thread_idx
 #define blockIdx emu::block_idx
 #define __syncthreads() emu::barrier->wait()
+#define __syncwarp() emu::barrier->wait()   // used only where every thread of the block calls it
+#define LRNN_EVENT_DYN_SMEM emu::dyn_smem
+#define LRNN_EVENT_LOOKBACK_MISSED() \
+  do {                               \
+    emu::lookback_missed = true;     \
+    return mk(R(0), R(0));           \
+  } while (0)
 #define __global__
 #define __device__
 #define __host__
@@ -201,6 +212,22 @@ void rs_backward(const Case& c, const lrnn_event_scan_bwd_params& p, int64_t T, 
   launch(static_cast<unsigned>(o.chains), [&] { event_rs_bwd_sum<R>(p, T, ws); }, CW * RL);
 }
 
+// The one-pass forward as the launcher runs it: the look-back words filled with ones (the rest
+// of the workspace with a pattern the kernel must overwrite before reading), one block per chunk
+// and chain, chunk-major.
+template <typename R, typename TR>
+void op_forward(const Case& c, const lrnn_event_scan_params& p) {
+  using namespace lrnn_event_cuda;
+  const RsLayout o = rs_layout<R>(c.B, c.L, c.P, OW * op_steps<R>(), false);
+  ASSERT_LE(op_smem_bytes<R>(), static_cast<int64_t>(sizeof emu::dyn_smem));
+  std::vector<uint64_t> ws(static_cast<size_t>((o.bytes + 7) / 8), 0xA5A5A5A5A5A5A5A5ull);
+  memset(reinterpret_cast<unsigned char*>(ws.data()) + o.agg_off, 0xFF, static_cast<size_t>(o.car_off - o.agg_off));
+  emu::lookback_missed = false;
+  auto kernel = c.disc != LRNN_DISC_ZOH ? event_op_fwd<R, TR, true> : event_op_fwd<R, TR, false>;
+  launch(static_cast<unsigned>(o.tiles), [&] { kernel(p, ws.data()); }, OW * CW);
+  EXPECT_FALSE(emu::lookback_missed);
+}
+
 template <typename R, typename TR>
 void run_case(const Case& c) {
   std::mt19937 rng(11);
@@ -246,6 +273,17 @@ void run_case(const Case& c) {
     EXPECT_LE(max_rel(last_gpu, last_cpu, BP, true, single), tol) << "h_last";
     if (c.L > 0) EXPECT_EQ(0, memcmp(&h_gpu.b[(c.reverse ? 0 : (c.L - 1) * c.P) * csize(c.dtype)], last_gpu.data(),
                                      c.P * csize(c.dtype))) << "h_last is the last h (batch row 0)";
+  }
+
+  // the one-pass forward (shared delta only)
+  if (!c.per_event && c.L > 0) {
+    SCOPED_TRACE("one-pass");
+    for (Bytes* b : {&h_gpu, &last_gpu}) std::fill(b->b.begin(), b->b.end(), 0xA5);
+    op_forward<R, TR>(c, pg);
+    EXPECT_LE(max_rel(h_gpu, h_cpu, BLP, true, single), tol) << "h";
+    EXPECT_LE(max_rel(last_gpu, last_cpu, BP, true, single), tol) << "h_last";
+    EXPECT_EQ(0, memcmp(&h_gpu.b[(c.reverse ? 0 : (c.L - 1) * c.P) * csize(c.dtype)], last_gpu.data(),
+                        c.P * csize(c.dtype))) << "h_last is the last h (batch row 0)";
   }
 
   lrnn_event_scan_bwd_params g{};
