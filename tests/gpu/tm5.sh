@@ -13,7 +13,8 @@
 #     runs complex64 there) the same way;
 #  3. a subset of the python harness (benchmarks/bench_linear_scan.py) with every provider, to see
 #     that each runs and what its setup costs: $OUT/harness (md, json, png);
-#  4. the CUDA pytest of the forced kernels (test_time_major_every_kernel), in the time left.
+#  4. fwd+bwd through torch against its kernels alone (tests/gpu/linear_scan_overhead.py);
+#  5. the CUDA pytest of the forced kernels (test_time_major_every_kernel), in the time left.
 set -uo pipefail
 OUT=${OUT:-/tmp/lrnn_gpu_out}
 mkdir -p "$OUT" build
@@ -93,19 +94,23 @@ table tm 22 8 4096 1536 2 65536 1536
 grep -h "^#" "$OUT/tm_tm.log" | head -1
 table few 30 8 65536 128
 
-# 3. the harness on a few cells with every provider (interrupted at T0 + 50 s, its table still written)
+# 3. the harness on a few cells with every provider (interrupted at T0 + 44 s, its table still written)
 s=$SECONDS
-LRNN_BENCH_REP_MS=${REP_MS:-30} timeout -s INT -k 3 $(left 50) python3 benchmarks/bench_linear_scan.py \
+LRNN_BENCH_REP_MS=${REP_MS:-30} timeout -s INT -k 3 $(left 44) python3 benchmarks/bench_linear_scan.py \
   --cells '^B=8 .*(float32 (channel|time)-major fwd|bfloat16 (channel|time)-major fwd\+bwd)$' \
-  --loop-fwd-only --budget $(( $(left 50) - 4 )) --out "$OUT/harness" > "$OUT/harness.log" 2>&1
+  --loop-fwd-only --budget $(( $(left 44) - 4 )) --out "$OUT/harness" > "$OUT/harness.log" 2>&1
 echo "harness rc=$? ($((SECONDS - s)) s); warp prebuild: $(kill -0 $WARP 2> /dev/null && echo running ||
   tail -n 1 "$OUT/warp_prebuild.log")"
 grep -E "^#" "$OUT/harness.log"
 grep -E " ms " "$OUT/harness.log" | grep -v "skipped" | sed -E 's/ +/ /g; s/ GB\/s//' | cut -c1-120 | head -n 14
 grep -E "error:" "$OUT/harness.log" | sed -E 's/ +/ /g' | cut -c1-160 | head -n 4
 pkill -INT -P $WARP 2> /dev/null  # the build's python (SIGINT: torch removes its lock)
-# 4. the forced kernels' CUDA tests
-timeout $(left 59) python3 -m pytest -q -m cuda tests/python/test_linear_scan_cuda.py -k every_kernel \
+# 4. the fwd+bwd through torch against its two kernels alone (the harness' fwd+bwd rows)
+timeout $(cap 51 9) python3 tests/gpu/linear_scan_overhead.py float32 > "$OUT/overhead.log" 2>&1
+echo "overhead rc=$? ($(el) s):"; grep " ms" "$OUT/overhead.log"
+
+# 5. the forced kernels' CUDA tests
+timeout $(left 60) python3 -m pytest -q -m cuda tests/python/test_linear_scan_cuda.py -k every_kernel \
   -p no:cacheprovider > "$OUT/pytest_every_kernel.log" 2>&1
 echo "pytest every_kernel rc=$? ($(el) s): $(tail -n 1 "$OUT/pytest_every_kernel.log")"
 grep -E "^(FAILED|ERROR)" "$OUT/pytest_every_kernel.log" | head -4
