@@ -1051,6 +1051,7 @@ __device__ __forceinline__ X tp_ring_carry(unsigned long long *box, const Affine
   }
   return in;
 }
+
 /* ---------------- row groups of the pipelined and warp-sequential kernels ----------------
  * tp and tw own row groups of 32 adjacent channels d0.. of one batch element (lane l: channel
  * d0 + l) and stage ROWS time steps of their inputs at a time in shared memory, rows of 32
