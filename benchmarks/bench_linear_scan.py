@@ -3,9 +3,11 @@
     python benchmarks/bench_linear_scan.py                 # CUDA: the target shapes
     python benchmarks/bench_linear_scan.py --device cpu    # CPU: (B, L, D) = (8, 4096, 256)
     options: --out DIR (default benchmarks/results), --quick (fewer cells), --no-compile,
-             --no-loop / --loop-fwd-only (the Python-loop reference on no / forward cells only),
+             --no-loop / --loop-fwd-only (the Python-loop reference on no / forward cells only; on
+             CUDA forward cells only anyway),
              --cells REGEX / --providers REGEX (a subset), --budget SECONDS (cells left after that
-             are marked skipped, so that the table, JSON and plot are always written)
+             are marked skipped, so that the table, JSON and plot are always written; 185 on CUDA
+             by default: a whole run takes at most about 200 s)
 
 Providers: lrnn (the op on the device), the pure-PyTorch loop lrnn.reference.linear_scan_ref
 (only at short lengths: it launches a few kernels per time step), a torch.compile'd parallel
@@ -118,7 +120,8 @@ def _check_against_lrnn(h: torch.Tensor, a, b, cell: Cell) -> str:
 
 
 def loop_setup(cell: Cell, device: str, fwd_only: bool = False):
-    if fwd_only and cell.mode != "fwd":
+    # on CUDA its backward (autograd through L steps of small kernels) takes seconds per call
+    if (fwd_only or device.startswith("cuda")) and cell.mode != "fwd":
         raise Skip("time budget: the loop's forward only (a fwd+bwd call takes seconds)")
     if cell.params["L"] > LOOP_MAX_L:
         raise Skip(f"Python loop too slow at L > {LOOP_MAX_L}")
@@ -316,12 +319,17 @@ def main() -> None:
     ap.add_argument("--cells", default="", help="only the cells whose 'name dtype variant mode' matches this regex")
     ap.add_argument("--providers", default="", help="only the providers whose name matches this regex")
     ap.add_argument("--budget", type=float, default=None,
-                    help="seconds: cells still to run after this are marked skipped (default: no limit)")
+                    help="seconds: cells still to run after this are marked skipped (default: 185 on CUDA, "
+                         "so that a whole run stays within 200 s; none on the CPU); 0: no limit")
     args = ap.parse_args()
     t_start = time.monotonic()
+    cuda = args.device.startswith("cuda")
+    if args.budget is None and cuda:
+        args.budget = 185.0
+    if args.budget == 0:
+        args.budget = None
     if args.budget is not None:
         DEADLINE[0] = t_start + args.budget
-    cuda = args.device.startswith("cuda")
     # one compile per cell costs tens of seconds: the float32 channel-major forward only
     compile_cells = set() if args.no_compile else {("float32", "channel-major", "full", "fwd")}
     providers = [Provider(f"lrnn ({'CUDA' if cuda else 'CPU'})", lrnn_setup)]
@@ -329,11 +337,11 @@ def main() -> None:
         providers.append(Provider("PyTorch loop (reference)",
                                   lambda cell, device: loop_setup(cell, device, args.loop_fwd_only)))
     providers.append(Provider("torch.compile associative_scan", compiled_setup(compile_cells)))
-    if cuda:
-        providers += [Provider("accelerated_scan.warp", accelerated_scan_setup("warp")),
-                      Provider("accelerated_scan.scalar", accelerated_scan_setup("scalar")),
+    if cuda:  # accelerated_scan.warp last: its JIT build runs in the background meanwhile
+        providers += [Provider("accelerated_scan.scalar", accelerated_scan_setup("scalar")),
                       Provider("fla chunk_hgrn", fla_setup("chunk")),
-                      Provider("fla fused_recurrent_hgrn", fla_setup("fused_recurrent"))]
+                      Provider("fla fused_recurrent_hgrn", fla_setup("fused_recurrent")),
+                      Provider("accelerated_scan.warp", accelerated_scan_setup("warp"))]
     providers = [p for p in providers if re.search(args.providers, p.name)]
     cells = [c for c in (cuda_cells(args.quick) if cuda else cpu_cells())
              if re.search(args.cells, f"{c.name} {c.dtype} {c.variant} {c.mode}")]

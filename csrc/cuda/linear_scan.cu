@@ -57,10 +57,17 @@ namespace {
 struct __align__(8) cfloat { float re, im; };     /* complex64, interleaved like torch */
 struct __align__(16) cdouble { double re, im; };  /* complex128 */
 
+/* Two adjacent channels of a 2-byte type as one 4-byte element, and their f32 states: the
+ * time-major kernels of 2-byte types can own 64 channels per row group this way (128-byte rows,
+ * a lane's two recurrences side by side; see pair_params). Arithmetic is per channel. */
+template <typename E> struct __align__(4) pair2 { E lo, hi; };
+struct __align__(8) fpair { float lo, hi; };
+
 /* Arithmetic type of a storage type: f16/bf16 compute in f32. */
 template <typename T> struct acc_of { using type = T; };
 template <> struct acc_of<__half> { using type = float; };
 template <> struct acc_of<__nv_bfloat16> { using type = float; };
+template <typename E> struct acc_of<pair2<E>> { using type = fpair; };
 template <typename T> using acc_t = typename acc_of<T>::type;
 
 __device__ __forceinline__ float to_acc(float x) { return x; }
@@ -69,11 +76,18 @@ __device__ __forceinline__ float to_acc(__half x) { return __half2float(x); }
 __device__ __forceinline__ float to_acc(__nv_bfloat16 x) { return __bfloat162float(x); }
 __device__ __forceinline__ cfloat to_acc(cfloat x) { return x; }
 __device__ __forceinline__ cdouble to_acc(cdouble x) { return x; }
+template <typename E> __device__ __forceinline__ fpair to_acc(pair2<E> x) { return {to_acc(x.lo), to_acc(x.hi)}; }
 
 template <typename T> __device__ __forceinline__ T from_acc(acc_t<T> v) { return v; }
 template <> __device__ __forceinline__ __half from_acc<__half>(float v) { return __float2half_rn(v); }
 template <> __device__ __forceinline__ __nv_bfloat16 from_acc<__nv_bfloat16>(float v) {
   return __float2bfloat16_rn(v);
+}
+template <> __device__ __forceinline__ pair2<__half> from_acc<pair2<__half>>(fpair v) {
+  return {__float2half_rn(v.lo), __float2half_rn(v.hi)};
+}
+template <> __device__ __forceinline__ pair2<__nv_bfloat16> from_acc<pair2<__nv_bfloat16>>(fpair v) {
+  return {__float2bfloat16_rn(v.lo), __float2bfloat16_rn(v.hi)};
 }
 
 template <typename T> struct num;
@@ -93,6 +107,10 @@ template <> struct num<cdouble> {
   static __device__ __forceinline__ cdouble zero() { return {0.0, 0.0}; }
   static __device__ __forceinline__ cdouble one() { return {1.0, 0.0}; }
 };
+template <> struct num<fpair> {
+  static __device__ __forceinline__ fpair zero() { return {0.0f, 0.0f}; }
+  static __device__ __forceinline__ fpair one() { return {1.0f, 1.0f}; }
+};
 
 __device__ __forceinline__ float mul(float a, float x) { return a * x; }
 __device__ __forceinline__ double mul(double a, double x) { return a * x; }
@@ -108,6 +126,9 @@ __device__ __forceinline__ float add(float x, float y) { return x + y; }
 __device__ __forceinline__ double add(double x, double y) { return x + y; }
 __device__ __forceinline__ cfloat add(cfloat x, cfloat y) { return {x.re + y.re, x.im + y.im}; }
 __device__ __forceinline__ cdouble add(cdouble x, cdouble y) { return {x.re + y.re, x.im + y.im}; }
+__device__ __forceinline__ fpair mul(fpair a, fpair x) { return {a.lo * x.lo, a.hi * x.hi}; }
+__device__ __forceinline__ fpair add(fpair x, fpair y) { return {x.lo + y.lo, x.hi + y.hi}; }
+__device__ __forceinline__ fpair conj_(fpair x) { return x; }
 __device__ __forceinline__ float conj_(float x) { return x; }
 __device__ __forceinline__ double conj_(double x) { return x; }
 __device__ __forceinline__ cfloat conj_(cfloat x) { return {x.re, -x.im}; }
@@ -887,7 +908,7 @@ constexpr int kTpWarps = 8, kTpThreads = 32 * kTpWarps;
 
 /* Steps per warp and round: 8 (a round of 64 steps); 4 for 8-byte states, whose twice wider
  * registers would otherwise cap the residency below the three blocks per SM that a
- * (8, 4096, 1536) problem needs to run in one wave; M times that (M = 1 or 2, see tp_mult). */
+ * (8, 4096, 1536) problem needs to run in one wave; M times that (M = 1 or 2, see TmChoice). */
 template <typename TX, int M> __host__ __device__ constexpr int tp_steps() {
   return M * (sizeof(TX) >= 8 ? LRNN_TP_STEPS / 2 : LRNN_TP_STEPS);
 }
@@ -1602,23 +1623,28 @@ lrnn_status tp_launch(Kernel kernel, const Params &p, int round, size_t head, si
 
 /* The kernel of an aligned time-major problem (channels contiguous, D >= 32, states of at most 8
  * bytes): the warp-sequential one (tw), the pipelined one without (tp) or with clusters (tpcl), or
- * the generic one (tm). The environment variable LRNN_LINEAR_SCAN_TM=tw|tp|tpcl|tm overrides the
- * choice, so that a benchmark compares them in one build (read at every launch: the tests switch
- * it between cases).
+ * the generic one (tm); for tp and tpcl the steps per warp (M times tp_steps), and for 2-byte types
+ * whether a lane owns two channels (pairs: 64 channels per row group, see pair_params). The
+ * environment variable LRNN_LINEAR_SCAN_TM=tw|tp|tpcl|tm overrides the kernel (tw2|tp2|tpcl2: with
+ * pairs), so that a benchmark compares them in one build (read at every launch: the tests switch
+ * it between cases); a forced tp takes M = 1, a forced tpcl M = 2, unless
+ * LRNN_LINEAR_SCAN_TP_STEPS=8|16 (steps per warp for 4-byte states) says otherwise.
  *
- * The choice is what measured fastest on the H200 (2026-11-29, round 2; % of the memory floor,
- * benchmarks/cuda/linear_scan_c.cu), by the number of row groups of 32 channels ("units"):
- *  - units >= SMs ((8, 4096, 1536): 384 units): the forward takes tw (f32 90% against 85-86% for
- *    tm/tp, bf16 71% against 48-54%, c64 91%, time-invariant f32/bf16/c64 76/63/92% against
- *    65/34/86%); the backward tp (f32 86%, bf16 66%, time-invariant 83/46/91% against tw's
- *    66/37/60/30/89%), except c64 with a full a, where tw measured 94.8% against tp's 93.5%.
- *  - 2/3 SMs <= units < SMs ((2, 65536, 1536): 96 units, one warp per SM is too little for tw):
- *    the backward takes tp (f32 78%, bf16 41%, c64 88%, time-invariant 47/24/59% against 34-63%
- *    for the others); the forward tp for f32 with a full a (55% against tm's 42%), tw for c64 with
- *    a time-invariant a (61% against 48%), tm otherwise (bf16 32%, c64 63%, time-invariant f32
- *    40%, bf16 23%: tp and tw measured slower).
- *  - fewer units (e.g. (8, 65536, 128): 32) and f64 states were not measured: they keep the
- *    routing of the previous version (tp for the backward of f32 with a full a; tm otherwise). */
+ * The choice is what measured fastest on the H200 (2026-11-29, session 5 round 1; % of the memory
+ * floor fwd / bwd, benchmarks/cuda/linear_scan_c.cu, tests/gpu/tm5.sh), by the row groups of 32
+ * channels ("units"):
+ *  - units >= SMs ((8, 4096, 1536): 384 units): the forward takes tw (f32 91%, bf16 74%, c64 96%,
+ *    time-invariant f32/bf16/c64 84/71/92%); the backward tp (f32 89%, bf16 69%, time-invariant
+ *    f32 79%; bf16 time-invariant with M = 2, 44% against 40%), tw for c64 (94% with either a).
+ *  - 2/3 SMs <= units < SMs ((2, 65536, 1536): 96 units): tpcl, the rounds of a row group spread
+ *    over a cluster, except where tp measured as fast: forward f32 / bf16 84/45% (M = 1), c64 97%
+ *    (tp, M = 2), time-invariant f32/bf16/c64 60/35/73% (M = 2); backward f32 78% and c64 89%
+ *    (tp, M = 1), bf16 49% (M = 1), time-invariant f32/bf16/c64 53/30/63% (M = 1/2/2).
+ *  - fewer units with long sequences ((8, 65536, 128): 32 units): tpcl (forward M = 2: f32 44%,
+ *    bf16 28%, c64 81%, time-invariant 40/20/61% against main's tm 37/13/62/18/9/38%; backward M = 2
+ *    but c64 with a full a M = 1 (65% against tm's 46%) and f32 with a full a on tm (47%)).
+ *  - shorter sequences of few units and f64 states keep the routing of the previous version (tp
+ *    for the backward of f32 with a full a; tm otherwise). */
 enum class TmRoute { kTw, kTp, kTpCl, kGeneric };
 enum class TmKind { kF32, kHalf, kC64, kOther };
 template <typename TX> constexpr TmKind tm_kind() {
@@ -1627,25 +1653,46 @@ template <typename TX> constexpr TmKind tm_kind() {
          : std::is_same<TX, cfloat>::value ? TmKind::kC64
                                            : TmKind::kOther;
 }
-TmRoute tm_route(bool bwd, bool a_inv, TmKind kind, int64_t units, int sms) {
-  if (const char *e = getenv("LRNN_LINEAR_SCAN_TM")) {
-    if (!strcmp(e, "tw")) return TmRoute::kTw;
-    if (!strcmp(e, "tp")) return TmRoute::kTp;
-    if (!strcmp(e, "tpcl")) return TmRoute::kTpCl;
-    if (!strcmp(e, "tm")) return TmRoute::kGeneric;
+struct TmChoice {
+  TmRoute route;
+  int mult;   /* M: steps per warp of tp and tpcl, in units of tp_steps */
+  bool pairs; /* 2-byte types: two channels per lane */
+};
+TmChoice tm_route(bool bwd, bool a_inv, TmKind kind, int64_t units, int64_t L, int sms) {
+  auto choice = [&]() -> TmChoice {
+    if (const char *e = getenv("LRNN_LINEAR_SCAN_TM")) {
+      const bool pairs = *e && e[strlen(e) - 1] == '2';
+      const size_t n = strlen(e) - (pairs ? 1 : 0);
+      if (n == 2 && !strncmp(e, "tw", 2)) return {TmRoute::kTw, 1, pairs};
+      if (n == 2 && !strncmp(e, "tp", 2)) return {TmRoute::kTp, 1, pairs};
+      if (n == 4 && !strncmp(e, "tpcl", 4)) return {TmRoute::kTpCl, 2, pairs};
+      if (n == 2 && !strncmp(e, "tm", 2)) return {TmRoute::kGeneric, 1, false};
+    }
+    const TmChoice tw{TmRoute::kTw, 1, false}, tp1{TmRoute::kTp, 1, false}, tp2{TmRoute::kTp, 2, false},
+        cl1{TmRoute::kTpCl, 1, false}, cl2{TmRoute::kTpCl, 2, false}, tm{TmRoute::kGeneric, 1, false};
+    const bool f32 = kind == TmKind::kF32, half = kind == TmKind::kHalf, c64 = kind == TmKind::kC64;
+    if (kind == TmKind::kOther) return tm;
+    if (units >= sms) {
+      if (!bwd || c64) return tw;
+      return half && a_inv ? tp2 : tp1;
+    }
+    if (3 * units >= 2 * (int64_t)sms) {
+      if (a_inv) return !bwd || !f32 ? cl2 : cl1;
+      if (!bwd) return c64 ? tp2 : cl1;
+      return half ? cl1 : tp1;
+    }
+    if (L >= 16384) {
+      if (!bwd || a_inv || half) return cl2;
+      return c64 ? cl1 : tm;
+    }
+    return bwd && f32 && !a_inv ? tp1 : tm;
+  };
+  TmChoice c = choice();
+  if (const char *e = getenv("LRNN_LINEAR_SCAN_TP_STEPS")) {
+    if (!strcmp(e, "8")) c.mult = 1;
+    if (!strcmp(e, "16")) c.mult = 2;
   }
-  if (kind == TmKind::kOther) return TmRoute::kGeneric;
-  if (units >= sms) {
-    if (!bwd) return TmRoute::kTw;
-    return kind == TmKind::kC64 && !a_inv ? TmRoute::kTw : TmRoute::kTp;
-  }
-  if (3 * units >= 2 * (int64_t)sms) {
-    if (bwd) return TmRoute::kTp;
-    if (kind == TmKind::kF32 && !a_inv) return TmRoute::kTp;
-    if (kind == TmKind::kC64 && a_inv) return TmRoute::kTw;
-    return TmRoute::kGeneric;
-  }
-  return bwd && kind == TmKind::kF32 && !a_inv ? TmRoute::kTp : TmRoute::kGeneric;
+  return c;
 }
 
 /* The warp-sequential kernels: a block (one warp) per row group, its pipeline as deep as
@@ -1661,17 +1708,6 @@ lrnn_status tw_launch(Kernel kernel, const Params &p, size_t stage, int sms, cud
   return launched();
 }
 
-/* Steps per warp and round of the pipelined kernels, as a multiple M of tp_steps: 1 for tp; 2 for
- * tpcl, whose rounds are links of the carry ring (half the messages). LRNN_LINEAR_SCAN_TP_STEPS=8|16
- * (steps per warp for 4-byte states) overrides it, for a comparison on the H200. */
-int tp_mult(TmRoute r) {
-  if (const char *e = getenv("LRNN_LINEAR_SCAN_TP_STEPS")) {
-    if (!strcmp(e, "8")) return 1;
-    if (!strcmp(e, "16")) return 2;
-  }
-  return r == TmRoute::kTpCl ? 2 : 1;
-}
-
 /* Calls fn with the (reverse, time-invariant a) flags as compile-time constants. */
 template <typename Fn> lrnn_status with_flags(bool rev, bool inv, Fn fn) {
   using T = std::true_type;
@@ -1682,11 +1718,11 @@ template <typename Fn> lrnn_status with_flags(bool rev, bool inv, Fn fn) {
 /* An aligned time-major problem on the warp-sequential (tw) or a pipelined kernel (tp, tpcl),
  * forward or backward (BWD). */
 template <bool BWD, typename TX, typename TA, typename Params>
-lrnn_status tm_aligned_launch(const Params &p, TmRoute r, bool a_inv, int sms, cudaStream_t st) {
+lrnn_status tm_aligned_launch(const Params &p, TmChoice c, bool a_inv, int sms, cudaStream_t st) {
   using Op = Affine<acc_t<TA>, acc_t<TX>>;
   return with_flags(p.reverse, a_inv, [&](auto rev, auto inv) {
     constexpr bool REV = decltype(rev)::value, INV = decltype(inv)::value;
-    if (r == TmRoute::kTw) {
+    if (c.route == TmRoute::kTw) {
       void (*kernel)(const Params, int) = nullptr;
       if constexpr (BWD) {
         kernel = scan_bwd_tw<TX, TA, REV, INV>;
@@ -1704,10 +1740,56 @@ lrnn_status tm_aligned_launch(const Params &p, TmRoute r, bool a_inv, int sms, c
         kernel = scan_fwd_tp<TX, TA, REV, INV, M>;
       }
       return tp_launch(kernel, p, tp_round<TX, M>(), tp_head_bytes<Op>(), stage_bytes<TX, TA, INV, BWD, tp_round<TX, M>()>(), sms,
-                       r == TmRoute::kTpCl, st);
+                       c.route == TmRoute::kTpCl, st);
     };
-    return tp_mult(r) == 2 ? tp(std::integral_constant<int, 2>{}) : tp(std::integral_constant<int, 1>{});
+    return c.mult == 2 ? tp(std::integral_constant<int, 2>{}) : tp(std::integral_constant<int, 1>{});
   });
+}
+
+/* Pairs: the parameters of a 2-byte problem seen as (B, L, D/2) elements of two channels, when
+ * every array allows it (D even; channels contiguous; batch and time strides even; 4-byte aligned;
+ * a time-invariant da, f32 (B, D), 8-byte aligned). */
+bool pair_seq(const void *ptr, int64_t *s, size_t align) {
+  if (!aligned(ptr, align) || s[2] != 1 || s[0] % 2 || s[1] % 2) return false;
+  s[0] /= 2, s[1] /= 2;
+  return true;
+}
+bool pair_row(const void *ptr, int64_t *s) {
+  if (!ptr) return true;
+  if (!aligned(ptr, 4) || s[1] != 1 || s[0] % 2) return false;
+  s[0] /= 2;
+  return true;
+}
+bool pair_params(lrnn_linear_scan_params &q) {
+  if (q.dim % 2 || !pair_seq(q.a, q.a_stride, 4) || !pair_seq(q.b, q.b_stride, 4) || !pair_seq(q.h, q.h_stride, 4) ||
+      !pair_row(q.h0, q.h0_stride) || !pair_row(q.h_last, q.h_last_stride))
+    return false;
+  q.dim /= 2;
+  return true;
+}
+bool pair_params(lrnn_linear_scan_bwd_params &q) {
+  if (q.dim % 2 || !pair_seq(q.a, q.a_stride, 4) || !pair_seq(q.grad_h, q.grad_h_stride, 4) ||
+      !pair_seq(q.h, q.h_stride, 4) || !pair_seq(q.db, q.db_stride, 4) || !pair_row(q.h0, q.h0_stride) ||
+      !pair_row(q.grad_h_last, q.grad_h_last_stride) || !pair_row(q.dh0, q.dh0_stride))
+    return false;
+  if (q.da_sum_time) { /* (B, D) f32, read as [0] and [2] */
+    if (!aligned(q.da, 8) || q.da_stride[2] != 1 || q.da_stride[0] % 2) return false;
+    q.da_stride[0] /= 2;
+  } else if (!pair_seq(q.da, q.da_stride, 4)) {
+    return false;
+  }
+  q.dim /= 2;
+  return true;
+}
+
+/* An aligned time-major problem: on pairs when chosen and possible, else as it is. */
+template <bool BWD, typename TX, typename TA, typename Params>
+lrnn_status tm_fast_launch(const Params &p, TmChoice c, bool a_inv, int sms, cudaStream_t st) {
+  if constexpr (sizeof(TX) == 2 && sizeof(TA) == 2) {
+    Params q = p;
+    if (c.pairs && pair_params(q)) return tm_aligned_launch<BWD, pair2<TX>, pair2<TA>>(q, c, a_inv, sms, st);
+  }
+  return tm_aligned_launch<BWD, TX, TA>(p, c, a_inv, sms, st);
 }
 
 template <typename TX, typename TA>
@@ -1744,8 +1826,8 @@ lrnn_status launch_fwd(const lrnn_linear_scan_params &p, cudaStream_t st) {
     if (p.dim >= 32 && tp_ok(p.b, p.b_stride, sizeof(TX), p.batch, p.length, p.dim) &&
         tp_ok(p.h, p.h_stride, sizeof(TX), p.batch, p.length, p.dim) &&
         (a_inv || tp_ok(p.a, p.a_stride, sizeof(TA), p.batch, p.length, p.dim))) {
-      const TmRoute r = tm_route(false, a_inv, tm_kind<TX>(), p.batch * ((p.dim + 31) / 32), sms);
-      if (r != TmRoute::kGeneric) return tm_aligned_launch<false, TX, TA>(p, r, a_inv, sms, st);
+      const TmChoice c = tm_route(false, a_inv, tm_kind<TX>(), p.batch * ((p.dim + 31) / 32), p.length, sms);
+      if (c.route != TmRoute::kGeneric) return tm_fast_launch<false, TX, TA>(p, c, a_inv, sms, st);
     }
   }
   constexpr int V = tm_width<TX>();
@@ -1791,8 +1873,8 @@ lrnn_status launch_bwd(const lrnn_linear_scan_bwd_params &p, cudaStream_t st) {
     if (p.dim >= 32 && tp_ok(p.grad_h, p.grad_h_stride, sizeof(TX), p.batch, p.length, p.dim) &&
         tp_ok(p.h, p.h_stride, sizeof(TX), p.batch, p.length, p.dim) &&
         (a_inv || tp_ok(p.a, p.a_stride, sizeof(TA), p.batch, p.length, p.dim))) {
-      const TmRoute r = tm_route(true, a_inv, tm_kind<TX>(), p.batch * ((p.dim + 31) / 32), sms);
-      if (r != TmRoute::kGeneric) return tm_aligned_launch<true, TX, TA>(p, r, a_inv, sms, st);
+      const TmChoice c = tm_route(true, a_inv, tm_kind<TX>(), p.batch * ((p.dim + 31) / 32), p.length, sms);
+      if (c.route != TmRoute::kGeneric) return tm_fast_launch<true, TX, TA>(p, c, a_inv, sms, st);
     }
   }
   constexpr int V = tm_width<TX>();
