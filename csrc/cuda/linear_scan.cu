@@ -1630,9 +1630,9 @@ lrnn_status tp_launch(Kernel kernel, const Params &p, int round, size_t head, si
  * it between cases); a forced tp takes M = 1, a forced tpcl M = 2, unless
  * LRNN_LINEAR_SCAN_TP_STEPS=8|16 (steps per warp for 4-byte states) says otherwise.
  *
- * The choice is what measured fastest on the H200 (2026-11-29, session 5 round 1; % of the memory
- * floor fwd / bwd, benchmarks/cuda/linear_scan_c.cu, tests/gpu/tm5.sh), by the row groups of 32
- * channels ("units"):
+ * The choice is what measured fastest on the H200 (2026-11-29, session 5 rounds 1 and 2; % of the
+ * memory floor fwd / bwd, benchmarks/cuda/linear_scan_c.cu, tests/gpu/tm5.sh), by the row groups
+ * of 32 channels ("units"):
  *  - units >= SMs ((8, 4096, 1536): 384 units): the forward takes tw (f32 91%, bf16 74%, c64 96%,
  *    time-invariant f32/bf16/c64 84/71/92%); the backward tp (f32 89%, bf16 69%, time-invariant
  *    f32 79%; bf16 time-invariant with M = 2, 44% against 40%), tw for c64 (94% with either a).
@@ -1643,6 +1643,12 @@ lrnn_status tp_launch(Kernel kernel, const Params &p, int round, size_t head, si
  *  - fewer units with long sequences ((8, 65536, 128): 32 units): tpcl (forward M = 2: f32 44%,
  *    bf16 28%, c64 81%, time-invariant 40/20/61% against main's tm 37/13/62/18/9/38%; backward M = 2
  *    but c64 with a full a M = 1 (65% against tm's 46%) and f32 with a full a on tm (47%)).
+ *  - 2-byte types (measured bf16, round 2): tpcl on channel pairs with M = 1 everywhere but the
+ *    time-invariant forward of many units (tw, 70%): (8, 4096, 1536) fwd / bwd 78/71% against
+ *    72/66%, time-invariant bwd 55% against 43%; (2, 65536, 1536) 66/57% against 44/49%,
+ *    time-invariant 46/41% against 35/30%; (8, 65536, 128) 32/32% against 27/24%, time-invariant
+ *    21/21% against 20/20%. Where the arrays do not allow pairs, the choice above (alt). f16 takes
+ *    the same path (same sizes, other conversions; not timed).
  *  - shorter sequences of few units and f64 states keep the routing of the previous version (tp
  *    for the backward of f32 with a full a; tm otherwise). */
 enum class TmRoute { kTw, kTp, kTpCl, kGeneric };
@@ -1657,21 +1663,32 @@ struct TmChoice {
   TmRoute route;
   int mult;   /* M: steps per warp of tp and tpcl, in units of tp_steps */
   bool pairs; /* 2-byte types: two channels per lane */
+  TmRoute alt; /* route and M where the arrays do not allow pairs */
+  int alt_mult;
 };
 TmChoice tm_route(bool bwd, bool a_inv, TmKind kind, int64_t units, int64_t L, int sms) {
   auto choice = [&]() -> TmChoice {
     if (const char *e = getenv("LRNN_LINEAR_SCAN_TM")) {
       const bool pairs = *e && e[strlen(e) - 1] == '2';
       const size_t n = strlen(e) - (pairs ? 1 : 0);
-      if (n == 2 && !strncmp(e, "tw", 2)) return {TmRoute::kTw, 1, pairs};
-      if (n == 2 && !strncmp(e, "tp", 2)) return {TmRoute::kTp, 1, pairs};
-      if (n == 4 && !strncmp(e, "tpcl", 4)) return {TmRoute::kTpCl, 2, pairs};
-      if (n == 2 && !strncmp(e, "tm", 2)) return {TmRoute::kGeneric, 1, false};
+      if (n == 2 && !strncmp(e, "tw", 2)) return {TmRoute::kTw, 1, pairs, TmRoute::kTw, 1};
+      if (n == 2 && !strncmp(e, "tp", 2)) return {TmRoute::kTp, 1, pairs, TmRoute::kTp, 1};
+      if (n == 4 && !strncmp(e, "tpcl", 4)) return {TmRoute::kTpCl, 2, pairs, TmRoute::kTpCl, 2};
+      if (n == 2 && !strncmp(e, "tm", 2)) return {TmRoute::kGeneric, 1, false, TmRoute::kGeneric, 1};
     }
-    const TmChoice tw{TmRoute::kTw, 1, false}, tp1{TmRoute::kTp, 1, false}, tp2{TmRoute::kTp, 2, false},
-        cl1{TmRoute::kTpCl, 1, false}, cl2{TmRoute::kTpCl, 2, false}, tm{TmRoute::kGeneric, 1, false};
+    const TmChoice tw{TmRoute::kTw, 1, false, TmRoute::kTw, 1}, tp1{TmRoute::kTp, 1, false, TmRoute::kTp, 1},
+        tp2{TmRoute::kTp, 2, false, TmRoute::kTp, 2}, cl1{TmRoute::kTpCl, 1, false, TmRoute::kTpCl, 1},
+        cl2{TmRoute::kTpCl, 2, false, TmRoute::kTpCl, 2}, tm{TmRoute::kGeneric, 1, false, TmRoute::kGeneric, 1};
     const bool f32 = kind == TmKind::kF32, half = kind == TmKind::kHalf, c64 = kind == TmKind::kC64;
     if (kind == TmKind::kOther) return tm;
+    /* 2-byte types: tpcl on channel pairs (M = 1) wherever it measured faster than the rest (all
+     * but the time-invariant forward of many units); alt: the choice without pairs */
+    const bool long_ = 3 * units >= 2 * (int64_t)sms || L >= 16384;
+    if (half && (units < sms ? long_ : bwd || !a_inv)) {
+      const bool few = 3 * units < 2 * (int64_t)sms;
+      const TmChoice alt = units >= sms ? (!bwd ? tw : a_inv ? tp2 : tp1) : few || a_inv ? cl2 : cl1;
+      return {TmRoute::kTpCl, 1, true, alt.route, alt.mult};
+    }
     if (units >= sms) {
       if (!bwd || c64) return tw;
       return half && a_inv ? tp2 : tp1;
@@ -1689,8 +1706,8 @@ TmChoice tm_route(bool bwd, bool a_inv, TmKind kind, int64_t units, int64_t L, i
   };
   TmChoice c = choice();
   if (const char *e = getenv("LRNN_LINEAR_SCAN_TP_STEPS")) {
-    if (!strcmp(e, "8")) c.mult = 1;
-    if (!strcmp(e, "16")) c.mult = 2;
+    if (!strcmp(e, "8")) c.mult = c.alt_mult = 1;
+    if (!strcmp(e, "16")) c.mult = c.alt_mult = 2;
   }
   return c;
 }
@@ -1789,6 +1806,7 @@ lrnn_status tm_fast_launch(const Params &p, TmChoice c, bool a_inv, int sms, cud
     Params q = p;
     if (c.pairs && pair_params(q)) return tm_aligned_launch<BWD, pair2<TX>, pair2<TA>>(q, c, a_inv, sms, st);
   }
+  c.route = c.alt, c.mult = c.alt_mult;
   return tm_aligned_launch<BWD, TX, TA>(p, c, a_inv, sms, st);
 }
 
