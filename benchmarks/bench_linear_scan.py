@@ -3,7 +3,11 @@
     python benchmarks/bench_linear_scan.py                 # CUDA: the issue's target shapes
     python benchmarks/bench_linear_scan.py --device cpu    # CPU: (B, L, D) = (8, 4096, 256)
     options: --out DIR (default benchmarks/results), --quick (fewer cells), --no-compile,
-             --no-loop / --loop-fwd-only (the Python-loop reference on no / forward cells only)
+             --no-loop / --loop-fwd-only (the Python-loop reference on no / forward cells only; on
+             CUDA forward cells only anyway),
+             --cells REGEX / --providers REGEX (a subset), --budget SECONDS (cells left after that
+             are marked skipped, so that the table, JSON and plot are always written; 185 on CUDA
+             by default: a whole run takes at most about 200 s)
 
 Providers: lrnn (the op on the device), the pure-PyTorch loop lrnn.reference.linear_scan_ref
 (only at short lengths: it launches a few kernels per time step), a torch.compile'd parallel
@@ -19,9 +23,17 @@ writing da, db (8s in total; 5s with a time-invariant a, whose da is (B, D)).
 from __future__ import annotations
 
 import argparse
+import atexit
+import importlib.util
+import math
+import os
+import re
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -108,7 +120,8 @@ def _check_against_lrnn(h: torch.Tensor, a, b, cell: Cell) -> str:
 
 
 def loop_setup(cell: Cell, device: str, fwd_only: bool = False):
-    if fwd_only and cell.mode != "fwd":
+    # on CUDA its backward (autograd through L steps of small kernels) takes seconds per call
+    if (fwd_only or device.startswith("cuda")) and cell.mode != "fwd":
         raise Skip("time budget: the loop's forward only (a fwd+bwd call takes seconds)")
     if cell.params["L"] > LOOP_MAX_L:
         raise Skip(f"Python loop too slow at L > {LOOP_MAX_L}")
@@ -171,14 +184,57 @@ def compiled_setup(allow: set):
     return setup
 
 
+class WarpBuild:
+    """accelerated_scan.warp compiles its CUDA extension (torch load_inline) when imported, which
+    takes longer than the rest of a run: a child process starts that build when the benchmark
+    starts, into torch's extension cache, while lrnn's cells are timed; the provider waits for it
+    (at most until the time budget is spent) and then imports the built module."""
+    proc: Optional[subprocess.Popen] = None
+    log: Optional[Path] = None
+
+    @classmethod
+    def start(cls, out_dir: Path) -> None:
+        if importlib.util.find_spec("accelerated_scan") is None:
+            return
+        out_dir.mkdir(parents=True, exist_ok=True)
+        cls.log = out_dir / "accelerated_scan_warp_build.log"
+        with open(cls.log, "w") as f:
+            # its own session: a time limit's signal to this process group does not cut it hard
+            cls.proc = subprocess.Popen([sys.executable, "-c", "import accelerated_scan.warp"], stdout=f,
+                                        stderr=subprocess.STDOUT, start_new_session=True)
+        atexit.register(cls.stop)
+
+    @classmethod
+    def stop(cls) -> None:
+        """An unfinished build is interrupted when the benchmark ends: SIGINT, so that torch removes
+        its build lock (a killed build would leave it, and every later import would wait on it)."""
+        if cls.proc is not None and cls.proc.poll() is None:
+            os.killpg(cls.proc.pid, signal.SIGINT)
+
+    @classmethod
+    def wait(cls, seconds: float) -> None:
+        if cls.proc is None:
+            return
+        t0 = time.monotonic()
+        try:
+            rc = cls.proc.wait(timeout=max(seconds, 0.0) if math.isfinite(seconds) else None)
+        except subprocess.TimeoutExpired:
+            raise Skip(f"its JIT build did not finish within the time budget (log: {cls.log.name})")
+        if rc != 0:
+            raise Skip(f"its JIT build failed with rc {rc} (log: {cls.log.name})")
+        if time.monotonic() - t0 > 1:
+            print(f"# accelerated_scan.warp: waited {time.monotonic() - t0:.0f} s for its JIT build")
+
+
+DEADLINE = [float("inf")]  # time.monotonic() at which the run's budget is spent
+
+
 def accelerated_scan_setup(kind: str):
     def setup(cell: Cell, device: str):
         p = cell.params
         if not device.startswith("cuda"):
             raise Skip("CUDA only")
-        try:
-            mod = __import__(f"accelerated_scan.{kind}", fromlist=["scan"])
-        except ImportError:
+        if importlib.util.find_spec("accelerated_scan") is None:
             raise Skip("accelerated_scan not installed")
         if p["layout"] != "channel-major":
             raise Skip("(B, D, L) only")
@@ -186,6 +242,12 @@ def accelerated_scan_setup(kind: str):
             raise Skip("real dtypes only")
         if p["a_mode"] != "full":
             raise Skip("no broadcast a")
+        if kind == "warp":
+            WarpBuild.wait(DEADLINE[0] - time.monotonic() - 5)
+        try:
+            mod = __import__(f"accelerated_scan.{kind}", fromlist=["scan"])
+        except ImportError as e:
+            raise Skip(f"import failed: {e}")
         L = p["L"]
         if kind == "warp" and (L & (L - 1) or not 32 <= L <= 65536):
             raise Skip("power-of-two L in [32, 65536] only")
@@ -229,19 +291,15 @@ def fla_setup(kind: str):
 
 
 def cuda_cells(quick: bool) -> list[Cell]:
-    cells = []
+    """Every row of the issue's table: both shapes, float32 / bfloat16 / complex64, a full or (D,),
+    both layouts, fwd and fwd+bwd (--quick: the first shape only)."""
     shapes = [(8, 1536, 4096)] if quick else [(8, 1536, 4096), (2, 1536, 65536)]  # (B, D, L)
-    for B, D, L in shapes:
-        for dtype in ("float32", "bfloat16"):
-            for layout in ("channel-major", "time-major"):
-                for mode in ("fwd", "fwd+bwd"):
-                    cells.append(make_cell(B, L, D, dtype, layout, "full", mode))
-    for dtype in ("complex64",) + (("float32",) if quick else ("float32", "bfloat16")):
-        for a_mode in ("full", "time-invariant") if dtype == "complex64" else ("time-invariant",):
-            for layout in ("channel-major", "time-major"):
-                for mode in ("fwd", "fwd+bwd"):
-                    cells.append(make_cell(8, 4096, 1536, dtype, layout, a_mode, mode))
-    return cells
+    return [make_cell(B, L, D, dtype, layout, a_mode, mode)
+            for B, D, L in shapes
+            for a_mode in ("full", "time-invariant")
+            for dtype in ("float32", "bfloat16", "complex64")
+            for layout in ("channel-major", "time-major")
+            for mode in ("fwd", "fwd+bwd")]
 
 
 def cpu_cells() -> list[Cell]:
@@ -258,8 +316,20 @@ def main() -> None:
     ap.add_argument("--no-loop", action="store_true",
                     help="skip the Python-loop reference (seconds per fwd+bwd call on the GPU cells)")
     ap.add_argument("--loop-fwd-only", action="store_true", help="the Python-loop reference on forward cells only")
+    ap.add_argument("--cells", default="", help="only the cells whose 'name dtype variant mode' matches this regex")
+    ap.add_argument("--providers", default="", help="only the providers whose name matches this regex")
+    ap.add_argument("--budget", type=float, default=None,
+                    help="seconds: cells still to run after this are marked skipped (default: 185 on CUDA, "
+                         "so that a whole run stays within 200 s; none on the CPU); 0: no limit")
     args = ap.parse_args()
+    t_start = time.monotonic()
     cuda = args.device.startswith("cuda")
+    if args.budget is None and cuda:
+        args.budget = 185.0
+    if args.budget == 0:
+        args.budget = None
+    if args.budget is not None:
+        DEADLINE[0] = t_start + args.budget
     # one compile per cell costs tens of seconds: the float32 channel-major forward only
     compile_cells = set() if args.no_compile else {("float32", "channel-major", "full", "fwd")}
     providers = [Provider(f"lrnn ({'CUDA' if cuda else 'CPU'})", lrnn_setup)]
@@ -267,15 +337,19 @@ def main() -> None:
         providers.append(Provider("PyTorch loop (reference)",
                                   lambda cell, device: loop_setup(cell, device, args.loop_fwd_only)))
     providers.append(Provider("torch.compile associative_scan", compiled_setup(compile_cells)))
-    if cuda:
-        providers += [Provider("accelerated_scan.warp", accelerated_scan_setup("warp")),
-                      Provider("accelerated_scan.scalar", accelerated_scan_setup("scalar")),
+    if cuda:  # accelerated_scan.warp last: its JIT build runs in the background meanwhile
+        providers += [Provider("accelerated_scan.scalar", accelerated_scan_setup("scalar")),
                       Provider("fla chunk_hgrn", fla_setup("chunk")),
-                      Provider("fla fused_recurrent_hgrn", fla_setup("fused_recurrent"))]
-    cells = cuda_cells(args.quick) if cuda else cpu_cells()
+                      Provider("fla fused_recurrent_hgrn", fla_setup("fused_recurrent")),
+                      Provider("accelerated_scan.warp", accelerated_scan_setup("warp"))]
+    providers = [p for p in providers if re.search(args.providers, p.name)]
+    cells = [c for c in (cuda_cells(args.quick) if cuda else cpu_cells())
+             if re.search(args.cells, f"{c.name} {c.dtype} {c.variant} {c.mode}")]
+    if cuda and any(p.name == "accelerated_scan.warp" for p in providers):
+        WarpBuild.start(args.out)
     name = "linear_scan_cuda" if cuda else "linear_scan_cpu"
     results = harness.run(f"lrnn::linear_scan on {'CUDA' if cuda else 'CPU'}", cells, providers, args.device,
-                          args.out, name)
+                          args.out, name, budget_s=args.budget)
     # speed-up of the op over the Python loop, per cell (the foundation's CPU target is >= 50x)
     by_cell = {}
     for r in results:

@@ -140,8 +140,11 @@ def machine_line(device: str) -> str:
 
 
 def run(title: str, cells: list[Cell], providers: list[Provider], device: str, out_dir: Path,
-        basename: str, log: Callable[[str], None] = print) -> list[Result]:
-    """Times every provider on every cell; writes <basename>.md/.json/.png into out_dir."""
+        basename: str, log: Callable[[str], None] = print, budget_s: Optional[float] = None) -> list[Result]:
+    """Times every provider on every cell; writes <basename>.md/.json/.png into out_dir. With
+    budget_s, the cells still to run once that many seconds have passed are marked skipped (the
+    table, JSON and plot are complete either way)."""
+    start = time.monotonic()
     out_dir.mkdir(parents=True, exist_ok=True)
     bw = copy_bandwidth(device)
     meta = {"title": title, "machine": machine_line(device), "copy_bandwidth_gbps": bw / 1e9,
@@ -153,9 +156,12 @@ def run(title: str, cells: list[Cell], providers: list[Provider], device: str, o
     order = {(id(c), p.name): (i, j) for i, c in enumerate(cells) for j, p in enumerate(providers)}
     try:  # an interrupted run (SIGINT, e.g. `timeout -s INT`) still gets its plot
         for prov in providers:
+            t_prov = time.monotonic()
             for cell in cells:
                 r = Result(cell, prov.name)
                 try:
+                    if budget_s is not None and time.monotonic() - start > budget_s:
+                        raise Skip(f"time budget of the run ({budget_s:.0f} s) spent")
                     fn = prov.setup(cell, device)
                     note = getattr(fn, "note", "")
                     r.ms = time_ms(fn, device)
@@ -177,6 +183,7 @@ def run(title: str, cells: list[Cell], providers: list[Provider], device: str, o
                 (out_dir / f"{basename}.md").write_text(markdown(results, meta))
                 (out_dir / f"{basename}.json").write_text(json.dumps(
                     {"meta": meta, "results": [dict(asdict(x), cell=asdict(x.cell)) for x in results]}, indent=1))
+            log(f"# {prov.name}: {time.monotonic() - t_prov:.1f} s (run total {time.monotonic() - start:.1f} s)")
     finally:
         plot_note = plot(results, meta, out_dir / f"{basename}.png")
         if plot_note:

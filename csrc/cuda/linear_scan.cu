@@ -18,8 +18,9 @@
  *    next stages into shared memory meanwhile. No block barrier, no combine step.
  *  - time-major, pipelined ("tp"; the same inputs): a block of 8 warps owns 32 adjacent channels
  *    and walks the sequence in rounds, the warps splitting a round's steps and combining their
- *    maps through shared memory; optionally clusters of 2-4 blocks split the rounds of a row
- *    group through distributed shared memory ("tpcl"; see its section below).
+ *    maps through shared memory; optionally a cluster of 2-8 blocks splits the rounds of a row
+ *    group, the state entering each round passed from block to block around a ring in
+ *    distributed shared memory ("tpcl"; see tp_ring_carry).
  *  - time-major, generic ("tm"; any strides, and the narrow or c128 problems): a block owns
  *    QW*V channels and the time lanes of its threads. Each thread loads S steps of V adjacent
  *    channels (a 16-byte vector when aligned), the time lanes of a channel combine by shuffles
@@ -56,10 +57,17 @@ namespace {
 struct __align__(8) cfloat { float re, im; };     /* complex64, interleaved like torch */
 struct __align__(16) cdouble { double re, im; };  /* complex128 */
 
+/* Two adjacent channels of a 2-byte type as one 4-byte element, and their f32 states: the
+ * time-major kernels of 2-byte types can own 64 channels per row group this way (128-byte rows,
+ * a lane's two recurrences side by side; see pair_params). Arithmetic is per channel. */
+template <typename E> struct __align__(4) pair2 { E lo, hi; };
+struct __align__(8) fpair { float lo, hi; };
+
 /* Arithmetic type of a storage type: f16/bf16 compute in f32. */
 template <typename T> struct acc_of { using type = T; };
 template <> struct acc_of<__half> { using type = float; };
 template <> struct acc_of<__nv_bfloat16> { using type = float; };
+template <typename E> struct acc_of<pair2<E>> { using type = fpair; };
 template <typename T> using acc_t = typename acc_of<T>::type;
 
 __device__ __forceinline__ float to_acc(float x) { return x; }
@@ -68,11 +76,18 @@ __device__ __forceinline__ float to_acc(__half x) { return __half2float(x); }
 __device__ __forceinline__ float to_acc(__nv_bfloat16 x) { return __bfloat162float(x); }
 __device__ __forceinline__ cfloat to_acc(cfloat x) { return x; }
 __device__ __forceinline__ cdouble to_acc(cdouble x) { return x; }
+template <typename E> __device__ __forceinline__ fpair to_acc(pair2<E> x) { return {to_acc(x.lo), to_acc(x.hi)}; }
 
 template <typename T> __device__ __forceinline__ T from_acc(acc_t<T> v) { return v; }
 template <> __device__ __forceinline__ __half from_acc<__half>(float v) { return __float2half_rn(v); }
 template <> __device__ __forceinline__ __nv_bfloat16 from_acc<__nv_bfloat16>(float v) {
   return __float2bfloat16_rn(v);
+}
+template <> __device__ __forceinline__ pair2<__half> from_acc<pair2<__half>>(fpair v) {
+  return {__float2half_rn(v.lo), __float2half_rn(v.hi)};
+}
+template <> __device__ __forceinline__ pair2<__nv_bfloat16> from_acc<pair2<__nv_bfloat16>>(fpair v) {
+  return {__float2bfloat16_rn(v.lo), __float2bfloat16_rn(v.hi)};
 }
 
 template <typename T> struct num;
@@ -92,6 +107,10 @@ template <> struct num<cdouble> {
   static __device__ __forceinline__ cdouble zero() { return {0.0, 0.0}; }
   static __device__ __forceinline__ cdouble one() { return {1.0, 0.0}; }
 };
+template <> struct num<fpair> {
+  static __device__ __forceinline__ fpair zero() { return {0.0f, 0.0f}; }
+  static __device__ __forceinline__ fpair one() { return {1.0f, 1.0f}; }
+};
 
 __device__ __forceinline__ float mul(float a, float x) { return a * x; }
 __device__ __forceinline__ double mul(double a, double x) { return a * x; }
@@ -107,6 +126,9 @@ __device__ __forceinline__ float add(float x, float y) { return x + y; }
 __device__ __forceinline__ double add(double x, double y) { return x + y; }
 __device__ __forceinline__ cfloat add(cfloat x, cfloat y) { return {x.re + y.re, x.im + y.im}; }
 __device__ __forceinline__ cdouble add(cdouble x, cdouble y) { return {x.re + y.re, x.im + y.im}; }
+__device__ __forceinline__ fpair mul(fpair a, fpair x) { return {a.lo * x.lo, a.hi * x.hi}; }
+__device__ __forceinline__ fpair add(fpair x, fpair y) { return {x.lo + y.lo, x.hi + y.hi}; }
+__device__ __forceinline__ fpair conj_(fpair x) { return x; }
 __device__ __forceinline__ float conj_(float x) { return x; }
 __device__ __forceinline__ double conj_(double x) { return x; }
 __device__ __forceinline__ cfloat conj_(cfloat x) { return {x.re, -x.im}; }
@@ -886,9 +908,11 @@ constexpr int kTpWarps = 8, kTpThreads = 32 * kTpWarps;
 
 /* Steps per warp and round: 8 (a round of 64 steps); 4 for 8-byte states, whose twice wider
  * registers would otherwise cap the residency below the three blocks per SM that a
- * (8, 4096, 1536) problem needs to run in one wave. */
-template <typename TX> __host__ __device__ constexpr int tp_steps() { return sizeof(TX) >= 8 ? LRNN_TP_STEPS / 2 : LRNN_TP_STEPS; }
-template <typename TX> __host__ __device__ constexpr int tp_round() { return kTpWarps * tp_steps<TX>(); }
+ * (8, 4096, 1536) problem needs to run in one wave; M times that (M = 1 or 2, see TmChoice). */
+template <typename TX, int M> __host__ __device__ constexpr int tp_steps() {
+  return M * (sizeof(TX) >= 8 ? LRNN_TP_STEPS / 2 : LRNN_TP_STEPS);
+}
+template <typename TX, int M> __host__ __device__ constexpr int tp_round() { return kTpWarps * tp_steps<TX, M>(); }
 
 /* 16-byte asynchronous global -> shared copies (the CPU emulation copies at once). */
 __device__ __forceinline__ void cp_async16(void *dst, const void *src) {
@@ -973,95 +997,245 @@ template <typename Op> __host__ __device__ constexpr size_t tp_head_bytes() {
   return (((kTpWarps + 2) * 32 * sizeof(Op) + 15) / 16) * 16;
 }
 
-/* Composes the round maps of the blocks of a cluster (see tp_carry); `slot` is this block's
- * [2][32] array for them. */
-template <typename A, typename X>
-__device__ __forceinline__ X tp_cluster_carry(const Affine<A, X> &round, Affine<A, X> *slot, int64_t k_super, int rank,
-                                              int ncl, X &carry) {
-  namespace cg = cooperative_groups;
-  const int lane = threadIdx.x & 31, par = (int)(k_super & 1);
-  if (threadIdx.x < 32) slot[par * 32 + lane] = round;
-  cg::this_cluster().sync();
-  X state = carry, entering = carry;
-  for (int r = 0; r < ncl; ++r) {
-    if (r == rank) entering = state;
-    state = apply(cg::this_cluster().map_shared_rank(slot, r)[par * 32 + lane], state);
-  }
-  carry = state;
-  return entering;
+/* The carry ring of a cluster (tpcl). Round k of a row group (in scan order) is round
+ * j = k / ncl of block rank k % ncl; the block of round k sends the state entering round k + 1
+ * (its entering state through the round's map) lane by lane into the mailbox of the next block
+ * as soon as it has it, before writing its outputs, so a row group's only serial part is one
+ * message per round while ncl blocks load, compose and write rounds side by side. A message is
+ * the state's 32-bit words, each stored with its tag (j + 1 for the receiver's round j) as one
+ * 64-bit word: a single store per word, no fence, and the receiver polls until every tag matches.
+ * A mailbox is [2][32][words] in the block's shared memory, slot j & 1: the other slot may still
+ * be read while the next message arrives, and a message two rounds later needs this block's own
+ * send in between, which follows every read of the slot. */
+__device__ __forceinline__ unsigned long long box_load(const unsigned long long *p) {
+#ifdef __CUDACC__
+  unsigned long long v;
+  asm volatile("ld.relaxed.cluster.u64 %0, [%1];\n" : "=l"(v) : "l"(p) : "memory");
+  return v;
+#else
+  std::this_thread::yield();  /* the emulation's threads share few cores */
+  return std::atomic_ref<unsigned long long>(*const_cast<unsigned long long *>(p)).load(std::memory_order_acquire);
+#endif
 }
-template <typename TX, typename TA, bool INV, bool BWD> __host__ __device__ constexpr size_t tp_stage_bytes() {
-  constexpr size_t R = tp_round<TX>();
-  return BWD ? (2 * R + 1) * 32 * sizeof(TX) + (INV ? 0 : R * 32 * sizeof(TA))
-             : R * 32 * sizeof(TX) + (INV ? 0 : R * 32 * sizeof(TA));
+__device__ __forceinline__ void box_store(unsigned long long *p, unsigned long long v) {
+#ifdef __CUDACC__
+  asm volatile("st.relaxed.cluster.u64 [%0], %1;\n" ::"l"(p), "l"(v) : "memory");
+#else
+  std::atomic_ref<unsigned long long>(*p).store(v, std::memory_order_release);
+#endif
+}
+
+/* This block's mailbox, after the warps' maps; cleared, and every block of the cluster past that
+ * point before any message is sent. */
+template <typename Op, typename X> __device__ __forceinline__ unsigned long long *tp_ring(unsigned char *head, int ncl) {
+  constexpr int W = (int)(sizeof(X) / 4);
+  static_assert(2 * 32 * W * 8 <= 2 * 32 * sizeof(Op), "the mailbox fits the head");
+  unsigned long long *box = reinterpret_cast<unsigned long long *>(head + kTpWarps * 32 * sizeof(Op));
+  if (ncl > 1) {
+    for (int i = threadIdx.x; i < 2 * 32 * W; i += blockDim.x) box[i] = 0;
+    cooperative_groups::this_cluster().sync();
+  }
+  return box;
+}
+
+/* The state entering this block's round j (round k = j * ncl + rank of the row group): `carry`
+ * for round 0, else the message of the previous round's block. Warp 0 then sends the state
+ * entering round k + 1, through `round` (the round's map), to the next block. */
+template <typename A, typename X>
+__device__ __forceinline__ X tp_ring_carry(unsigned long long *box, const Affine<A, X> &round, int64_t j, int64_t nsuper,
+                                           int rank, int ncl, X carry) {
+  constexpr int W = (int)(sizeof(X) / 4);
+  const int lane = threadIdx.x & 31;
+  X in = carry;
+  if (j > 0 || rank > 0) {
+    const unsigned long long *at = box + ((j & 1) * 32 + lane) * W;
+    unsigned words[W];
+#pragma unroll
+    for (int i = 0; i < W; ++i) {
+      unsigned long long v;
+      do {
+        v = box_load(at + i);
+      } while ((unsigned)(v >> 32) != (unsigned)(j + 1));
+      words[i] = (unsigned)v;
+    }
+    memcpy(&in, words, sizeof(X));
+  }
+  const int to = rank + 1 == ncl ? 0 : rank + 1;
+  const int64_t jt = rank + 1 == ncl ? j + 1 : j;
+  if (threadIdx.x < 32 && jt < nsuper) {
+    const X out = apply(round, in);
+    unsigned words[W];
+    memcpy(words, &out, sizeof(X));
+    unsigned long long *dst = cooperative_groups::this_cluster().map_shared_rank(box, to) + ((jt & 1) * 32 + lane) * W;
+#pragma unroll
+    for (int i = 0; i < W; ++i) box_store(dst + i, (unsigned long long)(unsigned)(jt + 1) << 32 | words[i]);
+  }
+  return in;
+}
+
+/* ---------------- row groups of the pipelined and warp-sequential kernels ----------------
+ * tp and tw own row groups of 32 adjacent channels d0.. of one batch element (lane l: channel
+ * d0 + l) and stage ROWS time steps of their inputs at a time in shared memory, rows of 32
+ * elements: the forward b, then a; the backward grad_h, then h with one row more (h[t0 - 1 + r],
+ * or h[t0 + r] for a reverse forward: row i, or i + 1, is the state before the forward step at
+ * t0 + i), then a. A time-invariant a is one register instead. */
+template <typename TX, typename TA, bool INV, bool BWD, int ROWS> __host__ __device__ constexpr size_t stage_bytes() {
+  return (BWD ? 2 * ROWS + 1 : ROWS) * 32 * sizeof(TX) + (INV ? 0 : ROWS * 32 * sizeof(TA));
+}
+
+/* A row group: where its arrays start, the copies of a stage and the reads of its rows. REV is the
+ * direction of the forward scan. */
+template <typename TX, typename TA, bool REV, bool INV, bool BWD> struct Group {
+  using X = acc_t<TX>;
+  using A = acc_t<TA>;
+  static constexpr int RBX = 32 * (int)sizeof(TX), RBA = 32 * (int)sizeof(TA);
+  int lane, xvalid, avalid;
+  bool live;
+  int64_t bi, d, L;
+  const unsigned char *gx, *gh, *ga; /* the staged arrays at the first channel: b or grad_h, h, a */
+  int64_t xsb, hsb, asb;             /* their time strides in bytes */
+  TX *out;                           /* h (forward) or db (backward) at this lane's channel */
+  TA *da;                            /* da (backward, unless summed over time) */
+  int64_t os, das;
+  A a_inv;
+  X init, h0; /* the carry entering the scan (h0, or grad_h_last in the backward); h0 */
+
+  template <typename Params> __device__ __forceinline__ Group(const Params &p, int64_t unit) {
+    const int64_t groups = (p.dim + 31) / 32, d0 = (unit % groups) * 32;
+    lane = threadIdx.x & 31;
+    bi = unit / groups;
+    d = d0 + lane;
+    live = d < p.dim;
+    L = p.length;
+    xvalid = (int)((p.dim - d0) * (int64_t)sizeof(TX) < RBX ? (p.dim - d0) * (int64_t)sizeof(TX) : RBX);
+    avalid = (int)((p.dim - d0) * (int64_t)sizeof(TA) < RBA ? (p.dim - d0) * (int64_t)sizeof(TA) : RBA);
+    ga = reinterpret_cast<const unsigned char *>((const TA *)p.a + bi * p.a_stride[0] + d0);
+    asb = p.a_stride[1] * (int64_t)sizeof(TA);
+    a_inv = INV && live && L > 0 ? to_acc(((const TA *)p.a)[bi * p.a_stride[0] + d * p.a_stride[2]]) : num<A>::one();
+    h0 = p.h0 && live ? to_acc(((const TX *)p.h0)[bi * p.h0_stride[0] + d * p.h0_stride[1]]) : num<X>::zero();
+    const int64_t dl = live ? d : 0;
+    if constexpr (BWD) {
+      gx = reinterpret_cast<const unsigned char *>((const TX *)p.grad_h + bi * p.grad_h_stride[0] + d0);
+      gh = reinterpret_cast<const unsigned char *>((const TX *)p.h + bi * p.h_stride[0] + d0);
+      xsb = p.grad_h_stride[1] * (int64_t)sizeof(TX);
+      hsb = p.h_stride[1] * (int64_t)sizeof(TX);
+      out = (TX *)p.db + bi * p.db_stride[0] + dl * p.db_stride[2];
+      os = p.db_stride[1];
+      da = p.da_sum_time ? nullptr : (TA *)p.da + bi * p.da_stride[0] + dl * p.da_stride[2];
+      das = p.da_stride[1];
+      init = p.grad_h_last && live
+                 ? to_acc(((const TX *)p.grad_h_last)[bi * p.grad_h_last_stride[0] + d * p.grad_h_last_stride[1]])
+                 : num<X>::zero();
+    } else {
+      gx = reinterpret_cast<const unsigned char *>((const TX *)p.b + bi * p.b_stride[0] + d0);
+      gh = nullptr;
+      xsb = p.b_stride[1] * (int64_t)sizeof(TX);
+      hsb = 0;
+      out = (TX *)p.h + bi * p.h_stride[0] + dl * p.h_stride[2];
+      os = p.h_stride[1];
+      da = nullptr;
+      das = 0;
+      init = h0;
+    }
+  }
+
+  /* Copies the stage of ROWS steps from time t0, by the NT threads numbered tid (rows outside the
+   * sequence are skipped: the scans treat them as padding). */
+  template <int ROWS, int NT> __device__ __forceinline__ void stage(unsigned char *st, int64_t t0, int tid) const {
+    tile_copy<RBX, ROWS, NT>(st, gx, xsb, t0, L, xvalid, tid);
+    if constexpr (BWD) tile_copy<RBX, ROWS + 1, NT>(st + ROWS * RBX, gh, hsb, t0 + (REV ? 0 : -1), L, xvalid, tid);
+    if constexpr (!INV) tile_copy<RBA, ROWS, NT>(st + (BWD ? 2 * ROWS + 1 : ROWS) * RBX, ga, asb, t0, L, avalid, tid);
+  }
+  /* Row i of a stage: b or grad_h; the state before the forward step (backward); a. */
+  __device__ __forceinline__ X x_at(const unsigned char *st, int i) const {
+    return to_acc(reinterpret_cast<const TX *>(st + i * RBX)[lane]);
+  }
+  template <int ROWS> __device__ __forceinline__ X hprev_at(const unsigned char *st, int i) const {
+    return to_acc(reinterpret_cast<const TX *>(st + (ROWS + i + (REV ? 1 : 0)) * RBX)[lane]);
+  }
+  template <int ROWS> __device__ __forceinline__ A a_at(const unsigned char *st, int i) const {
+    if constexpr (INV) {
+      return a_inv;
+    } else {
+      return to_acc(reinterpret_cast<const TA *>(st + (BWD ? 2 * ROWS + 1 : ROWS) * RBX + i * RBA)[lane]);
+    }
+  }
+  /* The backward's outputs at step t: db, and da (or its sum over time). */
+  __device__ __forceinline__ void put_grad(int64_t t, X lam, A dat, bool sum, A &da_sum) const {
+    out[t * os] = from_acc<TX>(lam);
+    if (sum) {
+      da_sum = add(da_sum, dat);
+    } else {
+      da[t * das] = from_acc<TA>(dat);
+    }
+  }
+};
+
+/* The stage ring of tp and tw: nstage stages of `bytes`, the copies of stage j + nstage - 1 in
+ * flight (issue(j, stage)) while stage j is used (body(j, stage)); one commit per stage, empty
+ * past the end, so that the group count stays uniform. BLOCK: the stages are shared by the whole
+ * block, else by one warp. */
+template <bool BLOCK, typename Issue, typename Body>
+__device__ __forceinline__ void staged(unsigned char *stages, size_t bytes, int nstage, int64_t count, Issue issue,
+                                       Body body) {
+  for (int s = 0; s + 1 < nstage; ++s) {
+    issue((int64_t)s, stages + (size_t)s * bytes);
+    cp_async_commit();
+  }
+  int use = 0, put = nstage - 1; /* the slots of stages j and j + nstage - 1 */
+  for (int64_t j = 0; j < count; ++j) {
+    cp_async_wait(nstage - 2);
+    /* stage j is visible to all, and every thread is done with stage j - 1 */
+    if (BLOCK) {
+      __syncthreads();
+    } else {
+      __syncwarp();
+    }
+    issue(j + nstage - 1, stages + (size_t)put * bytes);
+    cp_async_commit();
+    put = next_slot(put, nstage);
+    const unsigned char *st = stages + (size_t)use * bytes;
+    use = next_slot(use, nstage);
+    body(j, st);
+  }
+  cp_async_wait_n<0>();
 }
 
 /* Registers for three blocks per SM, the residency the launcher plans for at (8, 4096, 1536). */
 constexpr int kTpMinBlocks = 3;
 
-template <typename TX, typename TA, bool REV, bool INV>
+template <typename TX, typename TA, bool REV, bool INV, int M>
 __global__ void __launch_bounds__(kTpThreads, kTpMinBlocks) scan_fwd_tp(const lrnn_linear_scan_params p, int nstage, int ncl) {
   using X = acc_t<TX>;
   using A = acc_t<TA>;
   using Op = Affine<A, X>;
-  constexpr int S = tp_steps<TX>(), R = tp_round<TX>(), RBX = 32 * (int)sizeof(TX), RBA = 32 * (int)sizeof(TA);
-  constexpr size_t stage_bytes = tp_stage_bytes<TX, TA, INV, false>();
+  constexpr int S = tp_steps<TX, M>(), R = tp_round<TX, M>();
   extern __shared__ __align__(16) unsigned char smem[];
-  Op *tot = reinterpret_cast<Op *>(smem); /* [warp][lane], then the cluster slots [2][lane] */
-  unsigned char *stages = smem + tp_head_bytes<Op>();
+  Op *tot = reinterpret_cast<Op *>(smem); /* [warp][lane], then the mailbox (tp_ring) */
 
   const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, rank = (int)(blockIdx.x % ncl);
-  const int64_t unit = blockIdx.x / ncl, groups = (p.dim + 31) / 32, bi = unit / groups, d0 = (unit % groups) * 32,
-                d = d0 + lane;
-  const bool live = d < p.dim;
+  const Group<TX, TA, REV, INV, false> g(p, blockIdx.x / ncl);
   const int64_t L = p.length, nrounds = (L + R - 1) / R, nsuper = (nrounds + ncl - 1) / ncl;
-  const unsigned char *gx = reinterpret_cast<const unsigned char *>((const TX *)p.b + bi * p.b_stride[0] + d0);
-  const unsigned char *ga = reinterpret_cast<const unsigned char *>((const TA *)p.a + bi * p.a_stride[0] + d0);
-  const int64_t xsb = p.b_stride[1] * (int64_t)sizeof(TX), asb = p.a_stride[1] * (int64_t)sizeof(TA);
-  const int xvalid = (int)((p.dim - d0) * (int64_t)sizeof(TX) < RBX ? (p.dim - d0) * (int64_t)sizeof(TX) : RBX);
-  const int avalid = (int)((p.dim - d0) * (int64_t)sizeof(TA) < RBA ? (p.dim - d0) * (int64_t)sizeof(TA) : RBA);
-  TX *h = (TX *)p.h + bi * p.h_stride[0] + (live ? d : 0) * p.h_stride[2];
-  const int64_t hs = p.h_stride[1];
   const A one = num<A>::one();
-  const A a_inv = INV && live && L > 0 ? to_acc(((const TA *)p.a)[bi * p.a_stride[0] + d * p.a_stride[2]]) : one;
-  X carry = p.h0 && live ? to_acc(((const TX *)p.h0)[bi * p.h0_stride[0] + d * p.h0_stride[1]]) : num<X>::zero();
+  X carry = g.init;
+  unsigned long long *ring = tp_ring<Op, X>(smem, ncl);
 
-  /* This block's j-th round is round j*ncl + rank of the row group in scan order, at time
-   * tp_time; it goes to stage j % nstage. One commit per round, empty past the end, so that the
-   * group count stays uniform. */
+  /* This block's j-th round is round j*ncl + rank of the row group in scan order, at time tp_time. */
   auto tp_time = [&](int64_t k) { return (REV ? nrounds - 1 - k : k) * R; };
-  auto issue = [&](int64_t j, int slot) {
+  auto issue = [&](int64_t j, unsigned char *st) {
     const int64_t k = j * ncl + rank;
-    if (k < nrounds) {
-      unsigned char *st = stages + (size_t)slot * stage_bytes;
-      tile_copy<RBX, R, kTpThreads>(st, gx, xsb, tp_time(k), L, xvalid, threadIdx.x);
-      if (!INV) tile_copy<RBA, R, kTpThreads>(st + R * RBX, ga, asb, tp_time(k), L, avalid, threadIdx.x);
-    }
-    cp_async_commit();
+    if (k < nrounds) g.template stage<R, kTpThreads>(st, tp_time(k), threadIdx.x);
   };
-  for (int s = 0; s + 1 < nstage; ++s) issue(s, s);
-  int use = 0, put = nstage - 1; /* the stage slots of rounds j and j + nstage - 1 */
-  for (int64_t j = 0; j < nsuper; ++j) {
-    cp_async_wait(nstage - 2);
-    /* round j is visible to all, and every thread is done with round j-1 (its stage and tot) */
-    __syncthreads();
-    issue(j + nstage - 1, put);
-    put = next_slot(put, nstage);
-    const unsigned char *st = stages + (size_t)use * stage_bytes;
-    use = next_slot(use, nstage);
+  staged<true>(smem + tp_head_bytes<Op>(), stage_bytes<TX, TA, INV, false, R>(), nstage, nsuper, issue,
+               [&](int64_t j, const unsigned char *st) {
     const int64_t k = j * ncl + rank, t0 = tp_time(k) + w * S;
     X xb[S];
     A xa[S];
 #pragma unroll
     for (int i = 0; i < S; ++i) {
       const bool in = k < nrounds && t0 + i < L;
-      const int r = w * S + i;
-      xb[i] = in ? to_acc(reinterpret_cast<const TX *>(st + r * RBX)[lane]) : num<X>::zero();
-      if constexpr (INV) {
-        xa[i] = in ? a_inv : one;
-      } else {
-        xa[i] = in ? to_acc(reinterpret_cast<const TA *>(st + R * RBX + r * RBA)[lane]) : one;
-      }
+      xb[i] = in ? g.x_at(st, w * S + i) : num<X>::zero();
+      xa[i] = in ? g.template a_at<R>(st, w * S + i) : one;
     }
     Op f = identity<A, X>();
 #pragma unroll
@@ -1072,11 +1246,13 @@ __global__ void __launch_bounds__(kTpThreads, kTpMinBlocks) scan_fwd_tp(const lr
     tot[w * 32 + lane] = f;
     __syncthreads();
     X round_in = carry;
-    if (ncl > 1) {  /* the round's map, then the rounds of the cluster in scan order */
-      Op g = identity<A, X>();
+    if (ncl > 1) {  /* the round's map (warp 0 sends through it), then the state from the ring */
+      Op gr = identity<A, X>();
+      if (w == 0) {
 #pragma unroll
-      for (int s = 0; s < kTpWarps; ++s) g = compose(g, tot[ord<REV>(s, kTpWarps) * 32 + lane]);
-      round_in = tp_cluster_carry(g, tot + kTpWarps * 32, j, rank, ncl, carry);
+        for (int s = 0; s < kTpWarps; ++s) gr = compose(gr, tot[ord<REV>(s, kTpWarps) * 32 + lane]);
+      }
+      round_in = tp_ring_carry(ring, gr, j, nsuper, rank, ncl, carry);
     }
     X state = round_in, y = round_in;
 #pragma unroll
@@ -1085,97 +1261,56 @@ __global__ void __launch_bounds__(kTpThreads, kTpMinBlocks) scan_fwd_tp(const lr
       if (ww == w) y = state;
       state = apply(tot[ww * 32 + lane], state);
     }
-    if (ncl == 1) carry = state;
+    carry = state;
 #pragma unroll
     for (int s = 0; s < S; ++s) {
       const int i = ord<REV>(s, S);
       y = add(mul(xa[i], y), xb[i]);  /* h[t] = a[t]*h[t-1] + b[t] */
-      if (live && k < nrounds && t0 + i < L) h[(t0 + i) * hs] = from_acc<TX>(y);
+      if (g.live && k < nrounds && t0 + i < L) g.out[(t0 + i) * g.os] = from_acc<TX>(y);
     }
-  }
-  cp_async_wait_n<0>();
-  /* the other blocks of the cluster may still read this block's slots */
-  if (ncl > 1) cooperative_groups::this_cluster().sync();
-  if (rank == 0 && w == 0 && live)
-    ((TX *)p.h_last)[bi * p.h_last_stride[0] + d * p.h_last_stride[1]] = from_acc<TX>(carry);
+  });
+  /* the block of the last round holds the final state (every message to a block is read by it) */
+  if (rank == ncl - 1 && w == 0 && g.live)
+    ((TX *)p.h_last)[g.bi * p.h_last_stride[0] + g.d * p.h_last_stride[1]] = from_acc<TX>(carry);
 }
 
-/* Backward: the adjoint scan (see "backward" above) in the opposite direction, staging grad_h, a
- * and h; the h tile has one extra row, the state before the round's first forward step. */
-template <typename TX, typename TA, bool REV, bool INV>
+/* Backward: the adjoint scan (see "backward" above) in the opposite direction, staging grad_h, h
+ * and a. */
+template <typename TX, typename TA, bool REV, bool INV, int M>
 __global__ void __launch_bounds__(kTpThreads, kTpMinBlocks) scan_bwd_tp(const lrnn_linear_scan_bwd_params p, int nstage, int ncl) {
   using X = acc_t<TX>;
   using A = acc_t<TA>;
   using Op = Affine<A, X>;
   constexpr bool BREV = !REV;
-  constexpr int S = tp_steps<TX>(), R = tp_round<TX>(), RBX = 32 * (int)sizeof(TX), RBA = 32 * (int)sizeof(TA);
-  constexpr size_t stage_bytes = tp_stage_bytes<TX, TA, INV, true>();
+  constexpr int S = tp_steps<TX, M>(), R = tp_round<TX, M>();
   extern __shared__ __align__(16) unsigned char smem[];
-  Op *tot = reinterpret_cast<Op *>(smem); /* [warp][lane], the cluster slots; at the end the partial sums of da */
-  unsigned char *stages = smem + tp_head_bytes<Op>();
+  Op *tot = reinterpret_cast<Op *>(smem); /* [warp][lane], the mailbox (tp_ring); at the end the partial sums of da */
 
   const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, rank = (int)(blockIdx.x % ncl);
-  const int64_t unit = blockIdx.x / ncl, groups = (p.dim + 31) / 32, bi = unit / groups, d0 = (unit % groups) * 32,
-                d = d0 + lane;
-  const bool live = d < p.dim;
+  const Group<TX, TA, REV, INV, true> g(p, blockIdx.x / ncl);
   const int64_t L = p.length, nrounds = (L + R - 1) / R, nsuper = (nrounds + ncl - 1) / ncl;
-  const unsigned char *gg = reinterpret_cast<const unsigned char *>((const TX *)p.grad_h + bi * p.grad_h_stride[0] + d0);
-  const unsigned char *gh = reinterpret_cast<const unsigned char *>((const TX *)p.h + bi * p.h_stride[0] + d0);
-  const unsigned char *ga = reinterpret_cast<const unsigned char *>((const TA *)p.a + bi * p.a_stride[0] + d0);
-  const int64_t gsb = p.grad_h_stride[1] * (int64_t)sizeof(TX), hsb = p.h_stride[1] * (int64_t)sizeof(TX),
-                asb = p.a_stride[1] * (int64_t)sizeof(TA);
-  const int xvalid = (int)((p.dim - d0) * (int64_t)sizeof(TX) < RBX ? (p.dim - d0) * (int64_t)sizeof(TX) : RBX);
-  const int avalid = (int)((p.dim - d0) * (int64_t)sizeof(TA) < RBA ? (p.dim - d0) * (int64_t)sizeof(TA) : RBA);
-  const int64_t dl = live ? d : 0;
-  TX *db = (TX *)p.db + bi * p.db_stride[0] + dl * p.db_stride[2];
-  TA *da = p.da_sum_time ? nullptr : (TA *)p.da + bi * p.da_stride[0] + dl * p.da_stride[2];
-  const int64_t dbs = p.db_stride[1], das = p.da_stride[1];
   const A one = num<A>::one();
-  const A a_inv = INV && live && L > 0 ? to_acc(((const TA *)p.a)[bi * p.a_stride[0] + d * p.a_stride[2]]) : one;
-  const X h0 = p.h0 && live ? to_acc(((const TX *)p.h0)[bi * p.h0_stride[0] + d * p.h0_stride[1]]) : num<X>::zero();
-  X carry = p.grad_h_last && live
-                ? to_acc(((const TX *)p.grad_h_last)[bi * p.grad_h_last_stride[0] + d * p.grad_h_last_stride[1]])
-                : num<X>::zero();
+  X carry = g.init;
   A da_sum = num<A>::zero();
+  unsigned long long *ring = tp_ring<Op, X>(smem, ncl);
 
-  /* h row r of a round starting at t0 is h[t0 - 1 + r] (h[t0 + r] for a reverse forward): row i
-   * (row i + 1) is then the state before the forward step at t0 + i */
-  constexpr int hoff = REV ? 0 : -1;
   auto tp_time = [&](int64_t k) { return (BREV ? nrounds - 1 - k : k) * R; };
-  auto issue = [&](int64_t j, int slot) {
+  auto issue = [&](int64_t j, unsigned char *st) {
     const int64_t k = j * ncl + rank;
-    if (k < nrounds) {
-      unsigned char *st = stages + (size_t)slot * stage_bytes;
-      tile_copy<RBX, R, kTpThreads>(st, gg, gsb, tp_time(k), L, xvalid, threadIdx.x);
-      tile_copy<RBX, R + 1, kTpThreads>(st + R * RBX, gh, hsb, tp_time(k) + hoff, L, xvalid, threadIdx.x);
-      if (!INV) tile_copy<RBA, R, kTpThreads>(st + (2 * R + 1) * RBX, ga, asb, tp_time(k), L, avalid, threadIdx.x);
-    }
-    cp_async_commit();
+    if (k < nrounds) g.template stage<R, kTpThreads>(st, tp_time(k), threadIdx.x);
   };
-  for (int s = 0; s + 1 < nstage; ++s) issue(s, s);
-  int use = 0, put = nstage - 1;
-  for (int64_t j = 0; j < nsuper; ++j) {
-    cp_async_wait(nstage - 2);
-    __syncthreads();
-    issue(j + nstage - 1, put);
-    put = next_slot(put, nstage);
-    const unsigned char *st = stages + (size_t)use * stage_bytes;
-    use = next_slot(use, nstage);
+  staged<true>(smem + tp_head_bytes<Op>(), stage_bytes<TX, TA, INV, true, R>(), nstage, nsuper, issue,
+               [&](int64_t j, const unsigned char *st) {
     const int64_t k = j * ncl + rank, t0 = tp_time(k) + w * S;
     X xg[S], xh[S];
     A xa[S];
 #pragma unroll
     for (int i = 0; i < S; ++i) {
       const bool in = k < nrounds && t0 + i < L;
-      const int r = w * S + i;
       const int64_t tp = t0 + i + (REV ? 1 : -1); /* the step before, in forward order */
-      xg[i] = in ? to_acc(reinterpret_cast<const TX *>(st + r * RBX)[lane]) : num<X>::zero();
-      xh[i] = in && tp >= 0 && tp < L ? to_acc(reinterpret_cast<const TX *>(st + (R + r + (REV ? 1 : 0)) * RBX)[lane]) : h0;
-      if constexpr (INV) {
-        xa[i] = in ? a_inv : one;
-      } else {
-        xa[i] = in ? to_acc(reinterpret_cast<const TA *>(st + (2 * R + 1) * RBX + r * RBA)[lane]) : one;
-      }
+      xg[i] = in ? g.x_at(st, w * S + i) : num<X>::zero();
+      xh[i] = in && tp >= 0 && tp < L ? g.template hprev_at<R>(st, w * S + i) : g.h0;
+      xa[i] = in ? g.template a_at<R>(st, w * S + i) : one;
     }
     Op f = identity<A, X>();
 #pragma unroll
@@ -1188,10 +1323,12 @@ __global__ void __launch_bounds__(kTpThreads, kTpMinBlocks) scan_bwd_tp(const lr
     __syncthreads();
     X round_in = carry;
     if (ncl > 1) {
-      Op g = identity<A, X>();
+      Op gr = identity<A, X>();
+      if (w == 0) {
 #pragma unroll
-      for (int s = 0; s < kTpWarps; ++s) g = compose(g, tot[ord<BREV>(s, kTpWarps) * 32 + lane]);
-      round_in = tp_cluster_carry(g, tot + kTpWarps * 32, j, rank, ncl, carry);
+        for (int s = 0; s < kTpWarps; ++s) gr = compose(gr, tot[ord<BREV>(s, kTpWarps) * 32 + lane]);
+      }
+      round_in = tp_ring_carry(ring, gr, j, nsuper, rank, ncl, carry);
     }
     X state = round_in, c = round_in;
 #pragma unroll
@@ -1200,27 +1337,19 @@ __global__ void __launch_bounds__(kTpThreads, kTpMinBlocks) scan_bwd_tp(const lr
       if (ww == w) c = state;
       state = apply(tot[ww * 32 + lane], state);
     }
-    if (ncl == 1) carry = state;
+    carry = state;
 #pragma unroll
     for (int s = 0; s < S; ++s) {
       const int i = ord<BREV>(s, S);
-      const bool in = live && k < nrounds && t0 + i < L;
       const X lam = add(xg[i], c);
       const A dat = da_term<A>(lam, xh[i]);
       c = mul(conj_(xa[i]), lam);
-      if (in) {
-        db[(t0 + i) * dbs] = from_acc<TX>(lam);
-        if (p.da_sum_time) {
-          da_sum = add(da_sum, dat);
-        } else {
-          da[(t0 + i) * das] = from_acc<TA>(dat);
-        }
-      }
+      if (g.live && k < nrounds && t0 + i < L) g.put_grad(t0 + i, lam, dat, p.da_sum_time, da_sum);
     }
-  }
-  cp_async_wait_n<0>();
-  if (ncl > 1) cooperative_groups::this_cluster().sync();
-  if (rank == 0 && w == 0 && live) ((TX *)p.dh0)[bi * p.dh0_stride[0] + d * p.dh0_stride[1]] = from_acc<TX>(carry);
+  });
+  /* the block of the last round holds dh0 */
+  if (rank == ncl - 1 && w == 0 && g.live)
+    ((TX *)p.dh0)[g.bi * p.dh0_stride[0] + g.d * p.dh0_stride[1]] = from_acc<TX>(carry);
   if (p.da_sum_time) {
     /* the partial sums of a channel: the warps' in warp order, then the cluster's blocks' in rank
      * order (rank 0 adds them up) */
@@ -1234,11 +1363,11 @@ __global__ void __launch_bounds__(kTpThreads, kTpMinBlocks) scan_bwd_tp(const lr
       part[kTpWarps * 32 + lane] = total;
     }
     if (ncl > 1) cooperative_groups::this_cluster().sync();
-    if (rank == 0 && w == 0 && live) {
+    if (rank == 0 && w == 0 && g.live) {
       A total = num<A>::zero();
       for (int r = 0; r < ncl; ++r)
         total = add(total, cooperative_groups::this_cluster().map_shared_rank(part, r)[kTpWarps * 32 + lane]);
-      ((A *)p.da)[bi * p.da_stride[0] + d * p.da_stride[2]] = total;
+      ((A *)p.da)[g.bi * p.da_stride[0] + g.d * p.da_stride[2]] = total;
     }
     if (ncl > 1) cooperative_groups::this_cluster().sync();
   }
@@ -1255,68 +1384,28 @@ __global__ void __launch_bounds__(kTpThreads, kTpMinBlocks) scan_bwd_tp(const lr
  * the warps spread over all SMs. */
 constexpr int kTwSteps = 32;
 
-template <typename TX, typename TA, bool INV, bool BWD> __host__ __device__ constexpr size_t tw_stage_bytes() {
-  constexpr size_t T = kTwSteps;
-  return BWD ? (2 * T + 1) * 32 * sizeof(TX) + (INV ? 0 : T * 32 * sizeof(TA))
-             : T * 32 * sizeof(TX) + (INV ? 0 : T * 32 * sizeof(TA));
-}
-
 template <typename TX, typename TA, bool REV, bool INV>
 __global__ void __launch_bounds__(32) scan_fwd_tw(const lrnn_linear_scan_params p, int nstage) {
   using X = acc_t<TX>;
   using A = acc_t<TA>;
-  constexpr int T = kTwSteps, RBX = 32 * (int)sizeof(TX), RBA = 32 * (int)sizeof(TA);
-  constexpr size_t stage_bytes = tw_stage_bytes<TX, TA, INV, false>();
+  constexpr int T = kTwSteps;
   extern __shared__ __align__(16) unsigned char smem[];
 
-  const int lane = threadIdx.x;
-  const int64_t groups = (p.dim + 31) / 32, bi = blockIdx.x / groups, d0 = (blockIdx.x % groups) * 32, d = d0 + lane;
-  const bool live = d < p.dim;
+  const Group<TX, TA, REV, INV, false> g(p, blockIdx.x);
   const int64_t L = p.length, nst = (L + T - 1) / T;
-  const unsigned char *gx = reinterpret_cast<const unsigned char *>((const TX *)p.b + bi * p.b_stride[0] + d0);
-  const unsigned char *ga = reinterpret_cast<const unsigned char *>((const TA *)p.a + bi * p.a_stride[0] + d0);
-  const int64_t xsb = p.b_stride[1] * (int64_t)sizeof(TX), asb = p.a_stride[1] * (int64_t)sizeof(TA);
-  const int xvalid = (int)((p.dim - d0) * (int64_t)sizeof(TX) < RBX ? (p.dim - d0) * (int64_t)sizeof(TX) : RBX);
-  const int avalid = (int)((p.dim - d0) * (int64_t)sizeof(TA) < RBA ? (p.dim - d0) * (int64_t)sizeof(TA) : RBA);
-  TX *h = (TX *)p.h + bi * p.h_stride[0] + (live ? d : 0) * p.h_stride[2];
-  const int64_t hs = p.h_stride[1];
-  const A one = num<A>::one();
-  const A a_inv = INV && live && L > 0 ? to_acc(((const TA *)p.a)[bi * p.a_stride[0] + d * p.a_stride[2]]) : one;
-  X y = p.h0 && live ? to_acc(((const TX *)p.h0)[bi * p.h0_stride[0] + d * p.h0_stride[1]]) : num<X>::zero();
+  X y = g.init;
 
-  /* stage k (in scan order) holds the rows from time tw_time(k), in stage k % nstage; one commit
-   * per stage, empty past the end, so that the group count stays uniform */
+  /* stage k (in scan order) holds the rows from time tw_time(k) */
   auto tw_time = [&](int64_t k) { return (REV ? nst - 1 - k : k) * T; };
-  auto issue = [&](int64_t k, int slot) {
-    if (k < nst) {
-      unsigned char *st = smem + (size_t)slot * stage_bytes;
-      tile_copy<RBX, T, 32>(st, gx, xsb, tw_time(k), L, xvalid, lane);
-      if (!INV) tile_copy<RBA, T, 32>(st + T * RBX, ga, asb, tw_time(k), L, avalid, lane);
-    }
-    cp_async_commit();
+  auto issue = [&](int64_t k, unsigned char *st) {
+    if (k < nst) g.template stage<T, 32>(st, tw_time(k), g.lane);
   };
-  for (int s = 0; s + 1 < nstage; ++s) issue(s, s);
-  int use = 0, put = nstage - 1; /* the slots of stages k and k + nstage - 1 */
-  for (int64_t k = 0; k < nst; ++k) {
-    cp_async_wait(nstage - 2);
-    /* stage k is visible to the whole warp, and every lane is done with stage k-1 */
-    __syncwarp();
-    issue(k + nstage - 1, put);
-    put = next_slot(put, nstage);
-    const unsigned char *st = smem + (size_t)use * stage_bytes;
-    use = next_slot(use, nstage);
+  staged<false>(smem, stage_bytes<TX, TA, INV, false, T>(), nstage, nst, issue, [&](int64_t k, const unsigned char *st) {
     const int64_t t0 = tw_time(k);
-    TX *ht = h + t0 * hs;
+    TX *ht = g.out + t0 * g.os;
     auto step = [&](int i) {
-      const X xb = to_acc(reinterpret_cast<const TX *>(st + i * RBX)[lane]);
-      A xa;
-      if constexpr (INV) {
-        xa = a_inv;
-      } else {
-        xa = to_acc(reinterpret_cast<const TA *>(st + T * RBX + i * RBA)[lane]);
-      }
-      y = add(mul(xa, y), xb); /* h[t] = a[t]*h[t-1] + b[t] */
-      if (live) ht[i * hs] = from_acc<TX>(y);
+      y = add(mul(g.template a_at<T>(st, i), y), g.x_at(st, i)); /* h[t] = a[t]*h[t-1] + b[t] */
+      if (g.live) ht[i * g.os] = from_acc<TX>(y);
     };
     if (L - t0 >= T) { /* a full stage: no bounds in the unrolled steps */
 #pragma unroll
@@ -1327,92 +1416,38 @@ __global__ void __launch_bounds__(32) scan_fwd_tw(const lrnn_linear_scan_params 
       for (int s = 0; s < T; ++s)
         if (ord<REV>(s, T) < n) step(ord<REV>(s, T));
     }
-  }
-  cp_async_wait_n<0>();
-  if (live) ((TX *)p.h_last)[bi * p.h_last_stride[0] + d * p.h_last_stride[1]] = from_acc<TX>(y);
+  });
+  if (g.live) ((TX *)p.h_last)[g.bi * p.h_last_stride[0] + g.d * p.h_last_stride[1]] = from_acc<TX>(y);
 }
 
-/* Backward: the adjoint recurrence in the opposite direction (as scan_bwd_tp), staging grad_h, a
- * and h; the h tile has one extra row, the state before the stage's first forward step. */
+/* Backward: the adjoint recurrence in the opposite direction (as scan_bwd_tp), staging grad_h, h
+ * and a. */
 template <typename TX, typename TA, bool REV, bool INV>
 __global__ void __launch_bounds__(32) scan_bwd_tw(const lrnn_linear_scan_bwd_params p, int nstage) {
   using X = acc_t<TX>;
   using A = acc_t<TA>;
   constexpr bool BREV = !REV;
-  constexpr int T = kTwSteps, RBX = 32 * (int)sizeof(TX), RBA = 32 * (int)sizeof(TA);
-  constexpr size_t stage_bytes = tw_stage_bytes<TX, TA, INV, true>();
+  constexpr int T = kTwSteps;
   extern __shared__ __align__(16) unsigned char smem[];
 
-  const int lane = threadIdx.x;
-  const int64_t groups = (p.dim + 31) / 32, bi = blockIdx.x / groups, d0 = (blockIdx.x % groups) * 32, d = d0 + lane;
-  const bool live = d < p.dim;
+  const Group<TX, TA, REV, INV, true> g(p, blockIdx.x);
   const int64_t L = p.length, nst = (L + T - 1) / T;
-  const unsigned char *gg = reinterpret_cast<const unsigned char *>((const TX *)p.grad_h + bi * p.grad_h_stride[0] + d0);
-  const unsigned char *gh = reinterpret_cast<const unsigned char *>((const TX *)p.h + bi * p.h_stride[0] + d0);
-  const unsigned char *ga = reinterpret_cast<const unsigned char *>((const TA *)p.a + bi * p.a_stride[0] + d0);
-  const int64_t gsb = p.grad_h_stride[1] * (int64_t)sizeof(TX), hsb = p.h_stride[1] * (int64_t)sizeof(TX),
-                asb = p.a_stride[1] * (int64_t)sizeof(TA);
-  const int xvalid = (int)((p.dim - d0) * (int64_t)sizeof(TX) < RBX ? (p.dim - d0) * (int64_t)sizeof(TX) : RBX);
-  const int avalid = (int)((p.dim - d0) * (int64_t)sizeof(TA) < RBA ? (p.dim - d0) * (int64_t)sizeof(TA) : RBA);
-  const int64_t dl = live ? d : 0;
-  TX *db = (TX *)p.db + bi * p.db_stride[0] + dl * p.db_stride[2];
-  TA *da = p.da_sum_time ? nullptr : (TA *)p.da + bi * p.da_stride[0] + dl * p.da_stride[2];
-  const int64_t dbs = p.db_stride[1], das = p.da_stride[1];
-  const A one = num<A>::one();
-  const A a_inv = INV && live && L > 0 ? to_acc(((const TA *)p.a)[bi * p.a_stride[0] + d * p.a_stride[2]]) : one;
-  const X h0 = p.h0 && live ? to_acc(((const TX *)p.h0)[bi * p.h0_stride[0] + d * p.h0_stride[1]]) : num<X>::zero();
-  X c = p.grad_h_last && live
-            ? to_acc(((const TX *)p.grad_h_last)[bi * p.grad_h_last_stride[0] + d * p.grad_h_last_stride[1]])
-            : num<X>::zero();
+  X c = g.init;
   A da_sum = num<A>::zero();
 
-  /* h row r of a stage starting at t0 is h[t0 - 1 + r] (h[t0 + r] for a reverse forward): row i
-   * (row i + 1) is then the state before the forward step at t0 + i */
-  constexpr int hoff = REV ? 0 : -1;
   auto tw_time = [&](int64_t k) { return (BREV ? nst - 1 - k : k) * T; };
-  auto issue = [&](int64_t k, int slot) {
-    if (k < nst) {
-      unsigned char *st = smem + (size_t)slot * stage_bytes;
-      tile_copy<RBX, T, 32>(st, gg, gsb, tw_time(k), L, xvalid, lane);
-      tile_copy<RBX, T + 1, 32>(st + T * RBX, gh, hsb, tw_time(k) + hoff, L, xvalid, lane);
-      if (!INV) tile_copy<RBA, T, 32>(st + (2 * T + 1) * RBX, ga, asb, tw_time(k), L, avalid, lane);
-    }
-    cp_async_commit();
+  auto issue = [&](int64_t k, unsigned char *st) {
+    if (k < nst) g.template stage<T, 32>(st, tw_time(k), g.lane);
   };
-  for (int s = 0; s + 1 < nstage; ++s) issue(s, s);
-  int use = 0, put = nstage - 1;
-  for (int64_t k = 0; k < nst; ++k) {
-    cp_async_wait(nstage - 2);
-    __syncwarp();
-    issue(k + nstage - 1, put);
-    put = next_slot(put, nstage);
-    const unsigned char *st = smem + (size_t)use * stage_bytes;
-    use = next_slot(use, nstage);
+  staged<false>(smem, stage_bytes<TX, TA, INV, true, T>(), nstage, nst, issue, [&](int64_t k, const unsigned char *st) {
     const int64_t t0 = tw_time(k);
-    TX *dbt = db + t0 * dbs;
-    TA *dat_ = p.da_sum_time ? nullptr : da + t0 * das;
     /* the stage's first row of h in forward order is h0 when the stage starts the sequence */
     const bool edge = REV ? t0 + T >= L : t0 == 0;
     auto step = [&](int i, bool first) {
-      const X xg = to_acc(reinterpret_cast<const TX *>(st + i * RBX)[lane]);
-      const X xh = first ? h0 : to_acc(reinterpret_cast<const TX *>(st + (T + i + (REV ? 1 : 0)) * RBX)[lane]);
-      A xa;
-      if constexpr (INV) {
-        xa = a_inv;
-      } else {
-        xa = to_acc(reinterpret_cast<const TA *>(st + (2 * T + 1) * RBX + i * RBA)[lane]);
-      }
-      const X lam = add(xg, c);
-      const A dat = da_term<A>(lam, xh);
-      c = mul(conj_(xa), lam);
-      if (live) {
-        dbt[i * dbs] = from_acc<TX>(lam);
-        if (p.da_sum_time) {
-          da_sum = add(da_sum, dat);
-        } else {
-          dat_[i * das] = from_acc<TA>(dat);
-        }
-      }
+      const X lam = add(g.x_at(st, i), c);
+      const A dat = da_term<A>(lam, first ? g.h0 : g.template hprev_at<T>(st, i));
+      c = mul(conj_(g.template a_at<T>(st, i)), lam);
+      if (g.live) g.put_grad(t0 + i, lam, dat, p.da_sum_time, da_sum);
     };
     if (L - t0 >= T && !edge) { /* a full stage inside the sequence: no bounds in the unrolled steps */
 #pragma unroll
@@ -1426,11 +1461,10 @@ __global__ void __launch_bounds__(32) scan_bwd_tw(const lrnn_linear_scan_bwd_par
         if (i < n) step(i, tp < 0 || tp >= L);
       }
     }
-  }
-  cp_async_wait_n<0>();
-  if (live) {
-    ((TX *)p.dh0)[bi * p.dh0_stride[0] + d * p.dh0_stride[1]] = from_acc<TX>(c);
-    if (p.da_sum_time) ((A *)p.da)[bi * p.da_stride[0] + d * p.da_stride[2]] = da_sum;
+  });
+  if (g.live) {
+    ((TX *)p.dh0)[g.bi * p.dh0_stride[0] + g.d * p.dh0_stride[1]] = from_acc<TX>(c);
+    if (p.da_sum_time) ((A *)p.da)[g.bi * p.da_stride[0] + g.d * p.da_stride[2]] = da_sum;
   }
 }
 
@@ -1538,13 +1572,13 @@ int tp_stages(int64_t blocks, int64_t nrounds, size_t head, size_t stage, int sm
   return (int)n;
 }
 
-/* Blocks per row group: a cluster of 2 or 4 splits the rounds of a row group when the row groups
- * alone would give fewer than kTpFill blocks per SM (a (2, 65536, 1536) problem has 96 row
- * groups for 132 SMs); its blocks exchange round maps through distributed shared memory. Every
- * block walks the whole sequence, so the grid must run in one wave: a cluster size whose clusters
- * would not all be resident at once is halved. */
+/* Blocks per row group (tpcl): a cluster of 2 to 8 splits the rounds of a row group when the row
+ * groups alone would give fewer than kTpFill blocks per SM (a (2, 65536, 1536) problem has 96
+ * row groups for 132 SMs); its blocks pass the carried state around a ring (tp_ring_carry). A
+ * cluster walks its whole row group, so the grid should run in one wave: a cluster size whose
+ * clusters would not all be resident at once is halved. */
 #ifndef LRNN_TP_MAXCL
-#define LRNN_TP_MAXCL 4
+#define LRNN_TP_MAXCL 8
 #endif
 constexpr double kTpFill = 2.5;
 
@@ -1554,6 +1588,10 @@ lrnn_status tp_launch(Kernel kernel, const Params &p, int round, size_t head, si
   const int64_t units = p.batch * ((p.dim + 31) / 32), nrounds = (p.length + round - 1) / round;
   int ncl = 1;
   while (clusters && ncl < LRNN_TP_MAXCL && (double)(units * ncl) < kTpFill * sms) ncl *= 2;
+  /* LRNN_LINEAR_SCAN_CLUSTER=2|4|8 forces the cluster size, in one wave or not, for a comparison */
+  const char *e = clusters ? getenv("LRNN_LINEAR_SCAN_CLUSTER") : nullptr;
+  const int forced = e ? atoi(e) : 0;
+  if (forced == 2 || forced == 4 || forced == 8) ncl = forced;
   cudaLaunchAttribute attr[1];
   attr[0].id = cudaLaunchAttributeClusterDimension;
   attr[0].val.clusterDim.y = 1;
@@ -1573,7 +1611,8 @@ lrnn_status tp_launch(Kernel kernel, const Params &p, int round, size_t head, si
     attr[0].val.clusterDim.x = (unsigned)ncl;
     cfg.numAttrs = ncl > 1 ? 1 : 0;
     int resident = 0;
-    if (ncl > 1 && (cudaOccupancyMaxActiveClusters(&resident, kernel, &cfg) != cudaSuccess || resident < units)) {
+    if (ncl > 1 && ncl != forced &&
+        (cudaOccupancyMaxActiveClusters(&resident, kernel, &cfg) != cudaSuccess || resident < units)) {
       (void)cudaGetLastError();  /* a failed query only means: try smaller clusters */
       continue;
     }
@@ -1584,23 +1623,34 @@ lrnn_status tp_launch(Kernel kernel, const Params &p, int round, size_t head, si
 
 /* The kernel of an aligned time-major problem (channels contiguous, D >= 32, states of at most 8
  * bytes): the warp-sequential one (tw), the pipelined one without (tp) or with clusters (tpcl), or
- * the generic one (tm). The environment variable LRNN_LINEAR_SCAN_TM=tw|tp|tpcl|tm overrides the
- * choice, so that a benchmark compares them in one build (read at every launch: the tests switch
- * it between cases).
+ * the generic one (tm); for tp and tpcl the steps per warp (M times tp_steps), and for 2-byte types
+ * whether a lane owns two channels (pairs: 64 channels per row group, see pair_params). The
+ * environment variable LRNN_LINEAR_SCAN_TM=tw|tp|tpcl|tm overrides the kernel (tw2|tp2|tpcl2: with
+ * pairs), so that a benchmark compares them in one build (read at every launch: the tests switch
+ * it between cases); a forced tp takes M = 1, a forced tpcl M = 2, unless
+ * LRNN_LINEAR_SCAN_TP_STEPS=8|16 (steps per warp for 4-byte states) says otherwise.
  *
- * The choice is what measured fastest on the H200 (2026-11-29, round 2; % of the memory floor,
- * benchmarks/cuda/linear_scan_c.cu), by the number of row groups of 32 channels ("units"):
- *  - units >= SMs ((8, 4096, 1536): 384 units): the forward takes tw (f32 90% against 85-86% for
- *    tm/tp, bf16 71% against 48-54%, c64 91%, time-invariant f32/bf16/c64 76/63/92% against
- *    65/34/86%); the backward tp (f32 86%, bf16 66%, time-invariant 83/46/91% against tw's
- *    66/37/60/30/89%), except c64 with a full a, where tw measured 94.8% against tp's 93.5%.
- *  - 2/3 SMs <= units < SMs ((2, 65536, 1536): 96 units, one warp per SM is too little for tw):
- *    the backward takes tp (f32 78%, bf16 41%, c64 88%, time-invariant 47/24/59% against 34-63%
- *    for the others); the forward tp for f32 with a full a (55% against tm's 42%), tw for c64 with
- *    a time-invariant a (61% against 48%), tm otherwise (bf16 32%, c64 63%, time-invariant f32
- *    40%, bf16 23%: tp and tw measured slower).
- *  - fewer units (e.g. (8, 65536, 128): 32) and f64 states were not measured: they keep the
- *    routing of the previous version (tp for the backward of f32 with a full a; tm otherwise). */
+ * The choice is what measured fastest on the H200 (2026-11-29, session 5 rounds 1 and 2; % of the
+ * memory floor fwd / bwd, benchmarks/cuda/linear_scan_c.cu, tests/gpu/tm5.sh), by the row groups
+ * of 32 channels ("units"):
+ *  - units >= SMs ((8, 4096, 1536): 384 units): the forward takes tw (f32 91%, bf16 74%, c64 96%,
+ *    time-invariant f32/bf16/c64 84/71/92%); the backward tp (f32 89%, bf16 69%, time-invariant
+ *    f32 79%; bf16 time-invariant with M = 2, 44% against 40%), tw for c64 (94% with either a).
+ *  - 2/3 SMs <= units < SMs ((2, 65536, 1536): 96 units): tpcl, the rounds of a row group spread
+ *    over a cluster, except where tp measured as fast: forward f32 / bf16 84/45% (M = 1), c64 97%
+ *    (tp, M = 2), time-invariant f32/bf16/c64 60/35/73% (M = 2); backward f32 78% and c64 89%
+ *    (tp, M = 1), bf16 49% (M = 1), time-invariant f32/bf16/c64 53/30/63% (M = 1/2/2).
+ *  - fewer units with long sequences ((8, 65536, 128): 32 units): tpcl (forward M = 2: f32 44%,
+ *    bf16 28%, c64 81%, time-invariant 40/20/61% against main's tm 37/13/62/18/9/38%; backward M = 2
+ *    but c64 with a full a M = 1 (65% against tm's 46%) and f32 with a full a on tm (47%)).
+ *  - 2-byte types (measured bf16, round 2): tpcl on channel pairs with M = 1 everywhere but the
+ *    time-invariant forward of many units (tw, 70%): (8, 4096, 1536) fwd / bwd 78/71% against
+ *    72/66%, time-invariant bwd 55% against 43%; (2, 65536, 1536) 66/57% against 44/49%,
+ *    time-invariant 46/41% against 35/30%; (8, 65536, 128) 32/32% against 27/24%, time-invariant
+ *    21/21% against 20/20%. Where the arrays do not allow pairs, the choice above (alt). f16 takes
+ *    the same path (same sizes, other conversions; not timed).
+ *  - shorter sequences of few units and f64 states keep the routing of the previous version (tp
+ *    for the backward of f32 with a full a; tm otherwise). */
 enum class TmRoute { kTw, kTp, kTpCl, kGeneric };
 enum class TmKind { kF32, kHalf, kC64, kOther };
 template <typename TX> constexpr TmKind tm_kind() {
@@ -1609,25 +1659,57 @@ template <typename TX> constexpr TmKind tm_kind() {
          : std::is_same<TX, cfloat>::value ? TmKind::kC64
                                            : TmKind::kOther;
 }
-TmRoute tm_route(bool bwd, bool a_inv, TmKind kind, int64_t units, int sms) {
-  if (const char *e = getenv("LRNN_LINEAR_SCAN_TM")) {
-    if (!strcmp(e, "tw")) return TmRoute::kTw;
-    if (!strcmp(e, "tp")) return TmRoute::kTp;
-    if (!strcmp(e, "tpcl")) return TmRoute::kTpCl;
-    if (!strcmp(e, "tm")) return TmRoute::kGeneric;
+struct TmChoice {
+  TmRoute route;
+  int mult;   /* M: steps per warp of tp and tpcl, in units of tp_steps */
+  bool pairs; /* 2-byte types: two channels per lane */
+  TmRoute alt; /* route and M where the arrays do not allow pairs */
+  int alt_mult;
+};
+TmChoice tm_route(bool bwd, bool a_inv, TmKind kind, int64_t units, int64_t L, int sms) {
+  auto choice = [&]() -> TmChoice {
+    if (const char *e = getenv("LRNN_LINEAR_SCAN_TM")) {
+      const bool pairs = *e && e[strlen(e) - 1] == '2';
+      const size_t n = strlen(e) - (pairs ? 1 : 0);
+      if (n == 2 && !strncmp(e, "tw", 2)) return {TmRoute::kTw, 1, pairs, TmRoute::kTw, 1};
+      if (n == 2 && !strncmp(e, "tp", 2)) return {TmRoute::kTp, 1, pairs, TmRoute::kTp, 1};
+      if (n == 4 && !strncmp(e, "tpcl", 4)) return {TmRoute::kTpCl, 2, pairs, TmRoute::kTpCl, 2};
+      if (n == 2 && !strncmp(e, "tm", 2)) return {TmRoute::kGeneric, 1, false, TmRoute::kGeneric, 1};
+    }
+    const TmChoice tw{TmRoute::kTw, 1, false, TmRoute::kTw, 1}, tp1{TmRoute::kTp, 1, false, TmRoute::kTp, 1},
+        tp2{TmRoute::kTp, 2, false, TmRoute::kTp, 2}, cl1{TmRoute::kTpCl, 1, false, TmRoute::kTpCl, 1},
+        cl2{TmRoute::kTpCl, 2, false, TmRoute::kTpCl, 2}, tm{TmRoute::kGeneric, 1, false, TmRoute::kGeneric, 1};
+    const bool f32 = kind == TmKind::kF32, half = kind == TmKind::kHalf, c64 = kind == TmKind::kC64;
+    if (kind == TmKind::kOther) return tm;
+    /* 2-byte types: tpcl on channel pairs (M = 1) wherever it measured faster than the rest (all
+     * but the time-invariant forward of many units); alt: the choice without pairs */
+    const bool long_ = 3 * units >= 2 * (int64_t)sms || L >= 16384;
+    if (half && (units < sms ? long_ : bwd || !a_inv)) {
+      const bool few = 3 * units < 2 * (int64_t)sms;
+      const TmChoice alt = units >= sms ? (!bwd ? tw : a_inv ? tp2 : tp1) : few || a_inv ? cl2 : cl1;
+      return {TmRoute::kTpCl, 1, true, alt.route, alt.mult};
+    }
+    if (units >= sms) {
+      if (!bwd || c64) return tw;
+      return half && a_inv ? tp2 : tp1;
+    }
+    if (3 * units >= 2 * (int64_t)sms) {
+      if (a_inv) return !bwd || !f32 ? cl2 : cl1;
+      if (!bwd) return c64 ? tp2 : cl1;
+      return half ? cl1 : tp1;
+    }
+    if (L >= 16384) {
+      if (!bwd || a_inv || half) return cl2;
+      return c64 ? cl1 : tm;
+    }
+    return bwd && f32 && !a_inv ? tp1 : tm;
+  };
+  TmChoice c = choice();
+  if (const char *e = getenv("LRNN_LINEAR_SCAN_TP_STEPS")) {
+    if (!strcmp(e, "8")) c.mult = c.alt_mult = 1;
+    if (!strcmp(e, "16")) c.mult = c.alt_mult = 2;
   }
-  if (kind == TmKind::kOther) return TmRoute::kGeneric;
-  if (units >= sms) {
-    if (!bwd) return TmRoute::kTw;
-    return kind == TmKind::kC64 && !a_inv ? TmRoute::kTw : TmRoute::kTp;
-  }
-  if (3 * units >= 2 * (int64_t)sms) {
-    if (bwd) return TmRoute::kTp;
-    if (kind == TmKind::kF32 && !a_inv) return TmRoute::kTp;
-    if (kind == TmKind::kC64 && a_inv) return TmRoute::kTw;
-    return TmRoute::kGeneric;
-  }
-  return bwd && kind == TmKind::kF32 && !a_inv ? TmRoute::kTp : TmRoute::kGeneric;
+  return c;
 }
 
 /* The warp-sequential kernels: a block (one warp) per row group, its pipeline as deep as
@@ -1641,6 +1723,91 @@ lrnn_status tw_launch(Kernel kernel, const Params &p, size_t stage, int sms, cud
     return LRNN_ERR_CUDA;
   kernel<<<dim3((unsigned)units), 32, smem, st>>>(p, nstage);
   return launched();
+}
+
+/* Calls fn with the (reverse, time-invariant a) flags as compile-time constants. */
+template <typename Fn> lrnn_status with_flags(bool rev, bool inv, Fn fn) {
+  using T = std::true_type;
+  using F = std::false_type;
+  return rev ? (inv ? fn(T{}, T{}) : fn(T{}, F{})) : (inv ? fn(F{}, T{}) : fn(F{}, F{}));
+}
+
+/* An aligned time-major problem on the warp-sequential (tw) or a pipelined kernel (tp, tpcl),
+ * forward or backward (BWD). */
+template <bool BWD, typename TX, typename TA, typename Params>
+lrnn_status tm_aligned_launch(const Params &p, TmChoice c, bool a_inv, int sms, cudaStream_t st) {
+  using Op = Affine<acc_t<TA>, acc_t<TX>>;
+  return with_flags(p.reverse, a_inv, [&](auto rev, auto inv) {
+    constexpr bool REV = decltype(rev)::value, INV = decltype(inv)::value;
+    if (c.route == TmRoute::kTw) {
+      void (*kernel)(const Params, int) = nullptr;
+      if constexpr (BWD) {
+        kernel = scan_bwd_tw<TX, TA, REV, INV>;
+      } else {
+        kernel = scan_fwd_tw<TX, TA, REV, INV>;
+      }
+      return tw_launch(kernel, p, stage_bytes<TX, TA, INV, BWD, kTwSteps>(), sms, st);
+    }
+    auto tp = [&](auto mult) {
+      constexpr int M = decltype(mult)::value;
+      void (*kernel)(const Params, int, int) = nullptr;
+      if constexpr (BWD) {
+        kernel = scan_bwd_tp<TX, TA, REV, INV, M>;
+      } else {
+        kernel = scan_fwd_tp<TX, TA, REV, INV, M>;
+      }
+      return tp_launch(kernel, p, tp_round<TX, M>(), tp_head_bytes<Op>(), stage_bytes<TX, TA, INV, BWD, tp_round<TX, M>()>(), sms,
+                       c.route == TmRoute::kTpCl, st);
+    };
+    return c.mult == 2 ? tp(std::integral_constant<int, 2>{}) : tp(std::integral_constant<int, 1>{});
+  });
+}
+
+/* Pairs: the parameters of a 2-byte problem seen as (B, L, D/2) elements of two channels, when
+ * every array allows it (D even; channels contiguous; batch and time strides even; 4-byte aligned;
+ * a time-invariant da, f32 (B, D), 8-byte aligned). */
+bool pair_seq(const void *ptr, int64_t *s, size_t align) {
+  if (!aligned(ptr, align) || s[2] != 1 || s[0] % 2 || s[1] % 2) return false;
+  s[0] /= 2, s[1] /= 2;
+  return true;
+}
+bool pair_row(const void *ptr, int64_t *s) {
+  if (!ptr) return true;
+  if (!aligned(ptr, 4) || s[1] != 1 || s[0] % 2) return false;
+  s[0] /= 2;
+  return true;
+}
+bool pair_params(lrnn_linear_scan_params &q) {
+  if (q.dim % 2 || !pair_seq(q.a, q.a_stride, 4) || !pair_seq(q.b, q.b_stride, 4) || !pair_seq(q.h, q.h_stride, 4) ||
+      !pair_row(q.h0, q.h0_stride) || !pair_row(q.h_last, q.h_last_stride))
+    return false;
+  q.dim /= 2;
+  return true;
+}
+bool pair_params(lrnn_linear_scan_bwd_params &q) {
+  if (q.dim % 2 || !pair_seq(q.a, q.a_stride, 4) || !pair_seq(q.grad_h, q.grad_h_stride, 4) ||
+      !pair_seq(q.h, q.h_stride, 4) || !pair_seq(q.db, q.db_stride, 4) || !pair_row(q.h0, q.h0_stride) ||
+      !pair_row(q.grad_h_last, q.grad_h_last_stride) || !pair_row(q.dh0, q.dh0_stride))
+    return false;
+  if (q.da_sum_time) { /* (B, D) f32, read as [0] and [2] */
+    if (!aligned(q.da, 8) || q.da_stride[2] != 1 || q.da_stride[0] % 2) return false;
+    q.da_stride[0] /= 2;
+  } else if (!pair_seq(q.da, q.da_stride, 4)) {
+    return false;
+  }
+  q.dim /= 2;
+  return true;
+}
+
+/* An aligned time-major problem: on pairs when chosen and possible, else as it is. */
+template <bool BWD, typename TX, typename TA, typename Params>
+lrnn_status tm_fast_launch(const Params &p, TmChoice c, bool a_inv, int sms, cudaStream_t st) {
+  if constexpr (sizeof(TX) == 2 && sizeof(TA) == 2) {
+    Params q = p;
+    if (c.pairs && pair_params(q)) return tm_aligned_launch<BWD, pair2<TX>, pair2<TA>>(q, c, a_inv, sms, st);
+  }
+  c.route = c.alt, c.mult = c.alt_mult;
+  return tm_aligned_launch<BWD, TX, TA>(p, c, a_inv, sms, st);
 }
 
 template <typename TX, typename TA>
@@ -1677,22 +1844,8 @@ lrnn_status launch_fwd(const lrnn_linear_scan_params &p, cudaStream_t st) {
     if (p.dim >= 32 && tp_ok(p.b, p.b_stride, sizeof(TX), p.batch, p.length, p.dim) &&
         tp_ok(p.h, p.h_stride, sizeof(TX), p.batch, p.length, p.dim) &&
         (a_inv || tp_ok(p.a, p.a_stride, sizeof(TA), p.batch, p.length, p.dim))) {
-      const TmRoute r = tm_route(false, a_inv, tm_kind<TX>(), p.batch * ((p.dim + 31) / 32), sms);
-      if (r == TmRoute::kTw) {
-        void (*kernel)(const lrnn_linear_scan_params, int) =
-            a_inv ? (p.reverse ? scan_fwd_tw<TX, TA, true, true> : scan_fwd_tw<TX, TA, false, true>)
-                  : (p.reverse ? scan_fwd_tw<TX, TA, true, false> : scan_fwd_tw<TX, TA, false, false>);
-        return tw_launch(kernel, p, a_inv ? tw_stage_bytes<TX, TA, true, false>() : tw_stage_bytes<TX, TA, false, false>(),
-                         sms, st);
-      }
-      if (r == TmRoute::kTp || r == TmRoute::kTpCl) {
-        void (*kernel)(const lrnn_linear_scan_params, int, int) =
-            a_inv ? (p.reverse ? scan_fwd_tp<TX, TA, true, true> : scan_fwd_tp<TX, TA, false, true>)
-                  : (p.reverse ? scan_fwd_tp<TX, TA, true, false> : scan_fwd_tp<TX, TA, false, false>);
-        return tp_launch(kernel, p, tp_round<TX>(), tp_head_bytes<Op>(),
-                         a_inv ? tp_stage_bytes<TX, TA, true, false>() : tp_stage_bytes<TX, TA, false, false>(), sms,
-                         r == TmRoute::kTpCl, st);
-      }
+      const TmChoice c = tm_route(false, a_inv, tm_kind<TX>(), p.batch * ((p.dim + 31) / 32), p.length, sms);
+      if (c.route != TmRoute::kGeneric) return tm_fast_launch<false, TX, TA>(p, c, a_inv, sms, st);
     }
   }
   constexpr int V = tm_width<TX>();
@@ -1738,22 +1891,8 @@ lrnn_status launch_bwd(const lrnn_linear_scan_bwd_params &p, cudaStream_t st) {
     if (p.dim >= 32 && tp_ok(p.grad_h, p.grad_h_stride, sizeof(TX), p.batch, p.length, p.dim) &&
         tp_ok(p.h, p.h_stride, sizeof(TX), p.batch, p.length, p.dim) &&
         (a_inv || tp_ok(p.a, p.a_stride, sizeof(TA), p.batch, p.length, p.dim))) {
-      const TmRoute r = tm_route(true, a_inv, tm_kind<TX>(), p.batch * ((p.dim + 31) / 32), sms);
-      if (r == TmRoute::kTw) {
-        void (*kernel)(const lrnn_linear_scan_bwd_params, int) =
-            a_inv ? (p.reverse ? scan_bwd_tw<TX, TA, true, true> : scan_bwd_tw<TX, TA, false, true>)
-                  : (p.reverse ? scan_bwd_tw<TX, TA, true, false> : scan_bwd_tw<TX, TA, false, false>);
-        return tw_launch(kernel, p, a_inv ? tw_stage_bytes<TX, TA, true, true>() : tw_stage_bytes<TX, TA, false, true>(),
-                         sms, st);
-      }
-      if (r == TmRoute::kTp || r == TmRoute::kTpCl) {
-        void (*kernel)(const lrnn_linear_scan_bwd_params, int, int) =
-            a_inv ? (p.reverse ? scan_bwd_tp<TX, TA, true, true> : scan_bwd_tp<TX, TA, false, true>)
-                  : (p.reverse ? scan_bwd_tp<TX, TA, true, false> : scan_bwd_tp<TX, TA, false, false>);
-        return tp_launch(kernel, p, tp_round<TX>(), tp_head_bytes<Op>(),
-                         a_inv ? tp_stage_bytes<TX, TA, true, true>() : tp_stage_bytes<TX, TA, false, true>(), sms,
-                         r == TmRoute::kTpCl, st);
-      }
+      const TmChoice c = tm_route(true, a_inv, tm_kind<TX>(), p.batch * ((p.dim + 31) / 32), p.length, sms);
+      if (c.route != TmRoute::kGeneric) return tm_fast_launch<true, TX, TA>(p, c, a_inv, sms, st);
     }
   }
   constexpr int V = tm_width<TX>();

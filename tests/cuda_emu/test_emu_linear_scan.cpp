@@ -292,9 +292,10 @@ int main(int argc, char **argv) {
         // and both widths of the 2-byte time-invariant channel-major one (LRNN_LINEAR_SCAN_CM): a
         // partial last row group, a partial last round, deep and shallow pipelines (one SM: many
         // blocks per SM)
-        const char *routes[] = {"tw", "tp", "tpcl"}, *cm_routes[] = {"narrow", "wide"};
+        // (2-byte types also on channel pairs: tw2, tp2, tpcl2)
+        const char *routes[] = {"tw", "tp", "tpcl", "tw2", "tp2", "tpcl2"}, *cm_routes[] = {"narrow", "wide"};
         const bool two_byte = dt.x == LRNN_BF16 || dt.x == LRNN_F16;  // the only ones with a wide variant
-        for (int ri = 0; ri < (lay == TM ? 3 : two_byte ? 2 : 1); ++ri) {
+        for (int ri = 0; ri < (lay == TM ? (two_byte ? 6 : 3) : two_byte ? 2 : 1); ++ri) {
           setenv("LRNN_LINEAR_SCAN_TM", routes[ri], 1);
           setenv("LRNN_LINEAR_SCAN_CM", cm_routes[ri % 2], 1);
           emu::sms = rev ? 1 : 132;
@@ -314,8 +315,8 @@ int main(int argc, char **argv) {
     const int64_t L = lengths[rng() % 13], D = dims[rng() % 7], B = 1 + rng() % 3;
     const Layout glay = (Layout)(rng() % 5);
     emu::sms = (rng() % 2) ? 132 : 1;
-    const char *routes[] = {"tw", "tp", "tpcl", "tm"};
-    setenv("LRNN_LINEAR_SCAN_TM", routes[rng() % 4], 1);
+    const char *routes[] = {"tw", "tp", "tpcl", "tm", "tw2", "tp2", "tpcl2"};
+    setenv("LRNN_LINEAR_SCAN_TM", routes[rng() % 7], 1);
     setenv("LRNN_LINEAR_SCAN_CM", rng() % 2 ? "wide" : "narrow", 1);
     run_case(dt, lay, am, B, L, D, rng() % 2, rng() % 2, (int)(rng() % 2), glay);
   }

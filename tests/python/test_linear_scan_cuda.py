@@ -189,11 +189,13 @@ def test_time_major_pipelined(dtype_id, L):
         assert torch.equal(x, y)
 
 
-@pytest.mark.parametrize("route", ["tw", "tp", "tpcl", "tm"])
-@pytest.mark.parametrize("dtype_id", ["float32", "bfloat16", "complex64", "complex64-real-a"])
+@pytest.mark.parametrize("dtype_id,route", [
+    (d, r) for d in ("float32", "bfloat16", "float16", "complex64", "complex64-real-a")
+    for r in ("tw", "tp", "tpcl", "tm") + (("tw2", "tp2", "tpcl2") if d in ("bfloat16", "float16") else ())])
 def test_time_major_every_kernel(dtype_id, route, monkeypatch):
     """Each kernel an aligned time-major problem can take, forced with LRNN_LINEAR_SCAN_TM (read
-    at every launch), and both widths of the 2-byte time-invariant channel-major kernel."""
+    at every launch; tw2/tp2/tpcl2: two channels per lane for 2-byte types), and both widths of the
+    2-byte time-invariant channel-major kernel."""
     monkeypatch.setenv("LRNN_LINEAR_SCAN_TM", route)
     monkeypatch.setenv("LRNN_LINEAR_SCAN_CM", "wide" if route in ("tp", "tm") else "narrow")
     for L, reverse, a_mode in ((1000, False, "full"), (129, True, "time-invariant"), (300, False, "batch-broadcast")):
