@@ -1,13 +1,18 @@
-"""ss5_prof.py: where the selective-scan wall time goes on the GPU (tests/gpu/ss5.sh).
-
-For one shape and dtype (inputs as benchmarks/bench_selective_scan.py: variable B/C, softplus,
-delta_bias, D, no z) it prints, for the forward, the autograd backward and the bare backward op:
-  wall   CUDA-event time of one call on an idle GPU (what the benchmark reports)
-  cpu    host time until the call returns (launch path: Python, autograd, checks, allocations)
-  dev    summed device time of the call's kernels (torch.profiler), and per kernel below it
-The gap wall - dev is time the GPU sat idle inside the timed region (host overhead, launch gaps).
-    python tests/gpu/ss5_prof.py [B D L N] [float32|bfloat16] [fwd,bwd,bwd_op]
+"""ss5_prof.py: where the selective-scan time goes on the GPU, in ONE process (a fresh CUDA process
+costs seconds on the device box; tests/gpu/ss5.sh has 45 s). Inputs as
+benchmarks/bench_selective_scan.py (variable B/C, softplus, delta_bias, D, no z). Printed as it goes:
+  1. device time per kernel of the bare backward op at (8, 1536, 2048, 16) for each backward tile
+     kernel variant (LRNN_SS_BWD_MODE 0..3: bit 0 warp-level dB/dC, bit 1 shuffle state sums), f32
+     and bf16, and at (2, 1536, 16384, 16) f32 (time split: local, combine, tile, reduce kernels)
+  2. wall / host / device time of the forward, the autograd backward and the bare backward op
+     (wall: CUDA events on an idle GPU, as the benchmark; host: until the call returns; device:
+     the kernels' summed time; wall - device: GPU idle inside the timed region)
+  3. the host-side ops of the autograd backward by self CPU time (what the host overhead is)
+  4. the benchmark rows (lrnn) at N = 16, both shapes and dtypes, default variant
+  (LRNN_SS_FWD_LANES=8 also times the 8-lane x 2-state forward at the short shape)
+    python tests/gpu/ss5_prof.py
 """
+import os
 import statistics
 import sys
 import time
@@ -18,46 +23,47 @@ from torch.profiler import ProfilerActivity, profile
 import lrnn  # noqa: F401
 
 sys.path.insert(0, "benchmarks")
-from bench_selective_scan import inputs  # noqa: E402
+import bench_selective_scan as bench  # noqa: E402
 
-shape = tuple(int(x) for x in sys.argv[1:5]) if len(sys.argv) >= 5 else (8, 1536, 2048, 16)
-dtype = getattr(torch, sys.argv[5] if len(sys.argv) >= 6 else "float32")
-args = inputs(shape, dtype, "cuda", requires_grad=True)
-u, delta, A, B, C, Dv, bias = args
+SHORT, LONG = (8, 1536, 2048, 16), (2, 1536, 16384, 16)
 
 
-def fwd():
-    with torch.no_grad():
-        return lrnn.functional.selective_scan(u, delta, A, B, C, Dv, None, bias, True)
+class Case:
+    def __init__(self, shape, dtype):
+        self.args = bench.inputs(shape, dtype, "cuda", requires_grad=True)
+        u, delta, A, B, C, Dv, bias = self.args
+        self.y = lrnn.functional.selective_scan(u, delta, A, B, C, Dv, None, bias, True)
+        self.gy = torch.randn_like(self.y)
+        with torch.no_grad():
+            self.cs = torch.ops.lrnn.selective_scan(u, delta, A, B, C, Dv, None, bias, True, None, None)[2]
+
+    def fwd(self):
+        u, delta, A, B, C, Dv, bias = self.args
+        with torch.no_grad():
+            return lrnn.functional.selective_scan(u, delta, A, B, C, Dv, None, bias, True)
+
+    def bwd(self):
+        return torch.autograd.grad(self.y, self.args, self.gy, retain_graph=True)
+
+    def bwd_op(self):
+        u, delta, A, B, C, Dv, bias = self.args
+        return torch.ops.lrnn.selective_scan_backward(self.gy, None, u, delta, A, B, C, Dv, None, bias, True, None,
+                                                      None, self.cs)
 
 
-y = lrnn.functional.selective_scan(u, delta, A, B, C, Dv, None, bias, True)
-gy = torch.randn_like(y)
-_, _, cs = torch.ops.lrnn.selective_scan(u, delta, A, B, C, Dv, None, bias, True, None, None)
+def short_name(name):
+    for key in ("selective_scan_", "elementwise", "copy", "fill", "Memset", "Memcpy"):
+        i = name.find(key)
+        if i >= 0:
+            n = name[i:].split("(")[0]
+            return n.replace("lrnn_ss::(anonymous namespace)::", "")[:70]
+    return name[:60]
 
 
-def bwd():
-    return torch.autograd.grad(y, args, gy, retain_graph=True)
-
-
-def bwd_op():
-    return torch.ops.lrnn.selective_scan_backward(gy, None, u, delta, A, B, C, Dv, None, bias, True, None, None, cs)
-
-
-def measure(fn, reps=10):
-    for _ in range(3):
+def device_times(fn, reps=5):
+    for _ in range(2):
         fn()
     torch.cuda.synchronize()
-    walls, cpus = [], []
-    for _ in range(reps):
-        e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        e0.record()
-        t0 = time.perf_counter()
-        fn()
-        cpus.append(time.perf_counter() - t0)
-        e1.record()
-        torch.cuda.synchronize()
-        walls.append(e0.elapsed_time(e1) * 1e-3)
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
         for _ in range(reps):
             fn()
@@ -65,26 +71,97 @@ def measure(fn, reps=10):
     kern = {}
     for ev in prof.events():
         if ev.device_type == torch.autograd.DeviceType.CUDA:
-            kern[ev.name] = kern.get(ev.name, 0.0) + ev.device_time * 1e-6 / reps  # us -> s per call
-    return statistics.median(walls), statistics.median(cpus), kern
+            kern[short_name(ev.name)] = kern.get(short_name(ev.name), 0.0) + ev.device_time * 1e-3 / reps  # ms
+    return kern
 
 
-def short(name):
-    for key in ("selective_scan_", "reduce", "elementwise", "copy", "fill", "memset", "Memset"):
-        i = name.find(key)
-        if i >= 0:
-            return name[i:i + 60].split("(")[0]
-    return name[:60]
+def wall_host(fn, reps=10):
+    for _ in range(3):
+        fn()
+    torch.cuda.synchronize()
+    walls, hosts = [], []
+    for _ in range(reps):
+        e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        e0.record()
+        t0 = time.perf_counter()
+        fn()
+        hosts.append((time.perf_counter() - t0) * 1e3)
+        e1.record()
+        torch.cuda.synchronize()
+        walls.append(e0.elapsed_time(e1))
+    return statistics.median(walls), statistics.median(hosts)
 
 
-print(f"# {shape} {str(dtype)[6:]}")
-which = sys.argv[6].split(",") if len(sys.argv) >= 7 else ["fwd", "bwd", "bwd_op"]
-for tag, fn in (("fwd", fwd), ("bwd", bwd), ("bwd_op", bwd_op)):
-    if tag not in which:
-        continue
-    wall, cpu, kern = measure(fn)
-    dev = sum(kern.values())
-    print(f"{tag:7} wall {wall * 1e3:7.3f} ms  cpu {cpu * 1e3:7.3f} ms  dev {dev * 1e3:7.3f} ms  gap {(wall - dev) * 1e3:7.3f} ms",
+def kernels_line(kern):
+    return " + ".join(f"{k.split('<')[0].replace('selective_scan_', '')} {v:.3f}" for k, v in
+                      sorted(kern.items(), key=lambda kv: -kv[1]))
+
+
+def section(fn):
+    try:
+        fn()
+    except Exception as err:  # keep the later sections' numbers
+        print(f"!! {fn.__name__}: {type(err).__name__}: {err}", flush=True)
+
+
+def main():
+    print(f"# {torch.cuda.get_device_name()}, torch {torch.__version__}, lrnn {lrnn.build_info().get('git_revision')}",
           flush=True)
-    for name, t in sorted(kern.items(), key=lambda kv: -kv[1]):
-        print(f"          {t * 1e3:7.3f} ms  {short(name)}")
+    cases = {}
+
+    def variants():
+        print("== 1. bare backward op, device ms per kernel, by LRNN_SS_BWD_MODE", flush=True)
+        cases["s32"] = Case(SHORT, torch.float32)
+        for mode in (3, 0, 1, 2):
+            os.environ["LRNN_SS_BWD_MODE"] = str(mode)
+            print(f"short f32 mode {mode}: {kernels_line(device_times(cases['s32'].bwd_op))}", flush=True)
+        cases["s16"] = Case(SHORT, torch.bfloat16)
+        for mode in (3, 0, 2):
+            os.environ["LRNN_SS_BWD_MODE"] = str(mode)
+            print(f"short bf16 mode {mode}: {kernels_line(device_times(cases['s16'].bwd_op))}", flush=True)
+        os.environ.pop("LRNN_SS_BWD_MODE")
+
+    def forward_and_long():
+        for lanes in ("", "8"):  # LRNN_SS_FWD_LANES=8: the 8-lane x 2-state forward at the short shape
+            os.environ["LRNN_SS_FWD_LANES"] = lanes
+            for key in ("s32", "s16"):
+                print(f"{key} fwd lanes={lanes or 'default'}: {kernels_line(device_times(cases[key].fwd))}", flush=True)
+        os.environ.pop("LRNN_SS_FWD_LANES")
+        long32 = Case(LONG, torch.float32)
+        print(f"long f32 bwd_op: {kernels_line(device_times(long32.bwd_op))}", flush=True)
+        print(f"long f32 fwd: {kernels_line(device_times(long32.fwd))}", flush=True)
+
+    def wall_host_dev():
+        print("== 2. wall / host / device ms (default mode)", flush=True)
+        for tag, key in (("short f32", "s32"), ("short bf16", "s16")):
+            for what in ("fwd", "bwd", "bwd_op"):
+                fn = getattr(cases[key], what)
+                wall, host = wall_host(fn)
+                dev = sum(device_times(fn).values())
+                print(f"{tag:10} {what:6} wall {wall:6.3f} host {host:6.3f} dev {dev:6.3f} idle {wall - dev:6.3f}",
+                      flush=True)
+
+    def host_ops():
+        print("== 3. host ops of the autograd backward (short f32), by self CPU time", flush=True)
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            for _ in range(5):
+                cases["s32"].bwd()
+            torch.cuda.synchronize()
+        rows = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[:14]
+        for e in rows:
+            print(f"  {e.self_cpu_time_total / 5:8.1f} us self  {e.cpu_time_total / 5:8.1f} us total  x{e.count // 5:<3} "
+                  f"{e.key[:70]}", flush=True)
+
+    def bench_rows():
+        print("== 4. benchmark rows (lrnn, default mode, reps 10)", flush=True)
+        for shape in (SHORT, LONG):
+            for dtype in (torch.float32, torch.bfloat16):
+                fwd, bwd = bench.bench_impl("lrnn", bench.lrnn_scan, shape, dtype, "cuda", 10)
+                print(f"{str(shape):24} {str(dtype)[6:]:9} {'lrnn':14} {fwd * 1e3:9.3f} {bwd * 1e3:9.3f}", flush=True)
+
+    for fn in (variants, forward_and_long, wall_host_dev, host_ops, bench_rows):
+        section(fn)
+
+
+if __name__ == "__main__":
+    main()
