@@ -7,7 +7,6 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
-#include <stdlib.h>
 
 #include "lrnn/selective_scan.h"
 #include "selective_scan_launch.h"
@@ -775,13 +774,14 @@ __device__ __forceinline__ void sum_rows(const float* part, int grp, int lane, f
   }
 }
 
-// kVar: B and C both variable (no per-use selects). kMode (Cfg::warp_bc_ok configurations only):
-// bit 0: warp-level dB/dC (Cfg::widx); bit 1: the per-step sums over a channel's states by a
-// shuffle reduce-scatter over its 8 lanes, written straight into the step slots (no partial rows).
-template <typename T, typename Cfg, bool kVar, int kMode = 0>
+// kVar: B and C both variable (no per-use selects). In the Cfg::warp_bc_ok configurations (8 lanes
+// per channel, 8-step tiles: N <= 32) kWarpBC: warp-level dB/dC (Cfg::widx; B and C both variable)
+// and kShflSums: the per-step sums over a channel's states by a shuffle reduce-scatter over its 8
+// lanes, written straight into the step slots (no partial rows).
+template <typename T, typename Cfg, bool kVar>
 __global__ void __launch_bounds__(Cfg::threads, Cfg::min_blocks)
     selective_scan_bwd_tile_kernel(const lrnn_selective_scan_bwd_params q, BwdVec vec, FwdSplit sp) {
-  constexpr bool kWarpBC = (kMode & 1) && kVar && Cfg::warp_bc_ok, kShflSums = (kMode & 2) && Cfg::warp_bc_ok;
+  constexpr bool kWarpBC = kVar && Cfg::warp_bc_ok, kShflSums = Cfg::warp_bc_ok;
   constexpr int NS = Cfg::ns, LPC = Cfg::lpc, V = Cfg::v, TH = Cfg::threads, RPB = Cfg::rpb, NP = Cfg::np,
                 MK = Cfg::mk, CS = Cfg::cs, E = Cfg::e, K = kChunk;
   const lrnn_selective_scan_params& p = q.fwd;
@@ -1320,12 +1320,7 @@ constexpr int64_t kFwdManyThreads = 132 * 256;
 template <typename Fn>
 lrnn_status with_fwd_config(int64_t N, int64_t rows, Fn fn) {
   if (N <= 8) return fn(FwdCfg<2, 4, 32, 128, 4>{});
-  if (N <= 16) {
-    // measurement hook (session 5; removed after round 2): LRNN_SS_FWD_LANES=8 forces 8 lanes x 2 states
-    const char* e = getenv("LRNN_SS_FWD_LANES");
-    const bool many = rows * 4 >= kFwdManyThreads && !(e && atoi(e) == 8);
-    return many ? fn(FwdCfg<4, 4, 32, 128, 3>{}) : fn(FwdCfg<2, 8, 32, 128, 4>{});
-  }
+  if (N <= 16) return rows * 4 >= kFwdManyThreads ? fn(FwdCfg<4, 4, 32, 128, 3>{}) : fn(FwdCfg<2, 8, 32, 128, 4>{});
   if (N <= 32) return fn(FwdCfg<4, 8, 32, 128, 3>{});
   if (N <= 64) return fn(FwdCfg<8, 8, 16, 128, 3>{});
   if (N <= 128) return fn(FwdCfg<8, 16, 16, 256, 1>{});
@@ -1407,14 +1402,6 @@ lrnn_status fwd_launch(const lrnn_selective_scan_params* p, cudaStream_t s) {
 }
 
 
-// Measurement hook (session 5; removed with the losers): LRNN_SS_BWD_MODE = 0..3 picks the
-// backward tile kernel's kMode (bit 0 warp-level dB/dC, bit 1 shuffle state sums); default 3.
-// Read at every launch so that one process can time all of them.
-int bwd_mode() {
-  const char* e = getenv("LRNN_SS_BWD_MODE");
-  return e ? atoi(e) & 3 : 3;
-}
-
 template <typename T>
 lrnn_status bwd_launch(const lrnn_selective_scan_bwd_params* q, int64_t items, cudaStream_t s) {
   const lrnn_selective_scan_params* p = &q->fwd;
@@ -1431,13 +1418,8 @@ lrnn_status bwd_launch(const lrnn_selective_scan_bwd_params* q, int64_t items, c
                        aligned_runs(q->ddt_A, q->ddt_A_stride, per, e),
                        aligned_bc(p->Bm, p->B_stride, p->B_variable, Run<T, C::e>::kPer, e),
                        aligned_bc(p->Cm, p->C_stride, p->C_variable, Run<T, C::e>::kPer, e)};
-      const int mode = bwd_mode();
-      auto kernel = p->B_variable && p->C_variable
-                        ? (mode == 1   ? selective_scan_bwd_tile_kernel<T, C, true, 1>
-                           : mode == 2 ? selective_scan_bwd_tile_kernel<T, C, true, 2>
-                           : mode == 3 ? selective_scan_bwd_tile_kernel<T, C, true, 3>
-                                       : selective_scan_bwd_tile_kernel<T, C, true, 0>)
-                        : (mode & 2 ? selective_scan_bwd_tile_kernel<T, C, false, 2> : selective_scan_bwd_tile_kernel<T, C, false, 0>);
+      auto kernel = p->B_variable && p->C_variable ? selective_scan_bwd_tile_kernel<T, C, true>
+                                                   : selective_scan_bwd_tile_kernel<T, C, false>;
       const size_t smem = C::smem_bytes(variable);
       if (smem > 48 * 1024 &&
           cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)) != cudaSuccess)

@@ -1,15 +1,13 @@
 """ss5_prof.py: where the selective-scan time goes on the GPU, in ONE process (a fresh CUDA process
 costs seconds on the device box; tests/gpu/ss5.sh has 45 s). Inputs as
 benchmarks/bench_selective_scan.py (variable B/C, softplus, delta_bias, D, no z). Printed as it goes:
-  1. device time per kernel of the bare backward op at (8, 1536, 2048, 16) for each backward tile
-     kernel variant (LRNN_SS_BWD_MODE 0..3: bit 0 warp-level dB/dC, bit 1 shuffle state sums), f32
+  1. device time per kernel of the bare backward op and of the forward at (8, 1536, 2048, 16), f32
      and bf16, and at (2, 1536, 16384, 16) f32 (time split: local, combine, tile, reduce kernels)
   2. wall / host / device time of the forward, the autograd backward and the bare backward op
      (wall: CUDA events on an idle GPU, as the benchmark; host: until the call returns; device:
      the kernels' summed time; wall - device: GPU idle inside the timed region)
   3. the host-side ops of the autograd backward by self CPU time (what the host overhead is)
-  4. the benchmark rows (lrnn) at N = 16, both shapes and dtypes, default variant
-  (LRNN_SS_FWD_LANES=8 also times the 8-lane x 2-state forward at the short shape)
+  4. the benchmark rows (lrnn) at N = 16, both shapes and dtypes
     python tests/gpu/ss5_prof.py
 """
 import os
@@ -109,30 +107,21 @@ def main():
           flush=True)
     cases = {}
 
-    def variants():
-        print("== 1. bare backward op, device ms per kernel, by LRNN_SS_BWD_MODE", flush=True)
+    def kernels():
+        print("== 1. device ms per kernel: bare backward op and forward", flush=True)
         cases["s32"] = Case(SHORT, torch.float32)
-        for mode in (3, 0, 1, 2):
-            os.environ["LRNN_SS_BWD_MODE"] = str(mode)
-            print(f"short f32 mode {mode}: {kernels_line(device_times(cases['s32'].bwd_op))}", flush=True)
         cases["s16"] = Case(SHORT, torch.bfloat16)
-        for mode in (3, 0, 2):
-            os.environ["LRNN_SS_BWD_MODE"] = str(mode)
-            print(f"short bf16 mode {mode}: {kernels_line(device_times(cases['s16'].bwd_op))}", flush=True)
-        os.environ.pop("LRNN_SS_BWD_MODE")
+        for key in ("s32", "s16"):
+            print(f"{key} bwd_op: {kernels_line(device_times(cases[key].bwd_op))}", flush=True)
+            print(f"{key} fwd: {kernels_line(device_times(cases[key].fwd))}", flush=True)
 
-    def forward_and_long():
-        for lanes in ("", "8"):  # LRNN_SS_FWD_LANES=8: the 8-lane x 2-state forward at the short shape
-            os.environ["LRNN_SS_FWD_LANES"] = lanes
-            for key in ("s32", "s16"):
-                print(f"{key} fwd lanes={lanes or 'default'}: {kernels_line(device_times(cases[key].fwd))}", flush=True)
-        os.environ.pop("LRNN_SS_FWD_LANES")
+    def long_shape():
         long32 = Case(LONG, torch.float32)
         print(f"long f32 bwd_op: {kernels_line(device_times(long32.bwd_op))}", flush=True)
         print(f"long f32 fwd: {kernels_line(device_times(long32.fwd))}", flush=True)
 
     def wall_host_dev():
-        print("== 2. wall / host / device ms (default mode)", flush=True)
+        print("== 2. wall / host / device ms", flush=True)
         for tag, key in (("short f32", "s32"), ("short bf16", "s16")):
             for what in ("fwd", "bwd", "bwd_op"):
                 fn = getattr(cases[key], what)
@@ -153,13 +142,13 @@ def main():
                   f"{e.key[:70]}", flush=True)
 
     def bench_rows():
-        print("== 4. benchmark rows (lrnn, default mode, reps 10)", flush=True)
+        print("== 4. benchmark rows (lrnn, reps 10)", flush=True)
         for shape in (SHORT, LONG):
             for dtype in (torch.float32, torch.bfloat16):
                 fwd, bwd = bench.bench_impl("lrnn", bench.lrnn_scan, shape, dtype, "cuda", 10)
                 print(f"{str(shape):24} {str(dtype)[6:]:9} {'lrnn':14} {fwd * 1e3:9.3f} {bwd * 1e3:9.3f}", flush=True)
 
-    for fn in (variants, forward_and_long, wall_host_dev, host_ops, bench_rows):
+    for fn in (kernels, long_shape, wall_host_dev, host_ops, bench_rows):
         section(fn)
 
 
