@@ -212,17 +212,26 @@ SelectiveScanBackward selective_scan_backward_prepare(const Tensor& grad_y, cons
   out.dA = torch::stable::new_empty(u, {D, N}, wt);
   out.dD = torch::stable::new_empty(u, {D}, wt);
   out.ddelta_bias = torch::stable::new_empty(u, {D}, wt);
-  out.dA_part = torch::stable::new_empty(u, {rows, D, N}, wt);
-  out.dD_part = torch::stable::new_empty(u, {rows, D}, wt);
-  out.ddelta_bias_part = torch::stable::new_empty(u, {rows, D}, wt);
-  out.seg_state = torch::stable::new_empty(u, {q.segments > 1 ? q.segments * Bn * D * 2 * N : 0}, wt);
-  auto grad_bc = [&](bool var, Tensor& d, Tensor& part) {
-    d = var ? torch::stable::new_empty(u, {Bn, G, N, L}, wt) : torch::stable::new_empty(u, {D, N}, wt);
-    const int64_t slots = variable_bc_partials ? q.parts : 1;
-    part = var ? torch::stable::new_empty(u, {slots, Bn, G, N, L}, wt) : torch::stable::new_empty(u, {rows, D, N}, wt);
+  // The per-row partials, the variable dB/dC partials and seg_state share one workspace tensor:
+  // each allocation through the stable ABI costs host time that the GPU waits for at small sizes.
+  // Sub-buffers start at multiples of 64 elements (vector stores in the kernels).
+  const int64_t nB = p.B_variable ? (variable_bc_partials ? q.parts : 1) * Bn * G * N * L : rows * D * N;
+  const int64_t nC = p.C_variable ? (variable_bc_partials ? q.parts : 1) * Bn * G * N * L : rows * D * N;
+  const int64_t sizes[6] = {rows * D * N, rows * D, rows * D, nB, nC, q.segments > 1 ? q.segments * Bn * D * 2 * N : 0};
+  int64_t offs[6], total = 0;
+  for (int i = 0; i < 6; ++i) {
+    offs[i] = total;
+    total += (sizes[i] + 63) / 64 * 64;
+  }
+  out.workspace = torch::stable::new_empty(u, {total}, wt);
+  char* ws = static_cast<char*>(out.workspace.data_ptr());
+  const int64_t esize = wt == ScalarType::Double ? 8 : 4;
+  auto at = [&](int i) { return static_cast<void*>(ws + offs[i] * esize); };
+  auto grad_bc = [&](bool var) {
+    return var ? torch::stable::new_empty(u, {Bn, G, N, L}, wt) : torch::stable::new_empty(u, {D, N}, wt);
   };
-  grad_bc(p.B_variable, out.dB, out.dB_part);
-  grad_bc(p.C_variable, out.dC, out.dC_part);
+  out.dB = grad_bc(p.B_variable);
+  out.dC = grad_bc(p.C_variable);
 
   q.grad_y = grad_y.data_ptr();
   copy_seq_strides(q.grad_y_stride, grad_y);
@@ -239,12 +248,12 @@ SelectiveScanBackward selective_scan_backward_prepare(const Tensor& grad_y, cons
   if (opt.z) copy_seq_strides(q.dz_stride, out.dz);
   if (opt.dt_A) copy_seq_strides(q.ddt_A_stride, out.ddt_A);
   for (int i = 0; i < 3; ++i) q.dh0_stride[i] = out.dh0.stride(i);
-  q.dA_part = out.dA_part.data_ptr();
-  q.dD_part = out.dD_part.data_ptr();
-  q.ddelta_bias_part = out.ddelta_bias_part.data_ptr();
-  q.dB_part = out.dB_part.data_ptr();
-  q.dC_part = out.dC_part.data_ptr();
-  q.seg_state = q.segments > 1 ? out.seg_state.data_ptr() : nullptr;
+  q.dA_part = at(0);
+  q.dD_part = at(1);
+  q.ddelta_bias_part = at(2);
+  q.dB_part = at(3);
+  q.dC_part = at(4);
+  q.seg_state = q.segments > 1 ? at(5) : nullptr;
   q.dA = out.dA.data_ptr();
   q.dD = out.dD.data_ptr();
   q.ddelta_bias = out.ddelta_bias.data_ptr();

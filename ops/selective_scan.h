@@ -17,7 +17,7 @@ struct SelectiveScanForward {
 
 struct SelectiveScanBackward {
   Tensor du, ddelta, dA, dB, dC, dD, dz, ddelta_bias, dh0, ddt_A;  // outputs
-  Tensor dA_part, dD_part, ddelta_bias_part, dB_part, dC_part, seg_state;  // workspaces
+  Tensor workspace;  // the partials and seg_state of the params, one allocation (host cost per call)
   lrnn_selective_scan_bwd_params params;
 };
 

@@ -57,6 +57,15 @@
 //    item (array, state, 4-step run) per thread pair at N = 16, each thread adding 8 channels with
 //    LDS.128 and a shuffle adding the two halves, one float4 store per item (both sums in a fixed
 //    order: deterministic).
+//    At N <= 32 (8 lanes per channel, V = 8; session 5) both reductions start in registers: the
+//    per-step state sums of 4 steps (2 sums x 4 steps = 8 values) are reduce-scattered over the
+//    channel's 8 lanes by shuffles (3 stages, 7 SHFL; lane l ends with sum l >> 2 of step l & 3 and
+//    writes it into the step slot), and dB/dC of 4 steps (8 values) over the warp's 4 channels (2
+//    stages, 6 SHFL) before one STS.64 per lane into a per-warp scratch, summed over the block's 4
+//    warps by (array, state, step pair) items: 4x fewer scratch stores and loads (fixed orders:
+//    still deterministic). H200, bare backward op, (8, 1536, 2048, 16), tile kernel device time
+//    f32 / bf16: 1.106 / 1.057 ms before, 1.094 / 1.040 ms with both (1.074-1.075 / 1.046 with one
+//    of them: within ~2%, the kernel is not bound by shared-memory traffic alone).
 //  * after the chunk's tiles, each lane turns its 64/LPC steps' sums into du, ddelta (dz, ddt_A)
 //    and stores them as vectors (inputs re-read from L1/L2).
 // Configurations (NS, LPC, V, threads, blocks/SM) by N: (2,4,8,128,2) N<=8, (2,8,8,128,3) N<=16,
@@ -144,6 +153,15 @@
 //    each fit; 128 registers spill 150-390 bytes) measured slower: short 1.90 / 1.65, long 3.79.
 //  * the benchmark's run-to-run spread on the backward is ~15% (1.59 vs 1.37 ms, identical code):
 //    compare kernel durations (ncu) where it matters.
+// Session 5 (H200 round 2, torch.profiler device times, same build): the backward's time outside the
+// tile kernel at (8, 1536, 2048, 16) is the reduce kernel (0.058 ms, float4 partial sums now) and
+// host time: the bare backward op costs 0.13-0.14 ms of host time (wall 1.20-1.26 ms = device 1.10-
+// 1.15 + 0.10 idle), the autograd backward 0.44-0.49 ms (wall 1.36-1.42, 0.26 ms of it with the GPU
+// idle): the same op called from autograd's CUDA worker thread shows 0.65 ms of self host time and
+// 73 us per cudaLaunchKernel (torch.profiler), i.e. a slow (cold) engine thread, which mamba_ssm's
+// autograd.Function pays as well. Forward kernel 0.224 / 0.228 ms (f32 / bf16; 8 lanes x 2 states:
+// 0.272 / 0.260, slower). (2, 1536, 16384, 16) f32: backward tile 2.184 + local 0.397 + reduce 0.108
+// + combine 0.004 ms; forward 0.752 + combine 0.005 ms.
 #include <cuda_runtime.h>
 #include <stdint.h>
 
@@ -153,22 +171,38 @@
 namespace {
 
 // Backward, phase 2: out[i] = sum_k part[k][i], k ascending (as lrnn_selective_scan_reduce_cpu).
-// The per-row partials hold one copy per time segment: batch * segments of them.
+// The per-row partials hold one copy per time segment: batch * segments of them. The variable
+// dB / dC sections (parts x B x G x N x L: 201 MB read at (8, 1536, 2048, 16)) go 4 outputs per
+// thread as float4 when aligned (vec4 bit 0: B, bit 1: C): 4x the bytes per load in flight.
 __global__ void selective_scan_reduce_kernel(const lrnn_selective_scan_bwd_params q, int64_t nA, int64_t nD,
-                                             int64_t nB, int64_t nC, int64_t nseg) {
+                                             int64_t nB, int64_t nC, int64_t nseg, int vec4) {
   const lrnn_selective_scan_params& p = q.fwd;
-  const int64_t total = nA + 2 * nD + nB + nC;
+  const int64_t wB = (vec4 & 1) ? nB / 4 : nB, wC = (vec4 & 2) ? nC / 4 : nC;
+  const int64_t total = nA + 2 * nD + wB + wC;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
     int64_t j = i, count, stride;
     const float* src;
     float* dst;
+    bool v4 = false;
     const int64_t rows = p.batch * nseg;
     if (j < nA) { src = (const float*)q.dA_part; dst = (float*)q.dA; count = rows; stride = nA; }
     else if ((j -= nA) < nD) { src = (const float*)q.dD_part; dst = (float*)q.dD; count = rows; stride = nD; }
     else if ((j -= nD) < nD) { src = (const float*)q.ddelta_bias_part; dst = (float*)q.ddelta_bias; count = rows; stride = nD; }
-    else if ((j -= nD) < nB) { src = (const float*)q.dB_part; dst = (float*)q.dB; count = p.B_variable ? q.parts : rows; stride = nB; }
-    else { j -= nB; src = (const float*)q.dC_part; dst = (float*)q.dC; count = p.C_variable ? q.parts : rows; stride = nC; }
+    else if ((j -= nD) < wB) { src = (const float*)q.dB_part; dst = (float*)q.dB; count = p.B_variable ? q.parts : rows; stride = nB; v4 = vec4 & 1; }
+    else { j -= wB; src = (const float*)q.dC_part; dst = (float*)q.dC; count = p.C_variable ? q.parts : rows; stride = nC; v4 = vec4 & 2; }
+    if (v4) {
+      const float4* s4 = reinterpret_cast<const float4*>(src) + j;
+      float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll 4
+      for (int64_t k = 0; k < count; ++k) {
+        const float4 v = s4[k * (stride / 4)];
+        acc.x += v.x; acc.y += v.y; acc.z += v.z; acc.w += v.w;
+      }
+      reinterpret_cast<float4*>(dst)[j] = acc;
+      continue;
+    }
     float acc = 0.f;
+#pragma unroll 4
     for (int64_t k = 0; k < count; ++k) acc += src[k * stride + j];
     dst[j] = acc;
   }
@@ -247,8 +281,11 @@ extern "C" lrnn_status lrnn_selective_scan_bwd_cuda(const lrnn_selective_scan_bw
   // with atomics the variable dB / dC are complete: the reduction covers the rest only
   const int64_t nA = p->dim * p->dstate, nD = p->dim;
   const int64_t nB = p->B_variable ? (atomic ? 0 : var) : ti, nC = p->C_variable ? (atomic ? 0 : var) : ti;
-  const int64_t total = nA + 2 * nD + nB + nC;
+  auto a16 = [](const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15) == 0; };
+  const int vec4 = (p->B_variable && !atomic && nB % 4 == 0 && a16(q->dB_part) && a16(q->dB) ? 1 : 0) |
+                   (p->C_variable && !atomic && nC % 4 == 0 && a16(q->dC_part) && a16(q->dC) ? 2 : 0);
+  const int64_t total = nA + 2 * nD + ((vec4 & 1) ? nB / 4 : nB) + ((vec4 & 2) ? nC / 4 : nC);
   const int64_t blocks = (total + 255) / 256 < 4096 ? (total + 255) / 256 : 4096;
-  selective_scan_reduce_kernel<<<static_cast<unsigned>(blocks), 256, 0, s>>>(*q, nA, nD, nB, nC, nseg);
+  selective_scan_reduce_kernel<<<static_cast<unsigned>(blocks), 256, 0, s>>>(*q, nA, nD, nB, nC, nseg, vec4);
   return last_error();
 }

@@ -714,6 +714,17 @@ struct BwdCfg {
   __host__ __device__ static constexpr int ridx(int g, int n, int j) {
     return g * cs + ((n * V_ + ((((j >> 2) ^ (n >> 2)) & (qv - 1)) << 2)) ^ (((g / bc_cps) % bc_split) * (32 / bc_split)));
   }
+  // Warp-level dB/dC (LPC = 8, B and C both variable): the 4 channels of a warp are added with a
+  // shuffle reduce-scatter before anything reaches shared memory, so the scratch holds one row per
+  // warp (array, state, step) instead of one per channel: 4x fewer scratch stores and channel-sum
+  // loads. Step j of (array a, state n) sits at (j + 4a) mod V, so a warp's STS.64 of one (k, run)
+  // (8 states x 2 arrays x 2 pairs) covers 64 distinct words: 2 wavefronts, the minimum.
+  static constexpr bool warp_bc_ok = LPC_ == 8 && V_ == 8;
+  static constexpr int warps = THREADS_ / 32;
+  static constexpr int wrow = 2 * np * V_;  // one warp's scratch: [2][np][V]
+  __host__ __device__ static constexpr int widx(int w, int a, int n, int j) {
+    return w * wrow + a * np * V_ + n * V_ + ((j + 4 * a) & (V_ - 1));
+  }
   static constexpr int e = np * kChunk / THREADS_;  // B (and C) chunk values staged per thread
   static constexpr bool atomic_bc = np > 32;        // see selective_scan.cu: partials would be D / rpb slices
   static_assert(V_ % 4 == 0 && kChunk % V_ == 0 && (np * kChunk) % THREADS_ == 0 && mk >= 1 && e % 4 == 0 && e <= kChunk &&
@@ -763,9 +774,14 @@ __device__ __forceinline__ void sum_rows(const float* part, int grp, int lane, f
   }
 }
 
-template <typename T, typename Cfg, bool kVar>  // kVar: B and C both variable (no per-use selects)
+// kVar: B and C both variable (no per-use selects). In the Cfg::warp_bc_ok configurations (8 lanes
+// per channel, 8-step tiles: N <= 32) kWarpBC: warp-level dB/dC (Cfg::widx; B and C both variable)
+// and kShflSums: the per-step sums over a channel's states by a shuffle reduce-scatter over its 8
+// lanes, written straight into the step slots (no partial rows).
+template <typename T, typename Cfg, bool kVar>
 __global__ void __launch_bounds__(Cfg::threads, Cfg::min_blocks)
     selective_scan_bwd_tile_kernel(const lrnn_selective_scan_bwd_params q, BwdVec vec, FwdSplit sp) {
+  constexpr bool kWarpBC = kVar && Cfg::warp_bc_ok, kShflSums = Cfg::warp_bc_ok;
   constexpr int NS = Cfg::ns, LPC = Cfg::lpc, V = Cfg::v, TH = Cfg::threads, RPB = Cfg::rpb, NP = Cfg::np,
                 MK = Cfg::mk, CS = Cfg::cs, E = Cfg::e, K = kChunk;
   const lrnn_selective_scan_params& p = q.fwd;
@@ -777,6 +793,7 @@ __global__ void __launch_bounds__(Cfg::threads, Cfg::min_blocks)
   float* s_bnd = s_part + 2 * Cfg::pa;                      // [tiles - 1][NS][TH]: states at the starts of tiles 1..
   float* redB = s_bnd + (Cfg::tiles - 1) * NS * TH;         // [RPB][CS] (Cfg::ridx): per-channel dB of a tile
   float* redC = redB + RPB * CS;
+  float* wred = redB;  // kWarpBC: [warps][2][NP][V] (Cfg::widx) in place of the per-channel scratch
   const int tid = threadIdx.x, grp = tid / LPC, lane = tid % LPC;
   const bool varB = kVar || p.B_variable, varC = kVar || p.C_variable, variable = varB || varC;
   const int64_t S = variable ? p.groups : 1, parts = q.parts, L = p.length, N = p.dstate;
@@ -822,6 +839,8 @@ __global__ void __launch_bounds__(Cfg::threads, Cfg::min_blocks)
     bc_dst = static_cast<float*>(Cfg::atomic_bc ? (bc_isC ? q.dC : q.dB) : (bc_isC ? q.dC_part : q.dB_part)) + slice + bc_n * L;
   }
   const bool bc_vec = (reinterpret_cast<uintptr_t>(bc_dst) & 15) == 0 && L % 4 == 0;  // float4 stores at 4-step runs
+  // kWarpBC: float2 stores at step pairs (the workspace slices start at multiples of N * L floats)
+  const bool wred_vec = (reinterpret_cast<uintptr_t>(q.dB_part) & 7) == 0 && (reinterpret_cast<uintptr_t>(q.dC_part) & 7) == 0 && L % 2 == 0;
   float dD_acc = 0.f, ddb_acc = 0.f;
   // the row pointers are rebuilt where used (chunk loads and stores) instead of being kept live
   // through the tile loops, where registers are scarce
@@ -947,6 +966,7 @@ __global__ void __launch_bounds__(Cfg::threads, Cfg::min_blocks)
           }
         }
       }
+      if constexpr (kShflSums) __syncwarp();  // the group's lanes read this tile's step slots (st) above
 #pragma unroll
       for (int j4 = V - 4; j4 >= 0; j4 -= 4) {
         float accB[4] = {0.f, 0.f, 0.f, 0.f}, accA[4] = {0.f, 0.f, 0.f, 0.f};
@@ -968,20 +988,84 @@ __global__ void __launch_bounds__(Cfg::threads, Cfg::min_blocks)
             dA[k] = fmaf(lah, st[j].x, dA[k]);
             lam[k] = av[j][k] * l;
           }
-          if (varB) *reinterpret_cast<float4*>(redB + Cfg::ridx(grp, n, j4)) = make_float4(gB[0], gB[1], gB[2], gB[3]);
-          else dBti[k] += (gB[3] + gB[2]) + (gB[1] + gB[0]);
-          if (varC) *reinterpret_cast<float4*>(redC + Cfg::ridx(grp, n, j4)) = make_float4(gC[0], gC[1], gC[2], gC[3]);
-          else dCti[k] += (gC[3] + gC[2]) + (gC[1] + gC[0]);
+          if constexpr (kWarpBC) {
+            // reduce-scatter of the 8 values (dB, dC of 4 steps) over the warp's 4 channels (lane
+            // bits 4, 3), fixed order: lane (bit 4, bit 3) ends with array bit 4, steps 2 * bit 3 + {0, 1}
+            float v[8] = {gB[0], gB[1], gB[2], gB[3], gC[0], gC[1], gC[2], gC[3]};
+            const bool u16 = tid & 16, u8 = tid & 8;
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+              const float send = u16 ? v[i] : v[i + 4], keep = u16 ? v[i + 4] : v[i];
+              v[i] = keep + __shfl_xor_sync(0xffffffffu, send, 16);
+            }
+#pragma unroll
+            for (int i = 0; i < 2; ++i) {
+              const float send = u8 ? v[i] : v[i + 2], keep = u8 ? v[i + 2] : v[i];
+              v[i] = keep + __shfl_xor_sync(0xffffffffu, send, 8);
+            }
+            *reinterpret_cast<float2*>(wred + Cfg::widx(tid >> 5, u16, n, j4 + (u8 ? 2 : 0))) = make_float2(v[0], v[1]);
+          } else {
+            if (varB) *reinterpret_cast<float4*>(redB + Cfg::ridx(grp, n, j4)) = make_float4(gB[0], gB[1], gB[2], gB[3]);
+            else dBti[k] += (gB[3] + gB[2]) + (gB[1] + gB[0]);
+            if (varC) *reinterpret_cast<float4*>(redC + Cfg::ridx(grp, n, j4)) = make_float4(gC[0], gC[1], gC[2], gC[3]);
+            else dCti[k] += (gC[3] + gC[2]) + (gC[1] + gC[0]);
+          }
         }
-        *reinterpret_cast<float4*>(s_part + Cfg::pidx(0, tid, j4)) = make_float4(accB[0], accB[1], accB[2], accB[3]);
-        *reinterpret_cast<float4*>(s_part + Cfg::pidx(1, tid, j4)) = make_float4(accA[0], accA[1], accA[2], accA[3]);
+        if constexpr (kShflSums) {
+          // reduce-scatter of (sum lam*B, sum lam*a*h*A) of 4 steps over the channel's 8 lanes (bits
+          // 2, 1, 0), fixed order: lane l ends with array l >> 2, step l & 3, and writes it into the
+          // step slot (its (dtA, dt*u) were read at the tile start; no earlier tile reads it)
+          float v[8] = {accB[0], accB[1], accB[2], accB[3], accA[0], accA[1], accA[2], accA[3]};
+#pragma unroll
+          for (int W = 4; W >= 1; W >>= 1) {
+            const bool up = lane & W;
+#pragma unroll
+            for (int i = 0; i < W; ++i) {
+              const float send = up ? v[i] : v[i + W], keep = up ? v[i + W] : v[i];
+              v[i] = keep + __shfl_xor_sync(0xffffffffu, send, W);
+            }
+          }
+          const int arr = (lane >> 2) & 1;
+          reinterpret_cast<float*>(s_step + Cfg::slot(grp, tt * V + j4 + (lane & 3)))[arr] = arr ? v[0] * (1.f / kLog2e) : v[0];
+        } else {
+          *reinterpret_cast<float4*>(s_part + Cfg::pidx(0, tid, j4)) = make_float4(accB[0], accB[1], accB[2], accB[3]);
+          *reinterpret_cast<float4*>(s_part + Cfg::pidx(1, tid, j4)) = make_float4(accA[0], accA[1], accA[2], accA[3]);
+        }
       }
-      __syncwarp();
-      // per step: the sums over the channel's states; they replace (dtA, dt*u) in the step slot,
-      // which no earlier tile reads
-      sum_rows<Cfg, 2>(s_part, grp, lane, s_step, tt * V, 0, 1.f / kLog2e);
-      __syncwarp();  // partial rows are rewritten by the next tile
-      if (variable) {
+      if constexpr (!kShflSums) {
+        __syncwarp();
+        // per step: the sums over the channel's states; they replace (dtA, dt*u) in the step slot,
+        // which no earlier tile reads
+        sum_rows<Cfg, 2>(s_part, grp, lane, s_step, tt * V, 0, 1.f / kLog2e);
+        __syncwarp();  // partial rows are rewritten by the next tile
+      }
+      if constexpr (kWarpBC) {
+        // dB/dC of the tile: the block's warps added in warp order, (array, state, step pair) items
+        __syncthreads();
+        constexpr int NW = Cfg::warps, PAIRS = V / 2, ITEMS = 2 * NP * PAIRS;
+#pragma unroll
+        for (int it = tid; it < ITEMS; it += TH) {
+          const int a = it / (NP * PAIRS), n = (it / PAIRS) % NP, j = (it % PAIRS) * 2;
+          float2 acc = *reinterpret_cast<const float2*>(wred + Cfg::widx(0, a, n, j));
+#pragma unroll
+          for (int w = 1; w < NW; ++w) {
+            const float2 v = *reinterpret_cast<const float2*>(wred + Cfg::widx(w, a, n, j));
+            acc.x += v.x;
+            acc.y += v.y;
+          }
+          const int64_t t = tc + tt * V + j;
+          if (n < N && t < L) {
+            float* dst = static_cast<float*>(a ? q.dC_part : q.dB_part) + ((part * p.batch + b) * p.groups + s) * N * L + n * L + t;
+            if (wred_vec && t + 2 <= L) {
+              *reinterpret_cast<float2*>(dst) = acc;
+            } else {
+              dst[0] = acc.x;
+              if (t + 1 < L) dst[1] = acc.y;
+            }
+          }
+        }
+        __syncthreads();
+      } else if (variable) {
         // dB/dC of the tile: sum over the block's channels (see bc_item above), written once per
         // block into its own workspace slice (N <= 32) or added into dB/dC (N > 32)
         __syncthreads();

@@ -63,6 +63,9 @@ def _setup_context(ctx, inputs, output):
     u, delta, A, B, C, D, z, delta_bias, delta_softplus, h0, dt_A = inputs
     chunk_states = output[2]
     ctx.mark_non_differentiable(chunk_states)
+    # unused outputs get None, not materialized zeros: no (B, D, N) fill for h_last and no
+    # (B, D, chunks * N) fill for chunk_states on every backward (the op takes grad_h_last=None)
+    ctx.set_materialize_grads(False)
     ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, h0, dt_A, chunk_states)
     ctx.delta_softplus = delta_softplus
 
