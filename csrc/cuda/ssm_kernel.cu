@@ -20,6 +20,8 @@
 #include "lrnn/ssm_kernel.h"
 #include "lti_common.cuh"
 
+#include <stdlib.h>
+
 using lrnn_cuda::Cplx;
 using lrnn_cuda::cmul;
 
@@ -114,7 +116,7 @@ __device__ __forceinline__ void load_chunk(const Cplx<T>* z, int64_t z_stride, i
 template <typename T>
 __global__ void __launch_bounds__(kFwdThreads) sk_fwd_kernel(lrnn_ssm_kernel_params p,
                                                                                       int64_t n_tiles) {
-  const int64_t h = blockIdx.x / n_tiles, tile = blockIdx.x % n_tiles;
+  const int64_t h = blockIdx.x / (uint32_t)n_tiles, tile = blockIdx.x % (uint32_t)n_tiles;   // < 2^31 blocks
   const int64_t l_blk = tile * kTile;
   const int tid = threadIdx.x, ty = tid / 8, tx = tid % 8;
   const bool complex_w = p.basis == LRNN_BASIS_COMPLEX;
@@ -173,125 +175,158 @@ __global__ void __launch_bounds__(kFwdThreads) sk_fwd_kernel(lrnn_ssm_kernel_par
  * (powers, TF32 splits, loads). The per-state powers (anchors every 4 rows and every 8 columns,
  * the steps) are a shared table built once per chunk of kTcChunk states by one thread per state:
  * 9 exps (phase in double), the rest by at most 3 + 3 multiplications, so with the 3 + 7 steps in
- * the product loop each factor stays within 16 multiplications of an accurate exp. */
+ * the product loop each factor stays within 16 multiplications of an accurate exp.
+ * Passes = 2 runs the product twice, on the columns j < 32 and then j >= 32 (B anchors z^(32 + g)
+ * in the table, one more exp), and stores the first half before the second starts: the A operands
+ * are built twice, but half of the tile's stores overlap the second pass instead of all of them
+ * following the last product (a one-wave grid ends with every block storing at once). */
 constexpr int kTcWarps = 2;
 constexpr int kTcChunk = 64;                  // states per table
 constexpr int kTcLd = kTcChunk + 4;           // [anchor][state] pitch: lanes (g, t) hit distinct banks
 static_assert(kTcWarps * 32 == kTcChunk && kTcWarps * 32 * kCols == kTile, "thread per state, 32 rows per warp");
 
-__global__ void __launch_bounds__(kTcWarps * 32, 8) sk_fwd_tc_kernel(lrnn_ssm_kernel_params p, int64_t n_tiles) {
+/* The chunk's table, thread tid for state n0 + tid: s_a the 16 A anchors, s_b the B anchors z^g
+ * (rows 0..7) and, for two passes, z^(32 + g) (rows 8..15), and the steps r8, r64. */
+template <int Passes>
+__device__ __forceinline__ void fwd_tc_table(const lrnn_ssm_kernel_params& p, int64_t h, const Cplx<float>* z, int64_t n0,
+                                             int64_t l_blk, Cplx<float>* s_a, Cplx<float>* s_b, Cplx<float>* s_r8,
+                                             Cplx<float>* s_r64) {
   using C = Cplx<float>;
-  const int64_t h = blockIdx.x / n_tiles, tile = blockIdx.x % n_tiles;
-  const int64_t l_blk = tile * kTile;
-  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
+  const int tid = threadIdx.x;
   const bool complex_w = p.basis == LRNN_BASIS_COMPLEX;
   const float scale = complex_w ? 2.f : 1.f;
-  __shared__ C s_a[16 * kTcLd], s_b[8 * kTcLd], s_r8[kTcChunk], s_r64[kTcChunk];
-  float acc[2][8][4];
+  const int64_t n = n0 + tid;
+  const bool live = n < p.state;
+  const C zn = live ? z[n * p.z_stride[1]] : C{0.f, 0.f};
+  C w = live ? lrnn_cuda::load_w<float>(p.w, h * p.w_stride[0] + n * p.w_stride[1], complex_w) : C{0.f, 0.f};
+  w = C{scale * w.re, scale * w.im};
+  const C r1 = lrnn_cuda::exp_scaled<float>(zn.re, zn.im, 1.0), r256 = lrnn_cuda::exp_scaled<float>(zn.re, zn.im, 256.0);
+  s_r8[tid] = lrnn_cuda::exp_scaled<float>(zn.re, zn.im, 8.0);
+  s_r64[tid] = lrnn_cuda::exp_scaled<float>(zn.re, zn.im, 64.0);
 #pragma unroll
-  for (int mi = 0; mi < 2; ++mi)
+  for (int q = 0; q < 2 * Passes; ++q) {   // z^(4 q + i): exact at 4 q = 0, 4 (32, 36)
+    C v = q == 0 ? C{1.f, 0.f} : lrnn_cuda::exp_scaled<float>(zn.re, zn.im, 4.0 * (q % 2) + 32.0 * (q / 2));
 #pragma unroll
-    for (int nt = 0; nt < 8; ++nt)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) acc[mi][nt][e] = 0.f;
-  const C* z = reinterpret_cast<const C*>(p.z) + h * p.z_stride[0];
-  for (int64_t n0 = 0; n0 < p.state; n0 += kTcChunk) {
-    __syncthreads();   // the previous chunk's products are done with the table
-    {
-      const int64_t n = n0 + tid;
-      const bool live = n < p.state;
-      const C zn = live ? z[n * p.z_stride[1]] : C{0.f, 0.f};
-      C w = live ? lrnn_cuda::load_w<float>(p.w, h * p.w_stride[0] + n * p.w_stride[1], complex_w) : C{0.f, 0.f};
-      w = C{scale * w.re, scale * w.im};
-      const C r1 = lrnn_cuda::exp_scaled<float>(zn.re, zn.im, 1.0), r256 = lrnn_cuda::exp_scaled<float>(zn.re, zn.im, 256.0);
-      s_r8[tid] = lrnn_cuda::exp_scaled<float>(zn.re, zn.im, 8.0);
-      s_r64[tid] = lrnn_cuda::exp_scaled<float>(zn.re, zn.im, 64.0);
-#pragma unroll
-      for (int q = 0; q < 2; ++q) {   // z^g: exact at g = 0, 4
-        C v = q == 0 ? C{1.f, 0.f} : lrnn_cuda::exp_scaled<float>(zn.re, zn.im, 4.0);
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          s_b[(4 * q + i) * kTcLd + tid] = v;
-          v = cmul(v, r1);
-        }
-      }
-#pragma unroll
-      for (int q = 0; q < 4; ++q) {   // s w z^(l_blk + 256 a): exact at a = 0, 4, 8, 12
-        C v = cmul(w, lrnn_cuda::exp_scaled<float>(zn.re, zn.im, (double)(l_blk + 1024 * q)));
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          s_a[(4 * q + i) * kTcLd + tid] = v;
-          v = cmul(v, r256);
-        }
-      }
-    }
-    __syncthreads();
-    const int n_steps = (int)((p.state - n0 < kTcChunk ? p.state - n0 : kTcChunk) + 3) / 4;
-    for (int ks = 0; ks < n_steps; ++ks) {
-      const int n = 4 * ks + t;
-      const C r64 = s_r64[n], r8 = s_r8[n];
-      lrnn_cuda::Tf32 ar[2][2], ai[2][2];   // [m-tile][row half]: Re U and -Im U
-      C u = s_a[(8 * warp + g) * kTcLd + n];
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        ar[i / 2][i % 2] = lrnn_cuda::split_tf32(u.re);
-        ai[i / 2][i % 2] = lrnn_cuda::split_tf32(-u.im);
-        if (i < 3) u = cmul(u, r64);
-      }
-      uint32_t a_hi[2][4], a_lo[2][4];
-#pragma unroll
-      for (int mi = 0; mi < 2; ++mi) {
-        a_hi[mi][0] = ar[mi][0].hi, a_hi[mi][1] = ar[mi][1].hi, a_hi[mi][2] = ai[mi][0].hi, a_hi[mi][3] = ai[mi][1].hi;
-        a_lo[mi][0] = ar[mi][0].lo, a_lo[mi][1] = ar[mi][1].lo, a_lo[mi][2] = ai[mi][0].lo, a_lo[mi][3] = ai[mi][1].lo;
-      }
-      /* two halves of 4 column tiles; within a half the 3 products of an accumulator are 8 mma
-       * apart, so the tensor pipe never waits on one accumulator's previous product */
-      C v = s_b[g * kTcLd + n];
-#pragma unroll
-      for (int half = 0; half < 2; ++half) {
-        lrnn_cuda::Tf32 br[4], bi[4];
-#pragma unroll
-        for (int q = 0; q < 4; ++q) {
-          br[q] = lrnn_cuda::split_tf32(v.re);
-          bi[q] = lrnn_cuda::split_tf32(v.im);
-          if (4 * half + q < 7) v = cmul(v, r8);
-        }
-#pragma unroll
-        for (int q = 0; q < 4; ++q)
-#pragma unroll
-          for (int mi = 0; mi < 2; ++mi) lrnn_cuda::mma_tf32(acc[mi][4 * half + q], a_lo[mi], br[q].hi, bi[q].hi);
-#pragma unroll
-        for (int q = 0; q < 4; ++q)
-#pragma unroll
-          for (int mi = 0; mi < 2; ++mi) lrnn_cuda::mma_tf32(acc[mi][4 * half + q], a_hi[mi], br[q].lo, bi[q].lo);
-#pragma unroll
-        for (int q = 0; q < 4; ++q)
-#pragma unroll
-          for (int mi = 0; mi < 2; ++mi) lrnn_cuda::mma_tf32(acc[mi][4 * half + q], a_hi[mi], br[q].hi, bi[q].hi);
-      }
+    for (int i = 0; i < 4; ++i) {
+      s_b[(4 * q + i) * kTcLd + tid] = v;
+      v = cmul(v, r1);
     }
   }
-  /* lane's outputs: rows c = 32 w + 4 g + 2 mi + (0, 1), columns j = 8 nt + 2 t + (0, 1); a pair
-   * of a row is 8 bytes, and a warp's store covers whole 32-byte sectors of 8 rows */
+#pragma unroll
+  for (int q = 0; q < 4; ++q) {   // s w z^(l_blk + 256 a): exact at a = 0, 4, 8, 12
+    C v = cmul(w, lrnn_cuda::exp_scaled<float>(zn.re, zn.im, (double)(l_blk + 1024 * q)));
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      s_a[(4 * q + i) * kTcLd + tid] = v;
+      v = cmul(v, r256);
+    }
+  }
+}
+
+template <int Passes>
+__global__ void __launch_bounds__(kTcWarps * 32, 8) sk_fwd_tc_kernel(lrnn_ssm_kernel_params p, int64_t n_tiles) {
+  using C = Cplx<float>;
+  constexpr int kNt = 8 / Passes;   // column tiles of 8 per pass
+  static_assert(Passes == 1 || Passes == 2, "one or two passes");
+  const int64_t h = blockIdx.x / (uint32_t)n_tiles, tile = blockIdx.x % (uint32_t)n_tiles;   // < 2^31 blocks
+  const int64_t l_blk = tile * kTile;
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
+  __shared__ C s_a[16 * kTcLd], s_b[8 * Passes * kTcLd], s_r8[kTcChunk], s_r64[kTcChunk];
+  const C* z = reinterpret_cast<const C*>(p.z) + h * p.z_stride[0];
+  const int64_t n_chunks = (p.state + kTcChunk - 1) / kTcChunk;
   float* k = reinterpret_cast<float*>(p.k) + h * p.k_stride[0];
-  const bool pairs = p.k_stride[1] == 1 && (reinterpret_cast<uintptr_t>(k) & 7) == 0;
+  /* a whole tile of a contiguous, 8-byte aligned row: unconditional pair stores at constant
+   * offsets from one address (a check per pair made the epilogue ~4x longer) */
+  const bool full = p.k_stride[1] == 1 && (reinterpret_cast<uintptr_t>(k) & 7) == 0 && l_blk + kTile <= p.length;
+#pragma unroll 1
+  for (int pass = 0; pass < Passes; ++pass) {
+    float acc[2][kNt][4];
 #pragma unroll
-  for (int mi = 0; mi < 2; ++mi)
+    for (int mi = 0; mi < 2; ++mi)
 #pragma unroll
-    for (int hf = 0; hf < 2; ++hf) {
-      const int64_t row = l_blk + (int64_t)kCols * (32 * warp + 4 * g + 2 * mi + hf);
+      for (int nt = 0; nt < kNt; ++nt)
 #pragma unroll
-      for (int nt = 0; nt < 8; ++nt) {
-        const int64_t l = row + 8 * nt + 2 * t;
-        const float x0 = acc[mi][nt][2 * hf], x1 = acc[mi][nt][2 * hf + 1];
-        if (pairs && l + 1 < p.length) {
-          *reinterpret_cast<float2*>(k + l) = make_float2(x0, x1);
-        } else {
-          if (l < p.length) k[l * p.k_stride[1]] = x0;
-          if (l + 1 < p.length) k[(l + 1) * p.k_stride[1]] = x1;
+        for (int e = 0; e < 4; ++e) acc[mi][nt][e] = 0.f;
+    for (int64_t c = 0; c < n_chunks; ++c) {
+      const int64_t n0 = c * kTcChunk;
+      if (pass == 0 || n_chunks > 1) {   // one chunk: its table serves both passes
+        __syncthreads();   // the previous chunk's products are done with the table
+        fwd_tc_table<Passes>(p, h, z, n0, l_blk, s_a, s_b, s_r8, s_r64);
+        __syncthreads();
+      }
+      const int n_steps = (int)((p.state - n0 < kTcChunk ? p.state - n0 : kTcChunk) + 3) / 4;
+      for (int ks = 0; ks < n_steps; ++ks) {
+        const int n = 4 * ks + t;
+        const C r64 = s_r64[n], r8 = s_r8[n];
+        lrnn_cuda::Tf32 ar[2][2], ai[2][2];   // [m-tile][row half]: Re U and -Im U
+        C u = s_a[(8 * warp + g) * kTcLd + n];
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          ar[i / 2][i % 2] = lrnn_cuda::split_tf32(u.re);
+          ai[i / 2][i % 2] = lrnn_cuda::split_tf32(-u.im);
+          if (i < 3) u = cmul(u, r64);
+        }
+        uint32_t a_hi[2][4], a_lo[2][4];
+#pragma unroll
+        for (int mi = 0; mi < 2; ++mi) {
+          a_hi[mi][0] = ar[mi][0].hi, a_hi[mi][1] = ar[mi][1].hi, a_hi[mi][2] = ai[mi][0].hi, a_hi[mi][3] = ai[mi][1].hi;
+          a_lo[mi][0] = ar[mi][0].lo, a_lo[mi][1] = ar[mi][1].lo, a_lo[mi][2] = ai[mi][0].lo, a_lo[mi][3] = ai[mi][1].lo;
+        }
+        /* groups of 4 column tiles; within a group the 3 products of an accumulator are 8 mma
+         * apart, so the tensor pipe never waits on one accumulator's previous product */
+        C v = s_b[(8 * pass + g) * kTcLd + n];
+#pragma unroll
+        for (int half = 0; half < kNt / 4; ++half) {
+          lrnn_cuda::Tf32 br[4], bi[4];
+#pragma unroll
+          for (int q = 0; q < 4; ++q) {
+            br[q] = lrnn_cuda::split_tf32(v.re);
+            bi[q] = lrnn_cuda::split_tf32(v.im);
+            if (4 * half + q < kNt - 1) v = cmul(v, r8);
+          }
+#pragma unroll
+          for (int q = 0; q < 4; ++q)
+#pragma unroll
+            for (int mi = 0; mi < 2; ++mi) lrnn_cuda::mma_tf32(acc[mi][4 * half + q], a_lo[mi], br[q].hi, bi[q].hi);
+#pragma unroll
+          for (int q = 0; q < 4; ++q)
+#pragma unroll
+            for (int mi = 0; mi < 2; ++mi) lrnn_cuda::mma_tf32(acc[mi][4 * half + q], a_hi[mi], br[q].lo, bi[q].lo);
+#pragma unroll
+          for (int q = 0; q < 4; ++q)
+#pragma unroll
+            for (int mi = 0; mi < 2; ++mi) lrnn_cuda::mma_tf32(acc[mi][4 * half + q], a_hi[mi], br[q].hi, bi[q].hi);
         }
       }
     }
+    /* lane's outputs: rows c = 32 w + 4 g + 2 mi + (0, 1), columns j = 8 (kNt pass + nt) + 2 t +
+     * (0, 1); a pair of a row is 8 bytes, and a warp's store covers whole 32-byte sectors of 8 rows */
+    const int64_t col0 = 8 * kNt * pass + 2 * t;
+    if (full) {
+      float* base = k + l_blk + (int64_t)kCols * (32 * warp + 4 * g) + col0;
+#pragma unroll
+      for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+        for (int hf = 0; hf < 2; ++hf)
+#pragma unroll
+          for (int nt = 0; nt < kNt; ++nt)
+            *reinterpret_cast<float2*>(base + kCols * (2 * mi + hf) + 8 * nt) =
+                make_float2(acc[mi][nt][2 * hf], acc[mi][nt][2 * hf + 1]);
+    } else {
+#pragma unroll
+      for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+        for (int hf = 0; hf < 2; ++hf) {
+          const int64_t row = l_blk + (int64_t)kCols * (32 * warp + 4 * g + 2 * mi + hf) + col0;
+#pragma unroll
+          for (int nt = 0; nt < kNt; ++nt) {
+            const int64_t l = row + 8 * nt;
+            if (l < p.length) k[l * p.k_stride[1]] = acc[mi][nt][2 * hf];
+            if (l + 1 < p.length) k[(l + 1) * p.k_stride[1]] = acc[mi][nt][2 * hf + 1];
+          }
+        }
+    }
+  }
 }
 
 /* Dynamic shared memory of the backward, in elements of T then of Cplx<T>. */
@@ -428,7 +463,7 @@ __device__ __forceinline__ int frag_plane(int mb, int ks, int q) { return (mb * 
 __global__ void __launch_bounds__(kTcBwdWarps * 32, 2) sk_bwd_tc_kernel(lrnn_ssm_kernel_bwd_params p,
                                                                         int64_t n_tiles, double* ws) {
   using C = Cplx<float>;
-  const int64_t h = blockIdx.x / n_tiles, tile = blockIdx.x % n_tiles;
+  const int64_t h = blockIdx.x / (uint32_t)n_tiles, tile = blockIdx.x % (uint32_t)n_tiles;   // < 2^31 blocks
   const int64_t l_blk = tile * kTile;
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
   extern __shared__ __align__(16) unsigned char smem[];
@@ -586,6 +621,13 @@ __global__ void sk_bwd_finish_kernel(lrnn_ssm_kernel_bwd_params p, int64_t n_til
 
 lrnn_status launched() { return cudaGetLastError() == cudaSuccess ? LRNN_OK : LRNN_ERR_CUDA; }
 
+/* Passes of the float forward: LRNN_SK_FWD_PASSES=2 selects the two-pass kernel (measured against
+ * the one-pass kernel on the device). */
+int fwd_passes() {
+  const char* e = getenv("LRNN_SK_FWD_PASSES");
+  return e && e[0] == '2' ? 2 : 1;
+}
+
 
 /* The double backward's tables exceed the default 48 KiB of shared memory. */
 template <typename T>
@@ -639,7 +681,12 @@ extern "C" lrnn_status lrnn_ssm_kernel_fwd_cuda(const lrnn_ssm_kernel_params* p,
   if (blocks > INT32_MAX) return LRNN_ERR_SHAPE;
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   switch (p->dtype) {
-    case LRNN_C64: sk_fwd_tc_kernel<<<(unsigned)blocks, kTcWarps * 32, 0, s>>>(*p, n_tiles); break;
+    case LRNN_C64:
+      if (fwd_passes() == 2)
+        sk_fwd_tc_kernel<2><<<(unsigned)blocks, kTcWarps * 32, 0, s>>>(*p, n_tiles);
+      else
+        sk_fwd_tc_kernel<1><<<(unsigned)blocks, kTcWarps * 32, 0, s>>>(*p, n_tiles);
+      break;
     case LRNN_C128: sk_fwd_kernel<double><<<(unsigned)blocks, kFwdThreads, 0, s>>>(*p, n_tiles); break;
     default: return LRNN_ERR_DTYPE;
   }
