@@ -9,14 +9,14 @@
 #   3. the CUDA tests of the two ops (tests/python/test_lti_kernels.py -m cuda), with the variants on;
 #   4. Nsight Compute: duration, issue use, instructions of one call of each kernel at (1024, 64, 4096).
 # Each step prints its summary as soon as it ends (a timeout keeps what came before). Logs and JSON
-# go to $OUT (default ./gpu-out). Budget <= 60 s (timeouts 20 + 8 + 14 + 18 s).
+# go to $OUT (default ./gpu-out). Budget <= 60 s (timeouts 18 + 8 + 16 + 18 s).
 set -uo pipefail
 OUT=${OUT:-$PWD/gpu-out}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 echo "==== lti5 $(git rev-parse --short HEAD 2>/dev/null)"
 
-timeout 20 python3 benchmarks/bench_lti_kernels.py --device cuda --impls op --upstream given \
+timeout 18 python3 benchmarks/bench_lti_kernels.py --device cuda --impls op --upstream given \
   --variant ssm_kernel:fwd:LRNN_SK_FWD_PASSES=2 ssm_kernel:fwd+bwd:LRNN_SK_FWD_PASSES=2 \
   cauchy:fwd:LRNN_CY_FWD_NODES=8 cauchy:fwd+bwd:LRNN_CY_FWD_NODES=8 \
   --json "$OUT/lti5_bench_cuda.json" > "$OUT/lti5_bench_cuda.log" 2>&1
@@ -29,7 +29,7 @@ rc=$?
 head -18 "$OUT/lti5_dispatch.log"
 echo "lti5 dispatch rc $rc"
 
-LRNN_SK_FWD_PASSES=2 LRNN_CY_FWD_NODES=8 timeout 14 python3 -m pytest -q -x -m cuda -p no:cacheprovider \
+LRNN_SK_FWD_PASSES=2 LRNN_CY_FWD_NODES=8 timeout 16 python3 -m pytest -q -x -m cuda -p no:cacheprovider \
   tests/python/test_lti_kernels.py > "$OUT/lti5_pytest.log" 2>&1
 rc=$?
 echo "lti5 cuda pytest, variants on (rc $rc): $(tail -1 "$OUT/lti5_pytest.log")"
