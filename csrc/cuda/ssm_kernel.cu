@@ -460,49 +460,60 @@ static_assert(kTcBwdWarps * 8 == kTcChunk, "8 states per warp");
 /* Fragment planes of the staged tile: [c block mb][k-step ks][g hi, g lo, j g hi, j g lo][lane]. */
 __device__ __forceinline__ int frag_plane(int mb, int ks, int q) { return (mb * (kCols / 8) + ks) * 4 + q; }
 
-__global__ void __launch_bounds__(kTcBwdWarps * 32, 2) sk_bwd_tc_kernel(lrnn_ssm_kernel_bwd_params p,
-                                                                        int64_t n_tiles, double* ws) {
-  using C = Cplx<float>;
-  const int64_t h = blockIdx.x / (uint32_t)n_tiles, tile = blockIdx.x % (uint32_t)n_tiles;   // < 2^31 blocks
-  const int64_t l_blk = tile * kTile;
-  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
-  extern __shared__ __align__(16) unsigned char smem[];
-  uint32_t* s_f = reinterpret_cast<uint32_t*>(smem);   // planes of 32 lanes x 4 fragment registers
-  const float* gk = reinterpret_cast<const float*>(p.grad_k) + h * p.grad_k_stride[0];
-  /* element (c = 16 mb + r, j = 8 ks + k) goes to lane (r % 8) * 4 + k % 4, register (r >= 8) +
-   * 2 (k >= 4); a warp stages k = 0..7 of the rows r0 + {0, 1, 8, 9}: 32 distinct banks */
-  constexpr int kPer = kTile / (kTcBwdWarps * 32);
-  static_assert(kPer == 16 && kTcBwdWarps * 32 == 256, "staging map: element i of thread tid is idx = tid + 256 i");
-  /* idx = tid + 256 i: k = idx % 8, row r from bits 3..6 of idx, ks = (idx / 128) % 8 = kh + 2 (i % 4)
-   * (kh = tid / 128, no wrap), mb = idx / 1024 = i / 4; so everything but two constants of i is
-   * fixed per thread (the index math is not repeated per element) */
-  const int k = tid % 8, rs = (tid / 8) % 4, r = (rs & 1) + 8 * (rs >> 1) + 2 * ((tid / 32) % 4), kh = tid / 128;
-  const int slot = ((r % 8) * 4 + k % 4) * 4 + (r >= 8) + 2 * (k >= 4);
-  const int64_t l_t = l_blk + (int64_t)kCols * r + 8 * kh + k;   // element i: l_t + 16 (i % 4) + 1024 (i / 4)
-  const int64_t s1 = p.grad_k_stride[1], left = p.length - l_t;
-  float xs[kPer];   // all loads in flight before the first store (a store could alias them)
-  if (s1 == 1 && left >= kTile) {   // a whole contiguous tile: constant offsets from one address
-    const float* src = gk + l_t;
-#pragma unroll
-    for (int i = 0; i < kPer; ++i) xs[i] = src[16 * (i % 4) + 16 * kCols * (i / 4)];
-  } else {
-#pragma unroll
-    for (int i = 0; i < kPer; ++i) {
-      const int d = 16 * (i % 4) + 16 * kCols * (i / 4);
-      xs[i] = d < left ? gk[(l_t + d) * s1] : 0.f;
-    }
+/* Thread tid's part of the tile staging: element i (< kTcPer) is idx = tid + 256 i of the tile, at
+ * tile offset off + d(i) (element (c = 16 mb + r, j = 8 ks + k) goes to lane (r % 8) * 4 + k % 4,
+ * register (r >= 8) + 2 (k >= 4); a warp stages k = 0..7 of the rows r0 + {0, 1, 8, 9}: 32
+ * distinct banks). idx = tid + 256 i: k = idx % 8, row r from bits 3..6 of idx, ks = (idx / 128)
+ * % 8 = kh + 2 (i % 4) (kh = tid / 128, no wrap), mb = idx / 1024 = i / 4; so everything but two
+ * constants of i is fixed per thread (the index math is not repeated per element). */
+constexpr int kTcPer = kTile / (kTcBwdWarps * 32);
+static_assert(kTcPer == 16 && kTcBwdWarps * 32 == 256, "staging map: element i of thread tid is idx = tid + 256 i");
+struct StageMap {
+  int k, kh, off, slot;   // off: the tile offset 64 r + 8 kh + k of element 0
+  __device__ __forceinline__ explicit StageMap(int tid) {
+    k = tid % 8, kh = tid / 128;
+    const int rs = (tid / 8) % 4, r = (rs & 1) + 8 * (rs >> 1) + 2 * ((tid / 32) % 4);
+    off = kCols * r + 8 * kh + k;
+    slot = ((r % 8) * 4 + k % 4) * 4 + (r >= 8) + 2 * (k >= 4);
   }
+  static __device__ __forceinline__ int d(int i) { return 16 * (i % 4) + 16 * kCols * (i / 4); }
+};
+
+/* The tile's dK values xs (thread's elements) into the planes (g, j g) split into TF32 hi/lo. */
+__device__ __forceinline__ void stage_planes(const StageMap& m, const float (&xs)[kTcPer], uint32_t* s_f) {
 #pragma unroll
-  for (int i = 0; i < kPer; ++i) {
-    const int j = 8 * kh + k + 16 * (i % 4);
+  for (int i = 0; i < kTcPer; ++i) {
+    const int j = 8 * m.kh + m.k + 16 * (i % 4);
     const lrnn_cuda::Tf32 a = lrnn_cuda::split_tf32(xs[i]), b = lrnn_cuda::split_tf32((float)j * xs[i]);
-    uint32_t* dst = s_f + frag_plane(i / 4, kh + 2 * (i % 4), 0) * 128 + slot;   // the 4 planes are 128 apart
+    uint32_t* dst = s_f + frag_plane(i / 4, m.kh + 2 * (i % 4), 0) * 128 + m.slot;   // the 4 planes are 128 apart
     dst[0] = a.hi;
     dst[128] = a.lo;
     dst[256] = b.hi;
     dst[384] = b.lo;
   }
-  __syncthreads();
+}
+
+/* The thread's dK elements of tile (h, tile) from global memory, 0 past the end. */
+__device__ __forceinline__ void load_tile(const lrnn_ssm_kernel_bwd_params& p, int64_t h, int64_t l_blk,
+                                          const StageMap& m, float (&xs)[kTcPer]) {
+  const float* gk = reinterpret_cast<const float*>(p.grad_k) + h * p.grad_k_stride[0];
+  const int64_t l_t = l_blk + m.off, s1 = p.grad_k_stride[1], left = p.length - l_t;
+  if (s1 == 1 && left >= kTile) {   // a whole contiguous tile: constant offsets from one address
+    const float* src = gk + l_t;
+#pragma unroll
+    for (int i = 0; i < kTcPer; ++i) xs[i] = src[StageMap::d(i)];
+  } else {
+#pragma unroll
+    for (int i = 0; i < kTcPer; ++i) xs[i] = StageMap::d(i) < left ? gk[(l_t + StageMap::d(i)) * s1] : 0.f;
+  }
+}
+
+/* The products and per-tile sums of one staged tile (planes s_f) for the warp's states. */
+__device__ __forceinline__ void bwd_tc_products(const lrnn_ssm_kernel_bwd_params& p, int64_t n_tiles, double* ws,
+                                                int64_t h, int64_t tile, const uint32_t* s_f) {
+  using C = Cplx<float>;
+  const int64_t l_blk = tile * kTile;
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
   const C* z = reinterpret_cast<const C*>(p.z) + h * p.z_stride[0];
   for (int64_t n0 = 8 * warp; n0 < p.state; n0 += kTcChunk) {
     const int64_t n_b = n0 + g;   // the B operand's state
@@ -606,7 +617,87 @@ __global__ void __launch_bounds__(kTcBwdWarps * 32, 2) sk_bwd_tc_kernel(lrnn_ssm
   }
 }
 
+__global__ void __launch_bounds__(kTcBwdWarps * 32, 2) sk_bwd_tc_kernel(lrnn_ssm_kernel_bwd_params p,
+                                                                        int64_t n_tiles, double* ws) {
+  const int64_t h = blockIdx.x / (uint32_t)n_tiles, tile = blockIdx.x % (uint32_t)n_tiles;   // < 2^31 blocks
+  extern __shared__ __align__(16) unsigned char smem[];
+  uint32_t* s_f = reinterpret_cast<uint32_t*>(smem);   // planes of 32 lanes x 4 fragment registers
+  const StageMap m(threadIdx.x);
+  float xs[kTcPer];   // all loads in flight before the first store (a store could alias them)
+  load_tile(p, h, tile * kTile, m, xs);
+  stage_planes(m, xs, s_f);
+  __syncthreads();
+  bwd_tc_products(p, n_tiles, ws, h, tile, s_f);
+}
+
+/* 16-byte global -> shared copies completing in the background (cp.async; the CPU emulation
+ * copies at once), and the wait for all of this thread's. */
+__device__ __forceinline__ void copy16_async(void* dst, const void* src) {
+#ifdef __CUDA_ARCH__
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"((unsigned)__cvta_generic_to_shared(dst)), "l"(src)
+               : "memory");
+#else
+  memcpy(dst, src, 16);
+#endif
+}
+__device__ __forceinline__ void copies_done() {
+#ifdef __CUDA_ARCH__
+  asm volatile("cp.async.wait_all;" ::: "memory");
+#endif
+}
+
+/* Tile `item` (h = item / n_tiles) of dK into s_raw in tile order, 0 past the end: a whole,
+ * contiguous, 16-byte aligned tile by background copies, else by plain loads. */
+__device__ __forceinline__ void fetch_raw(const lrnn_ssm_kernel_bwd_params& p, int64_t n_tiles, int64_t item,
+                                          float* s_raw) {
+  const int64_t h = item / n_tiles, l_blk = (item % n_tiles) * kTile;
+  const float* gk = reinterpret_cast<const float*>(p.grad_k) + h * p.grad_k_stride[0];
+  const int64_t s1 = p.grad_k_stride[1], left = p.length - l_blk;
+  if (s1 == 1 && left >= kTile && (reinterpret_cast<uintptr_t>(gk + l_blk) & 15) == 0) {
+#pragma unroll
+    for (int q = 0; q < kTcPer / 4; ++q) {
+      const int e = 4 * (threadIdx.x + kTcBwdWarps * 32 * q);
+      copy16_async(s_raw + e, gk + l_blk + e);
+    }
+  } else {
+    float v[kTcPer];
+#pragma unroll
+    for (int q = 0; q < kTcPer; ++q) {
+      const int e = threadIdx.x + kTcBwdWarps * 32 * q;
+      v[q] = e < left ? gk[(l_blk + e) * s1] : 0.f;
+    }
+#pragma unroll
+    for (int q = 0; q < kTcPer; ++q) s_raw[threadIdx.x + kTcBwdWarps * 32 * q] = v[q];
+  }
+}
+
+/* The persistent variant (LRNN_SK_BWD_PERSIST=1): 2 blocks per SM loop over the (head, tile)
+ * items, and the next item's dK is copied into a raw buffer in the background while the current
+ * one's products run, so that a block's staging no longer waits on global memory (only the
+ * conversion into planes, from shared memory, remains between two items). */
+__global__ void __launch_bounds__(kTcBwdWarps * 32, 2) sk_bwd_tc_persist_kernel(lrnn_ssm_kernel_bwd_params p,
+                                                                                int64_t n_tiles, double* ws) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  uint32_t* s_f = reinterpret_cast<uint32_t*>(smem);
+  float* s_raw = reinterpret_cast<float*>(smem + sizeof(uint32_t) * 4 * kTile);
+  const StageMap m(threadIdx.x);
+  const int64_t n_items = n_tiles * p.heads;
+  if (blockIdx.x < n_items) fetch_raw(p, n_tiles, blockIdx.x, s_raw);
+  for (int64_t item = blockIdx.x; item < n_items; item += gridDim.x) {
+    copies_done();
+    __syncthreads();   // the raw tile is in; every warp is done with the previous planes
+    float xs[kTcPer];
+#pragma unroll
+    for (int i = 0; i < kTcPer; ++i) xs[i] = s_raw[m.off + StageMap::d(i)];
+    stage_planes(m, xs, s_f);
+    __syncthreads();   // the planes are in; the raw buffer is free
+    if (item + gridDim.x < n_items) fetch_raw(p, n_tiles, item + gridDim.x, s_raw);
+    bwd_tc_products(p, n_tiles, ws, item / n_tiles, item % n_tiles, s_f);
+  }
+}
+
 constexpr size_t kTcBwdSmem = sizeof(uint32_t) * 4 * kTile;
+constexpr size_t kTcBwdPersistSmem = kTcBwdSmem + sizeof(float) * kTile;
 
 /* The gradients from the sums over all tiles, tiles summed in order. */
 template <typename T>
@@ -650,14 +741,31 @@ lrnn_status launch_bwd(const lrnn_ssm_kernel_bwd_params* p, int64_t n_tiles, dou
 
 /* Float: the tensor-core partials (64 KiB of shared memory: 2 blocks of 8 warps per SM); a
  * single tile (L <= kTile) stores the gradients itself. */
+/* Shared memory settings of a backward kernel: smem bytes, all of the unified memory as shared. */
+template <typename K>
+bool smem_attrs(K kernel, size_t smem) {
+  return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) == cudaSuccess &&
+         cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
+                              cudaSharedmemCarveoutMaxShared) == cudaSuccess;
+}
+
 lrnn_status launch_bwd_tc(const lrnn_ssm_kernel_bwd_params* p, int64_t n_tiles, double* ws, cudaStream_t s) {
   if (n_tiles > 0) {
-    if (cudaFuncSetAttribute(sk_bwd_tc_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)kTcBwdSmem) !=
-            cudaSuccess ||
-        cudaFuncSetAttribute(sk_bwd_tc_kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
-                             cudaSharedmemCarveoutMaxShared) != cudaSuccess)   // 2 blocks: 130 KiB
-      return LRNN_ERR_CUDA;
-    sk_bwd_tc_kernel<<<(unsigned)(n_tiles * p->heads), kTcBwdWarps * 32, kTcBwdSmem, s>>>(*p, n_tiles, ws);
+    const int64_t items = n_tiles * p->heads;
+    const char* e = getenv("LRNN_SK_BWD_PERSIST");
+    if (e && e[0] == '1') {   // the persistent variant: as many blocks as fit at once (2 per SM: 160 KiB)
+      int dev = 0, sms = 0, per_sm = 0;
+      if (!smem_attrs(sk_bwd_tc_persist_kernel, kTcBwdPersistSmem) || cudaGetDevice(&dev) != cudaSuccess ||
+          cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
+          cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, sk_bwd_tc_persist_kernel, kTcBwdWarps * 32,
+                                                        kTcBwdPersistSmem) != cudaSuccess)
+        return LRNN_ERR_CUDA;
+      const int64_t grid = items < (int64_t)sms * (per_sm > 0 ? per_sm : 1) ? items : (int64_t)sms * (per_sm > 0 ? per_sm : 1);
+      sk_bwd_tc_persist_kernel<<<(unsigned)grid, kTcBwdWarps * 32, kTcBwdPersistSmem, s>>>(*p, n_tiles, ws);
+    } else {
+      if (!smem_attrs(sk_bwd_tc_kernel, kTcBwdSmem)) return LRNN_ERR_CUDA;   // 2 blocks: 130 KiB
+      sk_bwd_tc_kernel<<<(unsigned)items, kTcBwdWarps * 32, kTcBwdSmem, s>>>(*p, n_tiles, ws);
+    }
   }
   if (n_tiles != 1)
     sk_bwd_finish_kernel<float><<<(unsigned)lrnn_cuda::ceil_div(p->heads * p->state, lrnn_cuda::kFinishThreads),
