@@ -1,9 +1,9 @@
 /* cauchy.cu: CUDA forward and backward of the Cauchy kernel (lrnn/cauchy.h).
  *
  * Forward: one block per (head, tile of 128 * kCyPerThread nodes); thread t owns nodes
- * l0 + t + kCyThreads * j, j < kCyPerThread (coalesced), per-state constants staged in shared
- * memory in chunks (one 16-byte broadcast load per state), sums in registers; a conjugate pair
- * costs one reciprocal and 15 FP32 instructions in all (pair_term).
+ * l0 + t + kCyThreads * j (coalesced), per-state constants staged in shared memory in chunks (one
+ * 16-byte broadcast load per state), sums in registers; a conjugate pair costs one reciprocal and
+ * 15 FP32 instructions in all (pair_term).
  * Backward: one block per (head, tile of kCyBwdTile nodes). The block first turns the tile's nodes
  * and output gradients into per-node constants in shared memory; each warp then takes
  * BwdCfg<T, K>::kStates whole states at once (poles in registers), each lane a strided subset of the
@@ -14,12 +14,11 @@
 #include "lrnn/cauchy.h"
 #include "lti_common.cuh"
 
-#include <stdlib.h>
-
 using lrnn_cuda::Cplx;
 
 namespace {
 
+constexpr int kCyPerThread = 4;
 constexpr int kCyChunk = 256;
 constexpr int kCyBwdThreads = 256;
 constexpr int kCyBwdWarps = kCyBwdThreads / 32;
@@ -78,12 +77,10 @@ __device__ __forceinline__ void single_term(T (&y)[4], State4<T> c, T orr, T oi)
   y[1] += (c.c1 * dr - c.c0 * di) * inv;
 }
 
-/* 8 nodes per thread: at most ~100 registers (5 blocks per SM), else the compiler keeps every
- * node's terms of 8 states in flight (127 registers, 4 blocks). */
-template <typename T, int kCyThreads, int kCyPerThread>
-__global__ void __launch_bounds__(kCyThreads, kCyPerThread == 8 ? 5 : 0) cy_fwd_kernel(lrnn_cauchy_params p, int64_t n_tiles) {
+template <typename T, int kCyThreads>
+__global__ void __launch_bounds__(kCyThreads) cy_fwd_kernel(lrnn_cauchy_params p, int64_t n_tiles) {
   constexpr int kCyTile = kCyThreads * kCyPerThread;
-  const int64_t h = blockIdx.x / (uint32_t)n_tiles, tile = blockIdx.x % (uint32_t)n_tiles;   // < 2^31 blocks
+  const int64_t h = blockIdx.x / n_tiles, tile = blockIdx.x % n_tiles;
   const int64_t l0 = tile * kCyTile + threadIdx.x;
   __shared__ State4<T> s_c[kCyChunk];
   const Cplx<T>* om = reinterpret_cast<const Cplx<T>*>(p.omega);
@@ -109,7 +106,7 @@ __global__ void __launch_bounds__(kCyThreads, kCyPerThread == 8 ? 5 : 0) cy_fwd_
     }
     __syncthreads();
     if (p.symmetric) {
-#pragma unroll(32 / kCyPerThread)
+#pragma unroll 8
       for (int n = 0; n < nc; ++n) {
         const State4<T> c = s_c[n];
 #pragma unroll
@@ -197,7 +194,7 @@ template <typename T, int K>
 __global__ void __launch_bounds__(kCyBwdThreads, BwdCfg<T, K>::kMinBlocks)
     cy_bwd_partial_kernel(lrnn_cauchy_bwd_params p, int64_t n_tiles, double* ws) {
   constexpr int kLd = BwdCfg<T, K>::kRedLd;
-  const int64_t h = blockIdx.x / (uint32_t)n_tiles, tile = blockIdx.x % (uint32_t)n_tiles;   // < 2^31 blocks
+  const int64_t h = blockIdx.x / n_tiles, tile = blockIdx.x % n_tiles;
   const int64_t t0 = tile * kCyBwdTile;
   const int nt = (int)(p.length - t0 < kCyBwdTile ? p.length - t0 : kCyBwdTile);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -220,14 +217,10 @@ __global__ void __launch_bounds__(kCyBwdThreads, BwdCfg<T, K>::kMinBlocks)
   const Cplx<T>* lam = reinterpret_cast<const Cplx<T>*>(p.lam) + h * p.lam_stride[0];
   for (int64_t n0 = (int64_t)K * warp; n0 < p.state; n0 += K * kCyBwdWarps) {
     T lr[K], li[K], acc[K][4];
-    /* states past the last repeat it (their sums are dropped); the offsets from this pass's first
-     * state in 32 bits where they fit (64-bit compares and selects per state cost ~0.5
-     * instructions per pair) */
-    const int last = (int)(p.state - n0 < K ? p.state - n0 : K) - 1;
-    const Cplx<T>* lam0 = lam + n0 * p.lam_stride[1];
 #pragma unroll
-    for (int k = 0; k < K; ++k) {
-      const Cplx<T> ln = lam0[(k < last ? k : last) * p.lam_stride[1]];
+    for (int k = 0; k < K; ++k) {   // states past the last repeat it; their sums are dropped
+      const int64_t n = n0 + k < p.state ? n0 + k : p.state - 1;
+      const Cplx<T> ln = lam[n * p.lam_stride[1]];
       lr[k] = ln.re;
       li[k] = ln.im;
       acc[k][0] = acc[k][1] = acc[k][2] = acc[k][3] = T(0);
@@ -291,13 +284,6 @@ __global__ void cy_bwd_finish_kernel(lrnn_cauchy_bwd_params p, int64_t n_tiles, 
 
 lrnn_status launched() { return cudaGetLastError() == cudaSuccess ? LRNN_OK : LRNN_ERR_CUDA; }
 
-/* Nodes per thread of the float forward: LRNN_CY_FWD_NODES=8 selects 8 instead of 4 (measured
- * against each other on the device). */
-int fwd_nodes() {
-  const char* e = getenv("LRNN_CY_FWD_NODES");
-  return e && e[0] == '8' ? 8 : 4;
-}
-
 template <typename T, int K>
 lrnn_status launch_bwd(const lrnn_cauchy_bwd_params* p, int64_t n_tiles, double* ws, cudaStream_t s) {
   constexpr size_t smem = bwd_smem_bytes<T, K>();
@@ -316,13 +302,13 @@ lrnn_status launch_bwd(const lrnn_cauchy_bwd_params* p, int64_t n_tiles, double*
   return launched();
 }
 
-/* A forward launch with Threads threads per block, Nodes nodes each: 128 threads (64 and 256
- * measured 0.5-2 % slower on the H200). */
-template <typename T, int Threads, int Nodes>
+/* A forward launch with Threads threads per block (kCyPerThread nodes each): 128; 64 and 256
+ * measured 0.5-2 % slower on the H200. */
+template <typename T, int Threads>
 lrnn_status launch_fwd(const lrnn_cauchy_params* p, cudaStream_t s) {
-  const int64_t n_tiles = lrnn_cuda::ceil_div(p->length, Threads * Nodes);
+  const int64_t n_tiles = lrnn_cuda::ceil_div(p->length, Threads * kCyPerThread);
   if (n_tiles * p->heads > INT32_MAX) return LRNN_ERR_SHAPE;
-  auto fwd = cy_fwd_kernel<T, Threads, Nodes>;
+  auto fwd = cy_fwd_kernel<T, Threads>;
   fwd<<<(unsigned)(n_tiles * p->heads), Threads, 0, s>>>(*p, n_tiles);
   return launched();
 }
@@ -339,8 +325,8 @@ extern "C" lrnn_status lrnn_cauchy_fwd_cuda(const lrnn_cauchy_params* p, void* s
   if (p->heads == 0 || p->length == 0) return LRNN_OK;
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   switch (p->dtype) {
-    case LRNN_C64: return fwd_nodes() == 8 ? launch_fwd<float, 128, 8>(p, s) : launch_fwd<float, 128, 4>(p, s);
-    case LRNN_C128: return launch_fwd<double, 128, 4>(p, s);
+    case LRNN_C64: return launch_fwd<float, 128>(p, s);
+    case LRNN_C128: return launch_fwd<double, 128>(p, s);
     default: return LRNN_ERR_DTYPE;
   }
 }

@@ -175,19 +175,14 @@ __global__ void __launch_bounds__(kFwdThreads) sk_fwd_kernel(lrnn_ssm_kernel_par
  * (powers, TF32 splits, loads). The per-state powers (anchors every 4 rows and every 8 columns,
  * the steps) are a shared table built once per chunk of kTcChunk states by one thread per state:
  * 9 exps (phase in double), the rest by at most 3 + 3 multiplications, so with the 3 + 7 steps in
- * the product loop each factor stays within 16 multiplications of an accurate exp.
- * Passes = 2 runs the product twice, on the columns j < 32 and then j >= 32 (B anchors z^(32 + g)
- * in the table, one more exp), and stores the first half before the second starts: the A operands
- * are built twice, but half of the tile's stores overlap the second pass instead of all of them
- * following the last product (a one-wave grid ends with every block storing at once). */
+ * the product loop each factor stays within 16 multiplications of an accurate exp. */
 constexpr int kTcWarps = 2;
 constexpr int kTcChunk = 64;                  // states per table
 constexpr int kTcLd = kTcChunk + 4;           // [anchor][state] pitch: lanes (g, t) hit distinct banks
 static_assert(kTcWarps * 32 == kTcChunk && kTcWarps * 32 * kCols == kTile, "thread per state, 32 rows per warp");
 
-/* The chunk's table, thread tid for state n0 + tid: s_a the 16 A anchors, s_b the B anchors z^g
- * (rows 0..7) and, for two passes, z^(32 + g) (rows 8..15), and the steps r8, r64. */
-template <int Passes>
+/* The chunk's table, thread tid for state n0 + tid: s_a the 16 A anchors, s_b the B anchors z^g,
+ * and the steps r8, r64. */
 __device__ __forceinline__ void fwd_tc_table(const lrnn_ssm_kernel_params& p, int64_t h, const Cplx<float>* z, int64_t n0,
                                              int64_t l_blk, Cplx<float>* s_a, Cplx<float>* s_b, Cplx<float>* s_r8,
                                              Cplx<float>* s_r64) {
@@ -204,8 +199,8 @@ __device__ __forceinline__ void fwd_tc_table(const lrnn_ssm_kernel_params& p, in
   s_r8[tid] = lrnn_cuda::exp_scaled<float>(zn.re, zn.im, 8.0);
   s_r64[tid] = lrnn_cuda::exp_scaled<float>(zn.re, zn.im, 64.0);
 #pragma unroll
-  for (int q = 0; q < 2 * Passes; ++q) {   // z^(4 q + i): exact at 4 q = 0, 4 (32, 36)
-    C v = q == 0 ? C{1.f, 0.f} : lrnn_cuda::exp_scaled<float>(zn.re, zn.im, 4.0 * (q % 2) + 32.0 * (q / 2));
+  for (int q = 0; q < 2; ++q) {   // z^(4 q + i): exact at 4 q = 0, 4
+    C v = q == 0 ? C{1.f, 0.f} : lrnn_cuda::exp_scaled<float>(zn.re, zn.im, 4.0);
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
       s_b[(4 * q + i) * kTcLd + tid] = v;
@@ -223,110 +218,107 @@ __device__ __forceinline__ void fwd_tc_table(const lrnn_ssm_kernel_params& p, in
   }
 }
 
-template <int Passes>
+/* Prev: the previous session's kernel (64-bit block index division, a bounds check per stored
+ * pair), measured against this one on the device (LRNN_SK_PREV=1). */
+template <bool Prev>
 __global__ void __launch_bounds__(kTcWarps * 32, 8) sk_fwd_tc_kernel(lrnn_ssm_kernel_params p, int64_t n_tiles) {
   using C = Cplx<float>;
-  constexpr int kNt = 8 / Passes;   // column tiles of 8 per pass
-  static_assert(Passes == 1 || Passes == 2, "one or two passes");
-  const int64_t h = blockIdx.x / (uint32_t)n_tiles, tile = blockIdx.x % (uint32_t)n_tiles;   // < 2^31 blocks
+  const uint32_t nt32 = (uint32_t)n_tiles;   // < 2^31 blocks
+  const int64_t h = Prev ? blockIdx.x / n_tiles : blockIdx.x / nt32, tile = Prev ? blockIdx.x % n_tiles : blockIdx.x % nt32;
   const int64_t l_blk = tile * kTile;
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
-  __shared__ C s_a[16 * kTcLd], s_b[8 * Passes * kTcLd], s_r8[kTcChunk], s_r64[kTcChunk];
+  __shared__ C s_a[16 * kTcLd], s_b[8 * kTcLd], s_r8[kTcChunk], s_r64[kTcChunk];
+  float acc[2][8][4];
+#pragma unroll
+  for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+    for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc[mi][nt][e] = 0.f;
   const C* z = reinterpret_cast<const C*>(p.z) + h * p.z_stride[0];
-  const int64_t n_chunks = (p.state + kTcChunk - 1) / kTcChunk;
+  for (int64_t n0 = 0; n0 < p.state; n0 += kTcChunk) {
+    __syncthreads();   // the previous chunk's products are done with the table
+    fwd_tc_table(p, h, z, n0, l_blk, s_a, s_b, s_r8, s_r64);
+    __syncthreads();
+    const int n_steps = (int)((p.state - n0 < kTcChunk ? p.state - n0 : kTcChunk) + 3) / 4;
+    for (int ks = 0; ks < n_steps; ++ks) {
+      const int n = 4 * ks + t;
+      const C r64 = s_r64[n], r8 = s_r8[n];
+      lrnn_cuda::Tf32 ar[2][2], ai[2][2];   // [m-tile][row half]: Re U and -Im U
+      C u = s_a[(8 * warp + g) * kTcLd + n];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        ar[i / 2][i % 2] = lrnn_cuda::split_tf32(u.re);
+        ai[i / 2][i % 2] = lrnn_cuda::split_tf32(-u.im);
+        if (i < 3) u = cmul(u, r64);
+      }
+      uint32_t a_hi[2][4], a_lo[2][4];
+#pragma unroll
+      for (int mi = 0; mi < 2; ++mi) {
+        a_hi[mi][0] = ar[mi][0].hi, a_hi[mi][1] = ar[mi][1].hi, a_hi[mi][2] = ai[mi][0].hi, a_hi[mi][3] = ai[mi][1].hi;
+        a_lo[mi][0] = ar[mi][0].lo, a_lo[mi][1] = ar[mi][1].lo, a_lo[mi][2] = ai[mi][0].lo, a_lo[mi][3] = ai[mi][1].lo;
+      }
+      /* two halves of 4 column tiles; within a half the 3 products of an accumulator are 8 mma
+       * apart, so the tensor pipe never waits on one accumulator's previous product */
+      C v = s_b[g * kTcLd + n];
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        lrnn_cuda::Tf32 br[4], bi[4];
+#pragma unroll
+        for (int q = 0; q < 4; ++q) {
+          br[q] = lrnn_cuda::split_tf32(v.re);
+          bi[q] = lrnn_cuda::split_tf32(v.im);
+          if (4 * half + q < 7) v = cmul(v, r8);
+        }
+#pragma unroll
+        for (int q = 0; q < 4; ++q)
+#pragma unroll
+          for (int mi = 0; mi < 2; ++mi) lrnn_cuda::mma_tf32(acc[mi][4 * half + q], a_lo[mi], br[q].hi, bi[q].hi);
+#pragma unroll
+        for (int q = 0; q < 4; ++q)
+#pragma unroll
+          for (int mi = 0; mi < 2; ++mi) lrnn_cuda::mma_tf32(acc[mi][4 * half + q], a_hi[mi], br[q].lo, bi[q].lo);
+#pragma unroll
+        for (int q = 0; q < 4; ++q)
+#pragma unroll
+          for (int mi = 0; mi < 2; ++mi) lrnn_cuda::mma_tf32(acc[mi][4 * half + q], a_hi[mi], br[q].hi, bi[q].hi);
+      }
+    }
+  }
+  /* lane's outputs: rows c = 32 w + 4 g + 2 mi + (0, 1), columns j = 8 nt + 2 t + (0, 1); a pair
+   * of a row is 8 bytes, and a warp's store covers whole 32-byte sectors of 8 rows */
   float* k = reinterpret_cast<float*>(p.k) + h * p.k_stride[0];
-  /* a whole tile of a contiguous, 8-byte aligned row: unconditional pair stores at constant
-   * offsets from one address (a check per pair made the epilogue ~4x longer) */
-  const bool full = p.k_stride[1] == 1 && (reinterpret_cast<uintptr_t>(k) & 7) == 0 && l_blk + kTile <= p.length;
-#pragma unroll 1
-  for (int pass = 0; pass < Passes; ++pass) {
-    float acc[2][kNt][4];
+  const bool pairs = p.k_stride[1] == 1 && (reinterpret_cast<uintptr_t>(k) & 7) == 0;
+  if (!Prev && pairs && l_blk + kTile <= p.length) {
+    /* a whole tile of a contiguous row: pair stores at constant offsets from one address */
+    float* base = k + l_blk + (int64_t)kCols * (32 * warp + 4 * g) + 2 * t;
 #pragma unroll
     for (int mi = 0; mi < 2; ++mi)
 #pragma unroll
-      for (int nt = 0; nt < kNt; ++nt)
+      for (int hf = 0; hf < 2; ++hf)
 #pragma unroll
-        for (int e = 0; e < 4; ++e) acc[mi][nt][e] = 0.f;
-    for (int64_t c = 0; c < n_chunks; ++c) {
-      const int64_t n0 = c * kTcChunk;
-      if (pass == 0 || n_chunks > 1) {   // one chunk: its table serves both passes
-        __syncthreads();   // the previous chunk's products are done with the table
-        fwd_tc_table<Passes>(p, h, z, n0, l_blk, s_a, s_b, s_r8, s_r64);
-        __syncthreads();
-      }
-      const int n_steps = (int)((p.state - n0 < kTcChunk ? p.state - n0 : kTcChunk) + 3) / 4;
-      for (int ks = 0; ks < n_steps; ++ks) {
-        const int n = 4 * ks + t;
-        const C r64 = s_r64[n], r8 = s_r8[n];
-        lrnn_cuda::Tf32 ar[2][2], ai[2][2];   // [m-tile][row half]: Re U and -Im U
-        C u = s_a[(8 * warp + g) * kTcLd + n];
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          ar[i / 2][i % 2] = lrnn_cuda::split_tf32(u.re);
-          ai[i / 2][i % 2] = lrnn_cuda::split_tf32(-u.im);
-          if (i < 3) u = cmul(u, r64);
-        }
-        uint32_t a_hi[2][4], a_lo[2][4];
-#pragma unroll
-        for (int mi = 0; mi < 2; ++mi) {
-          a_hi[mi][0] = ar[mi][0].hi, a_hi[mi][1] = ar[mi][1].hi, a_hi[mi][2] = ai[mi][0].hi, a_hi[mi][3] = ai[mi][1].hi;
-          a_lo[mi][0] = ar[mi][0].lo, a_lo[mi][1] = ar[mi][1].lo, a_lo[mi][2] = ai[mi][0].lo, a_lo[mi][3] = ai[mi][1].lo;
-        }
-        /* groups of 4 column tiles; within a group the 3 products of an accumulator are 8 mma
-         * apart, so the tensor pipe never waits on one accumulator's previous product */
-        C v = s_b[(8 * pass + g) * kTcLd + n];
-#pragma unroll
-        for (int half = 0; half < kNt / 4; ++half) {
-          lrnn_cuda::Tf32 br[4], bi[4];
-#pragma unroll
-          for (int q = 0; q < 4; ++q) {
-            br[q] = lrnn_cuda::split_tf32(v.re);
-            bi[q] = lrnn_cuda::split_tf32(v.im);
-            if (4 * half + q < kNt - 1) v = cmul(v, r8);
-          }
-#pragma unroll
-          for (int q = 0; q < 4; ++q)
-#pragma unroll
-            for (int mi = 0; mi < 2; ++mi) lrnn_cuda::mma_tf32(acc[mi][4 * half + q], a_lo[mi], br[q].hi, bi[q].hi);
-#pragma unroll
-          for (int q = 0; q < 4; ++q)
-#pragma unroll
-            for (int mi = 0; mi < 2; ++mi) lrnn_cuda::mma_tf32(acc[mi][4 * half + q], a_hi[mi], br[q].lo, bi[q].lo);
-#pragma unroll
-          for (int q = 0; q < 4; ++q)
-#pragma unroll
-            for (int mi = 0; mi < 2; ++mi) lrnn_cuda::mma_tf32(acc[mi][4 * half + q], a_hi[mi], br[q].hi, bi[q].hi);
-        }
-      }
-    }
-    /* lane's outputs: rows c = 32 w + 4 g + 2 mi + (0, 1), columns j = 8 (kNt pass + nt) + 2 t +
-     * (0, 1); a pair of a row is 8 bytes, and a warp's store covers whole 32-byte sectors of 8 rows */
-    const int64_t col0 = 8 * kNt * pass + 2 * t;
-    if (full) {
-      float* base = k + l_blk + (int64_t)kCols * (32 * warp + 4 * g) + col0;
-#pragma unroll
-      for (int mi = 0; mi < 2; ++mi)
-#pragma unroll
-        for (int hf = 0; hf < 2; ++hf)
-#pragma unroll
-          for (int nt = 0; nt < kNt; ++nt)
-            *reinterpret_cast<float2*>(base + kCols * (2 * mi + hf) + 8 * nt) =
-                make_float2(acc[mi][nt][2 * hf], acc[mi][nt][2 * hf + 1]);
-    } else {
-#pragma unroll
-      for (int mi = 0; mi < 2; ++mi)
-#pragma unroll
-        for (int hf = 0; hf < 2; ++hf) {
-          const int64_t row = l_blk + (int64_t)kCols * (32 * warp + 4 * g + 2 * mi + hf) + col0;
-#pragma unroll
-          for (int nt = 0; nt < kNt; ++nt) {
-            const int64_t l = row + 8 * nt;
-            if (l < p.length) k[l * p.k_stride[1]] = acc[mi][nt][2 * hf];
-            if (l + 1 < p.length) k[(l + 1) * p.k_stride[1]] = acc[mi][nt][2 * hf + 1];
-          }
-        }
-    }
+        for (int nt = 0; nt < 8; ++nt)
+          *reinterpret_cast<float2*>(base + kCols * (2 * mi + hf) + 8 * nt) =
+              make_float2(acc[mi][nt][2 * hf], acc[mi][nt][2 * hf + 1]);
+    return;
   }
+#pragma unroll
+  for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+    for (int hf = 0; hf < 2; ++hf) {
+      const int64_t row = l_blk + (int64_t)kCols * (32 * warp + 4 * g + 2 * mi + hf);
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt) {
+        const int64_t l = row + 8 * nt + 2 * t;
+        const float x0 = acc[mi][nt][2 * hf], x1 = acc[mi][nt][2 * hf + 1];
+        if (pairs && l + 1 < p.length) {
+          *reinterpret_cast<float2*>(k + l) = make_float2(x0, x1);
+        } else {
+          if (l < p.length) k[l * p.k_stride[1]] = x0;
+          if (l + 1 < p.length) k[(l + 1) * p.k_stride[1]] = x1;
+        }
+      }
+    }
 }
 
 /* Dynamic shared memory of the backward, in elements of T then of Cplx<T>. */
@@ -460,60 +452,52 @@ static_assert(kTcBwdWarps * 8 == kTcChunk, "8 states per warp");
 /* Fragment planes of the staged tile: [c block mb][k-step ks][g hi, g lo, j g hi, j g lo][lane]. */
 __device__ __forceinline__ int frag_plane(int mb, int ks, int q) { return (mb * (kCols / 8) + ks) * 4 + q; }
 
-/* Thread tid's part of the tile staging: element i (< kTcPer) is idx = tid + 256 i of the tile, at
- * tile offset off + d(i) (element (c = 16 mb + r, j = 8 ks + k) goes to lane (r % 8) * 4 + k % 4,
- * register (r >= 8) + 2 (k >= 4); a warp stages k = 0..7 of the rows r0 + {0, 1, 8, 9}: 32
- * distinct banks). idx = tid + 256 i: k = idx % 8, row r from bits 3..6 of idx, ks = (idx / 128)
- * % 8 = kh + 2 (i % 4) (kh = tid / 128, no wrap), mb = idx / 1024 = i / 4; so everything but two
- * constants of i is fixed per thread (the index math is not repeated per element). */
-constexpr int kTcPer = kTile / (kTcBwdWarps * 32);
-static_assert(kTcPer == 16 && kTcBwdWarps * 32 == 256, "staging map: element i of thread tid is idx = tid + 256 i");
-struct StageMap {
-  int k, kh, off, slot;   // off: the tile offset 64 r + 8 kh + k of element 0
-  __device__ __forceinline__ explicit StageMap(int tid) {
-    k = tid % 8, kh = tid / 128;
-    const int rs = (tid / 8) % 4, r = (rs & 1) + 8 * (rs >> 1) + 2 * ((tid / 32) % 4);
-    off = kCols * r + 8 * kh + k;
-    slot = ((r % 8) * 4 + k % 4) * 4 + (r >= 8) + 2 * (k >= 4);
-  }
-  static __device__ __forceinline__ int d(int i) { return 16 * (i % 4) + 16 * kCols * (i / 4); }
-};
-
-/* The tile's dK values xs (thread's elements) into the planes (g, j g) split into TF32 hi/lo. */
-__device__ __forceinline__ void stage_planes(const StageMap& m, const float (&xs)[kTcPer], uint32_t* s_f) {
+/* Prev: the previous session's kernel (64-bit block index division; LRNN_SK_PREV=1). */
+template <bool Prev>
+__global__ void __launch_bounds__(kTcBwdWarps * 32, 2) sk_bwd_tc_kernel(lrnn_ssm_kernel_bwd_params p,
+                                                                        int64_t n_tiles, double* ws) {
+  using C = Cplx<float>;
+  const uint32_t nt32 = (uint32_t)n_tiles;   // < 2^31 blocks
+  const int64_t h = Prev ? blockIdx.x / n_tiles : blockIdx.x / nt32, tile = Prev ? blockIdx.x % n_tiles : blockIdx.x % nt32;
+  const int64_t l_blk = tile * kTile;
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
+  extern __shared__ __align__(16) unsigned char smem[];
+  uint32_t* s_f = reinterpret_cast<uint32_t*>(smem);   // planes of 32 lanes x 4 fragment registers
+  const float* gk = reinterpret_cast<const float*>(p.grad_k) + h * p.grad_k_stride[0];
+  /* element (c = 16 mb + r, j = 8 ks + k) goes to lane (r % 8) * 4 + k % 4, register (r >= 8) +
+   * 2 (k >= 4); a warp stages k = 0..7 of the rows r0 + {0, 1, 8, 9}: 32 distinct banks */
+  constexpr int kPer = kTile / (kTcBwdWarps * 32);
+  static_assert(kPer == 16 && kTcBwdWarps * 32 == 256, "staging map: element i of thread tid is idx = tid + 256 i");
+  /* idx = tid + 256 i: k = idx % 8, row r from bits 3..6 of idx, ks = (idx / 128) % 8 = kh + 2 (i % 4)
+   * (kh = tid / 128, no wrap), mb = idx / 1024 = i / 4; so everything but two constants of i is
+   * fixed per thread (the index math is not repeated per element) */
+  const int k = tid % 8, rs = (tid / 8) % 4, r = (rs & 1) + 8 * (rs >> 1) + 2 * ((tid / 32) % 4), kh = tid / 128;
+  const int slot = ((r % 8) * 4 + k % 4) * 4 + (r >= 8) + 2 * (k >= 4);
+  const int64_t l_t = l_blk + (int64_t)kCols * r + 8 * kh + k;   // element i: l_t + 16 (i % 4) + 1024 (i / 4)
+  const int64_t s1 = p.grad_k_stride[1], left = p.length - l_t;
+  float xs[kPer];   // all loads in flight before the first store (a store could alias them)
+  if (s1 == 1 && left >= kTile) {   // a whole contiguous tile: constant offsets from one address
+    const float* src = gk + l_t;
 #pragma unroll
-  for (int i = 0; i < kTcPer; ++i) {
-    const int j = 8 * m.kh + m.k + 16 * (i % 4);
+    for (int i = 0; i < kPer; ++i) xs[i] = src[16 * (i % 4) + 16 * kCols * (i / 4)];
+  } else {
+#pragma unroll
+    for (int i = 0; i < kPer; ++i) {
+      const int d = 16 * (i % 4) + 16 * kCols * (i / 4);
+      xs[i] = d < left ? gk[(l_t + d) * s1] : 0.f;
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < kPer; ++i) {
+    const int j = 8 * kh + k + 16 * (i % 4);
     const lrnn_cuda::Tf32 a = lrnn_cuda::split_tf32(xs[i]), b = lrnn_cuda::split_tf32((float)j * xs[i]);
-    uint32_t* dst = s_f + frag_plane(i / 4, m.kh + 2 * (i % 4), 0) * 128 + m.slot;   // the 4 planes are 128 apart
+    uint32_t* dst = s_f + frag_plane(i / 4, kh + 2 * (i % 4), 0) * 128 + slot;   // the 4 planes are 128 apart
     dst[0] = a.hi;
     dst[128] = a.lo;
     dst[256] = b.hi;
     dst[384] = b.lo;
   }
-}
-
-/* The thread's dK elements of tile (h, tile) from global memory, 0 past the end. */
-__device__ __forceinline__ void load_tile(const lrnn_ssm_kernel_bwd_params& p, int64_t h, int64_t l_blk,
-                                          const StageMap& m, float (&xs)[kTcPer]) {
-  const float* gk = reinterpret_cast<const float*>(p.grad_k) + h * p.grad_k_stride[0];
-  const int64_t l_t = l_blk + m.off, s1 = p.grad_k_stride[1], left = p.length - l_t;
-  if (s1 == 1 && left >= kTile) {   // a whole contiguous tile: constant offsets from one address
-    const float* src = gk + l_t;
-#pragma unroll
-    for (int i = 0; i < kTcPer; ++i) xs[i] = src[StageMap::d(i)];
-  } else {
-#pragma unroll
-    for (int i = 0; i < kTcPer; ++i) xs[i] = StageMap::d(i) < left ? gk[(l_t + StageMap::d(i)) * s1] : 0.f;
-  }
-}
-
-/* The products and per-tile sums of one staged tile (planes s_f) for the warp's states. */
-__device__ __forceinline__ void bwd_tc_products(const lrnn_ssm_kernel_bwd_params& p, int64_t n_tiles, double* ws,
-                                                int64_t h, int64_t tile, const uint32_t* s_f) {
-  using C = Cplx<float>;
-  const int64_t l_blk = tile * kTile;
-  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
+  __syncthreads();
   const C* z = reinterpret_cast<const C*>(p.z) + h * p.z_stride[0];
   for (int64_t n0 = 8 * warp; n0 < p.state; n0 += kTcChunk) {
     const int64_t n_b = n0 + g;   // the B operand's state
@@ -617,87 +601,7 @@ __device__ __forceinline__ void bwd_tc_products(const lrnn_ssm_kernel_bwd_params
   }
 }
 
-__global__ void __launch_bounds__(kTcBwdWarps * 32, 2) sk_bwd_tc_kernel(lrnn_ssm_kernel_bwd_params p,
-                                                                        int64_t n_tiles, double* ws) {
-  const int64_t h = blockIdx.x / (uint32_t)n_tiles, tile = blockIdx.x % (uint32_t)n_tiles;   // < 2^31 blocks
-  extern __shared__ __align__(16) unsigned char smem[];
-  uint32_t* s_f = reinterpret_cast<uint32_t*>(smem);   // planes of 32 lanes x 4 fragment registers
-  const StageMap m(threadIdx.x);
-  float xs[kTcPer];   // all loads in flight before the first store (a store could alias them)
-  load_tile(p, h, tile * kTile, m, xs);
-  stage_planes(m, xs, s_f);
-  __syncthreads();
-  bwd_tc_products(p, n_tiles, ws, h, tile, s_f);
-}
-
-/* 16-byte global -> shared copies completing in the background (cp.async; the CPU emulation
- * copies at once), and the wait for all of this thread's. */
-__device__ __forceinline__ void copy16_async(void* dst, const void* src) {
-#ifdef __CUDA_ARCH__
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"((unsigned)__cvta_generic_to_shared(dst)), "l"(src)
-               : "memory");
-#else
-  memcpy(dst, src, 16);
-#endif
-}
-__device__ __forceinline__ void copies_done() {
-#ifdef __CUDA_ARCH__
-  asm volatile("cp.async.wait_all;" ::: "memory");
-#endif
-}
-
-/* Tile `item` (h = item / n_tiles) of dK into s_raw in tile order, 0 past the end: a whole,
- * contiguous, 16-byte aligned tile by background copies, else by plain loads. */
-__device__ __forceinline__ void fetch_raw(const lrnn_ssm_kernel_bwd_params& p, int64_t n_tiles, int64_t item,
-                                          float* s_raw) {
-  const int64_t h = item / n_tiles, l_blk = (item % n_tiles) * kTile;
-  const float* gk = reinterpret_cast<const float*>(p.grad_k) + h * p.grad_k_stride[0];
-  const int64_t s1 = p.grad_k_stride[1], left = p.length - l_blk;
-  if (s1 == 1 && left >= kTile && (reinterpret_cast<uintptr_t>(gk + l_blk) & 15) == 0) {
-#pragma unroll
-    for (int q = 0; q < kTcPer / 4; ++q) {
-      const int e = 4 * (threadIdx.x + kTcBwdWarps * 32 * q);
-      copy16_async(s_raw + e, gk + l_blk + e);
-    }
-  } else {
-    float v[kTcPer];
-#pragma unroll
-    for (int q = 0; q < kTcPer; ++q) {
-      const int e = threadIdx.x + kTcBwdWarps * 32 * q;
-      v[q] = e < left ? gk[(l_blk + e) * s1] : 0.f;
-    }
-#pragma unroll
-    for (int q = 0; q < kTcPer; ++q) s_raw[threadIdx.x + kTcBwdWarps * 32 * q] = v[q];
-  }
-}
-
-/* The persistent variant (LRNN_SK_BWD_PERSIST=1): 2 blocks per SM loop over the (head, tile)
- * items, and the next item's dK is copied into a raw buffer in the background while the current
- * one's products run, so that a block's staging no longer waits on global memory (only the
- * conversion into planes, from shared memory, remains between two items). */
-__global__ void __launch_bounds__(kTcBwdWarps * 32, 2) sk_bwd_tc_persist_kernel(lrnn_ssm_kernel_bwd_params p,
-                                                                                int64_t n_tiles, double* ws) {
-  extern __shared__ __align__(16) unsigned char smem[];
-  uint32_t* s_f = reinterpret_cast<uint32_t*>(smem);
-  float* s_raw = reinterpret_cast<float*>(smem + sizeof(uint32_t) * 4 * kTile);
-  const StageMap m(threadIdx.x);
-  const int64_t n_items = n_tiles * p.heads;
-  if (blockIdx.x < n_items) fetch_raw(p, n_tiles, blockIdx.x, s_raw);
-  for (int64_t item = blockIdx.x; item < n_items; item += gridDim.x) {
-    copies_done();
-    __syncthreads();   // the raw tile is in; every warp is done with the previous planes
-    float xs[kTcPer];
-#pragma unroll
-    for (int i = 0; i < kTcPer; ++i) xs[i] = s_raw[m.off + StageMap::d(i)];
-    stage_planes(m, xs, s_f);
-    __syncthreads();   // the planes are in; the raw buffer is free
-    if (item + gridDim.x < n_items) fetch_raw(p, n_tiles, item + gridDim.x, s_raw);
-    bwd_tc_products(p, n_tiles, ws, item / n_tiles, item % n_tiles, s_f);
-  }
-}
-
 constexpr size_t kTcBwdSmem = sizeof(uint32_t) * 4 * kTile;
-constexpr size_t kTcBwdPersistSmem = kTcBwdSmem + sizeof(float) * kTile;
 
 /* The gradients from the sums over all tiles, tiles summed in order. */
 template <typename T>
@@ -712,11 +616,10 @@ __global__ void sk_bwd_finish_kernel(lrnn_ssm_kernel_bwd_params p, int64_t n_til
 
 lrnn_status launched() { return cudaGetLastError() == cudaSuccess ? LRNN_OK : LRNN_ERR_CUDA; }
 
-/* Passes of the float forward: LRNN_SK_FWD_PASSES=2 selects the two-pass kernel (measured against
- * the one-pass kernel on the device). */
-int fwd_passes() {
-  const char* e = getenv("LRNN_SK_FWD_PASSES");
-  return e && e[0] == '2' ? 2 : 1;
+/* LRNN_SK_PREV=1: the previous session's float kernels (measured against these). */
+bool prev_kernels() {
+  const char* e = getenv("LRNN_SK_PREV");
+  return e && e[0] == '1';
 }
 
 
@@ -741,31 +644,14 @@ lrnn_status launch_bwd(const lrnn_ssm_kernel_bwd_params* p, int64_t n_tiles, dou
 
 /* Float: the tensor-core partials (64 KiB of shared memory: 2 blocks of 8 warps per SM); a
  * single tile (L <= kTile) stores the gradients itself. */
-/* Shared memory settings of a backward kernel: smem bytes, all of the unified memory as shared. */
-template <typename K>
-bool smem_attrs(K kernel, size_t smem) {
-  return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) == cudaSuccess &&
-         cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
-                              cudaSharedmemCarveoutMaxShared) == cudaSuccess;
-}
-
 lrnn_status launch_bwd_tc(const lrnn_ssm_kernel_bwd_params* p, int64_t n_tiles, double* ws, cudaStream_t s) {
   if (n_tiles > 0) {
-    const int64_t items = n_tiles * p->heads;
-    const char* e = getenv("LRNN_SK_BWD_PERSIST");
-    if (e && e[0] == '1') {   // the persistent variant: as many blocks as fit at once (2 per SM: 160 KiB)
-      int dev = 0, sms = 0, per_sm = 0;
-      if (!smem_attrs(sk_bwd_tc_persist_kernel, kTcBwdPersistSmem) || cudaGetDevice(&dev) != cudaSuccess ||
-          cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
-          cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, sk_bwd_tc_persist_kernel, kTcBwdWarps * 32,
-                                                        kTcBwdPersistSmem) != cudaSuccess)
-        return LRNN_ERR_CUDA;
-      const int64_t grid = items < (int64_t)sms * (per_sm > 0 ? per_sm : 1) ? items : (int64_t)sms * (per_sm > 0 ? per_sm : 1);
-      sk_bwd_tc_persist_kernel<<<(unsigned)grid, kTcBwdWarps * 32, kTcBwdPersistSmem, s>>>(*p, n_tiles, ws);
-    } else {
-      if (!smem_attrs(sk_bwd_tc_kernel, kTcBwdSmem)) return LRNN_ERR_CUDA;   // 2 blocks: 130 KiB
-      sk_bwd_tc_kernel<<<(unsigned)items, kTcBwdWarps * 32, kTcBwdSmem, s>>>(*p, n_tiles, ws);
-    }
+    auto kernel = prev_kernels() ? sk_bwd_tc_kernel<true> : sk_bwd_tc_kernel<false>;
+    if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)kTcBwdSmem) != cudaSuccess ||
+        cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared) !=
+            cudaSuccess)   // 2 blocks: 130 KiB
+      return LRNN_ERR_CUDA;
+    kernel<<<(unsigned)(n_tiles * p->heads), kTcBwdWarps * 32, kTcBwdSmem, s>>>(*p, n_tiles, ws);
   }
   if (n_tiles != 1)
     sk_bwd_finish_kernel<float><<<(unsigned)lrnn_cuda::ceil_div(p->heads * p->state, lrnn_cuda::kFinishThreads),
@@ -790,10 +676,10 @@ extern "C" lrnn_status lrnn_ssm_kernel_fwd_cuda(const lrnn_ssm_kernel_params* p,
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   switch (p->dtype) {
     case LRNN_C64:
-      if (fwd_passes() == 2)
-        sk_fwd_tc_kernel<2><<<(unsigned)blocks, kTcWarps * 32, 0, s>>>(*p, n_tiles);
+      if (prev_kernels())
+        sk_fwd_tc_kernel<true><<<(unsigned)blocks, kTcWarps * 32, 0, s>>>(*p, n_tiles);
       else
-        sk_fwd_tc_kernel<1><<<(unsigned)blocks, kTcWarps * 32, 0, s>>>(*p, n_tiles);
+        sk_fwd_tc_kernel<false><<<(unsigned)blocks, kTcWarps * 32, 0, s>>>(*p, n_tiles);
       break;
     case LRNN_C128: sk_fwd_kernel<double><<<(unsigned)blocks, kFwdThreads, 0, s>>>(*p, n_tiles); break;
     default: return LRNN_ERR_DTYPE;

@@ -10,7 +10,6 @@
 #include <random>
 #include <vector>
 
-#include "cuda_runtime.h"   // the emulation's device model (emu::sms)
 #include "lrnn/cauchy.h"
 #include "lrnn/ssm_kernel.h"
 
@@ -148,7 +147,6 @@ void cauchy_case(int64_t H, int64_t N, int64_t L, int symmetric) {
 }  // namespace
 
 int main() {
-  emu::sms = 2;   // a small device: persistent kernels' blocks take several tiles each
   const int64_t shapes[][3] = {{2, 19, 4096 + 37}, {1, 16, 64}, {3, 5, 1}, {1, 33, 2 * 4096}, {2, 1, 700}, {1, 16, 70001}, {1, 70, 300}};
   for (auto& s : shapes) {
     ssm_case<float>(s[0], s[1], s[2], LRNN_BASIS_COMPLEX);

@@ -4,9 +4,9 @@ For a small layer-sized call (the Centaurus neck's ssm_kernel, (r, N, L) = (4, 1
 basis, and a cauchy call of S4's size) it prints the wall time per call measured by a CPU timer
 around many back-to-back calls, without synchronizing inside the loop (so the host's dispatch is
 timed, not the kernels, as long as the host is the slower side), then once more with a device
-synchronize per call; and, for reference, the same for one small torch op and for an
-autograd.Function that calls the op below the autograd key. Then the largest host entries of
-torch.profiler (ops and, on CUDA, runtime API calls) for one forward+backward.
+synchronize per call: through lrnn.ssm_kernel / lrnn.cauchy (the eager path) and through the
+registered ops with torch.library's autograd, and, for scale, one small torch op. Then the largest
+host entries of torch.profiler (ops and, on CUDA, runtime API calls) for one forward+backward.
 Run from the repository root: python3 tests/gpu/lti_dispatch.py [--device cuda|cpu] [--reps N]."""
 from __future__ import annotations
 
@@ -20,12 +20,12 @@ import lrnn
 
 
 def per_call_us(fn, reps: int, sync) -> float:
-    """Median over 5 rounds of (wall time of reps calls) / reps, in microseconds."""
-    for _ in range(10):
+    """Median over 3 rounds of (wall time of reps calls) / reps, in microseconds."""
+    for _ in range(5):
         fn()
     sync()
     rounds = []
-    for _ in range(5):
+    for _ in range(3):
         t0 = time.perf_counter()
         for _ in range(reps):
             fn()
@@ -54,39 +54,27 @@ def main():
     gc = torch.randn(8, 512, dtype=torch.complex64, device=dev)
     x = torch.randn(r, L, device=dev)
 
+    op_sk, op_cy = torch.ops.lrnn.ssm_kernel, torch.ops.lrnn.cauchy
+
     def sk_fwd_nograd():
         with torch.no_grad():
             lrnn.ssm_kernel(E, dtA, L, "cosine")
 
-    class DirectFn(torch.autograd.Function):
-        """What an autograd.Function calling the op below the autograd key would cost (measured
-        against the op's registered autograd, which goes through torch.library's Python wrapper)."""
-
-        @staticmethod
-        def forward(ctx, w, z):
-            with torch._C._AutoDispatchBelowAutograd():
-                k = torch.ops.lrnn.ssm_kernel(w, z, L, "cosine")
-            ctx.save_for_backward(w, z)
-            return k
-
-        @staticmethod
-        def backward(ctx, gk):
-            w, z = ctx.saved_tensors
-            return torch.ops.lrnn.ssm_kernel_backward(gk, w, z, "cosine")
-
+    # lrnn.ssm_kernel / lrnn.cauchy: the eager path (lrnn/ops/lti_kernels.py); torch.ops.lrnn.*: the
+    # registered op with torch.library's autograd
     cases = [
+        ("ssm_kernel fwd+bwd, lrnn.ssm_kernel", lambda: lrnn.ssm_kernel(E, dtA, L, "cosine").backward(g)),
+        ("ssm_kernel fwd+bwd, torch.ops.lrnn.ssm_kernel", lambda: op_sk(E, dtA, L, "cosine").backward(g)),
+        ("cauchy fwd+bwd, lrnn.cauchy", lambda: lrnn.cauchy(v, om, lam).backward(gc)),
+        ("cauchy fwd+bwd, torch.ops.lrnn.cauchy", lambda: op_cy(v, om, lam).backward(gc)),
+        ("ssm_kernel fwd, lrnn.ssm_kernel", lambda: lrnn.ssm_kernel(E, dtA, L, "cosine")),
+        ("ssm_kernel fwd, torch.ops.lrnn.ssm_kernel", lambda: op_sk(E, dtA, L, "cosine")),
+        ("ssm_kernel fwd, no_grad, lrnn.ssm_kernel", sk_fwd_nograd),
+        ("ssm_kernel op, raw (detached inputs)", lambda: op_sk(Ed, zd, L, "cosine")),
+        ("ssm_kernel_backward op, raw", lambda: torch.ops.lrnn.ssm_kernel_backward(g, Ed, zd, "cosine")),
         ("torch.neg (one small op, for scale)", lambda: torch.neg(x)),
-        ("ssm_kernel op call, raw (torch.ops, no autograd)", lambda: torch.ops.lrnn.ssm_kernel(Ed, zd, L, "cosine")),
-        ("ssm_kernel_backward op call, raw", lambda: torch.ops.lrnn.ssm_kernel_backward(g, Ed, zd, "cosine")),
-        ("ssm_kernel fwd, no_grad", sk_fwd_nograd),
-        ("ssm_kernel fwd, requires_grad", lambda: lrnn.ssm_kernel(E, dtA, L, "cosine")),
-        ("ssm_kernel fwd+bwd (.backward(g))", lambda: lrnn.ssm_kernel(E, dtA, L, "cosine").backward(g)),
-        ("ssm_kernel fwd+bwd (autograd.grad)", lambda: torch.autograd.grad(lrnn.ssm_kernel(E, dtA, L, "cosine"),
-                                                                           [E, dtA], g)),
-        ("ssm_kernel fwd+bwd, autograd.Function below autograd", lambda: DirectFn.apply(E, dtA).backward(g)),
-        ("cauchy fwd+bwd (.backward(g))", lambda: lrnn.cauchy(v, om, lam).backward(gc)),
     ]
-    print(f"host time per call on {dev} (median of 5 x {a.reps} calls), no sync / sync per call:")
+    print(f"host time per call on {dev} (median of 3 x {a.reps} calls), no sync / sync per call:")
     for name, fn in cases:
         t_async = per_call_us(fn, a.reps, devsync)
         t_sync = per_call_us(lambda: (fn(), devsync()), max(a.reps // 4, 10), devsync)

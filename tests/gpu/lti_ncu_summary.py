@@ -1,4 +1,4 @@
-"""lti_ncu_summary.py: a few lines per kernel from an Nsight Compute text report (tests/gpu/lti.sh):
+"""lti_ncu_summary.py: a few lines per kernel from an Nsight Compute text report (tests/gpu/lti5.sh):
 duration, clock, issue-slot use, executed instructions, registers, occupancy, eligible warps,
 spills, tensor- and FMA-pipe use (when measured), the busiest pipe and the largest stall reasons,
 for the GPU round trips of the lti kernels."""
