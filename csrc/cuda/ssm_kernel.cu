@@ -20,8 +20,6 @@
 #include "lrnn/ssm_kernel.h"
 #include "lti_common.cuh"
 
-#include <stdlib.h>
-
 using lrnn_cuda::Cplx;
 using lrnn_cuda::cmul;
 
@@ -218,13 +216,9 @@ __device__ __forceinline__ void fwd_tc_table(const lrnn_ssm_kernel_params& p, in
   }
 }
 
-/* Prev: the previous session's kernel (64-bit block index division, a bounds check per stored
- * pair), measured against this one on the device (LRNN_SK_PREV=1). */
-template <bool Prev>
 __global__ void __launch_bounds__(kTcWarps * 32, 8) sk_fwd_tc_kernel(lrnn_ssm_kernel_params p, int64_t n_tiles) {
   using C = Cplx<float>;
-  const uint32_t nt32 = (uint32_t)n_tiles;   // < 2^31 blocks
-  const int64_t h = Prev ? blockIdx.x / n_tiles : blockIdx.x / nt32, tile = Prev ? blockIdx.x % n_tiles : blockIdx.x % nt32;
+  const int64_t h = blockIdx.x / (uint32_t)n_tiles, tile = blockIdx.x % (uint32_t)n_tiles;   // < 2^31 blocks
   const int64_t l_blk = tile * kTile;
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
   __shared__ C s_a[16 * kTcLd], s_b[8 * kTcLd], s_r8[kTcChunk], s_r64[kTcChunk];
@@ -289,7 +283,7 @@ __global__ void __launch_bounds__(kTcWarps * 32, 8) sk_fwd_tc_kernel(lrnn_ssm_ke
    * of a row is 8 bytes, and a warp's store covers whole 32-byte sectors of 8 rows */
   float* k = reinterpret_cast<float*>(p.k) + h * p.k_stride[0];
   const bool pairs = p.k_stride[1] == 1 && (reinterpret_cast<uintptr_t>(k) & 7) == 0;
-  if (!Prev && pairs && l_blk + kTile <= p.length) {
+  if (pairs && l_blk + kTile <= p.length) {
     /* a whole tile of a contiguous row: pair stores at constant offsets from one address */
     float* base = k + l_blk + (int64_t)kCols * (32 * warp + 4 * g) + 2 * t;
 #pragma unroll
@@ -452,13 +446,10 @@ static_assert(kTcBwdWarps * 8 == kTcChunk, "8 states per warp");
 /* Fragment planes of the staged tile: [c block mb][k-step ks][g hi, g lo, j g hi, j g lo][lane]. */
 __device__ __forceinline__ int frag_plane(int mb, int ks, int q) { return (mb * (kCols / 8) + ks) * 4 + q; }
 
-/* Prev: the previous session's kernel (64-bit block index division; LRNN_SK_PREV=1). */
-template <bool Prev>
 __global__ void __launch_bounds__(kTcBwdWarps * 32, 2) sk_bwd_tc_kernel(lrnn_ssm_kernel_bwd_params p,
                                                                         int64_t n_tiles, double* ws) {
   using C = Cplx<float>;
-  const uint32_t nt32 = (uint32_t)n_tiles;   // < 2^31 blocks
-  const int64_t h = Prev ? blockIdx.x / n_tiles : blockIdx.x / nt32, tile = Prev ? blockIdx.x % n_tiles : blockIdx.x % nt32;
+  const int64_t h = blockIdx.x / (uint32_t)n_tiles, tile = blockIdx.x % (uint32_t)n_tiles;   // < 2^31 blocks
   const int64_t l_blk = tile * kTile;
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
   extern __shared__ __align__(16) unsigned char smem[];
@@ -616,11 +607,6 @@ __global__ void sk_bwd_finish_kernel(lrnn_ssm_kernel_bwd_params p, int64_t n_til
 
 lrnn_status launched() { return cudaGetLastError() == cudaSuccess ? LRNN_OK : LRNN_ERR_CUDA; }
 
-/* LRNN_SK_PREV=1: the previous session's float kernels (measured against these). */
-bool prev_kernels() {
-  const char* e = getenv("LRNN_SK_PREV");
-  return e && e[0] == '1';
-}
 
 
 /* The double backward's tables exceed the default 48 KiB of shared memory. */
@@ -646,7 +632,7 @@ lrnn_status launch_bwd(const lrnn_ssm_kernel_bwd_params* p, int64_t n_tiles, dou
  * single tile (L <= kTile) stores the gradients itself. */
 lrnn_status launch_bwd_tc(const lrnn_ssm_kernel_bwd_params* p, int64_t n_tiles, double* ws, cudaStream_t s) {
   if (n_tiles > 0) {
-    auto kernel = prev_kernels() ? sk_bwd_tc_kernel<true> : sk_bwd_tc_kernel<false>;
+    auto kernel = sk_bwd_tc_kernel;
     if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)kTcBwdSmem) != cudaSuccess ||
         cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared) !=
             cudaSuccess)   // 2 blocks: 130 KiB
@@ -675,12 +661,7 @@ extern "C" lrnn_status lrnn_ssm_kernel_fwd_cuda(const lrnn_ssm_kernel_params* p,
   if (blocks > INT32_MAX) return LRNN_ERR_SHAPE;
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   switch (p->dtype) {
-    case LRNN_C64:
-      if (prev_kernels())
-        sk_fwd_tc_kernel<true><<<(unsigned)blocks, kTcWarps * 32, 0, s>>>(*p, n_tiles);
-      else
-        sk_fwd_tc_kernel<false><<<(unsigned)blocks, kTcWarps * 32, 0, s>>>(*p, n_tiles);
-      break;
+    case LRNN_C64: sk_fwd_tc_kernel<<<(unsigned)blocks, kTcWarps * 32, 0, s>>>(*p, n_tiles); break;
     case LRNN_C128: sk_fwd_kernel<double><<<(unsigned)blocks, kFwdThreads, 0, s>>>(*p, n_tiles); break;
     default: return LRNN_ERR_DTYPE;
   }

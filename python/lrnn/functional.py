@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import torch
 
-from .ops import lti_kernels as _lti_kernels
-
 
 def linear_scan(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None = None,
                 reverse: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -46,7 +44,7 @@ def ssm_kernel(w: torch.Tensor, z: torch.Tensor, L: int, basis: str = "complex")
         w.r.t. ``w`` and ``z`` (PyTorch's complex convention). ``exp(z * l)`` is re-anchored
         every 32 steps from a double-precision value, so accuracy does not degrade with ``L``.
     """
-    return _lti_kernels.ssm_kernel(w, z, L, basis)
+    return torch.ops.lrnn.ssm_kernel(w, z, L, basis)
 
 
 def cauchy(v: torch.Tensor, omega: torch.Tensor, lam: torch.Tensor, symmetric: bool = True) -> torch.Tensor:
@@ -66,7 +64,7 @@ def cauchy(v: torch.Tensor, omega: torch.Tensor, lam: torch.Tensor, symmetric: b
     Returns:
         ``(H, L)`` complex, differentiable w.r.t. ``v`` and ``lam``. Any N and L.
     """
-    return _lti_kernels.cauchy(v, omega, lam, symmetric)
+    return torch.ops.lrnn.cauchy(v, omega, lam, symmetric)
 
 
 def fft_conv(u: torch.Tensor, k: torch.Tensor, D: torch.Tensor | None = None) -> torch.Tensor:

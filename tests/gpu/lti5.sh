@@ -4,10 +4,8 @@
 # lrnn::cauchy are part of the full CUDA pytest, not repeated here):
 #   1. benchmarks/bench_lti_kernels.py at (H, N, L) = (1024, 64, 4096) and (256, 64, 65536), the ops
 #      only (device time per call from CUDA-graph replays, % of the floor), backward from a given
-#      output gradient and from out.sum(); then the ssm_kernel rows again with LRNN_SK_PREV=1 (the
-#      previous session's float kernels, for an A/B in the same run);
-#   2. tests/gpu/lti_dispatch.py: host (CPU-timer) cost per call of the ops, through the eager path
-#      (lrnn.ssm_kernel, lrnn.cauchy) and through the registered ops' torch.library autograd;
+#      output gradient and from out.sum();
+#   2. tests/gpu/lti_dispatch.py: host (CPU-timer) cost per call of the ops, with and without autograd;
 #   3. tests/gpu/lti_neck.py: the Centaurus neck layer, lrnn vs the torch-ref path, and its
 #      ssm_kernel call alone (wall time over many repetitions, GPU kernel time);
 #   4. Nsight Compute metrics of one call of each float kernel at (1024, 64, 4096).
@@ -20,7 +18,6 @@ export PYTHONUNBUFFERED=1
 echo "==== lti5"
 
 timeout 18 python3 benchmarks/bench_lti_kernels.py --device cuda --impls op --upstream given sum \
-  --variant ssm_kernel:fwd:LRNN_SK_PREV=1 ssm_kernel:fwd+bwd:LRNN_SK_PREV=1 \
   --json "$OUT/lti5_bench_cuda.json" > "$OUT/lti5_bench_cuda.log" 2>&1
 rc=$?
 grep -E "^lrnn|^cuda|^device|Error|graph capture" "$OUT/lti5_bench_cuda.log" | head -20
@@ -28,7 +25,7 @@ echo "lti5 bench rc $rc (124: cut by the timeout, rows so far kept)"
 
 timeout 10 python3 tests/gpu/lti_dispatch.py --reps 20 > "$OUT/lti5_dispatch.log" 2>&1
 rc=$?
-grep -vE "USDT|Warning|warn" "$OUT/lti5_dispatch.log" | head -11
+grep -vE "USDT|Warning|warn" "$OUT/lti5_dispatch.log" | head -14
 echo "lti5 dispatch rc $rc"
 
 timeout 12 python3 tests/gpu/lti_neck.py --reps 20 > "$OUT/lti5_neck.log" 2>&1

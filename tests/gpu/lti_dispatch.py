@@ -4,9 +4,8 @@ For a small layer-sized call (the Centaurus neck's ssm_kernel, (r, N, L) = (4, 1
 basis, and a cauchy call of S4's size) it prints the wall time per call measured by a CPU timer
 around many back-to-back calls, without synchronizing inside the loop (so the host's dispatch is
 timed, not the kernels, as long as the host is the slower side), then once more with a device
-synchronize per call: through lrnn.ssm_kernel / lrnn.cauchy (the eager path) and through the
-registered ops with torch.library's autograd, and, for scale, one small torch op. Then the largest
-host entries of torch.profiler (ops and, on CUDA, runtime API calls) for one forward+backward.
+synchronize per call; the ops alone and, for scale, one small torch op. Then the largest host
+entries of torch.profiler (ops and, on CUDA, runtime API calls) for one forward+backward.
 Run from the repository root: python3 tests/gpu/lti_dispatch.py [--device cuda|cpu] [--reps N]."""
 from __future__ import annotations
 
@@ -54,22 +53,17 @@ def main():
     gc = torch.randn(8, 512, dtype=torch.complex64, device=dev)
     x = torch.randn(r, L, device=dev)
 
-    op_sk, op_cy = torch.ops.lrnn.ssm_kernel, torch.ops.lrnn.cauchy
+    op_sk = torch.ops.lrnn.ssm_kernel
 
     def sk_fwd_nograd():
         with torch.no_grad():
             lrnn.ssm_kernel(E, dtA, L, "cosine")
 
-    # lrnn.ssm_kernel / lrnn.cauchy: the eager path (lrnn/ops/lti_kernels.py); torch.ops.lrnn.*: the
-    # registered op with torch.library's autograd
     cases = [
-        ("ssm_kernel fwd+bwd, lrnn.ssm_kernel", lambda: lrnn.ssm_kernel(E, dtA, L, "cosine").backward(g)),
-        ("ssm_kernel fwd+bwd, torch.ops.lrnn.ssm_kernel", lambda: op_sk(E, dtA, L, "cosine").backward(g)),
-        ("cauchy fwd+bwd, lrnn.cauchy", lambda: lrnn.cauchy(v, om, lam).backward(gc)),
-        ("cauchy fwd+bwd, torch.ops.lrnn.cauchy", lambda: op_cy(v, om, lam).backward(gc)),
-        ("ssm_kernel fwd, lrnn.ssm_kernel", lambda: lrnn.ssm_kernel(E, dtA, L, "cosine")),
-        ("ssm_kernel fwd, torch.ops.lrnn.ssm_kernel", lambda: op_sk(E, dtA, L, "cosine")),
-        ("ssm_kernel fwd, no_grad, lrnn.ssm_kernel", sk_fwd_nograd),
+        ("ssm_kernel fwd+bwd (.backward(g))", lambda: lrnn.ssm_kernel(E, dtA, L, "cosine").backward(g)),
+        ("cauchy fwd+bwd (.backward(g))", lambda: lrnn.cauchy(v, om, lam).backward(gc)),
+        ("ssm_kernel fwd, requires_grad", lambda: lrnn.ssm_kernel(E, dtA, L, "cosine")),
+        ("ssm_kernel fwd, no_grad", sk_fwd_nograd),
         ("ssm_kernel op, raw (detached inputs)", lambda: op_sk(Ed, zd, L, "cosine")),
         ("ssm_kernel_backward op, raw", lambda: torch.ops.lrnn.ssm_kernel_backward(g, Ed, zd, "cosine")),
         ("torch.neg (one small op, for scale)", lambda: torch.neg(x)),

@@ -4,8 +4,6 @@ lrnn::ssm_kernel (Vandermonde, K[h, l] = s * Re(sum_n w exp(z l))) and lrnn::cau
 
 Each backward is its own registered op, so autograd composes registered ops and works under
 torch.compile, torch.export and AOTInductor. Broadcast (N,) inputs get gradients summed back.
-ssm_kernel() and cauchy() at the end are the eager entry points of lrnn.functional: the same
-formulas without torch.library's per-call Python autograd wrapper.
 """
 from __future__ import annotations
 
@@ -54,43 +52,6 @@ def _ssm_kernel_backward(ctx, grad_k):
 torch.library.register_autograd("lrnn::ssm_kernel", _ssm_kernel_backward, setup_context=_ssm_kernel_setup)
 
 
-# ---------------------------------------------------------------- eager calls
-# The registered autograd goes through torch.library's Python wrapper on every call (its Python
-# autograd kernel, argument defaults, a redispatch), which in eager mode costs more host time than
-# the small kernels of a layer's forward and backward. Eager calls (lrnn.functional) therefore use
-# an autograd.Function with the same setup and backward that calls the op below the autograd key;
-# under torch.compile / torch.export and functorch transforms the registered op is called as is.
-def _below_autograd(op, args):
-    with torch._C._AutoDispatchBelowAutograd():
-        return op(*args)
-
-
-def _eager_function(op, setup_context, backward):
-    """An autograd.Function running op below the autograd key, with the op's registered formulas."""
-    return type(f"Eager_{op._opname}", (torch.autograd.Function,), {
-        "forward": staticmethod(lambda *args: _below_autograd(op, args)),
-        "setup_context": staticmethod(setup_context),
-        "backward": staticmethod(backward),
-    })
-
-
-def _eager_call(op, fn, args, differentiable):
-    """op(*args) with its autograd: fn when eager and a gradient is needed, else the op itself."""
-    if torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active():
-        return op(*args)
-    if torch.is_grad_enabled() and any(t.requires_grad for t in differentiable):
-        return fn.apply(*args)
-    return _below_autograd(op, args)
-
-
-_SSM_KERNEL_FN = _eager_function(torch.ops.lrnn.ssm_kernel.default, _ssm_kernel_setup, _ssm_kernel_backward)
-
-
-def ssm_kernel(w, z, L, basis="complex"):
-    """lrnn::ssm_kernel with its autograd (lrnn.functional.ssm_kernel documents it)."""
-    return _eager_call(torch.ops.lrnn.ssm_kernel.default, _SSM_KERNEL_FN, (w, z, L, basis), (w, z))
-
-
 # ---------------------------------------------------------------- cauchy
 @torch.library.register_fake("lrnn::cauchy")
 def _cauchy_fake(v, omega, lam, symmetric=True):
@@ -122,11 +83,3 @@ def _cauchy_backward(ctx, grad_out):
 
 
 torch.library.register_autograd("lrnn::cauchy", _cauchy_backward, setup_context=_cauchy_setup)
-
-
-_CAUCHY_FN = _eager_function(torch.ops.lrnn.cauchy.default, _cauchy_setup, _cauchy_backward)
-
-
-def cauchy(v, omega, lam, symmetric=True):
-    """lrnn::cauchy with its autograd (lrnn.functional.cauchy documents it)."""
-    return _eager_call(torch.ops.lrnn.cauchy.default, _CAUCHY_FN, (v, omega, lam, symmetric), (v, omega, lam))
