@@ -114,7 +114,7 @@ __device__ __forceinline__ void load_chunk(const Cplx<T>* z, int64_t z_stride, i
 template <typename T>
 __global__ void __launch_bounds__(kFwdThreads) sk_fwd_kernel(lrnn_ssm_kernel_params p,
                                                                                       int64_t n_tiles) {
-  const int64_t h = blockIdx.x / (uint32_t)n_tiles, tile = blockIdx.x % (uint32_t)n_tiles;   // < 2^31 blocks
+  const int64_t h = blockIdx.x / n_tiles, tile = blockIdx.x % n_tiles;
   const int64_t l_blk = tile * kTile;
   const int tid = threadIdx.x, ty = tid / 8, tx = tid % 8;
   const bool complex_w = p.basis == LRNN_BASIS_COMPLEX;
