@@ -5,7 +5,9 @@ the GPU, side by side.
 
 Reported per row: median time of the forward, or of the forward and the backward from a given
 output gradient ("fwd+bwd"; with --upstream sum, "fwd+sum": from out.sum(), which adds the loss's
-reduction and the gradient tensor it creates) (CUDA: CUDA events around back-to-back replays of a CUDA graph of
+reduction and the gradient tensor it creates; both return the inputs' gradients through
+torch.autograd.grad, as a step after zero_grad() does, instead of adding them to .grad, which
+repeated .backward() calls did until 2026-11-29, with two extra elementwise kernels per call) (CUDA: CUDA events around back-to-back replays of a CUDA graph of
 the call, so the host's dispatch and autograd overhead is not counted; the references, whose
 graphs would double their many-GiB footprint, are timed the same way without a graph; CPU: wall
 clock), peak memory (CUDA: measured with torch.cuda.max_memory_allocated; CPU: the size of the
@@ -177,12 +179,17 @@ def bench_one(op, impl, shape, device, backward, rate, ref_limit, upstream="give
     # ("sum": the loss's reduction and the gradient it creates are timed too)
     grad = torch.randn(H, L, device=device, dtype=torch.float32 if op == "ssm_kernel" else torch.complex64)
 
+    # the gradients of the inputs are returned (torch.autograd.grad), not accumulated into .grad: a
+    # training step starts from .grad = None (zero_grad's default), where accumulating costs no
+    # kernel, while repeated .backward() calls would add two elementwise kernels per call
+    wrt = [a for a in args if a.requires_grad]
+
     def run():
         out = call(op, impl, args, L)
         if backward and upstream == "given":
-            out.backward(grad)
+            torch.autograd.grad(out, wrt, grad)
         elif backward:
-            out.real.sum().backward() if out.is_complex() else out.sum().backward()
+            torch.autograd.grad(out.real.sum() if out.is_complex() else out.sum(), wrt)
         return out
 
     if device == "cuda":

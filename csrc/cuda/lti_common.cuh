@@ -101,24 +101,17 @@ struct Tf32 {
   uint32_t hi, lo;
 };
 
-__device__ __forceinline__ uint32_t f2u(float x) {
-#ifdef __CUDA_ARCH__
-  return __float_as_uint(x);
-#else
-  uint32_t u;
-  __builtin_memcpy(&u, &x, 4);
-  return u;
-#endif
+/* The bits of x as another type of the same size (f2u, u2f below): a copy, which the compilers
+ * turn into a register move, and which the CPU emulation runs as written. */
+template <typename To, typename From>
+__device__ __forceinline__ To bits_as(From x) {
+  static_assert(sizeof(To) == sizeof(From), "same size");
+  To y;
+  __builtin_memcpy(&y, &x, sizeof(To));
+  return y;
 }
-__device__ __forceinline__ float u2f(uint32_t u) {
-#ifdef __CUDA_ARCH__
-  return __uint_as_float(u);
-#else
-  float x;
-  __builtin_memcpy(&x, &u, 4);
-  return x;
-#endif
-}
+__device__ __forceinline__ uint32_t f2u(float x) { return bits_as<uint32_t>(x); }
+__device__ __forceinline__ float u2f(uint32_t u) { return bits_as<float>(u); }
 
 /* hi: x rounded to 10 mantissa bits, ties away, by an integer add and mask (2 instructions; sm_90
  * has no TF32 conversion instruction, cvt.rna.tf32 becomes ~5 with checks for inf/NaN, which the

@@ -179,13 +179,48 @@ constexpr int kTcChunk = 64;                  // states per table
 constexpr int kTcLd = kTcChunk + 4;           // [anchor][state] pitch: lanes (g, t) hit distinct banks
 static_assert(kTcWarps * 32 == kTcChunk && kTcWarps * 32 * kCols == kTile, "thread per state, 32 rows per warp");
 
-__global__ void __launch_bounds__(kTcWarps * 32, 8) sk_fwd_tc_kernel(lrnn_ssm_kernel_params p, int64_t n_tiles) {
+/* The chunk's table, thread tid for state n0 + tid: s_a the 16 A anchors, s_b the B anchors z^g,
+ * and the steps r8, r64. */
+__device__ __forceinline__ void fwd_tc_table(const lrnn_ssm_kernel_params& p, int64_t h, const Cplx<float>* z, int64_t n0,
+                                             int64_t l_blk, Cplx<float>* s_a, Cplx<float>* s_b, Cplx<float>* s_r8,
+                                             Cplx<float>* s_r64) {
   using C = Cplx<float>;
-  const int64_t h = blockIdx.x / n_tiles, tile = blockIdx.x % n_tiles;
-  const int64_t l_blk = tile * kTile;
-  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
+  const int tid = threadIdx.x;
   const bool complex_w = p.basis == LRNN_BASIS_COMPLEX;
   const float scale = complex_w ? 2.f : 1.f;
+  const int64_t n = n0 + tid;
+  const bool live = n < p.state;
+  const C zn = live ? z[n * p.z_stride[1]] : C{0.f, 0.f};
+  C w = live ? lrnn_cuda::load_w<float>(p.w, h * p.w_stride[0] + n * p.w_stride[1], complex_w) : C{0.f, 0.f};
+  w = C{scale * w.re, scale * w.im};
+  const C r1 = lrnn_cuda::exp_scaled<float>(zn.re, zn.im, 1.0), r256 = lrnn_cuda::exp_scaled<float>(zn.re, zn.im, 256.0);
+  s_r8[tid] = lrnn_cuda::exp_scaled<float>(zn.re, zn.im, 8.0);
+  s_r64[tid] = lrnn_cuda::exp_scaled<float>(zn.re, zn.im, 64.0);
+#pragma unroll
+  for (int q = 0; q < 2; ++q) {   // z^(4 q + i): exact at 4 q = 0, 4
+    C v = q == 0 ? C{1.f, 0.f} : lrnn_cuda::exp_scaled<float>(zn.re, zn.im, 4.0);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      s_b[(4 * q + i) * kTcLd + tid] = v;
+      v = cmul(v, r1);
+    }
+  }
+#pragma unroll
+  for (int q = 0; q < 4; ++q) {   // s w z^(l_blk + 256 a): exact at a = 0, 4, 8, 12
+    C v = cmul(w, lrnn_cuda::exp_scaled<float>(zn.re, zn.im, (double)(l_blk + 1024 * q)));
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      s_a[(4 * q + i) * kTcLd + tid] = v;
+      v = cmul(v, r256);
+    }
+  }
+}
+
+__global__ void __launch_bounds__(kTcWarps * 32, 8) sk_fwd_tc_kernel(lrnn_ssm_kernel_params p, int64_t n_tiles) {
+  using C = Cplx<float>;
+  const int64_t h = blockIdx.x / (uint32_t)n_tiles, tile = blockIdx.x % (uint32_t)n_tiles;   // < 2^31 blocks
+  const int64_t l_blk = tile * kTile;
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
   __shared__ C s_a[16 * kTcLd], s_b[8 * kTcLd], s_r8[kTcChunk], s_r64[kTcChunk];
   float acc[2][8][4];
 #pragma unroll
@@ -197,34 +232,7 @@ __global__ void __launch_bounds__(kTcWarps * 32, 8) sk_fwd_tc_kernel(lrnn_ssm_ke
   const C* z = reinterpret_cast<const C*>(p.z) + h * p.z_stride[0];
   for (int64_t n0 = 0; n0 < p.state; n0 += kTcChunk) {
     __syncthreads();   // the previous chunk's products are done with the table
-    {
-      const int64_t n = n0 + tid;
-      const bool live = n < p.state;
-      const C zn = live ? z[n * p.z_stride[1]] : C{0.f, 0.f};
-      C w = live ? lrnn_cuda::load_w<float>(p.w, h * p.w_stride[0] + n * p.w_stride[1], complex_w) : C{0.f, 0.f};
-      w = C{scale * w.re, scale * w.im};
-      const C r1 = lrnn_cuda::exp_scaled<float>(zn.re, zn.im, 1.0), r256 = lrnn_cuda::exp_scaled<float>(zn.re, zn.im, 256.0);
-      s_r8[tid] = lrnn_cuda::exp_scaled<float>(zn.re, zn.im, 8.0);
-      s_r64[tid] = lrnn_cuda::exp_scaled<float>(zn.re, zn.im, 64.0);
-#pragma unroll
-      for (int q = 0; q < 2; ++q) {   // z^g: exact at g = 0, 4
-        C v = q == 0 ? C{1.f, 0.f} : lrnn_cuda::exp_scaled<float>(zn.re, zn.im, 4.0);
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          s_b[(4 * q + i) * kTcLd + tid] = v;
-          v = cmul(v, r1);
-        }
-      }
-#pragma unroll
-      for (int q = 0; q < 4; ++q) {   // s w z^(l_blk + 256 a): exact at a = 0, 4, 8, 12
-        C v = cmul(w, lrnn_cuda::exp_scaled<float>(zn.re, zn.im, (double)(l_blk + 1024 * q)));
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          s_a[(4 * q + i) * kTcLd + tid] = v;
-          v = cmul(v, r256);
-        }
-      }
-    }
+    fwd_tc_table(p, h, z, n0, l_blk, s_a, s_b, s_r8, s_r64);
     __syncthreads();
     const int n_steps = (int)((p.state - n0 < kTcChunk ? p.state - n0 : kTcChunk) + 3) / 4;
     for (int ks = 0; ks < n_steps; ++ks) {
@@ -275,6 +283,19 @@ __global__ void __launch_bounds__(kTcWarps * 32, 8) sk_fwd_tc_kernel(lrnn_ssm_ke
    * of a row is 8 bytes, and a warp's store covers whole 32-byte sectors of 8 rows */
   float* k = reinterpret_cast<float*>(p.k) + h * p.k_stride[0];
   const bool pairs = p.k_stride[1] == 1 && (reinterpret_cast<uintptr_t>(k) & 7) == 0;
+  if (pairs && l_blk + kTile <= p.length) {
+    /* a whole tile of a contiguous row: pair stores at constant offsets from one address */
+    float* base = k + l_blk + (int64_t)kCols * (32 * warp + 4 * g) + 2 * t;
+#pragma unroll
+    for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+      for (int hf = 0; hf < 2; ++hf)
+#pragma unroll
+        for (int nt = 0; nt < 8; ++nt)
+          *reinterpret_cast<float2*>(base + kCols * (2 * mi + hf) + 8 * nt) =
+              make_float2(acc[mi][nt][2 * hf], acc[mi][nt][2 * hf + 1]);
+    return;
+  }
 #pragma unroll
   for (int mi = 0; mi < 2; ++mi)
 #pragma unroll
@@ -428,7 +449,7 @@ __device__ __forceinline__ int frag_plane(int mb, int ks, int q) { return (mb * 
 __global__ void __launch_bounds__(kTcBwdWarps * 32, 2) sk_bwd_tc_kernel(lrnn_ssm_kernel_bwd_params p,
                                                                         int64_t n_tiles, double* ws) {
   using C = Cplx<float>;
-  const int64_t h = blockIdx.x / n_tiles, tile = blockIdx.x % n_tiles;
+  const int64_t h = blockIdx.x / (uint32_t)n_tiles, tile = blockIdx.x % (uint32_t)n_tiles;   // < 2^31 blocks
   const int64_t l_blk = tile * kTile;
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
   extern __shared__ __align__(16) unsigned char smem[];
@@ -587,6 +608,7 @@ __global__ void sk_bwd_finish_kernel(lrnn_ssm_kernel_bwd_params p, int64_t n_til
 lrnn_status launched() { return cudaGetLastError() == cudaSuccess ? LRNN_OK : LRNN_ERR_CUDA; }
 
 
+
 /* The double backward's tables exceed the default 48 KiB of shared memory. */
 template <typename T>
 lrnn_status launch_bwd(const lrnn_ssm_kernel_bwd_params* p, int64_t n_tiles, double* ws, cudaStream_t s) {
@@ -610,12 +632,12 @@ lrnn_status launch_bwd(const lrnn_ssm_kernel_bwd_params* p, int64_t n_tiles, dou
  * single tile (L <= kTile) stores the gradients itself. */
 lrnn_status launch_bwd_tc(const lrnn_ssm_kernel_bwd_params* p, int64_t n_tiles, double* ws, cudaStream_t s) {
   if (n_tiles > 0) {
-    if (cudaFuncSetAttribute(sk_bwd_tc_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)kTcBwdSmem) !=
-            cudaSuccess ||
-        cudaFuncSetAttribute(sk_bwd_tc_kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
-                             cudaSharedmemCarveoutMaxShared) != cudaSuccess)   // 2 blocks: 130 KiB
+    auto kernel = sk_bwd_tc_kernel;
+    if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)kTcBwdSmem) != cudaSuccess ||
+        cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared) !=
+            cudaSuccess)   // 2 blocks: 130 KiB
       return LRNN_ERR_CUDA;
-    sk_bwd_tc_kernel<<<(unsigned)(n_tiles * p->heads), kTcBwdWarps * 32, kTcBwdSmem, s>>>(*p, n_tiles, ws);
+    kernel<<<(unsigned)(n_tiles * p->heads), kTcBwdWarps * 32, kTcBwdSmem, s>>>(*p, n_tiles, ws);
   }
   if (n_tiles != 1)
     sk_bwd_finish_kernel<float><<<(unsigned)lrnn_cuda::ceil_div(p->heads * p->state, lrnn_cuda::kFinishThreads),

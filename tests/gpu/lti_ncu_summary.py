@@ -1,6 +1,7 @@
-"""lti_ncu_summary.py: a few lines per kernel from an Nsight Compute text report (tests/gpu/lti.sh):
+"""lti_ncu_summary.py: a few lines per kernel from an Nsight Compute text report (tests/gpu/lti5.sh):
 duration, clock, issue-slot use, executed instructions, registers, occupancy, eligible warps,
-spills, the busiest pipe and the largest stall reasons, for the GPU round trips of the lti kernels."""
+spills, tensor- and FMA-pipe use (when measured), the busiest pipe and the largest stall reasons,
+for the GPU round trips of the lti kernels."""
 import re
 import sys
 
@@ -8,11 +9,13 @@ rows, cur = [], None
 keys = {"Duration": "us", "SM Frequency": "GHz", "Issue Slots Busy": "issue%", "Registers Per Thread": "regs",
         "Achieved Occupancy": "occ%", "Eligible Warps Per Scheduler": "elig", "Local Memory Spilling Requests": "spill",
         "Waves Per SM": "waves", "Executed Instructions": "inst", "Theoretical Occupancy": "theo_occ%",
-        "Block Limit Shared Mem": "lim_smem", "Block Limit Registers": "lim_regs", "No Eligible": "no_elig%"}
+        "Block Limit Shared Mem": "lim_smem", "Block Limit Registers": "lim_regs", "No Eligible": "no_elig%",
+        "sm__pipe_tensor_cycles_active.avg.pct_of_peak_sustained_elapsed": "tensor%",
+        "sm__pipe_fma_cycles_active.avg.pct_of_peak_sustained_elapsed": "fma%"}
 for line in open(sys.argv[1], errors="replace"):
-    m = re.match(r"^  \S.*?(\w+_kernel)(<\w+>)?\(.*\((\d+), \d+, \d+\)x\((\d+)", line)
+    m = re.match(r"^  \S.*?(\w+_kernel)(<[^>(]*>)?\(.*\((\d+), \d+, \d+\)x\((\d+)", line)
     if m:
-        cur = {"name": m.group(1) + (m.group(2) or ""), "grid": f"{m.group(3)}x{m.group(4)}", "pipe": "", "stalls": {}}
+        cur = {"name": m.group(1) + (m.group(2) or "").replace(" ", ""), "grid": f"{m.group(3)}x{m.group(4)}", "pipe": "", "stalls": {}}
         rows.append(cur)
         continue
     if cur is None:
