@@ -131,6 +131,7 @@ __device__ __forceinline__ int row_of(int r, int ty) { return (r >> 2) * 64 + ty
 template <int RN>
 struct Core {
   static constexpr int Q = 8 * RN, BN = 16 * RN;
+  using BT = float;   /* a staged b value */
   __device__ static int row(int q) { return row_of(q / RN, threadIdx.x / 16); }
   __device__ static int col(int q) { return (threadIdx.x % 16) * RN + q % RN; }
   __device__ static int slot(int q) { return q / RN; }
@@ -143,6 +144,8 @@ struct Core {
     return x;
   }
   __device__ static bool row_owner() { return threadIdx.x % 16 == 0; }
+  __host__ __device__ static constexpr int slots() { return 8; }
+  __device__ static void put_b(float (*b)[BN + 4], int k, int n, float v) { b[k][n] = v; }
   /* acc += a^T b over one staged chunk of BK */
   __device__ static void mac(float (&acc)[Q], const float (*a)[LDA], const float (*b)[BN + 4]) {
     const int ty = threadIdx.x / 16, tx = threadIdx.x % 16;
@@ -230,12 +233,14 @@ __device__ __forceinline__ void mma3_strip(float (&acc)[4 * NI], const uint32_t 
  *   warp w holds rows 16 w .. 16 w + 15 and all columns as 2 RN m16n8
  *   fragments, q = 4 ni + e -> row 16 w + gq + 8 (e >> 1), column 8 ni + 2 tq + (e & 1) (lane =
  *   4 gq + tq); each product in 3xTF32 (a_lo b_hi + a_hi b_lo + a_hi b_hi: float accuracy), b
- *   split into hi / lo once when staged (bs / bl), a at use (each a value serves one warp).
- * The fragment loads a[k][m] (k = tq, tq + 4; m = gq, gq + 8) and b[k][n] hit 32 distinct banks:
- * row strides are 4 mod 32 words. */
+ *   split into (hi, lo) pairs once when staged, a at use (each a value serves one warp).
+ * The fragment loads a[k][m] (k = tq, tq + 4; m = gq, gq + 8) hit 32 distinct banks (row stride
+ * 4 mod 32 words), those of the pairs b[k][n] 16 distinct 8-byte bank pairs per half-warp (row
+ * stride 4 mod 16 pairs). */
 template <int RN>
 struct TcCore {
   static constexpr int Q = 8 * RN, BN = 16 * RN;
+  using BT = float2;   /* a staged b value: its (hi, lo) TF32 parts */
   __device__ static int row(int q) {
     const int tid = threadIdx.x;
     return 16 * (tid / 32) + (tid % 32) / 4 + 8 * ((q & 3) >> 1);
@@ -254,14 +259,13 @@ struct TcCore {
     return x;
   }
   __device__ static bool row_owner() { return threadIdx.x % 4 == 0; }
-  /* b[k][n] = v at staging (and its low TF32 part in bl) */
-  __device__ static void put_b(float (*b)[BN + 4], float (*bl)[BN + 4], int k, int n, float v) {
+  /* b[k][n] = (hi, lo) TF32 parts of v at staging: one 8-byte load per fragment entry */
+  __device__ static void put_b(float2 (*b)[BN + 4], int k, int n, float v) {
     const lrnn_cuda::Tf32 s = lrnn_cuda::split_tf32(v);
-    b[k][n] = lrnn_cuda::u2f(s.hi);
-    bl[k][n] = lrnn_cuda::u2f(s.lo);
+    b[k][n] = make_float2(lrnn_cuda::u2f(s.hi), lrnn_cuda::u2f(s.lo));
   }
   /* acc += a^T b over one staged chunk of BK */
-  __device__ static void mac(float (&acc)[Q], const float (*a)[LDA], const float (*b)[BN + 4], const float (*bl)[BN + 4]) {
+  __device__ static void mac(float (&acc)[Q], const float (*a)[LDA], const float2 (*b)[BN + 4]) {
     const int tid = threadIdx.x, w = tid / 32, gq = (tid % 32) / 4, tq = tid % 4, m0 = 16 * w + gq;
     {
 #pragma unroll
@@ -278,10 +282,11 @@ struct TcCore {
 #pragma unroll
         for (int ni = 0; ni < 2 * RN; ++ni) {
           const int n = 8 * ni + gq;
-          bh[ni][0] = lrnn_cuda::f2u(b[kb + tq][n]);
-          bh[ni][1] = lrnn_cuda::f2u(b[kb + tq + 4][n]);
-          blo[ni][0] = lrnn_cuda::f2u(bl[kb + tq][n]);
-          blo[ni][1] = lrnn_cuda::f2u(bl[kb + tq + 4][n]);
+          const float2 b0 = b[kb + tq][n], b1 = b[kb + tq + 4][n];
+          bh[ni][0] = lrnn_cuda::f2u(b0.x);
+          bh[ni][1] = lrnn_cuda::f2u(b1.x);
+          blo[ni][0] = lrnn_cuda::f2u(b0.y);
+          blo[ni][1] = lrnn_cuda::f2u(b1.y);
         }
         mma3_strip<2 * RN>(acc, ah, al, bh, blo);
       }
@@ -289,11 +294,80 @@ struct TcCore {
   }
 };
 
-/* the low TF32 parts of the staged b */
+/* TcCore's products with the warps as 4 x 2 (rows x columns), for the weight gradient (no
+ * row-wise epilogue): warp w holds rows 32 (w / 2) .. + 31 as two m16 tiles (mi) and columns
+ * 8 RN (w % 2) .. + 8 RN - 1 as RN n8 tiles (ni), q = 4 RN mi + 4 ni + e. Each staged b pair is
+ * read by 4 warps instead of 8: 24 shared-memory wavefronts per warp and k step of 8 instead of
+ * 36, for the same 6 RN tensor-core products. */
 template <int RN>
-struct BLow {
-  float v[BK][16 * RN + 4];
+struct TcCore2 {
+  static constexpr int Q = 8 * RN, BN = 16 * RN;
+  using BT = float2;
+  __device__ static int row(int q) {
+    const int tid = threadIdx.x;
+    return 32 * (tid / 64) + 16 * (q / (4 * RN)) + (tid % 32) / 4 + 8 * ((q & 3) >> 1);
+  }
+  __device__ static int col(int q) {
+    const int tid = threadIdx.x;
+    return 8 * RN * ((tid / 32) % 2) + 8 * ((q % (4 * RN)) >> 2) + 2 * (tid % 4) + (q & 1);
+  }
+  __device__ static void put_b(float2 (*b)[BN + 4], int k, int n, float v) { TcCore<RN>::put_b(b, k, n, v); }
+  __device__ static void mac(float (&acc)[Q], const float (*a)[LDA], const float2 (*b)[BN + 4]) {
+    const int tid = threadIdx.x, w = tid / 32, gq = (tid % 32) / 4, tq = tid % 4;
+    const int m0 = 32 * (w / 2) + gq, n0 = 8 * RN * (w % 2) + gq;
+#pragma unroll
+    for (int kb = 0; kb < BK; kb += 8) {
+      uint32_t bh[RN][2], blo[RN][2];
+#pragma unroll
+      for (int ni = 0; ni < RN; ++ni) {
+        const float2 b0 = b[kb + tq][n0 + 8 * ni], b1 = b[kb + tq + 4][n0 + 8 * ni];
+        bh[ni][0] = lrnn_cuda::f2u(b0.x);
+        bh[ni][1] = lrnn_cuda::f2u(b1.x);
+        blo[ni][0] = lrnn_cuda::f2u(b0.y);
+        blo[ni][1] = lrnn_cuda::f2u(b1.y);
+      }
+#pragma unroll
+      for (int mi = 0; mi < 2; ++mi) {
+        const int m = m0 + 16 * mi;
+        const float av[4] = {a[kb + tq][m], a[kb + tq][m + 8], a[kb + tq + 4][m], a[kb + tq + 4][m + 8]};
+        uint32_t ah[4], al[4];
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          const lrnn_cuda::Tf32 s = lrnn_cuda::split_tf32(av[j]);
+          ah[j] = s.hi;
+          al[j] = s.lo;
+        }
+        mma3_strip<RN>(*reinterpret_cast<float(*)[4 * RN]>(&acc[4 * RN * mi]), ah, al, bh, blo);
+      }
+    }
+  }
 };
+
+/* the backward kernels' products: 0 tensor cores in 3xTF32 (TcCore), 1 SIMT FMAs (Core), 2 (weight
+ * gradient only) TcCore2; the benchmark builds variants with -DLRNN_MIMO_TWOWAY_CORE=1 and
+ * -DLRNN_MIMO_WGRAD_CORE=1 / 2 to compare */
+#ifndef LRNN_MIMO_TWOWAY_CORE
+#define LRNN_MIMO_TWOWAY_CORE 0
+#endif
+#ifndef LRNN_MIMO_WGRAD_CORE
+#define LRNN_MIMO_WGRAD_CORE 0
+#endif
+template <int kWhich, int RN>
+struct PickCore {
+  using type = TcCore<RN>;
+};
+template <int RN>
+struct PickCore<1, RN> {
+  using type = Core<RN>;
+};
+template <int RN>
+struct PickCore<2, RN> {
+  using type = TcCore2<RN>;
+};
+template <int RN>
+using TwowayCore = typename PickCore<LRNN_MIMO_TWOWAY_CORE == 1 ? 1 : 0, RN>::type;
+template <int RN>
+using WgradCore = typename PickCore<LRNN_MIMO_WGRAD_CORE, RN>::type;
 
 /* the tokens of tile `tile` (b, t; b = -1 past the end) into shared memory, by threads < BM */
 __device__ __forceinline__ void tile_tokens(int64_t* tb, int64_t* tt, int64_t tile, int64_t N, int64_t L) {
@@ -544,18 +618,16 @@ __global__ void __launch_bounds__(NT, 2) fwd2_kernel(const lrnn_mimo_params p) {
  * only feeds dF, as a first pass over the groups. dF lands in gh (out, conjugated: the
  * imaginary part negated) or in the f32 workspace du1 (in); dU in du (out) or du1 (in), and
  * in finally writes du = du + du1. */
-template <typename T, bool kIn, bool kXs>
+template <typename T, bool kIn, bool kXs, typename C>
 __global__ void __launch_bounds__(NT, 2) twoway_kernel(const lrnn_mimo_params p, float* du1, const float* panel) {
-  constexpr int RN = 4;
-  using C = TcCore<RN>;
+  constexpr int RN = C::BN / 16;
   constexpr int BN = C::BN;
   __shared__ __align__(16) float as[kXs ? 1 : BK][LDA];
   /* kXs: the tile's X (A rounded up to BK rows, the rest zero) stays in shared memory, xs[a][m],
    * read by the products directly instead of being staged again for every chunk */
   extern __shared__ __align__(16) unsigned char twoway_dyn[];
   float(*xs)[LDA] = reinterpret_cast<float(*)[LDA]>(twoway_dyn);
-  __shared__ __align__(16) float bs[BK][BN + 4];
-  __shared__ __align__(16) BLow<RN> bl;
+  __shared__ __align__(16) typename C::BT bs[BK][BN + 4];
   __shared__ int64_t tb[BM], tt[BM], tu[BM], tf[BM], tx[BM];
   const Form<T, kIn> f(p, true);
   const int64_t N = p.batch * p.length, H = f.H, A = f.A, G = f.G, tile = blockIdx.x;
@@ -604,10 +676,10 @@ __global__ void __launch_bounds__(NT, 2) twoway_kernel(const lrnn_mimo_params p,
 #pragma unroll
         for (int l = 0; l < RN; ++l) {
           const int n = lr + 16 * l;
-          C::put_b(bs, bl.v, kk, n, a0 + kk < A && g0 + n < G ? f.W(a0 + kk, g0 + n, H) : 0.f);
+          C::put_b(bs, kk, n, a0 + kk < A && g0 + n < G ? f.W(a0 + kk, g0 + n, H) : 0.f);
         }
         __syncthreads();
-        C::mac(acc, xa(a0), bs, bl.v);
+        C::mac(acc, xa(a0), bs);
         __syncthreads();
       }
     }
@@ -679,8 +751,8 @@ __global__ void __launch_bounds__(NT, 2) twoway_kernel(const lrnn_mimo_params p,
 #pragma unroll
       for (int l = 0; l < 4; ++l) {
         const int e = tid + NT * l;
-        if (kIn) C::put_b(bs, bl.v, kk, lr + 16 * l, rw[l]);
-        else C::put_b(bs, bl.v, e / BN, e % BN, rw[l]);
+        if (kIn) C::put_b(bs, kk, lr + 16 * l, rw[l]);
+        else C::put_b(bs, e / BN, e % BN, rw[l]);
       }
       __syncthreads();
       int64_t ng = g, na0 = a0 + BK;
@@ -689,7 +761,7 @@ __global__ void __launch_bounds__(NT, 2) twoway_kernel(const lrnn_mimo_params p,
         ++ng;
       }
       if (ng < gend) load(ng, na0);
-      C::mac(acc, xa(a0), bs, bl.v);
+      C::mac(acc, xa(a0), bs);
       __syncthreads();
       if (na0 == 0) {   /* group g complete: its two contractions */
         float rows[C::slots()] = {};   /* per row of the thread */
@@ -738,14 +810,13 @@ __global__ void __launch_bounds__(NT, 2) twoway_kernel(const lrnn_mimo_params p,
 
 /* backward, weights: partial dW[(g, i), a] = sum over the slice's tokens of (F U)[t, (g, i)] X[t, a]
  * for a tile of 128 rows (g, i) and 16 RN columns a, into part[slice][(g, i)][a]. */
-template <typename T, bool kIn, int RN>
+template <typename T, bool kIn, typename C>
 __global__ void __launch_bounds__(NT, 2) wgrad2_kernel(const lrnn_mimo_params p, float* part, int64_t slice_tokens) {
-  using C = TcCore<RN>;
+  constexpr int RN = C::BN / 16;
   constexpr int BN = C::BN;
   __shared__ __align__(16) float as[BK][LDA];
-  __shared__ __align__(16) float bs[BK][BN + 4];
-  __shared__ __align__(16) BLow<RN> bl;
-  __shared__ int64_t ku[2][BK], kf[2][BK], kx[2][BK];
+  __shared__ __align__(16) typename C::BT bs[BK][BN + 4];
+  __shared__ int64_t ku[2][BK], kf[2][BK], kx[2][BK], kbt[BK][2];
   const Form<T, kIn> f(p, true);
   const int64_t N = p.batch * p.length, L = p.length, H1 = f.H + 1, M = kIn ? pair_count(f.H) : f.G * H1, A = f.A;
   const int64_t mt = (M + BM - 1) / BM, nt = (A + BN - 1) / BN;
@@ -766,13 +837,18 @@ __global__ void __launch_bounds__(NT, 2) wgrad2_kernel(const lrnn_mimo_params p,
   /* token offsets of chunks c and c + 1 in k*[c & 1] and [(c + 1) & 1]: during chunk c,
    * threads < 16 write those of chunk c + 2 over chunk c's, read (by the register prefetch of
    * chunk c) before the previous barrier */
-  auto offsets = [&](int64_t k, int slot, int j) {
-    const int64_t b = k / L, t = k % L;
+  auto offsets = [&](int64_t b, int64_t t, int slot, int j) {
     ku[slot][j] = f.ou(b, t);
     kf[slot][j] = f.of(b, t);
     kx[slot][j] = f.ox(b, t);
   };
-  if (tid < 2 * BK) offsets(k0 + tid, tid / BK, tid % BK);
+  if (tid < 2 * BK) offsets((k0 + tid) / L, (k0 + tid) % L, tid / BK, tid % BK);
+  /* thread j < 16 then walks its tokens k0 + 16 + j + 16 c as (b, t) = kbt[j], without a 64-bit
+   * division per chunk (which kept one warp busy while the others waited at the barrier) */
+  if (tid < BK) {
+    kbt[tid][0] = (k0 + BK + tid) / L;
+    kbt[tid][1] = (k0 + BK + tid) % L;
+  }
   __syncthreads();
   /* raw values, combined when stored (no load waited for before the products) */
   float rf[8], ru[8], rb[RN];
@@ -800,12 +876,21 @@ __global__ void __launch_bounds__(NT, 2) wgrad2_kernel(const lrnn_mimo_params p,
 #pragma unroll
     for (int l = 0; l < RN; ++l) {
       const int e = tid + NT * l;
-      C::put_b(bs, bl.v, e / BN, e % BN, rb[l]);
+      C::put_b(bs, e / BN, e % BN, rb[l]);
     }
     __syncthreads();
     if (kc + BK < k1) load(kc + BK, buf ^ 1);
-    if (tid < BK) offsets(kc + 2 * BK + tid, buf, tid);
-    C::mac(acc, as, bs, bl.v);
+    if (tid < BK) {
+      int64_t b = kbt[tid][0], t = kbt[tid][1] + BK;
+      while (t >= L) {
+        t -= L;
+        ++b;
+      }
+      kbt[tid][0] = b;
+      kbt[tid][1] = t;
+      offsets(b, t, buf, tid);
+    }
+    C::mac(acc, as, bs);
     __syncthreads();
   }
   float* o = part + slice * M * A;
@@ -934,7 +1019,7 @@ lrnn_status launch_fwd(const lrnn_mimo_params& p, void* workspace, cudaStream_t 
 template <typename T, bool kIn, int RN>
 void launch_wgrad(const lrnn_mimo_params& p, const Plan& o, float* part, cudaStream_t s) {
   const int64_t blocks = ((o.M + BM - 1) / BM) * ((o.A + 16 * RN - 1) / (16 * RN)) * o.slices;
-  auto k = wgrad2_kernel<T, kIn, RN>;
+  auto k = wgrad2_kernel<T, kIn, WgradCore<RN>>;
   k<<<static_cast<unsigned>(blocks), NT, 0, s>>>(p, part, o.slice_tokens);
 }
 
@@ -960,11 +1045,11 @@ lrnn_status launch_bwd(const lrnn_mimo_params& p, void* workspace, cudaStream_t 
   }
   const int xsmem = static_cast<int>(twoway_xs_smem(o.A));
   if (xsmem <= kTwowayXsMax) {
-    auto kt = twoway_kernel<T, kIn, true>;
+    auto kt = twoway_kernel<T, kIn, true, TwowayCore<4>>;
     if (cudaFuncSetAttribute(kt, cudaFuncAttributeMaxDynamicSharedMemorySize, xsmem) != cudaSuccess) return LRNN_ERR_CUDA;
     kt<<<static_cast<unsigned>(tiles), NT, xsmem, s>>>(p, du1, panel);
   } else {
-    auto kt = twoway_kernel<T, kIn, false>;
+    auto kt = twoway_kernel<T, kIn, false, TwowayCore<4>>;
     kt<<<static_cast<unsigned>(tiles), NT, 0, s>>>(p, du1, panel);
   }
   if (o.rn == 2) launch_wgrad<T, kIn, 2>(p, o, part, s);
