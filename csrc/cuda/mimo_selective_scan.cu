@@ -379,6 +379,26 @@ __device__ __forceinline__ void tile_tokens(int64_t* tb, int64_t* tt, int64_t ti
   }
 }
 
+/* the forward's outputs X[t, a] of a token tile and the columns from n0: v (in) or y (out) */
+template <typename T, bool kIn, typename C>
+__device__ __forceinline__ void store_x(const lrnn_mimo_params& p, const float (&acc)[C::Q], const int64_t* tb,
+                                        const int64_t* tt, int64_t n0, int64_t A) {
+#pragma unroll
+  for (int q = 0; q < C::Q; ++q) {
+    const int m = C::row(q);
+    const int64_t a = n0 + C::col(q);
+    if (tb[m] < 0 || a >= A) continue;
+    const int64_t b = tb[m], t = tt[m];
+    if (kIn) {
+      if (q % 2 == 0)   /* a even: (re, im) of v[p] are this thread's values q, q + 1 */
+        static_cast<float2*>(p.v)[b * p.v_stride[0] + t * p.v_stride[1] + (a >> 1) * p.v_stride[2]] =
+            make_float2(acc[q], acc[(q + 1) % C::Q]);
+    } else {
+      static_cast<T*>(p.y)[b * p.y_stride[0] + t * p.y_stride[1] + a * p.y_stride[2]] = from_f<T>(acc[q]);
+    }
+  }
+}
+
 /* The weight panel of a stage (workspace, built by panel_kernel): per group g, rows i < H + BK of
  * Ap columns a, W'[g][i][a], then the bias rows Wb'[g][a]; zero outside the weights. For "in"
  * the symmetric part of the quadratic form: W'[g][i] = wb[., g, ., i] + wb[., i, ., g] for i > g,
@@ -516,20 +536,7 @@ __global__ void __launch_bounds__(NT, 2) fwd3_kernel(const lrnn_mimo_params p, c
     g = ng;
     i0 = ni0;
   }
-#pragma unroll
-  for (int q = 0; q < C::Q; ++q) {
-    const int m = C::row(q);
-    const int64_t a = n0 + C::col(q);
-    if (tb[m] < 0 || a >= f.A) continue;
-    const int64_t b = tb[m], t = tt[m];
-    if (kIn) {
-      if (q % 2 == 0)   /* a even: (re, im) of v[p] are this thread's values q, q + 1 */
-        static_cast<float2*>(p.v)[b * p.v_stride[0] + t * p.v_stride[1] + (a >> 1) * p.v_stride[2]] =
-            make_float2(acc[q], acc[(q + 1) % C::Q]);
-    } else {
-      static_cast<T*>(p.y)[b * p.y_stride[0] + t * p.y_stride[1] + a * p.y_stride[2]] = from_f<T>(acc[q]);
-    }
-  }
+  store_x<T, kIn, C>(p, acc, tb, tt, n0, f.A);
 }
 
 /* forward: X[t, a] for a token tile and the columns [n0, n0 + 16 RN) */
@@ -596,20 +603,7 @@ __global__ void __launch_bounds__(NT, 2) fwd2_kernel(const lrnn_mimo_params p) {
     C::mac(acc, as, bs);
     __syncthreads();
   }
-#pragma unroll
-  for (int q = 0; q < C::Q; ++q) {
-    const int m = C::row(q);
-    const int64_t a = n0 + C::col(q);
-    if (tb[m] < 0 || a >= f.A) continue;
-    const int64_t b = tb[m], t = tt[m];
-    if (kIn) {
-      if (q % 2 == 0)   /* a even: (re, im) of v[p] are this thread's values q, q + 1 */
-        static_cast<float2*>(p.v)[b * p.v_stride[0] + t * p.v_stride[1] + (a >> 1) * p.v_stride[2]] =
-            make_float2(acc[q], acc[(q + 1) % C::Q]);
-    } else {
-      static_cast<T*>(p.y)[b * p.y_stride[0] + t * p.y_stride[1] + a * p.y_stride[2]] = from_f<T>(acc[q]);
-    }
-  }
+  store_x<T, kIn, C>(p, acc, tb, tt, n0, f.A);
 }
 
 /* backward, token side: for one token tile, Y[t, (g, i)] = sum_a X[t, a] W[a, g, i] tile by tile

@@ -34,42 +34,7 @@ timeout 16 python3 -u benchmarks/bench_event_scan.py --device cuda --no-scan --i
 echo "=== s7b: S7 layer fused vs materialized (rc=$?)"
 tail -n 9 "$OUT/s7b_bench.log" | cut -c1-200
 
-timeout 12 python3 - > "$OUT/s7b_prof.log" 2>&1 <<'PYEOF'
-import torch
-from torch.profiler import ProfilerActivity, profile
-
-import lrnn
-
-for B, L, P, H in ((8, 16384, 16, 64), (8, 4096, 64, 128)):
-    g = torch.Generator(device="cpu").manual_seed(0)
-    dev = "cuda"
-    u = torch.randn(B, L, H, generator=g).to(dev).requires_grad_()
-    lam = torch.complex(-0.05 - torch.rand(P, generator=g), torch.randn(P, generator=g)).to(dev).requires_grad_()
-    delta = (0.01 + torch.rand(B, L, P, generator=g)).to(dev).requires_grad_()
-    dt = torch.rand(B, L, generator=g).to(dev)
-    wb = (torch.randn(P, H, 2, H, generator=g) / H ** 0.5).to(dev).requires_grad_()
-    bb = (0.1 * torch.randn(P, H, 2, generator=g)).to(dev).requires_grad_()
-    wc = (torch.randn(H, P, 2, H, generator=g) / H ** 0.5).to(dev).requires_grad_()
-    bc = (0.1 * torch.randn(H, P, 2, generator=g)).to(dev).requires_grad_()
-    ins = (u, lam, delta, wb, bb, wc, bc)
-
-    def step():
-        y, _ = lrnn.mimo_selective_scan(u, lam, delta, dt, wb, bb, wc, bc)
-        torch.autograd.grad(y.sum(), ins)
-
-    step()
-    torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        for _ in range(3):
-            step()
-        torch.cuda.synchronize()
-    rows = sorted(prof.key_averages(), key=lambda e: -e.device_time_total)
-    total = sum(e.device_time_total for e in rows) / 3e3
-    print(f"--- ({B}, {L}, {P}, {H}) op fwd+bwd: {total:.3f} ms/iter of CUDA time; per kernel:")
-    for e in rows[:9]:
-        name = e.key.replace("void ", "").replace("(anonymous namespace)::", "").replace("lrnn_event_cuda::", "")
-        print(f"  {name[:58]:<58} x{e.count // 3} {e.device_time_total / 3e3:7.3f} ms")
-PYEOF
+timeout 12 python3 benchmarks/profile_mimo.py > "$OUT/s7b_prof.log" 2>&1
 echo "=== s7b: kernel time breakdown (rc=$?)"
 grep -vE "^\s*$|Warning|warn" "$OUT/s7b_prof.log" | tail -n 20 | cut -c1-110
 
