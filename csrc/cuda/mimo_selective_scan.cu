@@ -23,11 +23,9 @@
  * at most 128 registers, so that two blocks (16 warps) share an SM (the H200 measured these
  * kernels latency-bound at one block per SM). The products: in the forward on SIMT FMAs (Core:
  * each thread 8 x RN outputs, rows ty*4 + {0..3} and 64 + ty*4 + {0..3}, columns
- * tx*RN + {0..RN-1}, read back as float4), in the backward on tensor cores in 3xTF32 (TcCore:
- * m16n8k8 fragments per warp strip, float-accurate) - per stage whichever measured faster on the
- * H200 (2026-11-29, f32, (8, 16384, 16, 64) / (8, 4096, 64, 128), before the symmetric form:
- * in_fwd 1.99 / 5.06 ms SIMT vs 2.06 / 5.42 tensor cores, out_fwd 1.37 / 5.17 vs 1.41 / 5.31,
- * out_bwd 3.95 / 12.64 vs 3.51 / 11.28, in_bwd 3.79 / 11.96 vs 3.57 / 11.19). */
+ * tx*RN + {0..RN-1}, read back as float4), in twoway on tensor cores in 3xTF32 (TcCore: m16n8k8
+ * fragments per warp strip, float-accurate), in the weight gradient on SIMT FMAs again - per
+ * kernel whichever measured faster on the H200 (BwdCore below). */
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -294,80 +292,30 @@ struct TcCore {
   }
 };
 
-/* TcCore's products with the warps as 4 x 2 (rows x columns), for the weight gradient (no
- * row-wise epilogue): warp w holds rows 32 (w / 2) .. + 31 as two m16 tiles (mi) and columns
- * 8 RN (w % 2) .. + 8 RN - 1 as RN n8 tiles (ni), q = 4 RN mi + 4 ni + e. Each staged b pair is
- * read by 4 warps instead of 8: 24 shared-memory wavefronts per warp and k step of 8 instead of
- * 36, for the same 6 RN tensor-core products. */
-template <int RN>
-struct TcCore2 {
-  static constexpr int Q = 8 * RN, BN = 16 * RN;
-  using BT = float2;
-  __device__ static int row(int q) {
-    const int tid = threadIdx.x;
-    return 32 * (tid / 64) + 16 * (q / (4 * RN)) + (tid % 32) / 4 + 8 * ((q & 3) >> 1);
-  }
-  __device__ static int col(int q) {
-    const int tid = threadIdx.x;
-    return 8 * RN * ((tid / 32) % 2) + 8 * ((q % (4 * RN)) >> 2) + 2 * (tid % 4) + (q & 1);
-  }
-  __device__ static void put_b(float2 (*b)[BN + 4], int k, int n, float v) { TcCore<RN>::put_b(b, k, n, v); }
-  __device__ static void mac(float (&acc)[Q], const float (*a)[LDA], const float2 (*b)[BN + 4]) {
-    const int tid = threadIdx.x, w = tid / 32, gq = (tid % 32) / 4, tq = tid % 4;
-    const int m0 = 32 * (w / 2) + gq, n0 = 8 * RN * (w % 2) + gq;
-#pragma unroll
-    for (int kb = 0; kb < BK; kb += 8) {
-      uint32_t bh[RN][2], blo[RN][2];
-#pragma unroll
-      for (int ni = 0; ni < RN; ++ni) {
-        const float2 b0 = b[kb + tq][n0 + 8 * ni], b1 = b[kb + tq + 4][n0 + 8 * ni];
-        bh[ni][0] = lrnn_cuda::f2u(b0.x);
-        bh[ni][1] = lrnn_cuda::f2u(b1.x);
-        blo[ni][0] = lrnn_cuda::f2u(b0.y);
-        blo[ni][1] = lrnn_cuda::f2u(b1.y);
-      }
-#pragma unroll
-      for (int mi = 0; mi < 2; ++mi) {
-        const int m = m0 + 16 * mi;
-        const float av[4] = {a[kb + tq][m], a[kb + tq][m + 8], a[kb + tq + 4][m], a[kb + tq + 4][m + 8]};
-        uint32_t ah[4], al[4];
-#pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          const lrnn_cuda::Tf32 s = lrnn_cuda::split_tf32(av[j]);
-          ah[j] = s.hi;
-          al[j] = s.lo;
-        }
-        mma3_strip<RN>(*reinterpret_cast<float(*)[4 * RN]>(&acc[4 * RN * mi]), ah, al, bh, blo);
-      }
-    }
-  }
-};
-
-/* the backward kernels' products: 0 tensor cores in 3xTF32 (TcCore), 1 SIMT FMAs (Core), 2 (weight
- * gradient only) TcCore2; the benchmark builds variants with -DLRNN_MIMO_TWOWAY_CORE=1 and
- * -DLRNN_MIMO_WGRAD_CORE=1 / 2 to compare */
+/* BwdCore, the backward kernels' products: 0 tensor cores in 3xTF32 (TcCore), 1 SIMT FMAs (Core).
+ * Measured on the H200 (2026-11-29, f32, stage out_bwd / in_bwd at (8, 16384, 16, 64) and
+ * (8, 4096, 64, 128)): twoway on TcCore 3.18 / 2.63 and 9.83 / 5.95 ms against 3.70 / 3.17 and 11.30 / 6.69 on Core;
+ * wgrad2 on Core 3.03 / 2.63 and 9.74 / 5.92 ms against TcCore's 3.18 / 2.63 and 9.83 / 5.95 (and
+ * 3.12 / 2.63, 9.76 / 5.94 with TcCore's warps as 4 x 2, dropped). The benchmark builds the other
+ * choices with -DLRNN_MIMO_TWOWAY_CORE=1 / -DLRNN_MIMO_WGRAD_CORE=0 to compare. */
 #ifndef LRNN_MIMO_TWOWAY_CORE
 #define LRNN_MIMO_TWOWAY_CORE 0
 #endif
 #ifndef LRNN_MIMO_WGRAD_CORE
-#define LRNN_MIMO_WGRAD_CORE 0
+#define LRNN_MIMO_WGRAD_CORE 1
 #endif
-template <int kWhich, int RN>
+template <bool kSimt, int RN>
 struct PickCore {
   using type = TcCore<RN>;
 };
 template <int RN>
-struct PickCore<1, RN> {
+struct PickCore<true, RN> {
   using type = Core<RN>;
 };
 template <int RN>
-struct PickCore<2, RN> {
-  using type = TcCore2<RN>;
-};
+using TwowayCore = typename PickCore<LRNN_MIMO_TWOWAY_CORE == 1, RN>::type;
 template <int RN>
-using TwowayCore = typename PickCore<LRNN_MIMO_TWOWAY_CORE == 1 ? 1 : 0, RN>::type;
-template <int RN>
-using WgradCore = typename PickCore<LRNN_MIMO_WGRAD_CORE, RN>::type;
+using WgradCore = typename PickCore<LRNN_MIMO_WGRAD_CORE == 1, RN>::type;
 
 /* the tokens of tile `tile` (b, t; b = -1 past the end) into shared memory, by threads < BM */
 __device__ __forceinline__ void tile_tokens(int64_t* tb, int64_t* tt, int64_t tile, int64_t N, int64_t L) {

@@ -2,10 +2,9 @@
 # tests/gpu/s7b.sh: S7's lrnn::mimo_selective_scan on the GPU machine, session 5 (run from the repo
 # root after `pip install --no-build-isolation -e .`; <= 45 s, each step under `timeout`, each
 # section printed as soon as it is done, the most needed first; logs in $OUT/):
-#   1. nvcc builds benchmarks/cuda/mimo_c.cu with csrc/cuda/mimo_selective_scan.cu four ways in the
-#      background: as shipped, and the variants with the backward's token-side (twoway) or
-#      weight-gradient (wgrad2) products on SIMT FMAs (Core) instead of 3xTF32 tensor cores, and
-#      wgrad2 with 4 x 2 warps (TcCore2)
+#   1. nvcc builds benchmarks/cuda/mimo_c.cu with csrc/cuda/mimo_selective_scan.cu three ways in the
+#      background: as shipped (twoway on 3xTF32 tensor cores, wgrad2 on SIMT FMAs), and the variants
+#      with twoway on SIMT FMAs or wgrad2 on tensor cores
 #   2. the S7 layer, fused op vs the materialized B_k/C_k composition (benchmarks/bench_event_scan.py
 #      --no-scan) at (B, L, P, H) = (8, 16384, 16, 64) and (8, 4096, 64, 128): fwd, fwd+bwd, memory
 #   3. torch.profiler: CUDA time per kernel of the op's forward + backward at both sizes
@@ -20,10 +19,9 @@ export PYTHONPATH=${PYTHONPATH:-}:$PWD/python PYTHONUNBUFFERED=1
 
 NVFLAGS=(-O3 -arch=sm_90 --use_fast_math -lineinfo -std=c++17 -Icsrc/include -Xptxas -v)
 SRCS=(benchmarks/cuda/mimo_c.cu csrc/cuda/mimo_selective_scan.cu)
-declare -A VFLAG=([mimo_c]="" [mimo_c_tw]="-DLRNN_MIMO_TWOWAY_CORE=1" [mimo_c_wg]="-DLRNN_MIMO_WGRAD_CORE=1"
-                  [mimo_c_wg2]="-DLRNN_MIMO_WGRAD_CORE=2")
+declare -A VFLAG=([mimo_c]="" [mimo_c_tw]="-DLRNN_MIMO_TWOWAY_CORE=1" [mimo_c_wg]="-DLRNN_MIMO_WGRAD_CORE=0")
 declare -A VPID
-for v in mimo_c mimo_c_tw mimo_c_wg mimo_c_wg2; do
+for v in mimo_c mimo_c_tw mimo_c_wg; do
   timeout 40 nvcc "${NVFLAGS[@]}" ${VFLAG[$v]} "${SRCS[@]}" -o build/$v > "$OUT/s7b_nvcc_$v.log" 2>&1 &
   VPID[$v]=$!
 done
@@ -38,14 +36,14 @@ timeout 12 python3 benchmarks/profile_mimo.py > "$OUT/s7b_prof.log" 2>&1
 echo "=== s7b: kernel time breakdown (rc=$?)"
 grep -vE "^\s*$|Warning|warn" "$OUT/s7b_prof.log" | tail -n 20 | cut -c1-110
 
-for v in mimo_c mimo_c_tw mimo_c_wg mimo_c_wg2; do
+for v in mimo_c mimo_c_tw mimo_c_wg; do
   wait "${VPID[$v]}"
   rc=$?
   [ "$rc" = 0 ] && timeout 8 ./build/$v f32 > "$OUT/s7b_${v}_f32.log" 2>&1
   echo "=== s7b: $v ${VFLAG[$v]:-(as shipped)}: nvcc rc=$rc, per-stage device time f32 (rc=$?)"
   head -n 4 "$OUT/s7b_${v}_f32.log"
 done
-for v in mimo_c mimo_c_tw mimo_c_wg mimo_c_wg2; do
+for v in mimo_c mimo_c_tw mimo_c_wg; do
   [ -x build/$v ] || continue
   timeout 6 ./build/$v check > "$OUT/s7b_${v}_check.log" 2>&1
   echo "=== s7b: $v check (rc=$?): $(grep -c 'bitwise repeat ok' "$OUT/s7b_${v}_check.log") of 3 dtypes repeat ok; $(tail -n 1 "$OUT/s7b_${v}_check.log" | cut -c1-80)"
