@@ -27,10 +27,12 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> mimo_selective_scan_cuda(Tensor u, Te
   torch::stable::accelerator::DeviceGuard guard(u.get_device_index());
   MimoForward f = mimo_prepare(u, Lambda, delta, dt, wb, bb, wc, bc, h0, discretization, reverse);
   void* stream = current_cuda_stream(u, kFwd);
-  check_status(lrnn_mimo_in_fwd_cuda(&f.params, stream), kFwd);
+  Tensor ws_in = workspace(u, lrnn_mimo_fwd_workspace_bytes_cuda(&f.params, 1));
+  check_status(lrnn_mimo_in_fwd_cuda(&f.params, ws_in.data_ptr(), stream), kFwd);
   Tensor ws = workspace(u, lrnn_event_scan_fwd_workspace_bytes(&f.scan.params));
   check_status(lrnn_event_scan_fwd_cuda(&f.scan.params, ws.data_ptr(), stream), kFwd);
-  check_status(lrnn_mimo_out_fwd_cuda(&f.params, stream), kFwd);
+  Tensor ws_out = workspace(u, lrnn_mimo_fwd_workspace_bytes_cuda(&f.params, 0));
+  check_status(lrnn_mimo_out_fwd_cuda(&f.params, ws_out.data_ptr(), stream), kFwd);
   return {f.y, f.scan.h_last, f.scan.h, f.v};
 }
 

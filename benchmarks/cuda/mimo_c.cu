@@ -47,6 +47,19 @@ namespace {
 constexpr double kFmaPeak = 33.5e12;
 std::mt19937_64 rng(1);
 
+/* the forward stages' workspace: one device buffer per stage, grown on demand */
+void* fwd_ws(const lrnn_mimo_params& p, int in) {
+  static void* buf[2] = {nullptr, nullptr};
+  static int64_t have[2] = {0, 0};
+  const int64_t need = lrnn_mimo_fwd_workspace_bytes_cuda(&p, in);
+  if (need > have[in]) {
+    if (buf[in]) CK(cudaFree(buf[in]));
+    CK(cudaMalloc(&buf[in], need));
+    have[in] = need;
+  }
+  return buf[in];
+}
+
 int esize(lrnn_dtype t) { return t == LRNN_F32 ? 4 : 2; }
 const char* name(lrnn_dtype t) { return t == LRNN_F32 ? "float32" : t == LRNN_BF16 ? "bfloat16" : "float16"; }
 
@@ -135,8 +148,8 @@ bool check(lrnn_dtype t) {
   CK(cudaMalloc(&p.v, N * P * 8));
   p.h = dev_copy(h.raw.data(), h.raw.size());
   CK(cudaMalloc(&p.y, N * O * esize(t)));
-  ST(lrnn_mimo_in_fwd_cuda(&p, nullptr));
-  ST(lrnn_mimo_out_fwd_cuda(&p, nullptr));
+  ST(lrnn_mimo_in_fwd_cuda(&p, fwd_ws(p, 1), nullptr));
+  ST(lrnn_mimo_out_fwd_cuda(&p, fwd_ws(p, 0), nullptr));
   /* backward inputs */
   lrnn_mimo_params q = p;
   q.y = dev_copy(dy.raw.data(), dy.raw.size());
@@ -300,7 +313,8 @@ void bench(lrnn_dtype t, int64_t B, int64_t L, int64_t P, int64_t H, double base
   CK(cudaMalloc(&ws0, b0));
   CK(cudaMalloc(&ws1, b1));
   if (once) {   /* one call of each stage, for a profiler */
-    ST(lrnn_mimo_in_fwd_cuda(&p, nullptr));
+    ST(lrnn_mimo_in_fwd_cuda(&p, fwd_ws(p, 1), nullptr));
+    ST(lrnn_mimo_out_fwd_cuda(&p, fwd_ws(p, 0), nullptr));
     ST(lrnn_mimo_out_bwd_cuda(&q, ws0, nullptr));
     ST(lrnn_mimo_in_bwd_cuda(&r, ws1, nullptr));
     CK(cudaDeviceSynchronize());
@@ -313,8 +327,8 @@ void bench(lrnn_dtype t, int64_t B, int64_t L, int64_t P, int64_t H, double base
     return;
   }
   struct Stage { const char* name; double mac, ms; } st[4] = {
-      {"in_fwd", in_mac, median_ms([&] { ST(lrnn_mimo_in_fwd_cuda(&p, nullptr)); })},
-      {"out_fwd", out_mac, median_ms([&] { ST(lrnn_mimo_out_fwd_cuda(&p, nullptr)); })},
+      {"in_fwd", in_mac, median_ms([&] { ST(lrnn_mimo_in_fwd_cuda(&p, fwd_ws(p, 1), nullptr)); })},
+      {"out_fwd", out_mac, median_ms([&] { ST(lrnn_mimo_out_fwd_cuda(&p, fwd_ws(p, 0), nullptr)); })},
       {"out_bwd", 2 * out_mac, median_ms([&] { ST(lrnn_mimo_out_bwd_cuda(&q, ws0, nullptr)); })},
       {"in_bwd", 2 * in_mac, median_ms([&] { ST(lrnn_mimo_in_bwd_cuda(&r, ws1, nullptr)); })}};
   printf("%-8s (%lld,%lld,%lld,%lld):", name(t), (long long)B, (long long)L, (long long)P, (long long)H);
@@ -331,7 +345,7 @@ void bench(lrnn_dtype t, int64_t B, int64_t L, int64_t P, int64_t H, double base
 
 int main(int argc, char** argv) {
   /* no argument: checks and all timings; "check": checks only; "f32": float32 timings only;
-   * "prof": one in_fwd, out_bwd, in_bwd at the second shape, for ncu */
+   * "prof": one in_fwd, out_fwd, out_bwd, in_bwd at the second shape, for ncu */
   const char* what = argc > 1 ? argv[1] : "all";
   const bool all = strcmp(what, "all") == 0;
   bool ok = true;

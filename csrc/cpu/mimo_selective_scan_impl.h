@@ -112,6 +112,17 @@ static void MFN(mimo_grad_rows)(ACC *row, ACC *db, ACC gre, ACC gim, const T *u,
   }
 }
 
+/* The backward stages' weight- and bias-gradient partials of `slice` (nw and nb entries), zeroed;
+ * *db is NULL without a bias. */
+static ACC *MFN(mimo_partials)(const lrnn_mimo_params *p, int64_t slice, int64_t nw, int64_t nb, ACC **db) {
+  ACC *dw = (ACC *)p->dw + slice * nw;
+  *db = p->db ? (ACC *)p->db + slice * nb : NULL;
+  for (int64_t e = 0; e < nw; ++e) dw[e] = 0;
+  if (*db)
+    for (int64_t e = 0; e < nb; ++e) (*db)[e] = 0;
+  return dw;
+}
+
 /* Backward of the out stage: gh = sum_o dy[o] conj(C[o, :]), du = sum wc gC (overwritten),
  * dwc / dbc partials += gC (x) u with gC[o, p] = dy[o] conj(h[p]). */
 static void MFN(mimo_out_bwd)(const lrnn_mimo_params *p, int64_t begin, int64_t end, int64_t slice) {
@@ -123,11 +134,8 @@ static void MFN(mimo_out_bwd)(const lrnn_mimo_params *p, int64_t begin, int64_t 
   const CX *hsb = (const CX *)p->hs;
   CX *ghb = (CX *)p->h;
   T *dub = (T *)p->du;
-  ACC *dw = (ACC *)p->dw + slice * nw;
-  ACC *db = p->db ? (ACC *)p->db + slice * nb : NULL;
-  for (int64_t e = 0; e < nw; ++e) dw[e] = 0;
-  if (db)
-    for (int64_t e = 0; e < nb; ++e) db[e] = 0;
+  ACC *db;
+  ACC *dw = MFN(mimo_partials)(p, slice, nw, nb, &db);
   for (int64_t k = begin; k < end; ++k) {
     const int64_t b = k / L, t = k % L;
     const T *u = ub + b * p->u_stride[0] + t * p->u_stride[1];
@@ -187,11 +195,8 @@ static void MFN(mimo_in_bwd)(const lrnn_mimo_params *p, int64_t begin, int64_t e
   const ACC *wb = (const ACC *)p->wb, *bb = (const ACC *)p->bb;
   const CX *dvb = (const CX *)p->v;
   T *dub = (T *)p->du;
-  ACC *dw = (ACC *)p->dw + slice * nw;
-  ACC *db = p->db ? (ACC *)p->db + slice * nb : NULL;
-  for (int64_t e = 0; e < nw; ++e) dw[e] = 0;
-  if (db)
-    for (int64_t e = 0; e < nb; ++e) db[e] = 0;
+  ACC *db;
+  ACC *dw = MFN(mimo_partials)(p, slice, nw, nb, &db);
   for (int64_t k = begin; k < end; ++k) {
     const int64_t b = k / L, t = k % L;
     const T *u = ub + b * p->u_stride[0] + t * p->u_stride[1];

@@ -8,6 +8,7 @@
 #include <cuda_runtime.h>
 #include <stdint.h>
 
+#include "dtype_convert.cuh"
 #include "lrnn/selective_scan.h"
 #include "selective_scan_launch.h"
 
@@ -17,17 +18,8 @@ namespace {  // internal to each dtype translation unit
 constexpr int kChunk = LRNN_SELECTIVE_SCAN_CHUNK;
 constexpr float kLog2e = 1.4426950408889634f;
 
-__device__ __forceinline__ float to_f(float x) { return x; }
-__device__ __forceinline__ float to_f(__nv_bfloat16 x) { return __bfloat162float(x); }
-__device__ __forceinline__ float to_f(__half x) { return __half2float(x); }
-template <typename T>
-__device__ __forceinline__ T from_f(float x);
-template <>
-__device__ __forceinline__ float from_f<float>(float x) { return x; }
-template <>
-__device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float x) { return __float2bfloat16(x); }
-template <>
-__device__ __forceinline__ __half from_f<__half>(float x) { return __float2half(x); }
+using lrnn_cuda::from_f;
+using lrnn_cuda::to_f;
 
 // softplus(x) = log(1 + e^x), x for x > 20 (as torch and mamba), with 2 MUFU and ~10 other
 // instructions instead of log1pf's ~40 (evaluated once per (row, step): 1/N of the per-element

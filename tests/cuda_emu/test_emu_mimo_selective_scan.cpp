@@ -3,7 +3,8 @@
 // naive double loops written here from the formulas of lrnn/mimo_selective_scan.h: in_fwd (v),
 // out_fwd (y), out_bwd (gh, du, dwc, dbc), in_bwd (du +=, dwb, dbb). Random inputs; f32 / bf16 /
 // f16; odd sizes around the 128-row and 32 / 64-column tiles and the 16-wide chunks, L = 1,
-// several token slices of the weight gradients, with and without biases; every tensor strided
+// several token slices of the weight gradients, with and without biases, the kernels' variants
+// for wide X (O > 144) and wide u (H > 294); every tensor strided
 // (time-major, spaced last axes, permuted weights). Outputs are poisoned with NaN first; in the
 // case with several token slices the backward runs twice and must give bitwise equal results.
 // Kept small: the emulation starts one thread per CUDA thread, and the blocks of a launch run
@@ -191,7 +192,8 @@ void run_case(const Case &c) {
 
   // ---- in_fwd: v[p] = sum_j B[p, j] u[j]
   p.v = v.ptr(); strides(v, p.v_stride);
-  if (lrnn_mimo_in_fwd_cuda(&p, nullptr) != LRNN_OK) { ++failures; std::printf("FAIL in_fwd status %s\n", tag.c_str()); return; }
+  std::vector<unsigned char> fws_in((size_t)lrnn_mimo_fwd_workspace_bytes_cuda(&p, 1) + 1, 0xff);
+  if (lrnn_mimo_in_fwd_cuda(&p, fws_in.data(), nullptr) != LRNN_OK) { ++failures; std::printf("FAIL in_fwd status %s\n", tag.c_str()); return; }
   compare(tag, "v", v, [&](const std::vector<int64_t> &x) {
     double re = 0, im = 0;
     for (int64_t j = 0; j < H; ++j) {
@@ -204,7 +206,8 @@ void run_case(const Case &c) {
   // ---- out_fwd: y[o] = Re sum_p C[o, p] h[p]
   p.h = h.ptr(); strides(h, p.h_stride);
   p.y = y.ptr(); strides(y, p.y_stride);
-  if (lrnn_mimo_out_fwd_cuda(&p, nullptr) != LRNN_OK) { ++failures; std::printf("FAIL out_fwd status %s\n", tag.c_str()); return; }
+  std::vector<unsigned char> fws_out((size_t)lrnn_mimo_fwd_workspace_bytes_cuda(&p, 0) + 1, 0xff);
+  if (lrnn_mimo_out_fwd_cuda(&p, fws_out.data(), nullptr) != LRNN_OK) { ++failures; std::printf("FAIL out_fwd status %s\n", tag.c_str()); return; }
   compare(tag, "y", y, [&](const std::vector<int64_t> &x) {
     double s = 0;
     for (int64_t pp = 0; pp < P; ++pp) {
@@ -335,6 +338,8 @@ int main(int argc, char **argv) {
       {BF, 2, 9, 3, 17, 1, true, 0, true},           // 2P = 34: 64-wide column tiles
       {HF, 1, 5, 5, 1, 129, false, 2, true},         // O = 129: three 64-wide column tiles
       {F, 3, 1, 8, 8, 8, true, 1, false},            // powers of two, L = 1
+      {HF, 1, 20, 5, 2, 150, true, 1, false},        // O = 150: out_bwd without X in shared memory
+      {F, 1, 3, 300, 1, 2, true, 2, false},          // H = 300: the forward stages without the panel (fwd2)
   };
   for (int k = 0; k < extra; ++k) {
     const lrnn_dtype d = k % 3 == 0 ? F : k % 3 == 1 ? BF : HF;

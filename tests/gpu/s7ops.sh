@@ -28,40 +28,7 @@ BENCH_RC=$?
 echo "=== s7ops: S7 layer fused vs materialized (rc=$BENCH_RC)"
 tail -n 9 "$OUT/s7ops_bench.log" | cut -c1-200
 
-timeout 12 python3 - > "$OUT/s7ops_prof.log" 2>&1 <<'PYEOF'
-import torch
-from torch.profiler import ProfilerActivity, profile
-
-import lrnn
-
-for B, L, P, H in ((8, 16384, 16, 64), (8, 4096, 64, 128)):
-    g = torch.Generator(device="cpu").manual_seed(0)
-    dev = "cuda"
-    u = torch.randn(B, L, H, generator=g).to(dev).requires_grad_()
-    lam = torch.complex(-0.05 - torch.rand(P, generator=g), torch.randn(P, generator=g)).to(dev).requires_grad_()
-    delta = (0.01 + torch.rand(B, L, P, generator=g)).to(dev).requires_grad_()
-    dt = torch.rand(B, L, generator=g).to(dev)
-    wb = (torch.randn(P, H, 2, H, generator=g) / H ** 0.5).to(dev).requires_grad_()
-    bb = torch.zeros(P, H, 2).to(dev).requires_grad_()
-    wc = (torch.randn(H, P, 2, H, generator=g) / H ** 0.5).to(dev).requires_grad_()
-    bc = torch.zeros(H, P, 2).to(dev).requires_grad_()
-    ins = (u, lam, delta, wb, bb, wc, bc)
-
-    def step():
-        y, _ = lrnn.mimo_selective_scan(u, lam, delta, dt, wb, bb, wc, bc)
-        torch.autograd.grad(y.sum(), ins)
-
-    step()
-    torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        for _ in range(3):
-            step()
-        torch.cuda.synchronize()
-    print(f"--- op fwd+bwd x3 at (B, L, P, H) = ({B}, {L}, {P}, {H}): CUDA time per kernel")
-    rows = sorted(prof.key_averages(), key=lambda e: -e.device_time_total)[:7]
-    for e in rows:
-        print(f"{e.key[:60]:<60} calls {e.count:>3}  total {e.device_time_total / 3e3:8.3f} ms/iter")
-PYEOF
+timeout 12 python3 benchmarks/profile_mimo.py > "$OUT/s7ops_prof.log" 2>&1
 PROF_RC=$?
 echo "=== s7ops: kernel time breakdown (rc=$PROF_RC)"
 grep -vE "^\s*$|Warning|warn" "$OUT/s7ops_prof.log" | tail -n 16 | cut -c1-160

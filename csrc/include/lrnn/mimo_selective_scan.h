@@ -68,12 +68,14 @@ lrnn_status lrnn_mimo_in_bwd_cpu(const lrnn_mimo_params *p, int64_t token_begin,
 lrnn_status lrnn_mimo_reduce_cpu(void *out, const void *partials, int64_t slices, int64_t n, lrnn_dtype acc_dtype,
                                  int64_t begin, int64_t end);
 
-/* CUDA: each stage over all tokens on `stream` (a cudaStream_t), asynchronously; the weight
- * gradients come out reduced in dw[0..n) / db[0..n) using a device workspace of the given size.
+/* CUDA: each stage over all tokens on `stream` (a cudaStream_t), asynchronously, using a device
+ * workspace of the given size (the stage's weights re-laid out; NULL allowed when the size is 0);
+ * the weight gradients come out reduced in dw[0..n) / db[0..n).
  * Supported on CUDA: F32, BF16, F16 with C64. Bitwise reproducible. */
+int64_t lrnn_mimo_fwd_workspace_bytes_cuda(const lrnn_mimo_params *p, int stage_in);
 int64_t lrnn_mimo_bwd_workspace_bytes_cuda(const lrnn_mimo_params *p, int stage_in);
-lrnn_status lrnn_mimo_in_fwd_cuda(const lrnn_mimo_params *p, void *stream);
-lrnn_status lrnn_mimo_out_fwd_cuda(const lrnn_mimo_params *p, void *stream);
+lrnn_status lrnn_mimo_in_fwd_cuda(const lrnn_mimo_params *p, void *workspace, void *stream);
+lrnn_status lrnn_mimo_out_fwd_cuda(const lrnn_mimo_params *p, void *workspace, void *stream);
 lrnn_status lrnn_mimo_out_bwd_cuda(const lrnn_mimo_params *p, void *workspace, void *stream);
 lrnn_status lrnn_mimo_in_bwd_cuda(const lrnn_mimo_params *p, void *workspace, void *stream);
 
